@@ -1,0 +1,5 @@
+"""``python -m reconciler`` is ``dsr``."""
+
+from reconciler.cli import main
+
+main()

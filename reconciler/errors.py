@@ -1,0 +1,61 @@
+"""The errors dsr raises, and the one shape every user-facing spec problem takes.
+
+The tree::
+
+    DsrError                    root: everything dsr raises on purpose
+    ├── SpecError               one or more spec problems (file, line, spec path, message)
+    ├── PolicyError             the admin policy file is unreadable or invalid
+    ├── EngineError             the Docker engine failed or could not be reached
+    └── PlanError               a plan cannot be used
+        └── StalePlanError      a saved plan no longer matches the live engine
+
+Commands catch ``DsrError`` at the top, print it and exit 1; anything else is a bug and
+keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, order=True)
+class SpecIssue:
+    """One problem in a spec file, printed as ``FILE:LINE: spec.path: message``."""
+
+    file: str
+    line: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}"
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class DsrError(Exception):
+    """Root of every error dsr raises on purpose; its text is meant for the user."""
+
+
+class SpecError(DsrError):
+    """A spec set is invalid. Holds every issue found, sorted by file, line and path."""
+
+    def __init__(self, issues: Iterable[SpecIssue]) -> None:
+        self.issues: tuple[SpecIssue, ...] = tuple(sorted(set(issues)))
+        super().__init__("\n".join(str(i) for i in self.issues))
+
+
+class PolicyError(DsrError):
+    """The admin policy file (``--policy``) cannot be read or is invalid."""
+
+
+class EngineError(DsrError):
+    """The Docker engine answered with an error or could not be reached."""
+
+
+class PlanError(DsrError):
+    """A plan (usually a saved plan file) cannot be used."""
+
+
+class StalePlanError(PlanError):
+    """A saved plan was made against live state that has changed since."""

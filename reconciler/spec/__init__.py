@@ -1,0 +1,35 @@
+"""Spec files in, a checked and merged ``Desired`` state out."""
+
+from reconciler.spec.desired import Desired, Origin
+from reconciler.spec.load import describe_counts, find_spec_files, load_spec
+from reconciler.spec.models import (
+    Backup,
+    Container,
+    Image,
+    Keep,
+    Mount,
+    SpecFile,
+    Volume,
+    VolumeContainer,
+    VolumesFrom,
+)
+from reconciler.spec.policy import Policy, load_policy
+
+__all__ = [
+    "Backup",
+    "Container",
+    "Desired",
+    "Image",
+    "Keep",
+    "Mount",
+    "Origin",
+    "Policy",
+    "SpecFile",
+    "Volume",
+    "VolumeContainer",
+    "VolumesFrom",
+    "describe_counts",
+    "find_spec_files",
+    "load_policy",
+    "load_spec",
+]

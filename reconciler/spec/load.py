@@ -1,0 +1,228 @@
+"""Spec files in, one ``Desired`` state out, or a ``SpecError`` listing every problem.
+
+``load_spec(PATH)`` finds the files (a file, or ``*.yaml``/``*.yml`` below a folder, sorted),
+reads each with line numbers, checks it against the models, then checks the set as a
+whole (``resolve``). Nothing here touches Docker or writes to the host.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from reconciler.errors import SpecError, SpecIssue
+from reconciler.spec.desired import Desired, FileSpec
+from reconciler.spec.models import DOCKER_NAME, IMAGE_KEY, SECTIONS, SpecFile
+from reconciler.spec.policy import Policy
+from reconciler.spec.resolve import resolve
+from reconciler.spec.yamlload import Document, Loc, format_loc, load_yaml
+
+_SUFFIXES = (".yaml", ".yml")
+
+
+def find_spec_files(path: str) -> list[str]:
+    """The spec files ``path`` names: itself, or every YAML file below it, sorted."""
+    if os.path.isdir(path):
+        found: list[str] = []
+        for root, dirs, files in os.walk(path):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            found.extend(os.path.join(root, f) for f in files if f.endswith(_SUFFIXES))
+        return sorted(found)
+    return [path]
+
+
+def load_spec(
+    path: str,
+    *,
+    project: str | None = None,
+    policy: Policy | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Desired:
+    """Load, check and merge a spec set; raise ``SpecError`` with every problem found."""
+    files = find_spec_files(path)
+    if not files:
+        raise SpecError([SpecIssue(path, 1, "", "no *.yaml or *.yml spec files found here")])
+    issues: list[SpecIssue] = []
+    parsed: list[FileSpec] = []
+    for file in files:
+        spec, problems = load_file(file, env)
+        issues.extend(problems)
+        if spec is not None:
+            parsed.append(spec)
+    desired, problems = resolve(parsed, path, project, policy or Policy())
+    issues.extend(problems)
+    if issues:
+        raise SpecError(issues)
+    return desired
+
+
+def load_file(
+    file: str, env: Mapping[str, str] | None = None
+) -> tuple[FileSpec | None, list[SpecIssue]]:
+    """One file checked on its own: its model (when it has one) and its problems."""
+    try:
+        with open(file, "rb") as handle:
+            text = handle.read().decode("utf-8")
+    except FileNotFoundError:
+        return None, [SpecIssue(file, 1, "", "no such file or directory")]
+    except (OSError, UnicodeDecodeError) as err:
+        return None, [SpecIssue(file, 1, "", f"cannot read the file: {err}")]
+    doc = load_yaml(text, file, env)
+    if doc.data is None:
+        if doc.issues:  # a syntax error: nothing more can be read from this file
+            return None, doc.issues
+        return None, [
+            SpecIssue(file, 1, "", "the file is empty; a spec file starts with 'version: 1'")
+        ]
+    if not isinstance(doc.data, dict):
+        return None, [
+            SpecIssue(file, 1, "", "a spec file must be a mapping that starts with 'version: 1'")
+        ]
+    data = {k: v for k, v in doc.data.items() if not k.startswith("x-")}
+    context = {"base_dir": os.path.dirname(os.path.abspath(file))}
+    issues = list(doc.issues)
+    broken: set[tuple[str, str]] = set()
+    try:
+        model = SpecFile.model_validate(data, context=context)
+    except ValidationError as err:
+        errors = err.errors(include_url=False)
+        issues.extend(_issue(doc, e) for e in errors)
+        # Set the broken resources aside and check the rest, so that one bad entry
+        # does not hide the reference and path problems of all the others.
+        broken = {(str(e["loc"][0]), str(e["loc"][1])) for e in errors if _in_section(e["loc"])}
+        if not all(_in_section(e["loc"]) for e in errors):
+            return None, issues
+        for section, key in broken:
+            data[section] = {k: v for k, v in data[section].items() if k != key}
+        try:
+            model = SpecFile.model_validate(data, context=context)
+        except ValidationError:
+            return None, issues
+    spec = FileSpec(file=file, model=model, lines=doc.lines, broken=frozenset(broken))
+    return spec, issues
+
+
+def _in_section(loc: tuple[Any, ...]) -> bool:
+    """The error lies inside one resource of a section (not in the file's top level)."""
+    return len(loc) >= 2 and loc[0] in SECTIONS and loc[1] != "[key]"
+
+
+def _issue(doc: Document, error: Any) -> SpecIssue:
+    loc: Loc = tuple(error["loc"])
+    kind: str = error["type"]
+    value = error.get("input")
+    ctx = error.get("ctx") or {}
+    if kind == "missing":
+        return doc.issue(loc[:-1], f"required key '{loc[-1]}' is missing")
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        hint = _suggest(key, _fields_at(loc[:-1]))
+        issue = doc.issue(loc[:-1], f"unknown key '{key}'{hint}")
+        return SpecIssue(issue.file, doc.line_of(loc), issue.path, issue.message)
+    if loc and loc[-1] == "[key]":
+        return doc.issue(loc[:-1], _bad_name(loc, value))
+    if kind == "value_error":
+        return doc.issue(loc, str(ctx.get("error", error["msg"])))
+    if kind == "literal_error":
+        return doc.issue(loc, f"must be {ctx.get('expected')}, not {_describe(value)}")
+    if kind == "string_pattern_mismatch" and loc == ("project",):
+        return doc.issue(
+            loc, f"'{value}' is not a valid project name (lower-case letters, digits, '_' and '-')"
+        )
+    if kind in _EXPECTED:
+        return doc.issue(loc, f"expected {_EXPECTED[kind]}, got {_describe(value)}")
+    return doc.issue(loc, str(error["msg"]))
+
+
+_EXPECTED = {
+    "string_type": "text",
+    "int_type": "a whole number",
+    "int_parsing": "a whole number",
+    "int_from_float": "a whole number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "dict_type": "a mapping",
+    "list_type": "a list",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+}
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, int | float):
+        return f"a number ({value})"
+    if isinstance(value, str):
+        return f"'{value}'"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return repr(value)
+
+
+def _bad_name(loc: Loc, value: Any) -> str:
+    section = loc[0] if loc else ""
+    if section == "images":
+        return f"'{value}' is not a valid image key (lower case; must match {IMAGE_KEY})"
+    return f"'{value}' is not a valid Docker name (must match {DOCKER_NAME})"
+
+
+def _suggest(key: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean '{close[0]}'?"
+    return f"; valid keys: {', '.join(valid)}" if valid else ""
+
+
+def _fields_at(loc: Loc) -> list[str]:
+    """The valid keys of the model found by following ``loc`` from ``SpecFile``."""
+    current: Any = SpecFile
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            if field is None:
+                return []
+            current = field.annotation
+        elif typing.get_origin(current) in (dict, list):
+            current = typing.get_args(current)[-1]
+        else:
+            return []
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _unwrap(tp: Any) -> Any:
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is typing.Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            tp = args[0]
+        else:
+            return tp
+
+
+def describe_counts(desired: Desired) -> str:
+    """``2 volumes, 1 image, ...`` for the one line ``dsr validate`` prints on success."""
+    parts = []
+    for label, count in desired.counts().items():
+        parts.append(f"{count} {label}{'' if count == 1 else 's'}")
+    files = len(desired.files)
+    return f"{files} file{'s' if files != 1 else ''}: " + ", ".join(parts)
+
+
+__all__ = ["describe_counts", "find_spec_files", "format_loc", "load_file", "load_spec"]

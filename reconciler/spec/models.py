@@ -1,0 +1,371 @@
+"""The spec format as frozen pydantic models: one ``SpecFile`` per YAML file.
+
+Models check shape and values only; whether references resolve and host paths exist is
+``resolve``'s job, because it needs every file of the set. Relative host paths are made
+absolute here, against the directory of the file they are written in (the ``base_dir``
+of the validation context).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from reconciler.spec.mounts import is_host_path, parse_short
+
+# Docker's own rule for container and volume names: [a-zA-Z0-9][a-zA-Z0-9_.-]+
+DOCKER_NAME = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$"
+# Image keys become part of an image repository name, which must be lower case.
+IMAGE_KEY = r"^[a-z0-9][a-z0-9_.-]*$"
+PROJECT_NAME = r"^[a-z0-9][a-z0-9_-]*$"
+_DURATION = re.compile(r"^(\d+[ymdh])+$")
+_RESTART = re.compile(r"^(no|always|unless-stopped|on-failure(:\d+)?)$")
+_PORT = re.compile(
+    r"^(?:(?:(?P<ip>[0-9.]+|\[[0-9a-fA-F:]+\]):)?(?P<host>\d+(?:-\d+)?)?:)?"
+    r"(?P<container>\d+(?:-\d+)?)(?:/(?P<proto>tcp|udp|sctp))?$"
+)
+RESERVED_LABEL_PREFIX = "dsr."
+
+VolumeName = Annotated[str, StringConstraints(pattern=DOCKER_NAME)]
+ContainerName = Annotated[str, StringConstraints(pattern=DOCKER_NAME)]
+ImageKey = Annotated[str, StringConstraints(pattern=IMAGE_KEY)]
+BackupName = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")]
+Count = Annotated[int, Field(ge=-1, description="how many to keep; -1 keeps all")]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+def host_path(value: str, info: ValidationInfo) -> str:
+    """Absolute, normalized host path: ``~`` expanded, relative to the spec file's folder."""
+    path = os.path.expanduser(value)
+    if path.startswith("~"):
+        raise ValueError(f"cannot expand '{value}': no such user")
+    base = (info.context or {}).get("base_dir")
+    if not os.path.isabs(path):
+        if base is None:
+            return value  # no file to resolve against (schema generation, bare models)
+        path = os.path.join(base, path)
+    return os.path.normpath(path)
+
+
+def _labels(value: dict[str, str]) -> dict[str, str]:
+    reserved = sorted(k for k in value if k.startswith(RESERVED_LABEL_PREFIX))
+    if reserved:
+        raise ValueError(f"label '{reserved[0]}' uses the prefix 'dsr.', which dsr reserves")
+    return value
+
+
+def _absolute_target(value: str) -> str:
+    if not value.startswith("/"):
+        raise ValueError(f"'{value}' is not an absolute path in the container")
+    if os.path.normpath(value) == "/":
+        raise ValueError("a mount cannot replace the container's root '/'")
+    return os.path.normpath(value)
+
+
+class Volume(_Model):
+    """A Docker named volume; its key in ``volumes`` is its name."""
+
+    driver: str = "local"
+    driver_opts: dict[str, str] = {}
+    labels: dict[str, str] = {}
+    external: bool = Field(
+        False, description="must exist; dsr never creates, changes or removes it"
+    )
+    reclaim: Literal["retain", "delete", "backup-then-delete"] = Field(
+        "retain", description="what happens to the data when the volume leaves the spec"
+    )
+    on_change: Literal["block", "migrate", "recreate"] = Field(
+        "block", description="what happens when driver, driver_opts or labels change"
+    )
+
+    _check_labels = field_validator("labels")(_labels)
+
+
+class Image(_Model):
+    """A data-packed image: files of ``context`` copied to ``path``, declared as a VOLUME."""
+
+    context: str = Field(description="a folder, relative to this file")
+    path: str = Field(description="absolute path in the image where the files land")
+    base: str = "scratch"
+
+    _check_context = field_validator("context")(host_path)
+    _check_path = field_validator("path")(_absolute_target)
+
+
+class Mount(_Model):
+    """One mount: the long form, or the ``docker -v`` short form read into it."""
+
+    type: Literal["bind", "volume", "tmpfs"]
+    source: str | None = Field(None, description="host path (bind) or a key of volumes (volume)")
+    target: str
+    read_only: bool = False
+    create: bool = Field(False, description="bind only: create a missing host directory")
+    propagation: Literal["private", "rprivate", "shared", "rshared", "slave", "rslave"] | None = (
+        None
+    )
+    selinux: Literal["z", "Z"] | None = None
+    nocopy: bool = Field(False, description="volume only: do not copy image data into it")
+    tmpfs_size: int | None = Field(None, ge=1, description="tmpfs only: size in bytes")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, value: Any) -> Any:
+        return parse_short(value) if isinstance(value, str) else value
+
+    _check_target = field_validator("target")(_absolute_target)
+
+    @field_validator("source")
+    @classmethod
+    def _resolve_bind(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value and info.data.get("type") == "bind":
+            return host_path(value, info)
+        return value
+
+    @model_validator(mode="after")
+    def _fits_type(self) -> Mount:
+        kind = self.type
+        if kind == "bind" and not self.source:
+            raise ValueError("a bind mount needs a source (a host path)")
+        if kind == "tmpfs" and self.source:
+            raise ValueError("a tmpfs mount has no source")
+        if kind == "volume" and self.source and is_host_path(self.source):
+            raise ValueError(f"'{self.source}' is a host path: use type: bind")
+        for name, applies in (
+            ("create", "bind"),
+            ("propagation", "bind"),
+            ("nocopy", "volume"),
+            ("tmpfs_size", "tmpfs"),
+        ):
+            if getattr(self, name) not in (None, False) and kind != applies:
+                raise ValueError(f"'{name}' applies to {applies} mounts only")
+        return self
+
+    @property
+    def anonymous(self) -> bool:
+        """A volume mount with no source: a managed volume Docker names."""
+        return self.type == "volume" and not self.source
+
+
+class VolumesFrom(_Model):
+    """``name`` or ``name:ro`` / ``name:rw``, as ``docker --volumes-from`` reads it."""
+
+    name: ContainerName
+    read_only: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        name, sep, mode = value.partition(":")
+        if sep and mode not in ("ro", "rw"):
+            raise ValueError(f"'{value}': the mode after ':' must be 'ro' or 'rw'")
+        return {"name": name, "read_only": {"ro": True, "rw": False}.get(mode)}
+
+
+def _unique_targets(mounts: list[Mount]) -> list[Mount]:
+    seen: set[str] = set()
+    for mount in mounts:
+        if mount.target in seen:
+            raise ValueError(f"two mounts have the target {mount.target}")
+        seen.add(mount.target)
+    return mounts
+
+
+class VolumeContainer(_Model):
+    """A container that is created and never started; others use it through volumes_from."""
+
+    image: str | None = Field(None, description="a key of images, or any image reference")
+    mounts: list[Mount] = []
+    labels: dict[str, str] = {}
+
+    _check_labels = field_validator("labels")(_labels)
+    _check_mounts = field_validator("mounts")(_unique_targets)
+
+
+class Container(_Model):
+    """A container that uses the storage."""
+
+    image: str = Field(description="a key of images, or any image reference")
+    command: list[str] | None = None
+    entrypoint: list[str] | None = None
+    env: dict[str, str] = {}
+    ports: list[str] = []
+    restart: str = "no"
+    labels: dict[str, str] = {}
+    working_dir: str | None = None
+    user: str | None = None
+    state: Literal["running", "created"] = "running"
+    mounts: list[Mount] = []
+    volumes_from: list[VolumesFrom] = []
+
+    _check_labels = field_validator("labels")(_labels)
+    _check_mounts = field_validator("mounts")(_unique_targets)
+
+    @field_validator("command", "entrypoint", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        # A plain string runs through a shell, as in a Dockerfile's shell form.
+        return ["/bin/sh", "-c", value] if isinstance(value, str) else value
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            pairs = {}
+            for item in value:
+                if not isinstance(item, str) or "=" not in item:
+                    raise ValueError(f"env item {item!r} is not KEY=VALUE")
+                key, _, val = item.partition("=")
+                pairs[key] = val
+            return pairs
+        if isinstance(value, dict):
+            return {k: _scalar_text(v) for k, v in value.items()}
+        return value
+
+    @field_validator("ports")
+    @classmethod
+    def _ports(cls, value: list[str]) -> list[str]:
+        for port in value:
+            if not _PORT.match(port):
+                raise ValueError(f"'{port}' is not [IP:][HOST_PORT:]CONTAINER_PORT[/PROTOCOL]")
+        return value
+
+    @field_validator("restart")
+    @classmethod
+    def _restart(cls, value: str) -> str:
+        if not _RESTART.match(value):
+            raise ValueError(f"'{value}': expected no, always, unless-stopped or on-failure[:N]")
+        return value
+
+    @field_validator("volumes_from")
+    @classmethod
+    def _unique_sources(cls, value: list[VolumesFrom]) -> list[VolumesFrom]:
+        names = [v.name for v in value]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"'{name}' is listed twice")
+        return value
+
+
+def _scalar_text(value: Any) -> Any:
+    # YAML reads `DEBUG: true` and `PORT: 80` as bool and int; env values are text.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+class Keep(_Model):
+    """Retention rules, with restic's ``forget --keep-*`` meaning."""
+
+    last: Count | None = None
+    hourly: Count | None = None
+    daily: Count | None = None
+    weekly: Count | None = None
+    monthly: Count | None = None
+    yearly: Count | None = None
+    within: str | None = None
+    within_hourly: str | None = None
+    within_daily: str | None = None
+    within_weekly: str | None = None
+    within_monthly: str | None = None
+    within_yearly: str | None = None
+
+    @field_validator(
+        "within",
+        "within_hourly",
+        "within_daily",
+        "within_weekly",
+        "within_monthly",
+        "within_yearly",
+    )
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None and not _DURATION.match(value):
+            raise ValueError(
+                f"'{value}' is not a duration like 1y2m3d4h (years, months, days, hours)"
+            )
+        return value
+
+
+class Backup(_Model):
+    """Scheduled backups of volumes and host folders, with keep rules."""
+
+    volumes: list[VolumeName] = []
+    paths: list[str] = Field([], description="host folders to back up")
+    schedule: str | None = Field(None, description="cron expression; the daemon acts on it")
+    keep: Keep = Keep()
+    destination: str | None = None
+    quiesce: bool = False
+
+    @field_validator("paths")
+    @classmethod
+    def _paths(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        return [host_path(path, info) for path in value]
+
+    @field_validator("destination")
+    @classmethod
+    def _destination(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else host_path(value, info)
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str | None) -> str | None:
+        if value is not None:
+            from croniter import croniter
+
+            if not croniter.is_valid(value):
+                raise ValueError(f"'{value}' is not a valid cron expression")
+        return value
+
+    @model_validator(mode="after")
+    def _has_source(self) -> Backup:
+        if not self.volumes and not self.paths:
+            raise ValueError("a backup needs at least one of volumes or paths")
+        return self
+
+
+class SpecFile(_Model):
+    """One spec file. All files of a spec set merge into one desired state."""
+
+    version: Literal[1]
+    project: Annotated[str, StringConstraints(pattern=PROJECT_NAME)] | None = None
+    volumes: dict[VolumeName, Volume] = {}
+    images: dict[ImageKey, Image] = {}
+    volume_containers: dict[ContainerName, VolumeContainer] = {}
+    containers: dict[ContainerName, Container] = {}
+    backups: dict[BackupName, Backup] = {}
+
+    @field_validator(
+        "volumes", "images", "volume_containers", "containers", "backups", mode="before"
+    )
+    @classmethod
+    def _empty_section(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    @field_validator("volumes", "volume_containers", "containers", mode="before")
+    @classmethod
+    def _empty_entries(cls, value: Any) -> Any:
+        # `data:` with nothing under it means "a volume with every default".
+        if isinstance(value, dict):
+            return {k: ({} if v is None else v) for k, v in value.items()}
+        return value
+
+
+SECTIONS = ("volumes", "images", "volume_containers", "containers", "backups")

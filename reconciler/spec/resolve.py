@@ -1,0 +1,253 @@
+"""Checks that need the whole spec set: one project, unique names, references that resolve,
+no ``volumes_from`` cycles, host paths that exist and that the policy allows.
+
+Only reads the host (``stat``); never writes to it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Iterator
+
+from reconciler.errors import SpecIssue
+from reconciler.spec.desired import Desired, FileSpec, Origin
+from reconciler.spec.models import PROJECT_NAME, Mount
+from reconciler.spec.policy import Policy
+from reconciler.spec.yamlload import Loc
+
+# Which sections share a Docker namespace: a container and a volume container cannot
+# both be called web1.
+_NAMESPACES = {
+    "volumes": "volume",
+    "images": "image",
+    "volume_containers": "container",
+    "containers": "container",
+    "backups": "backup",
+}
+_RESOURCE = {
+    "volumes": "volume",
+    "images": "image",
+    "volume_containers": "volume_container",
+    "containers": "container",
+    "backups": "backup",
+}
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_REFERENCE = re.compile(
+    rf"^(?:(?:[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)+|localhost|[a-zA-Z0-9-]+:[0-9]+|"
+    rf"[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)*:[0-9]+)/)?"
+    rf"{_COMPONENT}(?:/{_COMPONENT})*"
+    r"(?::[\w][\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
+)
+
+
+def is_image_reference(text: str) -> bool:
+    """A reference Docker could pull: ``[registry/]name[:tag][@digest]``."""
+    return bool(_REFERENCE.match(text))
+
+
+def compose_project_name(folder: str) -> str:
+    """A folder's name made into a project name, as compose does."""
+    name = re.sub(r"[^a-z0-9_-]", "", os.path.basename(os.path.abspath(folder)).lower())
+    return name.lstrip("_-") or "default"
+
+
+def resolve(
+    files: list[FileSpec], path: str, project: str | None, policy: Policy
+) -> tuple[Desired, list[SpecIssue]]:
+    """Merge the checked files into one ``Desired`` and list the set's problems."""
+    issues: list[SpecIssue] = []
+    name, problems = _project(files, path, project)
+    issues.extend(problems)
+    merged: dict[str, dict[str, object]] = {section: {} for section in _NAMESPACES}
+    origins: dict[str, Origin] = {}
+    first_seen: dict[tuple[str, str], tuple[FileSpec, Loc]] = {}
+    for spec in files:
+        for section, namespace in _NAMESPACES.items():
+            for key, value in getattr(spec.model, section).items():
+                loc: Loc = (section, key)
+                earlier = first_seen.get((namespace, key))
+                if earlier is not None:
+                    other, other_loc = earlier
+                    where = f"{other.file}:{other.line_of(other_loc)}"
+                    issues.append(spec.issue(loc, f"'{key}' is defined twice: also at {where}"))
+                    issues.append(
+                        other.issue(
+                            other_loc,
+                            f"'{key}' is defined twice: also at {spec.file}:{spec.line_of(loc)}",
+                        )
+                    )
+                    continue
+                first_seen[(namespace, key)] = (spec, loc)
+                merged[section][key] = value
+                origins[f"{_RESOURCE[section]}:{key}"] = Origin(spec.file, spec.line_of(loc))
+    desired = Desired(
+        project=name,
+        volumes=merged["volumes"],  # type: ignore[arg-type]
+        images=merged["images"],  # type: ignore[arg-type]
+        volume_containers=merged["volume_containers"],  # type: ignore[arg-type]
+        containers=merged["containers"],  # type: ignore[arg-type]
+        backups=merged["backups"],  # type: ignore[arg-type]
+        origins=origins,
+        files=tuple(f.file for f in files),
+    )
+    known = {section: set(merged[section]) for section in _NAMESPACES}
+    for spec in files:
+        for section, key in spec.broken:
+            known[section].add(key)
+    for spec in files:
+        issues.extend(_references(spec, known))
+        issues.extend(_host_paths(spec, policy))
+    issues.extend(_cycles(files, desired))
+    return desired, issues
+
+
+def _project(files: list[FileSpec], path: str, option: str | None) -> tuple[str, list[SpecIssue]]:
+    declared = [(f, f.model.project) for f in files if f.model.project]
+    issues = []
+    for spec, value in declared[1:]:
+        first, first_value = declared[0]
+        if value != first_value:
+            issues.append(
+                spec.issue(
+                    ("project",),
+                    f"'{value}' differs from '{first_value}' at {first.file}:"
+                    f"{first.line_of(('project',))}; all files of a spec set must agree",
+                )
+            )
+    if declared:
+        spec, value = declared[0]
+        if option and option != value:
+            issues.append(spec.issue(("project",), f"'{value}' differs from --project {option}"))
+        return str(value), issues
+    if option:
+        if not re.match(PROJECT_NAME, option):
+            issues.append(
+                SpecIssue(path, 1, "", f"--project '{option}' is not a valid project name")
+            )
+        return option, issues
+    folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+    return compose_project_name(folder), issues
+
+
+def _mounts(spec: FileSpec) -> Iterator[tuple[Loc, Mount]]:
+    model = spec.model
+    for section, owners in (
+        ("volume_containers", model.volume_containers),
+        ("containers", model.containers),
+    ):
+        for name, owner in owners.items():
+            for index, mount in enumerate(owner.mounts):
+                yield (section, name, "mounts", index), mount
+
+
+def _missing(kind: str, name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return f"{kind} '{name}' is not defined{hint}"
+
+
+def _references(spec: FileSpec, known: dict[str, set[str]]) -> Iterator[SpecIssue]:
+    model = spec.model
+    volumes = sorted(known["volumes"])
+    for loc, mount in _mounts(spec):
+        if mount.type == "volume" and mount.source and mount.source not in known["volumes"]:
+            yield spec.issue((*loc, "source"), _missing("volume", mount.source, volumes))
+    for section, owners in (
+        ("volume_containers", model.volume_containers),
+        ("containers", model.containers),
+    ):
+        for name, owner in owners.items():
+            image = owner.image
+            if image and image not in known["images"] and not is_image_reference(image):
+                yield spec.issue(
+                    (section, name, "image"),
+                    f"'{image}' is neither a key of images nor a valid image reference",
+                )
+    targets = sorted(known["containers"] | known["volume_containers"])
+    for name, container in model.containers.items():
+        for index, source in enumerate(container.volumes_from):
+            if source.name not in targets:
+                yield spec.issue(
+                    ("containers", name, "volumes_from", index),
+                    _missing("container", source.name, targets),
+                )
+    for name, backup in model.backups.items():
+        for index, volume in enumerate(backup.volumes):
+            if volume not in known["volumes"]:
+                yield spec.issue(
+                    ("backups", name, "volumes", index), _missing("volume", volume, volumes)
+                )
+    for name, volume_spec in model.volumes.items():
+        if volume_spec.external:
+            changed = [
+                key
+                for key in ("driver", "driver_opts", "labels", "reclaim", "on_change")
+                if key in volume_spec.model_fields_set
+            ]
+            if changed:
+                yield spec.issue(
+                    ("volumes", name, changed[0]),
+                    f"'{changed[0]}' has no effect on an external volume, which dsr never "
+                    "creates, changes or removes",
+                )
+
+
+def _host_paths(spec: FileSpec, policy: Policy) -> Iterator[SpecIssue]:
+    for loc, mount in _mounts(spec):
+        if mount.type != "bind" or not mount.source:
+            continue
+        source = mount.source
+        where = (*loc, "source")
+        refused = policy.check(source)
+        if refused:
+            yield spec.issue(where, refused)
+        elif not os.path.lexists(source) and not mount.create:
+            yield spec.issue(
+                where,
+                f"{source} does not exist (a bind source must exist; for a directory, "
+                "'create: true' lets dsr create it)",
+            )
+    for name, image in spec.model.images.items():
+        if not os.path.isdir(image.context):
+            what = "is not a directory" if os.path.exists(image.context) else "does not exist"
+            yield spec.issue(("images", name, "context"), f"{image.context} {what}")
+    for name, backup in spec.model.backups.items():
+        for index, path in enumerate(backup.paths):
+            refused = policy.check(path)
+            if refused:
+                yield spec.issue(("backups", name, "paths", index), refused)
+        if backup.destination:
+            refused = policy.check(backup.destination)
+            if refused:
+                yield spec.issue(("backups", name, "destination"), refused)
+
+
+def _cycles(files: list[FileSpec], desired: Desired) -> Iterator[SpecIssue]:
+    """Each ``volumes_from`` cycle once, found by one depth-first pass (linear time)."""
+    edges = {name: [v.name for v in c.volumes_from] for name, c in desired.containers.items()}
+    where: dict[str, tuple[FileSpec, Loc]] = {}
+    for spec in files:
+        for name in spec.model.containers:
+            where.setdefault(name, (spec, ("containers", name, "volumes_from")))
+    done: set[str] = set()
+    for start in sorted(edges):
+        if start in done:
+            continue
+        stack: list[tuple[str, Iterator[str]]] = [(start, iter(edges[start]))]
+        on_path = [start]
+        while stack:
+            node, targets = stack[-1]
+            target = next(targets, None)
+            if target is None:
+                stack.pop()
+                on_path.pop()
+                done.add(node)
+            elif target in on_path:
+                cycle = [*on_path[on_path.index(target) :], target]
+                spec, loc = where[cycle[0]]
+                yield spec.issue(loc, "volumes_from forms a cycle: " + " -> ".join(cycle))
+            elif target not in done and target in edges:
+                stack.append((target, iter(edges[target])))
+                on_path.append(target)
