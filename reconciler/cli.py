@@ -17,7 +17,14 @@ from typing import Any, TypeVar
 import click
 
 from reconciler import logs
+from reconciler.apply import Outcome, Progress, apply_plan
+from reconciler.engine import Engine
 from reconciler.errors import DsrError, SpecError
+from reconciler.images import image_tag
+from reconciler.plan import plan
+from reconciler.plan.simulate import simulate
+from reconciler.reconcile import check_fresh, compute_plan, names_of, read_saved_plan, save_plan
+from reconciler.render import FORMATS, render, render_json
 from reconciler.spec import Desired, describe_counts, load_policy, load_spec
 from reconciler.spec.schema import spec_schema
 
@@ -111,6 +118,122 @@ def validate(settings: Settings, path: str) -> None:
             click.echo(str(issue))
         sys.exit(1)
     click.echo(f"valid: {describe_counts(desired)} (project {desired.project})")
+
+
+def engine_for(settings: Settings) -> Engine:
+    return Engine(settings.docker_host)
+
+
+def image_tags_for(desired: Desired) -> dict[str, str]:
+    """The tag each data-packed image's content builds (its content hash)."""
+    return {key: image_tag(desired.project, key, spec) for key, spec in desired.images.items()}
+
+
+_FORMAT = click.option(
+    "--format", "fmt", type=click.Choice(FORMATS), default="text", help="Output format."
+)
+
+
+def emit(text: str, out: str | None) -> None:
+    if out:
+        with open(out, "w", encoding="utf-8") as handle:
+            handle.write(click.unstyle(text) + "\n")
+    else:
+        click.echo(text)
+
+
+@cli.command("plan")
+@click.argument("path", type=click.Path())
+@_FORMAT
+@click.option("--out", help="Save the plan to FILE, to apply it later with dsr apply FILE.")
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes.")
+@global_options
+def plan_command(
+    settings: Settings, path: str, fmt: str, out: str | None, detailed_exitcode: bool
+) -> None:
+    """Compare the spec with the live engine and show the changes."""
+    desired = load(settings, path)
+    engine = engine_for(settings)
+    the_plan = compute_plan(engine, desired, image_tags_for(desired))
+    color = fmt == "text" and sys.stdout.isatty() and not out
+    if out:
+        save_plan(out, the_plan, names_of(desired), json.loads(render_json(the_plan)))
+        click.echo(render(the_plan, fmt, color=sys.stdout.isatty()))
+        click.echo(f"\nSaved the plan to {out}; apply it with: dsr apply {out}")
+    else:
+        click.echo(render(the_plan, fmt, color=color))
+    if the_plan.errors:
+        sys.exit(1)
+    if detailed_exitcode and the_plan.changes:
+        sys.exit(2)
+
+
+@cli.command("apply")
+@click.argument("path", type=click.Path())
+@click.option("--workers", type=click.IntRange(1, 32), default=4, help="Changes run at once.")
+@global_options
+def apply_command(settings: Settings, path: str, workers: int) -> None:
+    """Converge the engine to the spec (or to a saved plan). Never asks anything."""
+    engine = engine_for(settings)
+    saved = read_saved_plan(path)
+    if saved is not None:
+        the_plan, names = saved
+        check_fresh(engine, the_plan, names)
+    else:
+        desired = load(settings, path)
+        the_plan = compute_plan(engine, desired, image_tags_for(desired))
+    click.echo(render(the_plan, "text", color=sys.stdout.isatty()))
+    if not the_plan.actionable:
+        sys.exit(1 if the_plan.errors or the_plan.changes else 0)
+    outcomes = apply_plan(engine, the_plan, workers=workers, progress=progress_printer())
+    failed = [o for o in outcomes if o.status != "ok"]
+    blocked = len(the_plan.changes) - len(the_plan.actionable)
+    click.echo(
+        f"\nApplied {len(outcomes) - len(failed)} of {len(outcomes)} changes"
+        + (f"; {len(failed)} failed or skipped" if failed else "")
+        + (f"; {blocked} blocked" if blocked else "")
+        + "."
+    )
+    for outcome in failed:
+        click.echo(f"  {outcome.change.resource}: {outcome.status}: {outcome.error}", err=True)
+    if failed or blocked or the_plan.errors:
+        sys.exit(1)
+
+
+def progress_printer() -> Progress | None:
+    """One line per finished change, on a terminal only."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(outcome: Outcome, done: int, total: int) -> None:
+        mark = {"ok": "ok", "failed": "FAILED", "skipped": "skipped"}[outcome.status]
+        click.echo(
+            f"[{done}/{total}] {outcome.change.action.value} {outcome.change.resource}: {mark}"
+            f" ({outcome.seconds:.1f}s)",
+            err=True,
+        )
+
+    return show
+
+
+@cli.command("diff")
+@click.argument("old_path", type=click.Path())
+@click.argument("new_path", type=click.Path())
+@_FORMAT
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes.")
+@global_options
+def diff_command(
+    settings: Settings, old_path: str, new_path: str, fmt: str, detailed_exitcode: bool
+) -> None:
+    """Offline: the plan from the OLD spec to the NEW one, for pull requests."""
+    old = load(settings, old_path)
+    new = load(settings, new_path)
+    the_plan = plan(new, simulate(old, image_tags_for(old)), image_tags_for(new))
+    click.echo(render(the_plan, fmt, color=fmt == "text" and sys.stdout.isatty()))
+    if the_plan.errors:
+        sys.exit(1)
+    if detailed_exitcode and the_plan.changes:
+        sys.exit(2)
 
 
 @cli.command()

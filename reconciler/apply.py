@@ -1,0 +1,335 @@
+"""The applier: runs a plan's changes against the engine, deciding nothing.
+
+Changes run as soon as what they depend on has succeeded, several at a time; a failed
+change is reported, the changes that depend on it are skipped, independent ones go on.
+"Already so" counts as success, so an interrupted apply is finished by the next one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tarfile
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+import docker.errors
+import docker.types
+import structlog
+
+from reconciler.engine import Engine
+from reconciler.plan.model import Action, Change, ContainerParams, MountParams, Plan
+
+log = structlog.get_logger("dsr.apply")
+
+NEW_SUFFIX = "_dsr_new"
+OLD_SUFFIX = "_dsr_old"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one change went."""
+
+    change: Change
+    status: str  # ok | failed | skipped
+    seconds: float = 0.0
+    error: str = ""
+
+
+Progress = Callable[[Outcome, int, int], None]
+
+
+def apply_plan(
+    engine: Engine, plan: Plan, *, workers: int = 4, progress: Progress | None = None
+) -> list[Outcome]:
+    """Run every actionable change of ``plan``; return how each went, in plan order."""
+    changes = list(plan.actionable)
+    by_resource = {c.resource: c for c in changes}
+    outcomes: dict[str, Outcome] = {}
+    pending = list(changes)
+    running: dict[Future[None], Change] = {}
+    executor = _Executor(engine)
+    pass_id = uuid.uuid4().hex[:12]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        while pending or running:
+            for change in list(pending):
+                deps = [d for d in change.depends_on if d in by_resource]
+                failed = [d for d in deps if d in outcomes and outcomes[d].status != "ok"]
+                if failed:
+                    pending.remove(change)
+                    outcome = Outcome(
+                        change, "skipped", error=f"{', '.join(failed)} did not succeed"
+                    )
+                    _record(outcomes, outcome, pass_id, len(changes), progress)
+                elif all(d in outcomes for d in deps):
+                    pending.remove(change)
+                    running[pool.submit(executor.run, change)] = change
+            if not running:
+                for change in pending:  # only a dependency cycle can leave these waiting
+                    _record(
+                        outcomes,
+                        Outcome(change, "skipped", error="dependency cycle"),
+                        pass_id,
+                        len(changes),
+                        progress,
+                    )
+                pending.clear()
+                continue
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                change = running.pop(future)
+                error = future.exception()
+                outcome = Outcome(
+                    change,
+                    "failed" if error else "ok",
+                    seconds=executor.seconds.get(change.resource, 0.0),
+                    error=_message(error) if error else "",
+                )
+                _record(outcomes, outcome, pass_id, len(changes), progress)
+    return [outcomes[c.resource] for c in changes]
+
+
+def _record(
+    outcomes: dict[str, Outcome],
+    outcome: Outcome,
+    pass_id: str,
+    total: int,
+    progress: Progress | None,
+) -> None:
+    outcomes[outcome.change.resource] = outcome
+    event = log.info if outcome.status == "ok" else log.error
+    event(
+        "change",
+        pass_id=pass_id,
+        resource=outcome.change.resource,
+        action=outcome.change.action.value,
+        outcome=outcome.status,
+        duration_ms=round(outcome.seconds * 1000),
+        **({"error": outcome.error} if outcome.error else {}),
+    )
+    if progress is not None:
+        progress(outcome, len(outcomes), total)
+
+
+def _message(error: BaseException) -> str:
+    if isinstance(error, docker.errors.APIError):
+        return str(error.explanation or error)
+    return str(error) or type(error).__name__
+
+
+class _Executor:
+    """One Docker call (or a short fixed sequence) per action kind."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.api = engine.api
+        self.seconds: dict[str, float] = {}
+
+    def run(self, change: Change) -> None:
+        started = time.monotonic()
+        try:
+            handler = _HANDLERS[(change.kind, change.action)]
+            handler(self, change)
+        finally:
+            self.seconds[change.resource] = time.monotonic() - started
+
+    # -- volumes and images ---------------------------------------------------------------
+    def create_volume(self, change: Change) -> None:
+        params = change.volume
+        assert params is not None
+        self.api.create_volume(
+            name=params.name,
+            driver=params.driver,
+            driver_opts=dict(params.driver_opts),
+            labels=dict(params.labels),
+        )
+
+    def build_empty_image(self, change: Change) -> None:
+        params = change.image
+        assert params is not None
+        repository, tag = params.tag.rsplit(":", 1)
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w"):
+            pass  # an image with no files at all
+        self.api.import_image_from_data(
+            buffer.getvalue(),
+            repository=repository,
+            tag=tag,
+            changes=[f"LABEL {k}={v}" for k, v in sorted(params.labels.items())],
+        )
+
+    # -- containers -------------------------------------------------------------------------
+    def create_container(self, change: Change) -> None:
+        params = change.container
+        assert params is not None
+        new_id = self.create(params, params.name)
+        if params.start:
+            self.api.start(new_id)
+
+    def start_container(self, change: Change) -> None:
+        assert change.target_id is not None
+        self.api.start(change.target_id)
+
+    def delete_container(self, change: Change) -> None:
+        assert change.target_id is not None
+        # v=False: volumes outlive their containers; anonymous ones stay as data.
+        with contextlib.suppress(docker.errors.NotFound):  # already gone is done
+            self.api.remove_container(change.target_id, v=False, force=True)
+
+    def replace_container(self, change: Change) -> None:
+        """Create the new one beside the old; swap names; start; only then drop the old."""
+        params = change.container
+        old = change.target_id
+        assert params is not None and old is not None
+        new_id = self.create(params, params.name + NEW_SUFFIX)
+        was_running = bool(self.api.inspect_container(old)["State"]["Running"])
+        if was_running:
+            self.api.stop(old, timeout=10)
+        self.api.rename(old, params.name + OLD_SUFFIX)
+        self.api.rename(new_id, params.name)
+        if params.start:
+            try:
+                self.api.start(new_id)
+            except docker.errors.APIError:
+                self.api.remove_container(new_id, v=False, force=True)
+                self.api.rename(old, params.name)
+                if was_running:
+                    self.api.start(old)
+                raise
+        self.api.remove_container(old, v=False, force=True)
+
+    def create(self, params: ContainerParams, name: str) -> str:
+        for path in params.make_dirs:
+            os.makedirs(path, exist_ok=True)
+        if params.pull:
+            self.pull(params.image)
+        exposed, bindings = _ports(params.ports)
+        host_config = self.api.create_host_config(
+            mounts=[_mount(m) for m in params.mounts if not m.selinux],
+            binds=[_bind(m) for m in params.mounts if m.selinux] or None,
+            volumes_from=list(params.volumes_from) or None,
+            port_bindings=bindings or None,
+            restart_policy=_restart(params.restart),
+            network_mode="none" if params.network_disabled else None,
+        )
+        created = self.api.create_container(
+            image=params.image,
+            name=name,
+            command=list(params.command) if params.command is not None else None,
+            entrypoint=list(params.entrypoint) if params.entrypoint is not None else None,
+            environment=list(params.env) or None,
+            ports=exposed or None,
+            labels=dict(params.labels),
+            working_dir=params.working_dir,
+            user=params.user,
+            host_config=host_config,
+            network_disabled=params.network_disabled,
+        )
+        return str(created["Id"])
+
+    def pull(self, image: str) -> None:
+        repository, tag = _split_reference(image)
+        try:
+            self.api.pull(repository, tag=tag)
+        except docker.errors.APIError as err:
+            raise RuntimeError(f"cannot pull image {image}: {_message(err)}") from err
+
+
+_HANDLERS: dict[tuple[str, Action], Callable[[_Executor, Change], None]] = {
+    ("volume", Action.CREATE): _Executor.create_volume,
+    ("image", Action.BUILD): _Executor.build_empty_image,
+    ("container", Action.CREATE): _Executor.create_container,
+    ("volume_container", Action.CREATE): _Executor.create_container,
+    ("container", Action.REPLACE): _Executor.replace_container,
+    ("volume_container", Action.REPLACE): _Executor.replace_container,
+    ("container", Action.START): _Executor.start_container,
+    ("volume_container", Action.START): _Executor.start_container,
+    ("container", Action.DELETE): _Executor.delete_container,
+    ("volume_container", Action.DELETE): _Executor.delete_container,
+}
+
+
+def _mount(mount: MountParams) -> docker.types.Mount:
+    if mount.type == "tmpfs":
+        return docker.types.Mount(
+            target=mount.target, source=None, type="tmpfs", tmpfs_size=mount.tmpfs_size
+        )
+    if mount.type == "bind":
+        return docker.types.Mount(
+            target=mount.target,
+            source=mount.source,
+            type="bind",
+            read_only=mount.read_only,
+            propagation=mount.propagation or None,
+        )
+    return docker.types.Mount(
+        target=mount.target,
+        source=mount.source or None,
+        type="volume",
+        read_only=mount.read_only,
+        no_copy=mount.nocopy,
+    )
+
+
+def _bind(mount: MountParams) -> str:
+    options = ["ro" if mount.read_only else "rw", mount.selinux]
+    if mount.propagation:
+        options.append(mount.propagation)
+    if mount.nocopy:
+        options.append("nocopy")
+    return f"{mount.source}:{mount.target}:{','.join(options)}"
+
+
+def _restart(policy: str) -> dict[str, Any] | None:
+    if policy == "no":
+        return None
+    name, _, count = policy.partition(":")
+    out: dict[str, Any] = {"Name": name}
+    if count:
+        out["MaximumRetryCount"] = int(count)
+    return out
+
+
+def _ports(ports: tuple[str, ...]) -> tuple[list[tuple[int, str]], dict[int | str, list[Any]]]:
+    """``[IP:][HOST:]CONTAINER[/PROTO]`` into create's ``ports`` and ``port_bindings``."""
+    exposed: list[tuple[int, str]] = []
+    bindings: dict[int | str, list[Any]] = {}
+    for spec in ports:
+        spec, _, proto = spec.partition("/")
+        proto = proto or "tcp"
+        ip, host, container = "", "", spec
+        if spec.startswith("["):  # an IPv6 address
+            end = spec.index("]")
+            ip, rest = spec[1:end], spec[end + 2 :]
+            host, _, container = rest.rpartition(":")
+        else:
+            parts = spec.split(":")
+            if len(parts) == 3:
+                ip, host, container = parts
+            elif len(parts) == 2:
+                host, container = parts
+        for offset, port in enumerate(_expand(container)):
+            exposed.append((port, proto))
+            key = f"{port}/{proto}"
+            host_ports = _expand(host) if host else []
+            host_port = host_ports[offset] if host_ports else None
+            bindings.setdefault(key, []).append((ip, host_port) if ip else host_port)
+    return exposed, bindings
+
+
+def _expand(ports: str) -> list[int]:
+    first, _, last = ports.partition("-")
+    return list(range(int(first), int(last or first) + 1))
+
+
+def _split_reference(image: str) -> tuple[str, str | None]:
+    if "@" in image:
+        return image, None
+    name, sep, tag = image.rpartition(":")
+    if sep and "/" not in tag:
+        return name, tag
+    return image, "latest"

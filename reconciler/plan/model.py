@@ -1,0 +1,197 @@
+"""A plan is a value: changes in dependency order, each with action, reason and risk.
+
+The applier executes changes without deciding anything; everything it needs is in the
+change's parameters. Plans serialize to JSON (``to_dict``/``from_dict``) so a saved plan
+can be applied later, exactly as it was shown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Action(StrEnum):
+    """What a change does."""
+
+    CREATE = "create"
+    REPLACE = "replace"
+    UPDATE = "update"
+    START = "start"
+    DELETE = "delete"
+    BUILD = "build"
+    BLOCKED = "blocked"
+
+
+class Risk(StrEnum):
+    """What a change may cost."""
+
+    NONE = "none"
+    RESTART = "restart"  # a container is recreated; its volumes are kept
+    DATA_LOSS = "data-loss"  # volume data or a container's writable layer is destroyed
+
+
+@dataclass(frozen=True)
+class VolumeParams:
+    """``docker volume create``."""
+
+    name: str
+    driver: str
+    driver_opts: Mapping[str, str]
+    labels: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class MountParams:
+    """One entry of a container's ``Mounts`` (or ``Binds`` when SELinux relabelling is asked)."""
+
+    type: str  # bind | volume | tmpfs
+    target: str
+    source: str = ""
+    read_only: bool = False
+    propagation: str = ""
+    selinux: str = ""
+    nocopy: bool = False
+    tmpfs_size: int | None = None
+
+
+@dataclass(frozen=True)
+class ContainerParams:
+    """``docker create`` (and ``docker start`` when ``start``)."""
+
+    name: str
+    image: str
+    labels: Mapping[str, str]
+    command: tuple[str, ...] | None = None
+    entrypoint: tuple[str, ...] | None = None
+    env: tuple[str, ...] = ()
+    ports: tuple[str, ...] = ()
+    restart: str = "no"
+    working_dir: str | None = None
+    user: str | None = None
+    mounts: tuple[MountParams, ...] = ()
+    volumes_from: tuple[str, ...] = ()
+    network_disabled: bool = False
+    start: bool = True
+    pull: bool = False  # the image is not on the engine yet
+    make_dirs: tuple[str, ...] = ()  # bind sources with create: true
+
+
+@dataclass(frozen=True)
+class ImageParams:
+    """An image dsr makes itself (``docker import`` of a tarball)."""
+
+    tag: str
+    labels: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One step of a plan. ``target_id`` is the live object acted on, when there is one."""
+
+    resource: str  # kind:name, e.g. container:web1
+    action: Action
+    reason: str
+    risk: Risk = Risk.NONE
+    depends_on: tuple[str, ...] = ()
+    target_id: str | None = None
+    volume: VolumeParams | None = None
+    container: ContainerParams | None = None
+    image: ImageParams | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.resource.split(":", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return self.resource.split(":", 1)[1]
+
+    def public(self) -> dict[str, Any]:
+        """The change as the contract's JSON shows it."""
+        return {
+            "resource": self.resource,
+            "action": self.action.value,
+            "reason": self.reason,
+            "risk": self.risk.value,
+            "depends_on": list(self.depends_on),
+        }
+
+
+SUMMARY_ORDER = ("create", "replace", "update", "start", "delete", "build", "blocked")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every change needed to make the engine match the spec, in the order to apply them."""
+
+    project: str
+    changes: tuple[Change, ...] = ()
+    orphans: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
+    fingerprint: Mapping[str, str] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, int]:
+        counts = dict.fromkeys(SUMMARY_ORDER, 0)
+        for change in self.changes:
+            counts[change.action.value] += 1
+        return counts
+
+    @property
+    def actionable(self) -> tuple[Change, ...]:
+        return tuple(c for c in self.changes if c.action is not Action.BLOCKED)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything, parameters included: the saved-plan form."""
+        return {
+            "project": self.project,
+            "changes": [_change_dict(c) for c in self.changes],
+            "orphans": list(self.orphans),
+            "errors": list(self.errors),
+            "fingerprint": dict(self.fingerprint),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Plan:
+        return cls(
+            project=data["project"],
+            changes=tuple(_change_from(c) for c in data["changes"]),
+            orphans=tuple(data.get("orphans", ())),
+            errors=tuple(data.get("errors", ())),
+            fingerprint=dict(data.get("fingerprint", {})),
+        )
+
+
+def _change_dict(change: Change) -> dict[str, Any]:
+    out = asdict(change)
+    out["action"] = change.action.value
+    out["risk"] = change.risk.value
+    return out
+
+
+def _change_from(data: Mapping[str, Any]) -> Change:
+    container = data.get("container")
+    if container is not None:
+        container = dict(container)
+        container["mounts"] = tuple(MountParams(**m) for m in container["mounts"])
+        for key in ("command", "entrypoint"):
+            if container[key] is not None:
+                container[key] = tuple(container[key])
+        for key in ("env", "ports", "volumes_from", "make_dirs"):
+            container[key] = tuple(container[key])
+        container = ContainerParams(**container)
+    volume = data.get("volume")
+    image = data.get("image")
+    return Change(
+        resource=data["resource"],
+        action=Action(data["action"]),
+        reason=data["reason"],
+        risk=Risk(data["risk"]),
+        depends_on=tuple(data["depends_on"]),
+        target_id=data.get("target_id"),
+        volume=VolumeParams(**volume) if volume else None,
+        container=container,
+        image=ImageParams(**image) if image else None,
+    )

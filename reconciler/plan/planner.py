@@ -1,0 +1,392 @@
+"""The planner: a pure function of (desired, observed) to a ``Plan``. No I/O.
+
+Order: clean-ups and deletions of containers first (they free names and ports), then
+images, volumes, volume containers and containers, each after what it depends on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.plan.model import Action, Change, ImageParams, Plan, Risk
+from reconciler.plan.params import (
+    ANONYMOUS,
+    EMPTY_IMAGE,
+    SPEC,
+    container_params,
+    normalized,
+    volume_params,
+)
+from reconciler.plan.reasons import spec_differences, writable_layer
+from reconciler.spec.desired import Desired
+from reconciler.spec.models import Container, Volume, VolumeContainer
+from reconciler.state import CONFIG_HASH, KIND, MANAGED, NAME, LiveContainer, Observed
+
+EMPTY_RESOURCE = f"image:{EMPTY_IMAGE}"
+
+
+def plan(desired: Desired, observed: Observed, image_tags: Mapping[str, str] | None = None) -> Plan:
+    """What to do so that the engine holds what ``desired`` says.
+
+    ``image_tags`` maps each key of ``desired.images`` to the tag its content builds.
+    """
+    planner = _Planner(desired, observed, dict(image_tags or {}))
+    planner.run()
+    names = {*desired.volumes, *desired.containers, *desired.volume_containers}
+    return Plan(
+        project=desired.project,
+        changes=tuple(planner.changes),
+        orphans=tuple(sorted(planner.orphans)),
+        errors=tuple(planner.errors),
+        fingerprint=observed.fingerprint(desired.project, names),
+    )
+
+
+@dataclass
+class _Planner:
+    desired: Desired
+    observed: Observed
+    image_tags: dict[str, str]
+    changes: list[Change] = field(default_factory=list)
+    orphans: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    planned: dict[str, Change] = field(default_factory=dict)
+
+    @property
+    def project(self) -> str:
+        return self.desired.project
+
+    def add(self, change: Change) -> None:
+        self.changes.append(change)
+        self.planned[change.resource] = change
+
+    def blocked(self, resource: str) -> bool:
+        change = self.planned.get(resource)
+        return change is not None and change.action is Action.BLOCKED
+
+    def run(self) -> None:
+        self.container_cleanups()
+        self.internal_images()
+        for name, volume_spec in sorted(self.desired.volumes.items()):
+            self.volume(name, volume_spec)
+        for kind, name, spec in self.ordered_containers():
+            self.container(kind, name, spec)
+        for volume in self.observed.volumes.values():
+            if self.mine(volume.labels) and volume.name not in self.desired.volumes:
+                self.orphans.append(f"volume:{volume.name}")
+
+    def mine(self, labels: Mapping[str, str]) -> bool:
+        return labels.get(MANAGED) == "true" and labels.get("dsr.project") == self.project
+
+    # -- containers that must go -------------------------------------------------------
+    def container_cleanups(self) -> None:
+        wanted = {**self.desired.containers, **self.desired.volume_containers}
+        for live in sorted(self.observed.containers.values(), key=lambda c: c.name):
+            if not self.mine(live.labels):
+                continue
+            logical = live.labels.get(NAME, live.name)
+            kind = live.labels.get(KIND, "container")
+            if logical in wanted and live.name != logical:
+                self.add(
+                    Change(
+                        resource=f"{kind}:{live.name}",
+                        action=Action.DELETE,
+                        reason=f"left over from an interrupted replace of {logical}; its "
+                        "volumes are kept",
+                        target_id=live.id,
+                    )
+                )
+            elif logical not in wanted:
+                self.delete_orphan(kind, live)
+
+    def delete_orphan(self, kind: str, live: LiveContainer) -> None:
+        resource = f"{kind}:{live.name}"
+        if live.size_rw:
+            self.add(
+                Change(
+                    resource=resource,
+                    action=Action.BLOCKED,
+                    reason=f"it left the spec, but {writable_layer(live.size_rw)}; remove it "
+                    f"yourself (docker rm {live.name}) once that data is safe",
+                    risk=Risk.DATA_LOSS,
+                    target_id=live.id,
+                )
+            )
+            return
+        self.add(
+            Change(
+                resource=resource,
+                action=Action.DELETE,
+                reason="it left the spec; its volumes are kept"
+                + ("" if live.size_rw is None else f" and {writable_layer(live.size_rw)}"),
+                target_id=live.id,
+            )
+        )
+
+    # -- images and volumes ------------------------------------------------------------
+    def internal_images(self) -> None:
+        needs_empty = any(vc.image is None for vc in self.desired.volume_containers.values())
+        if needs_empty and self.observed.image_id(EMPTY_IMAGE) is None:
+            self.add(
+                Change(
+                    resource=EMPTY_RESOURCE,
+                    action=Action.BUILD,
+                    reason="volume containers without an image are created from an empty "
+                    "image, made locally with docker import (no registry needed)",
+                    image=ImageParams(tag=EMPTY_IMAGE, labels={MANAGED: "true", KIND: "image"}),
+                )
+            )
+
+    def volume(self, name: str, spec: Volume) -> None:
+        resource = f"volume:{name}"
+        live = self.observed.volumes.get(name)
+        if spec.external:
+            if live is None:
+                self.errors.append(f"{resource}: the external volume {name} does not exist")
+                self.add(
+                    Change(
+                        resource,
+                        Action.BLOCKED,
+                        "it is external, so dsr never creates it, and it does not exist",
+                    )
+                )
+            return
+        params = volume_params(self.project, name, spec)
+        if live is None:
+            self.add(Change(resource, Action.CREATE, "it does not exist", volume=params))
+            return
+        problem = self.ownership(live.labels, f"a volume named {name}")
+        if problem:
+            self.add(Change(resource, Action.BLOCKED, problem))
+            return
+        if live.labels.get(CONFIG_HASH) != params.labels[CONFIG_HASH]:
+            differences = []
+            if live.driver != spec.driver:
+                differences.append(f"driver was {live.driver}, spec says {spec.driver}")
+            if dict(live.options) != dict(spec.driver_opts):
+                differences.append("driver_opts differ")
+            if {k: v for k, v in live.labels.items() if not k.startswith("dsr.")} != dict(
+                spec.labels
+            ):
+                differences.append("labels differ")
+            what = "; ".join(differences) or "its configuration changed"
+            self.add(
+                Change(
+                    resource,
+                    Action.BLOCKED,
+                    f"{what}; Docker cannot change a volume in place and on_change is "
+                    f"{spec.on_change}, so its data stays as it is",
+                    risk=Risk.DATA_LOSS,
+                )
+            )
+
+    def ownership(self, labels: Mapping[str, str], what: str) -> str | None:
+        if labels.get(MANAGED) != "true":
+            return f"{what} exists and dsr does not manage it (no dsr.managed=true label); dsr never takes over what it did not create"
+        if labels.get("dsr.project") != self.project:
+            return f"{what} belongs to the dsr project {labels.get('dsr.project')!r}"
+        return None
+
+    # -- containers ----------------------------------------------------------------------
+    def ordered_containers(self) -> Iterator[tuple[str, str, Container | VolumeContainer]]:
+        """Volume containers and containers, each after those it takes volumes from."""
+        specs: dict[str, tuple[str, Container | VolumeContainer]] = {}
+        for name, vc in self.desired.volume_containers.items():
+            specs[name] = ("volume_container", vc)
+        for name, c in self.desired.containers.items():
+            specs[name] = ("container", c)
+        done: set[str] = set()
+
+        def visit(name: str) -> Iterator[tuple[str, str, Container | VolumeContainer]]:
+            if name in done or name not in specs:
+                return
+            done.add(name)
+            kind, spec = specs[name]
+            if isinstance(spec, Container):
+                for source in spec.volumes_from:
+                    yield from visit(source.name)
+            yield kind, name, spec
+
+        for name in sorted(specs):
+            yield from visit(name)
+
+    def resource_of(self, name: str) -> str:
+        kind = "volume_container" if name in self.desired.volume_containers else "container"
+        return f"{kind}:{name}"
+
+    def container(self, kind: str, name: str, spec: Container | VolumeContainer) -> None:
+        resource = f"{kind}:{name}"
+        image, image_dep, problem = self.image_for(spec)
+        deps = [f"volume:{m.source}" for m in spec.mounts if m.type == "volume" and m.source]
+        if isinstance(spec, Container):
+            deps += [self.resource_of(v.name) for v in spec.volumes_from]
+        if image_dep:
+            deps.append(image_dep)
+        deps += [
+            c.resource
+            for c in self.changes
+            if c.action is Action.DELETE and c.name.startswith(f"{name}_dsr_")
+        ]
+        stuck = [d for d in deps if self.blocked(d)]
+        if problem or stuck:
+            reason = problem or f"it depends on {', '.join(stuck)}, which is blocked"
+            self.add(Change(resource, Action.BLOCKED, reason))
+            return
+        live = self.observed.containers.get(name)
+        carry_from = live if live is not None and self.mine(live.labels) else self.leftover(name)
+        params = container_params(
+            self.project,
+            kind,
+            name,
+            spec,
+            image,
+            pull=image_dep is None and self.observed.image_id(image) is None,
+            carry=self.anonymous_volumes(spec, carry_from),
+        )
+        planned = tuple(d for d in dict.fromkeys(deps) if d in self.planned)
+        if live is None:
+            self.add(
+                Change(
+                    resource,
+                    Action.CREATE,
+                    "it does not exist",
+                    depends_on=planned,
+                    container=params,
+                )
+            )
+            return
+        problem = self.ownership(live.labels, f"a container named {name}")
+        if problem:
+            self.add(Change(resource, Action.BLOCKED, problem))
+            return
+        reasons = self.replace_reasons(spec, live, params.labels, image)
+        if reasons:
+            if live.state == "running":
+                reasons.append(writable_layer(live.size_rw))
+            self.add(
+                Change(
+                    resource,
+                    Action.REPLACE,
+                    "; ".join(reasons),
+                    risk=Risk.RESTART,
+                    depends_on=planned,
+                    target_id=live.id,
+                    container=params,
+                )
+            )
+        elif params.start and live.state != "running":
+            self.add(
+                Change(
+                    resource,
+                    Action.START,
+                    f"it is {live.state}, spec says running",
+                    depends_on=planned,
+                    target_id=live.id,
+                )
+            )
+
+    def leftover(self, name: str) -> LiveContainer | None:
+        for live in self.observed.containers.values():
+            if self.mine(live.labels) and live.labels.get(NAME) == name and live.name != name:
+                return live
+        return None
+
+    def image_for(self, spec: Container | VolumeContainer) -> tuple[str, str | None, str | None]:
+        """(reference, the planned change it depends on, why it cannot be had)."""
+        if spec.image is None:
+            return EMPTY_IMAGE, (EMPTY_RESOURCE if EMPTY_RESOURCE in self.planned else None), None
+        if spec.image in self.desired.images:
+            tag = self.image_tags.get(spec.image)
+            if tag is None:
+                return "", None, f"the data-packed image {spec.image} has not been hashed"
+            dep = f"image:{spec.image}"
+            return tag, (dep if dep in self.planned else None), None
+        return spec.image, None, None
+
+    def anonymous_volumes(
+        self, spec: Container | VolumeContainer, live: LiveContainer | None
+    ) -> dict[str, str]:
+        """Anonymous volumes of the container replaced, by target, to carry over."""
+        if live is None:
+            return {}
+        carry = {}
+        for mount in spec.mounts:
+            if mount.anonymous:
+                old = live.mount_at(mount.target)
+                if old is not None and old.type == "volume" and ANONYMOUS.match(old.name):
+                    carry[mount.target] = old.name
+        return carry
+
+    def replace_reasons(
+        self,
+        spec: Container | VolumeContainer,
+        live: LiveContainer,
+        labels: Mapping[str, str],
+        image: str,
+    ) -> list[str]:
+        reasons = []
+        if live.labels.get(CONFIG_HASH) != labels[CONFIG_HASH]:
+            old = _json(live.labels.get(SPEC))
+            reasons.append(spec_differences(old, normalized(spec, image)))
+        current = self.observed.image_id(image)
+        if current is not None and live.image_id and live.image_id != current:
+            reasons.append(
+                f"image {image} now points to {current[7:19]}, the container runs {live.image_id[7:19]}"
+            )
+        reasons += self.mount_drift(spec, live)
+        if isinstance(spec, Container):
+            reasons += self.volumes_from_drift(spec, live)
+        return reasons
+
+    def mount_drift(self, spec: Container | VolumeContainer, live: LiveContainer) -> list[str]:
+        out = []
+        for mount in spec.mounts:
+            if mount.type == "tmpfs":
+                continue
+            have = live.mount_at(mount.target)
+            if have is None:
+                out.append(f"{mount.target} is not mounted on the live container")
+            elif mount.type == "volume" and mount.source and have.name != mount.source:
+                out.append(
+                    f"{mount.target} mounts volume {have.name or have.source}, spec says {mount.source}"
+                )
+            elif mount.type == "bind" and have.source != mount.source:
+                out.append(f"{mount.target} binds {have.source}, spec says {mount.source}")
+            elif have.read_only != mount.read_only:
+                was = "read-only" if have.read_only else "read-write"
+                now = "read-only" if mount.read_only else "read-write"
+                out.append(f"mounts differ: {mount.target} was {was}, spec says {now}")
+        return out
+
+    def volumes_from_drift(self, spec: Container, live: LiveContainer) -> list[str]:
+        out = []
+        for source in spec.volumes_from:
+            change = self.planned.get(self.resource_of(source.name))
+            if change is not None and change.action in (Action.CREATE, Action.REPLACE):
+                out.append(
+                    f"{source.name} is {'created' if change.action is Action.CREATE else 'replaced'}, "
+                    "and volumes_from mounts are fixed when a container is created"
+                )
+                continue
+            origin = self.observed.containers.get(source.name)
+            if origin is None:
+                continue
+            for mount in origin.mounts:
+                have = live.mount_at(mount.target)
+                if have is None or (have.name, have.source) != (mount.name, mount.source):
+                    out.append(f"its volumes from {source.name} are stale ({mount.target} differs)")
+                    break
+        return out
+
+
+def _json(text: str | None) -> dict[str, Any] | None:
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None

@@ -1,0 +1,90 @@
+"""Reasons are for people: say what differs in words a Docker user understands."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def writable_layer(size: int | None) -> str:
+    if size is None:
+        return "its writable layer was not measured"
+    if size == 0:
+        return "its writable layer is empty"
+    return f"its writable layer holds {human_size(size)}, which goes with it"
+
+
+def _mode(mount: dict[str, Any]) -> str:
+    return "read-only" if mount.get("read_only") else "read-write"
+
+
+def _describe_mount(mount: dict[str, Any]) -> str:
+    source = mount.get("source") or ("an anonymous volume" if mount["type"] == "volume" else "")
+    return f"{mount['type']} {source}".strip()
+
+
+def mount_differences(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[str]:
+    """``/data was read-write, spec says read-only`` and the like, by target."""
+    before = {m["target"]: m for m in old}
+    after = {m["target"]: m for m in new}
+    out = []
+    for target in sorted(before.keys() | after.keys()):
+        was, now = before.get(target), after.get(target)
+        if was is None and now is not None:
+            out.append(f"{target} is new ({_describe_mount(now)})")
+        elif now is None and was is not None:
+            out.append(f"{target} is no longer mounted")
+        elif was is not None and now is not None and was != now:
+            if (was["type"], was.get("source")) != (now["type"], now.get("source")):
+                out.append(f"{target} was {_describe_mount(was)}, spec says {_describe_mount(now)}")
+            elif was.get("read_only") != now.get("read_only"):
+                out.append(f"{target} was {_mode(was)}, spec says {_mode(now)}")
+            else:
+                changed = sorted(k for k in was.keys() | now.keys() if was.get(k) != now.get(k))
+                out.append(f"{target}: {', '.join(changed)} changed")
+    return out
+
+
+def spec_differences(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
+    """One sentence saying which fields of a container's spec changed."""
+    if old is None:
+        return "its configuration changed"
+    parts = []
+    for key in sorted(old.keys() | new.keys()):
+        was, now = old.get(key), new.get(key)
+        if was == now:
+            continue
+        if key == "mounts":
+            parts.append("mounts differ: " + "; ".join(mount_differences(was or [], now or [])))
+        elif key == "image":
+            parts.append(f"image was {was}, spec says {now}")
+        elif key == "env":
+            names = sorted(
+                k
+                for k in (was or {}).keys() | (now or {}).keys()
+                if (was or {}).get(k) != (now or {}).get(k)
+            )
+            parts.append(f"env {', '.join(names)} changed")
+        elif key == "volumes_from":
+            parts.append(f"volumes_from was {_names(was)}, spec says {_names(now)}")
+        else:
+            parts.append(f"{key} was {was!r}, spec says {now!r}")
+    return "; ".join(parts) or "its configuration changed"
+
+
+def _names(items: Any) -> str:
+    if not items:
+        return "none"
+    out = []
+    for item in items:
+        mode = item.get("read_only")
+        out.append(item["name"] + ("" if mode is None else (":ro" if mode else ":rw")))
+    return ", ".join(out)

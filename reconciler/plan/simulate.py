@@ -1,0 +1,63 @@
+"""What the engine would hold after applying a spec: for ``dsr diff``, with no engine at all."""
+
+from __future__ import annotations
+
+from reconciler.plan.model import ContainerParams
+from reconciler.plan.params import EMPTY_IMAGE, digest, volume_params
+from reconciler.plan.planner import plan
+from reconciler.spec.desired import Desired
+from reconciler.state import LiveContainer, LiveImage, LiveMount, LiveVolume, Observed
+
+
+def simulate(desired: Desired, image_tags: dict[str, str]) -> Observed:
+    """The snapshot an engine would give right after ``desired`` was applied to it."""
+    volumes = {}
+    for name, spec in desired.volumes.items():
+        labels = {} if spec.external else dict(volume_params(desired.project, name, spec).labels)
+        volumes[name] = LiveVolume(
+            name=name, driver=spec.driver, options=dict(spec.driver_opts), labels=labels
+        )
+    images = {EMPTY_IMAGE: LiveImage(id=_image_id(EMPTY_IMAGE), tags=(EMPTY_IMAGE,))}
+    containers: dict[str, LiveContainer] = {}
+    # Creating from an empty engine gives exactly the parameters the planner would use.
+    for change in plan(desired, Observed(images=images), image_tags).changes:
+        params = change.container
+        if params is None:
+            continue
+        images.setdefault(params.image, LiveImage(id=_image_id(params.image), tags=(params.image,)))
+        containers[params.name] = _container(params, containers)
+    return Observed(containers=containers, volumes=volumes, images=images)
+
+
+def _container(params: ContainerParams, earlier: dict[str, LiveContainer]) -> LiveContainer:
+    mounts = [
+        LiveMount(
+            type=m.type,
+            target=m.target,
+            source=m.source if m.type == "bind" else "",
+            name=m.source
+            if m.type == "volume" and m.source
+            else (digest([params.name, m.target]) if m.type == "volume" else ""),
+            read_only=m.read_only,
+        )
+        for m in params.mounts
+        if m.type != "tmpfs"
+    ]
+    for source in params.volumes_from:
+        origin = earlier.get(source.split(":")[0])
+        if origin is not None:
+            mounts.extend(m for m in origin.mounts if all(m.target != x.target for x in mounts))
+    return LiveContainer(
+        id=digest(["container", params.name]),
+        name=params.name,
+        image=params.image,
+        image_id=_image_id(params.image),
+        state="running" if params.start else "created",
+        labels=dict(params.labels),
+        mounts=tuple(mounts),
+        size_rw=None,
+    )
+
+
+def _image_id(reference: str) -> str:
+    return "sha256:" + digest(["image", reference])

@@ -1,0 +1,97 @@
+"""One pass: observe, plan, and (for apply) execute. Also saved plans and their staleness."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from typing import Any
+
+from reconciler.engine import Engine
+from reconciler.errors import PlanError, StalePlanError
+from reconciler.observe import measure_writable_layers, observe
+from reconciler.plan import Action, Plan, plan
+from reconciler.spec.desired import Desired
+from reconciler.state import Observed
+
+SAVED_KIND = "dsr-saved-plan"
+
+
+def compute_plan(engine: Engine, desired: Desired, image_tags: Mapping[str, str]) -> Plan:
+    """Observe once and plan; measure writable layers only of containers a plan would drop."""
+    observed = observe(engine)
+    first = plan(desired, observed, image_tags)
+    ids = [
+        c.target_id
+        for c in first.changes
+        if c.target_id
+        and c.kind in ("container", "volume_container")
+        and c.action in (Action.REPLACE, Action.DELETE)
+    ]
+    if not ids:
+        return first
+    sizes = measure_writable_layers(engine, ids)
+    measured = Observed(
+        containers={
+            name: dataclasses.replace(c, size_rw=sizes.get(c.id, c.size_rw))
+            for name, c in observed.containers.items()
+        },
+        volumes=observed.volumes,
+        images=observed.images,
+    )
+    return plan(desired, measured, image_tags)
+
+
+def names_of(desired: Desired) -> set[str]:
+    return {*desired.volumes, *desired.containers, *desired.volume_containers}
+
+
+def save_plan(path: str, saved: Plan, names: set[str], public: dict[str, Any]) -> None:
+    """Write a plan to apply later: the contract's JSON plus what applying it needs."""
+    document = {**public, "kind": SAVED_KIND, "names": sorted(names), "plan": saved.to_dict()}
+    folder = os.path.dirname(os.path.abspath(path))
+    with tempfile.NamedTemporaryFile("w", dir=folder, delete=False, suffix=".tmp") as handle:
+        json.dump(document, handle, indent=2)
+    os.replace(handle.name, path)
+
+
+def read_saved_plan(path: str) -> tuple[Plan, set[str]] | None:
+    """The saved plan in ``path``, or ``None`` when ``path`` is not one (a spec, a folder)."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            head = handle.read(1)
+            if head != "{":
+                return None
+            document = json.loads(head + handle.read())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(document, dict) or document.get("kind") != SAVED_KIND:
+        return None
+    try:
+        return Plan.from_dict(document["plan"]), set(document["names"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise PlanError(f"{path}: the saved plan is damaged: {err}") from err
+
+
+def check_fresh(engine: Engine, saved: Plan, names: set[str]) -> None:
+    """Refuse a saved plan when anything it depends on moved since it was made."""
+    now = observe(engine).fingerprint(saved.project, names)
+    before = saved.fingerprint
+    moved = []
+    for key in sorted(before.keys() | now.keys()):
+        if key not in now:
+            moved.append(f"{key} is gone")
+        elif key not in before:
+            moved.append(f"{key} appeared")
+        elif before[key] != now[key]:
+            moved.append(f"{key} changed")
+    if moved:
+        raise StalePlanError(
+            "the saved plan is stale: the engine changed since it was made ("
+            + "; ".join(moved)
+            + "); run dsr plan again"
+        )

@@ -1,0 +1,38 @@
+"""A plan as ``terraform plan`` shows one: a symbol, the resource, what happens and why."""
+
+from __future__ import annotations
+
+import click
+
+from reconciler.plan.model import Plan, Risk
+from reconciler.render.words import COLOR, SYMBOL, VERB, summary_line
+
+
+def render_text(plan: Plan, *, color: bool = False) -> str:
+    def paint(text: str, fg: str, bold: bool = False) -> str:
+        return click.style(text, fg=fg, bold=bold) if color else text
+
+    lines: list[str] = []
+    if not plan.changes:
+        lines.append(f"No changes. The engine matches the spec (project {plan.project}).")
+    else:
+        lines.append(f"dsr will perform the following actions (project {plan.project}):")
+        lines.append("")
+        for change in plan.changes:
+            head = f"{SYMBOL[change.action]:>3} {change.resource} {VERB[change.action]}"
+            if change.risk is not Risk.NONE:
+                head += f" (risk: {change.risk.value})"
+            lines.append(paint(head, COLOR[change.action], bold=True))
+            lines.append(f"      reason: {change.reason}")
+            if change.depends_on:
+                lines.append(f"      after:  {', '.join(change.depends_on)}")
+        lines.append("")
+    if plan.orphans:
+        lines.append("Orphans (managed, no longer in the spec, kept):")
+        lines.extend(f"      {orphan}" for orphan in plan.orphans)
+        lines.append("")
+    for error in plan.errors:
+        lines.append(paint(f"Error: {error}", "red", bold=True))
+    if plan.changes:
+        lines.append(paint(f"Plan: {summary_line(plan)}", "white", bold=True))
+    return "\n".join(lines).rstrip("\n")

@@ -1,0 +1,42 @@
+"""Words and symbols shared by the human renderers."""
+
+from __future__ import annotations
+
+from reconciler.plan.model import Action, Plan
+
+SYMBOL = {
+    Action.CREATE: "+",
+    Action.REPLACE: "-/+",
+    Action.UPDATE: "~",
+    Action.START: ">",
+    Action.DELETE: "-",
+    Action.BUILD: "*",
+    Action.BLOCKED: "!",
+}
+VERB = {
+    Action.CREATE: "will be created",
+    Action.REPLACE: "will be replaced",
+    Action.UPDATE: "will be updated in place",
+    Action.START: "will be started",
+    Action.DELETE: "will be deleted",
+    Action.BUILD: "will be built",
+    Action.BLOCKED: "is blocked",
+}
+COLOR = {
+    Action.CREATE: "green",
+    Action.REPLACE: "yellow",
+    Action.UPDATE: "yellow",
+    Action.START: "cyan",
+    Action.DELETE: "red",
+    Action.BUILD: "blue",
+    Action.BLOCKED: "magenta",
+}
+
+
+def summary_line(plan: Plan) -> str:
+    s = plan.summary()
+    return (
+        f"{s['create']} to create, {s['replace']} to replace, {s['update']} to update, "
+        f"{s['start']} to start, {s['delete']} to delete, {s['build']} to build, "
+        f"{s['blocked']} blocked."
+    )

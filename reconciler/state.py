@@ -1,0 +1,133 @@
+"""What the engine holds, as plain frozen values: the observer's output, the planner's input.
+
+No Docker here: ``observe`` fills these from the Engine API; tests write them as literals.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+# The labels dsr puts on everything it creates.
+MANAGED = "dsr.managed"
+PROJECT = "dsr.project"
+CONFIG_HASH = "dsr.config-hash"
+KIND = "dsr.kind"  # volume | container | volume_container | image
+NAME = "dsr.name"  # the spec key; differs from the Docker name only mid-replace
+
+
+@dataclass(frozen=True)
+class LiveMount:
+    """One mount of a live container, as ``docker inspect`` shows it."""
+
+    type: str  # bind | volume | tmpfs
+    target: str
+    source: str = ""  # host path (bind) or the volume's mount point
+    name: str = ""  # the volume's name (volume)
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class LiveContainer:
+    """A container of any owner; ``labels`` tell whether dsr manages it."""
+
+    id: str
+    name: str
+    image: str  # the reference it was created from
+    image_id: str
+    state: str  # created | running | exited | paused | restarting | dead
+    labels: Mapping[str, str] = field(default_factory=dict)
+    mounts: tuple[LiveMount, ...] = ()
+    size_rw: int | None = None  # bytes in the writable layer; None when not measured
+
+    @property
+    def managed(self) -> bool:
+        return self.labels.get(MANAGED) == "true"
+
+    @property
+    def project(self) -> str | None:
+        return self.labels.get(PROJECT)
+
+    def mount_at(self, target: str) -> LiveMount | None:
+        for mount in self.mounts:
+            if mount.target == target:
+                return mount
+        return None
+
+
+@dataclass(frozen=True)
+class LiveVolume:
+    """A named (or anonymous) Docker volume."""
+
+    name: str
+    driver: str = "local"
+    options: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    created_at: str = ""
+
+    @property
+    def managed(self) -> bool:
+        return self.labels.get(MANAGED) == "true"
+
+    @property
+    def project(self) -> str | None:
+        return self.labels.get(PROJECT)
+
+
+@dataclass(frozen=True)
+class LiveImage:
+    """A local image with its tags."""
+
+    id: str
+    tags: tuple[str, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Observed:
+    """One snapshot of the engine, taken before planning; the planner asks nothing more."""
+
+    containers: Mapping[str, LiveContainer] = field(default_factory=dict)  # by Docker name
+    volumes: Mapping[str, LiveVolume] = field(default_factory=dict)
+    images: Mapping[str, LiveImage] = field(default_factory=dict)  # by tag and by id
+
+    def volume_users(self, volume: str) -> list[str]:
+        """Names of the containers (of any owner) that mount ``volume``."""
+        return sorted(
+            c.name for c in self.containers.values() if any(m.name == volume for m in c.mounts)
+        )
+
+    def image_id(self, reference: str) -> str | None:
+        image = self.images.get(normalize_reference(reference))
+        return image.id if image else None
+
+    def fingerprint(self, project: str, names: set[str]) -> dict[str, str]:
+        """A token per object a plan depends on: the project's own and the names it uses.
+
+        A saved plan keeps this; when any token differs at apply time, the plan is stale.
+        """
+        tokens: dict[str, str] = {}
+        for c in self.containers.values():
+            if c.project == project or c.name in names:
+                tokens[f"container:{c.name}"] = _digest(
+                    [c.id, c.state, c.image_id, dict(c.labels), [m.name for m in c.mounts]]
+                )
+        for v in self.volumes.values():
+            if v.project == project or v.name in names:
+                tokens[f"volume:{v.name}"] = _digest([v.created_at, dict(v.labels), v.driver])
+        return tokens
+
+
+def normalize_reference(reference: str) -> str:
+    """The form images are keyed by in ``Observed.images``: ``busybox`` is ``busybox:latest``."""
+    last = reference.rsplit("/", 1)[-1]
+    if "@" in reference or ":" in last or reference.startswith("sha256:"):
+        return reference
+    return f"{reference}:latest"
+
+
+def _digest(value: object) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
