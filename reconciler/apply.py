@@ -11,6 +11,7 @@ import contextlib
 import io
 import os
 import tarfile
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -23,7 +24,15 @@ import docker.types
 import structlog
 
 from reconciler.engine import Engine
-from reconciler.plan.model import Action, Change, ContainerParams, MountParams, Plan
+from reconciler.images import DOCKERFILE, write_build_context
+from reconciler.plan.model import (
+    Action,
+    Change,
+    ContainerParams,
+    ImageParams,
+    MountParams,
+    Plan,
+)
 
 log = structlog.get_logger("dsr.apply")
 
@@ -148,9 +157,12 @@ class _Executor:
             labels=dict(params.labels),
         )
 
-    def build_empty_image(self, change: Change) -> None:
+    def build_image(self, change: Change) -> None:
         params = change.image
         assert params is not None
+        if params.context:
+            self.build_packed_image(params)
+            return
         repository, tag = params.tag.rsplit(":", 1)
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w"):
@@ -161,6 +173,35 @@ class _Executor:
             tag=tag,
             changes=[f"LABEL {k}={v}" for k, v in sorted(params.labels.items())],
         )
+
+    def build_packed_image(self, params: ImageParams) -> None:
+        with tempfile.TemporaryFile() as context:  # on disk: contexts can be large
+            write_build_context(params.context, params.base, params.path, context)
+            context.seek(0)
+            output = self.api.build(
+                fileobj=context,
+                custom_context=True,
+                dockerfile=DOCKERFILE,
+                tag=params.tag,
+                labels=dict(params.labels),
+                rm=True,
+                forcerm=True,
+                pull=False,
+                decode=True,
+            )
+            for line in output:
+                if "error" in line:
+                    raise RuntimeError(f"building {params.tag} failed: {line['error'].strip()}")
+
+    def delete_image(self, change: Change) -> None:
+        assert change.target_id is not None
+        with contextlib.suppress(docker.errors.NotFound):
+            self.api.remove_image(change.target_id)
+
+    def delete_volume(self, change: Change) -> None:
+        assert change.target_id is not None
+        with contextlib.suppress(docker.errors.NotFound):
+            self.api.remove_volume(change.target_id)  # refused by Docker while in use
 
     # -- containers -------------------------------------------------------------------------
     def create_container(self, change: Change) -> None:
@@ -241,7 +282,9 @@ class _Executor:
 
 _HANDLERS: dict[tuple[str, Action], Callable[[_Executor, Change], None]] = {
     ("volume", Action.CREATE): _Executor.create_volume,
-    ("image", Action.BUILD): _Executor.build_empty_image,
+    ("image", Action.BUILD): _Executor.build_image,
+    ("image", Action.DELETE): _Executor.delete_image,
+    ("volume", Action.DELETE): _Executor.delete_volume,
     ("container", Action.CREATE): _Executor.create_container,
     ("volume_container", Action.CREATE): _Executor.create_container,
     ("container", Action.REPLACE): _Executor.replace_container,

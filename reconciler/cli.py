@@ -20,10 +20,16 @@ from reconciler import logs
 from reconciler.apply import Outcome, Progress, apply_plan
 from reconciler.engine import Engine
 from reconciler.errors import DsrError, SpecError
-from reconciler.images import image_tag
-from reconciler.plan import plan
+from reconciler.plan import Plan, plan
 from reconciler.plan.simulate import simulate
-from reconciler.reconcile import check_fresh, compute_plan, names_of, read_saved_plan, save_plan
+from reconciler.reconcile import (
+    check_fresh,
+    compute_plan,
+    names_of,
+    pack_images,
+    read_saved_plan,
+    save_plan,
+)
 from reconciler.render import FORMATS, render, render_json
 from reconciler.spec import Desired, describe_counts, load_policy, load_spec
 from reconciler.spec.schema import spec_schema
@@ -124,9 +130,26 @@ def engine_for(settings: Settings) -> Engine:
     return Engine(settings.docker_host)
 
 
-def image_tags_for(desired: Desired) -> dict[str, str]:
-    """The tag each data-packed image's content builds (its content hash)."""
-    return {key: image_tag(desired.project, key, spec) for key, spec in desired.images.items()}
+def planned(settings: Settings, engine: Engine, desired: Desired) -> Plan:
+    """Hash the data-packed images' contexts, observe the engine, and plan."""
+    state_dir = settings.resolved_state_dir()
+    packed = pack_images(desired, state_dir)
+    return compute_plan(
+        engine,
+        desired,
+        {key: image.tag for key, image in packed.items()},
+        manifests={image.tag: image.manifest for image in packed.values()},
+        state_dir=state_dir,
+    )
+
+
+def offline_plan(old: Desired, new: Desired) -> Plan:
+    """``dsr diff``: the plan from ``old`` applied to ``new``, with no engine and no state."""
+    old_packed, new_packed = pack_images(old, None), pack_images(new, None)
+    manifests = {i.tag: i.manifest for i in [*old_packed.values(), *new_packed.values()]}
+    before = simulate(old, {key: image.tag for key, image in old_packed.items()})
+    tags = {key: image.tag for key, image in new_packed.items()}
+    return plan(new, before, tags, manifests=manifests)
 
 
 _FORMAT = click.option(
@@ -154,7 +177,7 @@ def plan_command(
     """Compare the spec with the live engine and show the changes."""
     desired = load(settings, path)
     engine = engine_for(settings)
-    the_plan = compute_plan(engine, desired, image_tags_for(desired))
+    the_plan = planned(settings, engine, desired)
     color = fmt == "text" and sys.stdout.isatty() and not out
     if out:
         save_plan(out, the_plan, names_of(desired), json.loads(render_json(the_plan)))
@@ -181,7 +204,7 @@ def apply_command(settings: Settings, path: str, workers: int) -> None:
         check_fresh(engine, the_plan, names)
     else:
         desired = load(settings, path)
-        the_plan = compute_plan(engine, desired, image_tags_for(desired))
+        the_plan = planned(settings, engine, desired)
     click.echo(render(the_plan, "text", color=sys.stdout.isatty()))
     if not the_plan.actionable:
         sys.exit(1 if the_plan.errors or the_plan.changes else 0)
@@ -228,7 +251,7 @@ def diff_command(
     """Offline: the plan from the OLD spec to the NEW one, for pull requests."""
     old = load(settings, old_path)
     new = load(settings, new_path)
-    the_plan = plan(new, simulate(old, image_tags_for(old)), image_tags_for(new))
+    the_plan = offline_plan(old, new)
     click.echo(render(the_plan, fmt, color=fmt == "text" and sys.stdout.isatty()))
     if the_plan.errors:
         sys.exit(1)

@@ -1,39 +1,183 @@
-"""Data-packed images: the content hash of a build context, which names the image's tag."""
+"""Data-packed images: the build context, its content hash, and the build's tarball.
+
+An image's tag is a hash of its context's content (names, bytes, modes, symlinks; what
+``.dockerignore`` leaves out does not count), of ``base`` and of ``path``: an unchanged
+context keeps its tag and is never rebuilt; any change gives a new tag. File hashes are
+cached by (size, mtime, inode, ctime), so a second hash of a large context only stats it.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import os
 import stat
+import tarfile
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING
 
-from reconciler.spec.models import Image
+from docker.utils.build import PatternMatcher
+
+if TYPE_CHECKING:  # the spec checks contexts with this module: no import cycle at run time
+    from reconciler.spec.models import Image
 
 REPOSITORY = "dsr"
+DOCKERFILE = ".dsr.Dockerfile"
+_CONTEXT_DIR = "context"
 
 
-def context_digest(context: str) -> str:
-    """SHA-256 over every entry's relative name, type, mode and bytes (or link target)."""
-    outer = hashlib.sha256()
-    for root, dirs, files in os.walk(context):
-        dirs.sort()
-        for name in sorted(dirs + files):
-            path = os.path.join(root, name)
-            rel = os.path.relpath(path, context)
+class ContextError(Exception):
+    """A build context dsr refuses: a link leading out of it, a special or unreadable file."""
+
+
+@dataclass(frozen=True)
+class PackedImage:
+    """A data-packed image as its context makes it: the tag and each entry's hash."""
+
+    tag: str
+    manifest: Mapping[str, str]  # relative path -> content hash (or link target, or "dir")
+
+
+def ignore_patterns(context: str) -> list[str]:
+    try:
+        with open(os.path.join(context, ".dockerignore"), encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except FileNotFoundError:
+        return []
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def entries(context: str) -> Iterator[str]:
+    """Relative paths of the context that a build sends, sorted, .dockerignore applied."""
+    patterns = ignore_patterns(context)
+    if not patterns:
+        for root, dirs, files in os.walk(context):
+            dirs.sort()
+            base = os.path.relpath(root, context)
+            for name in sorted(dirs + files):
+                yield name if base == "." else os.path.join(base, name)
+        return
+    yield from sorted(PatternMatcher(patterns).walk(context))
+
+
+def context_problems(context: str) -> list[str]:
+    """What makes a context unusable; only stats, reads nothing."""
+    problems = []
+    root = os.path.realpath(context)
+    for rel in entries(context):
+        path = os.path.join(context, rel)
+        try:
             info = os.lstat(path)
-            outer.update(
-                f"{rel}\0{stat.S_IFMT(info.st_mode)}\0{stat.S_IMODE(info.st_mode)}\0".encode()
-            )
-            if stat.S_ISLNK(info.st_mode):
-                outer.update(os.readlink(path).encode())
-            elif stat.S_ISREG(info.st_mode):
-                with open(path, "rb") as handle:
-                    for block in iter(lambda: handle.read(1 << 20), b""):
-                        outer.update(block)
-            outer.update(b"\0")
-    return outer.hexdigest()
+        except OSError as err:
+            problems.append(f"{rel}: {err.strerror}")
+            continue
+        if stat.S_ISLNK(info.st_mode):
+            target = os.path.realpath(path)
+            if target != root and not target.startswith(root + os.sep):
+                problems.append(f"{rel} is a symlink to {os.readlink(path)}, outside the context")
+        elif stat.S_ISREG(info.st_mode):
+            if not os.access(path, os.R_OK):
+                problems.append(f"{rel} is not readable")
+        elif not stat.S_ISDIR(info.st_mode):
+            problems.append(f"{rel} is not a regular file, folder or symlink")
+    return problems
 
 
-def image_tag(project: str, key: str, spec: Image) -> str:
-    """``dsr/<project>-<key>:<content hash>``: an unchanged context keeps its tag."""
-    config = f"{spec.base}\0{spec.path}\0{context_digest(spec.context)}"
-    return f"{REPOSITORY}/{project}-{key}:{hashlib.sha256(config.encode()).hexdigest()[:16]}"
+class HashCache:
+    """File hashes kept between runs, keyed by what changes when a file's bytes change."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self.entries: dict[str, list[object]] = {}
+        self.dirty = False
+        if path:
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    self.entries = json.load(handle)
+            except (OSError, ValueError):
+                self.entries = {}
+
+    def digest(self, path: str, info: os.stat_result) -> str:
+        key = [info.st_size, info.st_mtime_ns, info.st_ino, info.st_ctime_ns]
+        hit = self.entries.get(path)
+        if hit is not None and hit[:4] == key:
+            return str(hit[4])
+        digest = _file_digest(path)
+        self.entries[path] = [*key, digest]
+        self.dirty = True
+        return digest
+
+    def save(self) -> None:
+        if not (self.path and self.dirty):
+            return
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=os.path.dirname(self.path), delete=False) as out:
+            json.dump(self.entries, out)
+        os.replace(out.name, self.path)
+
+
+def _file_digest(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def manifest(context: str, cache: HashCache | None = None) -> dict[str, str]:
+    """Every entry's mode and content hash; raises ``ContextError`` on a bad context."""
+    problems = context_problems(context)
+    if problems:
+        raise ContextError("; ".join(problems))
+    cache = cache or HashCache(None)
+    out = {}
+    for rel in entries(context):
+        path = os.path.join(context, rel)
+        info = os.lstat(path)
+        mode = f"{stat.S_IMODE(info.st_mode):o}"
+        if stat.S_ISLNK(info.st_mode):
+            out[rel] = f"link:{os.readlink(path)}"
+        elif stat.S_ISDIR(info.st_mode):
+            out[rel] = f"dir:{mode}"
+        else:
+            try:
+                out[rel] = f"file:{mode}:{cache.digest(os.path.abspath(path), info)}"
+            except OSError as err:
+                raise ContextError(f"{rel}: {err.strerror}") from err
+    return out
+
+
+def pack(project: str, key: str, spec: Image, cache_dir: str | None = None) -> PackedImage:
+    """The tag and manifest of a data-packed image, using the hash cache in ``cache_dir``."""
+    cache_file = None
+    if cache_dir:
+        name = hashlib.sha256(os.path.abspath(spec.context).encode()).hexdigest()[:24]
+        cache_file = os.path.join(cache_dir, f"{name}.json")
+    cache = HashCache(cache_file)
+    files = manifest(spec.context, cache)
+    cache.save()
+    config = json.dumps([spec.base, spec.path, sorted(files.items())], separators=(",", ":"))
+    digest = hashlib.sha256(config.encode()).hexdigest()[:16]
+    return PackedImage(tag=f"{REPOSITORY}/{project}-{key}:{digest}", manifest=files)
+
+
+def dockerfile(spec_base: str, path: str) -> str:
+    return f"FROM {spec_base}\nCOPY {_CONTEXT_DIR}/ {path}/\nVOLUME {path}\n"
+
+
+def write_build_context(context: str, base: str, path: str, out: IO[bytes]) -> None:
+    """The tarball ``docker build`` gets: the context's entries and a generated Dockerfile."""
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        text = dockerfile(base, path).encode()
+        info = tarfile.TarInfo(DOCKERFILE)
+        info.size = len(text)
+        tar.addfile(info, fileobj=io.BytesIO(text))
+        folder = tarfile.TarInfo(_CONTEXT_DIR)
+        folder.type = tarfile.DIRTYPE
+        folder.mode = 0o755
+        tar.addfile(folder)
+        for rel in entries(context):
+            tar.add(os.path.join(context, rel), arcname=f"{_CONTEXT_DIR}/{rel}", recursive=False)

@@ -27,7 +27,10 @@ def observe(engine: Engine) -> Observed:
     live_images: dict[str, LiveImage] = {}
     for raw in images:
         image = LiveImage(
-            id=raw["Id"], tags=tuple(raw.get("RepoTags") or ()), labels=raw.get("Labels") or {}
+            id=raw["Id"],
+            tags=tuple(t for t in raw.get("RepoTags") or () if t != "<none>:<none>"),
+            labels=raw.get("Labels") or {},
+            created=int(raw.get("Created") or 0),
         )
         live_images[image.id] = image
         for tag in image.tags:

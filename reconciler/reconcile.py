@@ -10,19 +10,77 @@ from collections.abc import Mapping
 from typing import Any
 
 from reconciler.engine import Engine
-from reconciler.errors import PlanError, StalePlanError
+from reconciler.errors import PlanError, SpecError, SpecIssue, StalePlanError
+from reconciler.images import ContextError, PackedImage, pack
 from reconciler.observe import measure_writable_layers, observe
 from reconciler.plan import Action, Plan, plan
 from reconciler.spec.desired import Desired
-from reconciler.state import Observed
+from reconciler.state import KIND, Observed
 
 SAVED_KIND = "dsr-saved-plan"
 
 
-def compute_plan(engine: Engine, desired: Desired, image_tags: Mapping[str, str]) -> Plan:
+def pack_images(desired: Desired, state_dir: str | None) -> dict[str, PackedImage]:
+    """Hash every data-packed image's context; record each manifest for later reasons."""
+    packed: dict[str, PackedImage] = {}
+    issues = []
+    cache_dir = os.path.join(state_dir, "hash-cache") if state_dir else None
+    for key, spec in sorted(desired.images.items()):
+        try:
+            packed[key] = pack(desired.project, key, spec, cache_dir)
+        except ContextError as err:
+            origin = desired.origins.get(f"image:{key}")
+            file, line = (origin.file, origin.line) if origin else ("", 1)
+            issues.append(SpecIssue(file, line, f"images.{key}.context", str(err)))
+    if issues:
+        raise SpecError(issues)
+    if state_dir:
+        for image in packed.values():
+            path = _manifest_path(state_dir, image.tag)
+            if not os.path.exists(path):
+                _write_json(path, dict(image.manifest))
+    return packed
+
+
+def _manifest_path(state_dir: str, tag: str) -> str:
+    return os.path.join(state_dir, "manifests", tag.replace("/", "_").replace(":", "@") + ".json")
+
+
+def _write_json(path: str, value: Any) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=os.path.dirname(path), delete=False) as handle:
+        json.dump(value, handle)
+    os.replace(handle.name, path)
+
+
+def _known_manifests(state_dir: str | None, observed: Observed) -> dict[str, Mapping[str, str]]:
+    """Manifests of the builds the engine holds, as recorded when they were planned."""
+    out: dict[str, Mapping[str, str]] = {}
+    if not state_dir:
+        return out
+    for tag, image in observed.images.items():
+        if image.labels.get(KIND) != "image" or tag.startswith("sha256:"):
+            continue
+        try:
+            with open(_manifest_path(state_dir, tag), encoding="utf-8") as handle:
+                out[tag] = json.load(handle)
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def compute_plan(
+    engine: Engine,
+    desired: Desired,
+    image_tags: Mapping[str, str],
+    *,
+    manifests: Mapping[str, Mapping[str, str]] | None = None,
+    state_dir: str | None = None,
+) -> Plan:
     """Observe once and plan; measure writable layers only of containers a plan would drop."""
     observed = observe(engine)
-    first = plan(desired, observed, image_tags)
+    known = {**_known_manifests(state_dir, observed), **(manifests or {})}
+    first = plan(desired, observed, image_tags, manifests=known)
     ids = [
         c.target_id
         for c in first.changes
@@ -41,7 +99,7 @@ def compute_plan(engine: Engine, desired: Desired, image_tags: Mapping[str, str]
         volumes=observed.volumes,
         images=observed.images,
     )
-    return plan(desired, measured, image_tags)
+    return plan(desired, measured, image_tags, manifests=known)
 
 
 def names_of(desired: Desired) -> set[str]:

@@ -83,6 +83,7 @@ class LiveImage:
     id: str
     tags: tuple[str, ...] = ()
     labels: Mapping[str, str] = field(default_factory=dict)
+    created: int = 0  # seconds since the epoch
 
 
 @dataclass(frozen=True)

@@ -81,10 +81,13 @@ class ContainerParams:
 
 @dataclass(frozen=True)
 class ImageParams:
-    """An image dsr makes itself (``docker import`` of a tarball)."""
+    """An image dsr makes itself: empty (``docker import``) or data-packed (``docker build``)."""
 
     tag: str
     labels: Mapping[str, str]
+    context: str = ""  # data-packed: the folder copied to ``path`` and declared a VOLUME
+    path: str = ""
+    base: str = ""
 
 
 @dataclass(frozen=True)

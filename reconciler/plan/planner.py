@@ -11,7 +11,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.plan.model import Action, Change, ImageParams, Plan, Risk
+from reconciler.plan import packed
+from reconciler.plan.model import Action, Change, ContainerParams, ImageParams, Plan, Risk
 from reconciler.plan.params import (
     ANONYMOUS,
     EMPTY_IMAGE,
@@ -28,12 +29,19 @@ from reconciler.state import CONFIG_HASH, KIND, MANAGED, NAME, LiveContainer, Ob
 EMPTY_RESOURCE = f"image:{EMPTY_IMAGE}"
 
 
-def plan(desired: Desired, observed: Observed, image_tags: Mapping[str, str] | None = None) -> Plan:
+def plan(
+    desired: Desired,
+    observed: Observed,
+    image_tags: Mapping[str, str] | None = None,
+    *,
+    manifests: Mapping[str, Mapping[str, str]] | None = None,
+) -> Plan:
     """What to do so that the engine holds what ``desired`` says.
 
-    ``image_tags`` maps each key of ``desired.images`` to the tag its content builds.
+    ``image_tags`` maps each key of ``desired.images`` to the tag its content builds;
+    ``manifests`` maps image tags to their context's entries, to say what changed.
     """
-    planner = _Planner(desired, observed, dict(image_tags or {}))
+    planner = _Planner(desired, observed, dict(image_tags or {}), dict(manifests or {}))
     planner.run()
     names = {*desired.volumes, *desired.containers, *desired.volume_containers}
     return Plan(
@@ -50,6 +58,7 @@ class _Planner:
     desired: Desired
     observed: Observed
     image_tags: dict[str, str]
+    manifests: dict[str, Mapping[str, str]]
     changes: list[Change] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -70,10 +79,12 @@ class _Planner:
     def run(self) -> None:
         self.container_cleanups()
         self.internal_images()
+        packed.builds(self)
         for name, volume_spec in sorted(self.desired.volumes.items()):
             self.volume(name, volume_spec)
         for kind, name, spec in self.ordered_containers():
             self.container(kind, name, spec)
+        packed.cleanup(self)
         for volume in self.observed.volumes.values():
             if self.mine(volume.labels) and volume.name not in self.desired.volumes:
                 self.orphans.append(f"volume:{volume.name}")
@@ -210,7 +221,9 @@ class _Planner:
                     yield from visit(source.name)
             yield kind, name, spec
 
-        for name in sorted(specs):
+        # Volume containers first: they take volumes from no one, and a plan reads best
+        # with them ahead of the containers that use them.
+        for name in [*sorted(self.desired.volume_containers), *sorted(self.desired.containers)]:
             yield from visit(name)
 
     def resource_of(self, name: str) -> str:
@@ -220,6 +233,9 @@ class _Planner:
     def container(self, kind: str, name: str, spec: Container | VolumeContainer) -> None:
         resource = f"{kind}:{name}"
         image, image_dep, problem = self.image_for(spec)
+        if problem:
+            self.add(Change(resource, Action.BLOCKED, problem))
+            return
         deps = [f"volume:{m.source}" for m in spec.mounts if m.type == "volume" and m.source]
         if isinstance(spec, Container):
             deps += [self.resource_of(v.name) for v in spec.volumes_from]
@@ -230,11 +246,6 @@ class _Planner:
             for c in self.changes
             if c.action is Action.DELETE and c.name.startswith(f"{name}_dsr_")
         ]
-        stuck = [d for d in deps if self.blocked(d)]
-        if problem or stuck:
-            reason = problem or f"it depends on {', '.join(stuck)}, which is blocked"
-            self.add(Change(resource, Action.BLOCKED, reason))
-            return
         live = self.observed.containers.get(name)
         carry_from = live if live is not None and self.mine(live.labels) else self.leftover(name)
         params = container_params(
@@ -247,46 +258,57 @@ class _Planner:
             carry=self.anonymous_volumes(spec, carry_from),
         )
         planned = tuple(d for d in dict.fromkeys(deps) if d in self.planned)
-        if live is None:
-            self.add(
-                Change(
-                    resource,
-                    Action.CREATE,
-                    "it does not exist",
-                    depends_on=planned,
-                    container=params,
-                )
+        change = self.container_change(resource, spec, live, params, image, planned)
+        if change is None:
+            return  # up to date: a blocked dependency has nothing to stop here
+        stuck = [d for d in deps if self.blocked(d)]
+        if stuck and change.action is not Action.BLOCKED:
+            change = Change(
+                resource, Action.BLOCKED, f"it depends on {', '.join(stuck)}, which is blocked"
             )
-            return
-        problem = self.ownership(live.labels, f"a container named {name}")
+        self.add(change)
+
+    def container_change(
+        self,
+        resource: str,
+        spec: Container | VolumeContainer,
+        live: LiveContainer | None,
+        params: ContainerParams,
+        image: str,
+        planned: tuple[str, ...],
+    ) -> Change | None:
+        """What the container needs, were its dependencies all fine; ``None``: nothing."""
+        if live is None:
+            return Change(
+                resource, Action.CREATE, "it does not exist", depends_on=planned, container=params
+            )
+        problem = self.ownership(live.labels, f"a container named {params.name}")
         if problem:
-            self.add(Change(resource, Action.BLOCKED, problem))
-            return
+            return Change(resource, Action.BLOCKED, problem)
         reasons = self.replace_reasons(spec, live, params.labels, image)
         if reasons:
-            if live.state == "running":
+            # The writable layer goes with the container, whatever its state; one that was
+            # never started can only hold data put there by hand (docker cp).
+            if live.state != "created" or live.size_rw:
                 reasons.append(writable_layer(live.size_rw))
-            self.add(
-                Change(
-                    resource,
-                    Action.REPLACE,
-                    "; ".join(reasons),
-                    risk=Risk.RESTART,
-                    depends_on=planned,
-                    target_id=live.id,
-                    container=params,
-                )
+            return Change(
+                resource,
+                Action.REPLACE,
+                "; ".join(reasons),
+                risk=Risk.RESTART,
+                depends_on=planned,
+                target_id=live.id,
+                container=params,
             )
-        elif params.start and live.state != "running":
-            self.add(
-                Change(
-                    resource,
-                    Action.START,
-                    f"it is {live.state}, spec says running",
-                    depends_on=planned,
-                    target_id=live.id,
-                )
+        if params.start and live.state != "running":
+            return Change(
+                resource,
+                Action.START,
+                f"it is {live.state}, spec says running",
+                depends_on=planned,
+                target_id=live.id,
             )
+        return None
 
     def leftover(self, name: str) -> LiveContainer | None:
         for live in self.observed.containers.values():
@@ -298,6 +320,15 @@ class _Planner:
         """(reference, the planned change it depends on, why it cannot be had)."""
         if spec.image is None:
             return EMPTY_IMAGE, (EMPTY_RESOURCE if EMPTY_RESOURCE in self.planned else None), None
+        if packed.former_key(self, spec.image):
+            return (
+                "",
+                None,
+                (
+                    f"{spec.image} was a data-packed image of this project; its images key left "
+                    "the spec while this still uses it (a registry image of that name is not meant)"
+                ),
+            )
         if spec.image in self.desired.images:
             tag = self.image_tags.get(spec.image)
             if tag is None:
@@ -327,24 +358,31 @@ class _Planner:
         labels: Mapping[str, str],
         image: str,
     ) -> list[str]:
-        reasons = []
+        reasons = packed.image_change_reasons(self, spec, live, image)
+        explained: set[str] = set()  # mount targets the spec difference already names
         if live.labels.get(CONFIG_HASH) != labels[CONFIG_HASH]:
             old = _json(live.labels.get(SPEC))
-            reasons.append(spec_differences(old, normalized(spec, image)))
+            if reasons and old is not None:
+                old["image"] = image  # the data-packed image's own reason says it better
+            if old != normalized(spec, image):
+                reasons.append(spec_differences(old, normalized(spec, image)))
+                explained = _changed_targets(old, normalized(spec, image))
         current = self.observed.image_id(image)
         if current is not None and live.image_id and live.image_id != current:
             reasons.append(
                 f"image {image} now points to {current[7:19]}, the container runs {live.image_id[7:19]}"
             )
-        reasons += self.mount_drift(spec, live)
+        reasons += self.mount_drift(spec, live, explained)
         if isinstance(spec, Container):
             reasons += self.volumes_from_drift(spec, live)
         return reasons
 
-    def mount_drift(self, spec: Container | VolumeContainer, live: LiveContainer) -> list[str]:
+    def mount_drift(
+        self, spec: Container | VolumeContainer, live: LiveContainer, explained: set[str]
+    ) -> list[str]:
         out = []
         for mount in spec.mounts:
-            if mount.type == "tmpfs":
+            if mount.type == "tmpfs" or mount.target in explained:
                 continue
             have = live.mount_at(mount.target)
             if have is None:
@@ -380,6 +418,15 @@ class _Planner:
                     out.append(f"its volumes from {source.name} are stale ({mount.target} differs)")
                     break
         return out
+
+
+def _changed_targets(old: dict[str, Any] | None, new: dict[str, Any]) -> set[str]:
+    """Targets of mounts whose spec changed: the live mount differs there as a matter of
+    course, and saying so a second time would repeat the spec difference."""
+    if old is None:
+        return set()
+    before = {m.get("target"): m for m in old.get("mounts") or () if isinstance(m, dict)}
+    return {m["target"] for m in new.get("mounts") or () if before.get(m["target"]) != m}
 
 
 def _json(text: str | None) -> dict[str, Any] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -88,3 +89,19 @@ def _names(items: Any) -> str:
         mode = item.get("read_only")
         out.append(item["name"] + ("" if mode is None else (":ro" if mode else ":rw")))
     return ", ".join(out)
+
+
+def describe_changes(old: Mapping[str, str] | None, new: Mapping[str, str]) -> str:
+    """``2 files changed (index.html, a.css), 1 added`` between two manifests."""
+    if old is None:
+        return "its context changed"
+    changed = sorted(k for k in old.keys() & new.keys() if old[k] != new[k])
+    added = sorted(new.keys() - old.keys())
+    removed = sorted(old.keys() - new.keys())
+    parts = []
+    for verb, names in (("changed", changed), ("added", added), ("removed", removed)):
+        if names:
+            shown = ", ".join(names[:3]) + (", …" if len(names) > 3 else "")
+            noun = "entry" if len(names) == 1 else "entries"
+            parts.append(f"{len(names)} {noun} {verb} ({shown})")
+    return ", ".join(parts) or "its build settings changed"

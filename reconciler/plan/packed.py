@@ -1,0 +1,201 @@
+"""Planning for data-packed images: builds, and the clean-up after consumers have moved.
+
+A context change gives a new tag; the volume containers made from the image are replaced
+with a fresh volume (so consumers see the new files, unlike compose's issue 11953), and so
+are their consumers. Afterwards the old volume container's anonymous volume and the builds
+older than the previous one go; an image any container still uses never does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from reconciler.plan.model import Action, Change, ImageParams
+from reconciler.plan.params import ANONYMOUS, dsr_labels
+from reconciler.plan.reasons import describe_changes
+from reconciler.spec.models import Container, VolumeContainer
+from reconciler.state import KIND, MANAGED, NAME, PROJECT, LiveContainer, LiveImage
+
+if TYPE_CHECKING:
+    from reconciler.plan.planner import _Planner
+
+
+def key_images(planner: _Planner, key: str) -> list[LiveImage]:
+    """This project's builds of the images key ``key``, newest first."""
+    seen: dict[str, LiveImage] = {}
+    for image in planner.observed.images.values():
+        labels = image.labels
+        if (
+            labels.get(MANAGED) == "true"
+            and labels.get(PROJECT) == planner.project
+            and labels.get(KIND) == "image"
+            and labels.get(NAME) == key
+        ):
+            seen[image.id] = image
+    return sorted(seen.values(), key=lambda i: (i.created, i.id), reverse=True)
+
+
+def former_key(planner: _Planner, reference: str) -> bool:
+    """``reference`` names an images key this project built before and no longer has."""
+    return reference not in planner.desired.images and bool(key_images(planner, reference))
+
+
+def builds(planner: _Planner) -> None:
+    for key, spec in sorted(planner.desired.images.items()):
+        tag = planner.image_tags.get(key)
+        if tag is None or planner.observed.image_id(tag) is not None:
+            continue
+        earlier = key_images(planner, key)
+        if earlier and earlier[0].tags:
+            old = planner.manifests.get(earlier[0].tags[0])
+            reason = f"its context changed since {earlier[0].tags[0]}: " + describe_changes(
+                old, planner.manifests.get(tag, {})
+            )
+        else:
+            reason = "it has not been built yet"
+        digest = tag.rsplit(":", 1)[-1]
+        planner.add(
+            Change(
+                resource=f"image:{key}",
+                action=Action.BUILD,
+                reason=reason,
+                image=ImageParams(
+                    tag=tag,
+                    labels=dsr_labels(planner.project, "image", key, digest),
+                    context=spec.context,
+                    path=spec.path,
+                    base=spec.base,
+                ),
+            )
+        )
+
+
+def image_change_reasons(
+    planner: _Planner, spec: Container | VolumeContainer, live: LiveContainer, tag: str
+) -> list[str]:
+    """Why a container of a data-packed image is replaced, and what Docker will not refresh."""
+    key = spec.image
+    if key is None or key not in planner.desired.images or live.image == tag:
+        return []
+    old, new = planner.manifests.get(live.image), planner.manifests.get(tag, {})
+    reasons = [f"the data-packed image {key} changed: {describe_changes(old, new)}"]
+    path = planner.desired.images[key].path
+    if isinstance(spec, Container):
+        for mount in spec.mounts:
+            inside = mount.target == path or mount.target.startswith(path.rstrip("/") + "/")
+            named = mount.type == "volume" and mount.source in planner.observed.volumes
+            if named and inside and not mount.nocopy:
+                reasons.append(
+                    f"volume {mount.source} at {mount.target} already holds data, so Docker "
+                    "will not copy the new image's files into it (it fills only an empty "
+                    "new volume)"
+                )
+    return reasons
+
+
+def cleanup(planner: _Planner) -> None:
+    """Old anonymous volumes of replaced data-packed volume containers; old builds."""
+    _old_packed_volumes(planner)
+    _old_builds(planner)
+
+
+def _consumers(planner: _Planner, name: str) -> list[str]:
+    return sorted(
+        c_name
+        for c_name, c in planner.desired.containers.items()
+        if any(v.name == name for v in c.volumes_from)
+    )
+
+
+def _old_packed_volumes(planner: _Planner) -> None:
+    for name, vc in sorted(planner.desired.volume_containers.items()):
+        change = planner.planned.get(f"volume_container:{name}")
+        live = planner.observed.containers.get(name)
+        if change is None or change.action is not Action.REPLACE or live is None:
+            continue
+        new_image = change.container.image if change.container else None
+        if vc.image is None or vc.image not in planner.desired.images or live.image == new_image:
+            continue
+        mount = live.mount_at(planner.desired.images[vc.image].path)
+        if mount is None or not ANONYMOUS.match(mount.name):
+            continue
+        consumers = _consumers(planner, name)
+        moving = [planner.planned.get(f"container:{c}") for c in consumers]
+        if any(m is None or m.action is not Action.REPLACE for m in moving):
+            continue  # a consumer that does not move still needs the old data
+        users = set(planner.observed.volume_users(mount.name))
+        if not users <= {name, *consumers}:
+            continue  # someone else uses it: never delete a volume in use
+        planner.add(
+            Change(
+                resource=f"volume:{mount.name}",
+                action=Action.DELETE,
+                reason=f"the anonymous volume of the replaced data-packed volume container "
+                f"{name}; its files are in the previous build of {vc.image}",
+                depends_on=(change.resource, *(m.resource for m in moving if m)),
+                target_id=mount.name,
+            )
+        )
+
+
+def _old_builds(planner: _Planner) -> None:
+    keys = set(planner.desired.images)
+    for image in planner.observed.images.values():
+        key = image.labels.get(NAME, "")
+        if image.labels.get(KIND) == "image" and image.labels.get(PROJECT) == planner.project:
+            keys.add(key)
+    for key in sorted(keys):
+        builds_of_key = key_images(planner, key)
+        current = planner.image_tags.get(key)
+        if key in planner.desired.images:
+            keep = {planner.observed.image_id(current) if current else None}
+            others = [i for i in builds_of_key if i.id not in keep]
+            candidates = others[1:]  # the newest other build is the previous one: kept
+        else:
+            candidates = builds_of_key
+        for image in candidates:
+            _delete_build(planner, key, image)
+
+
+def _delete_build(planner: _Planner, key: str, image: LiveImage) -> None:
+    tag = image.tags[0] if image.tags else image.id
+    users = [c for c in planner.observed.containers.values() if c.image_id == image.id]
+    leaving = _leaving(planner, users)
+    staying = [c.name for c in users if c.id not in leaving]
+    if staying:
+        if key not in planner.desired.images:
+            planner.add(
+                Change(
+                    resource=f"image:{tag}",
+                    action=Action.BLOCKED,
+                    reason=f"the images key {key} left the spec, but {', '.join(sorted(staying))} "
+                    "still use this build; an image in use is never removed",
+                )
+            )
+        return
+    planner.add(
+        Change(
+            resource=f"image:{tag}",
+            action=Action.DELETE,
+            reason=f"an older build of {key}"
+            + (
+                "; the current and the previous builds are kept"
+                if key in planner.desired.images
+                else "; the key left the spec"
+            ),
+            depends_on=tuple(sorted(leaving.values())),
+            target_id=tag,
+        )
+    )
+
+
+def _leaving(planner: _Planner, users: list[LiveContainer]) -> Mapping[str, str]:
+    """Of ``users``, those this plan replaces or deletes: container id -> its change."""
+    out = {}
+    for change in planner.changes:
+        if change.action in (Action.REPLACE, Action.DELETE) and change.target_id:
+            for user in users:
+                if user.id == change.target_id:
+                    out[user.id] = change.resource
+    return out
