@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from reconciler.errors import SpecError, SpecIssue
 from reconciler.spec.desired import Desired, FileSpec
-from reconciler.spec.models import DOCKER_NAME, IMAGE_KEY, SECTIONS, SpecFile
+from reconciler.spec.models import BACKUP_NAME, DOCKER_NAME, IMAGE_KEY, SECTIONS, SpecFile
 from reconciler.spec.policy import Policy
 from reconciler.spec.resolve import resolve
 from reconciler.spec.yamlload import Document, Loc, format_loc, load_yaml
@@ -32,7 +32,10 @@ def find_spec_files(path: str) -> list[str]:
         found: list[str] = []
         for root, dirs, files in os.walk(path):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            found.extend(os.path.join(root, f) for f in files if f.endswith(_SUFFIXES))
+            # normpath: `dsr validate .` names files `web.yaml`, not `./web.yaml`
+            found.extend(
+                os.path.normpath(os.path.join(root, f)) for f in files if f.endswith(_SUFFIXES)
+            )
         return sorted(found)
     return [path]
 
@@ -135,6 +138,11 @@ def _issue(doc: Document, error: Any) -> SpecIssue:
         return doc.issue(
             loc, f"'{value}' is not a valid project name (lower-case letters, digits, '_' and '-')"
         )
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") == DOCKER_NAME:
+        return doc.issue(loc, f"'{value}' is not a valid Docker name (must match {DOCKER_NAME})")
+    if kind == "greater_than_equal":
+        hint = " (-1 keeps all)" if ctx.get("ge") == -1 else ""
+        return doc.issue(loc, f"must be {ctx.get('ge')} or more{hint}, not {_describe(value)}")
     if kind in _EXPECTED:
         return doc.issue(loc, f"expected {_EXPECTED[kind]}, got {_describe(value)}")
     return doc.issue(loc, str(error["msg"]))
@@ -174,6 +182,8 @@ def _bad_name(loc: Loc, value: Any) -> str:
     section = loc[0] if loc else ""
     if section == "images":
         return f"'{value}' is not a valid image key (lower case; must match {IMAGE_KEY})"
+    if section == "backups":
+        return f"'{value}' is not a valid backup name (must match {BACKUP_NAME})"
     return f"'{value}' is not a valid Docker name (must match {DOCKER_NAME})"
 
 

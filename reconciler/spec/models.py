@@ -29,6 +29,7 @@ DOCKER_NAME = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$"
 # Image keys become part of an image repository name, which must be lower case.
 IMAGE_KEY = r"^[a-z0-9][a-z0-9_.-]*$"
 PROJECT_NAME = r"^[a-z0-9][a-z0-9_-]*$"
+BACKUP_NAME = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$"
 _DURATION = re.compile(r"^(\d+[ymdh])+$")
 _RESTART = re.compile(r"^(no|always|unless-stopped|on-failure(:\d+)?)$")
 _PORT = re.compile(
@@ -40,7 +41,7 @@ RESERVED_LABEL_PREFIX = "dsr."
 VolumeName = Annotated[str, StringConstraints(pattern=DOCKER_NAME)]
 ContainerName = Annotated[str, StringConstraints(pattern=DOCKER_NAME)]
 ImageKey = Annotated[str, StringConstraints(pattern=IMAGE_KEY)]
-BackupName = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")]
+BackupName = Annotated[str, StringConstraints(pattern=BACKUP_NAME)]
 Count = Annotated[int, Field(ge=-1, description="how many to keep; -1 keeps all")]
 
 
@@ -50,6 +51,8 @@ class _Model(BaseModel):
 
 def host_path(value: str, info: ValidationInfo) -> str:
     """Absolute, normalized host path: ``~`` expanded, relative to the spec file's folder."""
+    if "\0" in value:  # the OS cannot take it, and os.path calls raise on it
+        raise ValueError(f"{value!r} contains a NUL character")
     path = os.path.expanduser(value)
     if path.startswith("~"):
         raise ValueError(f"cannot expand '{value}': no such user")
@@ -241,8 +244,12 @@ class Container(_Model):
     @classmethod
     def _ports(cls, value: list[str]) -> list[str]:
         for port in value:
-            if not _PORT.match(port):
+            match = _PORT.match(port)
+            if not match:
                 raise ValueError(f"'{port}' is not [IP:][HOST_PORT:]CONTAINER_PORT[/PROTOCOL]")
+            numbers = re.findall(r"\d+", f"{match['host'] or ''}-{match['container']}")
+            if any(int(n) > 65535 for n in numbers):
+                raise ValueError(f"'{port}': a port number is at most 65535")
         return value
 
     @field_validator("restart")

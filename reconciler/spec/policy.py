@@ -52,13 +52,18 @@ class Policy:
 
     def check(self, path: str) -> str | None:
         """Why ``path`` (absolute, normalized) is refused, or ``None`` when it may be used."""
-        candidates = {path, os.path.realpath(path)}
+        # The path as written first, so that the message names what the user wrote.
+        candidates = list(dict.fromkeys((path, os.path.realpath(path))))
         if any(is_under(c, a) for c in candidates for a in self.allow):
             return None
-        for candidate in sorted(candidates):
-            reason = self._protected(candidate)
-            if reason:
-                return f"{reason}; refused by {self.source} (an admin --policy file can allow it)"
+        for candidate in candidates:
+            what = self._protected(candidate)
+            if what:
+                via = f" resolves to {candidate}, which" if candidate != path else ""
+                return (
+                    f"{path}{via} is {what}; refused by {self.source} "
+                    "(an admin --policy file can allow it)"
+                )
         if self.bind_roots is not None and not any(
             is_under(c, root) for c in candidates for root in self.bind_roots
         ):
@@ -69,13 +74,14 @@ class Policy:
 
     @staticmethod
     def _protected(path: str) -> str | None:
+        """What protected thing ``path`` is, worded to follow "PATH is"."""
         if path == "/":
-            return "the host's root '/' is protected"
+            return "the host's root"
         if path in DOCKER_SOCKETS:
-            return f"{path} is the Docker socket"
+            return "the Docker socket"
         for root in PROTECTED:
             if is_under(path, root):
-                return f"{path} is under the protected {root}"
+                return f"under the protected {root}"
         return None
 
 
@@ -85,7 +91,10 @@ def load_policy(file: str | None, spec_paths: tuple[str, ...] = ()) -> Policy:
         return Policy()
     real = os.path.realpath(file)
     for spec in spec_paths:
-        spec_root = os.path.realpath(spec if os.path.isdir(spec) else os.path.dirname(spec))
+        # A path that does not exist is taken as a folder: its own error comes later, and
+        # its parent (often the current folder) is not a spec directory.
+        is_file = os.path.exists(spec) and not os.path.isdir(spec)
+        spec_root = os.path.realpath(os.path.dirname(spec) if is_file else spec)
         if is_under(real, spec_root):
             raise PolicyError(
                 f"{file}: the policy file lies in the spec directory {spec}; an admin policy "

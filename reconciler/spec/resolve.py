@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator
 
 from reconciler.errors import SpecIssue
+from reconciler.images import context_problems
 from reconciler.spec.desired import Desired, FileSpec, Origin
 from reconciler.spec.models import PROJECT_NAME, Mount
 from reconciler.spec.policy import Policy
@@ -169,9 +170,10 @@ def _references(spec: FileSpec, known: dict[str, set[str]]) -> Iterator[SpecIssu
     for name, container in model.containers.items():
         for index, source in enumerate(container.volumes_from):
             if source.name not in targets:
+                others = [t for t in targets if t != name]  # never suggest itself
                 yield spec.issue(
                     ("containers", name, "volumes_from", index),
-                    _missing("container", source.name, targets),
+                    _missing("container", source.name, others),
                 )
     for name, backup in model.backups.items():
         for index, volume in enumerate(backup.volumes):
@@ -213,6 +215,9 @@ def _host_paths(spec: FileSpec, policy: Policy) -> Iterator[SpecIssue]:
         if not os.path.isdir(image.context):
             what = "is not a directory" if os.path.exists(image.context) else "does not exist"
             yield spec.issue(("images", name, "context"), f"{image.context} {what}")
+            continue
+        for problem in context_problems(image.context):
+            yield spec.issue(("images", name, "context"), problem)
     for name, backup in spec.model.backups.items():
         for index, path in enumerate(backup.paths):
             refused = policy.check(path)

@@ -156,14 +156,22 @@ class _Builder:
             line = key_node.start_mark.line + 1
             if not isinstance(key_node, yaml.ScalarNode):
                 self.doc.issues.append(
-                    SpecIssue(self.doc.file, line, format_loc(loc), "a key must be a plain text")
+                    SpecIssue(
+                        self.doc.file,
+                        line,
+                        format_loc(loc),
+                        "a key must be plain text, not a list or a mapping",
+                    )
                 )
                 continue
             key = str(key_node.value)
-            if key in seen:
+            if key in seen:  # reported at the second one: the first has its line already
                 self.doc.issues.append(
-                    self.doc.issue(
-                        (*loc, key), f"key '{key}' is defined twice (first at line {seen[key]})"
+                    SpecIssue(
+                        self.doc.file,
+                        line,
+                        format_loc((*loc, key)),
+                        f"key '{key}' is defined twice (first at line {seen[key]})",
                     )
                 )
             seen[key] = line
@@ -181,10 +189,20 @@ def load_yaml(text: str, file: str, env: Mapping[str, str] | None = None) -> Doc
         mark = err.problem_mark or err.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         what = err.problem or err.context or "invalid YAML"
-        doc.issues.append(SpecIssue(file, line, "", f"YAML syntax error: {what} (column {column})"))
+        message = f"YAML syntax error: {what} (column {column})"
+        start = err.context_mark
+        if err.problem and err.context and start and start.line + 1 != line:
+            # Where the unclosed bracket or quote began, often far above the problem.
+            message += f", {err.context} at line {start.line + 1}, column {start.column + 1}"
+        doc.issues.append(SpecIssue(file, line, "", message))
         return doc
-    except yaml.YAMLError as err:  # reader errors: bad bytes, control characters
-        doc.issues.append(SpecIssue(file, 1, "", f"YAML error: {err}"))
+    except yaml.reader.ReaderError as err:  # control characters and the like
+        line = text.count("\n", 0, err.position) + 1
+        what = f"character #x{err.character:04x}" if isinstance(err.character, int) else "text"
+        doc.issues.append(SpecIssue(file, line, "", f"YAML error: {err.reason} ({what})"))
+        return doc
+    except yaml.YAMLError as err:
+        doc.issues.append(SpecIssue(file, 1, "", f"YAML error: {' '.join(str(err).split())}"))
         return doc
     if node is None:
         return doc
