@@ -67,6 +67,10 @@ def apply_plan(
     with ThreadPoolExecutor(max_workers=workers) as pool:
         while pending or running:
             for change in list(pending):
+                if len(running) >= workers:
+                    # Submit no more than run at once: every wait() below walks all the
+                    # futures given it, and 1,000 queued ones made an apply quadratic.
+                    break
                 deps = [d for d in change.depends_on if d in by_resource]
                 failed = [d for d in deps if d in outcomes and outcomes[d].status != "ok"]
                 if failed:
@@ -176,7 +180,12 @@ class _Executor:
 
     def build_packed_image(self, params: ImageParams) -> None:
         with tempfile.TemporaryFile() as context:  # on disk: contexts can be large
-            write_build_context(params.context, params.base, params.path, context)
+            digest = write_build_context(params.context, params.base, params.path, context)
+            if not params.tag.endswith(f":{digest}"):
+                raise RuntimeError(
+                    f"the context {params.context} changed since the plan was made, so it no "
+                    f"longer makes {params.tag}; run dsr plan (or dsr apply PATH) again"
+                )
             context.seek(0)
             output = self.api.build(
                 fileobj=context,

@@ -11,28 +11,23 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from reconciler import logs
-from reconciler.apply import Outcome, Progress, apply_plan
-from reconciler.engine import Engine
 from reconciler.errors import DsrError, SpecError
-from reconciler.plan import Plan, plan
-from reconciler.plan.simulate import simulate
-from reconciler.reconcile import (
-    check_fresh,
-    compute_plan,
-    names_of,
-    pack_images,
-    read_saved_plan,
-    save_plan,
-)
-from reconciler.render import FORMATS, render, render_json
-from reconciler.spec import Desired, describe_counts, load_policy, load_spec
-from reconciler.spec.schema import spec_schema
+from reconciler.spec import Desired, describe_counts, find_spec_files, load_policy, load_spec
+from reconciler.spec.load import load_file
+
+if TYPE_CHECKING:
+    from reconciler.apply import Outcome, Progress
+    from reconciler.engine import Engine
+    from reconciler.plan import Plan
+
+# The Docker client, the planner, the applier and the log set-up are imported by the
+# commands that use them, so that `dsr validate` and `dsr --help` start quickly.
+FORMATS = ("text", "json", "markdown")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -85,7 +80,6 @@ def global_options(func: F) -> F:
             value = kwargs.pop(name)
             if value is not None:
                 setattr(settings, name, value)
-        logs.configure(settings.log_format)  # type: ignore[arg-type]
         return func(settings, *args, **kwargs)
 
     for option in reversed(_GLOBAL_OPTIONS):
@@ -127,11 +121,15 @@ def validate(settings: Settings, path: str) -> None:
 
 
 def engine_for(settings: Settings) -> Engine:
+    from reconciler.engine import Engine
+
     return Engine(settings.docker_host)
 
 
 def planned(settings: Settings, engine: Engine, desired: Desired) -> Plan:
     """Hash the data-packed images' contexts, observe the engine, and plan."""
+    from reconciler.reconcile import compute_plan, pack_images
+
     state_dir = settings.resolved_state_dir()
     packed = pack_images(desired, state_dir)
     return compute_plan(
@@ -145,6 +143,10 @@ def planned(settings: Settings, engine: Engine, desired: Desired) -> Plan:
 
 def offline_plan(old: Desired, new: Desired) -> Plan:
     """``dsr diff``: the plan from ``old`` applied to ``new``, with no engine and no state."""
+    from reconciler.plan import plan
+    from reconciler.plan.simulate import simulate
+    from reconciler.reconcile import pack_images
+
     old_packed, new_packed = pack_images(old, None), pack_images(new, None)
     manifests = {i.tag: i.manifest for i in [*old_packed.values(), *new_packed.values()]}
     before = simulate(old, {key: image.tag for key, image in old_packed.items()})
@@ -157,14 +159,6 @@ _FORMAT = click.option(
 )
 
 
-def emit(text: str, out: str | None) -> None:
-    if out:
-        with open(out, "w", encoding="utf-8") as handle:
-            handle.write(click.unstyle(text) + "\n")
-    else:
-        click.echo(text)
-
-
 @cli.command("plan")
 @click.argument("path", type=click.Path())
 @_FORMAT
@@ -175,6 +169,9 @@ def plan_command(
     settings: Settings, path: str, fmt: str, out: str | None, detailed_exitcode: bool
 ) -> None:
     """Compare the spec with the live engine and show the changes."""
+    from reconciler.reconcile import names_of, save_plan
+    from reconciler.render import render, render_json
+
     desired = load(settings, path)
     engine = engine_for(settings)
     the_plan = planned(settings, engine, desired)
@@ -197,6 +194,12 @@ def plan_command(
 @global_options
 def apply_command(settings: Settings, path: str, workers: int) -> None:
     """Converge the engine to the spec (or to a saved plan). Never asks anything."""
+    from reconciler import logs
+    from reconciler.apply import apply_plan
+    from reconciler.reconcile import check_fresh, read_saved_plan
+    from reconciler.render import render
+
+    logs.configure(settings.log_format)  # type: ignore[arg-type]
     engine = engine_for(settings)
     saved = read_saved_plan(path)
     if saved is not None:
@@ -251,7 +254,13 @@ def diff_command(
     """Offline: the plan from the OLD spec to the NEW one, for pull requests."""
     old = load(settings, old_path)
     new = load(settings, new_path)
+    if old.project != new.project and settings.project is None and not declares_project(old_path):
+        # OLD is the same spec set at another revision, often checked out in a folder of
+        # another name: that folder's name says nothing about the project its objects have.
+        old = replace(old, project=new.project)
     the_plan = offline_plan(old, new)
+    from reconciler.render import render
+
     click.echo(render(the_plan, fmt, color=fmt == "text" and sys.stdout.isatty()))
     if the_plan.errors:
         sys.exit(1)
@@ -259,9 +268,20 @@ def diff_command(
         sys.exit(2)
 
 
+def declares_project(path: str) -> bool:
+    """Some file of the spec set at ``path`` has a top-level ``project:`` key."""
+    for file in find_spec_files(path):
+        spec, _ = load_file(file)
+        if spec is not None and spec.model.project:
+            return True
+    return False
+
+
 @cli.command()
 def schema() -> None:
     """Print the JSON Schema of spec files, for editors."""
+    from reconciler.spec.schema import spec_schema
+
     click.echo(json.dumps(spec_schema(), indent=2, sort_keys=False))
 
 

@@ -27,6 +27,10 @@ class Engine:
         except docker.errors.DockerException as err:
             raise EngineError(f"cannot reach the Docker engine at {url}: {err}") from err
         self.api.hooks["response"].append(self._count)
+        if url.startswith(("unix://", "npipe://")):
+            # No proxy, netrc or CA bundle applies to a local socket, and requests reads the
+            # whole environment for them on every call: ~1 ms of CPU, a third of an apply's.
+            self.api.trust_env = False
         self.calls = 1  # the version negotiation made one call before the hook existed
 
     def _count(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:

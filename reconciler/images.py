@@ -19,8 +19,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
-from docker.utils.build import PatternMatcher
-
 if TYPE_CHECKING:  # the spec checks contexts with this module: no import cycle at run time
     from reconciler.spec.models import Image
 
@@ -43,7 +41,9 @@ class PackedImage:
 
 def ignore_patterns(context: str) -> list[str]:
     try:
-        with open(os.path.join(context, ".dockerignore"), encoding="utf-8") as handle:
+        # Docker reads it as bytes; surrogateescape keeps odd bytes as os.listdir does.
+        path = os.path.join(context, ".dockerignore")
+        with open(path, encoding="utf-8", errors="surrogateescape") as handle:
             lines = handle.read().splitlines()
     except FileNotFoundError:
         return []
@@ -54,21 +54,47 @@ def entries(context: str) -> Iterator[str]:
     """Relative paths of the context that a build sends, sorted, .dockerignore applied."""
     patterns = ignore_patterns(context)
     if not patterns:
-        for root, dirs, files in os.walk(context):
+        # Raise on a folder it cannot list, as PatternMatcher.walk does: skipping it would
+        # leave its files out of the hash and the build without a word.
+        for root, dirs, files in os.walk(context, onerror=_raise):
             dirs.sort()
             base = os.path.relpath(root, context)
+            prefix = "" if base == "." else base + os.sep
             for name in sorted(dirs + files):
-                yield name if base == "." else os.path.join(base, name)
+                yield prefix + name
         return
+    # docker's own .dockerignore matcher; imported here so that checking a spec does not
+    # pay for importing the Docker client.
+    from docker.utils.build import PatternMatcher
+
     yield from sorted(PatternMatcher(patterns).walk(context))
+
+
+def _raise(err: OSError) -> None:
+    raise err
 
 
 def context_problems(context: str) -> list[str]:
     """What makes a context unusable; only stats, reads nothing."""
-    problems = []
+    return _scan(context)[1]
+
+
+def _scan(context: str) -> tuple[list[tuple[str, os.stat_result]], list[str]]:
+    """Each entry a build sends with its ``lstat``, and the problems found: one walk and one
+    stat per entry, which is all a hash with a warm cache costs."""
+    problems: list[str] = []
+    if not os.access(context, os.R_OK | os.X_OK):
+        return [], ["the context is not readable"]
+    try:
+        found = list(entries(context))
+    except OSError as err:  # a folder, or .dockerignore, that cannot be read
+        where = os.path.relpath(err.filename, context) if err.filename else "."
+        return [], [f"{'the context' if where == '.' else where} is not readable ({err.strerror})"]
     root = os.path.realpath(context)
-    for rel in entries(context):
-        path = os.path.join(context, rel)
+    base = os.path.join(context, "")
+    scanned = []
+    for rel in found:
+        path = base + rel
         try:
             info = os.lstat(path)
         except OSError as err:
@@ -83,7 +109,8 @@ def context_problems(context: str) -> list[str]:
                 problems.append(f"{rel} is not readable")
         elif not stat.S_ISDIR(info.st_mode):
             problems.append(f"{rel} is not a regular file, folder or symlink")
-    return problems
+        scanned.append((rel, info))
+    return scanned, problems
 
 
 class HashCache:
@@ -92,6 +119,7 @@ class HashCache:
     def __init__(self, path: str | None) -> None:
         self.path = path
         self.entries: dict[str, list[object]] = {}
+        self.used: set[str] = set()
         self.dirty = False
         if path:
             try:
@@ -102,6 +130,7 @@ class HashCache:
 
     def digest(self, path: str, info: os.stat_result) -> str:
         key = [info.st_size, info.st_mtime_ns, info.st_ino, info.st_ctime_ns]
+        self.used.add(path)
         hit = self.entries.get(path)
         if hit is not None and hit[:4] == key:
             return str(hit[4])
@@ -111,6 +140,11 @@ class HashCache:
         return digest
 
     def save(self) -> None:
+        """Write the digests of this pass's files; those of files gone are dropped, so the
+        cache (read whole on every pass) never outgrows the context."""
+        if len(self.used) != len(self.entries):
+            self.entries = {path: self.entries[path] for path in self.used}
+            self.dirty = True
         if not (self.path and self.dirty):
             return
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
@@ -129,14 +163,14 @@ def _file_digest(path: str) -> str:
 
 def manifest(context: str, cache: HashCache | None = None) -> dict[str, str]:
     """Every entry's mode and content hash; raises ``ContextError`` on a bad context."""
-    problems = context_problems(context)
+    scanned, problems = _scan(context)
     if problems:
         raise ContextError("; ".join(problems))
     cache = cache or HashCache(None)
+    base = os.path.join(os.path.abspath(context), "")  # entries are normalized relative paths
     out = {}
-    for rel in entries(context):
-        path = os.path.join(context, rel)
-        info = os.lstat(path)
+    for rel, info in scanned:
+        path = base + rel
         mode = f"{stat.S_IMODE(info.st_mode):o}"
         if stat.S_ISLNK(info.st_mode):
             out[rel] = f"link:{os.readlink(path)}"
@@ -144,7 +178,7 @@ def manifest(context: str, cache: HashCache | None = None) -> dict[str, str]:
             out[rel] = f"dir:{mode}"
         else:
             try:
-                out[rel] = f"file:{mode}:{cache.digest(os.path.abspath(path), info)}"
+                out[rel] = f"file:{mode}:{cache.digest(path, info)}"
             except OSError as err:
                 raise ContextError(f"{rel}: {err.strerror}") from err
     return out
@@ -159,17 +193,41 @@ def pack(project: str, key: str, spec: Image, cache_dir: str | None = None) -> P
     cache = HashCache(cache_file)
     files = manifest(spec.context, cache)
     cache.save()
-    config = json.dumps([spec.base, spec.path, sorted(files.items())], separators=(",", ":"))
-    digest = hashlib.sha256(config.encode()).hexdigest()[:16]
+    digest = content_digest(spec.base, spec.path, files)
     return PackedImage(tag=f"{REPOSITORY}/{project}-{key}:{digest}", manifest=files)
+
+
+def content_digest(base: str, path: str, files: Mapping[str, str]) -> str:
+    """The version part of a tag: ``base``, ``path`` and every entry's hash, no mtimes."""
+    config = json.dumps([base, path, sorted(files.items())], separators=(",", ":"))
+    return hashlib.sha256(config.encode()).hexdigest()[:16]
 
 
 def dockerfile(spec_base: str, path: str) -> str:
     return f"FROM {spec_base}\nCOPY {_CONTEXT_DIR}/ {path}/\nVOLUME {path}\n"
 
 
-def write_build_context(context: str, base: str, path: str, out: IO[bytes]) -> None:
-    """The tarball ``docker build`` gets: the context's entries and a generated Dockerfile."""
+class _HashingReader:
+    """Hands a file's bytes to the tarball and hashes exactly those bytes on the way."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle = handle
+        self.sha = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.handle.read(size)
+        self.sha.update(data)
+        return data
+
+
+def write_build_context(context: str, base: str, path: str, out: IO[bytes]) -> str:
+    """The tarball ``docker build`` gets: the context's entries and a generated Dockerfile.
+
+    Returns the ``content_digest`` of what went into it, from the bytes written: the context
+    may have changed since its tag was computed (a saved plan, an edit during the apply),
+    and a build must never carry a tag that names other content.
+    """
+    files: dict[str, str] = {}
     with tarfile.open(fileobj=out, mode="w") as tar:
         text = dockerfile(base, path).encode()
         info = tarfile.TarInfo(DOCKERFILE)
@@ -180,4 +238,17 @@ def write_build_context(context: str, base: str, path: str, out: IO[bytes]) -> N
         folder.mode = 0o755
         tar.addfile(folder)
         for rel in entries(context):
-            tar.add(os.path.join(context, rel), arcname=f"{_CONTEXT_DIR}/{rel}", recursive=False)
+            info = tar.gettarinfo(os.path.join(context, rel), arcname=f"{_CONTEXT_DIR}/{rel}")
+            mode = f"{stat.S_IMODE(info.mode):o}"
+            if info.isreg():
+                with open(os.path.join(context, rel), "rb") as handle:
+                    reader = _HashingReader(handle)
+                    tar.addfile(info, reader)
+                files[rel] = f"file:{mode}:{reader.sha.hexdigest()}"
+                continue
+            tar.addfile(info)
+            if info.islnk():  # a hard link to an entry already written: the same file
+                files[rel] = files[info.linkname.removeprefix(f"{_CONTEXT_DIR}/")]
+            else:
+                files[rel] = f"link:{info.linkname}" if info.issym() else f"dir:{mode}"
+    return content_digest(base, path, files)

@@ -131,7 +131,8 @@ def read_saved_plan(path: str) -> tuple[Plan, set[str]] | None:
         return None
     try:
         return Plan.from_dict(document["plan"]), set(document["names"])
-    except (KeyError, TypeError, ValueError) as err:
+    except (AttributeError, KeyError, TypeError, ValueError) as err:
+        # AttributeError: a change (or its parameters) that is not a mapping at all
         raise PlanError(f"{path}: the saved plan is damaged: {err}") from err
 
 

@@ -117,7 +117,9 @@ class Observed:
                 )
         for v in self.volumes.values():
             if v.project == project or v.name in names:
-                tokens[f"volume:{v.name}"] = _digest([v.created_at, dict(v.labels), v.driver])
+                # Not created_at: the local driver reports its data folder's mtime there,
+                # so a container writing a file would make every saved plan stale.
+                tokens[f"volume:{v.name}"] = _digest([dict(v.labels), v.driver, dict(v.options)])
         return tokens
 
 

@@ -6,6 +6,7 @@ images, volumes, volume containers and containers, each after what it depends on
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -92,11 +93,18 @@ class _Planner:
     def mine(self, labels: Mapping[str, str]) -> bool:
         return labels.get(MANAGED) == "true" and labels.get("dsr.project") == self.project
 
+    def my_container(self, live: LiveContainer) -> bool:
+        """dsr created this container. Docker copies an image's labels into the containers
+        made from it, so one made by hand from a data-packed build carries dsr.managed and
+        dsr.project too, with dsr.kind=image: that one is not dsr's to delete or replace."""
+        kind = live.labels.get(KIND, "container")
+        return self.mine(live.labels) and kind in ("container", "volume_container")
+
     # -- containers that must go -------------------------------------------------------
     def container_cleanups(self) -> None:
         wanted = {**self.desired.containers, **self.desired.volume_containers}
         for live in sorted(self.observed.containers.values(), key=lambda c: c.name):
-            if not self.mine(live.labels):
+            if not self.my_container(live):
                 continue
             logical = live.labels.get(NAME, live.name)
             kind = live.labels.get(KIND, "container")
@@ -241,13 +249,10 @@ class _Planner:
             deps += [self.resource_of(v.name) for v in spec.volumes_from]
         if image_dep:
             deps.append(image_dep)
-        deps += [
-            c.resource
-            for c in self.changes
-            if c.action is Action.DELETE and c.name.startswith(f"{name}_dsr_")
-        ]
         live = self.observed.containers.get(name)
-        carry_from = live if live is not None and self.mine(live.labels) else self.leftover(name)
+        if live is not None:  # the replace needs the leftovers' names free
+            deps += [c.resource for c in self.leftover_deletes(name)]
+        carry_from = live if live is not None and self.my_container(live) else self.leftover(name)
         params = container_params(
             self.project,
             kind,
@@ -267,6 +272,27 @@ class _Planner:
                 resource, Action.BLOCKED, f"it depends on {', '.join(stuck)}, which is blocked"
             )
         self.add(change)
+        if live is None:
+            self.keep_leftovers_until(change, name)
+
+    def leftover_deletes(self, name: str) -> list[Change]:
+        return [
+            c
+            for c in self.changes
+            if c.action is Action.DELETE and c.name.startswith(f"{name}_dsr_")
+        ]
+
+    def keep_leftovers_until(self, change: Change, name: str) -> None:
+        """The leftovers of an interrupted replace alone name the anonymous volumes that
+        ``change`` carries over: delete them only after it succeeded (never while it is
+        blocked), so that an apply killed in between loses no volume."""
+        for old in self.leftover_deletes(name):
+            self.changes.remove(old)
+            if change.action is Action.CREATE:
+                self.add(dataclasses.replace(old, depends_on=(change.resource,)))
+            else:
+                reason = f"kept while {change.resource} is blocked: it holds its volumes"
+                self.add(dataclasses.replace(old, action=Action.BLOCKED, reason=reason))
 
     def container_change(
         self,
@@ -283,6 +309,11 @@ class _Planner:
                 resource, Action.CREATE, "it does not exist", depends_on=planned, container=params
             )
         problem = self.ownership(live.labels, f"a container named {params.name}")
+        if problem is None and not self.my_container(live):
+            problem = (
+                f"a container named {params.name} exists and dsr did not create it (its dsr "
+                "labels come from its image, a data-packed build); dsr never takes it over"
+            )
         if problem:
             return Change(resource, Action.BLOCKED, problem)
         reasons = self.replace_reasons(spec, live, params.labels, image)
@@ -312,7 +343,7 @@ class _Planner:
 
     def leftover(self, name: str) -> LiveContainer | None:
         for live in self.observed.containers.values():
-            if self.mine(live.labels) and live.labels.get(NAME) == name and live.name != name:
+            if self.my_container(live) and live.labels.get(NAME) == name and live.name != name:
                 return live
         return None
 

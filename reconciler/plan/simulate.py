@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from reconciler.plan.model import ContainerParams
-from reconciler.plan.params import EMPTY_IMAGE, digest, volume_params
+from reconciler.plan.params import digest, volume_params
 from reconciler.plan.planner import plan
 from reconciler.spec.desired import Desired
 from reconciler.state import LiveContainer, LiveImage, LiveMount, LiveVolume, Observed
@@ -17,14 +17,24 @@ def simulate(desired: Desired, image_tags: dict[str, str]) -> Observed:
         volumes[name] = LiveVolume(
             name=name, driver=spec.driver, options=dict(spec.driver_opts), labels=labels
         )
-    images = {EMPTY_IMAGE: LiveImage(id=_image_id(EMPTY_IMAGE), tags=(EMPTY_IMAGE,))}
+    images: dict[str, LiveImage] = {}
     containers: dict[str, LiveContainer] = {}
-    # Creating from an empty engine gives exactly the parameters the planner would use.
-    for change in plan(desired, Observed(images=images), image_tags).changes:
+    # Creating from an engine with only the volumes gives exactly the parameters the
+    # planner would use. The volumes must be there: external ones are never created, and
+    # without them every container using one would be blocked, so left out. Images are
+    # what the plan builds (with their labels) and what the containers use: the empty
+    # image only when a volume container needed it.
+    for change in plan(desired, Observed(volumes=volumes), image_tags).changes:
+        if change.image is not None:
+            tag = change.image.tag
+            built = LiveImage(id=_image_id(tag), tags=(tag,), labels=dict(change.image.labels))
+            images[tag] = images[built.id] = built
         params = change.container
         if params is None:
             continue
-        images.setdefault(params.image, LiveImage(id=_image_id(params.image), tags=(params.image,)))
+        if params.image not in images:
+            used = LiveImage(id=_image_id(params.image), tags=(params.image,))
+            images[params.image] = images[used.id] = used
         containers[params.name] = _container(params, containers)
     return Observed(containers=containers, volumes=volumes, images=images)
 
