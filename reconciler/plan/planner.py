@@ -304,9 +304,16 @@ class _Planner:
         planned: tuple[str, ...],
     ) -> Change | None:
         """What the container needs, were its dependencies all fine; ``None``: nothing."""
+        pulled = (
+            f"; image {params.image} is not on the engine and will be pulled" if params.pull else ""
+        )
         if live is None:
             return Change(
-                resource, Action.CREATE, "it does not exist", depends_on=planned, container=params
+                resource,
+                Action.CREATE,
+                "it does not exist" + pulled,
+                depends_on=planned,
+                container=params,
             )
         problem = self.ownership(live.labels, f"a container named {params.name}")
         if problem is None and not self.my_container(live):
@@ -325,7 +332,7 @@ class _Planner:
             return Change(
                 resource,
                 Action.REPLACE,
-                "; ".join(reasons),
+                "; ".join(reasons) + pulled,
                 risk=Risk.RESTART,
                 depends_on=planned,
                 target_id=live.id,

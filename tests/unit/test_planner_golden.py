@@ -295,7 +295,7 @@ CASES = [
               reason: it does not exist
               after:  volume:logs, image:dsr/empty:1
           + container:app will be created
-              reason: it does not exist
+              reason: it does not exist; image busybox:1.36 is not on the engine and will be pulled
               after:  volume:data, volume_container:vc_logs
 
         Plan: 4 to create, 0 to replace, 0 to update, 0 to start, 0 to delete, 1 to build, 0 blocked.
@@ -315,7 +315,7 @@ CASES = [
                 change(
                     "container:app",
                     "create",
-                    "it does not exist",
+                    "it does not exist; image busybox:1.36 is not on the engine and will be pulled",
                     depends_on=("volume:data", "volume_container:vc_logs"),
                 ),
             ],
@@ -920,12 +920,12 @@ CASES = [
               reason: it does not exist
               after:  volume:a-vol, image:dsr/empty:1
           + container:aaa will be created
-              reason: it does not exist
+              reason: it does not exist; image busybox:1.36 is not on the engine and will be pulled
           + container:beta will be created
-              reason: it does not exist
+              reason: it does not exist; image busybox:1.36 is not on the engine and will be pulled
               after:  volume_container:zz_vc
           + container:alpha will be created
-              reason: it does not exist
+              reason: it does not exist; image busybox:1.36 is not on the engine and will be pulled
               after:  container:beta
 
         Plan: 7 to create, 0 to replace, 0 to update, 0 to start, 1 to delete, 1 to build, 0 blocked.
