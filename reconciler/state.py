@@ -29,8 +29,22 @@ class LiveMount:
     read_only: bool = False
 
 
+class _Labelled:
+    """An engine object whose labels say whether dsr manages it, and for which project."""
+
+    labels: Mapping[str, str]
+
+    @property
+    def managed(self) -> bool:
+        return self.labels.get(MANAGED) == "true"
+
+    @property
+    def project(self) -> str | None:
+        return self.labels.get(PROJECT)
+
+
 @dataclass(frozen=True)
-class LiveContainer:
+class LiveContainer(_Labelled):
     """A container of any owner; ``labels`` tell whether dsr manages it."""
 
     id: str
@@ -42,14 +56,6 @@ class LiveContainer:
     mounts: tuple[LiveMount, ...] = ()
     size_rw: int | None = None  # bytes in the writable layer; None when not measured
 
-    @property
-    def managed(self) -> bool:
-        return self.labels.get(MANAGED) == "true"
-
-    @property
-    def project(self) -> str | None:
-        return self.labels.get(PROJECT)
-
     def mount_at(self, target: str) -> LiveMount | None:
         for mount in self.mounts:
             if mount.target == target:
@@ -58,7 +64,7 @@ class LiveContainer:
 
 
 @dataclass(frozen=True)
-class LiveVolume:
+class LiveVolume(_Labelled):
     """A named (or anonymous) Docker volume."""
 
     name: str
@@ -66,14 +72,6 @@ class LiveVolume:
     options: Mapping[str, str] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
     created_at: str = ""
-
-    @property
-    def managed(self) -> bool:
-        return self.labels.get(MANAGED) == "true"
-
-    @property
-    def project(self) -> str | None:
-        return self.labels.get(PROJECT)
 
 
 @dataclass(frozen=True)

@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from reconciler.errors import SpecIssue
 from reconciler.spec.models import Backup, Container, Image, SpecFile, Volume, VolumeContainer
-from reconciler.spec.yamlload import Loc, format_loc
+from reconciler.spec.yamlload import Loc, Located
 
 
 @dataclass(frozen=True)
-class FileSpec:
+class FileSpec(Located):
     """One checked spec file with the line of each of its spec paths."""
 
     file: str
@@ -20,16 +19,6 @@ class FileSpec:
     # Resources left out of ``model`` because they are invalid: (section, key). They still
     # count as defined, so that references to them are not reported a second time.
     broken: frozenset[tuple[str, str]] = frozenset()
-
-    def line_of(self, loc: Loc) -> int:
-        for end in range(len(loc), -1, -1):
-            line = self.lines.get(loc[:end])
-            if line is not None:
-                return line
-        return 1
-
-    def issue(self, loc: Loc, message: str) -> SpecIssue:
-        return SpecIssue(self.file, self.line_of(loc), format_loc(loc), message)
 
 
 @dataclass(frozen=True)

@@ -51,14 +51,11 @@ def format_loc(loc: Loc) -> str:
     return out
 
 
-@dataclass
-class Document:
-    """One loaded file: its values, the line of each spec path, and problems found."""
+class Located:
+    """Read from one spec file: knows the line of each spec path it holds."""
 
     file: str
-    data: Any
-    lines: dict[Loc, int] = field(default_factory=dict)
-    issues: list[SpecIssue] = field(default_factory=list)
+    lines: Mapping[Loc, int]
 
     def line_of(self, loc: Loc) -> int:
         """The line of ``loc``, or of its nearest ancestor that has one."""
@@ -70,6 +67,16 @@ class Document:
 
     def issue(self, loc: Loc, message: str) -> SpecIssue:
         return SpecIssue(self.file, self.line_of(loc), format_loc(loc), message)
+
+
+@dataclass
+class Document(Located):
+    """One loaded file: its values, the line of each spec path, and problems found."""
+
+    file: str
+    data: Any
+    lines: dict[Loc, int] = field(default_factory=dict)
+    issues: list[SpecIssue] = field(default_factory=list)
 
 
 def expand_vars(text: str, env: Mapping[str, str]) -> tuple[str, list[str]]:
