@@ -151,7 +151,15 @@ def _old_builds(planner: _Planner) -> None:
         if key in planner.desired.images:
             keep = {planner.observed.image_id(current) if current else None}
             others = [i for i in builds_of_key if i.id not in keep]
-            candidates = others[1:]  # the newest other build is the previous one: kept
+            # The previous build, kept for rollback, is the one in service now: the newest
+            # that this project's containers run (after A, B, A, C it is A, not B); when
+            # none runs one, the newest other build.
+            in_service = {
+                c.image_id for c in planner.observed.containers.values() if planner.my_container(c)
+            }
+            running = [i for i in others if i.id in in_service]
+            previous = (running or others)[:1]
+            candidates = [i for i in others if i not in previous]
         else:
             candidates = builds_of_key
         for image in candidates:
