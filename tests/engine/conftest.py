@@ -51,6 +51,7 @@ import subprocess
 import sys
 import tarfile
 import textwrap
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -303,10 +304,54 @@ def labels(run_id: str, prefix: str) -> dict[str, str]:
 
 @pytest.fixture(autouse=True)
 def cleanup(docker_client: docker.DockerClient, prefix: str) -> Iterator[Cleanup]:
-    """Removes what this test owns after it ran, whatever its outcome."""
+    """Removes what this test owns after it ran, whatever its outcome.
+
+    That includes the anonymous volumes its containers used: ``docker rm -v`` keeps an
+    anonymous volume that is mounted by name, as dsr mounts the ones it carries over to a
+    replacement, and one whose container dsr itself removed is left behind by design."""
     tracker = Cleanup(docker_client, Scope(prefix, TEST_PREFIX_LABEL, prefix))
+    since = time.time() - 1
     yield tracker
+    volumes = _anonymous_volumes_used(docker_client, prefix, since, tracker)
     tracker()
+    for name in sorted(volumes):
+        with contextlib.suppress(APIError):  # gone already, or still in use by someone
+            if not docker_client.api.inspect_volume(name).get("Labels"):
+                docker_client.api.remove_volume(name)
+
+
+ANONYMOUS_VOLUME = re.compile(r"[0-9a-f]{64}")
+
+
+def _event_is_ours(attributes: Mapping[str, str], prefix: str) -> bool:
+    return (
+        attributes.get("name", "").startswith(prefix)
+        or attributes.get(PROJECT_LABEL, "").startswith(prefix)
+        or attributes.get(TEST_PREFIX_LABEL) == prefix
+    )
+
+
+def _anonymous_volumes_used(
+    client: docker.DockerClient, prefix: str, since: float, tracker: Cleanup
+) -> set[str]:
+    """Anonymous volumes mounted by this test's containers, gone ones included (by events)."""
+    events = list(client.events(since=since, until=time.time() + 0.1, decode=True))
+    ours = {
+        e["Actor"]["ID"]
+        for e in events
+        if e.get("Type") == "container" and _event_is_ours(e["Actor"].get("Attributes", {}), prefix)
+    }
+    volumes = {
+        e["Actor"]["ID"]
+        for e in events
+        if e.get("Type") == "volume" and e["Actor"].get("Attributes", {}).get("container") in ours
+    }
+    for container in tracker.owned().containers:
+        with contextlib.suppress(APIError):
+            volumes |= {
+                m.get("Name", "") for m in client.api.inspect_container(container)["Mounts"]
+            }
+    return {v for v in volumes if ANONYMOUS_VOLUME.fullmatch(v)}
 
 
 # --- images -------------------------------------------------------------------------------
