@@ -324,6 +324,7 @@ def _mount(mount: MountParams) -> docker.types.Mount:
         type="volume",
         read_only=mount.read_only,
         no_copy=mount.nocopy,
+        labels=dict(mount.labels) or None,
     )
 
 

@@ -55,6 +55,9 @@ class MountParams:
     selinux: str = ""
     nocopy: bool = False
     tmpfs_size: int | None = None
+    # For a volume Docker creates (an anonymous one): labels that make it dsr's, so that it
+    # is never mistaken for somebody else's and shows as an orphan once nothing uses it.
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

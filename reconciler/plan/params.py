@@ -63,15 +63,20 @@ def container_params(
     *,
     pull: bool,
     carry: Mapping[str, str],
+    volume_path: str | None = None,
 ) -> ContainerParams:
-    """``carry`` maps mount targets to anonymous volumes kept from the container replaced."""
+    """``carry`` maps mount targets to anonymous volumes kept from the container replaced;
+    ``volume_path`` is the VOLUME of a data-packed image, given a fresh volume of dsr's."""
     config = normalized(spec, image)
     labels = {
         **spec.labels,
         **dsr_labels(project, kind, name, digest(config)),
         SPEC: json.dumps(config, sort_keys=True, separators=(",", ":")),
     }
-    mounts = tuple(_mount(m, carry) for m in spec.mounts)
+    anonymous = {MANAGED: "true", PROJECT: project, KIND: "anonymous_volume", NAME: name}
+    mounts = tuple(_mount(m, carry, anonymous) for m in spec.mounts)
+    if volume_path and all(m.target != volume_path for m in spec.mounts):
+        mounts += (MountParams(type="volume", target=volume_path, labels=anonymous),)
     make_dirs = tuple(m.source for m in spec.mounts if m.type == "bind" and m.create and m.source)
     if isinstance(spec, VolumeContainer):
         return ContainerParams(
@@ -107,10 +112,12 @@ def container_params(
     )
 
 
-def _mount(mount: Mount, carry: Mapping[str, str]) -> MountParams:
+def _mount(mount: Mount, carry: Mapping[str, str], anonymous: Mapping[str, str]) -> MountParams:
     source = mount.source or ""
-    if mount.anonymous and mount.target in carry:
-        source = carry[mount.target]
+    labels: Mapping[str, str] = {}
+    if mount.anonymous:
+        source = carry.get(mount.target, "")
+        labels = {} if source else anonymous
     return MountParams(
         type=mount.type,
         target=mount.target,
@@ -120,4 +127,5 @@ def _mount(mount: Mount, carry: Mapping[str, str]) -> MountParams:
         selinux=mount.selinux or "",
         nocopy=mount.nocopy,
         tmpfs_size=mount.tmpfs_size,
+        labels=labels,
     )

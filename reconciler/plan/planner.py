@@ -88,7 +88,9 @@ class _Planner:
         packed.cleanup(self)
         for volume in self.observed.volumes.values():
             if self.mine(volume.labels) and volume.name not in self.desired.volumes:
-                self.orphans.append(f"volume:{volume.name}")
+                anonymous = volume.labels.get(KIND) == "anonymous_volume"
+                if not (anonymous and self.observed.volume_users(volume.name)):
+                    self.orphans.append(f"volume:{volume.name}")
 
     def mine(self, labels: Mapping[str, str]) -> bool:
         return labels.get(MANAGED) == "true" and labels.get("dsr.project") == self.project
@@ -261,6 +263,7 @@ class _Planner:
             image,
             pull=image_dep is None and self.observed.image_id(image) is None,
             carry=self.anonymous_volumes(spec, carry_from),
+            volume_path=self.packed_path(spec),
         )
         planned = tuple(d for d in dict.fromkeys(deps) if d in self.planned)
         change = self.container_change(resource, spec, live, params, image, planned)
@@ -347,6 +350,11 @@ class _Planner:
                 target_id=live.id,
             )
         return None
+
+    def packed_path(self, spec: Container | VolumeContainer) -> str | None:
+        """Where the data-packed image ``spec`` runs declares its VOLUME, if it is one."""
+        image = self.desired.images.get(spec.image) if spec.image else None
+        return image.path if image else None
 
     def leftover(self, name: str) -> LiveContainer | None:
         for live in self.observed.containers.values():
