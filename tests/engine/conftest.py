@@ -69,6 +69,7 @@ from requests.exceptions import RequestException
 ENGINE_TESTS_DIR = Path(__file__).resolve().parent
 
 PROJECT_LABEL = "dsr.project"
+DSR_EMPTY_IMAGE = "dsr/empty:1"  # what dsr creates volume containers from when they name no image
 TEST_RUN_LABEL = "dsr.test-run"
 TEST_PREFIX_LABEL = "dsr.test-prefix"
 
@@ -284,9 +285,18 @@ def run_id() -> str:
 @pytest.fixture(scope="session", autouse=True)
 def _session_sweep(docker_client: docker.DockerClient, run_id: str) -> Iterator[None]:
     """At session end, remove whatever this run left (names ``<run_id>*``, label
-    ``dsr.test-run=<run_id>``, dsr projects ``<run_id>*``)."""
+    ``dsr.test-run=<run_id>``, dsr projects ``<run_id>*``), and dsr's shared empty image
+    for volume containers when this run made it and nothing uses it any more."""
+    try:
+        docker_client.images.get(DSR_EMPTY_IMAGE)
+        had_empty_image = True
+    except NotFound:
+        had_empty_image = False
     yield
     sweep(docker_client, Scope(run_id, TEST_RUN_LABEL, run_id))
+    if not had_empty_image:
+        with contextlib.suppress(APIError):  # absent, or in use by somebody's container
+            docker_client.images.remove(DSR_EMPTY_IMAGE)
 
 
 @pytest.fixture
