@@ -10,11 +10,13 @@ busybox's own httpd in the foreground.
 
 from __future__ import annotations
 
+import io
 import json
 import random
 import re
 import shutil
 import subprocess
+import tarfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -274,3 +276,27 @@ def write_events(client: docker.DockerClient, since: float, until: float, prefix
         if ours and action in WRITE_EVENTS:
             found.append(f"{event['Type']} {action} {name}")
     return found
+
+
+# --- tar streams (the Engine API's archive endpoints) ---------------------------------------
+
+
+def tar_of(name: str, content: bytes) -> bytes:
+    """A tar stream holding one file, for ``put_archive``."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size = len(content)
+        tar.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+def members_of(archive: bytes) -> dict[str, bytes]:
+    """Regular files in a tar stream (from ``get_archive``), by name."""
+    files: dict[str, bytes] = {}
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        for member in tar.getmembers():
+            extracted = tar.extractfile(member) if member.isfile() else None
+            if extracted is not None:
+                files[member.name] = extracted.read()
+    return files

@@ -3,13 +3,11 @@ changing, is finished by the next apply: no duplicates, no leftovers, no data lo
 
 from __future__ import annotations
 
-import io
 import os
 import random
 import signal
 import subprocess
 import sys
-import tarfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -20,10 +18,12 @@ from specgen import (
     BigSpec,
     exec_out,
     inspect,
+    members_of,
     mounts_by_target,
     plan_json,
     prefixed_containers,
     prefixed_volumes,
+    tar_of,
     write_spec,
 )
 
@@ -32,24 +32,6 @@ DsrRunner = Callable[..., subprocess.CompletedProcess[str]]
 
 SEED = int(os.environ.get("DSR_CRASH_SEED", "20261129"))
 ROUNDS = 5
-
-
-def tar_of(name: str, content: bytes) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        info = tarfile.TarInfo(name)
-        info.size = len(content)
-        tar.addfile(info, io.BytesIO(content))
-    return buffer.getvalue()
-
-
-def members_of(archive: bytes) -> dict[str, bytes]:
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        return {
-            m.name: tar.extractfile(m).read()  # type: ignore[union-attr]
-            for m in tar.getmembers()
-            if m.isfile()
-        }
 
 
 def marker_files(shape: BigSpec, i: int) -> dict[str, str]:

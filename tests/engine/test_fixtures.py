@@ -7,7 +7,6 @@ earlier run left behind, and every "it is gone" is preceded by "it was there".
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import re
@@ -15,7 +14,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import tarfile
 import textwrap
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -25,6 +23,7 @@ import docker
 import pytest
 from docker.errors import NotFound
 from docker.types import Mount
+from specgen import members_of, tar_of
 
 # The fixtures' types live in conftest.py, which tests do not import; these aliases mirror them.
 Runner = Callable[..., subprocess.CompletedProcess[str]]
@@ -56,26 +55,6 @@ def run_busybox(
     output = container.logs().decode()
     assert status == 0, f"{command!r} exited {status}: {output}"
     return output
-
-
-def tar_of(name: str, content: bytes) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        info = tarfile.TarInfo(name)
-        info.size = len(content)
-        tar.addfile(info, io.BytesIO(content))
-    return buffer.getvalue()
-
-
-def members_of(archive: bytes) -> dict[str, bytes]:
-    """Regular files in a tar stream, by name."""
-    files: dict[str, bytes] = {}
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        for member in tar.getmembers():
-            extracted = tar.extractfile(member) if member.isfile() else None
-            if extracted is not None:
-                files[member.name] = extracted.read()
-    return files
 
 
 def exists(get: Callable[[str], object], name: str) -> bool:
