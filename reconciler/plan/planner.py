@@ -7,22 +7,18 @@ images, volumes, volume containers and containers, each after what it depends on
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
-from reconciler.plan import packed
+from reconciler.plan import drift, packed
 from reconciler.plan.model import Action, Change, ContainerParams, ImageParams, Plan, Risk
 from reconciler.plan.params import (
     ANONYMOUS,
     EMPTY_IMAGE,
-    SPEC,
     container_params,
-    normalized,
     volume_params,
 )
-from reconciler.plan.reasons import spec_differences, writable_layer
+from reconciler.plan.reasons import writable_layer
 from reconciler.spec.desired import Desired
 from reconciler.spec.models import Container, Volume, VolumeContainer
 from reconciler.state import CONFIG_HASH, KIND, MANAGED, NAME, LiveContainer, Observed
@@ -326,7 +322,7 @@ class _Planner:
             )
         if problem:
             return Change(resource, Action.BLOCKED, problem)
-        reasons = self.replace_reasons(spec, live, params.labels, image)
+        reasons = drift.replace_reasons(self, spec, live, params.labels, image)
         if reasons:
             # The writable layer goes with the container, whatever its state; one that was
             # never started can only hold data put there by hand (docker cp).
@@ -396,90 +392,3 @@ class _Planner:
                 if old is not None and old.type == "volume" and ANONYMOUS.match(old.name):
                     carry[mount.target] = old.name
         return carry
-
-    def replace_reasons(
-        self,
-        spec: Container | VolumeContainer,
-        live: LiveContainer,
-        labels: Mapping[str, str],
-        image: str,
-    ) -> list[str]:
-        reasons = packed.image_change_reasons(self, spec, live, image)
-        explained: set[str] = set()  # mount targets the spec difference already names
-        if live.labels.get(CONFIG_HASH) != labels[CONFIG_HASH]:
-            old = _json(live.labels.get(SPEC))
-            if reasons and old is not None:
-                old["image"] = image  # the data-packed image's own reason says it better
-            if old != normalized(spec, image):
-                reasons.append(spec_differences(old, normalized(spec, image)))
-                explained = _changed_targets(old, normalized(spec, image))
-        current = self.observed.image_id(image)
-        if current is not None and live.image_id and live.image_id != current:
-            reasons.append(
-                f"image {image} now points to {current[7:19]}, the container runs {live.image_id[7:19]}"
-            )
-        reasons += self.mount_drift(spec, live, explained)
-        if isinstance(spec, Container):
-            reasons += self.volumes_from_drift(spec, live)
-        return reasons
-
-    def mount_drift(
-        self, spec: Container | VolumeContainer, live: LiveContainer, explained: set[str]
-    ) -> list[str]:
-        out = []
-        for mount in spec.mounts:
-            if mount.type == "tmpfs" or mount.target in explained:
-                continue
-            have = live.mount_at(mount.target)
-            if have is None:
-                out.append(f"{mount.target} is not mounted on the live container")
-            elif mount.type == "volume" and mount.source and have.name != mount.source:
-                out.append(
-                    f"{mount.target} mounts volume {have.name or have.source}, spec says {mount.source}"
-                )
-            elif mount.type == "bind" and have.source != mount.source:
-                out.append(f"{mount.target} binds {have.source}, spec says {mount.source}")
-            elif have.read_only != mount.read_only:
-                was = "read-only" if have.read_only else "read-write"
-                now = "read-only" if mount.read_only else "read-write"
-                out.append(f"mounts differ: {mount.target} was {was}, spec says {now}")
-        return out
-
-    def volumes_from_drift(self, spec: Container, live: LiveContainer) -> list[str]:
-        out = []
-        for source in spec.volumes_from:
-            change = self.planned.get(self.resource_of(source.name))
-            if change is not None and change.action in (Action.CREATE, Action.REPLACE):
-                out.append(
-                    f"{source.name} is {'created' if change.action is Action.CREATE else 'replaced'}, "
-                    "and volumes_from mounts are fixed when a container is created"
-                )
-                continue
-            origin = self.observed.containers.get(source.name)
-            if origin is None:
-                continue
-            for mount in origin.mounts:
-                have = live.mount_at(mount.target)
-                if have is None or (have.name, have.source) != (mount.name, mount.source):
-                    out.append(f"its volumes from {source.name} are stale ({mount.target} differs)")
-                    break
-        return out
-
-
-def _changed_targets(old: dict[str, Any] | None, new: dict[str, Any]) -> set[str]:
-    """Targets of mounts whose spec changed: the live mount differs there as a matter of
-    course, and saying so a second time would repeat the spec difference."""
-    if old is None:
-        return set()
-    before = {m.get("target"): m for m in old.get("mounts") or () if isinstance(m, dict)}
-    return {m["target"] for m in new.get("mounts") or () if before.get(m["target"]) != m}
-
-
-def _json(text: str | None) -> dict[str, Any] | None:
-    if not text:
-        return None
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
