@@ -200,13 +200,14 @@ def apply_command(settings: Settings, path: str, workers: int) -> None:
     from reconciler.render import render
 
     logs.configure(settings.log_format)  # type: ignore[arg-type]
-    engine = engine_for(settings)
     saved = read_saved_plan(path)
     if saved is not None:
         the_plan, names = saved
+        engine = engine_for(settings)
         check_fresh(engine, the_plan, names)
     else:
-        desired = load(settings, path)
+        desired = load(settings, path)  # an invalid spec stops here, before any engine call
+        engine = engine_for(settings)
         the_plan = planned(settings, engine, desired)
     click.echo(render(the_plan, "text", color=sys.stdout.isatty()))
     if not the_plan.actionable:
@@ -296,6 +297,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     except click.ClickException as err:
         err.show()
+        sys.exit(1)
+    except SpecError as err:  # one FILE:LINE: spec.path: message line each, as validate
+        for issue in err.issues:
+            click.echo(str(issue), err=True)
         sys.exit(1)
     except DsrError as err:
         click.echo(f"dsr: {err}", err=True)

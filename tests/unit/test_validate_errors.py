@@ -1354,6 +1354,31 @@ def test_cli_invalid_prints_sorted_lines_and_exits_1(workdir: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize("command", ["plan", "apply"])
+def test_cli_engine_commands_refuse_an_invalid_spec_before_the_engine(
+    workdir: Path, command: str
+) -> None:
+    """Same lines as validate, on stderr, and no engine is ever asked (none answers here)."""
+    specs = workdir / "specs"
+    specs.mkdir()
+    (specs / "a.yaml").write_text("version: 1\nvolumes:\n  data:\n    drivr: local\n")
+    env = {**os.environ, "DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+    result = subprocess.run(
+        [sys.executable, "-m", "reconciler", command, "specs"],
+        cwd=workdir,
+        env={k: v for k, v in env.items() if k != "DSR_STATE_DIR"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "specs/a.yaml:4: volumes.data: unknown key 'drivr'; did you mean 'driver'?"
+    ]
+
+
 def test_cli_valid_prints_counts_and_exits_0(workdir: Path) -> None:
     specs = workdir / "web"
     (specs / "htdocs").mkdir(parents=True)
