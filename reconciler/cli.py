@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from reconciler.errors import DsrError, SpecError
-from reconciler.spec import Desired, describe_counts, find_spec_files, load_policy, load_spec
-from reconciler.spec.load import load_file
+from reconciler.spec import Desired, describe_counts, load_policy, load_spec
 
 if TYPE_CHECKING:
     from reconciler.apply import Outcome, Progress
@@ -255,7 +254,7 @@ def diff_command(
     """Offline: the plan from the OLD spec to the NEW one, for pull requests."""
     old = load(settings, old_path)
     new = load(settings, new_path)
-    if old.project != new.project and settings.project is None and not declares_project(old_path):
+    if old.project != new.project and old.project_from_folder:
         # OLD is the same spec set at another revision, often checked out in a folder of
         # another name: that folder's name says nothing about the project its objects have.
         old = replace(old, project=new.project)
@@ -267,15 +266,6 @@ def diff_command(
         sys.exit(1)
     if detailed_exitcode and the_plan.changes:
         sys.exit(2)
-
-
-def declares_project(path: str) -> bool:
-    """Some file of the spec set at ``path`` has a top-level ``project:`` key."""
-    for file in find_spec_files(path):
-        spec, _ = load_file(file)
-        if spec is not None and spec.model.project:
-            return True
-    return False
 
 
 @cli.command()

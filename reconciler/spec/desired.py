@@ -37,6 +37,8 @@ class Desired:
     """What the host should have, for one project. Keys are Docker names."""
 
     project: str
+    # True when neither a `project:` key nor --project named it: the folder's name did.
+    project_from_folder: bool = False
     volumes: Mapping[str, Volume] = field(default_factory=dict)
     images: Mapping[str, Image] = field(default_factory=dict)
     volume_containers: Mapping[str, VolumeContainer] = field(default_factory=dict)

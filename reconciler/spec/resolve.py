@@ -59,7 +59,7 @@ def resolve(
 ) -> tuple[Desired, list[SpecIssue]]:
     """Merge the checked files into one ``Desired`` and list the set's problems."""
     issues: list[SpecIssue] = []
-    name, problems = _project(files, path, project)
+    name, named_by_folder, problems = _project(files, path, project)
     issues.extend(problems)
     merged: dict[str, dict[str, object]] = {section: {} for section in _NAMESPACES}
     origins: dict[str, Origin] = {}
@@ -85,6 +85,7 @@ def resolve(
                 origins[f"{_RESOURCE[section]}:{key}"] = Origin(spec.file, spec.line_of(loc))
     desired = Desired(
         project=name,
+        project_from_folder=named_by_folder,
         volumes=merged["volumes"],  # type: ignore[arg-type]
         images=merged["images"],  # type: ignore[arg-type]
         volume_containers=merged["volume_containers"],  # type: ignore[arg-type]
@@ -104,7 +105,10 @@ def resolve(
     return desired, issues
 
 
-def _project(files: list[FileSpec], path: str, option: str | None) -> tuple[str, list[SpecIssue]]:
+def _project(
+    files: list[FileSpec], path: str, option: str | None
+) -> tuple[str, bool, list[SpecIssue]]:
+    """The project's name, whether only the folder's name gave it, and the problems."""
     declared = [(f, f.model.project) for f in files if f.model.project]
     issues = []
     for spec, value in declared[1:]:
@@ -121,15 +125,15 @@ def _project(files: list[FileSpec], path: str, option: str | None) -> tuple[str,
         spec, value = declared[0]
         if option and option != value:
             issues.append(spec.issue(("project",), f"'{value}' differs from --project {option}"))
-        return str(value), issues
+        return str(value), False, issues
     if option:
         if not re.match(PROJECT_NAME, option):
             issues.append(
                 SpecIssue(path, 1, "", f"--project '{option}' is not a valid project name")
             )
-        return option, issues
+        return option, False, issues
     folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
-    return compose_project_name(folder), issues
+    return compose_project_name(folder), True, issues
 
 
 def _mounts(spec: FileSpec) -> Iterator[tuple[Loc, Mount]]:
