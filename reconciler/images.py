@@ -14,10 +14,11 @@ import json
 import os
 import stat
 import tarfile
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
+
+from reconciler.files import write_json
 
 if TYPE_CHECKING:  # the spec checks contexts with this module: no import cycle at run time
     from reconciler.spec.models import Image
@@ -147,10 +148,7 @@ class HashCache:
             self.dirty = True
         if not (self.path and self.dirty):
             return
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=os.path.dirname(self.path), delete=False) as out:
-            json.dump(self.entries, out)
-        os.replace(out.name, self.path)
+        write_json(self.path, self.entries)
 
 
 def _file_digest(path: str) -> str:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from typing import Any
 
 from reconciler.engine import Engine
 from reconciler.errors import PlanError, SpecError, SpecIssue, StalePlanError
+from reconciler.files import write_json
 from reconciler.images import ContextError, PackedImage, pack
 from reconciler.observe import measure_writable_layers, observe
 from reconciler.plan import Action, Plan, plan
@@ -38,19 +38,12 @@ def pack_images(desired: Desired, state_dir: str | None) -> dict[str, PackedImag
         for image in packed.values():
             path = _manifest_path(state_dir, image.tag)
             if not os.path.exists(path):
-                _write_json(path, dict(image.manifest))
+                write_json(path, dict(image.manifest))
     return packed
 
 
 def _manifest_path(state_dir: str, tag: str) -> str:
     return os.path.join(state_dir, "manifests", tag.replace("/", "_").replace(":", "@") + ".json")
-
-
-def _write_json(path: str, value: Any) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=os.path.dirname(path), delete=False) as handle:
-        json.dump(value, handle)
-    os.replace(handle.name, path)
 
 
 def _known_manifests(state_dir: str | None, observed: Observed) -> dict[str, Mapping[str, str]]:
@@ -109,10 +102,7 @@ def names_of(desired: Desired) -> set[str]:
 def save_plan(path: str, saved: Plan, names: set[str], public: dict[str, Any]) -> None:
     """Write a plan to apply later: the contract's JSON plus what applying it needs."""
     document = {**public, "kind": SAVED_KIND, "names": sorted(names), "plan": saved.to_dict()}
-    folder = os.path.dirname(os.path.abspath(path))
-    with tempfile.NamedTemporaryFile("w", dir=folder, delete=False, suffix=".tmp") as handle:
-        json.dump(document, handle, indent=2)
-    os.replace(handle.name, path)
+    write_json(path, document, indent=2)
 
 
 def read_saved_plan(path: str) -> tuple[Plan, set[str]] | None:
