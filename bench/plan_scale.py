@@ -55,6 +55,7 @@ sys.path.insert(0, str(ROOT))
 from reconciler import reconcile  # noqa: E402  (the checkout, not an installed copy)
 from reconciler.engine import Engine  # noqa: E402
 from reconciler.spec import load_spec  # noqa: E402
+from reconciler.statedir import StateDir  # noqa: E402
 
 PROJECT_LABEL = "dsr.project"
 MOUNTS_PER_CONTAINER = 5
@@ -348,7 +349,7 @@ def main() -> int:
             desired = load_spec(str(spec_dir))
         before = engine.calls
         with stopwatch() as in_process:
-            quiet = reconcile.compute_plan(engine, desired, {}, state_dir=env["DSR_STATE_DIR"])
+            quiet = reconcile.compute_plan(engine, desired, {}, StateDir(env["DSR_STATE_DIR"]))
         if quiet.changes:
             failures.append(f"the in-process plan has {len(quiet.changes)} changes, not 0")
         engine.close()

@@ -54,7 +54,12 @@ Progress = Callable[[Outcome, int, int], None]
 
 
 def apply_plan(
-    engine: Engine, plan: Plan, *, workers: int = 4, progress: Progress | None = None
+    engine: Engine,
+    plan: Plan,
+    *,
+    workers: int = 4,
+    progress: Progress | None = None,
+    pass_id: str | None = None,
 ) -> list[Outcome]:
     """Run every actionable change of ``plan``; return how each went, in plan order."""
     changes = list(plan.actionable)
@@ -63,7 +68,7 @@ def apply_plan(
     pending = list(changes)
     running: dict[Future[None], Change] = {}
     executor = _Executor(engine)
-    pass_id = uuid.uuid4().hex[:12]
+    pass_id = pass_id or uuid.uuid4().hex[:12]
     with ThreadPoolExecutor(max_workers=workers) as pool:
         while pending or running:
             for change in list(pending):

@@ -1,6 +1,8 @@
 """The connection to the Docker engine, shared by the observer and the applier.
 
-Every request is counted, so benchmarks and tests can check how many calls a pass makes.
+Every request is counted, so benchmarks and tests can check how many calls a pass makes,
+and bounded by ``timeout`` (``--engine-timeout``): an engine that accepts a connection and
+never answers fails the call in that time instead of holding dsr for minutes.
 """
 
 from __future__ import annotations
@@ -12,20 +14,29 @@ import docker
 import docker.errors
 import requests
 
-from reconciler.errors import EngineError
+from reconciler.errors import EngineError, EngineTimeout
+
+DEFAULT_URL = "unix:///var/run/docker.sock"
+
+
+def engine_url(base_url: str | None = None) -> str:
+    """The engine address dsr uses: ``--docker-host``, else ``DOCKER_HOST``, else the socket."""
+    return base_url or os.environ.get("DOCKER_HOST") or DEFAULT_URL
 
 
 class Engine:
-    """A low-level Engine API client with a request counter."""
+    """A low-level Engine API client with a request counter and a deadline per call."""
 
-    def __init__(self, base_url: str | None = None, timeout: int = 120) -> None:
-        url = base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    def __init__(self, base_url: str | None = None, timeout: float = 30.0) -> None:
+        url = engine_url(base_url)
         self.url = url
+        self.timeout = timeout
         self.calls = 0
         try:
-            self.api = docker.APIClient(base_url=url, version="auto", timeout=timeout)
+            # requests takes float seconds; the stub says int
+            self.api = docker.APIClient(base_url=url, version="auto", timeout=timeout)  # type: ignore[arg-type]
         except docker.errors.DockerException as err:
-            raise EngineError(f"cannot reach the Docker engine at {url}: {err}") from err
+            raise describe(err, url, timeout) from err
         self.api.hooks["response"].append(self._count)
         if url.startswith(("unix://", "npipe://")):
             # No proxy, netrc or CA bundle applies to a local socket, and requests reads the
@@ -38,3 +49,24 @@ class Engine:
 
     def close(self) -> None:
         self.api.close()
+
+
+def timed_out(err: BaseException) -> bool:
+    """``err`` (or what caused it) is a request that got no answer in time."""
+    while err is not None:
+        if isinstance(err, requests.exceptions.Timeout | TimeoutError):
+            return True
+        if "timed out" in str(err).lower() and isinstance(err, requests.RequestException):
+            return True
+        err = err.__cause__ or err.__context__  # type: ignore[assignment]
+    return False
+
+
+def describe(err: BaseException, url: str, timeout: float) -> EngineError:
+    """The error dsr reports for a failed Engine API call."""
+    if timed_out(err):
+        return EngineTimeout(
+            f"the Docker engine at {url} did not answer within {timeout:g} s "
+            "(--engine-timeout); is it hung or overloaded?"
+        )
+    return EngineError(f"cannot reach the Docker engine at {url}: {err}")

@@ -6,6 +6,8 @@ The tree::
     ├── SpecError               one or more spec problems (file, line, spec path, message)
     ├── PolicyError             the admin policy file is unreadable or invalid
     ├── EngineError             the Docker engine failed or could not be reached
+    │   └── EngineTimeout       the engine did not answer within --engine-timeout
+    ├── LockError               another dsr process holds the project's lock
     └── PlanError               a plan cannot be used
         └── StalePlanError      a saved plan no longer matches the live engine
 
@@ -51,6 +53,14 @@ class PolicyError(DsrError):
 
 class EngineError(DsrError):
     """The Docker engine answered with an error or could not be reached."""
+
+
+class EngineTimeout(EngineError):
+    """The engine accepted a request and did not answer within ``--engine-timeout``."""
+
+
+class LockError(DsrError):
+    """Another dsr process holds the lock of this engine and project."""
 
 
 class PlanError(DsrError):

@@ -11,9 +11,9 @@ from typing import Any
 
 import docker.errors
 
-from reconciler.engine import Engine
+from reconciler.engine import Engine, describe, timed_out
 from reconciler.errors import EngineError
-from reconciler.state import LiveContainer, LiveImage, LiveMount, LiveVolume, Observed
+from reconciler.snapshot import LiveContainer, LiveImage, LiveMount, LiveVolume, Observed
 
 
 def observe(engine: Engine) -> Observed:
@@ -23,6 +23,8 @@ def observe(engine: Engine) -> Observed:
         volumes = engine.api.volumes().get("Volumes") or []
         images = engine.api.images()
     except (docker.errors.DockerException, OSError) as err:
+        if timed_out(err):
+            raise describe(err, engine.url, engine.timeout) from err
         raise EngineError(f"cannot read the engine's state at {engine.url}: {err}") from err
     live_images: dict[str, LiveImage] = {}
     for raw in images:
@@ -50,6 +52,8 @@ def measure_writable_layers(engine: Engine, ids: Iterable[str]) -> dict[str, int
     try:
         raw = engine.api.containers(all=True, size=True, filters={"id": wanted})
     except (docker.errors.DockerException, OSError) as err:
+        if timed_out(err):
+            raise describe(err, engine.url, engine.timeout) from err
         raise EngineError(f"cannot measure container sizes: {err}") from err
     return {c["Id"]: int(c.get("SizeRw") or 0) for c in raw}
 

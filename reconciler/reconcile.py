@@ -1,30 +1,225 @@
-"""One pass: observe, plan, and (for apply) execute. Also saved plans and their staleness."""
+"""One reconcile pass for every caller: load, hash, observe, plan and (when asked) apply.
+
+``run_pass`` is what ``dsr plan``, ``dsr apply``, the daemon and the engine tests call. It
+returns a ``PassResult`` (the plan, each change's outcome, the Engine API calls made,
+seconds per stage, the error that stopped it) and never exits the process; only the CLI
+turns a result into an exit code.
+
+A pass that changes the engine holds the lock of its engine and project for everything
+after loading the spec: a second writer waits for it and then observes afresh, so two
+``dsr apply`` started together converge once.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
-from collections.abc import Mapping
-from typing import Any
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 
+import structlog
+
+from reconciler.apply import Outcome, Progress, apply_plan
 from reconciler.engine import Engine
-from reconciler.errors import PlanError, SpecError, SpecIssue, StalePlanError
+from reconciler.errors import DsrError, PlanError, SpecError, SpecIssue
 from reconciler.files import write_json
 from reconciler.images import ContextError, PackedImage, pack
+from reconciler.kinds import Kind
 from reconciler.observe import measure_writable_layers, observe
 from reconciler.plan import Action, Plan, plan
-from reconciler.spec.desired import Desired
-from reconciler.state import KIND, Observed
+from reconciler.saved import check_fresh, read_saved_plan
+from reconciler.snapshot import KIND, Observed
+from reconciler.spec import Desired, load_policy, load_spec
+from reconciler.statedir import StateDir, locked
 
-SAVED_KIND = "dsr-saved-plan"
+log = structlog.get_logger("dsr.pass")
+
+STAGES = ("load", "hash", "lock", "observe", "plan", "apply")
 
 
-def pack_images(desired: Desired, state_dir: str | None) -> dict[str, PackedImage]:
+@dataclass(frozen=True)
+class PassRequest:
+    """What one pass is asked to do. ``path`` is a spec PATH or, to apply, a saved plan."""
+
+    path: str
+    apply: bool = False
+    project: str | None = None
+    policy_file: str | None = None
+    docker_host: str | None = None
+    state_dir: str | None = None
+    engine_timeout: float = 30.0
+    lock_timeout: float = 60.0
+    workers: int = 4
+    accept_saved_plan: bool = True
+
+
+@dataclass
+class PassResult:
+    """How a pass went. ``error`` is what stopped it early (the plan may still be there)."""
+
+    plan: Plan | None = None
+    desired: Desired | None = None
+    outcomes: tuple[Outcome, ...] = ()
+    calls: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+    error: DsrError | None = None
+    saved: bool = False  # the plan came from a saved plan file
+    pass_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    engine: Engine | None = field(default=None, repr=False)
+
+    @property
+    def failed(self) -> tuple[Outcome, ...]:
+        return tuple(o for o in self.outcomes if o.status != "ok")
+
+    @property
+    def converged(self) -> bool:
+        """Nothing stopped the pass, nothing failed, nothing is blocked or left to do."""
+        if self.error is not None or self.plan is None or self.plan.errors or self.failed:
+            return False
+        blocked = len(self.plan.changes) - len(self.plan.actionable)
+        return blocked == 0 and (not self.plan.changes or bool(self.outcomes))
+
+
+class _Timer:
+    def __init__(self, seconds: dict[str, float]) -> None:
+        self.seconds = seconds
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+
+
+def run_pass(
+    request: PassRequest,
+    *,
+    engine: Engine | None = None,
+    desired: Desired | None = None,
+    progress: Progress | None = None,
+    before_apply: Callable[[Plan], bool] | None = None,
+) -> PassResult:
+    """Run one whole pass; see the module docstring. Never raises a ``DsrError``.
+
+    ``engine`` reuses a connection (the daemon's); ``desired`` skips loading (the daemon's
+    last good spec); ``before_apply`` sees the plan first and may veto the apply.
+    """
+    result = PassResult()
+    timer = _Timer(result.seconds)
+    own_engine = engine is None
+    started = time.perf_counter()
+    try:
+        _run(request, result, timer, engine, desired, progress, before_apply)
+    except DsrError as err:
+        result.error = err
+    finally:
+        if own_engine and result.engine is not None:
+            result.engine.close()
+    _log_pass(request, result, time.perf_counter() - started)
+    return result
+
+
+def _log_pass(request: PassRequest, result: PassResult, seconds: float) -> None:
+    """One event per pass: what it was asked, what it found and did, and how long it took."""
+    summary = result.plan.summary() if result.plan else {}
+    # A pass that only plans, or stopped at an invalid spec (which touched nothing), is its
+    # caller's to report; one that may change the engine is logged.
+    quiet = not request.apply or isinstance(result.error, SpecError)
+    level = logging.DEBUG if quiet else logging.ERROR if result.error else logging.INFO
+    log.log(
+        level,
+        "pass",
+        pass_id=result.pass_id,
+        apply=request.apply,
+        project=result.plan.project if result.plan else None,
+        changes={k: v for k, v in summary.items() if v},
+        failed=len(result.failed),
+        calls=result.calls,
+        duration_ms=round(seconds * 1000),
+        stages_ms={k: round(v * 1000, 1) for k, v in result.seconds.items()},
+        **({"error": str(result.error)} if result.error else {}),
+    )
+
+
+def _run(
+    request: PassRequest,
+    result: PassResult,
+    timer: _Timer,
+    engine: Engine | None,
+    desired: Desired | None,
+    progress: Progress | None,
+    before_apply: Callable[[Plan], bool] | None,
+) -> None:
+    state = StateDir(request.state_dir) if request.state_dir else None
+    saved = None
+    with timer.stage("load"):
+        if request.apply and request.accept_saved_plan and desired is None:
+            saved = read_saved_plan(request.path)
+        if saved is None and desired is None:
+            desired = load(request)
+    result.desired = desired
+    project = saved[0].project if saved else desired.project if desired else ""
+    if saved and request.project and request.project != project:
+        raise PlanError(
+            f"{request.path} is a plan of the project {project!r}, but --project says "
+            f"{request.project!r}"
+        )
+    if engine is None:
+        engine = Engine(request.docker_host, timeout=request.engine_timeout)
+    result.engine = engine
+    calls_before = engine.calls
+    try:
+        with ExitStack() as held:
+            if request.apply and state is not None:
+                with timer.stage("lock"):
+                    held.enter_context(
+                        locked(state, engine.url, project, timeout=request.lock_timeout)
+                    )
+            if saved is not None:
+                result.saved = True
+                with timer.stage("observe"):
+                    check_fresh(observe(engine), *saved)
+                result.plan = saved[0]
+            else:
+                assert desired is not None
+                with timer.stage("hash"):
+                    packed = pack_images(desired, state)
+                result.plan = compute_plan(engine, desired, packed, state, timer)
+            if not request.apply or not result.plan.actionable:
+                return
+            if before_apply is not None and not before_apply(result.plan):
+                return
+            with timer.stage("apply"):
+                outcomes = apply_plan(
+                    engine,
+                    result.plan,
+                    workers=request.workers,
+                    progress=progress,
+                    pass_id=result.pass_id,
+                )
+            result.outcomes = tuple(outcomes)
+    finally:
+        result.calls = engine.calls - calls_before
+
+
+def load(request: PassRequest) -> Desired:
+    """The spec set at ``request.path``, checked against the admin policy."""
+    policy = load_policy(request.policy_file, (request.path,))
+    return load_spec(request.path, project=request.project, policy=policy)
+
+
+def pack_images(desired: Desired, state: StateDir | None) -> dict[str, PackedImage]:
     """Hash every data-packed image's context; record each manifest for later reasons."""
     packed: dict[str, PackedImage] = {}
     issues = []
-    cache_dir = os.path.join(state_dir, "hash-cache") if state_dir else None
+    cache_dir = state.hash_cache if state else None
     for key, spec in sorted(desired.images.items()):
         try:
             packed[key] = pack(desired.project, key, spec, cache_dir)
@@ -34,28 +229,24 @@ def pack_images(desired: Desired, state_dir: str | None) -> dict[str, PackedImag
             issues.append(SpecIssue(file, line, f"images.{key}.context", str(err)))
     if issues:
         raise SpecError(issues)
-    if state_dir:
+    if state:
         for image in packed.values():
-            path = _manifest_path(state_dir, image.tag)
+            path = state.manifest(image.tag)
             if not os.path.exists(path):
                 write_json(path, dict(image.manifest))
     return packed
 
 
-def _manifest_path(state_dir: str, tag: str) -> str:
-    return os.path.join(state_dir, "manifests", tag.replace("/", "_").replace(":", "@") + ".json")
-
-
-def _known_manifests(state_dir: str | None, observed: Observed) -> dict[str, Mapping[str, str]]:
+def _known_manifests(state: StateDir | None, observed: Observed) -> dict[str, Mapping[str, str]]:
     """Manifests of the builds the engine holds, as recorded when they were planned."""
     out: dict[str, Mapping[str, str]] = {}
-    if not state_dir:
+    if not state:
         return out
     for tag, image in observed.images.items():
-        if image.labels.get(KIND) != "image" or tag.startswith("sha256:"):
+        if image.labels.get(KIND) != Kind.IMAGE or tag.startswith("sha256:"):
             continue
         try:
-            with open(_manifest_path(state_dir, tag), encoding="utf-8") as handle:
+            with open(state.manifest(tag), encoding="utf-8") as handle:
                 out[tag] = json.load(handle)
         except (OSError, ValueError):
             continue
@@ -65,25 +256,32 @@ def _known_manifests(state_dir: str | None, observed: Observed) -> dict[str, Map
 def compute_plan(
     engine: Engine,
     desired: Desired,
-    image_tags: Mapping[str, str],
-    *,
-    manifests: Mapping[str, Mapping[str, str]] | None = None,
-    state_dir: str | None = None,
+    packed: Mapping[str, PackedImage],
+    state: StateDir | None = None,
+    timer: _Timer | None = None,
 ) -> Plan:
     """Observe once and plan; measure writable layers only of containers a plan would drop."""
-    observed = observe(engine)
-    known = {**_known_manifests(state_dir, observed), **(manifests or {})}
-    first = plan(desired, observed, image_tags, manifests=known)
+    timer = timer or _Timer({})
+    tags = {key: image.tag for key, image in packed.items()}
+    with timer.stage("observe"):
+        observed = observe(engine)
+    with timer.stage("plan"):
+        known = {
+            **_known_manifests(state, observed),
+            **{image.tag: image.manifest for image in packed.values()},
+        }
+        first = plan(desired, observed, tags, manifests=known)
     ids = [
         c.target_id
         for c in first.changes
         if c.target_id
-        and c.kind in ("container", "volume_container")
-        and c.action in (Action.REPLACE, Action.DELETE)
+        and c.kind in (Kind.CONTAINER, Kind.VOLUME_CONTAINER)
+        and c.action in (Action.REPLACE, Action.DELETE, Action.BLOCKED)
     ]
     if not ids:
         return first
-    sizes = measure_writable_layers(engine, ids)
+    with timer.stage("observe"):
+        sizes = measure_writable_layers(engine, ids)
     measured = Observed(
         containers={
             name: dataclasses.replace(c, size_rw=sizes.get(c.id, c.size_rw))
@@ -92,55 +290,32 @@ def compute_plan(
         volumes=observed.volumes,
         images=observed.images,
     )
-    return plan(desired, measured, image_tags, manifests=known)
+    with timer.stage("plan"):
+        return plan(desired, measured, tags, manifests=known)
+
+
+def offline_plan(old: Desired, new: Desired) -> Plan:
+    """``dsr diff``: the plan from ``old`` applied to ``new``, with no engine and no state."""
+    from reconciler.plan.simulate import simulate
+
+    old_packed, new_packed = pack_images(old, None), pack_images(new, None)
+    manifests = {i.tag: i.manifest for i in [*old_packed.values(), *new_packed.values()]}
+    before = simulate(old, {key: image.tag for key, image in old_packed.items()})
+    tags = {key: image.tag for key, image in new_packed.items()}
+    return plan(new, before, tags, manifests=manifests)
 
 
 def names_of(desired: Desired) -> set[str]:
     return {*desired.volumes, *desired.containers, *desired.volume_containers}
 
 
-def save_plan(path: str, saved: Plan, names: set[str], public: dict[str, Any]) -> None:
-    """Write a plan to apply later: the contract's JSON plus what applying it needs."""
-    document = {**public, "kind": SAVED_KIND, "names": sorted(names), "plan": saved.to_dict()}
-    write_json(path, document, indent=2)
-
-
-def read_saved_plan(path: str) -> tuple[Plan, set[str]] | None:
-    """The saved plan in ``path``, or ``None`` when ``path`` is not one (a spec, a folder)."""
-    if not os.path.isfile(path):
-        return None
-    try:
-        with open(path, encoding="utf-8") as handle:
-            head = handle.read(1)
-            if head != "{":
-                return None
-            document = json.loads(head + handle.read())
-    except (OSError, ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(document, dict) or document.get("kind") != SAVED_KIND:
-        return None
-    try:
-        return Plan.from_dict(document["plan"]), set(document["names"])
-    except (AttributeError, KeyError, TypeError, ValueError) as err:
-        # AttributeError: a change (or its parameters) that is not a mapping at all
-        raise PlanError(f"{path}: the saved plan is damaged: {err}") from err
-
-
-def check_fresh(engine: Engine, saved: Plan, names: set[str]) -> None:
-    """Refuse a saved plan when anything it depends on moved since it was made."""
-    now = observe(engine).fingerprint(saved.project, names)
-    before = saved.fingerprint
-    moved = []
-    for key in sorted(before.keys() | now.keys()):
-        if key not in now:
-            moved.append(f"{key} is gone")
-        elif key not in before:
-            moved.append(f"{key} appeared")
-        elif before[key] != now[key]:
-            moved.append(f"{key} changed")
-    if moved:
-        raise StalePlanError(
-            "the saved plan is stale: the engine changed since it was made ("
-            + "; ".join(moved)
-            + "); run dsr plan again"
-        )
+__all__ = [
+    "STAGES",
+    "PassRequest",
+    "PassResult",
+    "compute_plan",
+    "names_of",
+    "offline_plan",
+    "pack_images",
+    "run_pass",
+]

@@ -15,8 +15,8 @@ from reconciler.plan import packed
 from reconciler.plan.model import Action
 from reconciler.plan.params import SPEC, normalized
 from reconciler.plan.reasons import spec_differences
+from reconciler.snapshot import CONFIG_HASH, LiveContainer
 from reconciler.spec.models import Container, VolumeContainer
-from reconciler.state import CONFIG_HASH, LiveContainer
 
 if TYPE_CHECKING:
     from reconciler.plan.planner import _Planner

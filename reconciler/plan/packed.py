@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 from reconciler.plan.model import Action, Change, ImageParams
 from reconciler.plan.params import ANONYMOUS, dsr_labels
 from reconciler.plan.reasons import describe_changes
+from reconciler.snapshot import KIND, MANAGED, NAME, PROJECT, LiveContainer, LiveImage
 from reconciler.spec.models import Container, VolumeContainer
-from reconciler.state import KIND, MANAGED, NAME, PROJECT, LiveContainer, LiveImage
 
 if TYPE_CHECKING:
     from reconciler.plan.planner import _Planner

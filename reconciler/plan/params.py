@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from reconciler.plan.model import ContainerParams, MountParams, VolumeParams
+from reconciler.snapshot import CONFIG_HASH, KIND, MANAGED, NAME, PROJECT
 from reconciler.spec.models import Container, Mount, Volume, VolumeContainer
-from reconciler.state import CONFIG_HASH, KIND, MANAGED, NAME, PROJECT
 
 SPEC = "dsr.spec"
 # Volume containers need an image to be created from; one made by `docker import` of an

@@ -19,9 +19,9 @@ from reconciler.plan.params import (
     volume_params,
 )
 from reconciler.plan.reasons import writable_layer
+from reconciler.snapshot import CONFIG_HASH, KIND, MANAGED, NAME, LiveContainer, Observed
 from reconciler.spec.desired import Desired
 from reconciler.spec.models import Container, Volume, VolumeContainer
-from reconciler.state import CONFIG_HASH, KIND, MANAGED, NAME, LiveContainer, Observed
 
 EMPTY_RESOURCE = f"image:{EMPTY_IMAGE}"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from reconciler.plan.model import ContainerParams
 from reconciler.plan.params import digest, volume_params
 from reconciler.plan.planner import plan
+from reconciler.snapshot import LiveContainer, LiveImage, LiveMount, LiveVolume, Observed
 from reconciler.spec.desired import Desired
-from reconciler.state import LiveContainer, LiveImage, LiveMount, LiveVolume, Observed
 
 
 def simulate(desired: Desired, image_tags: dict[str, str]) -> Observed:

@@ -8,14 +8,12 @@ from typing import Any
 
 from structlog.testing import capture_logs
 
-from reconciler.apply import apply_plan
 from reconciler.engine import Engine
-from reconciler.reconcile import compute_plan
-from reconciler.spec import load_spec
+from reconciler.reconcile import PassRequest, run_pass
 
 
 def test_one_event_per_change_and_a_failed_pull_stops_only_its_container(
-    prefix: str, busybox_image: str, tmp_spec: Callable[..., Path]
+    prefix: str, busybox_image: str, tmp_spec: Callable[..., Path], tmp_path: Path
 ) -> None:
     spec = tmp_spec(
         f"""
@@ -34,11 +32,11 @@ def test_one_event_per_change_and_a_failed_pull_stops_only_its_container(
             mounts: ["{prefix}-data:/data"]
         """
     )
-    desired = load_spec(str(spec), env={})
-    engine = Engine()
-    plan = compute_plan(engine, desired, {})
+    request = PassRequest(path=str(spec), apply=True, state_dir=str(tmp_path), workers=2)
     with capture_logs() as events:
-        outcomes = apply_plan(engine, plan, workers=2)
+        result = run_pass(request)
+    outcomes = result.outcomes
+    assert result.error is None and not result.converged  # one change failed
 
     by_resource = {o.change.resource: o for o in outcomes}
     assert by_resource[f"container:{prefix}-ok"].status == "ok"
@@ -54,4 +52,9 @@ def test_one_event_per_change_and_a_failed_pull_stops_only_its_container(
         assert isinstance(event["duration_ms"], int) and event["duration_ms"] >= 0
         assert event["pass_id"] == changes[0]["pass_id"]
     assert [e["log_level"] for e in changes if e["outcome"] == "failed"] == ["error"]
+    passes = [e for e in events if e["event"] == "pass"]
+    assert len(passes) == 1 and passes[0]["pass_id"] == changes[0]["pass_id"] == result.pass_id
+    assert passes[0]["failed"] == 1 and passes[0]["calls"] == result.calls > 4
+    assert set(result.seconds) >= {"load", "lock", "observe", "plan", "apply"}
+    engine = Engine()
     assert engine.api.inspect_container(f"{prefix}-ok")["State"]["Status"] == "created"

@@ -33,9 +33,9 @@ from reconciler.images import (
 from reconciler.plan import Action, plan
 from reconciler.plan.reasons import describe_changes
 from reconciler.plan.simulate import simulate
+from reconciler.snapshot import LiveContainer, Observed
 from reconciler.spec import load_spec
 from reconciler.spec.models import Image
-from reconciler.state import LiveContainer, Observed
 
 PATH = "/usr/local/apache2/htdocs"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from reconciler.plan import Action, plan
 from reconciler.plan.simulate import simulate
+from reconciler.snapshot import LiveImage, Observed
 from reconciler.spec import load_spec
-from reconciler.state import LiveImage, Observed
 
 SPEC = """\
 version: 1

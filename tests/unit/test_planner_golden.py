@@ -29,8 +29,8 @@ from reconciler.plan import Plan, plan
 from reconciler.plan.model import SUMMARY_ORDER, Action, Risk
 from reconciler.plan.simulate import simulate
 from reconciler.render import render_json, render_markdown, render_text
+from reconciler.snapshot import LiveContainer, LiveImage, LiveMount, LiveVolume, Observed
 from reconciler.spec import Desired, load_spec
-from reconciler.state import LiveContainer, LiveImage, LiveMount, LiveVolume, Observed
 
 Edit = Callable[[Observed], Observed]
 

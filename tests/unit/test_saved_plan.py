@@ -19,10 +19,10 @@ from reconciler.errors import PlanError
 from reconciler.plan import Action, Change, Plan, Risk, plan
 from reconciler.plan.model import ContainerParams, ImageParams, MountParams, VolumeParams
 from reconciler.plan.simulate import simulate
-from reconciler.reconcile import SAVED_KIND, read_saved_plan, save_plan
 from reconciler.render import render_json
+from reconciler.saved import SAVED_KIND, read_saved_plan, save_plan
+from reconciler.snapshot import Observed
 from reconciler.spec import load_spec
-from reconciler.state import Observed
 
 LABELS = {"dsr.managed": "true", "dsr.project": "web"}
 

@@ -1,4 +1,4 @@
-"""What the engine holds, as plain frozen values: the observer's output, the planner's input.
+"""The observed snapshot: what the engine holds, as plain frozen values (the planner's input).
 
 No Docker here: ``observe`` fills these from the Engine API; tests write them as literals.
 """

@@ -1,0 +1,184 @@
+"""validate, plan, apply, diff, schema: parse flags, run one pass, render, choose the exit."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import click
+
+from reconciler.cli import cli, report
+from reconciler.cli.options import FORMAT_OPTION, Settings, global_options
+from reconciler.errors import SpecError
+from reconciler.spec import describe_counts
+
+if TYPE_CHECKING:
+    from reconciler.apply import Outcome, Progress
+    from reconciler.plan import Plan
+    from reconciler.reconcile import PassRequest, PassResult
+
+
+def pass_request(settings: Settings, path: str, *, apply: bool, workers: int = 4) -> PassRequest:
+    from reconciler.reconcile import PassRequest
+
+    return PassRequest(
+        path=path,
+        apply=apply,
+        project=settings.project,
+        policy_file=settings.policy,
+        docker_host=settings.docker_host,
+        state_dir=settings.resolved_state_dir(),
+        engine_timeout=settings.engine_timeout,
+        lock_timeout=settings.lock_timeout,
+        workers=workers,
+    )
+
+
+@cli.command()
+@click.argument("path", type=click.Path())
+@global_options
+def validate(settings: Settings, path: str) -> None:
+    """Check spec files offline: syntax, schema, references, host-path policy."""
+    from reconciler.reconcile import load
+
+    try:
+        desired = load(pass_request(settings, path, apply=False))
+    except SpecError as err:
+        for issue in err.issues:
+            click.echo(str(issue))
+        sys.exit(1)
+    click.echo(f"valid: {describe_counts(desired)} (project {desired.project})")
+
+
+@cli.command("plan")
+@click.argument("path", type=click.Path())
+@FORMAT_OPTION
+@click.option("--out", help="Save the plan to FILE, to apply it later with dsr apply FILE.")
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes.")
+@global_options
+def plan_command(
+    settings: Settings, path: str, fmt: str, out: str | None, detailed_exitcode: bool
+) -> None:
+    """Compare the spec with the live engine and show the changes."""
+    from reconciler import logs
+    from reconciler.reconcile import names_of, run_pass
+    from reconciler.render import render, render_json
+    from reconciler.saved import save_plan
+
+    logs.configure(settings.log_format)  # type: ignore[arg-type]
+    result = run_pass(pass_request(settings, path, apply=False))
+    the_plan = _plan_or_exit(result)
+    if out:
+        assert result.desired is not None
+        save_plan(out, the_plan, names_of(result.desired), json.loads(render_json(the_plan)))
+        click.echo(render(the_plan, fmt, color=sys.stdout.isatty()))
+        click.echo(f"\nSaved the plan to {out}; apply it with: dsr apply {out}")
+    else:
+        click.echo(render(the_plan, fmt, color=fmt == "text" and sys.stdout.isatty()))
+    if the_plan.errors:
+        sys.exit(1)
+    if detailed_exitcode and the_plan.changes:
+        sys.exit(2)
+
+
+def _plan_or_exit(result: PassResult) -> Plan:
+    """The pass's plan; a pass stopped before it had one reports why and exits 1."""
+    if result.plan is None:
+        assert result.error is not None
+        report(result.error)
+        sys.exit(1)
+    return result.plan
+
+
+@cli.command("apply")
+@click.argument("path", type=click.Path())
+@click.option("--workers", type=click.IntRange(1, 32), default=4, help="Changes run at once.")
+@global_options
+def apply_command(settings: Settings, path: str, workers: int) -> None:
+    """Converge the engine to the spec (or to a saved plan). Never asks anything."""
+    from reconciler import logs
+    from reconciler.reconcile import run_pass
+    from reconciler.render import render
+
+    logs.configure(settings.log_format)  # type: ignore[arg-type]
+    shown = []
+
+    def show(plan: Plan) -> bool:
+        click.echo(render(plan, "text", color=sys.stdout.isatty()))
+        shown.append(plan)
+        return True
+
+    request = pass_request(settings, path, apply=True, workers=workers)
+    result = run_pass(request, progress=progress_printer(), before_apply=show)
+    the_plan = _plan_or_exit(result)
+    if not shown:  # nothing to apply: the pass never asked
+        click.echo(render(the_plan, "text", color=sys.stdout.isatty()))
+    if result.error is not None:
+        report(result.error)
+        sys.exit(1)
+    if result.outcomes:
+        failed = result.failed
+        blocked = len(the_plan.changes) - len(the_plan.actionable)
+        click.echo(
+            f"\nApplied {len(result.outcomes) - len(failed)} of {len(result.outcomes)} changes"
+            + (f"; {len(failed)} failed or skipped" if failed else "")
+            + (f"; {blocked} blocked" if blocked else "")
+            + "."
+        )
+        for outcome in failed:
+            click.echo(f"  {outcome.change.resource}: {outcome.status}: {outcome.error}", err=True)
+    if not result.converged:
+        sys.exit(1)
+
+
+def progress_printer() -> Progress | None:
+    """One line per finished change, on a terminal only."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(outcome: Outcome, done: int, total: int) -> None:
+        mark = {"ok": "ok", "failed": "FAILED", "skipped": "skipped"}[outcome.status]
+        click.echo(
+            f"[{done}/{total}] {outcome.change.action.value} {outcome.change.resource}: {mark}"
+            f" ({outcome.seconds:.1f}s)",
+            err=True,
+        )
+
+    return show
+
+
+@cli.command("diff")
+@click.argument("old_path", type=click.Path())
+@click.argument("new_path", type=click.Path())
+@FORMAT_OPTION
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes.")
+@global_options
+def diff_command(
+    settings: Settings, old_path: str, new_path: str, fmt: str, detailed_exitcode: bool
+) -> None:
+    """Offline: the plan from the OLD spec to the NEW one, for pull requests."""
+    from reconciler.reconcile import load, offline_plan
+    from reconciler.render import render
+
+    old = load(pass_request(settings, old_path, apply=False))
+    new = load(pass_request(settings, new_path, apply=False))
+    if old.project != new.project and old.project_from_folder:
+        # OLD is the same spec set at another revision, often checked out in a folder of
+        # another name: that folder's name says nothing about the project its objects have.
+        old = replace(old, project=new.project)
+    the_plan = offline_plan(old, new)
+    click.echo(render(the_plan, fmt, color=fmt == "text" and sys.stdout.isatty()))
+    if the_plan.errors:
+        sys.exit(1)
+    if detailed_exitcode and the_plan.changes:
+        sys.exit(2)
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of spec files, for editors."""
+    from reconciler.spec.schema import spec_schema
+
+    click.echo(json.dumps(spec_schema(), indent=2, sort_keys=False))

@@ -1,0 +1,105 @@
+"""Global options, shared by every command module, and the pass request they make."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import click
+
+from reconciler.statedir import default_state_dir
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class Settings:
+    """Global options, given before or after the command name."""
+
+    docker_host: str | None = None
+    state_dir: str | None = None
+    project: str | None = None
+    policy: str | None = None
+    log_format: str = "console"
+    engine_timeout: float = 30.0
+    lock_timeout: float = 60.0
+
+    def resolved_state_dir(self) -> str:
+        return self.state_dir or default_state_dir()
+
+
+_NAMES = (
+    "docker_host",
+    "state_dir",
+    "project",
+    "policy",
+    "log_format",
+    "engine_timeout",
+    "lock_timeout",
+)
+_SECONDS = click.FloatRange(min=0)
+
+
+def _options(with_defaults: bool) -> tuple[Callable[[F], F], ...]:
+    def default(value: object) -> object:
+        return value if with_defaults else None
+
+    return (
+        click.option(
+            "--docker-host", help="Engine address (default: DOCKER_HOST, then the local socket)."
+        ),
+        click.option(
+            "--state-dir",
+            help="Where dsr keeps its state (default /var/lib/dsr for root).",
+        ),
+        click.option("--project", help="Project name when the spec does not set one."),
+        click.option(
+            "--policy", "policy", help="Admin host-path policy file (never in the spec directory)."
+        ),
+        click.option(
+            "--log-format",
+            type=click.Choice(["json", "console"]),
+            default=default("console"),
+            help="Log format on stderr.",
+        ),
+        click.option(
+            "--engine-timeout",
+            type=_SECONDS,
+            default=default(30.0),
+            help="Seconds each Engine API call may take (default 30).",
+        ),
+        click.option(
+            "--lock-timeout",
+            type=_SECONDS,
+            default=default(60.0),
+            help="Seconds to wait for another dsr holding the lock (default 60; 0: none).",
+        ),
+    )
+
+
+GROUP_OPTIONS = _options(with_defaults=True)
+
+
+def global_options(func: F) -> F:
+    """Accept the global options on a command too, overriding the group's values."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        settings: Settings = click.get_current_context().ensure_object(Settings)
+        for name in _NAMES:
+            value = kwargs.pop(name)
+            if value is not None:
+                setattr(settings, name, value)
+        return func(settings, *args, **kwargs)
+
+    for option in reversed(_options(with_defaults=False)):
+        wrapper = option(wrapper)
+    return wrapper  # type: ignore[return-value]
+
+
+FORMATS = ("text", "json", "markdown")
+FORMAT_OPTION = click.option(
+    "--format", "fmt", type=click.Choice(FORMATS), default="text", help="Output format."
+)

@@ -1,0 +1,164 @@
+"""dsr's state directory: the one module that knows its layout, and the lock kept in it.
+
+Layout (``--state-dir``, default ``/var/lib/dsr`` for root, else ``$XDG_STATE_HOME/dsr``)::
+
+    STATE_DIR/
+    ├── manifests/      one JSON per data-packed build: its context's entries, for reasons
+    ├── hash-cache/     per image key: (size, mtime, inode, ctime) -> content hash
+    ├── backups/        the default backup destination: PROJECT/SOURCE/SNAPSHOT/
+    ├── records/        PROJECT.json: what the last apply recorded (e.g. each volume's reclaim)
+    ├── locks/          one flock file per engine and project
+    └── plan-key        the key that signs saved plans made on this machine (mode 0600)
+
+Only this module builds paths inside the state directory; everything else asks it.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import os
+import re
+import secrets
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from reconciler.errors import LockError
+
+
+def default_state_dir() -> str:
+    """``DSR_STATE_DIR``, else ``/var/lib/dsr`` for root, else ``$XDG_STATE_HOME/dsr``."""
+    if os.environ.get("DSR_STATE_DIR"):
+        return os.environ["DSR_STATE_DIR"]
+    if os.geteuid() == 0:
+        return "/var/lib/dsr"
+    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return os.path.join(base, "dsr")
+
+
+def _safe(text: str) -> str:
+    """``text`` as one file-name component: readable, never a path."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)[:80] or "_"
+
+
+@dataclass(frozen=True)
+class StateDir:
+    """Paths inside one state directory. Creating the object touches nothing on disk."""
+
+    root: str
+
+    @property
+    def manifests(self) -> str:
+        return os.path.join(self.root, "manifests")
+
+    @property
+    def hash_cache(self) -> str:
+        return os.path.join(self.root, "hash-cache")
+
+    @property
+    def backups(self) -> str:
+        """The default backup destination (a rule's ``destination`` replaces it)."""
+        return os.path.join(self.root, "backups")
+
+    @property
+    def records(self) -> str:
+        return os.path.join(self.root, "records")
+
+    @property
+    def locks(self) -> str:
+        return os.path.join(self.root, "locks")
+
+    @property
+    def plan_key_file(self) -> str:
+        return os.path.join(self.root, "plan-key")
+
+    def manifest(self, tag: str) -> str:
+        """The manifest file of the data-packed build tagged ``tag``."""
+        return os.path.join(self.manifests, tag.replace("/", "_").replace(":", "@") + ".json")
+
+    def record(self, project: str) -> str:
+        return os.path.join(self.records, _safe(project) + ".json")
+
+    def lock_file(self, engine_url: str, project: str) -> str:
+        engine = hashlib.sha256(engine_url.encode()).hexdigest()[:12]
+        return os.path.join(self.locks, f"{engine}-{_safe(project)}.lock")
+
+    def plan_key(self) -> bytes:
+        """This state directory's plan-signing key, made on first use (never leaves it)."""
+        try:
+            with open(self.plan_key_file, "rb") as handle:
+                key = handle.read(64)
+            if len(key) == 64:
+                return key
+        except FileNotFoundError:
+            pass
+        os.makedirs(self.root, mode=0o700, exist_ok=True)
+        key = secrets.token_bytes(64)
+        tmp = f"{self.plan_key_file}.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(key)
+        try:
+            os.link(tmp, self.plan_key_file)  # the first writer wins; others read its key
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+        with open(self.plan_key_file, "rb") as handle:
+            return handle.read(64)
+
+
+@contextmanager
+def locked(
+    state: StateDir, engine_url: str, project: str, *, timeout: float, what: str = ""
+) -> Iterator[None]:
+    """Hold the exclusive lock of ``engine_url`` and ``project`` for the ``with`` block.
+
+    ``flock`` is released by the kernel when its holder dies, so a killed process never
+    blocks anyone; the file's text (pid and command) only serves the message of a refused
+    writer. Waits up to ``timeout`` seconds (0: not at all), then raises ``LockError``.
+    """
+    path = state.lock_file(engine_url, project)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        _acquire(fd, path, timeout)
+        holder = f"{os.getpid()} {what or ' '.join(sys.argv[:2])}\n".encode()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, holder, 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _acquire(fd: int, path: str, timeout: float) -> None:
+    deadline = time.monotonic() + max(timeout, 0.0)
+    delay = 0.01
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except OSError as err:
+            if err.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise LockError(_held_message(fd, path, timeout))
+        time.sleep(min(delay, left))
+        delay = min(delay * 2, 0.25)
+
+
+def _held_message(fd: int, path: str, timeout: float) -> str:
+    text = os.pread(fd, 256, 0).decode("utf-8", "replace").strip()
+    pid, _, command = text.partition(" ")
+    holder = f"process {pid} ({command})" if pid.isdigit() else "another dsr process"
+    waited = f"after waiting {timeout:g} s" if timeout > 0 else "(--lock-timeout 0)"
+    return f"{holder} holds the lock {path} {waited}; try again when it has finished"
