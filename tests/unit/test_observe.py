@@ -1,0 +1,148 @@
+"""The observer, from Engine API JSON recorded on a real engine (fixtures/engine-api/).
+
+``record.py`` beside the fixtures made them: a running container with a named volume, a
+read-only bind, a tmpfs and an anonymous volume; a volume container and the new half of a
+replace interrupted mid-way; a container made by hand; an image with a label of its own
+(which Docker copies into every container made from it).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from reconciler.engine import Engine
+from reconciler.errors import EngineError, EngineTimeout
+from reconciler.observe import measure_writable_layers, observe
+from reconciler.snapshot import LiveMount
+
+FIXTURES = Path(__file__).parent / "fixtures" / "engine-api"
+
+
+def recorded(name: str) -> Any:
+    return json.loads((FIXTURES / name).read_text())
+
+
+class FakeAPI:
+    """The three list endpoints, answering with what the engine answered."""
+
+    def __init__(self, fail: Exception | None = None) -> None:
+        self.fail = fail
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def _answer(self, endpoint: str, value: Any, **kwargs: Any) -> Any:
+        self.calls.append((endpoint, kwargs))
+        if self.fail is not None:
+            raise self.fail
+        return value
+
+    def containers(self, **kwargs: Any) -> Any:
+        rows = recorded("containers.json")
+        if kwargs.get("size"):
+            wanted = set(kwargs["filters"]["id"])
+            rows = [{**r, "SizeRw": 9} for r in rows if r["Id"] in wanted]
+        return self._answer("containers", rows, **kwargs)
+
+    def volumes(self, **kwargs: Any) -> Any:
+        return self._answer("volumes", recorded("volumes.json"), **kwargs)
+
+    def images(self, **kwargs: Any) -> Any:
+        return self._answer("images", recorded("images.json"), **kwargs)
+
+
+def engine(api: FakeAPI) -> Engine:
+    fake = Engine.__new__(Engine)
+    fake.url, fake.timeout, fake.calls = "unix:///recorded.sock", 30.0, 0
+    fake.api = api  # type: ignore[assignment]
+    return fake
+
+
+def test_a_snapshot_takes_three_list_calls() -> None:
+    api = FakeAPI()
+    observe(engine(api))
+    assert [endpoint for endpoint, _ in api.calls] == ["containers", "volumes", "images"]
+    assert api.calls[0][1] == {"all": True}
+
+
+def test_containers_keep_names_states_labels_and_mounts() -> None:
+    observed = observe(engine(FakeAPI()))
+    assert sorted(observed.containers) == [
+        "dsrrec-by-hand",
+        "dsrrec-vc",
+        "dsrrec-vc_dsr_new",
+        "dsrrec-web",
+    ]
+    web = observed.containers["dsrrec-web"]
+    assert web.state == "running"
+    assert web.image == "dsrrec/busybox:1"
+    assert web.image_id.startswith("sha256:")
+    assert web.managed and web.project == "rec"
+    data = web.mount_at("/data")
+    assert data == LiveMount(
+        type="volume",
+        target="/data",
+        source="/var/lib/docker/volumes/dsrrec-data/_data",
+        name="dsrrec-data",
+        read_only=False,
+    )
+    site = web.mount_at("/site")
+    assert site is not None and site.type == "bind" and site.read_only and not site.name
+    anonymous = web.mount_at("/var/cache")
+    assert anonymous is not None and len(anonymous.name) == 64 and not anonymous.source
+    # The engine does not list tmpfs mounts: the planner must never expect them.
+    assert web.mount_at("/tmp/cache") is None
+    assert web.size_rw is None  # not measured by a snapshot
+
+
+def test_a_replace_interrupted_mid_way_shows_both_halves_under_one_name() -> None:
+    observed = observe(engine(FakeAPI()))
+    old, new = observed.containers["dsrrec-vc"], observed.containers["dsrrec-vc_dsr_new"]
+    assert old.labels["dsr.name"] == new.labels["dsr.name"] == "dsrrec-vc"
+    assert old.state == new.state == "created"
+    # Each has its own anonymous volume at the same target; the shared one is the same.
+    assert old.mount_at("/scratch") != new.mount_at("/scratch")
+    assert old.mount_at("/shared") == new.mount_at("/shared")
+
+
+def test_image_labels_reach_containers_made_from_the_image() -> None:
+    observed = observe(engine(FakeAPI()))
+    by_hand = observed.containers["dsrrec-by-hand"]
+    image = observed.images[by_hand.image]
+    assert dict(image.labels) == {"team": "storage"}
+    assert by_hand.labels == image.labels and not by_hand.managed
+    assert observed.images[image.id] is image
+    assert observed.image_id("dsrrec/busybox:1") == image.id
+
+
+def test_volumes_anonymous_and_named() -> None:
+    observed = observe(engine(FakeAPI()))
+    named = observed.volumes["dsrrec-data"]
+    assert named.managed and named.project == "rec" and named.driver == "local"
+    assert dict(named.options) == {}  # the engine sends null
+    anonymous = [v for v in observed.volumes.values() if len(v.name) == 64]
+    assert len(anonymous) == 3 and all(not v.labels for v in anonymous)
+    assert observed.volume_users("dsrrec-data") == ["dsrrec-vc", "dsrrec-vc_dsr_new", "dsrrec-web"]
+
+
+def test_writable_layers_are_measured_in_one_call_for_the_ids_asked() -> None:
+    api = FakeAPI()
+    web = observe(engine(api)).containers["dsrrec-web"]
+    sizes = measure_writable_layers(engine(api), [web.id, web.id])
+    assert sizes == {web.id: 9}
+    assert api.calls[-1] == ("containers", {"all": True, "size": True, "filters": {"id": [web.id]}})
+
+
+@pytest.mark.parametrize(
+    ("error", "kind", "words"),
+    [
+        (requests.exceptions.ReadTimeout("read timed out"), EngineTimeout, "did not answer within"),
+        (requests.exceptions.ConnectionError("refused"), EngineError, "cannot read the engine"),
+    ],
+)
+def test_engine_failures_are_dsr_errors(error: Exception, kind: type, words: str) -> None:
+    with pytest.raises(kind, match=words):
+        observe(engine(FakeAPI(fail=error)))
