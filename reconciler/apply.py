@@ -25,6 +25,7 @@ import structlog
 
 from reconciler.engine import Engine
 from reconciler.images import DOCKERFILE, write_build_context
+from reconciler.kinds import Kind
 from reconciler.plan.model import (
     Action,
     Change,
@@ -231,9 +232,23 @@ class _Executor:
 
     def delete_container(self, change: Change) -> None:
         assert change.target_id is not None
-        # v=False: volumes outlive their containers; anonymous ones stay as data.
         with contextlib.suppress(docker.errors.NotFound):  # already gone is done
-            self.api.remove_container(change.target_id, v=False, force=True)
+            self.stop(change.target_id, change.stop_timeout)
+            self.remove(change.target_id)
+
+    def stop(self, container: str, timeout: int) -> bool:
+        """Stop ``container`` as it was made to stop: its own signal, then SIGKILL after
+        ``timeout`` seconds. True when it was running."""
+        state = self.api.inspect_container(container)["State"]
+        if not (state["Running"] or state["Paused"] or state["Restarting"]):
+            return False
+        self.api.stop(container, timeout=timeout)
+        return bool(state["Running"])
+
+    def remove(self, container: str) -> None:
+        # Never force: a container dsr removes has been stopped first. v=False: volumes
+        # outlive their containers; anonymous ones stay as data.
+        self.api.remove_container(container, v=False, force=False)
 
     def replace_container(self, change: Change) -> None:
         """Create the new one beside the old; swap names; start; only then drop the old."""
@@ -241,9 +256,7 @@ class _Executor:
         old = change.target_id
         assert params is not None and old is not None
         new_id = self.create(params, params.name + NEW_SUFFIX)
-        was_running = bool(self.api.inspect_container(old)["State"]["Running"])
-        if was_running:
-            self.api.stop(old, timeout=10)
+        was_running = self.stop(old, change.stop_timeout)
         self.api.rename(old, params.name + OLD_SUFFIX)
         self.api.rename(new_id, params.name)
         if params.start:
@@ -255,7 +268,7 @@ class _Executor:
                 if was_running:
                     self.api.start(old)
                 raise
-        self.api.remove_container(old, v=False, force=True)
+        self.remove(old)
 
     def create(self, params: ContainerParams, name: str) -> str:
         for path in params.make_dirs:
@@ -270,6 +283,7 @@ class _Executor:
             port_bindings=bindings or None,
             restart_policy=_restart(params.restart),
             network_mode="none" if params.network_disabled else None,
+            init=params.init or None,
         )
         created = self.api.create_container(
             image=params.image,
@@ -283,6 +297,8 @@ class _Executor:
             user=params.user,
             host_config=host_config,
             network_disabled=params.network_disabled,
+            stop_signal=params.stop_signal or None,
+            stop_timeout=params.stop_timeout,
         )
         return str(created["Id"])
 
@@ -294,19 +310,19 @@ class _Executor:
             raise RuntimeError(f"cannot pull image {image}: {_message(err)}") from err
 
 
-_HANDLERS: dict[tuple[str, Action], Callable[[_Executor, Change], None]] = {
-    ("volume", Action.CREATE): _Executor.create_volume,
-    ("image", Action.BUILD): _Executor.build_image,
-    ("image", Action.DELETE): _Executor.delete_image,
-    ("volume", Action.DELETE): _Executor.delete_volume,
-    ("container", Action.CREATE): _Executor.create_container,
-    ("volume_container", Action.CREATE): _Executor.create_container,
-    ("container", Action.REPLACE): _Executor.replace_container,
-    ("volume_container", Action.REPLACE): _Executor.replace_container,
-    ("container", Action.START): _Executor.start_container,
-    ("volume_container", Action.START): _Executor.start_container,
-    ("container", Action.DELETE): _Executor.delete_container,
-    ("volume_container", Action.DELETE): _Executor.delete_container,
+_HANDLERS: dict[tuple[Kind, Action], Callable[[_Executor, Change], None]] = {
+    (Kind.VOLUME, Action.CREATE): _Executor.create_volume,
+    (Kind.IMAGE, Action.BUILD): _Executor.build_image,
+    (Kind.IMAGE, Action.DELETE): _Executor.delete_image,
+    (Kind.VOLUME, Action.DELETE): _Executor.delete_volume,
+    (Kind.CONTAINER, Action.CREATE): _Executor.create_container,
+    (Kind.VOLUME_CONTAINER, Action.CREATE): _Executor.create_container,
+    (Kind.CONTAINER, Action.REPLACE): _Executor.replace_container,
+    (Kind.VOLUME_CONTAINER, Action.REPLACE): _Executor.replace_container,
+    (Kind.CONTAINER, Action.START): _Executor.start_container,
+    (Kind.VOLUME_CONTAINER, Action.START): _Executor.start_container,
+    (Kind.CONTAINER, Action.DELETE): _Executor.delete_container,
+    (Kind.VOLUME_CONTAINER, Action.DELETE): _Executor.delete_container,
 }
 
 

@@ -1,51 +1,57 @@
 """Why a live container no longer matches its spec: the reasons for a ``replace``.
 
-Compared are the ``dsr.config-hash`` label (the spec stored in ``dsr.spec`` says which
-fields changed), the image the reference now points to, the live mounts, and the mounts a
-container took from its ``volumes_from`` sources when it was created.
+Compared are the ``dsr.config-hash`` label (the hash input stored in ``dsr.spec`` says
+which fields changed), the image the reference now points to, the live mounts, and the
+mounts a container took from its ``volumes_from`` sources when it was created. Each reason
+comes with its code; the first one found is the change's.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from reconciler.plan import packed
-from reconciler.plan.model import Action
-from reconciler.plan.params import SPEC, normalized
+from reconciler.plan.context import Planning
+from reconciler.plan.model import Action, ReasonCode
+from reconciler.plan.params import SPEC, expand, hash_input, matches
 from reconciler.plan.reasons import spec_differences
 from reconciler.snapshot import CONFIG_HASH, LiveContainer
 from reconciler.spec.models import Container, VolumeContainer
 
-if TYPE_CHECKING:
-    from reconciler.plan.planner import _Planner
+Reason = tuple[ReasonCode, str]
 
 
 def replace_reasons(
-    planner: _Planner,
-    spec: Container | VolumeContainer,
-    live: LiveContainer,
-    labels: Mapping[str, str],
-    image: str,
-) -> list[str]:
-    reasons = packed.image_change_reasons(planner, spec, live, image)
+    planning: Planning, spec: Container | VolumeContainer, live: LiveContainer, image: str
+) -> list[Reason]:
+    reasons = [
+        (ReasonCode.CONTEXT_CHANGED, text)
+        for text in packed.image_change_reasons(planning, spec, live, image)
+    ]
     explained: set[str] = set()  # mount targets the spec difference already names
-    if live.labels.get(CONFIG_HASH) != labels[CONFIG_HASH]:
-        old = _json(live.labels.get(SPEC))
+    if not matches(live.labels.get(CONFIG_HASH), spec, image):
+        model = type(spec)
+        stored = _json(live.labels.get(SPEC))
+        old = expand(model, stored) if stored is not None else None
+        new = expand(model, hash_input(spec, image))
         if reasons and old is not None:
             old["image"] = image  # the data-packed image's own reason says it better
-        if old != normalized(spec, image):
-            reasons.append(spec_differences(old, normalized(spec, image)))
-            explained = _changed_targets(old, normalized(spec, image))
-    current = planner.observed.image_id(image)
+        if old != new:
+            reasons.append((ReasonCode.CONFIG_CHANGED, spec_differences(old, new)))
+            explained = _changed_targets(old, new)
+    current = planning.observed.image_id(image)
     if current is not None and live.image_id and live.image_id != current:
         reasons.append(
-            f"image {image} now points to {current[7:19]}, the container runs {live.image_id[7:19]}"
+            (
+                ReasonCode.IMAGE_CHANGED,
+                f"image {image} now points to {current[7:19]}, the container runs "
+                f"{live.image_id[7:19]}",
+            )
         )
-    reasons += mount_drift(spec, live, explained)
+    reasons += [(ReasonCode.MOUNTS_DRIFTED, text) for text in mount_drift(spec, live, explained)]
     if isinstance(spec, Container):
-        reasons += volumes_from_drift(planner, spec, live)
+        reasons += volumes_from_drift(planning, spec, live)
     return reasons
 
 
@@ -72,23 +78,32 @@ def mount_drift(
     return out
 
 
-def volumes_from_drift(planner: _Planner, spec: Container, live: LiveContainer) -> list[str]:
-    out = []
+def volumes_from_drift(planning: Planning, spec: Container, live: LiveContainer) -> list[Reason]:
+    out: list[Reason] = []
     for source in spec.volumes_from:
-        change = planner.planned.get(planner.resource_of(source.name))
+        change = planning.planned.get(planning.resource_of(source.name))
         if change is not None and change.action in (Action.CREATE, Action.REPLACE):
             out.append(
-                f"{source.name} is {'created' if change.action is Action.CREATE else 'replaced'}, "
-                "and volumes_from mounts are fixed when a container is created"
+                (
+                    ReasonCode.VOLUMES_FROM_REPLACED,
+                    f"{source.name} is "
+                    f"{'created' if change.action is Action.CREATE else 'replaced'}, and "
+                    "volumes_from mounts are fixed when a container is created",
+                )
             )
             continue
-        origin = planner.observed.containers.get(source.name)
+        origin = planning.observed.containers.get(source.name)
         if origin is None:
             continue
         for mount in origin.mounts:
             have = live.mount_at(mount.target)
             if have is None or (have.name, have.source) != (mount.name, mount.source):
-                out.append(f"its volumes from {source.name} are stale ({mount.target} differs)")
+                out.append(
+                    (
+                        ReasonCode.MOUNTS_DRIFTED,
+                        f"its volumes from {source.name} are stale ({mount.target} differs)",
+                    )
+                )
                 break
     return out
 

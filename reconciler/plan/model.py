@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from reconciler.kinds import Kind
+
 
 class Action(StrEnum):
     """What a change does."""
@@ -31,6 +33,34 @@ class Risk(StrEnum):
     NONE = "none"
     RESTART = "restart"  # a container is recreated; its volumes are kept
     DATA_LOSS = "data-loss"  # volume data or a container's writable layer is destroyed
+
+
+class ReasonCode(StrEnum):
+    """Why a change is planned, as a stable word for machines (bots, metrics). The human
+    ``reason`` says the same in words; nothing in dsr branches on either. The README's
+    table documents each. Drift (the engine moved) is told apart from spec changes."""
+
+    MISSING = "missing"  # the object does not exist: create (or build)
+    CONFIG_CHANGED = "config-changed"  # the spec changed since the object was made
+    IMAGE_CHANGED = "image-changed"  # drift: the image reference points to another image
+    MOUNTS_DRIFTED = "mounts-drifted"  # drift: live mounts differ from what dsr made
+    VOLUMES_FROM_REPLACED = "volumes-from-replaced"  # a volumes_from source is new/replaced
+    CONTEXT_CHANGED = "context-changed"  # a data-packed image's files changed
+    STOPPED = "stopped"  # drift: a container that should run does not
+    PAUSED = "paused"  # drift: a container that should run is paused
+    LEFT_SPEC = "left-spec"  # the object left the spec
+    LEFTOVER = "leftover"  # what an interrupted replace left behind
+    OLD_BUILD = "old-build"  # a data-packed build older than the previous one
+    REPLACED_VOLUME = "replaced-volume"  # the volume of a refreshed data-packed container
+    UNMANAGED_CLASH = "unmanaged-clash"  # the name is taken by an object dsr does not manage
+    OTHER_PROJECT = "other-project"  # the name is taken by another dsr project's object
+    WRITABLE_LAYER_DATA = "writable-layer-data"  # blocked: the writable layer holds data
+    VOLUME_DATA = "volume-data"  # blocked: a volume's data would be lost
+    DEPENDENCY_BLOCKED = "dependency-blocked"  # blocked: it depends on a blocked change
+    IMAGE_IN_USE = "image-in-use"  # blocked: an image to remove is still used
+    IMAGE_KEY_REMOVED = "image-key-removed"  # blocked: a former data-packed key still used
+    EXTERNAL_MISSING = "external-missing"  # blocked: an external volume does not exist
+    NOT_HASHED = "not-hashed"  # blocked: a data-packed image could not be hashed
 
 
 @dataclass(frozen=True)
@@ -74,6 +104,9 @@ class ContainerParams:
     restart: str = "no"
     working_dir: str | None = None
     user: str | None = None
+    stop_signal: str = ""  # empty: the image's (SIGTERM unless it says otherwise)
+    stop_timeout: int | None = None
+    init: bool = False
     mounts: tuple[MountParams, ...] = ()
     volumes_from: tuple[str, ...] = ()
     network_disabled: bool = False
@@ -100,16 +133,20 @@ class Change:
     resource: str  # kind:name, e.g. container:web1
     action: Action
     reason: str
+    code: ReasonCode
     risk: Risk = Risk.NONE
     depends_on: tuple[str, ...] = ()
     target_id: str | None = None
+    # How the live object acted on stops (a replace or delete of a container): its own
+    # signal was set when it was created; this is the time Docker gives it before SIGKILL.
+    stop_timeout: int = 10
     volume: VolumeParams | None = None
     container: ContainerParams | None = None
     image: ImageParams | None = None
 
     @property
-    def kind(self) -> str:
-        return self.resource.split(":", 1)[0]
+    def kind(self) -> Kind:
+        return Kind(self.resource.split(":", 1)[0])
 
     @property
     def name(self) -> str:
@@ -121,6 +158,7 @@ class Change:
             "resource": self.resource,
             "action": self.action.value,
             "reason": self.reason,
+            "reason_code": self.code.value,
             "risk": self.risk.value,
             "depends_on": list(self.depends_on),
         }
@@ -173,6 +211,7 @@ class Plan:
 def _change_dict(change: Change) -> dict[str, Any]:
     out = asdict(change)
     out["action"] = change.action.value
+    out["code"] = change.code.value
     out["risk"] = change.risk.value
     return out
 
@@ -194,9 +233,11 @@ def _change_from(data: Mapping[str, Any]) -> Change:
         resource=data["resource"],
         action=Action(data["action"]),
         reason=data["reason"],
+        code=ReasonCode(data["code"]),
         risk=Risk(data["risk"]),
         depends_on=tuple(data["depends_on"]),
         target_id=data.get("target_id"),
+        stop_timeout=int(data.get("stop_timeout", 10)),
         volume=VolumeParams(**volume) if volume else None,
         container=container,
         image=ImageParams(**image) if image else None,

@@ -9,19 +9,17 @@ older than the previous one go; an image any container still uses never does.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
-from reconciler.plan.model import Action, Change, ImageParams
+from reconciler.kinds import Kind
+from reconciler.plan.context import Planning
+from reconciler.plan.model import Action, Change, ImageParams, ReasonCode
 from reconciler.plan.params import ANONYMOUS, dsr_labels
 from reconciler.plan.reasons import describe_changes
 from reconciler.snapshot import KIND, MANAGED, NAME, PROJECT, LiveContainer, LiveImage
 from reconciler.spec.models import Container, VolumeContainer
 
-if TYPE_CHECKING:
-    from reconciler.plan.planner import _Planner
 
-
-def key_images(planner: _Planner, key: str) -> list[LiveImage]:
+def key_images(planner: Planning, key: str) -> list[LiveImage]:
     """This project's builds of the images key ``key``, newest first."""
     seen: dict[str, LiveImage] = {}
     for image in planner.observed.images.values():
@@ -29,19 +27,19 @@ def key_images(planner: _Planner, key: str) -> list[LiveImage]:
         if (
             labels.get(MANAGED) == "true"
             and labels.get(PROJECT) == planner.project
-            and labels.get(KIND) == "image"
+            and labels.get(KIND) == Kind.IMAGE
             and labels.get(NAME) == key
         ):
             seen[image.id] = image
     return sorted(seen.values(), key=lambda i: (i.created, i.id), reverse=True)
 
 
-def former_key(planner: _Planner, reference: str) -> bool:
+def former_key(planner: Planning, reference: str) -> bool:
     """``reference`` names an images key this project built before and no longer has."""
     return reference not in planner.desired.images and bool(key_images(planner, reference))
 
 
-def builds(planner: _Planner) -> None:
+def builds(planner: Planning) -> None:
     for key, spec in sorted(planner.desired.images.items()):
         tag = planner.image_tags.get(key)
         if tag is None or planner.observed.image_id(tag) is not None:
@@ -52,17 +50,19 @@ def builds(planner: _Planner) -> None:
             reason = f"its context changed since {earlier[0].tags[0]}: " + describe_changes(
                 old, planner.manifests.get(tag, {})
             )
+            code = ReasonCode.CONTEXT_CHANGED
         else:
-            reason = "it has not been built yet"
+            reason, code = "it has not been built yet", ReasonCode.MISSING
         digest = tag.rsplit(":", 1)[-1]
         planner.add(
             Change(
-                resource=f"image:{key}",
+                resource=Kind.IMAGE.resource(key),
                 action=Action.BUILD,
                 reason=reason,
+                code=code,
                 image=ImageParams(
                     tag=tag,
-                    labels=dsr_labels(planner.project, "image", key, digest),
+                    labels=dsr_labels(planner.project, Kind.IMAGE, key, digest),
                     context=spec.context,
                     path=spec.path,
                     base=spec.base,
@@ -72,7 +72,7 @@ def builds(planner: _Planner) -> None:
 
 
 def image_change_reasons(
-    planner: _Planner, spec: Container | VolumeContainer, live: LiveContainer, tag: str
+    planner: Planning, spec: Container | VolumeContainer, live: LiveContainer, tag: str
 ) -> list[str]:
     """Why a container of a data-packed image is replaced, and what Docker will not refresh."""
     key = spec.image
@@ -94,13 +94,13 @@ def image_change_reasons(
     return reasons
 
 
-def cleanup(planner: _Planner) -> None:
+def cleanup(planner: Planning) -> None:
     """Old anonymous volumes of replaced data-packed volume containers; old builds."""
     _old_packed_volumes(planner)
     _old_builds(planner)
 
 
-def _consumers(planner: _Planner, name: str) -> list[str]:
+def _consumers(planner: Planning, name: str) -> list[str]:
     return sorted(
         c_name
         for c_name, c in planner.desired.containers.items()
@@ -108,9 +108,9 @@ def _consumers(planner: _Planner, name: str) -> list[str]:
     )
 
 
-def _old_packed_volumes(planner: _Planner) -> None:
+def _old_packed_volumes(planner: Planning) -> None:
     for name, vc in sorted(planner.desired.volume_containers.items()):
-        change = planner.planned.get(f"volume_container:{name}")
+        change = planner.planned.get(Kind.VOLUME_CONTAINER.resource(name))
         live = planner.observed.containers.get(name)
         if change is None or change.action is not Action.REPLACE or live is None:
             continue
@@ -121,7 +121,7 @@ def _old_packed_volumes(planner: _Planner) -> None:
         if mount is None or not ANONYMOUS.match(mount.name):
             continue
         consumers = _consumers(planner, name)
-        moving = [planner.planned.get(f"container:{c}") for c in consumers]
+        moving = [planner.planned.get(Kind.CONTAINER.resource(c)) for c in consumers]
         if any(m is None or m.action is not Action.REPLACE for m in moving):
             continue  # a consumer that does not move still needs the old data
         users = set(planner.observed.volume_users(mount.name))
@@ -129,21 +129,22 @@ def _old_packed_volumes(planner: _Planner) -> None:
             continue  # someone else uses it: never delete a volume in use
         planner.add(
             Change(
-                resource=f"volume:{mount.name}",
+                resource=Kind.VOLUME.resource(mount.name),
                 action=Action.DELETE,
                 reason=f"the anonymous volume of the replaced data-packed volume container "
                 f"{name}; its files are in the previous build of {vc.image}",
+                code=ReasonCode.REPLACED_VOLUME,
                 depends_on=(change.resource, *(m.resource for m in moving if m)),
                 target_id=mount.name,
             )
         )
 
 
-def _old_builds(planner: _Planner) -> None:
+def _old_builds(planner: Planning) -> None:
     keys = set(planner.desired.images)
     for image in planner.observed.images.values():
         key = image.labels.get(NAME, "")
-        if image.labels.get(KIND) == "image" and image.labels.get(PROJECT) == planner.project:
+        if image.labels.get(KIND) == Kind.IMAGE and image.labels.get(PROJECT) == planner.project:
             keys.add(key)
     for key in sorted(keys):
         builds_of_key = key_images(planner, key)
@@ -166,7 +167,7 @@ def _old_builds(planner: _Planner) -> None:
             _delete_build(planner, key, image)
 
 
-def _delete_build(planner: _Planner, key: str, image: LiveImage) -> None:
+def _delete_build(planner: Planning, key: str, image: LiveImage) -> None:
     tag = image.tags[0] if image.tags else image.id
     users = [c for c in planner.observed.containers.values() if c.image_id == image.id]
     leaving = _leaving(planner, users)
@@ -175,17 +176,19 @@ def _delete_build(planner: _Planner, key: str, image: LiveImage) -> None:
         if key not in planner.desired.images:
             planner.add(
                 Change(
-                    resource=f"image:{tag}",
+                    resource=Kind.IMAGE.resource(tag),
                     action=Action.BLOCKED,
                     reason=f"the images key {key} left the spec, but {', '.join(sorted(staying))} "
                     "still use this build; an image in use is never removed",
+                    code=ReasonCode.IMAGE_IN_USE,
                 )
             )
         return
     planner.add(
         Change(
-            resource=f"image:{tag}",
+            resource=Kind.IMAGE.resource(tag),
             action=Action.DELETE,
+            code=ReasonCode.OLD_BUILD,
             reason=f"an older build of {key}"
             + (
                 "; the current and the previous builds are kept"
@@ -198,7 +201,7 @@ def _delete_build(planner: _Planner, key: str, image: LiveImage) -> None:
     )
 
 
-def _leaving(planner: _Planner, users: list[LiveContainer]) -> Mapping[str, str]:
+def _leaving(planner: Planning, users: list[LiveContainer]) -> Mapping[str, str]:
     """Of ``users``, those this plan replaces or deletes: container id -> its change."""
     out = {}
     for change in planner.changes:

@@ -1,9 +1,12 @@
 """From a spec resource to the exact parameters of its Docker call, its labels and its hash.
 
-The config hash covers the normalized spec (defaults filled in) minus what never forces a
-recreate (a container's ``state``); it is stored as ``dsr.config-hash`` and compared on the
-next pass. The normalized spec itself is stored as ``dsr.spec`` so a replace can say which
-fields changed.
+The config hash (label ``dsr.config-hash``) is ``v2:`` and the sha256 of an explicit input:
+the fields listed in ``HASHED`` for the resource's kind, each left out while it holds its
+default, plus the resolved image. Adding an optional field to a model therefore never
+changes an existing object's hash, and never restarts a fleet after an upgrade. Objects
+made by dsr 0.1.0 carry the version-1 hash (every field, defaults included) and are
+recognised by ``matches``. The hash input itself is stored as ``dsr.spec`` so a replace can
+say which fields changed.
 """
 
 from __future__ import annotations
@@ -14,9 +17,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import BaseModel
+
+from reconciler.kinds import Kind
 from reconciler.plan.model import ContainerParams, MountParams, VolumeParams
-from reconciler.snapshot import CONFIG_HASH, KIND, MANAGED, NAME, PROJECT
-from reconciler.spec.models import Container, Mount, Volume, VolumeContainer
+from reconciler.snapshot import CONFIG_HASH, KIND, MANAGED, NAME, PROJECT, LiveContainer
+from reconciler.spec.models import Container, Mount, Volume, VolumeContainer, VolumesFrom
 
 SPEC = "dsr.spec"
 # Volume containers need an image to be created from; one made by `docker import` of an
@@ -24,6 +30,35 @@ SPEC = "dsr.spec"
 EMPTY_IMAGE = "dsr/empty:1"
 NEVER_STARTED = ("/dsr-volume-container-is-never-started",)
 ANONYMOUS = re.compile(r"^[0-9a-f]{64}$")
+DEFAULT_STOP = 10  # Docker's stop timeout, in seconds
+
+HASH_VERSION = "v2"
+# What forces a recreate, per model. A field is added here on purpose, never by default:
+# `state` (a start suffices) and `writable_layer` (a planning rule) are not config.
+HASHED: Mapping[type[BaseModel], tuple[str, ...]] = {
+    Volume: ("driver", "driver_opts", "labels"),
+    Container: (
+        "image", "command", "entrypoint", "env", "ports", "restart", "labels", "working_dir",
+        "user", "stop_signal", "stop_timeout", "init", "mounts", "volumes_from",
+    ),
+    VolumeContainer: ("image", "mounts", "labels"),
+    Mount: (
+        "type", "source", "target", "read_only", "create", "propagation", "selinux", "nocopy",
+        "tmpfs_size",
+    ),
+    VolumesFrom: ("name", "read_only"),
+}  # fmt: skip
+# The fields dsr 0.1.0 hashed, defaults included: its objects must not be replaced.
+HASHED_V1: Mapping[type[BaseModel], tuple[str, ...]] = {
+    Volume: ("driver", "driver_opts", "labels"),
+    Container: (
+        "image", "command", "entrypoint", "env", "ports", "restart", "labels", "working_dir",
+        "user", "mounts", "volumes_from",
+    ),
+    VolumeContainer: ("image", "mounts", "labels"),
+    Mount: HASHED[Mount],
+    VolumesFrom: HASHED[VolumesFrom],
+}  # fmt: skip
 
 
 def digest(value: Any) -> str:
@@ -31,27 +66,93 @@ def digest(value: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def hash_input(model: BaseModel, image: str | None = None) -> dict[str, Any]:
+    """The explicit, sparse hash input of ``model``: its ``HASHED`` fields not at default."""
+    return _sparse(model) | ({} if image is None else {"image": image})
+
+
+def config_hash(model: BaseModel, image: str | None = None) -> str:
+    return f"{HASH_VERSION}:{digest(hash_input(model, image))}"
+
+
+def matches(live_hash: str | None, model: BaseModel, image: str | None = None) -> bool:
+    """``live_hash`` is the hash ``model`` has now, or the 0.1.0 hash of the same config."""
+    if live_hash is None:
+        return False
+    if live_hash.startswith(f"{HASH_VERSION}:"):
+        return live_hash == config_hash(model, image)
+    legacy = _legacy_input(model)
+    if legacy is None:
+        return False
+    if image is not None:
+        legacy["image"] = image
+    return live_hash == digest(legacy)
+
+
+def expand(model_type: type[BaseModel], data: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored hash input (sparse, or 0.1.0's full one) with every default filled in, so
+    that two can be compared field by field."""
+    out = _defaults(model_type)
+    out.update(data)
+    for name, item_type in (("mounts", Mount), ("volumes_from", VolumesFrom)):
+        if name in out and isinstance(out[name], list):
+            out[name] = [expand(item_type, i) if isinstance(i, dict) else i for i in out[name]]
+    return out
+
+
+def _defaults(model_type: type[BaseModel]) -> dict[str, Any]:
+    out = {}
+    for name in HASHED.get(model_type, ()):
+        info = model_type.model_fields[name]
+        if not info.is_required():
+            default = info.get_default(call_default_factory=True)
+            out[name] = json.loads(json.dumps(default))
+    return out
+
+
+def _sparse(model: BaseModel) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    fields = type(model).model_fields
+    for name in HASHED[type(model)]:
+        value = getattr(model, name)
+        info = fields[name]
+        if not info.is_required() and value == info.get_default(call_default_factory=True):
+            continue
+        out[name] = _json(value, sparse=True)
+    return out
+
+
+def _json(value: Any, *, sparse: bool) -> Any:
+    if isinstance(value, BaseModel):
+        return _sparse(value) if sparse else _full(value)
+    if isinstance(value, list | tuple):
+        return [_json(v, sparse=sparse) for v in value]
+    if isinstance(value, dict):
+        return {k: _json(v, sparse=sparse) for k, v in value.items()}
+    return value
+
+
+def _full(model: BaseModel) -> dict[str, Any]:
+    return {name: _json(getattr(model, name), sparse=False) for name in HASHED_V1[type(model)]}
+
+
+def _legacy_input(model: BaseModel) -> dict[str, Any] | None:
+    """0.1.0's hash input, when ``model`` uses no field that 0.1.0 did not know."""
+    newer = set(HASHED[type(model)]) - set(HASHED_V1[type(model)])
+    if any(name in _sparse(model) for name in newer):
+        return None
+    return _full(model)
+
+
 def dsr_labels(project: str, kind: str, name: str, config_hash: str) -> dict[str, str]:
     return {MANAGED: "true", PROJECT: project, KIND: kind, NAME: name, CONFIG_HASH: config_hash}
 
 
 def volume_params(project: str, name: str, spec: Volume) -> VolumeParams:
-    config = {
-        "driver": spec.driver,
-        "driver_opts": dict(spec.driver_opts),
-        "labels": dict(spec.labels),
-    }
-    labels = {**spec.labels, **dsr_labels(project, "volume", name, digest(config))}
+    labels = {**spec.labels, **dsr_labels(project, Kind.VOLUME, name, config_hash(spec))}
     return VolumeParams(
         name=name, driver=spec.driver, driver_opts=dict(spec.driver_opts), labels=labels
     )
-
-
-def normalized(spec: Container | VolumeContainer, image: str) -> dict[str, Any]:
-    """The spec fields that force a recreate, defaults filled in, image resolved."""
-    data = spec.model_dump(mode="json", exclude={"state"})
-    data["image"] = image
-    return data
 
 
 def container_params(
@@ -67,13 +168,12 @@ def container_params(
 ) -> ContainerParams:
     """``carry`` maps mount targets to anonymous volumes kept from the container replaced;
     ``volume_path`` is the VOLUME of a data-packed image, given a fresh volume of dsr's."""
-    config = normalized(spec, image)
     labels = {
         **spec.labels,
-        **dsr_labels(project, kind, name, digest(config)),
-        SPEC: json.dumps(config, sort_keys=True, separators=(",", ":")),
+        **dsr_labels(project, kind, name, config_hash(spec, image)),
+        SPEC: json.dumps(hash_input(spec, image), sort_keys=True, separators=(",", ":")),
     }
-    anonymous = {MANAGED: "true", PROJECT: project, KIND: "anonymous_volume", NAME: name}
+    anonymous = {MANAGED: "true", PROJECT: project, KIND: Kind.ANONYMOUS_VOLUME, NAME: name}
     mounts = tuple(_mount(m, carry, anonymous) for m in spec.mounts)
     if volume_path and all(m.target != volume_path for m in spec.mounts):
         mounts += (MountParams(type="volume", target=volume_path, labels=anonymous),)
@@ -101,6 +201,9 @@ def container_params(
         restart=spec.restart,
         working_dir=spec.working_dir,
         user=spec.user,
+        stop_signal=spec.stop_signal or "",
+        stop_timeout=spec.stop_timeout,
+        init=spec.init,
         mounts=mounts,
         volumes_from=tuple(
             v.name if v.read_only is None else f"{v.name}:{'ro' if v.read_only else 'rw'}"
@@ -129,3 +232,13 @@ def _mount(mount: Mount, carry: Mapping[str, str], anonymous: Mapping[str, str])
         tmpfs_size=mount.tmpfs_size,
         labels=labels,
     )
+
+
+def stop_timeout(live: LiveContainer) -> int:
+    """Seconds Docker gives ``live`` from its stop signal to SIGKILL: what dsr created it
+    with (its ``dsr.spec``), else Docker's default."""
+    try:
+        value = json.loads(live.labels.get(SPEC) or "{}").get("stop_timeout", DEFAULT_STOP)
+    except (ValueError, AttributeError):
+        return DEFAULT_STOP
+    return value if isinstance(value, int) and 0 <= value <= 86400 else DEFAULT_STOP

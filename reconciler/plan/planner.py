@@ -8,22 +8,34 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 
+from reconciler.kinds import Kind
 from reconciler.plan import drift, packed
-from reconciler.plan.model import Action, Change, ContainerParams, ImageParams, Plan, Risk
+from reconciler.plan.context import Planning
+from reconciler.plan.model import (
+    Action,
+    Change,
+    ContainerParams,
+    ImageParams,
+    Plan,
+    ReasonCode,
+    Risk,
+)
 from reconciler.plan.params import (
     ANONYMOUS,
     EMPTY_IMAGE,
     container_params,
+    matches,
+    stop_timeout,
     volume_params,
 )
-from reconciler.plan.reasons import writable_layer
+from reconciler.plan.reasons import human_seconds, human_size, writable_layer
 from reconciler.snapshot import CONFIG_HASH, KIND, MANAGED, NAME, LiveContainer, Observed
 from reconciler.spec.desired import Desired
 from reconciler.spec.models import Container, Volume, VolumeContainer
 
-EMPTY_RESOURCE = f"image:{EMPTY_IMAGE}"
+EMPTY_RESOURCE = Kind.IMAGE.resource(EMPTY_IMAGE)
+R = ReasonCode
 
 
 def plan(
@@ -50,29 +62,7 @@ def plan(
     )
 
 
-@dataclass
-class _Planner:
-    desired: Desired
-    observed: Observed
-    image_tags: dict[str, str]
-    manifests: dict[str, Mapping[str, str]]
-    changes: list[Change] = field(default_factory=list)
-    orphans: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    planned: dict[str, Change] = field(default_factory=dict)
-
-    @property
-    def project(self) -> str:
-        return self.desired.project
-
-    def add(self, change: Change) -> None:
-        self.changes.append(change)
-        self.planned[change.resource] = change
-
-    def blocked(self, resource: str) -> bool:
-        change = self.planned.get(resource)
-        return change is not None and change.action is Action.BLOCKED
-
+class _Planner(Planning):
     def run(self) -> None:
         self.container_cleanups()
         self.internal_images()
@@ -84,19 +74,9 @@ class _Planner:
         packed.cleanup(self)
         for volume in self.observed.volumes.values():
             if self.mine(volume.labels) and volume.name not in self.desired.volumes:
-                anonymous = volume.labels.get(KIND) == "anonymous_volume"
+                anonymous = volume.labels.get(KIND) == Kind.ANONYMOUS_VOLUME
                 if not (anonymous and self.observed.volume_users(volume.name)):
                     self.orphans.append(f"volume:{volume.name}")
-
-    def mine(self, labels: Mapping[str, str]) -> bool:
-        return labels.get(MANAGED) == "true" and labels.get("dsr.project") == self.project
-
-    def my_container(self, live: LiveContainer) -> bool:
-        """dsr created this container. Docker copies an image's labels into the containers
-        made from it, so one made by hand from a data-packed build carries dsr.managed and
-        dsr.project too, with dsr.kind=image: that one is not dsr's to delete or replace."""
-        kind = live.labels.get(KIND, "container")
-        return self.mine(live.labels) and kind in ("container", "volume_container")
 
     # -- containers that must go -------------------------------------------------------
     def container_cleanups(self) -> None:
@@ -105,22 +85,24 @@ class _Planner:
             if not self.my_container(live):
                 continue
             logical = live.labels.get(NAME, live.name)
-            kind = live.labels.get(KIND, "container")
+            kind = Kind(live.labels.get(KIND, Kind.CONTAINER))
             if logical in wanted and live.name != logical:
                 self.add(
                     Change(
-                        resource=f"{kind}:{live.name}",
+                        resource=kind.resource(live.name),
                         action=Action.DELETE,
                         reason=f"left over from an interrupted replace of {logical}; its "
                         "volumes are kept",
+                        code=R.LEFTOVER,
                         target_id=live.id,
+                        stop_timeout=stop_timeout(live),
                     )
                 )
             elif logical not in wanted:
                 self.delete_orphan(kind, live)
 
-    def delete_orphan(self, kind: str, live: LiveContainer) -> None:
-        resource = f"{kind}:{live.name}"
+    def delete_orphan(self, kind: Kind, live: LiveContainer) -> None:
+        resource = kind.resource(live.name)
         if live.size_rw:
             self.add(
                 Change(
@@ -128,6 +110,7 @@ class _Planner:
                     action=Action.BLOCKED,
                     reason=f"it left the spec, but {writable_layer(live.size_rw)}; remove it "
                     f"yourself (docker rm {live.name}) once that data is safe",
+                    code=R.WRITABLE_LAYER_DATA,
                     risk=Risk.DATA_LOSS,
                     target_id=live.id,
                 )
@@ -138,8 +121,11 @@ class _Planner:
                 resource=resource,
                 action=Action.DELETE,
                 reason="it left the spec; its volumes are kept"
-                + ("" if live.size_rw is None else f" and {writable_layer(live.size_rw)}"),
+                + ("" if live.size_rw is None else f" and {writable_layer(live.size_rw)}")
+                + _stopping(live),
+                code=R.LEFT_SPEC,
                 target_id=live.id,
+                stop_timeout=stop_timeout(live),
             )
         )
 
@@ -153,12 +139,13 @@ class _Planner:
                     action=Action.BUILD,
                     reason="volume containers without an image are created from an empty "
                     "image, made locally with docker import (no registry needed)",
-                    image=ImageParams(tag=EMPTY_IMAGE, labels={MANAGED: "true", KIND: "image"}),
+                    code=R.MISSING,
+                    image=ImageParams(tag=EMPTY_IMAGE, labels={MANAGED: "true", KIND: Kind.IMAGE}),
                 )
             )
 
     def volume(self, name: str, spec: Volume) -> None:
-        resource = f"volume:{name}"
+        resource = Kind.VOLUME.resource(name)
         live = self.observed.volumes.get(name)
         if spec.external:
             if live is None:
@@ -168,18 +155,19 @@ class _Planner:
                         resource,
                         Action.BLOCKED,
                         "it is external, so dsr never creates it, and it does not exist",
+                        R.EXTERNAL_MISSING,
                     )
                 )
             return
         params = volume_params(self.project, name, spec)
         if live is None:
-            self.add(Change(resource, Action.CREATE, "it does not exist", volume=params))
+            self.add(Change(resource, Action.CREATE, "it does not exist", R.MISSING, volume=params))
             return
         problem = self.ownership(live.labels, f"a volume named {name}")
         if problem:
-            self.add(Change(resource, Action.BLOCKED, problem))
+            self.add(Change(resource, Action.BLOCKED, *problem))
             return
-        if live.labels.get(CONFIG_HASH) != params.labels[CONFIG_HASH]:
+        if not matches(live.labels.get(CONFIG_HASH), spec):
             differences = []
             if live.driver != spec.driver:
                 differences.append(f"driver was {live.driver}, spec says {spec.driver}")
@@ -196,28 +184,37 @@ class _Planner:
                     Action.BLOCKED,
                     f"{what}; Docker cannot change a volume in place and on_change is "
                     f"{spec.on_change}, so its data stays as it is",
+                    R.VOLUME_DATA,
                     risk=Risk.DATA_LOSS,
                 )
             )
 
-    def ownership(self, labels: Mapping[str, str], what: str) -> str | None:
+    def ownership(self, labels: Mapping[str, str], what: str) -> tuple[str, ReasonCode] | None:
+        """Why dsr may not touch an object with ``labels``, and its code; ``None``: it may."""
         if labels.get(MANAGED) != "true":
-            return f"{what} exists and dsr does not manage it (no dsr.managed=true label); dsr never takes over what it did not create"
+            return (
+                f"{what} exists and dsr does not manage it (no dsr.managed=true label); dsr "
+                "never takes over what it did not create",
+                R.UNMANAGED_CLASH,
+            )
         if labels.get("dsr.project") != self.project:
-            return f"{what} belongs to the dsr project {labels.get('dsr.project')!r}"
+            return (
+                f"{what} belongs to the dsr project {labels.get('dsr.project')!r}",
+                R.OTHER_PROJECT,
+            )
         return None
 
     # -- containers ----------------------------------------------------------------------
-    def ordered_containers(self) -> Iterator[tuple[str, str, Container | VolumeContainer]]:
+    def ordered_containers(self) -> Iterator[tuple[Kind, str, Container | VolumeContainer]]:
         """Volume containers and containers, each after those it takes volumes from."""
-        specs: dict[str, tuple[str, Container | VolumeContainer]] = {}
+        specs: dict[str, tuple[Kind, Container | VolumeContainer]] = {}
         for name, vc in self.desired.volume_containers.items():
-            specs[name] = ("volume_container", vc)
+            specs[name] = (Kind.VOLUME_CONTAINER, vc)
         for name, c in self.desired.containers.items():
-            specs[name] = ("container", c)
+            specs[name] = (Kind.CONTAINER, c)
         done: set[str] = set()
 
-        def visit(name: str) -> Iterator[tuple[str, str, Container | VolumeContainer]]:
+        def visit(name: str) -> Iterator[tuple[Kind, str, Container | VolumeContainer]]:
             if name in done or name not in specs:
                 return
             done.add(name)
@@ -232,17 +229,15 @@ class _Planner:
         for name in [*sorted(self.desired.volume_containers), *sorted(self.desired.containers)]:
             yield from visit(name)
 
-    def resource_of(self, name: str) -> str:
-        kind = "volume_container" if name in self.desired.volume_containers else "container"
-        return f"{kind}:{name}"
-
-    def container(self, kind: str, name: str, spec: Container | VolumeContainer) -> None:
-        resource = f"{kind}:{name}"
+    def container(self, kind: Kind, name: str, spec: Container | VolumeContainer) -> None:
+        resource = kind.resource(name)
         image, image_dep, problem = self.image_for(spec)
         if problem:
-            self.add(Change(resource, Action.BLOCKED, problem))
+            self.add(Change(resource, Action.BLOCKED, *problem))
             return
-        deps = [f"volume:{m.source}" for m in spec.mounts if m.type == "volume" and m.source]
+        deps = [
+            Kind.VOLUME.resource(m.source) for m in spec.mounts if m.type == "volume" and m.source
+        ]
         if isinstance(spec, Container):
             deps += [self.resource_of(v.name) for v in spec.volumes_from]
         if image_dep:
@@ -268,7 +263,10 @@ class _Planner:
         stuck = [d for d in deps if self.blocked(d)]
         if stuck and change.action is not Action.BLOCKED:
             change = Change(
-                resource, Action.BLOCKED, f"it depends on {', '.join(stuck)}, which is blocked"
+                resource,
+                Action.BLOCKED,
+                f"it depends on {', '.join(stuck)}, which is blocked",
+                R.DEPENDENCY_BLOCKED,
             )
         self.add(change)
         if live is None:
@@ -286,12 +284,13 @@ class _Planner:
         ``change`` carries over: delete them only after it succeeded (never while it is
         blocked), so that an apply killed in between loses no volume."""
         for old in self.leftover_deletes(name):
-            self.changes.remove(old)
+            self.remove(old)
             if change.action is Action.CREATE:
                 self.add(dataclasses.replace(old, depends_on=(change.resource,)))
             else:
                 reason = f"kept while {change.resource} is blocked: it holds its volumes"
-                self.add(dataclasses.replace(old, action=Action.BLOCKED, reason=reason))
+                code = R.DEPENDENCY_BLOCKED
+                self.add(dataclasses.replace(old, action=Action.BLOCKED, reason=reason, code=code))
 
     def container_change(
         self,
@@ -311,6 +310,7 @@ class _Planner:
                 resource,
                 Action.CREATE,
                 "it does not exist" + pulled,
+                R.MISSING,
                 depends_on=planned,
                 container=params,
             )
@@ -318,30 +318,48 @@ class _Planner:
         if problem is None and not self.my_container(live):
             problem = (
                 f"a container named {params.name} exists and dsr did not create it (its dsr "
-                "labels come from its image, a data-packed build); dsr never takes it over"
+                "labels come from its image, a data-packed build); dsr never takes it over",
+                R.UNMANAGED_CLASH,
             )
         if problem:
-            return Change(resource, Action.BLOCKED, problem)
-        reasons = drift.replace_reasons(self, spec, live, params.labels, image)
+            return Change(resource, Action.BLOCKED, *problem)
+        reasons = drift.replace_reasons(self, spec, live, image)
+        protect = isinstance(spec, Container) and spec.writable_layer == "protect"
+        if reasons and protect and live.size_rw:
+            return Change(
+                resource,
+                Action.BLOCKED,
+                "; ".join(text for _, text in reasons)
+                + f"; its writable layer holds {human_size(live.size_rw)} and writable_layer is "
+                f"protect, so it is kept: copy that data out (docker cp {live.name}:PATH .), "
+                f"then docker rm {live.name}",
+                R.WRITABLE_LAYER_DATA,
+                risk=Risk.DATA_LOSS,
+                target_id=live.id,
+            )
         if reasons:
+            texts = [text for _, text in reasons]
             # The writable layer goes with the container, whatever its state; one that was
             # never started can only hold data put there by hand (docker cp).
             if live.state != "created" or live.size_rw:
-                reasons.append(writable_layer(live.size_rw))
+                texts.append(writable_layer(live.size_rw))
             return Change(
                 resource,
                 Action.REPLACE,
-                "; ".join(reasons) + pulled,
+                "; ".join(texts) + _stopping(live) + pulled,
+                reasons[0][0],
                 risk=Risk.RESTART,
                 depends_on=planned,
                 target_id=live.id,
                 container=params,
+                stop_timeout=stop_timeout(live),
             )
         if params.start and live.state != "running":
             return Change(
                 resource,
                 Action.START,
                 f"it is {live.state}, spec says running",
+                R.STOPPED,
                 depends_on=planned,
                 target_id=live.id,
             )
@@ -358,7 +376,9 @@ class _Planner:
                 return live
         return None
 
-    def image_for(self, spec: Container | VolumeContainer) -> tuple[str, str | None, str | None]:
+    def image_for(
+        self, spec: Container | VolumeContainer
+    ) -> tuple[str, str | None, tuple[str, ReasonCode] | None]:
         """(reference, the planned change it depends on, why it cannot be had)."""
         if spec.image is None:
             return EMPTY_IMAGE, (EMPTY_RESOURCE if EMPTY_RESOURCE in self.planned else None), None
@@ -368,14 +388,17 @@ class _Planner:
                 None,
                 (
                     f"{spec.image} was a data-packed image of this project; its images key left "
-                    "the spec while this still uses it (a registry image of that name is not meant)"
+                    "the spec while this still uses it (a registry image of that name is not "
+                    "meant)",
+                    R.IMAGE_KEY_REMOVED,
                 ),
             )
         if spec.image in self.desired.images:
             tag = self.image_tags.get(spec.image)
             if tag is None:
-                return "", None, f"the data-packed image {spec.image} has not been hashed"
-            dep = f"image:{spec.image}"
+                why = f"the data-packed image {spec.image} has not been hashed"
+                return "", None, (why, R.NOT_HASHED)
+            dep = Kind.IMAGE.resource(spec.image)
             return tag, (dep if dep in self.planned else None), None
         return spec.image, None, None
 
@@ -392,3 +415,10 @@ class _Planner:
                 if old is not None and old.type == "volume" and ANONYMOUS.match(old.name):
                     carry[mount.target] = old.name
         return carry
+
+
+def _stopping(live: LiveContainer) -> str:
+    """How long stopping ``live`` may take, when it runs: a plan should not surprise."""
+    if live.state not in ("running", "restarting", "paused"):
+        return ""
+    return f"; stopping it may take up to {human_seconds(stop_timeout(live))}"

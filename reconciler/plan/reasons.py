@@ -15,6 +15,17 @@ def human_size(size: int) -> str:
     raise AssertionError("unreachable")
 
 
+def human_seconds(seconds: int) -> str:
+    """``10 s``, ``1 min 30 s``, ``2 h``."""
+    if seconds < 60:
+        return f"{seconds} s"
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{hours} h" if hours else "", f"{minutes} min" if minutes else ""]
+    parts.append(f"{secs} s" if secs else "")
+    return " ".join(p for p in parts if p)
+
+
 def writable_layer(size: int | None) -> str:
     if size is None:
         return "its writable layer was not measured"

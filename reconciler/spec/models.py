@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -62,6 +63,18 @@ def host_path(value: str, info: ValidationInfo) -> str:
             return value  # no file to resolve against (schema generation, bare models)
         path = os.path.join(base, path)
     return os.path.normpath(path)
+
+
+_SECONDS = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+
+
+def parse_seconds(value: str) -> int:
+    """``1h2m3s``, ``90s``, ``5m`` as seconds, as compose and Go write durations."""
+    match = _SECONDS.fullmatch(value)
+    if not value or not match or not any(match.groups()):
+        raise ValueError(f"'{value}' is not a duration like 30s, 5m or 1h30m")
+    hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
 
 
 def _labels(value: dict[str, str]) -> dict[str, str]:
@@ -213,11 +226,43 @@ class Container(_Model):
     working_dir: str | None = None
     user: str | None = None
     state: Literal["running", "created"] = "running"
+    stop_signal: str | None = Field(
+        None, description="the signal that stops it (default: the image's, else SIGTERM)"
+    )
+    stop_timeout: int = Field(
+        10, ge=0, le=86400, description="seconds from the stop signal to SIGKILL (Docker's 10)"
+    )
+    init: bool = Field(False, description="Docker's init as PID 1, so shells stop on SIGTERM")
+    writable_layer: Literal["discard", "protect"] = Field(
+        "discard",
+        description="discard: a replace drops files written inside the container (the plan "
+        "says how much); protect: such a replace is blocked while the layer holds data",
+    )
     mounts: list[Mount] = []
     volumes_from: list[VolumesFrom] = []
 
     _check_labels = field_validator("labels")(_labels)
     _check_mounts = field_validator("mounts")(_unique_targets)
+
+    @field_validator("stop_signal")
+    @classmethod
+    def _signal(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        name = value if value.startswith("SIG") else f"SIG{value}"
+        if name in signal.Signals.__members__ or re.fullmatch(r"SIGRTM(IN|AX)([+-]\d{1,2})?", name):
+            return name
+        if value.isdigit() and 1 <= int(value) <= 64:
+            return value
+        raise ValueError(f"'{value}' is not a signal name (like SIGTERM or SIGUSR1) or number")
+
+    @field_validator("stop_timeout", mode="before")
+    @classmethod
+    def _seconds(cls, value: Any) -> Any:
+        # compose writes durations ("1m30s"); a bare number is seconds.
+        if isinstance(value, str) and value and not value.isdigit():
+            return parse_seconds(value)
+        return value
 
     @field_validator("command", "entrypoint", mode="before")
     @classmethod

@@ -131,7 +131,7 @@ def test_changed_mount_mode_replaces_with_the_reason(tmp_path: Path) -> None:
         dsr will perform the following actions (project web):
 
         -/+ container:app will be replaced (risk: restart)
-              reason: mounts differ: /data was read-write, spec says read-only; its writable layer was not measured
+              reason: mounts differ: /data was read-write, spec says read-only; its writable layer was not measured; stopping it may take up to 10 s
 
         Plan: 0 to create, 1 to replace, 0 to update, 0 to start, 0 to delete, 0 to build, 0 blocked.
         """)
@@ -171,7 +171,7 @@ def test_added_volume_container_is_created_and_its_user_replaced(tmp_path: Path)
               reason: it does not exist
               after:  image:dsr/empty:1
         -/+ container:app will be replaced (risk: restart)
-              reason: volumes_from was none, spec says vc; vc is created, and volumes_from mounts are fixed when a container is created; its writable layer was not measured
+              reason: volumes_from was none, spec says vc; vc is created, and volumes_from mounts are fixed when a container is created; its writable layer was not measured; stopping it may take up to 10 s
               after:  volume_container:vc
 
         Plan: 1 to create, 1 to replace, 0 to update, 0 to start, 0 to delete, 1 to build, 0 blocked.
@@ -189,6 +189,7 @@ def test_json_format(tmp_path: Path) -> None:
                 "resource": "container:worker",
                 "action": "delete",
                 "reason": "it left the spec; its volumes are kept",
+                "reason_code": "left-spec",
                 "risk": "none",
                 "depends_on": [],
             },
@@ -196,7 +197,8 @@ def test_json_format(tmp_path: Path) -> None:
                 "resource": "container:app",
                 "action": "replace",
                 "reason": "mounts differ: /data was read-write, spec says read-only; "
-                "its writable layer was not measured",
+                "its writable layer was not measured; stopping it may take up to 10 s",
+                "reason_code": "config-changed",
                 "risk": "restart",
                 "depends_on": [],
             },
@@ -237,7 +239,7 @@ def test_markdown_format(tmp_path: Path) -> None:
 
         | | Resource | Action | Risk | Reason |
         |---|---|---|---|---|
-        | `-/+` | `container:app` | replace | **restart** | mounts differ: /data was read-write, spec says read-only; its writable layer was not measured |
+        | `-/+` | `container:app` | replace | **restart** | mounts differ: /data was read-write, spec says read-only; its writable layer was not measured; stopping it may take up to 10 s |
         """)
 
 

@@ -258,11 +258,14 @@ def change(
     reason: str,
     risk: str = "none",
     depends_on: tuple[str, ...] = (),
+    *,
+    code: str,
 ) -> dict[str, Any]:
     return {
         "resource": resource,
         "action": action,
         "reason": reason,
+        "reason_code": code,
         "risk": risk,
         "depends_on": list(depends_on),
     }
@@ -303,20 +306,22 @@ CASES = [
         json={
             "format_version": 1,
             "changes": [
-                change("image:dsr/empty:1", "build", NEW_EMPTY_IMAGE),
-                change("volume:data", "create", "it does not exist"),
-                change("volume:logs", "create", "it does not exist"),
+                change("image:dsr/empty:1", "build", NEW_EMPTY_IMAGE, code="missing"),
+                change("volume:data", "create", "it does not exist", code="missing"),
+                change("volume:logs", "create", "it does not exist", code="missing"),
                 change(
                     "volume_container:vc_logs",
                     "create",
                     "it does not exist",
                     depends_on=("volume:logs", "image:dsr/empty:1"),
+                    code="missing",
                 ),
                 change(
                     "container:app",
                     "create",
                     "it does not exist; image busybox:1.36 is not on the engine and will be pulled",
                     depends_on=("volume:data", "volume_container:vc_logs"),
+                    code="missing",
                 ),
             ],
             "orphans": [],
@@ -381,7 +386,7 @@ CASES = [
         dsr will perform the following actions (project web):
 
         -/+ container:app will be replaced (risk: restart)
-              reason: mounts differ: /data was read-write, spec says read-only; its writable layer is empty
+              reason: mounts differ: /data was read-write, spec says read-only; its writable layer is empty; stopping it may take up to 10 s
 
         Plan: 0 to create, 1 to replace, 0 to update, 0 to start, 0 to delete, 0 to build, 0 blocked.
         """,
@@ -392,7 +397,8 @@ CASES = [
                     "resource": "container:app",
                     "action": "replace",
                     "reason": "mounts differ: /data was read-write, spec says read-only; "
-                    "its writable layer is empty",
+                    "its writable layer is empty; stopping it may take up to 10 s",
+                    "reason_code": "config-changed",
                     "risk": "restart",
                     "depends_on": [],
                 }
@@ -433,12 +439,69 @@ CASES = [
         dsr will perform the following actions (project web):
 
         -/+ container:app will be replaced (risk: restart)
-              reason: mounts differ: /data was read-write, spec says read-only; its writable layer holds 1.5 KiB, which goes with it
+              reason: mounts differ: /data was read-write, spec says read-only; its writable layer holds 1.5 KiB, which goes with it; stopping it may take up to 10 s
 
         Plan: 0 to create, 1 to replace, 0 to update, 0 to start, 0 to delete, 0 to build, 0 blocked.
         """,
         before=BASE,
         edit=container("app", size_rw=1536),
+    ),
+    case(
+        "protected-writable-layer-with-data-blocks-the-replace",
+        variant(
+            "data:/data",
+            "data:/data:ro",
+            variant("image: busybox:1.36", "image: busybox:1.36\n        writable_layer: protect"),
+        ),
+        """
+        dsr will perform the following actions (project web):
+
+          ! container:app is blocked (risk: data-loss)
+              reason: mounts differ: /data was read-write, spec says read-only; its writable layer holds 1.5 KiB and writable_layer is protect, so it is kept: copy that data out (docker cp app:PATH .), then docker rm app
+
+        Plan: 0 to create, 0 to replace, 0 to update, 0 to start, 0 to delete, 0 to build, 1 blocked.
+        """,
+        before=variant(
+            "image: busybox:1.36", "image: busybox:1.36\n        writable_layer: protect"
+        ),
+        edit=container("app", size_rw=1536),
+    ),
+    case(
+        "protected-writable-layer-that-is-empty-is-replaced",
+        variant(
+            "data:/data",
+            "data:/data:ro",
+            variant("image: busybox:1.36", "image: busybox:1.36\n        writable_layer: protect"),
+        ),
+        """
+        dsr will perform the following actions (project web):
+
+        -/+ container:app will be replaced (risk: restart)
+              reason: mounts differ: /data was read-write, spec says read-only; its writable layer is empty; stopping it may take up to 10 s
+
+        Plan: 0 to create, 1 to replace, 0 to update, 0 to start, 0 to delete, 0 to build, 0 blocked.
+        """,
+        before=variant(
+            "image: busybox:1.36", "image: busybox:1.36\n        writable_layer: protect"
+        ),
+        edit=container("app", size_rw=0),
+    ),
+    case(
+        "replace-says-how-long-its-own-stop-timeout-may-take",
+        variant(
+            "image: busybox:1.36",
+            "image: busybox:1.36\n        init: true\n        stop_timeout: 1m30s",
+        ),
+        """
+        dsr will perform the following actions (project web):
+
+        -/+ container:app will be replaced (risk: restart)
+              reason: init was False, spec says True; its writable layer is empty; stopping it may take up to 1 min 30 s
+
+        Plan: 0 to create, 1 to replace, 0 to update, 0 to start, 0 to delete, 0 to build, 0 blocked.
+        """,
+        before=variant("image: busybox:1.36", "image: busybox:1.36\n        stop_timeout: 90"),
+        edit=container("app", size_rw=0),
     ),
     case(
         "replace-of-an-exited-container-says-the-writable-layer-goes",
@@ -461,7 +524,7 @@ CASES = [
         dsr will perform the following actions (project web):
 
         -/+ container:app will be replaced (risk: restart)
-              reason: command was ['sleep', '3600'], spec says ['sleep', '60']; env TZ changed; its writable layer is empty
+              reason: command was ['sleep', '3600'], spec says ['sleep', '60']; env TZ changed; its writable layer is empty; stopping it may take up to 10 s
 
         Plan: 0 to create, 1 to replace, 0 to update, 0 to start, 0 to delete, 0 to build, 0 blocked.
         """,
@@ -475,7 +538,7 @@ CASES = [
         dsr will perform the following actions (project web):
 
         -/+ container:app will be replaced (risk: restart)
-              reason: its configuration changed; mounts differ: /data was read-write, spec says read-only; its writable layer is empty
+              reason: its configuration changed; mounts differ: /data was read-write, spec says read-only; its writable layer is empty; stopping it may take up to 10 s
 
         Plan: 0 to create, 1 to replace, 0 to update, 0 to start, 0 to delete, 0 to build, 0 blocked.
         """,
@@ -489,7 +552,7 @@ CASES = [
         dsr will perform the following actions (project web):
 
         -/+ container:app will be replaced (risk: restart)
-              reason: image busybox:1.36 now points to 222222222222, the container runs 111111111111; its writable layer is empty
+              reason: image busybox:1.36 now points to 222222222222, the container runs 111111111111; its writable layer is empty; stopping it may take up to 10 s
 
         Plan: 0 to create, 1 to replace, 0 to update, 0 to start, 0 to delete, 0 to build, 0 blocked.
         """,
@@ -504,7 +567,7 @@ CASES = [
         dsr will perform the following actions (project web):
 
         -/+ container:app will be replaced (risk: restart)
-              reason: /data mounts volume other, spec says data; its writable layer is empty
+              reason: /data mounts volume other, spec says data; its writable layer is empty; stopping it may take up to 10 s
 
         Plan: 0 to create, 1 to replace, 0 to update, 0 to start, 0 to delete, 0 to build, 0 blocked.
         """,
@@ -517,7 +580,7 @@ CASES = [
         dsr will perform the following actions (project web):
 
         -/+ container:app will be replaced (risk: restart)
-              reason: /data is not mounted on the live container; its writable layer is empty
+              reason: /data is not mounted on the live container; its writable layer is empty; stopping it may take up to 10 s
 
         Plan: 0 to create, 1 to replace, 0 to update, 0 to start, 0 to delete, 0 to build, 0 blocked.
         """,
@@ -530,7 +593,7 @@ CASES = [
         dsr will perform the following actions (project web):
 
         -/+ container:app will be replaced (risk: restart)
-              reason: mounts differ: /data was read-only, spec says read-write; its writable layer is empty
+              reason: mounts differ: /data was read-only, spec says read-write; its writable layer is empty; stopping it may take up to 10 s
 
         Plan: 0 to create, 1 to replace, 0 to update, 0 to start, 0 to delete, 0 to build, 0 blocked.
         """,
@@ -545,7 +608,7 @@ CASES = [
         -/+ volume_container:vc_logs will be replaced (risk: restart)
               reason: mounts differ: /logs was read-write, spec says read-only
         -/+ container:app will be replaced (risk: restart)
-              reason: vc_logs is replaced, and volumes_from mounts are fixed when a container is created; its writable layer is empty
+              reason: vc_logs is replaced, and volumes_from mounts are fixed when a container is created; its writable layer is empty; stopping it may take up to 10 s
               after:  volume_container:vc_logs
 
         Plan: 0 to create, 2 to replace, 0 to update, 0 to start, 0 to delete, 0 to build, 0 blocked.
@@ -558,14 +621,16 @@ CASES = [
                     "replace",
                     "mounts differ: /logs was read-write, spec says read-only",
                     "restart",
+                    code="config-changed",
                 ),
                 change(
                     "container:app",
                     "replace",
                     "vc_logs is replaced, and volumes_from mounts are fixed when a container "
-                    "is created; its writable layer is empty",
+                    "is created; its writable layer is empty; stopping it may take up to 10 s",
                     "restart",
                     ("volume_container:vc_logs",),
+                    code="volumes-from-replaced",
                 ),
             ],
             "orphans": [],
@@ -585,7 +650,7 @@ CASES = [
         dsr will perform the following actions (project web):
 
         -/+ container:app will be replaced (risk: restart)
-              reason: its volumes from vc_logs are stale (/logs differs); its writable layer is empty
+              reason: its volumes from vc_logs are stale (/logs differs); its writable layer is empty; stopping it may take up to 10 s
 
         Plan: 0 to create, 1 to replace, 0 to update, 0 to start, 0 to delete, 0 to build, 0 blocked.
         """,
@@ -599,7 +664,7 @@ CASES = [
         dsr will perform the following actions (project web):
 
           - container:old-app will be deleted
-              reason: it left the spec; its volumes are kept and its writable layer is empty
+              reason: it left the spec; its volumes are kept and its writable layer is empty; stopping it may take up to 10 s
 
         Plan: 0 to create, 0 to replace, 0 to update, 0 to start, 1 to delete, 0 to build, 0 blocked.
         """,
@@ -641,6 +706,7 @@ CASES = [
                     "it left the spec, but its writable layer holds 2.0 KiB, which goes with "
                     "it; remove it yourself (docker rm old-app) once that data is safe",
                     "data-loss",
+                    code="writable-layer-data",
                 ),
             ],
             "orphans": [],
@@ -663,7 +729,7 @@ CASES = [
               reason: left over from an interrupted replace of vc_logs; its volumes are kept
               after:  volume_container:vc_logs
         -/+ container:app will be replaced (risk: restart)
-              reason: vc_logs is created, and volumes_from mounts are fixed when a container is created; its writable layer is empty
+              reason: vc_logs is created, and volumes_from mounts are fixed when a container is created; its writable layer is empty; stopping it may take up to 10 s
               after:  volume_container:vc_logs
 
         Plan: 1 to create, 1 to replace, 0 to update, 0 to start, 2 to delete, 0 to build, 0 blocked.
@@ -686,7 +752,7 @@ CASES = [
           - container:app_dsr_new will be deleted
               reason: left over from an interrupted replace of app; its volumes are kept
         -/+ container:app will be replaced (risk: restart)
-              reason: mounts differ: /data was read-write, spec says read-only; its writable layer is empty
+              reason: mounts differ: /data was read-write, spec says read-only; its writable layer is empty; stopping it may take up to 10 s
               after:  container:app_dsr_new
 
         Plan: 0 to create, 1 to replace, 0 to update, 0 to start, 1 to delete, 0 to build, 0 blocked.
@@ -811,20 +877,27 @@ CASES = [
         json={
             "format_version": 1,
             "changes": [
-                change("image:dsr/empty:1", "build", NEW_EMPTY_IMAGE),
+                change("image:dsr/empty:1", "build", NEW_EMPTY_IMAGE, code="missing"),
                 change(
                     "volume:data",
                     "blocked",
                     "it is external, so dsr never creates it, and it does not exist",
+                    code="external-missing",
                 ),
-                change("volume:logs", "create", "it does not exist"),
+                change("volume:logs", "create", "it does not exist", code="missing"),
                 change(
                     "volume_container:vc_logs",
                     "create",
                     "it does not exist",
                     depends_on=("volume:logs", "image:dsr/empty:1"),
+                    code="missing",
                 ),
-                change("container:app", "blocked", "it depends on volume:data, which is blocked"),
+                change(
+                    "container:app",
+                    "blocked",
+                    "it depends on volume:data, which is blocked",
+                    code="dependency-blocked",
+                ),
             ],
             "orphans": [],
             "summary": summary(create=2, build=1, blocked=2),
@@ -852,6 +925,7 @@ CASES = [
                     "driver_opts differ; Docker cannot change a volume in place and on_change "
                     "is block, so its data stays as it is",
                     "data-loss",
+                    code="volume-data",
                 ),
             ],
             "orphans": [],
@@ -906,7 +980,7 @@ CASES = [
         dsr will perform the following actions (project web):
 
           - container:gone will be deleted
-              reason: it left the spec; its volumes are kept and its writable layer is empty
+              reason: it left the spec; its volumes are kept and its writable layer is empty; stopping it may take up to 10 s
           * image:dsr/empty:1 will be built
               reason: volume containers without an image are created from an empty image, made locally with docker import (no registry needed)
           + volume:a-vol will be created
@@ -955,12 +1029,14 @@ def load(folder: Path, text: str) -> Desired:
 
 
 @pytest.mark.parametrize("c", CASES)
-def test_plan(c: Case, tmp_path: Path) -> None:
+def test_plan(c: Case, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     desired, observed = snapshot(tmp_path, c)
     result = plan(desired, observed)
 
     assert render_text(result) == c.text
     assert result.errors == c.errors
+    codes = CODES[request.node.callspec.id]
+    assert [f"{ch.resource} {ch.code}" for ch in result.changes] == list(codes)
     document = json.loads(render_json(result))
     assert_contract_shape(document, result)
     if c.json is not None:
@@ -975,13 +1051,14 @@ def assert_contract_shape(document: dict[str, Any], result: Plan) -> None:
     """The contract's JSON form, keys in its order, saying what the plan says."""
     assert list(document) == ["format_version", "changes", "orphans", "summary"]
     assert document["format_version"] == 1
-    keys = ["resource", "action", "reason", "risk", "depends_on"]
+    keys = ["resource", "action", "reason", "reason_code", "risk", "depends_on"]
     assert all(list(c) == keys for c in document["changes"])
     assert document["changes"] == [
         {
             "resource": c.resource,
             "action": c.action.value,
             "reason": c.reason,
+            "reason_code": c.code.value,
             "risk": c.risk.value,
             "depends_on": list(c.depends_on),
         }
@@ -1060,9 +1137,9 @@ MARKDOWN_CASES = [
         | | Resource | Action | Risk | Reason |
         |---|---|---|---|---|
         | `!` | `container:keep-me` | blocked | **data-loss** | it left the spec, but its writable layer holds 1.0 MiB, which goes with it; remove it yourself (docker rm keep-me) once that data is safe |
-        | `-` | `container:old-app` | delete | none | it left the spec; its volumes are kept and its writable layer is empty |
+        | `-` | `container:old-app` | delete | none | it left the spec; its volumes are kept and its writable layer is empty; stopping it may take up to 10 s |
         | `-/+` | `volume_container:vc_logs` | replace | **restart** | mounts differ: /logs was read-write, spec says read-only |
-        | `-/+` | `container:app` | replace | **restart** | vc_logs is replaced, and volumes_from mounts are fixed when a container is created; its writable layer is empty |
+        | `-/+` | `container:app` | replace | **restart** | vc_logs is replaced, and volumes_from mounts are fixed when a container is created; its writable layer is empty; stopping it may take up to 10 s |
 
         > [!WARNING]
         > 1 change(s) are blocked and will not be applied.
@@ -1090,3 +1167,104 @@ MARKDOWN_CASES = [
 def test_markdown(c: Case, tmp_path: Path) -> None:
     desired, observed = snapshot(tmp_path, c)
     assert render_markdown(plan(desired, observed)) == c.text
+
+
+# The reason code of each change of each case, in plan order: the README's table, pinned.
+CODES: dict[str, tuple[str, ...]] = {
+    "create-everything-on-an-empty-engine": (
+        "image:dsr/empty:1 missing",
+        "volume:data missing",
+        "volume:logs missing",
+        "volume_container:vc_logs missing",
+        "container:app missing",
+    ),
+    "no-changes": (),
+    "external-volume-that-exists-is-left-alone": (),
+    "start-an-exited-container": ("container:app stopped",),
+    "created-state-container-is-not-started": (),
+    "replace-mount-mode-rw-to-ro": ("container:app config-changed",),
+    "replace-never-started-container-mount-mode": ("container:app config-changed",),
+    "replace-says-the-writable-layer-goes": ("container:app config-changed",),
+    "protected-writable-layer-with-data-blocks-the-replace": ("container:app writable-layer-data",),
+    "protected-writable-layer-that-is-empty-is-replaced": ("container:app config-changed",),
+    "replace-says-how-long-its-own-stop-timeout-may-take": ("container:app config-changed",),
+    "replace-of-an-exited-container-says-the-writable-layer-goes": (
+        "container:app config-changed",
+    ),
+    "replace-command-and-env-changed": ("container:app config-changed",),
+    "replace-config-changed-without-a-recorded-spec": ("container:app config-changed",),
+    "replace-image-id-drift": ("container:app image-changed",),
+    "replace-mount-drift-other-volume": ("container:app mounts-drifted",),
+    "replace-mount-drift-missing-mount": ("container:app mounts-drifted",),
+    "replace-mount-drift-mode": ("container:app mounts-drifted",),
+    "replace-volume-container-cascades-to-its-users": (
+        "volume_container:vc_logs config-changed",
+        "container:app volumes-from-replaced",
+    ),
+    "replace-stale-volumes-from-mounts": ("container:app mounts-drifted",),
+    "delete-orphan-container-with-empty-layer": ("container:old-app left-spec",),
+    "delete-orphan-volume-container-layer-not-measured": ("volume_container:vc_old left-spec",),
+    "orphan-container-with-data-is-blocked": ("container:old-app writable-layer-data",),
+    "leftovers-of-an-interrupted-replace": (
+        "volume_container:vc_logs missing",
+        "volume_container:vc_logs_dsr_new leftover",
+        "volume_container:vc_logs_dsr_old leftover",
+        "container:app volumes-from-replaced",
+    ),
+    "leftover-beside-the-container-it-was-to-replace": (
+        "container:app_dsr_new leftover",
+        "container:app config-changed",
+    ),
+    "blocked-volume-name-taken-by-hand": (
+        "image:dsr/empty:1 missing",
+        "volume:data unmanaged-clash",
+        "volume:logs missing",
+        "volume_container:vc_logs missing",
+        "container:app dependency-blocked",
+    ),
+    "blocked-container-name-taken-by-hand": (
+        "image:dsr/empty:1 missing",
+        "volume:data missing",
+        "volume:logs missing",
+        "volume_container:vc_logs missing",
+        "container:app unmanaged-clash",
+    ),
+    "blocked-volume-of-another-project": (
+        "image:dsr/empty:1 missing",
+        "volume:data missing",
+        "volume:logs other-project",
+        "volume_container:vc_logs dependency-blocked",
+        "container:app dependency-blocked",
+    ),
+    "blocked-container-of-another-project": (
+        "image:dsr/empty:1 missing",
+        "volume:data missing",
+        "volume:logs missing",
+        "volume_container:vc_logs other-project",
+        "container:app dependency-blocked",
+    ),
+    "blocked-external-volume-missing": (
+        "image:dsr/empty:1 missing",
+        "volume:data external-missing",
+        "volume:logs missing",
+        "volume_container:vc_logs missing",
+        "container:app dependency-blocked",
+    ),
+    "blocked-volume-config-change-loses-data": ("volume:data volume-data",),
+    "blocked-volume-driver-and-labels-change": (
+        "volume:data volume-data",
+        "container:app dependency-blocked",
+    ),
+    "orphan-volumes-are-listed-never-deleted": (),
+    "order-deletes-images-volumes-volume-containers-containers": (
+        "container:gone left-spec",
+        "image:dsr/empty:1 missing",
+        "volume:a-vol missing",
+        "volume:b-vol missing",
+        "volume_container:mm_vc missing",
+        "volume_container:zz_vc missing",
+        "container:aaa missing",
+        "container:beta missing",
+        "container:alpha missing",
+    ),
+}

@@ -17,7 +17,13 @@ import pytest
 
 from reconciler.errors import PlanError
 from reconciler.plan import Action, Change, Plan, Risk, plan
-from reconciler.plan.model import ContainerParams, ImageParams, MountParams, VolumeParams
+from reconciler.plan.model import (
+    ContainerParams,
+    ImageParams,
+    MountParams,
+    ReasonCode,
+    VolumeParams,
+)
 from reconciler.plan.simulate import simulate
 from reconciler.render import render_json
 from reconciler.saved import SAVED_KIND, read_saved_plan, save_plan
@@ -33,12 +39,14 @@ EVERYTHING = Plan(
         Change(
             resource="container:old-app",
             action=Action.DELETE,
+            code=ReasonCode.LEFT_SPEC,
             reason="it left the spec; its volumes are kept",
             target_id="f" * 64,
         ),
         Change(
             resource="image:htdocs",
             action=Action.BUILD,
+            code=ReasonCode.MISSING,
             reason="it has not been built yet",
             image=ImageParams(
                 tag="dsr/web-htdocs:0123456789abcdef",
@@ -51,6 +59,7 @@ EVERYTHING = Plan(
         Change(
             resource="volume:data",
             action=Action.CREATE,
+            code=ReasonCode.MISSING,
             reason="it does not exist",
             volume=VolumeParams(
                 name="data", driver="local", driver_opts={"type": "tmpfs"}, labels=LABELS
@@ -59,12 +68,14 @@ EVERYTHING = Plan(
         Change(
             resource="volume:gone",
             action=Action.BLOCKED,
+            code=ReasonCode.VOLUME_DATA,
             reason="driver_opts differ",
             risk=Risk.DATA_LOSS,
         ),
         Change(
             resource="container:web1",
             action=Action.REPLACE,
+            code=ReasonCode.CONFIG_CHANGED,
             reason="mounts differ: /data was read-write, spec says read-only",
             risk=Risk.RESTART,
             depends_on=("container:old-app", "image:htdocs", "volume:data"),
@@ -102,6 +113,7 @@ EVERYTHING = Plan(
         Change(
             resource="container:idle",
             action=Action.START,
+            code=ReasonCode.STOPPED,
             reason="it is exited, spec says running",
             target_id="d" * 64,
         ),

@@ -1,0 +1,58 @@
+"""The planner's working state, shared with its helpers (drift, packed) through this small
+public interface rather than the planner class itself."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from reconciler.kinds import CONTAINER_KINDS, Kind
+from reconciler.plan.model import Action, Change
+from reconciler.snapshot import KIND, MANAGED, PROJECT, LiveContainer, Observed
+from reconciler.spec.desired import Desired
+
+
+@dataclass
+class Planning:
+    """What one planning run knows and has decided so far."""
+
+    desired: Desired
+    observed: Observed
+    image_tags: dict[str, str]  # images key -> the tag its context builds
+    manifests: dict[str, Mapping[str, str]]  # image tag -> its context's entries
+    changes: list[Change] = field(default_factory=list)
+    orphans: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    planned: dict[str, Change] = field(default_factory=dict)  # by resource
+
+    @property
+    def project(self) -> str:
+        return self.desired.project
+
+    def add(self, change: Change) -> None:
+        self.changes.append(change)
+        self.planned[change.resource] = change
+
+    def remove(self, change: Change) -> None:
+        self.changes.remove(change)
+        if self.planned.get(change.resource) is change:
+            del self.planned[change.resource]
+
+    def blocked(self, resource: str) -> bool:
+        change = self.planned.get(resource)
+        return change is not None and change.action is Action.BLOCKED
+
+    def mine(self, labels: Mapping[str, str]) -> bool:
+        return labels.get(MANAGED) == "true" and labels.get(PROJECT) == self.project
+
+    def my_container(self, live: LiveContainer) -> bool:
+        """dsr created this container. Docker copies an image's labels into the containers
+        made from it, so one made by hand from a data-packed build carries dsr.managed and
+        dsr.project too, with dsr.kind=image: that one is not dsr's to delete or replace."""
+        return self.mine(live.labels) and live.labels.get(KIND, Kind.CONTAINER) in CONTAINER_KINDS
+
+    def resource_of(self, name: str) -> str:
+        """The resource of a container or volume container of the spec, by name."""
+        if name in self.desired.volume_containers:
+            return Kind.VOLUME_CONTAINER.resource(name)
+        return Kind.CONTAINER.resource(name)
