@@ -18,7 +18,10 @@ then measures, in one run:
    more with docker-py's low-level client (one request per object), under a third;
 3. ``dsr plan`` once everything exists, best of 3 (a subprocess);
 4. the Engine API calls that planning makes (in-process: ``load_spec`` and
-   ``reconcile.compute_plan`` on a counting ``Engine``).
+   ``reconcile.compute_plan`` on a counting ``Engine``);
+5. one whole pass per stage (load, hash, lock, observe, plan, apply), as the daemon calls
+   it (``reconcile.run_pass`` in-process, best of 5, nothing to do) and as a ``dsr apply``
+   process (its JSON ``pass`` event), from empty and with nothing to do.
 
 A finally block removes what the run made, and nothing else: containers and volumes whose
 ``dsr.project`` label is one of the run's prefixes or whose name starts with one, and the
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import secrets
 import shutil
@@ -263,6 +267,28 @@ def dsr(*args: str, env: dict[str, str]) -> tuple[float, subprocess.CompletedPro
     return time.perf_counter() - started, done
 
 
+def pass_stages(done: subprocess.CompletedProcess[str]) -> dict[str, float]:
+    """Seconds per stage from the ``pass`` event a ``dsr --log-format json apply`` logs."""
+    for line in done.stderr.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and event.get("event") == "pass":
+            return {k: v / 1000 for k, v in event.get("stages_ms", {}).items()}
+    return {}
+
+
+def stage_figures(
+    title: str, total: float, stages: dict[str, float], target: str = "", met: bool | None = None
+) -> list[Figure]:
+    out = [Figure(title, total, "s", target, met)]
+    for stage in reconcile.STAGES:
+        if stage in stages:
+            out.append(Figure(f"  {stage}", round(stages[stage], 4), "s"))
+    return out
+
+
 def table(figures: list[Figure]) -> str:
     rows = [("measure", "value", "target", "")]
     for f in figures:
@@ -315,7 +341,10 @@ def main() -> int:
         )
         workers = ["--workers", str(options.workers)] if options.workers else []
 
-        apply_seconds, applied = dsr("apply", str(spec_dir), *workers, env=env)
+        apply_seconds, applied = dsr(
+            "--log-format", "json", "apply", str(spec_dir), *workers, env=env
+        )
+        applied_stages = pass_stages(applied)
         if applied.returncode != 0:
             failures.append(f"dsr apply exited {applied.returncode}: {applied.stderr[-2000:]}")
         expected = (shape.containers + shape.volume_containers, shape.volumes)
@@ -354,6 +383,22 @@ def main() -> int:
             failures.append(f"the in-process plan has {len(quiet.changes)} changes, not 0")
         engine.close()
 
+        request = reconcile.PassRequest(
+            path=str(spec_dir), apply=True, state_dir=env["DSR_STATE_DIR"]
+        )
+        passes = []
+        for _ in range(5):
+            with stopwatch() as one_pass:
+                result = reconcile.run_pass(request)
+            if result.error is not None or not result.converged or result.outcomes:
+                failures.append(f"the in-process no-op pass did something: {result}")
+                break
+            passes.append((one_pass(), result.seconds))
+        noop_seconds, noop_stages = min(passes, key=lambda p: p[0]) if passes else (0.0, {})
+        noop_process, noop_done = dsr("--log-format", "json", "apply", str(spec_dir), env=env)
+        if noop_done.returncode != 0:
+            failures.append(f"the no-op dsr apply exited {noop_done.returncode}")
+
         figures += [
             Figure("dsr apply from empty (subprocess)", apply_seconds, "s"),
             Figure("docker-py baseline, one by one (in-process)", base_seconds(), "s"),
@@ -372,6 +417,17 @@ def main() -> int:
             Figure("  of which observing and planning (in-process)", in_process(), "s"),
             Figure("Engine API calls of a plan", engine.calls, "", "<= 10", engine.calls <= 10),
             Figure("  of which observing (the rest: the version check)", engine.calls - before, ""),
+            *stage_figures(
+                "dsr apply from empty, per stage (its pass event)", apply_seconds, applied_stages
+            ),
+            *stage_figures(
+                "no-op pass in-process (run_pass, best of 5)",
+                noop_seconds,
+                noop_stages,
+                "< 0.15 s",
+                noop_seconds < 0.15,
+            ),
+            *stage_figures("no-op dsr apply (process)", noop_process, pass_stages(noop_done)),
         ]
     except Exception as err:
         failures.append(f"{type(err).__name__}: {err}")
