@@ -23,7 +23,7 @@ import docker.errors
 import docker.types
 import structlog
 
-from reconciler.engine import Engine
+from reconciler.engine import Engine, timed_out
 from reconciler.images import DOCKERFILE, write_build_context
 from reconciler.kinds import Kind
 from reconciler.plan.model import (
@@ -34,11 +34,9 @@ from reconciler.plan.model import (
     MountParams,
     Plan,
 )
+from reconciler.spec.models import NEW_SUFFIX, OLD_SUFFIX
 
 log = structlog.get_logger("dsr.apply")
-
-NEW_SUFFIX = "_dsr_new"
-OLD_SUFFIX = "_dsr_old"
 
 
 @dataclass(frozen=True)
@@ -70,8 +68,14 @@ def apply_plan(
     running: dict[Future[None], Change] = {}
     executor = _Executor(engine)
     pass_id = pass_id or uuid.uuid4().hex[:12]
+    stalled = ""  # set once a call timed out: the engine is not answering, start nothing
     with ThreadPoolExecutor(max_workers=workers) as pool:
         while pending or running:
+            if stalled:
+                for change in pending:
+                    outcome = Outcome(change, "skipped", error=stalled)
+                    _record(outcomes, outcome, pass_id, len(changes), progress)
+                pending.clear()
             for change in list(pending):
                 if len(running) >= workers:
                     # Submit no more than run at once: every wait() below walks all the
@@ -103,6 +107,11 @@ def apply_plan(
             for future in done:
                 change = running.pop(future)
                 error = future.exception()
+                if error is not None and timed_out(error) and not stalled:
+                    stalled = (
+                        f"not started: {change.resource} got no answer from the engine within "
+                        f"{engine.timeout:g} s (--engine-timeout)"
+                    )
                 outcome = Outcome(
                     change,
                     "failed" if error else "ok",
@@ -138,6 +147,8 @@ def _record(
 def _message(error: BaseException) -> str:
     if isinstance(error, docker.errors.APIError):
         return str(error.explanation or error)
+    if timed_out(error):
+        return "the engine did not answer in time (--engine-timeout)"
     return str(error) or type(error).__name__
 
 
@@ -227,8 +238,12 @@ class _Executor:
             self.api.start(new_id)
 
     def start_container(self, change: Change) -> None:
+        """Make it run: a paused container is unpaused (starting it would fail)."""
         assert change.target_id is not None
-        self.api.start(change.target_id)
+        if self.api.inspect_container(change.target_id)["State"]["Paused"]:
+            self.api.unpause(change.target_id)
+        else:
+            self.api.start(change.target_id)
 
     def delete_container(self, change: Change) -> None:
         assert change.target_id is not None
@@ -242,6 +257,8 @@ class _Executor:
         state = self.api.inspect_container(container)["State"]
         if not (state["Running"] or state["Paused"] or state["Restarting"]):
             return False
+        if state["Paused"]:  # a paused process cannot act on its stop signal
+            self.api.unpause(container)
         self.api.stop(container, timeout=timeout)
         return bool(state["Running"])
 

@@ -11,6 +11,8 @@ from reconciler.plan.model import Action, Change
 from reconciler.snapshot import KIND, MANAGED, PROJECT, LiveContainer, Observed
 from reconciler.spec.desired import Desired
 
+DSR_PREFIX = "dsr."
+
 
 @dataclass
 class Planning:
@@ -46,13 +48,31 @@ class Planning:
         return labels.get(MANAGED) == "true" and labels.get(PROJECT) == self.project
 
     def my_container(self, live: LiveContainer) -> bool:
-        """dsr created this container. Docker copies an image's labels into the containers
-        made from it, so one made by hand from a data-packed build carries dsr.managed and
-        dsr.project too, with dsr.kind=image: that one is not dsr's to delete or replace."""
-        return self.mine(live.labels) and live.labels.get(KIND, Kind.CONTAINER) in CONTAINER_KINDS
+        """dsr created this container: its dsr labels say so and are its own.
+
+        Docker copies an image's labels into the containers made from it, so a container
+        made by hand from a data-packed build, or from an image labelled like one of dsr's
+        containers (``docker commit`` makes such images), carries dsr.managed and dsr.project
+        too. Those labels are only inherited: such a container is not dsr's to touch.
+        """
+        if not self.mine(live.labels):
+            return False
+        if live.labels.get(KIND, Kind.CONTAINER) not in CONTAINER_KINDS:
+            return False
+        return not inherited(live, self.observed)
 
     def resource_of(self, name: str) -> str:
         """The resource of a container or volume container of the spec, by name."""
         if name in self.desired.volume_containers:
             return Kind.VOLUME_CONTAINER.resource(name)
         return Kind.CONTAINER.resource(name)
+
+
+def inherited(live: LiveContainer, observed: Observed) -> bool:
+    """Every dsr label of ``live`` is simply its image's: Docker copied them, dsr did not
+    put them there (dsr always sets its own name and config hash on what it creates)."""
+    image = observed.images.get(live.image_id)
+    if image is None:
+        return False
+    ours = {k: v for k, v in live.labels.items() if k.startswith(DSR_PREFIX)}
+    return all(image.labels.get(k) == v for k, v in ours.items())

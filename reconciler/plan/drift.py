@@ -16,21 +16,38 @@ from reconciler.plan.context import Planning
 from reconciler.plan.model import Action, ReasonCode
 from reconciler.plan.params import SPEC, expand, hash_input, matches
 from reconciler.plan.reasons import spec_differences
-from reconciler.snapshot import CONFIG_HASH, LiveContainer
+from reconciler.snapshot import CONFIG_HASH, NAME, LiveContainer
 from reconciler.spec.models import Container, VolumeContainer
 
 Reason = tuple[ReasonCode, str]
 
 
 def replace_reasons(
-    planning: Planning, spec: Container | VolumeContainer, live: LiveContainer, image: str
+    planning: Planning,
+    spec: Container | VolumeContainer,
+    live: LiveContainer,
+    image: str,
+    config_hash: str,
 ) -> list[Reason]:
-    reasons = [
+    """Why ``live`` must be replaced to become ``spec`` (whose hash is ``config_hash``)."""
+    reasons: list[Reason] = []
+    made_as = live.labels.get(NAME, live.name)
+    if made_as != live.name:
+        reasons.append(
+            (
+                ReasonCode.RENAMED,
+                f"it is the container dsr created as {made_as}, renamed to {live.name} "
+                "behind dsr's back",
+            )
+        )
+    if live.state == "dead":
+        reasons.append((ReasonCode.STOPPED, "it is dead, and Docker cannot start it again"))
+    reasons += [
         (ReasonCode.CONTEXT_CHANGED, text)
         for text in packed.image_change_reasons(planning, spec, live, image)
     ]
     explained: set[str] = set()  # mount targets the spec difference already names
-    if not matches(live.labels.get(CONFIG_HASH), spec, image):
+    if not matches(live.labels.get(CONFIG_HASH), spec, image, now=config_hash):
         model = type(spec)
         stored = _json(live.labels.get(SPEC))
         old = expand(model, stored) if stored is not None else None

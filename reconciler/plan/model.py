@@ -48,6 +48,7 @@ class ReasonCode(StrEnum):
     CONTEXT_CHANGED = "context-changed"  # a data-packed image's files changed
     STOPPED = "stopped"  # drift: a container that should run does not
     PAUSED = "paused"  # drift: a container that should run is paused
+    RENAMED = "renamed"  # drift: the container of a spec name was renamed by hand
     LEFT_SPEC = "left-spec"  # the object left the spec
     LEFTOVER = "leftover"  # what an interrupted replace left behind
     OLD_BUILD = "old-build"  # a data-packed build older than the previous one
@@ -175,6 +176,7 @@ class Plan:
     changes: tuple[Change, ...] = ()
     orphans: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
+    # What the plan depends on, token by token: set when it is saved (saved.fingerprint).
     fingerprint: Mapping[str, str] = field(default_factory=dict)
 
     def summary(self) -> dict[str, int]:

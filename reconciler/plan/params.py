@@ -11,6 +11,7 @@ say which fields changed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -22,7 +23,13 @@ from pydantic import BaseModel
 from reconciler.kinds import Kind
 from reconciler.plan.model import ContainerParams, MountParams, VolumeParams
 from reconciler.snapshot import CONFIG_HASH, KIND, MANAGED, NAME, PROJECT, LiveContainer
-from reconciler.spec.models import Container, Mount, Volume, VolumeContainer, VolumesFrom
+from reconciler.spec.models import (
+    Container,
+    Mount,
+    Volume,
+    VolumeContainer,
+    VolumesFrom,
+)
 
 SPEC = "dsr.spec"
 # Volume containers need an image to be created from; one made by `docker import` of an
@@ -75,12 +82,15 @@ def config_hash(model: BaseModel, image: str | None = None) -> str:
     return f"{HASH_VERSION}:{digest(hash_input(model, image))}"
 
 
-def matches(live_hash: str | None, model: BaseModel, image: str | None = None) -> bool:
-    """``live_hash`` is the hash ``model`` has now, or the 0.1.0 hash of the same config."""
+def matches(
+    live_hash: str | None, model: BaseModel, image: str | None = None, *, now: str | None = None
+) -> bool:
+    """``live_hash`` is the hash ``model`` has now (``now``, when already computed), or the
+    0.1.0 hash of the same config."""
     if live_hash is None:
         return False
     if live_hash.startswith(f"{HASH_VERSION}:"):
-        return live_hash == config_hash(model, image)
+        return live_hash == (now or config_hash(model, image))
     legacy = _legacy_input(model)
     if legacy is None:
         return False
@@ -101,22 +111,32 @@ def expand(model_type: type[BaseModel], data: Mapping[str, Any]) -> dict[str, An
 
 
 def _defaults(model_type: type[BaseModel]) -> dict[str, Any]:
+    """The JSON form of each hashed field's default (a fresh copy each call)."""
+    copy: dict[str, Any] = json.loads(json.dumps(_default_values(model_type)))
+    return copy
+
+
+@functools.cache
+def _default_values(model_type: type[BaseModel]) -> dict[str, Any]:
+    """Each hashed, optional field's default, asked of pydantic once per model (planning
+    compares every field of every object with it: thousands of calls a pass)."""
     out = {}
     for name in HASHED.get(model_type, ()):
         info = model_type.model_fields[name]
         if not info.is_required():
-            default = info.get_default(call_default_factory=True)
-            out[name] = json.loads(json.dumps(default))
+            out[name] = info.get_default(call_default_factory=True)
     return out
+
+
+_REQUIRED = object()
 
 
 def _sparse(model: BaseModel) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    fields = type(model).model_fields
+    defaults = _default_values(type(model))
     for name in HASHED[type(model)]:
         value = getattr(model, name)
-        info = fields[name]
-        if not info.is_required() and value == info.get_default(call_default_factory=True):
+        if defaults.get(name, _REQUIRED) == value:
             continue
         out[name] = _json(value, sparse=True)
     return out

@@ -32,7 +32,7 @@ from reconciler.plan.params import (
 from reconciler.plan.reasons import human_seconds, human_size, writable_layer
 from reconciler.snapshot import CONFIG_HASH, KIND, MANAGED, NAME, LiveContainer, Observed
 from reconciler.spec.desired import Desired
-from reconciler.spec.models import Container, Volume, VolumeContainer
+from reconciler.spec.models import NEW_SUFFIX, OLD_SUFFIX, Container, Volume, VolumeContainer
 
 EMPTY_RESOURCE = Kind.IMAGE.resource(EMPTY_IMAGE)
 R = ReasonCode
@@ -52,13 +52,11 @@ def plan(
     """
     planner = _Planner(desired, observed, dict(image_tags or {}), dict(manifests or {}))
     planner.run()
-    names = {*desired.volumes, *desired.containers, *desired.volume_containers}
     return Plan(
         project=desired.project,
         changes=tuple(planner.changes),
         orphans=tuple(sorted(planner.orphans)),
         errors=tuple(planner.errors),
-        fingerprint=observed.fingerprint(desired.project, names),
     )
 
 
@@ -82,33 +80,69 @@ class _Planner(Planning):
     def container_cleanups(self) -> None:
         wanted = {**self.desired.containers, **self.desired.volume_containers}
         for live in sorted(self.observed.containers.values(), key=lambda c: c.name):
-            if not self.my_container(live):
-                continue
-            logical = live.labels.get(NAME, live.name)
+            if not self.my_container(live) or live.name in wanted:
+                continue  # a spec'd name is its resource's to keep or replace
             kind = Kind(live.labels.get(KIND, Kind.CONTAINER))
-            if logical in wanted and live.name != logical:
+            if self.is_leftover(live) and live.size_rw and not self.discards_layer(live):
+                self.add(
+                    Change(
+                        resource=kind.resource(live.name),
+                        action=Action.BLOCKED,
+                        reason=f"left over from an interrupted replace of "
+                        f"{live.labels.get(NAME)}, but {writable_layer(live.size_rw)}; "
+                        f"remove it yourself (docker rm {live.name}) once that data is safe",
+                        code=R.WRITABLE_LAYER_DATA,
+                        risk=Risk.DATA_LOSS,
+                        target_id=live.id,
+                    )
+                )
+            elif self.is_leftover(live):
                 self.add(
                     Change(
                         resource=kind.resource(live.name),
                         action=Action.DELETE,
-                        reason=f"left over from an interrupted replace of {logical}; its "
-                        "volumes are kept",
+                        reason=f"left over from an interrupted replace of "
+                        f"{live.labels.get(NAME)}; its volumes are kept",
                         code=R.LEFTOVER,
                         target_id=live.id,
                         stop_timeout=stop_timeout(live),
                     )
                 )
-            elif logical not in wanted:
+            else:
                 self.delete_orphan(kind, live)
+
+    def discards_layer(self, live: LiveContainer) -> bool:
+        """``live`` is the old half of a replace whose spec lets it drop the writable layer
+        (the new half was never started by dsr: data in it was put there by hand)."""
+        spec = self.desired.containers.get(live.labels.get(NAME, ""))
+        protect = spec is not None and spec.writable_layer == "protect"
+        return live.name.endswith(OLD_SUFFIX) and not protect
+
+    def is_leftover(self, live: LiveContainer) -> bool:
+        """``live`` is what an interrupted replace leaves: the new or the old half, named
+        and labelled for a container of the spec of the same kind. A managed container
+        renamed by hand is not: it goes through the rules of one that left the spec."""
+        logical = live.labels.get(NAME, "")
+        if live.name not in (logical + NEW_SUFFIX, logical + OLD_SUFFIX):
+            return False
+        if logical in self.desired.volume_containers:
+            return live.labels.get(KIND) == Kind.VOLUME_CONTAINER
+        return logical in self.desired.containers and live.labels.get(KIND) == Kind.CONTAINER
 
     def delete_orphan(self, kind: Kind, live: LiveContainer) -> None:
         resource = kind.resource(live.name)
+        logical = live.labels.get(NAME, live.name)
+        left = (
+            "it left the spec"
+            if logical == live.name
+            else f"it is not in the spec (dsr created it as {logical}; it was renamed since)"
+        )
         if live.size_rw:
             self.add(
                 Change(
                     resource=resource,
                     action=Action.BLOCKED,
-                    reason=f"it left the spec, but {writable_layer(live.size_rw)}; remove it "
+                    reason=f"{left}, but {writable_layer(live.size_rw)}; remove it "
                     f"yourself (docker rm {live.name}) once that data is safe",
                     code=R.WRITABLE_LAYER_DATA,
                     risk=Risk.DATA_LOSS,
@@ -120,7 +154,7 @@ class _Planner(Planning):
             Change(
                 resource=resource,
                 action=Action.DELETE,
-                reason="it left the spec; its volumes are kept"
+                reason=f"{left}; its volumes are kept"
                 + ("" if live.size_rw is None else f" and {writable_layer(live.size_rw)}")
                 + _stopping(live),
                 code=R.LEFT_SPEC,
@@ -167,7 +201,7 @@ class _Planner(Planning):
         if problem:
             self.add(Change(resource, Action.BLOCKED, *problem))
             return
-        if not matches(live.labels.get(CONFIG_HASH), spec):
+        if not matches(live.labels.get(CONFIG_HASH), spec, now=params.labels[CONFIG_HASH]):
             differences = []
             if live.driver != spec.driver:
                 differences.append(f"driver was {live.driver}, spec says {spec.driver}")
@@ -245,7 +279,10 @@ class _Planner(Planning):
         live = self.observed.containers.get(name)
         if live is not None:  # the replace needs the leftovers' names free
             deps += [c.resource for c in self.leftover_deletes(name)]
-        carry_from = live if live is not None and self.my_container(live) else self.leftover(name)
+        # Anonymous volumes carry over from this name's own container (not from another one
+        # renamed onto the name), else from what an interrupted replace left.
+        own = live is not None and self.my_container(live) and live.labels.get(NAME) == name
+        carry_from = live if own else self.leftover(name)
         params = container_params(
             self.project,
             kind,
@@ -276,7 +313,7 @@ class _Planner(Planning):
         return [
             c
             for c in self.changes
-            if c.action is Action.DELETE and c.name.startswith(f"{name}_dsr_")
+            if c.code is R.LEFTOVER and c.name in (name + NEW_SUFFIX, name + OLD_SUFFIX)
         ]
 
     def keep_leftovers_until(self, change: Change, name: str) -> None:
@@ -323,7 +360,7 @@ class _Planner(Planning):
             )
         if problem:
             return Change(resource, Action.BLOCKED, *problem)
-        reasons = drift.replace_reasons(self, spec, live, image)
+        reasons = drift.replace_reasons(self, spec, live, image, params.labels[CONFIG_HASH])
         protect = isinstance(spec, Container) and spec.writable_layer == "protect"
         if reasons and protect and live.size_rw:
             return Change(
@@ -354,12 +391,13 @@ class _Planner(Planning):
                 container=params,
                 stop_timeout=stop_timeout(live),
             )
-        if params.start and live.state != "running":
+        if params.start and live.state not in ("running", "restarting", "removing"):
             return Change(
                 resource,
                 Action.START,
-                f"it is {live.state}, spec says running",
-                R.STOPPED,
+                f"it is {live.state}, spec says running"
+                + (" (it is unpaused)" if live.state == "paused" else ""),
+                R.PAUSED if live.state == "paused" else R.STOPPED,
                 depends_on=planned,
                 target_id=live.id,
             )
@@ -371,8 +409,9 @@ class _Planner(Planning):
         return image.path if image else None
 
     def leftover(self, name: str) -> LiveContainer | None:
-        for live in self.observed.containers.values():
-            if self.my_container(live) and live.labels.get(NAME) == name and live.name != name:
+        for suffix in (OLD_SUFFIX, NEW_SUFFIX):  # the old half holds the volumes in service
+            live = self.observed.containers.get(name + suffix)
+            if live is not None and self.my_container(live) and self.is_leftover(live):
                 return live
         return None
 

@@ -1,7 +1,7 @@
 """Spec files in, a checked and merged ``Desired`` state out."""
 
 from reconciler.spec.desired import Desired, Origin
-from reconciler.spec.load import describe_counts, find_spec_files, load_spec
+from reconciler.spec.load import describe_counts, find_spec_files, load_checked, load_spec
 from reconciler.spec.models import (
     Backup,
     Container,
@@ -30,6 +30,7 @@ __all__ = [
     "VolumesFrom",
     "describe_counts",
     "find_spec_files",
+    "load_checked",
     "load_policy",
     "load_spec",
 ]

@@ -236,3 +236,14 @@ def describe_counts(desired: Desired) -> str:
 
 
 __all__ = ["describe_counts", "find_spec_files", "format_loc", "load_file", "load_spec"]
+
+
+def load_checked(
+    path: str, *, project: str | None = None, policy_file: str | None = None
+) -> Desired:
+    """The spec set at ``path``, checked against the admin policy file (if any): what every
+    command loads. Raises ``SpecError`` (or ``PolicyError``)."""
+    from reconciler.spec.policy import load_policy
+
+    policy = load_policy(policy_file, (path,))
+    return load_spec(path, project=project, policy=policy)

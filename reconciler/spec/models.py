@@ -38,6 +38,9 @@ _PORT = re.compile(
     r"(?P<container>\d+(?:-\d+)?)(?:/(?P<proto>tcp|udp|sctp))?$"
 )
 RESERVED_LABEL_PREFIX = "dsr."
+# The names a replace gives the new and the old container while it swaps them.
+NEW_SUFFIX = "_dsr_new"
+OLD_SUFFIX = "_dsr_old"
 
 VolumeName = Annotated[str, StringConstraints(pattern=DOCKER_NAME)]
 ContainerName = Annotated[str, StringConstraints(pattern=DOCKER_NAME)]

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from reconciler.errors import SpecIssue
 from reconciler.images import context_problems
 from reconciler.spec.desired import Desired, FileSpec, Origin
-from reconciler.spec.models import PROJECT_NAME, Mount
+from reconciler.spec.models import NEW_SUFFIX, OLD_SUFFIX, PROJECT_NAME, Mount
 from reconciler.spec.policy import Policy
 from reconciler.spec.yamlload import Loc
 
@@ -81,6 +81,15 @@ def resolve(
                     )
                     continue
                 first_seen[(namespace, key)] = (spec, loc)
+                reserved = [x for x in (NEW_SUFFIX, OLD_SUFFIX) if key.endswith(x)]
+                if namespace == "container" and reserved:
+                    issues.append(
+                        spec.issue(
+                            loc,
+                            f"'{key}' ends with {reserved[0]}, which dsr reserves for the "
+                            "containers of a replace in progress",
+                        )
+                    )
                 merged[section][key] = value
                 origins[f"{_RESOURCE[section]}:{key}"] = Origin(spec.file, spec.line_of(loc))
     desired = Desired(

@@ -1035,6 +1035,8 @@ def test_plan(c: Case, tmp_path: Path, request: pytest.FixtureRequest) -> None:
 
     assert render_text(result) == c.text
     assert result.errors == c.errors
+    resources = [ch.resource for ch in result.changes]
+    assert len(resources) == len(set(resources)), "a resource appears at most once in a plan"
     codes = CODES[request.node.callspec.id]
     assert [f"{ch.resource} {ch.code}" for ch in result.changes] == list(codes)
     document = json.loads(render_json(result))
