@@ -32,9 +32,15 @@ from reconciler.images import ContextError, PackedImage, pack
 from reconciler.kinds import Kind
 from reconciler.observe import measure_writable_layers, observe
 from reconciler.plan import Action, Plan, plan
-from reconciler.saved import check_fresh, read_saved_plan
+from reconciler.saved import (
+    SavedPlan,
+    check_fresh,
+    check_saved,
+    measured_targets,
+    read_saved_plan,
+)
 from reconciler.snapshot import KIND, Observed
-from reconciler.spec import Desired, load_policy, load_spec
+from reconciler.spec import Desired, load_checked, load_policy
 from reconciler.statedir import StateDir, locked
 
 log = structlog.get_logger("dsr.pass")
@@ -71,6 +77,7 @@ class PassResult:
     saved: bool = False  # the plan came from a saved plan file
     pass_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     engine: Engine | None = field(default=None, repr=False)
+    observed: Observed | None = field(default=None, repr=False)  # what the plan was made from
 
     @property
     def failed(self) -> tuple[Outcome, ...]:
@@ -160,12 +167,12 @@ def _run(
     state = StateDir(request.state_dir) if request.state_dir else None
     saved = None
     with timer.stage("load"):
-        if request.apply and request.accept_saved_plan and desired is None:
-            saved = read_saved_plan(request.path)
+        if request.apply and request.accept_saved_plan and desired is None and state:
+            saved = read_saved_plan(request.path, state.plan_key())
         if saved is None and desired is None:
             desired = load(request)
     result.desired = desired
-    project = saved[0].project if saved else desired.project if desired else ""
+    project = saved.plan.project if saved else desired.project if desired else ""
     if saved and request.project and request.project != project:
         raise PlanError(
             f"{request.path} is a plan of the project {project!r}, but --project says "
@@ -184,14 +191,13 @@ def _run(
                     )
             if saved is not None:
                 result.saved = True
-                with timer.stage("observe"):
-                    check_fresh(observe(engine), *saved)
-                result.plan = saved[0]
+                result.observed = check_saved_plan(request, engine, saved, timer)
+                result.plan = saved.plan
             else:
                 assert desired is not None
                 with timer.stage("hash"):
                     packed = pack_images(desired, state)
-                result.plan = compute_plan(engine, desired, packed, state, timer)
+                result.plan, result.observed = compute_plan(engine, desired, packed, state, timer)
             if not request.apply or not result.plan.actionable:
                 return
             if before_apply is not None and not before_apply(result.plan):
@@ -209,10 +215,35 @@ def _run(
         result.calls = engine.calls - calls_before
 
 
+def check_saved_plan(
+    request: PassRequest, engine: Engine, saved: SavedPlan, timer: _Timer
+) -> Observed:
+    """A saved plan passes the checks a spec does, and nothing it depends on moved."""
+    policy = load_policy(request.policy_file, (request.path,))
+    with timer.stage("observe"):
+        observed = with_sizes(observe(engine), engine, measured_targets(saved.plan))
+    check_saved(request.path, saved.plan, observed, policy)
+    check_fresh(observed, saved)
+    return observed
+
+
+def with_sizes(observed: Observed, engine: Engine, ids: list[str]) -> Observed:
+    """``observed`` with the writable layers of the containers ``ids`` measured."""
+    if not ids:
+        return observed
+    sizes = measure_writable_layers(engine, ids)
+    return dataclasses.replace(
+        observed,
+        containers={
+            name: dataclasses.replace(c, size_rw=sizes.get(c.id, c.size_rw))
+            for name, c in observed.containers.items()
+        },
+    )
+
+
 def load(request: PassRequest) -> Desired:
     """The spec set at ``request.path``, checked against the admin policy."""
-    policy = load_policy(request.policy_file, (request.path,))
-    return load_spec(request.path, project=request.project, policy=policy)
+    return load_checked(request.path, project=request.project, policy_file=request.policy_file)
 
 
 def pack_images(desired: Desired, state: StateDir | None) -> dict[str, PackedImage]:
@@ -259,8 +290,9 @@ def compute_plan(
     packed: Mapping[str, PackedImage],
     state: StateDir | None = None,
     timer: _Timer | None = None,
-) -> Plan:
-    """Observe once and plan; measure writable layers only of containers a plan would drop."""
+) -> tuple[Plan, Observed]:
+    """Observe once and plan; measure writable layers only of containers a plan would drop.
+    Returns the plan and the snapshot it was made from (sizes measured)."""
     timer = timer or _Timer({})
     tags = {key: image.tag for key, image in packed.items()}
     with timer.stage("observe"):
@@ -279,19 +311,11 @@ def compute_plan(
         and c.action in (Action.REPLACE, Action.DELETE, Action.BLOCKED)
     ]
     if not ids:
-        return first
+        return first, observed
     with timer.stage("observe"):
-        sizes = measure_writable_layers(engine, ids)
-    measured = Observed(
-        containers={
-            name: dataclasses.replace(c, size_rw=sizes.get(c.id, c.size_rw))
-            for name, c in observed.containers.items()
-        },
-        volumes=observed.volumes,
-        images=observed.images,
-    )
+        measured = with_sizes(observed, engine, ids)
     with timer.stage("plan"):
-        return plan(desired, measured, tags, manifests=known)
+        return plan(desired, measured, tags, manifests=known), measured
 
 
 def offline_plan(old: Desired, new: Desired) -> Plan:

@@ -1,54 +1,254 @@
 """Saved plans: ``dsr plan --out FILE`` writes one, ``dsr apply FILE`` reads it back.
 
-A saved plan is input like a spec: it is refused when damaged, and when the engine moved
-since it was made (the fingerprint of every object it depends on).
+A saved plan is input like a spec: a pull request can carry one. So applying one checks,
+in order, that it is whole (a damaged file is a damaged plan, not a spec), that it is the
+one this state directory's key signed (an edited plan is refused), that every change passes
+the same ownership and host-path checks as a spec (``check_saved``), and that nothing it
+depends on moved since it was made (``check_fresh``): the objects of its project and the
+names it uses, the writable layers of the containers it replaces or deletes, and the
+images behind the tags it uses.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from reconciler.errors import PlanError, StalePlanError
 from reconciler.files import write_json
-from reconciler.plan import Plan
-from reconciler.snapshot import Observed
+from reconciler.kinds import CONTAINER_KINDS, Kind
+from reconciler.plan import Action, Change, Plan
+from reconciler.plan.context import inherited
+from reconciler.snapshot import KIND, MANAGED, PROJECT, Observed
+from reconciler.spec import Policy
 
 SAVED_KIND = "dsr-saved-plan"
+MAX_PLAN_BYTES = 64 << 20  # a plan of 10,000 changes is a few MiB
+_SIGNED = ("digest", "signature")
 
 
-def save_plan(path: str, saved: Plan, names: set[str], public: dict[str, Any]) -> None:
-    """Write a plan to apply later: the contract's JSON plus what applying it needs."""
-    document = {**public, "kind": SAVED_KIND, "names": sorted(names), "plan": saved.to_dict()}
+@dataclass(frozen=True)
+class SavedPlan:
+    """A saved plan as read back: the plan and the spec names it was made for."""
+
+    plan: Plan
+    names: frozenset[str]
+
+
+def save_plan(path: str, saved: Plan, names: set[str], public: dict[str, Any], key: bytes) -> None:
+    """Write a plan to apply later: the contract's JSON plus what applying it needs, with a
+    digest of all of it and that digest signed with this state directory's key."""
+    # "kind" first: a file cut short anywhere after it still says it was a saved plan.
+    document = {"kind": SAVED_KIND, **public, "names": sorted(names), "plan": saved.to_dict()}
+    digest = _digest(json.loads(json.dumps(document)))
+    document["digest"] = digest
+    document["signature"] = _sign(key, digest)
     write_json(path, document, indent=2)
 
 
-def read_saved_plan(path: str) -> tuple[Plan, set[str]] | None:
-    """The saved plan in ``path``, or ``None`` when ``path`` is not one (a spec, a folder)."""
-    if not os.path.isfile(path):
+def read_saved_plan(path: str, key: bytes) -> SavedPlan | None:
+    """The saved plan in ``path``, checked whole and signed by ``key``; ``None`` when
+    ``path`` is not a saved plan at all (a spec file, a folder). Raises ``PlanError``."""
+    text = _head(path)
+    if text is None:
         return None
     try:
-        with open(path, encoding="utf-8") as handle:
-            head = handle.read(1)
-            if head != "{":
-                return None
-            document = json.loads(head + handle.read())
-    except (OSError, ValueError, UnicodeDecodeError):
+        document = json.loads(text)
+    except ValueError as err:
+        if f'"{SAVED_KIND}"' in text:  # cut short or mangled: still a plan, not a spec
+            raise PlanError(f"{path}: the saved plan is damaged: {err}") from err
         return None
     if not isinstance(document, dict) or document.get("kind") != SAVED_KIND:
         return None
+    _check_signature(path, document, key)
     try:
-        return Plan.from_dict(document["plan"]), set(document["names"])
+        return SavedPlan(Plan.from_dict(document["plan"]), frozenset(document["names"]))
     except (AttributeError, KeyError, TypeError, ValueError) as err:
         # AttributeError: a change (or its parameters) that is not a mapping at all
-        raise PlanError(f"{path}: the saved plan is damaged: {err}") from err
+        raise PlanError(f"{path}: the saved plan is damaged: {err!r}") from err
 
 
-def check_fresh(observed: Observed, saved: Plan, names: set[str]) -> None:
+def _head(path: str) -> str | None:
+    """The text of ``path`` when it may be a saved plan (a regular JSON object file)."""
+    try:
+        if not os.path.isfile(path) or os.path.getsize(path) > MAX_PLAN_BYTES:
+            return None
+        with open(path, encoding="utf-8") as handle:
+            if handle.read(1) != "{":
+                return None
+            handle.seek(0)
+            return handle.read(MAX_PLAN_BYTES)
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _check_signature(path: str, document: dict[str, Any], key: bytes) -> None:
+    digest, signature = document.get("digest"), document.get("signature")
+    if not isinstance(digest, str) or not isinstance(signature, str):
+        raise PlanError(f"{path}: the saved plan is damaged: it has no digest or signature")
+    body = {k: v for k, v in document.items() if k not in _SIGNED}
+    if not hmac.compare_digest(_digest(body), digest):
+        raise PlanError(
+            f"{path}: the saved plan was edited after dsr plan wrote it (its content no "
+            "longer matches its digest); run dsr plan --out again"
+        )
+    if not hmac.compare_digest(_sign(key, digest), signature):
+        raise PlanError(
+            f"{path}: the saved plan was not made with this state directory (its signature "
+            "does not match this machine's key); make it with dsr plan --out here"
+        )
+
+
+def _digest(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _sign(key: bytes, digest: str) -> str:
+    return hmac.new(key, digest.encode(), hashlib.sha256).hexdigest()
+
+
+# -- the same checks as a spec ------------------------------------------------------------
+
+
+def check_saved(path: str, saved: Plan, observed: Observed, policy: Policy) -> None:
+    """Refuse a saved plan any change of which a spec could not have produced: one that
+    acts on or creates an object that is not its project's own, or touches a host path
+    the policy refuses."""
+    problems = [
+        f"{change.resource}: {why}" for change in saved.changes for why in _problems(change, saved.project, observed, policy)
+    ]  # fmt: skip
+    if problems:
+        raise PlanError(f"{path}: the saved plan is refused: " + "; ".join(problems))
+
+
+def _problems(change: Change, project: str, observed: Observed, policy: Policy) -> list[str]:
+    out = _target_problems(change, project, observed)
+    for labels in _labels_made(change):
+        if labels.get(MANAGED) != "true" or labels.get(PROJECT) != project:
+            out.append(f"it would create an object that is not the project {project!r}'s")
+    for name, params_name in _names(change):
+        if name != params_name:
+            out.append(f"its parameters name {params_name!r}, not {name!r}")
+    if change.container is not None:
+        binds = {m.source for m in change.container.mounts if m.type == "bind"}
+        for folder in change.container.make_dirs:
+            if folder not in binds:  # dsr only ever makes the folder a bind needs
+                out.append(f"it would create the folder {folder}, which no mount binds")
+    for host_path in _host_paths(change):
+        why = policy.check(host_path)
+        if why:
+            out.append(why)
+    return out
+
+
+def _target_problems(change: Change, project: str, observed: Observed) -> list[str]:
+    """The live object a change acts on must be the project's own (not inherited)."""
+    target = change.target_id
+    if target is None or change.action is Action.BLOCKED:
+        return []
+    what = f"the {change.kind} it acts on ({target[:24]})"
+    if change.kind in CONTAINER_KINDS:
+        live = next((c for c in observed.containers.values() if c.id == target), None)
+        if live is None:
+            return [f"{what} does not exist"]
+        ok = (
+            live.labels.get(MANAGED) == "true"
+            and live.labels.get(PROJECT) == project
+            and live.labels.get(KIND, Kind.CONTAINER) in CONTAINER_KINDS
+            and not inherited(live, observed)
+        )
+        return [] if ok else [f"{what} is not one of the project {project!r}'s containers"]
+    labels: Mapping[str, str] | None = None
+    if change.kind is Kind.VOLUME and target in observed.volumes:
+        labels = observed.volumes[target].labels
+    elif change.kind is Kind.IMAGE and target in observed.images:
+        labels = observed.images[target].labels
+    if labels is None:
+        return [f"{what} does not exist"]
+    if labels.get(MANAGED) != "true" or labels.get(PROJECT) != project:
+        return [f"{what} is not the project {project!r}'s"]
+    return []
+
+
+def _labels_made(change: Change) -> Iterable[Mapping[str, str]]:
+    if change.volume is not None:
+        yield change.volume.labels
+    if change.container is not None:
+        yield change.container.labels
+        yield from (m.labels for m in change.container.mounts if m.labels)
+    if change.image is not None and change.image.context:
+        yield change.image.labels
+
+
+def _names(change: Change) -> Iterable[tuple[str, str]]:
+    if change.volume is not None:
+        yield change.name, change.volume.name
+    if change.container is not None:
+        yield change.name, change.container.name
+
+
+def _host_paths(change: Change) -> Iterable[str]:
+    if change.container is not None:
+        binds = {m.source for m in change.container.mounts if m.type == "bind"}
+        yield from sorted(binds | set(change.container.make_dirs))
+    if change.volume is not None:
+        device = change.volume.driver_opts.get("device", "")
+        if device.startswith("/"):
+            yield device
+    if change.image is not None and change.image.context:
+        yield change.image.context
+
+
+# -- staleness ------------------------------------------------------------------------------
+
+
+def fingerprint(observed: Observed, plan: Plan, names: Iterable[str]) -> dict[str, str]:
+    """A token per thing a plan depends on; a saved plan keeps this, and any token that
+    differs at apply time makes it stale. ``observed`` must hold the writable-layer sizes
+    of the containers the plan replaces or deletes (``compute_plan`` measures them)."""
+    names = set(names)
+    project = plan.project
+    tokens: dict[str, str] = {}
+    for c in observed.containers.values():
+        if c.project == project or c.name in names:
+            tokens[f"container:{c.name}"] = _short(
+                [c.id, c.state, c.image_id, dict(c.labels), [m.name for m in c.mounts]]
+            )
+    for v in observed.volumes.values():
+        if v.project == project or v.name in names:
+            # Not created_at: the local driver reports its data folder's mtime there,
+            # so a container writing a file would make every saved plan stale.
+            tokens[f"volume:{v.name}"] = _short([dict(v.labels), v.driver, dict(v.options)])
+    by_id = {c.id: c for c in observed.containers.values()}
+    for change in plan.changes:
+        live = by_id.get(change.target_id or "")
+        if live is not None and change.action in (Action.REPLACE, Action.DELETE):
+            tokens[f"writable layer of {change.resource}"] = str(live.size_rw)
+        if change.container is not None and not change.container.pull:
+            image = change.container.image
+            tokens[f"image {image}"] = observed.image_id(image) or "absent"
+    return tokens
+
+
+def measured_targets(plan: Plan) -> list[str]:
+    """The containers whose writable layers a saved plan's staleness depends on."""
+    return [
+        c.target_id
+        for c in plan.changes
+        if c.target_id and c.kind in CONTAINER_KINDS and c.action in (Action.REPLACE, Action.DELETE)
+    ]
+
+
+def check_fresh(observed: Observed, saved: SavedPlan) -> None:
     """Refuse a saved plan when anything it depends on moved since it was made."""
-    now = observed.fingerprint(saved.project, names)
-    before = saved.fingerprint
+    now = fingerprint(observed, saved.plan, saved.names)
+    before = saved.plan.fingerprint
     moved = []
     for key in sorted(before.keys() | now.keys()):
         if key not in now:
@@ -63,3 +263,8 @@ def check_fresh(observed: Observed, saved: Plan, names: set[str]) -> None:
             + "; ".join(moved)
             + "); run dsr plan again"
         )
+
+
+def _short(value: object) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

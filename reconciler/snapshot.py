@@ -5,8 +5,6 @@ No Docker here: ``observe`` fills these from the Engine API; tests write them as
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -102,24 +100,6 @@ class Observed:
         image = self.images.get(normalize_reference(reference))
         return image.id if image else None
 
-    def fingerprint(self, project: str, names: set[str]) -> dict[str, str]:
-        """A token per object a plan depends on: the project's own and the names it uses.
-
-        A saved plan keeps this; when any token differs at apply time, the plan is stale.
-        """
-        tokens: dict[str, str] = {}
-        for c in self.containers.values():
-            if c.project == project or c.name in names:
-                tokens[f"container:{c.name}"] = _digest(
-                    [c.id, c.state, c.image_id, dict(c.labels), [m.name for m in c.mounts]]
-                )
-        for v in self.volumes.values():
-            if v.project == project or v.name in names:
-                # Not created_at: the local driver reports its data folder's mtime there,
-                # so a container writing a file would make every saved plan stale.
-                tokens[f"volume:{v.name}"] = _digest([dict(v.labels), v.driver, dict(v.options)])
-        return tokens
-
 
 def normalize_reference(reference: str) -> str:
     """The form images are keyed by in ``Observed.images``: ``busybox`` is ``busybox:latest``."""
@@ -127,8 +107,3 @@ def normalize_reference(reference: str) -> str:
     if "@" in reference or ":" in last or reference.startswith("sha256:"):
         return reference
     return f"{reference}:latest"
-
-
-def _digest(value: object) -> str:
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -12,7 +12,7 @@ import click
 from reconciler.cli import cli, report
 from reconciler.cli.options import FORMAT_OPTION, Settings, global_options
 from reconciler.errors import SpecError
-from reconciler.spec import describe_counts
+from reconciler.spec import describe_counts, load_checked
 
 if TYPE_CHECKING:
     from reconciler.apply import Outcome, Progress
@@ -41,10 +41,8 @@ def pass_request(settings: Settings, path: str, *, apply: bool, workers: int = 4
 @global_options
 def validate(settings: Settings, path: str) -> None:
     """Check spec files offline: syntax, schema, references, host-path policy."""
-    from reconciler.reconcile import load
-
     try:
-        desired = load(pass_request(settings, path, apply=False))
+        desired = load_checked(path, project=settings.project, policy_file=settings.policy)
     except SpecError as err:
         for issue in err.issues:
             click.echo(str(issue))
@@ -65,14 +63,19 @@ def plan_command(
     from reconciler import logs
     from reconciler.reconcile import names_of, run_pass
     from reconciler.render import render, render_json
-    from reconciler.saved import save_plan
+    from reconciler.saved import fingerprint, save_plan
+    from reconciler.statedir import StateDir
 
     logs.configure(settings.log_format)  # type: ignore[arg-type]
     result = run_pass(pass_request(settings, path, apply=False))
     the_plan = _plan_or_exit(result)
     if out:
-        assert result.desired is not None
-        save_plan(out, the_plan, names_of(result.desired), json.loads(render_json(the_plan)))
+        assert result.desired is not None and result.observed is not None
+        names = names_of(result.desired)
+        tokens = fingerprint(result.observed, the_plan, names)
+        key = StateDir(settings.resolved_state_dir()).plan_key()
+        public = json.loads(render_json(the_plan))
+        save_plan(out, replace(the_plan, fingerprint=tokens), names, public, key)
         click.echo(render(the_plan, fmt, color=sys.stdout.isatty()))
         click.echo(f"\nSaved the plan to {out}; apply it with: dsr apply {out}")
     else:
@@ -159,11 +162,11 @@ def diff_command(
     settings: Settings, old_path: str, new_path: str, fmt: str, detailed_exitcode: bool
 ) -> None:
     """Offline: the plan from the OLD spec to the NEW one, for pull requests."""
-    from reconciler.reconcile import load, offline_plan
+    from reconciler.reconcile import offline_plan
     from reconciler.render import render
 
-    old = load(pass_request(settings, old_path, apply=False))
-    new = load(pass_request(settings, new_path, apply=False))
+    old = load_checked(old_path, project=settings.project, policy_file=settings.policy)
+    new = load_checked(new_path, project=settings.project, policy_file=settings.policy)
     if old.project != new.project and old.project_from_folder:
         # OLD is the same spec set at another revision, often checked out in a folder of
         # another name: that folder's name says nothing about the project its objects have.

@@ -8,6 +8,7 @@ so that ``dsr apply PATH`` treats it as a spec; a saved plan that is damaged is 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import textwrap
 from pathlib import Path
@@ -26,7 +27,15 @@ from reconciler.plan.model import (
 )
 from reconciler.plan.simulate import simulate
 from reconciler.render import render_json
-from reconciler.saved import SAVED_KIND, read_saved_plan, save_plan
+from reconciler.saved import (
+    SAVED_KIND,
+    SavedPlan,
+    _digest,
+    _sign,
+    fingerprint,
+    read_saved_plan,
+    save_plan,
+)
 from reconciler.snapshot import Observed
 from reconciler.spec import load_spec
 
@@ -153,7 +162,10 @@ def planned(tmp_path: Path) -> Plan:
     desired = load_spec(str(path), env={})
     converged = simulate(desired, {})
     # An engine with only the volume on it: the rest is to create, the volume is fingerprinted.
-    result = plan(desired, Observed(volumes=converged.volumes))
+    observed = Observed(volumes=converged.volumes)
+    result = plan(desired, observed)
+    names = {*desired.volumes, *desired.containers, *desired.volume_containers}
+    result = dataclasses.replace(result, fingerprint=fingerprint(observed, result, names))
     assert result.fingerprint and result.changes
     return result
 
@@ -192,8 +204,23 @@ def test_round_trip_gives_tuples_back() -> None:
 # --- save_plan / read_saved_plan -------------------------------------------------------------
 
 
+KEY = b"k" * 64
+
+
 def save(path: Path, saved: Plan, names: set[str]) -> None:
-    save_plan(str(path), saved, names, json.loads(render_json(saved)))
+    save_plan(str(path), saved, names, json.loads(render_json(saved)), KEY)
+
+
+def read(path: Path) -> SavedPlan | None:
+    return read_saved_plan(str(path), KEY)
+
+
+def resign(document: dict[str, Any]) -> None:
+    """Sign an edited document again, as one holding the key could: what is left to catch
+    is the damage itself."""
+    body = {k: v for k, v in document.items() if k not in ("digest", "signature")}
+    document["digest"] = _digest(body)
+    document["signature"] = _sign(KEY, document["digest"])
 
 
 def test_saved_plan_reads_back(tmp_path: Path) -> None:
@@ -201,7 +228,7 @@ def test_saved_plan_reads_back(tmp_path: Path) -> None:
     path = tmp_path / "plan.json"
     save(path, original, {"data", "vc_data", "app"})
 
-    assert read_saved_plan(str(path)) == (original, {"data", "vc_data", "app"})
+    assert read(path) == SavedPlan(original, frozenset({"data", "vc_data", "app"}))
     assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
@@ -221,7 +248,7 @@ def test_saving_over_an_older_plan_replaces_it(tmp_path: Path) -> None:
     save(path, EVERYTHING, {"web1"})
     newer = planned(tmp_path)
     save(path, newer, {"app"})
-    assert read_saved_plan(str(path)) == (newer, {"app"})
+    assert read(path) == SavedPlan(newer, frozenset({"app"}))
 
 
 @pytest.mark.parametrize(
@@ -239,14 +266,14 @@ def test_saving_over_an_older_plan_replaces_it(tmp_path: Path) -> None:
 def test_what_is_not_a_saved_plan_reads_as_none(tmp_path: Path, name: str, content: str) -> None:
     path = tmp_path / name
     path.write_bytes(content.encode("latin-1"))
-    assert read_saved_plan(str(path)) is None
+    assert read(path) is None
 
 
 def test_a_folder_or_a_missing_path_is_not_a_saved_plan(tmp_path: Path) -> None:
     (tmp_path / "specs").mkdir()
     (tmp_path / "specs" / "web.yaml").write_text("version: 1\n")
-    assert read_saved_plan(str(tmp_path / "specs")) is None
-    assert read_saved_plan(str(tmp_path / "nothing-here.json")) is None
+    assert read(tmp_path / "specs") is None
+    assert read(tmp_path / "nothing-here.json") is None
 
 
 def damage(document: dict[str, Any], where: str) -> None:
@@ -304,6 +331,70 @@ def test_a_damaged_saved_plan_is_a_plan_error(tmp_path: Path, where: str) -> Non
     document = json.loads(path.read_text())
     damage(document, where)
     path.write_text(json.dumps(document))
+    with pytest.raises(PlanError, match=r"plan\.json: the saved plan was edited after dsr plan"):
+        read(path)
 
+    resign(document)
+    path.write_text(json.dumps(document))
     with pytest.raises(PlanError, match=r"plan\.json: the saved plan is damaged: "):
-        read_saved_plan(str(path))
+        read(path)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        "bind-the-docker-socket",
+        "delete-by-another-id",
+        "public-reason-reworded",
+        "names-added",
+        "fingerprint-emptied",
+    ],
+)
+def test_an_edited_saved_plan_is_refused(tmp_path: Path, edit: str) -> None:
+    path = tmp_path / "plan.json"
+    save(path, EVERYTHING, {"web1"})
+    document = json.loads(path.read_text())
+    changes = document["plan"]["changes"]
+    if edit == "bind-the-docker-socket":
+        changes[4]["container"]["mounts"][2]["source"] = "/var/run/docker.sock"
+    elif edit == "delete-by-another-id":
+        changes[0]["target_id"] = "0" * 64
+    elif edit == "public-reason-reworded":
+        document["changes"][0]["reason"] = "harmless"
+    elif edit == "names-added":
+        document["names"].append("someone-else")
+    else:
+        document["plan"]["fingerprint"] = {}
+    path.write_text(json.dumps(document, indent=2))
+    with pytest.raises(PlanError, match="was edited after dsr plan wrote it"):
+        read(path)
+
+
+def test_a_plan_signed_elsewhere_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "plan.json"
+    save(path, EVERYTHING, {"web1"})
+    with pytest.raises(PlanError, match="not made with this state directory"):
+        read_saved_plan(str(path), b"x" * 64)
+
+
+@pytest.mark.parametrize("cut", [1, 10, 30, 100, 1000, -200, -2])
+def test_a_truncated_saved_plan_is_a_damaged_plan_not_a_spec(tmp_path: Path, cut: int) -> None:
+    path = tmp_path / "plan.json"
+    save(path, EVERYTHING, {"web1"})
+    text = path.read_text()
+    path.write_text(text[: cut if cut > 0 else len(text) + cut])
+    if 0 < cut < 30:  # too little is left to tell it was a plan: it is read as a spec
+        assert read(path) is None
+        return
+    with pytest.raises(PlanError, match="the saved plan is damaged"):
+        read(path)
+
+
+def test_a_signature_missing_is_a_damaged_plan(tmp_path: Path) -> None:
+    path = tmp_path / "plan.json"
+    save(path, EVERYTHING, {"web1"})
+    document = json.loads(path.read_text())
+    del document["signature"]
+    path.write_text(json.dumps(document))
+    with pytest.raises(PlanError, match="damaged: it has no digest or signature"):
+        read(path)
