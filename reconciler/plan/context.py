@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 
 from reconciler.kinds import CONTAINER_KINDS, Kind
 from reconciler.plan.model import Action, Change
-from reconciler.snapshot import KIND, MANAGED, PROJECT, LiveContainer, Observed
+from reconciler.snapshot import CONFIG_HASH, KIND, MANAGED, NAME, PROJECT, LiveContainer, Observed
 from reconciler.spec.desired import Desired
 
-DSR_PREFIX = "dsr."
+# The labels that make an object dsr's: the ones every container dsr makes carries.
+OWNERSHIP = (MANAGED, PROJECT, KIND, NAME, CONFIG_HASH)
 
 
 @dataclass
@@ -69,10 +70,10 @@ class Planning:
 
 
 def inherited(live: LiveContainer, observed: Observed) -> bool:
-    """Every dsr label of ``live`` is simply its image's: Docker copied them, dsr did not
-    put them there (dsr always sets its own name and config hash on what it creates)."""
+    """The ownership labels of ``live`` are simply its image's: Docker copied them, dsr did
+    not put them there (dsr sets its own name and config hash on every container it makes,
+    which no image of its carries)."""
     image = observed.images.get(live.image_id)
     if image is None:
         return False
-    ours = {k: v for k, v in live.labels.items() if k.startswith(DSR_PREFIX)}
-    return all(image.labels.get(k) == v for k, v in ours.items())
+    return all(live.labels.get(k) == image.labels.get(k) for k in OWNERSHIP)

@@ -9,17 +9,19 @@ comes with its code; the first one found is the change's.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from reconciler.plan import packed
 from reconciler.plan.context import Planning
 from reconciler.plan.model import Action, ReasonCode
-from reconciler.plan.params import SPEC, expand, hash_input, matches
+from reconciler.plan.params import BIND_KINDS, SPEC, expand, hash_input, matches
 from reconciler.plan.reasons import spec_differences
 from reconciler.snapshot import CONFIG_HASH, NAME, LiveContainer
 from reconciler.spec.models import Container, VolumeContainer
 
 Reason = tuple[ReasonCode, str]
+KIND_WORDS = {"dir": "directory", "file": "file"}
 
 
 def replace_reasons(
@@ -66,17 +68,29 @@ def replace_reasons(
                 f"{live.image_id[7:19]}",
             )
         )
-    reasons += [(ReasonCode.MOUNTS_DRIFTED, text) for text in mount_drift(spec, live, explained)]
+    drifted = mount_drift(spec, live, explained, planning.desired.bind_kinds)
+    reasons += [(ReasonCode.MOUNTS_DRIFTED, text) for text in drifted]
     if isinstance(spec, Container):
         reasons += volumes_from_drift(planning, spec, live)
     return reasons
 
 
 def mount_drift(
-    spec: Container | VolumeContainer, live: LiveContainer, explained: set[str]
+    spec: Container | VolumeContainer,
+    live: LiveContainer,
+    explained: set[str],
+    bind_kinds: Mapping[str, str],
 ) -> list[str]:
     out = []
+    made = _json(live.labels.get(BIND_KINDS)) or {}
     for mount in spec.mounts:
+        was, now = made.get(mount.target), bind_kinds.get(mount.source or "")
+        if mount.type == "bind" and was in KIND_WORDS and now in KIND_WORDS and was != now:
+            out.append(
+                f"the bind source {mount.source} at {mount.target} was a {KIND_WORDS[was]} "
+                f"when the container was made and is now a {KIND_WORDS[now]}"
+            )
+            continue
         if mount.type == "tmpfs" or mount.target in explained:
             continue
         have = live.mount_at(mount.target)

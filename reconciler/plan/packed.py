@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from reconciler.kinds import Kind
 from reconciler.plan.context import Planning
-from reconciler.plan.model import Action, Change, ImageParams, ReasonCode
+from reconciler.plan.model import Action, Change, ImageParams, ReasonCode, Risk
 from reconciler.plan.params import ANONYMOUS, dsr_labels
 from reconciler.plan.reasons import describe_changes
 from reconciler.snapshot import KIND, MANAGED, NAME, PROJECT, LiveContainer, LiveImage
@@ -127,17 +127,45 @@ def _old_packed_volumes(planner: Planning) -> None:
         users = set(planner.observed.volume_users(mount.name))
         if not users <= {name, *consumers}:
             continue  # someone else uses it: never delete a volume in use
+        resource = Kind.VOLUME.resource(mount.name)
+        what = f"the anonymous volume of the replaced data-packed volume container {name}"
+        writers = _writers(planner, mount.name, users - {name})
+        if writers:
+            # What a consumer wrote there is in no build: deleting it would lose it.
+            planner.add(
+                Change(
+                    resource=resource,
+                    action=Action.BLOCKED,
+                    reason=f"{what}; {', '.join(writers)} mounted it read-write and may have "
+                    "written to it, so it is kept: remove it yourself (docker volume rm "
+                    f"{mount.name}) once nothing in it is needed",
+                    code=ReasonCode.VOLUME_DATA,
+                    risk=Risk.DATA_LOSS,
+                    target_id=mount.name,
+                )
+            )
+            continue
         planner.add(
             Change(
-                resource=Kind.VOLUME.resource(mount.name),
+                resource=resource,
                 action=Action.DELETE,
-                reason=f"the anonymous volume of the replaced data-packed volume container "
-                f"{name}; its files are in the previous build of {vc.image}",
+                reason=f"{what}; its files are in the previous build of {vc.image}, and its "
+                "consumers mounted it read-only",
                 code=ReasonCode.REPLACED_VOLUME,
                 depends_on=(change.resource, *(m.resource for m in moving if m)),
                 target_id=mount.name,
             )
         )
+
+
+def _writers(planner: Planning, volume: str, users: set[str]) -> list[str]:
+    """Those of ``users`` (container names) that mount ``volume`` read-write."""
+    out = []
+    for user in sorted(users):
+        live = planner.observed.containers.get(user)
+        if live is not None and any(m.name == volume and not m.read_only for m in live.mounts):
+            out.append(user)
+    return out
 
 
 def _old_builds(planner: Planning) -> None:

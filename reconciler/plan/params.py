@@ -32,6 +32,7 @@ from reconciler.spec.models import (
 )
 
 SPEC = "dsr.spec"
+BIND_KINDS = "dsr.bind-kinds"  # {target: "dir" | "file"} of the binds, when made
 # Volume containers need an image to be created from; one made by `docker import` of an
 # empty tarball needs no registry. They are never started, so the command never runs.
 EMPTY_IMAGE = "dsr/empty:1"
@@ -185,14 +186,24 @@ def container_params(
     pull: bool,
     carry: Mapping[str, str],
     volume_path: str | None = None,
+    bind_kinds: Mapping[str, str] | None = None,
 ) -> ContainerParams:
     """``carry`` maps mount targets to anonymous volumes kept from the container replaced;
-    ``volume_path`` is the VOLUME of a data-packed image, given a fresh volume of dsr's."""
+    ``volume_path`` is the VOLUME of a data-packed image, given a fresh volume of dsr's;
+    ``bind_kinds`` says what each bind source is (recorded, outside the hash)."""
     labels = {
         **spec.labels,
         **dsr_labels(project, kind, name, config_hash(spec, image)),
         SPEC: json.dumps(hash_input(spec, image), sort_keys=True, separators=(",", ":")),
     }
+    known = bind_kinds or {}
+    kinds = {
+        m.target: known[m.source]
+        for m in spec.mounts
+        if m.type == "bind" and m.source is not None and m.source in known
+    }
+    if kinds:
+        labels[BIND_KINDS] = json.dumps(kinds, sort_keys=True, separators=(",", ":"))
     anonymous = {MANAGED: "true", PROJECT: project, KIND: Kind.ANONYMOUS_VOLUME, NAME: name}
     mounts = tuple(_mount(m, carry, anonymous) for m in spec.mounts)
     if volume_path and all(m.target != volume_path for m in spec.mounts):

@@ -292,6 +292,7 @@ class _Planner(Planning):
             pull=image_dep is None and self.observed.image_id(image) is None,
             carry=self.anonymous_volumes(spec, carry_from),
             volume_path=self.packed_path(spec),
+            bind_kinds=self.desired.bind_kinds,
         )
         planned = tuple(d for d in dict.fromkeys(deps) if d in self.planned)
         change = self.container_change(resource, spec, live, params, image, planned)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from reconciler.plan.model import ContainerParams
 from reconciler.plan.params import digest, volume_params
 from reconciler.plan.planner import plan
@@ -54,9 +56,14 @@ def _container(params: ContainerParams, earlier: dict[str, LiveContainer]) -> Li
         if m.type != "tmpfs"
     ]
     for source in params.volumes_from:
-        origin = earlier.get(source.split(":")[0])
+        name, _, mode = source.partition(":")
+        origin = earlier.get(name)
         if origin is not None:
-            mounts.extend(m for m in origin.mounts if all(m.target != x.target for x in mounts))
+            mounts.extend(
+                dataclasses.replace(m, read_only=m.read_only if not mode else mode == "ro")
+                for m in origin.mounts
+                if all(m.target != x.target for x in mounts)
+            )
     return LiveContainer(
         id=digest(["container", params.name]),
         name=params.name,

@@ -46,6 +46,9 @@ class Desired:
     backups: Mapping[str, Backup] = field(default_factory=dict)
     origins: Mapping[str, Origin] = field(default_factory=dict)
     files: tuple[str, ...] = ()
+    # Each bind source's kind at load time ("dir" or "file"): compared with the kind it had
+    # when a container was made, which a replace must know of.
+    bind_kinds: Mapping[str, str] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         """How many resources of each kind, in the order of the spec format."""

@@ -7,8 +7,10 @@ whole (``resolve``). Nothing here touches Docker or writes to the host.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
+import stat
 import types
 import typing
 from collections.abc import Mapping
@@ -18,7 +20,15 @@ from pydantic import BaseModel, ValidationError
 
 from reconciler.errors import SpecError, SpecIssue
 from reconciler.spec.desired import Desired, FileSpec
-from reconciler.spec.models import BACKUP_NAME, DOCKER_NAME, IMAGE_KEY, SECTIONS, SpecFile
+from reconciler.spec.models import (
+    BACKUP_NAME,
+    DOCKER_NAME,
+    IMAGE_KEY,
+    SECTIONS,
+    Container,
+    SpecFile,
+    VolumeContainer,
+)
 from reconciler.spec.policy import Policy
 from reconciler.spec.resolve import resolve
 from reconciler.spec.yamlload import Document, Loc, format_loc, load_yaml
@@ -62,7 +72,24 @@ def load_spec(
     issues.extend(problems)
     if issues:
         raise SpecError(issues)
-    return desired
+    return dataclasses.replace(desired, bind_kinds=bind_kinds(desired))
+
+
+def bind_kinds(desired: Desired) -> dict[str, str]:
+    """What each bind source is now (``dir`` or ``file``, symlinks followed): a container
+    made when it was the other is drift, whatever the spec says."""
+    owners: list[Container | VolumeContainer] = [
+        *desired.containers.values(),
+        *desired.volume_containers.values(),
+    ]
+    sources = {m.source for owner in owners for m in owner.mounts if m.type == "bind" and m.source}
+    out = {}
+    for source in sorted(sources):
+        try:
+            out[source] = "dir" if stat.S_ISDIR(os.stat(source).st_mode) else "file"
+        except OSError:
+            continue  # missing with create: true: made as a folder
+    return out
 
 
 def load_file(

@@ -194,7 +194,7 @@ def _find(client: docker.DockerClient, scope: Scope) -> _Found:
     # The engine cannot filter images by a tag prefix, so read the list and decide here.
     images: dict[str, Image] = {}
     for filters in [*scope.list_filters(by_name=False), {}]:
-        for image in client.images.list(filters=filters):
+        for image in _list_images(client, filters):
             images[str(image.id)] = image
     for image in images.values():
         if scope.owns_labels(image.labels):
@@ -204,6 +204,17 @@ def _find(client: docker.DockerClient, scope: Scope) -> _Found:
         if refs:
             found.images.append((image, refs))
     return found
+
+
+def _list_images(client: docker.DockerClient, filters: dict[str, Any]) -> list[Image]:
+    """``images.list`` inspects each image it lists: one removed in between (by another
+    test session on the same engine) is not an error, so list again."""
+    for _ in range(5):
+        try:
+            return list(client.images.list(filters=filters))
+        except NotFound:
+            time.sleep(0.1)
+    return list(client.images.list(filters=filters))
 
 
 def find_owned(client: docker.DockerClient, scope: Scope) -> Owned:

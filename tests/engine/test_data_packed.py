@@ -53,15 +53,25 @@ def make_context(spec_dir: Path, files: Mapping[str, str]) -> Path:
 
 
 def htdocs_spec(
-    prefix: str, busybox_image: str, *, consumers: int = 3, image: Mapping[str, Any] | None = None
+    prefix: str,
+    busybox_image: str,
+    *,
+    consumers: int = 3,
+    image: Mapping[str, Any] | None = None,
+    mode: str = ":ro",
 ) -> dict[str, Any]:
-    """The article's spec: images.htdocs, a volume container from it, httpd consumers."""
+    """The article's spec: images.htdocs, a volume container from it, httpd consumers
+    (read-only by default: they serve static files)."""
     vc = f"{prefix}-vc"
     return {
         "images": {"htdocs": {"context": "./ctx", "path": HTDOCS, **(image or {})}},
         "volume_containers": {vc: {"image": "htdocs"}},
         "containers": {
-            f"{prefix}-web{i}": {"image": busybox_image, "command": HTTPD, "volumes_from": [vc]}
+            f"{prefix}-web{i}": {
+                "image": busybox_image,
+                "command": HTTPD,
+                "volumes_from": [vc + mode],
+            }
             for i in range(1, consumers + 1)
         },
     }
@@ -716,3 +726,45 @@ def test_an_unreadable_entry_is_a_spec_error(
     assert result.returncode == 1, output
     assert f"{spec}:{CONTEXT_LINE}: images.htdocs.context: {problem}" in output
     assert "Traceback" not in output
+
+
+def test_a_refresh_keeps_the_old_volume_a_consumer_wrote_to(
+    prefix: str,
+    busybox_image: str,
+    write: Callable[[dict[str, Any]], Path],
+    dsr: DsrRunner,
+    docker_client: docker.DockerClient,
+) -> None:
+    """A consumer that takes the packed volume read-write may have written into it: the
+    refresh moves everyone to the new build, and the old volume is kept, blocked as
+    data-loss, with the consumer's file still in it."""
+    spec = write(htdocs_spec(prefix, busybox_image, consumers=1, mode=""))
+    ctx = make_context(spec.parent, {"index.html": page("v1")})
+    vc, web = f"{prefix}-vc", f"{prefix}-web1"
+    dsr("apply", spec, check=True)
+    old_volume = mount_at(docker_client, vc, HTDOCS)["Name"]
+    docker_client.containers.get(web).exec_run(["sh", "-c", f"echo mine > {HTDOCS}/upload.txt"])
+
+    (ctx / "index.html").write_text(page("v2"))
+    changes = by_resource(plan_json(dsr, spec))
+    kept = changes[f"volume:{old_volume}"]
+    assert (kept["action"], kept["risk"], kept["reason_code"]) == (
+        "blocked",
+        "data-loss",
+        "volume-data",
+    )
+    assert f"{web} mounted it read-write" in kept["reason"]
+    dsr("apply", spec, check=1)  # everything applied but the blocked delete
+    assert fetch(docker_client, web) == page("v2")
+    assert volume_exists(docker_client, old_volume)
+    docker_client.volumes.get(old_volume)  # still there, with the upload in it
+    reader = docker_client.containers.run(
+        busybox_image,
+        ["cat", "/old/upload.txt"],
+        volumes={old_volume: {"bind": "/old", "mode": "ro"}},
+        network_mode="none",
+        labels={"dsr.test-prefix": prefix},
+        remove=True,
+    )
+    assert reader == b"mine\n"
+    dsr("plan", spec, "--detailed-exitcode", check=0)  # the refresh is over; it is an orphan

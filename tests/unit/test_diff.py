@@ -301,10 +301,10 @@ containers:
 """
 
 
-def packed_spec(folder: Path, index_html: str) -> str:
+def packed_spec(folder: Path, index_html: str, mode: str = "") -> str:
     (folder / "htdocs").mkdir(parents=True)
     (folder / "htdocs" / "index.html").write_text(index_html)
-    return write(folder, PACKED)
+    return write(folder, PACKED.replace("[vc_site]", f"[vc_site{mode}]"))
 
 
 def test_unchanged_data_packed_image_has_no_changes(tmp_path: Path) -> None:
@@ -316,8 +316,8 @@ def test_unchanged_data_packed_image_has_no_changes(tmp_path: Path) -> None:
 
 def test_changed_data_packed_image_is_rebuilt_from_the_old_build(tmp_path: Path) -> None:
     """OLD's build is on the simulated engine, labelled: NEW's build says what changed."""
-    old_path = packed_spec(tmp_path / "old", "hello\n")
-    new_path = packed_spec(tmp_path / "new", "hello, world\n")
+    old_path = packed_spec(tmp_path / "old", "hello\n", ":ro")
+    new_path = packed_spec(tmp_path / "new", "hello, world\n", ":ro")
     result = CliRunner().invoke(cli, ["diff", old_path, new_path, "--format", "json"])
     assert result.exit_code == 0, result.output
     changes = json.loads(result.output)["changes"]
@@ -328,7 +328,26 @@ def test_changed_data_packed_image_is_rebuilt_from_the_old_build(tmp_path: Path)
         ("volume", "delete"),  # the old build's volume, once the consumer has moved
     ]
     assert changes[3]["depends_on"] == ["volume_container:vc_site", "container:web"]
+    assert changes[3]["risk"] == "none" and "mounted it read-only" in changes[3]["reason"]
     assert re.fullmatch(
         r"its context changed since dsr/web-htdocs:[0-9a-f]{16}: 1 entry changed \(index.html\)",
         changes[0]["reason"],
     ), changes[0]["reason"]
+
+
+def test_a_refresh_keeps_the_old_volume_a_consumer_could_write(tmp_path: Path) -> None:
+    """volumes_from without :ro mounts the packed volume read-write: what the consumer
+    wrote there is in no build, so deleting the old volume is data-loss, and blocked."""
+    old_path = packed_spec(tmp_path / "old", "hello\n")
+    new_path = packed_spec(tmp_path / "new", "hello, world\n")
+    result = CliRunner().invoke(cli, ["diff", old_path, new_path, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    changes = json.loads(result.output)["changes"]
+    assert [(c["resource"].split(":")[0], c["action"], c["risk"]) for c in changes] == [
+        ("image", "build", "none"),
+        ("volume_container", "replace", "restart"),
+        ("container", "replace", "restart"),
+        ("volume", "blocked", "data-loss"),
+    ]
+    assert changes[3]["reason_code"] == "volume-data"
+    assert "web mounted it read-write and may have written to it" in changes[3]["reason"]
