@@ -255,7 +255,7 @@ def pack_images(desired: Desired, state: StateDir | None) -> dict[str, PackedIma
         try:
             packed[key] = pack(desired.project, key, spec, cache_dir)
         except ContextError as err:
-            origin = desired.origins.get(f"image:{key}")
+            origin = desired.origins.get(Kind.IMAGE.resource(key))
             file, line = (origin.file, origin.line) if origin else ("", 1)
             issues.append(SpecIssue(file, line, f"images.{key}.context", str(err)))
     if issues:

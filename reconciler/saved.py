@@ -217,14 +217,16 @@ def fingerprint(observed: Observed, plan: Plan, names: Iterable[str]) -> dict[st
     tokens: dict[str, str] = {}
     for c in observed.containers.values():
         if c.project == project or c.name in names:
-            tokens[f"container:{c.name}"] = _short(
+            tokens[Kind.CONTAINER.resource(c.name)] = _short(
                 [c.id, c.state, c.image_id, dict(c.labels), [m.name for m in c.mounts]]
             )
     for v in observed.volumes.values():
         if v.project == project or v.name in names:
             # Not created_at: the local driver reports its data folder's mtime there,
             # so a container writing a file would make every saved plan stale.
-            tokens[f"volume:{v.name}"] = _short([dict(v.labels), v.driver, dict(v.options)])
+            tokens[Kind.VOLUME.resource(v.name)] = _short(
+                [dict(v.labels), v.driver, dict(v.options)]
+            )
     by_id = {c.id: c for c in observed.containers.values()}
     for change in plan.changes:
         live = by_id.get(change.target_id or "")

@@ -74,7 +74,7 @@ class _Planner(Planning):
             if self.mine(volume.labels) and volume.name not in self.desired.volumes:
                 anonymous = volume.labels.get(KIND) == Kind.ANONYMOUS_VOLUME
                 if not (anonymous and self.observed.volume_users(volume.name)):
-                    self.orphans.append(f"volume:{volume.name}")
+                    self.orphans.append(Kind.VOLUME.resource(volume.name))
 
     # -- containers that must go -------------------------------------------------------
     def container_cleanups(self) -> None:

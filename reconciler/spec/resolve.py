@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 from reconciler.errors import SpecIssue
 from reconciler.images import context_problems
+from reconciler.kinds import Kind
 from reconciler.spec.desired import Desired, FileSpec, Origin
 from reconciler.spec.models import NEW_SUFFIX, OLD_SUFFIX, PROJECT_NAME, Mount
 from reconciler.spec.policy import Policy
@@ -28,10 +29,10 @@ _NAMESPACES = {
     "backups": "backup",
 }
 _RESOURCE = {
-    "volumes": "volume",
-    "images": "image",
-    "volume_containers": "volume_container",
-    "containers": "container",
+    "volumes": Kind.VOLUME.value,
+    "images": Kind.IMAGE.value,
+    "volume_containers": Kind.VOLUME_CONTAINER.value,
+    "containers": Kind.CONTAINER.value,
     "backups": "backup",
 }
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"

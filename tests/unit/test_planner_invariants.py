@@ -123,8 +123,9 @@ def check(result: Plan, observed: Observed) -> None:
         assert live.labels.get("dsr.project") == "web", change
         assert not inherited(live, observed), change
         if change.action is Action.DELETE and live.size_rw:
-            # only the old half of an approved replace of a container that may drop it
-            assert change.code == "leftover" and live.name == "app_dsr_old", change
+            # only the old half of an approved replace, of a container that may drop it
+            assert change.code == "leftover" and live.name.endswith("_dsr_old"), change
+            assert live.labels.get("dsr.name") != "web", "web is writable_layer: protect"
         if change.action is Action.REPLACE and live.size_rw and live.name == "web":
             pytest.fail(f"a protected writable layer was replaced: {change}")
     for change in result.changes:
