@@ -28,7 +28,9 @@ from typing import IO, BinaryIO
 
 import zstandard
 
+from reconciler.backup import tarread
 from reconciler.backup.errors import ArchiveError
+from reconciler.backup.tarread import Readable
 from reconciler.backup.tree import (
     DIR,
     FIFO,
@@ -169,7 +171,7 @@ def pack_dir(root: str, writer: TarWriter, skipped: list[str]) -> None:
     writer.close()
 
 
-def pack_tar(stream: BinaryIO, writer: TarWriter) -> None:
+def pack_tar(stream: Readable, writer: TarWriter) -> None:
     """Re-write a tar stream (the Engine API's archive of a volume) as dsr's own archive."""
     for entry, content in read_tar(stream):
         writer.add(entry, content)
@@ -182,31 +184,21 @@ class _Seen:
     root: str | None = None  # the name of the archive's first entry, its tree's root
 
 
-def read_tar(stream: BinaryIO) -> Iterator[tuple[Entry, Iterator[bytes]]]:
+def read_tar(stream: Readable) -> Iterator[tuple[Entry, Iterator[bytes]]]:
     """The checked entries of a tar stream, each with its content (read it before the next).
 
-    The first entry must be a directory: the tree's root, whatever its name (``.`` in dsr's
-    archives, the volume's mount point in the Engine API's)."""
+    ``stream.read(n)`` gives at most n bytes. The first entry must be a directory: the
+    tree's root, whatever its name (``.`` in dsr's archives, the mount point's in the Engine
+    API's)."""
     seen = _Seen({})
     try:
-        with tarfile.open(
-            fileobj=stream, mode="r|", bufsize=CHUNK, encoding="utf-8", errors="surrogateescape"
-        ) as tar:
-            for member in tar:
-                entry = _check(member, seen)
-                file = tar.extractfile(member) if entry.kind == FILE else None
-                yield entry, _chunks(file)
-    except (tarfile.TarError, EOFError, zstandard.ZstdError) as err:
+        for member, content in tarread.members(stream):
+            entry = _check(member, seen)
+            yield entry, iter(content)
+    except zstandard.ZstdError as err:
         raise ArchiveError(f"the archive is damaged: {err}") from err
     if seen.root is None:
         raise ArchiveError("the archive is empty: it holds no tree")
-
-
-def _chunks(file: IO[bytes] | None) -> Iterator[bytes]:
-    if file is None:
-        return
-    while block := file.read(CHUNK):
-        yield block
 
 
 def _relative(name: str, seen: _Seen) -> str:
@@ -241,6 +233,8 @@ def _check(member: tarfile.TarInfo, seen: _Seen) -> Entry:
     kind = _KINDS.get(member.type)
     if kind is None or member.issparse():
         raise ArchiveError(f"entry {path!r} has the tar type {member.type!r}, which dsr refuses")
+    if kind != FILE and member.size:
+        raise ArchiveError(f"entry {path!r} is not a file but carries {member.size} bytes")
     if seen.root is None:
         if kind != DIR:
             raise ArchiveError(f"the archive's first entry {member.name!r} is not a directory")
@@ -289,45 +283,28 @@ def _check_symlink(path: str, target: str) -> None:
             depth += 1
 
 
-class Decompressed(io.RawIOBase):
-    """A zstd file read as plain bytes, hashing the compressed bytes read (its sha256)."""
+class Decompressed:
+    """A zstd file read as plain bytes (``plain().read``), hashing the compressed bytes."""
 
     def __init__(self, file: BinaryIO) -> None:
         self.file = file
         self.digest = hashlib.sha256()
         self.count = 0
-        self._reader = zstandard.ZstdDecompressor().stream_reader(self, read_size=CHUNK)  # type: ignore[arg-type]
 
-    # the raw side: zstandard reads compressed bytes through here
-    def read(self, size: int = -1) -> bytes:
+    def read(self, size: int = -1, /) -> bytes:
         data = self.file.read(size)
         self.digest.update(data)
         self.count += len(data)
         return data
 
-    def readable(self) -> bool:
-        return True
-
-    def plain(self) -> BinaryIO:
-        return io.BufferedReader(_Plain(self._reader), CHUNK)  # type: ignore[type-var]
+    def plain(self) -> Readable:
+        reader = zstandard.ZstdDecompressor().stream_reader(self, read_size=CHUNK)  # type: ignore[arg-type]
+        return reader
 
     def drain(self) -> None:
         """Read what is left of the compressed file, so that its sha256 covers it whole."""
         while self.read(CHUNK):
             pass
-
-
-class _Plain(io.RawIOBase):
-    def __init__(self, reader: zstandard.ZstdDecompressionReader) -> None:
-        self.reader = reader
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: bytearray) -> int:  # type: ignore[override]
-        data = self.reader.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
 
 
 def scan(path: str) -> tuple[str, TreeDigest]:

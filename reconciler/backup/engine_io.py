@@ -78,6 +78,20 @@ def helper(engine: Engine, project: str, volume: str, *, read_only: bool) -> Ite
             api.remove_container(helper_id, force=True, v=False)
 
 
+def remove_stale_helpers(engine: Engine, project: str) -> int:
+    """Remove this project's helpers left by a killed dsr. Only under the project's lock:
+    then no other dsr of this project and engine is using one."""
+    found = engine.api.containers(
+        all=True,
+        filters={"label": [f"{MANAGED}=true", f"{PROJECT}={project}", f"{KIND}={HELPER}"]},
+    )
+    for c in found:
+        with contextlib.suppress(docker.errors.NotFound):
+            engine.api.remove_container(c["Id"], force=True, v=False)
+            log.info("helper_removed", container=c["Id"][:12], reason="left by a killed run")
+    return len(found)
+
+
 def inspect_volume(engine: Engine, name: str) -> dict[str, Any] | None:
     try:
         return dict(engine.api.inspect_volume(name))

@@ -14,9 +14,9 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterable
-from typing import BinaryIO
 
 from reconciler.backup.archive import Progress, read_tar
+from reconciler.backup.tarread import Readable
 from reconciler.backup.tree import DIR, FIFO, FILE, HARDLINK, SYMLINK, Entry, join
 
 _ZERO_BLOCK = 1 << 16
@@ -34,7 +34,7 @@ def wipe(root: str) -> None:
             os.unlink(item.path)
 
 
-def extract(stream: BinaryIO, root: str, progress: Progress | None = None) -> None:
+def extract(stream: Readable, root: str, progress: Progress | None = None) -> None:
     """Write the tree of the tar ``stream`` into the empty directory ``root``."""
     dirs: list[Entry] = []
     for entry, content in read_tar(stream):
@@ -76,14 +76,21 @@ def _write_file(
 
 
 def _write_sparse(fd: int, block: bytes) -> None:
+    """Write ``block``, seeking over each whole 64 KiB of zeros (bytes compare by memcmp)."""
     view = memoryview(block)
-    for start in range(0, len(view), _ZERO_BLOCK):
-        piece = view[start : start + _ZERO_BLOCK]
-        if piece == _ZEROS:
+    data_from = 0  # start of the run of data not yet written
+    for start in range(0, len(block), _ZERO_BLOCK):
+        end = start + _ZERO_BLOCK
+        if end <= len(block) and block[start:end] == _ZEROS:
+            _write_all(fd, view[data_from:start])
             os.lseek(fd, _ZERO_BLOCK, os.SEEK_CUR)
-            continue
-        while piece:
-            piece = piece[os.write(fd, piece) :]
+            data_from = end
+    _write_all(fd, view[data_from:])
+
+
+def _write_all(fd: int, view: memoryview) -> None:
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _attributes(path: str, entry: Entry) -> None:

@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 
 import structlog
 
+from reconciler.backup import engine_io, run, store
 from reconciler.backup import restore as restoring
-from reconciler.backup import run, store
 from reconciler.backup.errors import BackupError, ChecksumError
 from reconciler.backup.manifest import backup_time
 from reconciler.backup.retention import apply_keep, is_empty, newest_first
@@ -108,6 +108,8 @@ def backup(
     taken: list[run.Taken] = []
     try:
         with _locked(request, desired.project):
+            if engine is not None:
+                engine_io.remove_stale_helpers(engine, desired.project)
             for name, spec in rules.items():
                 dest = destination(spec, request.state)
                 taken += run.run_rule(engine, desired.project, name, spec, dest, options, volume)
@@ -266,6 +268,7 @@ def restore(
             return snapshot
         engine = _engine(request)
         try:
+            engine_io.remove_stale_helpers(engine, desired.project)
             name = into or source.name
             _prepare_volume(engine, desired, snapshot, name, new=into is not None)
             restoring.restore_volume(engine, snapshot, name, stop=stop, via=via, progress=progress)
@@ -295,8 +298,6 @@ def _prepare_volume(
     engine: Engine, desired: Desired, snapshot: Snapshot, name: str, *, new: bool
 ) -> None:
     """Create the target when it is new or missing; refuse one dsr does not manage."""
-    from reconciler.backup import engine_io
-
     live = engine_io.inspect_volume(engine, name)
     if live is not None and not new:
         labels = live.get("Labels") or {}

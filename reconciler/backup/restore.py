@@ -29,7 +29,7 @@ from reconciler.backup.archive import CHUNK, Decompressed, Progress, TarWriter, 
 from reconciler.backup.errors import ArchiveError, BackupError, ChecksumError, InUseError
 from reconciler.backup.run import IterReader
 from reconciler.backup.store import Snapshot
-from reconciler.backup.tree import FILE, TreeDigest, digest_of
+from reconciler.backup.tree import FILE, TreeDigest, digest_of, file_sha256
 from reconciler.engine import Engine
 
 
@@ -37,7 +37,10 @@ def check(snapshot: Snapshot) -> None:
     """Read the whole archive: its sha256, every entry and its tree digest, or raise."""
     m = snapshot.manifest
     try:
-        sha256, tree = scan(snapshot.archive)
+        # The bytes first: a damaged archive is named as such, before anything parses it.
+        sha256 = file_sha256(snapshot.archive)
+        if sha256 == m.sha256:
+            sha256, tree = scan(snapshot.archive)
     except OSError as err:
         raise ChecksumError(f"snapshot {m.id}: cannot read {snapshot.archive}: {err}") from err
     except ArchiveError as err:
@@ -47,7 +50,7 @@ def check(snapshot: Snapshot) -> None:
             f"snapshot {m.id}: checksum mismatch: the archive's sha256 is {sha256}, its "
             f"manifest says {m.sha256}; the archive is damaged"
         )
-    if tree.hexdigest() != m.tree_digest:
+    if tree.hexdigest() != m.tree_digest:  # an archive rewritten with a matching manifest
         raise ChecksumError(f"snapshot {m.id}: the archive's tree differs from its manifest")
 
 

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, BinaryIO
 
 import structlog
 
@@ -205,30 +203,28 @@ def _check_written(path: str, sha256: str, size: int) -> None:
         raise BackupError(f"{path} does not read back as written (sha256 or size differ)")
 
 
-class IterReader(io.RawIOBase):
-    """A file to read from an iterator of byte chunks (the Engine API's streamed archive)."""
+class IterReader:
+    """``read(n)`` over an iterator of byte chunks (the Engine API's streamed archive)."""
 
     def __init__(self, chunks: Iterator[bytes]) -> None:
         self.chunks = chunks
         self.left = b""
 
     @classmethod
-    def of(cls, chunks: Iterator[bytes]) -> BinaryIO:
-        return io.BufferedReader(cls(chunks), archive.CHUNK)
+    def of(cls, chunks: Iterator[bytes]) -> IterReader:
+        return cls(chunks)
 
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
+    def read(self, size: int = -1, /) -> bytes:
         while not self.left:
             try:
                 self.left = next(self.chunks)
             except StopIteration:
-                return 0
-        n = min(len(buffer), len(self.left))
-        buffer[:n] = self.left[:n]
-        self.left = self.left[n:]
-        return n
+                return b""
+        if size < 0 or size >= len(self.left):
+            data, self.left = self.left, b""
+        else:
+            data, self.left = self.left[:size], self.left[size:]
+        return data
 
 
 # -- a spec rule ---------------------------------------------------------------------------

@@ -155,7 +155,9 @@ def _table(snapshots: list[Snapshot]) -> None:
         status = s.status if not s.problem else f"{s.status}: {s.problem}"
         row = (m.id, m.policy, m.source, m.time.isoformat(), _size(m.size), str(m.files), status)
         table.add_row(*(escape(cell) for cell in row))
-    Console(soft_wrap=True).print(table if snapshots else "no backups")
+    # Off a terminal (a pipe, a log) nothing is cut to 80 columns.
+    width = None if sys.stdout.isatty() else 10_000
+    Console(width=width, soft_wrap=True).print(table if snapshots else "no backups")
 
 
 @backups_group.command("prune")
