@@ -359,6 +359,47 @@ class Keep(_Model):
         return value
 
 
+class Hook(_Model):
+    """A command run in a container around a backup (a database dump), as argv: no shell."""
+
+    container: ContainerName
+    command: list[str] = Field(min_length=1)
+    timeout: str = Field("60s", description="how long it may run: 30s, 5m, 1h")
+    on_error: Literal["fail", "continue"] = "fail"
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _argv(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            raise ValueError(
+                "a hook's command is a list of arguments (no shell): [pg_dumpall, -f, /dump.sql]"
+            )
+        return value
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _timeout(cls, value: Any) -> Any:
+        text = str(value) + ("s" if isinstance(value, int) and not isinstance(value, bool) else "")
+        try:
+            seconds = parse_seconds(text)
+        except ValueError:
+            seconds = 0
+        if seconds == 0:
+            raise ValueError(f"'{value}' is not a timeout like 30s, 5m or 1h")
+        return text
+
+    @property
+    def seconds(self) -> int:
+        return parse_seconds(self.timeout)
+
+
+class Hooks(_Model):
+    """Commands run before a rule's backups and after them (also when they failed)."""
+
+    before: list[Hook] = []
+    after: list[Hook] = []
+
+
 class Backup(_Model):
     """Scheduled backups of volumes and host folders, with keep rules."""
 
@@ -368,6 +409,7 @@ class Backup(_Model):
     keep: Keep = Keep()
     destination: str | None = None
     quiesce: bool = False
+    hooks: Hooks = Hooks()
 
     @field_validator("paths")
     @classmethod

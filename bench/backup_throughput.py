@@ -1,0 +1,187 @@
+"""Backup and restore throughput of a 1 GiB volume of mixed files, against tar | zstd.
+
+    .venv/bin/python bench/backup_throughput.py [--size-mib 1024] [--keep]
+
+Makes a managed volume (project ``dsr-bench-<hex>``) on the local engine, fills it through
+its mount point with many small files and a few large ones (random, text-like and
+half-empty), then times, each in its own process (MB/s of the tree's bytes, and the
+process's peak memory from ``wait4``'s rusage):
+
+* ``dsr backup`` reading the volume's directory (direct) and through the Engine API;
+* ``tar -c | zstd -3`` of the same directory (zstd's default level, the one dsr uses);
+* ``dsr restore`` writing directly and through the Engine API (each verifies the tree);
+* ``zstd -d | tar -x`` of that archive into an empty folder;
+* ``restic backup`` and ``restic restore`` when restic is installed.
+
+Everything runs with a warm page cache. Prints figures and the targets; asserts nothing.
+Installs Debian's zstd when it is missing. Removes what it made, also on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import random
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import docker
+
+WORDS = [
+    "volume",
+    "backup",
+    "restore",
+    "snapshot",
+    "archive",
+    "digest",
+    "engine",
+    "policy",
+    "keep",
+    "daily",
+]
+
+
+def fill(root: Path, total: int, rng: random.Random) -> int:
+    """~40 % in 20,000-odd small files (1-16 KiB), the rest in a few large ones."""
+    written = 0
+    small_budget = total * 2 // 5
+    n = 0
+    while written < small_budget:
+        folder = root / f"d{n // 500:03d}"
+        folder.mkdir(exist_ok=True)
+        size = rng.randint(1024, 16384)
+        text = " ".join(rng.choice(WORDS) for _ in range(size // 6)).encode()[:size]
+        (folder / f"f{n:05d}.txt").write_bytes(text)
+        written += len(text)
+        n += 1
+    large = total - written
+    chunk = 1 << 20
+    with open(root / "random.bin", "wb") as handle:
+        for _ in range(large // 3 // chunk):
+            handle.write(os.urandom(chunk))
+            written += chunk
+    with open(root / "text.log", "wb") as handle:
+        line = (" ".join(rng.choice(WORDS) for _ in range(12)) + "\n").encode()
+        block = line * (chunk // len(line))
+        for i in range(large // 3 // chunk):
+            handle.write(block[: chunk - 8] + f"{i:07d}\n".encode())
+            written += chunk
+    with open(root / "half-empty.img", "wb") as handle:
+        for i in range((total - written) // chunk):
+            handle.write(os.urandom(chunk) if i % 2 else bytes(chunk))
+            written += chunk
+    return written
+
+
+def timed(
+    argv: list[str], env: dict[str, str] | None = None, shell: bool = False
+) -> tuple[float, float]:
+    """(seconds, peak MB of the process) of one command."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        argv, env=env, shell=shell, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    err = process.stderr.read().decode() if process.stderr else ""
+    if process.returncode != 0:
+        raise SystemExit(
+            f"{argv if not shell else argv[0]} failed ({process.returncode}):\n{err[-2000:]}"
+        )
+    return seconds, usage.ru_maxrss / 1024
+
+
+def ensure_zstd() -> None:
+    if shutil.which("zstd"):
+        return
+    print("installing Debian's zstd ...", flush=True)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-q", "zstd"], check=True, stdout=subprocess.DEVNULL
+    )
+
+
+def report(name: str, size: int, seconds: float, peak: float | None) -> float:
+    rate = size / 1e6 / seconds
+    memory = f"{peak:7.1f} MB peak" if peak is not None else ""
+    print(f"  {name:<34} {seconds:7.2f} s  {rate:8.1f} MB/s  {memory}", flush=True)
+    return rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--keep", action="store_true", help="leave the volume and files")
+    args = parser.parse_args()
+    ensure_zstd()
+    project = f"dsr-bench-{secrets.token_hex(3)}"
+    volume = f"{project}-data"
+    client = docker.APIClient(version="auto")
+    work = Path(tempfile.mkdtemp(prefix="dsr-bench-"))
+    spec_dir = work / project
+    spec_dir.mkdir()
+    (spec_dir / "dsr.yaml").write_text(
+        f"version: 1\nvolumes:\n  {volume}: {{}}\nbackups:\n  bench:\n    volumes: [{volume}]\n"
+    )
+    env = {**os.environ, "DSR_STATE_DIR": str(work / "state")}
+    dsr = [sys.executable, "-m", "reconciler"]
+    try:
+        subprocess.run([*dsr, "apply", str(spec_dir)], env=env, check=True, capture_output=True)
+        mount = Path(client.inspect_volume(volume)["Mountpoint"])
+        size = fill(mount, args.size_mib << 20, random.Random(7))
+        files = sum(len(f) for _, _, f in os.walk(mount))
+        print(
+            f"volume {volume}: {size / 2**20:.0f} MiB in {files} files; warm cache; "
+            f"{os.cpu_count()} CPUs\n\nbackup"
+        )
+        rates = {}
+        for via in ("direct", "api"):
+            s, peak = timed([*dsr, "backup", str(spec_dir), "--via", via], env)
+            rates[f"backup {via}"] = report(f"dsr backup (read {via})", size, s, peak)
+        archive = work / "tar.zst"
+        s, _ = timed([f"tar -C {mount} -cf - . | zstd -3 -q -o {archive}"], shell=True)
+        rates["tar|zstd"] = report("tar -c | zstd -3", size, s, None)
+        restic = shutil.which("restic")
+        if restic:
+            repo = work / "restic"
+            renv = {**env, "RESTIC_PASSWORD": "bench", "RESTIC_REPOSITORY": str(repo)}
+            subprocess.run([restic, "init", "-q"], env=renv, check=True, capture_output=True)
+            s, peak = timed([restic, "backup", "-q", str(mount)], renv)
+            rates["restic"] = report("restic backup", size, s, peak)
+        else:
+            print("  restic backup                      not installed")
+        print("\nrestore")
+        for via in ("direct", "api"):
+            s, peak = timed([*dsr, "restore", str(spec_dir), volume, "--via", via], env)
+            rates[f"restore {via}"] = report(f"dsr restore (write {via}, verified)", size, s, peak)
+        out = work / "untar"
+        out.mkdir()
+        s, _ = timed([f"zstd -d -q -c {archive} | tar -C {out} -xf -"], shell=True)
+        rates["unzstd|tar"] = report("zstd -d | tar -x", size, s, None)
+        print(
+            "\ntargets: backup >= 0.8x tar|zstd and >= 2x restic; restore >= 0.8x zstd -d|tar -x;"
+            " peak < 150 MB"
+        )
+        for key in ("backup direct", "backup api"):
+            print(
+                f"  {key}: {rates[key] / rates['tar|zstd']:.2f}x tar|zstd"
+                + (f", {rates[key] / rates['restic']:.2f}x restic" if "restic" in rates else "")
+            )
+        for key in ("restore direct", "restore api"):
+            print(f"  {key}: {rates[key] / rates['unzstd|tar']:.2f}x zstd -d|tar -x")
+    finally:
+        if not args.keep:
+            subprocess.run(["rm", "-rf", str(work)], check=False)
+            with contextlib.suppress(docker.errors.APIError):
+                client.remove_volume(volume, force=True)
+        client.close()
+
+
+if __name__ == "__main__":
+    main()

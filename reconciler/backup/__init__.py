@@ -1,0 +1,1 @@
+"""Backups of volumes and host folders: snapshots, restic's retention, verified restores."""

@@ -1,0 +1,326 @@
+"""dsr's archives: a PAX tar stream of one tree, compressed with zstd, hashed as it is written.
+
+Writing: ``pack_dir`` reads a directory (the fast path for a local volume, and host
+folders), ``pack_tar`` re-writes a tar stream (the Engine API's archive of a volume), both
+into ``TarWriter``, which computes each file's sha256 on the way and feeds a ``TreeDigest``.
+Entries are named relative to the tree (``.`` for its root), so an archive never names the
+place it came from.
+
+Reading: ``read_tar`` yields the entries of a tar stream after checking each one, because
+an archive is untrusted input (a disk, a colleague, an attacker may have written it): no
+absolute path, no ``..``, no device node, no duplicate, no entry whose folder is not an
+earlier directory of the archive (so nothing is ever written through a link), no hard link
+to anything but an earlier file, no relative symbolic link leading outside the tree.
+``tarfile``'s extraction filters are not used: they drop setuid bits and ownership.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import posixpath
+import stat
+import tarfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
+from typing import IO, BinaryIO
+
+import zstandard
+
+from reconciler.backup import tarread
+from reconciler.backup.errors import ArchiveError
+from reconciler.backup.tarread import Readable
+from reconciler.backup.tree import (
+    DIR,
+    FIFO,
+    FILE,
+    HARDLINK,
+    ROOT,
+    SYMLINK,
+    Entry,
+    TreeDigest,
+    walk,
+)
+
+CHUNK = 1 << 20
+ZSTD_LEVEL = 3  # zstd's own default, the level `zstd` uses without -#
+_TYPES = {
+    DIR: tarfile.DIRTYPE,
+    FILE: tarfile.REGTYPE,
+    SYMLINK: tarfile.SYMTYPE,
+    HARDLINK: tarfile.LNKTYPE,
+    FIFO: tarfile.FIFOTYPE,
+}
+_KINDS = {
+    tarfile.DIRTYPE: DIR,
+    tarfile.REGTYPE: FILE,
+    tarfile.AREGTYPE: FILE,
+    tarfile.SYMTYPE: SYMLINK,
+    tarfile.LNKTYPE: HARDLINK,
+    tarfile.FIFOTYPE: FIFO,
+}
+Progress = Callable[[int], None]
+
+
+class HashingWriter(io.RawIOBase):
+    """Passes bytes to ``target`` and hashes and counts them (the archive's sha256)."""
+
+    def __init__(self, target: IO[bytes]) -> None:
+        self.target = target
+        self.digest = hashlib.sha256()
+        self.count = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self.digest.update(data)
+        self.target.write(data)
+        self.count += len(data)
+        return len(data)
+
+
+def compressor(level: int = ZSTD_LEVEL) -> zstandard.ZstdCompressor:
+    # Two worker threads compress while this one reads and hashes (both release the GIL).
+    return zstandard.ZstdCompressor(level=level, threads=2)
+
+
+class TarWriter:
+    """Writes entries as PAX tar into ``out``; feeds ``tree`` with each entry's content hash."""
+
+    def __init__(
+        self, out: IO[bytes], tree: TreeDigest, prefix: str = "", progress: Progress | None = None
+    ) -> None:
+        self.out = out
+        self.tree = tree
+        self.prefix = prefix  # e.g. "v/" to extract under a helper's mount point
+        self.progress = progress
+        self.short: list[str] = []  # files that shrank while read (padded with zeros)
+
+    def add(self, entry: Entry, content: Iterable[bytes] = ()) -> None:
+        info = self._info(entry)
+        self.out.write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+        if entry.kind == FILE:
+            entry = replace(entry, sha256=self._content(entry, content))
+        self.tree.add(entry)
+
+    def _info(self, entry: Entry) -> tarfile.TarInfo:
+        root = self.prefix.rstrip("/") or ROOT
+        name = root if entry.path == ROOT else self.prefix + entry.path
+        info = tarfile.TarInfo(name)
+        info.type = _TYPES[entry.kind]
+        info.mode, info.uid, info.gid, info.mtime = entry.mode, entry.uid, entry.gid, entry.mtime
+        info.size = entry.size if entry.kind == FILE else 0
+        info.linkname = self.prefix + entry.link if entry.kind == HARDLINK else entry.link
+        return info
+
+    def _content(self, entry: Entry, content: Iterable[bytes]) -> str:
+        """Write exactly ``entry.size`` bytes (a file that changed while read is cut or padded)."""
+        digest = hashlib.sha256()
+        left = entry.size
+        for block in content:
+            if len(block) > left:
+                block = block[:left]
+            digest.update(block)
+            self.out.write(block)
+            left -= len(block)
+            if self.progress:
+                self.progress(len(block))
+            if not left:
+                break
+        if left:
+            self.short.append(entry.path)
+            while left:
+                zeros = bytes(min(left, CHUNK))
+                digest.update(zeros)
+                self.out.write(zeros)
+                left -= len(zeros)
+        pad = -entry.size % tarfile.BLOCKSIZE
+        if pad:
+            self.out.write(bytes(pad))
+        return digest.hexdigest()
+
+    def close(self) -> None:
+        self.out.write(bytes(tarfile.BLOCKSIZE * 2))
+
+
+def read_file(path: str, size: int) -> Iterator[bytes]:
+    """A file's content, never through a symbolic link, at most ``size`` bytes."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return  # replaced by something else since it was listed: padded with zeros
+        left = size
+        while left > 0:
+            block = os.read(fd, min(CHUNK, left))
+            if not block:
+                return
+            left -= len(block)
+            yield block
+    finally:
+        os.close(fd)
+
+
+def pack_dir(root: str, writer: TarWriter, skipped: list[str]) -> None:
+    """Write the tree at ``root`` (a local volume's directory, a host folder)."""
+    for found in walk(root, skipped):
+        entry = found.entry
+        content = read_file(found.path, entry.size) if entry.kind == FILE else ()
+        writer.add(entry, content)
+    writer.close()
+
+
+def pack_tar(stream: Readable, writer: TarWriter) -> None:
+    """Re-write a tar stream (the Engine API's archive of a volume) as dsr's own archive."""
+    for entry, content in read_tar(stream):
+        writer.add(entry, content)
+    writer.close()
+
+
+@dataclass
+class _Seen:
+    kinds: dict[str, str]
+    root: str | None = None  # the name of the archive's first entry, its tree's root
+
+
+def read_tar(stream: Readable) -> Iterator[tuple[Entry, Iterator[bytes]]]:
+    """The checked entries of a tar stream, each with its content (read it before the next).
+
+    ``stream.read(n)`` gives at most n bytes. The first entry must be a directory: the
+    tree's root, whatever its name (``.`` in dsr's archives, the mount point's in the Engine
+    API's)."""
+    seen = _Seen({})
+    try:
+        for member, content in tarread.members(stream):
+            entry = _check(member, seen)
+            yield entry, iter(content)
+    except zstandard.ZstdError as err:
+        raise ArchiveError(f"the archive is damaged: {err}") from err
+    if seen.root is None:
+        raise ArchiveError("the archive is empty: it holds no tree")
+
+
+def _relative(name: str, seen: _Seen) -> str:
+    """``name`` relative to the tree's root, or an ``ArchiveError`` saying why it is refused."""
+    if "\0" in name:
+        raise ArchiveError(f"entry {name!r}: a NUL character in its name")
+    if name.startswith("/"):
+        raise ArchiveError(f"entry {name!r}: an absolute path")
+    clean = name.rstrip("/")
+    while clean.startswith("./"):
+        clean = clean[2:]
+    parts = clean.split("/")
+    if ".." in parts:
+        raise ArchiveError(f"entry {name!r}: '..' in its path")
+    if seen.root is None:
+        return ROOT
+    if seen.root != ROOT:
+        if clean == seen.root:
+            return ROOT
+        if not clean.startswith(seen.root + "/"):
+            raise ArchiveError(f"entry {name!r} lies outside the archive's root {seen.root!r}")
+        clean = clean[len(seen.root) + 1 :]
+    if clean in ("", ".") or any(p in ("", ".") for p in clean.split("/")):
+        raise ArchiveError(f"entry {name!r}: not a plain relative path")
+    return clean
+
+
+def _check(member: tarfile.TarInfo, seen: _Seen) -> Entry:
+    path = _relative(member.name, seen)
+    if member.type in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+        raise ArchiveError(f"entry {path!r} is a device node; dsr never restores one")
+    kind = _KINDS.get(member.type)
+    if kind is None or member.issparse():
+        raise ArchiveError(f"entry {path!r} has the tar type {member.type!r}, which dsr refuses")
+    if kind != FILE and member.size:
+        raise ArchiveError(f"entry {path!r} is not a file but carries {member.size} bytes")
+    if seen.root is None:
+        if kind != DIR:
+            raise ArchiveError(f"the archive's first entry {member.name!r} is not a directory")
+        seen.root = member.name.rstrip("/").removeprefix("./") or ROOT
+    elif path in seen.kinds:
+        raise ArchiveError(f"entry {path!r} appears twice")
+    else:
+        parent = posixpath.dirname(path) or ROOT
+        if seen.kinds.get(parent) != DIR:
+            raise ArchiveError(f"entry {path!r}: its folder is not an earlier directory entry")
+    link = member.linkname
+    if kind == HARDLINK:
+        link = _relative(link, seen)
+        if seen.kinds.get(link) not in (FILE, HARDLINK):
+            raise ArchiveError(f"hard link {path!r} leads to {link!r}, not an earlier file")
+    elif kind == SYMLINK:
+        _check_symlink(path, link)
+    seen.kinds[path] = kind
+    return Entry(
+        path=path,
+        kind=kind,
+        mode=stat.S_IMODE(member.mode),
+        uid=member.uid,
+        gid=member.gid,
+        mtime=int(member.mtime),
+        size=member.size if kind == FILE else 0,
+        link=link if kind in (SYMLINK, HARDLINK) else "",
+    )
+
+
+def _check_symlink(path: str, target: str) -> None:
+    """Refuse a relative target that climbs out of the tree. An absolute target is kept:
+    it names a path in the containers that mount the volume, and dsr never follows a link
+    while restoring (every entry's folder is a directory the restore itself made)."""
+    if not target or "\0" in target:
+        raise ArchiveError(f"symbolic link {path!r} has an empty or invalid target")
+    if target.startswith("/"):
+        return
+    depth = len(path.split("/")) - 1
+    for part in target.split("/"):
+        if part == "..":
+            depth -= 1
+            if depth < 0:
+                raise ArchiveError(f"symbolic link {path!r} -> {target!r} leads outside the volume")
+        elif part not in ("", "."):
+            depth += 1
+
+
+class Decompressed:
+    """A zstd file read as plain bytes (``plain().read``), hashing the compressed bytes."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self.file = file
+        self.digest = hashlib.sha256()
+        self.count = 0
+
+    def read(self, size: int = -1, /) -> bytes:
+        data = self.file.read(size)
+        self.digest.update(data)
+        self.count += len(data)
+        return data
+
+    def plain(self) -> Readable:
+        reader = zstandard.ZstdDecompressor().stream_reader(self, read_size=CHUNK)  # type: ignore[arg-type]
+        return reader
+
+    def drain(self) -> None:
+        """Read what is left of the compressed file, so that its sha256 covers it whole."""
+        while self.read(CHUNK):
+            pass
+
+
+def scan(path: str) -> tuple[str, TreeDigest]:
+    """Read a whole archive file: (sha256 of its bytes, digest of its checked tree)."""
+    tree = TreeDigest()
+    with open(path, "rb") as file:
+        source = Decompressed(file)
+        for entry, content in read_tar(source.plain()):
+            if entry.kind == FILE:
+                digest = hashlib.sha256()
+                for block in content:
+                    digest.update(block)
+                entry = replace(entry, sha256=digest.hexdigest())
+            try:
+                tree.add(entry)
+            except ValueError as err:
+                raise ArchiveError(str(err)) from err
+        source.drain()
+    return source.digest.hexdigest(), tree

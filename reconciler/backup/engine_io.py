@@ -1,0 +1,193 @@
+"""The Engine API calls of backups and restores: helpers, users of a volume, hooks.
+
+A helper is a container created from dsr's empty image and never started, with
+``network_mode: none`` and dsr's labels (``dsr.kind=helper``), that mounts one volume at
+``/v`` so that the archive endpoint can read or write it; it is removed afterwards, also
+when the work failed. Whoever started it removes it: nothing else ever does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import signal
+import tarfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import docker.errors
+import structlog
+
+from reconciler.backup.errors import BackupError
+from reconciler.engine import Engine
+from reconciler.kinds import Kind
+from reconciler.plan.params import EMPTY_IMAGE, NEVER_STARTED
+from reconciler.snapshot import KIND, MANAGED, PROJECT
+from reconciler.spec.models import Hook
+
+log = structlog.get_logger("dsr.backup")
+
+HELPER = "helper"
+MOUNT = "/v"
+
+
+def ensure_empty_image(engine: Engine) -> None:
+    """dsr's empty image (``docker import`` of an empty tar), made when missing."""
+    try:
+        engine.api.inspect_image(EMPTY_IMAGE)  # type: ignore[no-untyped-call]
+        return
+    except docker.errors.ImageNotFound:
+        pass
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w"):
+        pass
+    repository, tag = EMPTY_IMAGE.rsplit(":", 1)
+    engine.api.import_image_from_data(
+        buffer.getvalue(),
+        repository=repository,
+        tag=tag,
+        changes=[f"LABEL {MANAGED}=true", f"LABEL {KIND}={Kind.IMAGE.value}"],
+    )
+
+
+@contextlib.contextmanager
+def helper(engine: Engine, project: str, volume: str, *, read_only: bool) -> Iterator[str]:
+    """A never-started container mounting ``volume`` at ``/v``; yields its id."""
+    ensure_empty_image(engine)
+    api = engine.api
+    host_config = api.create_host_config(
+        binds=[f"{volume}:{MOUNT}:{'ro' if read_only else 'rw'}"], network_mode="none"
+    )
+    created = api.create_container(
+        image=EMPTY_IMAGE,
+        command=list(NEVER_STARTED),
+        name=f"{project}-dsr-helper-{uuid.uuid4().hex[:8]}",
+        labels={MANAGED: "true", PROJECT: project, KIND: HELPER},
+        host_config=host_config,
+        network_disabled=True,
+    )
+    helper_id = str(created["Id"])
+    try:
+        yield helper_id
+    finally:
+        with contextlib.suppress(docker.errors.NotFound):
+            api.remove_container(helper_id, force=True, v=False)
+
+
+def remove_stale_helpers(engine: Engine, project: str) -> int:
+    """Remove this project's helpers left by a killed dsr. Only under the project's lock:
+    then no other dsr of this project and engine is using one."""
+    found = engine.api.containers(
+        all=True,
+        filters={"label": [f"{MANAGED}=true", f"{PROJECT}={project}", f"{KIND}={HELPER}"]},
+    )
+    for c in found:
+        with contextlib.suppress(docker.errors.NotFound):
+            engine.api.remove_container(c["Id"], force=True, v=False)
+            log.info("helper_removed", container=c["Id"][:12], reason="left by a killed run")
+    return len(found)
+
+
+def inspect_volume(engine: Engine, name: str) -> dict[str, Any] | None:
+    try:
+        return dict(engine.api.inspect_volume(name))
+    except docker.errors.NotFound:
+        return None
+
+
+def local_mountpoint(engine: Engine, volume: dict[str, Any], *, write: bool) -> str | None:
+    """The volume's directory when dsr can use it directly: a local engine, a readable dir."""
+    if not engine.url.startswith("unix://"):
+        return None
+    path = volume.get("Mountpoint") or ""
+    mode = os.R_OK | os.X_OK | (os.W_OK if write else 0)
+    if path and os.path.isdir(path) and not os.path.islink(path) and os.access(path, mode):
+        return str(path)
+    return None
+
+
+@dataclass(frozen=True)
+class User:
+    """A container that mounts a volume (or a host folder), and whether it was running."""
+
+    id: str
+    name: str
+    running: bool
+
+
+def users(engine: Engine, *, volume: str = "", path: str = "") -> list[User]:
+    """Containers that use ``volume`` or bind ``path`` (or a folder above or below it): one
+    list call, helpers excluded."""
+    out = []
+    for c in engine.api.containers(all=True):
+        if (c.get("Labels") or {}).get(KIND) == HELPER:
+            continue
+        for m in c.get("Mounts") or []:
+            if (volume and m.get("Type") == "volume" and m.get("Name") == volume) or (
+                path and m.get("Type") == "bind" and _overlaps(m.get("Source", ""), path)
+            ):
+                name = (c.get("Names") or ["/" + c["Id"][:12]])[0].lstrip("/")
+                out.append(User(c["Id"], name, c.get("State") == "running"))
+                break
+    return out
+
+
+def _overlaps(source: str, path: str) -> bool:
+    a, b = source.rstrip("/") + "/", path.rstrip("/") + "/"
+    return a.startswith(b) or b.startswith(a)
+
+
+@contextlib.contextmanager
+def stopped(engine: Engine, running: list[User]) -> Iterator[None]:
+    """Stop ``running`` for the block; start again exactly those, also when it failed."""
+    done: list[User] = []
+    try:
+        for user in running:
+            engine.api.stop(user.id)
+            done.append(user)
+            log.info("container_stopped", container=user.name)
+        yield
+    finally:
+        errors = []
+        for user in done:
+            try:
+                engine.api.start(user.id)
+                log.info("container_started", container=user.name)
+            except docker.errors.APIError as err:
+                errors.append(f"{user.name}: {err.explanation or err}")
+        if errors:
+            raise BackupError("could not start again: " + "; ".join(errors))
+
+
+def run_hook(engine: Engine, hook: Hook) -> str | None:
+    """Run one hook (argv, no shell) in its container; the error text, or ``None`` when it
+    exited 0 within its timeout."""
+    api = engine.api
+    started = time.monotonic()
+    try:
+        exec_id = api.exec_create(hook.container, list(hook.command))["Id"]
+        api.exec_start(exec_id, detach=True)
+    except docker.errors.APIError as err:
+        return f"cannot run {hook.command[0]} in {hook.container}: {err.explanation or err}"
+    deadline = started + hook.seconds
+    while True:
+        state = api.exec_inspect(exec_id)
+        if not state.get("Running"):
+            code = state.get("ExitCode")
+            return None if code == 0 else f"{hook.command[0]} in {hook.container} exited {code}"
+        if time.monotonic() > deadline:
+            _kill(engine, state)
+            return f"{hook.command[0]} in {hook.container} ran longer than {hook.timeout}"
+        time.sleep(0.1)
+
+
+def _kill(engine: Engine, state: dict[str, Any]) -> None:
+    """The Engine API cannot stop an exec; on a local engine its host process id can."""
+    pid = state.get("Pid")
+    if engine.url.startswith("unix://") and isinstance(pid, int) and pid > 1:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)

@@ -1,0 +1,100 @@
+"""Writing a checked archive's tree into a local directory, exactly, never through a link.
+
+``read_tar`` has already refused what could escape (absolute paths, ``..``, devices,
+entries whose folder is not an earlier directory of the archive). Here every entry is
+created new (``O_EXCL``, ``O_NOFOLLOW``) in a directory this restore emptied and made, so
+nothing that was there before can redirect a write. Owners, modes (setuid, setgid, sticky)
+and mtimes are set after the content; a directory's mtime after its children, because
+creating them changes it. Runs of zeros in a file are skipped with a seek, so a sparse file
+comes back sparse.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterable
+
+from reconciler.backup.archive import Progress, read_tar
+from reconciler.backup.tarread import Readable
+from reconciler.backup.tree import DIR, FIFO, FILE, HARDLINK, SYMLINK, Entry, join
+
+_ZERO_BLOCK = 1 << 16
+_ZEROS = bytes(_ZERO_BLOCK)
+
+
+def wipe(root: str) -> None:
+    """Remove everything inside ``root`` (not ``root`` itself), following no link."""
+    with os.scandir(root) as it:
+        items = list(it)
+    for item in items:
+        if item.is_dir(follow_symlinks=False):
+            shutil.rmtree(item.path)
+        else:
+            os.unlink(item.path)
+
+
+def extract(stream: Readable, root: str, progress: Progress | None = None) -> None:
+    """Write the tree of the tar ``stream`` into the empty directory ``root``."""
+    dirs: list[Entry] = []
+    for entry, content in read_tar(stream):
+        path = join(root, entry.path)
+        if entry.kind == DIR:
+            if entry.path != ".":
+                os.mkdir(path, 0o700)
+            dirs.append(entry)
+        elif entry.kind == FILE:
+            _write_file(path, entry, content, progress)
+        elif entry.kind == HARDLINK:
+            os.link(join(root, entry.link), path, follow_symlinks=False)
+        elif entry.kind == SYMLINK:
+            os.symlink(entry.link, path)
+            _attributes(path, entry)
+        elif entry.kind == FIFO:
+            os.mkfifo(path, 0o600)
+            _attributes(path, entry)
+    for entry in reversed(dirs):  # children before their parents: mtimes stay as recorded
+        _attributes(join(root, entry.path), entry)
+
+
+def _write_file(
+    path: str, entry: Entry, content: Iterable[bytes], progress: Progress | None
+) -> None:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(path, flags, 0o600)
+    try:
+        for block in content:
+            _write_sparse(fd, block)
+            if progress:
+                progress(len(block))
+        os.ftruncate(fd, entry.size)  # a trailing hole, skipped by seeks, gets its length
+        os.fchown(fd, entry.uid, entry.gid)
+        os.fchmod(fd, entry.mode)  # after chown, which clears setuid and setgid
+        os.utime(fd, ns=(entry.mtime * 10**9, entry.mtime * 10**9))
+    finally:
+        os.close(fd)
+
+
+def _write_sparse(fd: int, block: bytes) -> None:
+    """Write ``block``, seeking over each whole 64 KiB of zeros (bytes compare by memcmp)."""
+    view = memoryview(block)
+    data_from = 0  # start of the run of data not yet written
+    for start in range(0, len(block), _ZERO_BLOCK):
+        end = start + _ZERO_BLOCK
+        if end <= len(block) and block[start:end] == _ZEROS:
+            _write_all(fd, view[data_from:start])
+            os.lseek(fd, _ZERO_BLOCK, os.SEEK_CUR)
+            data_from = end
+    _write_all(fd, view[data_from:])
+
+
+def _write_all(fd: int, view: memoryview) -> None:
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _attributes(path: str, entry: Entry) -> None:
+    os.chown(path, entry.uid, entry.gid, follow_symlinks=False)
+    if entry.kind != SYMLINK:  # Linux has no mode on a link
+        os.chmod(path, entry.mode)
+    os.utime(path, ns=(entry.mtime * 10**9, entry.mtime * 10**9), follow_symlinks=False)

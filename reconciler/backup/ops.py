@@ -1,0 +1,326 @@
+"""The backup commands as functions of a spec: back up, list, prune, verify, restore.
+
+Each loads the spec set as every command does (admin policy included), finds the
+destinations of its rules, and, when it changes anything (backup, prune, restore), holds
+the lock of its engine and project for the whole run. They return values and raise
+``DsrError``s; only the CLI turns them into output and exit codes, and the daemon calls
+the CLI as a subprocess.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import structlog
+
+from reconciler.backup import engine_io, run, store
+from reconciler.backup import restore as restoring
+from reconciler.backup.errors import BackupError, ChecksumError
+from reconciler.backup.manifest import backup_time
+from reconciler.backup.retention import apply_keep, is_empty, newest_first
+from reconciler.backup.store import COMPLETE, Snapshot, Source
+from reconciler.engine import Engine, engine_url
+from reconciler.errors import DsrError
+from reconciler.plan.params import volume_params
+from reconciler.snapshot import MANAGED, PROJECT
+from reconciler.spec import Desired, Policy, load_policy, load_spec
+from reconciler.spec.models import Backup, Volume
+from reconciler.statedir import StateDir, default_state_dir, locked
+
+log = structlog.get_logger("dsr.backup")
+
+
+@dataclass(frozen=True)
+class Request:
+    """The spec and the global options every backup command takes."""
+
+    path: str
+    project: str | None = None
+    policy_file: str | None = None
+    docker_host: str | None = None
+    state_dir: str | None = None
+    engine_timeout: float = 30.0
+    lock_timeout: float = 60.0
+
+    @property
+    def state(self) -> StateDir:
+        return StateDir(self.state_dir or default_state_dir())
+
+
+def load(request: Request) -> tuple[Desired, Policy]:
+    policy = load_policy(request.policy_file, (request.path,))
+    return load_spec(request.path, project=request.project, policy=policy), policy
+
+
+def destination(rule: Backup, state: StateDir) -> str:
+    return rule.destination or state.backups
+
+
+def destinations(desired: Desired, state: StateDir) -> list[str]:
+    """Every rule's destination and the default one, each once."""
+    found = [destination(rule, state) for _, rule in sorted(desired.backups.items())]
+    return list(dict.fromkeys([*found, state.backups]))
+
+
+@contextmanager
+def _locked(request: Request, project: str) -> Iterator[None]:
+    url = engine_url(request.docker_host)
+    with locked(request.state, url, project, timeout=request.lock_timeout):
+        yield
+
+
+def _engine(request: Request) -> Engine:
+    return Engine(request.docker_host, timeout=request.engine_timeout)
+
+
+# -- backup --------------------------------------------------------------------------------
+
+
+def backup(
+    request: Request,
+    *,
+    rule: str | None = None,
+    volume: str | None = None,
+    time: str | None = None,
+    via: str = "auto",
+    progress: run.Progress | None = None,
+) -> list[run.Taken]:
+    """``dsr backup``: every rule (or ``rule``), every source (or ``volume``), one snapshot."""
+    desired, policy = load(request)
+    rules = _rules(desired, rule, volume)
+    for name, spec in rules.items():
+        problems = run.check_paths(spec, destination(spec, request.state), policy)
+        if problems:
+            raise BackupError(f"backup rule {name}: " + "; ".join(problems))
+    try:
+        moment, zone = backup_time(time)
+    except ValueError as err:
+        raise BackupError(f"--time {time!r} is not an ISO 8601 time: {err}") from err
+    options = run.Options(time=moment, zone=zone, via=via, progress=progress)
+    needs_engine = any(
+        r.volumes or r.quiesce or r.hooks.before or r.hooks.after for r in rules.values()
+    )
+    engine = _engine(request) if needs_engine else None
+    taken: list[run.Taken] = []
+    try:
+        with _locked(request, desired.project):
+            if engine is not None:
+                engine_io.remove_stale_helpers(engine, desired.project)
+            for name, spec in rules.items():
+                dest = destination(spec, request.state)
+                taken += run.run_rule(engine, desired.project, name, spec, dest, options, volume)
+    finally:
+        if engine is not None:
+            engine.close()
+    return taken
+
+
+def _rules(desired: Desired, rule: str | None, volume: str | None) -> dict[str, Backup]:
+    rules = dict(sorted(desired.backups.items()))
+    if not rules:
+        raise BackupError(f"the spec {desired.project!r} has no backups section")
+    if rule is not None:
+        if rule not in rules:
+            raise BackupError(f"no backup rule {rule!r}; the spec has {', '.join(rules)}")
+        rules = {rule: rules[rule]}
+    if volume is not None:
+        rules = {n: r for n, r in rules.items() if volume in r.volumes}
+        if not rules:
+            raise BackupError(
+                f"no backup rule{' ' + rule if rule else ''} lists the volume {volume}"
+            )
+    return rules
+
+
+# -- list, verify ---------------------------------------------------------------------------
+
+
+def listing(request: Request) -> list[Snapshot]:
+    """Every snapshot of the project with a manifest, per policy and source, newest first."""
+    desired, _ = load(request)
+    return list(store.find(destinations(desired, request.state), desired.project).snapshots)
+
+
+def verify(request: Request, backup_id: str | None = None) -> list[tuple[Snapshot, str | None]]:
+    """Re-read archives (all, or one): (snapshot, the problem or ``None``) each."""
+    snapshots = listing(request)
+    if backup_id is not None:
+        snapshots = [s for s in snapshots if s.id == backup_id]
+        if not snapshots:
+            raise BackupError(f"no backup {backup_id!r} in this project")
+    out = []
+    for snapshot in snapshots:
+        try:
+            restoring.check(snapshot)
+            problem = None
+        except DsrError as err:
+            problem = str(err)
+        store.record_verify(snapshot, problem)
+        log.log(40 if problem else 20, "verify", id=snapshot.id, ok=problem is None, error=problem)
+        out.append((snapshot, problem))
+    return out
+
+
+# -- prune ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Pruned:
+    """What a prune keeps (with reasons) and removes, per policy and source, newest first."""
+
+    keep: list[tuple[Snapshot, tuple[str, ...]]] = field(default_factory=list)
+    remove: list[Snapshot] = field(default_factory=list)
+    unfinished: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "format_version": 1,
+            "keep": [{**_brief(s), "reasons": list(why)} for s, why in self.keep],
+            "remove": [
+                {**_brief(s), **({"status": s.status} if s.status != COMPLETE else {})}
+                for s in self.remove
+            ],
+        }
+
+
+def _brief(s: Snapshot) -> dict[str, object]:
+    m = s.manifest
+    return {"id": m.id, "policy": m.policy, "source": m.source, "time": m.time.isoformat()}
+
+
+def prune(request: Request, *, dry_run: bool = False) -> Pruned:
+    """Apply the keep rules; remove what they drop (unless ``dry_run``) and unfinished ones."""
+    desired, _ = load(request)
+    with _locked(request, desired.project):
+        found = store.find(destinations(desired, request.state), desired.project)
+        result = plan_prune(desired, list(found.snapshots))
+        result.unfinished = list(found.unfinished)
+        if not dry_run:
+            for snapshot in result.remove:
+                store.remove(snapshot.folder)
+                log.info("pruned", id=snapshot.id, policy=snapshot.manifest.policy)
+            for folder in found.unfinished:
+                store.remove(folder)
+                log.info("pruned_unfinished", folder=folder)
+    return result
+
+
+def plan_prune(desired: Desired, snapshots: list[Snapshot]) -> Pruned:
+    """Pure: which snapshots each rule keeps. Damaged ones never count and are removed;
+    the newest complete snapshot of a source is always kept."""
+    groups: dict[tuple[str, str], list[Snapshot]] = {}
+    for s in snapshots:
+        groups.setdefault((s.manifest.policy, s.manifest.source), []).append(s)
+    result = Pruned()
+    now = datetime.now(UTC)
+    for (policy, _), group in sorted(groups.items()):
+        good = newest_first([s for s in group if s.status == COMPLETE])
+        rule = desired.backups.get(policy)
+        if rule is None or is_empty(rule.keep):
+            why = "no such rule in the spec" if rule is None else "the rule has no keep rules"
+            kept = [(s, (why,)) for s in good]
+        else:
+            held, _ = apply_keep(good, rule.keep, now=now)
+            kept = [(k.snapshot, k.reasons) for k in held]  # type: ignore[misc]
+            if good and all(s is not good[0] for s, _ in kept):
+                kept.insert(0, (good[0], ("newest verified snapshot",)))
+        ids = {s.folder for s, _ in kept}
+        ordered = newest_first(group)
+        result.keep += sorted(kept, key=lambda k: ordered.index(k[0]))
+        result.remove += [s for s in ordered if s.folder not in ids]
+    return result
+
+
+# -- restore --------------------------------------------------------------------------------
+
+
+def restore(
+    request: Request,
+    target: str,
+    *,
+    backup_id: str = "latest",
+    into: str | None = None,
+    stop: bool = False,
+    via: str = "auto",
+    progress: run.Progress | None = None,
+) -> Snapshot:
+    """``dsr restore``: a volume (or, for a host-folder snapshot, a folder) from a snapshot."""
+    desired, policy = load(request)
+    source = (
+        Source("path", os.path.normpath(target))
+        if target.startswith("/")
+        else Source("volume", target)
+    )
+    found = store.find(destinations(desired, request.state), desired.project)
+    snapshot = _choose(list(found.snapshots), source, backup_id)
+    with _locked(request, desired.project):
+        if source.kind == "path":
+            folder = os.path.normpath(into or source.name)
+            refused = policy.check(folder)
+            if refused:
+                raise BackupError(refused)
+            os.makedirs(folder, exist_ok=True)
+            restoring.restore_dir(snapshot, folder, progress)
+            return snapshot
+        engine = _engine(request)
+        try:
+            engine_io.remove_stale_helpers(engine, desired.project)
+            name = into or source.name
+            _prepare_volume(engine, desired, snapshot, name, new=into is not None)
+            restoring.restore_volume(engine, snapshot, name, stop=stop, via=via, progress=progress)
+        finally:
+            engine.close()
+    return snapshot
+
+
+def _choose(snapshots: list[Snapshot], source: Source, backup_id: str) -> Snapshot:
+    mine = newest_first([s for s in snapshots if s.manifest.source == str(source)])
+    if backup_id == "latest":
+        good = [s for s in mine if s.status == COMPLETE]
+        if not good:
+            raise BackupError(f"no complete backup of {source} in this project")
+        return good[0]
+    for s in snapshots:
+        if s.id == backup_id:
+            if s.manifest.source != str(source):
+                raise BackupError(f"backup {backup_id} is of {s.manifest.source}, not of {source}")
+            if s.status != COMPLETE:
+                raise ChecksumError(f"backup {backup_id} is {s.status}: {s.problem}")
+            return s
+    raise BackupError(f"no backup {backup_id!r} of {source} in this project")
+
+
+def _prepare_volume(
+    engine: Engine, desired: Desired, snapshot: Snapshot, name: str, *, new: bool
+) -> None:
+    """Create the target when it is new or missing; refuse one dsr does not manage."""
+    live = engine_io.inspect_volume(engine, name)
+    if live is not None and not new:
+        labels = live.get("Labels") or {}
+        if labels.get(MANAGED) != "true" or labels.get(PROJECT) != desired.project:
+            raise BackupError(
+                f"the volume {name} is not managed by dsr for the project {desired.project}, "
+                "so dsr never changes it; restore --into a new volume instead"
+            )
+        return
+    spec = desired.volumes.get(name) if not new else None
+    if spec is None:
+        info = snapshot.manifest.volume
+        user_labels = {
+            k: v for k, v in (info.labels if info else {}).items() if not k.startswith("dsr.")
+        }
+        spec = Volume(
+            driver=info.driver if info else "local",
+            driver_opts=dict(info.options) if info else {},
+            labels=user_labels,
+        )
+    elif spec.external:
+        raise BackupError(f"the volume {name} is external: dsr never creates it")
+    params = volume_params(desired.project, name, spec)
+    restoring.create_volume(
+        engine, name, params.driver, dict(params.driver_opts), dict(params.labels)
+    )

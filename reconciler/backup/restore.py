@@ -1,0 +1,258 @@
+"""Restoring a snapshot: checked first, then written exactly, then checked again.
+
+``check`` reads the whole archive before anything is touched: its sha256 must be the
+manifest's, every entry must pass ``read_tar``'s checks, and the tree must have the
+manifest's digest. Then the target is emptied and the tree written (directly into a local
+volume's directory or a host folder, else through a never-started helper's archive
+endpoint, decompressed here because the Engine API takes no zstd), and the result is read
+back and compared with the manifest's tree digest.
+
+Through the Engine API nothing can be deleted, so a volume that holds files is emptied by
+removing and recreating it (same driver, options and labels), which Docker allows only
+when no container references it; otherwise the restore is refused, saying so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import docker.errors
+
+from reconciler.backup import engine_io, extract
+from reconciler.backup.archive import CHUNK, Decompressed, Progress, TarWriter, read_tar, scan
+from reconciler.backup.errors import ArchiveError, BackupError, ChecksumError, InUseError
+from reconciler.backup.run import IterReader
+from reconciler.backup.store import Snapshot
+from reconciler.backup.tree import FILE, TreeDigest, digest_of, file_sha256
+from reconciler.engine import Engine
+
+
+def check(snapshot: Snapshot) -> None:
+    """Read the whole archive: its sha256, every entry and its tree digest, or raise."""
+    m = snapshot.manifest
+    try:
+        # The bytes first: a damaged archive is named as such, before anything parses it.
+        sha256 = file_sha256(snapshot.archive)
+        if sha256 == m.sha256:
+            sha256, tree = scan(snapshot.archive)
+    except OSError as err:
+        raise ChecksumError(f"snapshot {m.id}: cannot read {snapshot.archive}: {err}") from err
+    except ArchiveError as err:
+        raise ArchiveError(f"snapshot {m.id}: {err}") from err
+    if sha256 != m.sha256:
+        raise ChecksumError(
+            f"snapshot {m.id}: checksum mismatch: the archive's sha256 is {sha256}, its "
+            f"manifest says {m.sha256}; the archive is damaged"
+        )
+    if tree.hexdigest() != m.tree_digest:  # an archive rewritten with a matching manifest
+        raise ChecksumError(f"snapshot {m.id}: the archive's tree differs from its manifest")
+
+
+def restore_volume(
+    engine: Engine,
+    snapshot: Snapshot,
+    volume: str,
+    *,
+    stop: bool = False,
+    via: str = "auto",
+    progress: Progress | None = None,
+) -> None:
+    """Make the existing volume ``volume`` hold exactly the snapshot's tree."""
+    check(snapshot)
+    users = engine_io.users(engine, volume=volume)
+    running = [u for u in users if u.running]
+    if running and not stop:
+        names = ", ".join(u.name for u in running)
+        raise InUseError(
+            f"the volume {volume} is used by running containers ({names}); stop them, or "
+            "pass --stop to stop them for the restore and start them again after"
+        )
+    live = engine_io.inspect_volume(engine, volume)
+    if live is None:
+        raise BackupError(f"the volume {volume} does not exist")
+    with engine_io.stopped(engine, running):
+        mountpoint = None if via == "api" else engine_io.local_mountpoint(engine, live, write=True)
+        if via == "direct" and mountpoint is None:
+            raise BackupError(f"cannot write the volume {volume}'s directory on this host")
+        if mountpoint is not None:
+            _write_dir(snapshot, mountpoint, progress)
+        else:
+            _restore_api(engine, snapshot, volume, live, bool(users), progress)
+
+
+def restore_dir(snapshot: Snapshot, root: str, progress: Progress | None = None) -> None:
+    """Make the local directory ``root`` hold exactly the snapshot's tree."""
+    check(snapshot)
+    _write_dir(snapshot, root, progress)
+
+
+def _write_dir(snapshot: Snapshot, root: str, progress: Progress | None) -> None:
+    extract.wipe(root)
+    with open(snapshot.archive, "rb") as file:
+        extract.extract(Decompressed(file).plain(), root, progress)
+    _compare(snapshot, digest_of(root))
+
+
+def _compare(snapshot: Snapshot, tree: TreeDigest) -> None:
+    if tree.hexdigest() != snapshot.manifest.tree_digest:
+        raise ChecksumError(
+            f"snapshot {snapshot.id}: the restored tree differs from the manifest's tree "
+            "digest; the restore is incomplete"
+        )
+
+
+def _restore_api(
+    engine: Engine,
+    snapshot: Snapshot,
+    volume: str,
+    live: dict[str, Any],
+    referenced: bool,
+    progress: Progress | None,
+) -> None:
+    project = snapshot.manifest.project
+    with engine_io.helper(engine, project, volume, read_only=True) as helper_id:
+        empty = _is_empty(engine, helper_id)
+    if not empty:
+        if referenced:
+            raise BackupError(
+                f"the volume {volume} holds files and containers reference it; through the "
+                "Engine API dsr can only empty a volume by recreating it, which Docker "
+                "refuses while it is referenced: remove those containers, or restore --into "
+                "a new volume"
+            )
+        engine.api.remove_volume(volume)
+        engine.api.create_volume(
+            name=volume,
+            driver=live.get("Driver") or "local",
+            driver_opts=live.get("Options") or None,
+            labels=live.get("Labels") or None,
+        )
+    with engine_io.helper(engine, project, volume, read_only=False) as helper_id:
+        engine.api.put_archive(helper_id, "/", _prefixed(snapshot, progress))
+        chunks, _ = engine.api.get_archive(helper_id, engine_io.MOUNT, chunk_size=CHUNK)
+        _compare(snapshot, _digest_of_stream(IterReader.of(chunks)))
+
+
+def _is_empty(engine: Engine, helper_id: str) -> bool:
+    chunks, _ = engine.api.get_archive(helper_id, engine_io.MOUNT, chunk_size=CHUNK)
+    entries = read_tar(IterReader.of(chunks))
+    try:
+        next(entries)  # the root
+        next(entries)
+        return False
+    except StopIteration:
+        return True
+    finally:
+        # Stop reading the rest of the volume: the generator's end closes the response.
+        with contextlib.suppress(Exception):
+            entries.close()  # type: ignore[attr-defined]
+        with contextlib.suppress(Exception):
+            chunks.close()
+
+
+def _digest_of_stream(stream: Any) -> TreeDigest:
+    tree = TreeDigest()
+    for entry, content in read_tar(stream):
+        if entry.kind == FILE:
+            digest = hashlib.sha256()
+            for block in content:
+                digest.update(block)
+            entry = replace(entry, sha256=digest.hexdigest())
+        tree.add(entry)
+    return tree
+
+
+class _Queue:
+    """A file-like ``write`` that hands 1 MiB chunks to a bounded queue."""
+
+    def __init__(
+        self, out: queue.Queue[bytes | BaseException | None], stop: threading.Event
+    ) -> None:
+        self.out = out
+        self.stop = stop
+        self.buffer = bytearray()
+
+    def _put(self, item: bytes | BaseException | None) -> None:
+        while True:  # a consumer that gave up stops reading: do not block forever
+            try:
+                self.out.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                if self.stop.is_set():
+                    raise BackupError("the restore stopped") from None
+
+    def write(self, data: bytes) -> int:
+        self.buffer += data
+        if len(self.buffer) >= CHUNK:
+            self._put(bytes(self.buffer))
+            self.buffer.clear()
+        return len(data)
+
+    def flush(self) -> None:
+        if self.buffer:
+            self._put(bytes(self.buffer))
+            self.buffer.clear()
+        self._put(None)
+
+
+def _prefixed(snapshot: Snapshot, progress: Progress | None) -> Iterator[bytes]:
+    """The snapshot's tree as plain tar under ``v/``, for ``put_archive`` into ``/``.
+
+    A thread decompresses and re-writes the (checked) entries into a bounded queue, so
+    memory stays at a few chunks whatever the archive's size."""
+    chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=8)
+    stop = threading.Event()
+
+    def produce() -> None:
+        sink = _Queue(chunks, stop)
+        try:
+            writer = TarWriter(sink, TreeDigest(), prefix="v/", progress=progress)  # type: ignore[arg-type]
+            with open(snapshot.archive, "rb") as file:
+                for entry, content in read_tar(Decompressed(file).plain()):
+                    if stop.is_set():
+                        return
+                    writer.add(entry, content)
+            writer.close()
+            sink.flush()
+        except BaseException as err:  # handed to the consumer, which raises it
+            with contextlib.suppress(BackupError):
+                sink._put(err)
+
+    thread = threading.Thread(target=produce, name="dsr-restore", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = chunks.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise BackupError(f"snapshot {snapshot.id}: {item}") from item
+            yield item
+    finally:
+        stop.set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                chunks.get_nowait()
+
+
+def create_volume(
+    engine: Engine, name: str, driver: str, options: dict[str, str], labels: dict[str, str]
+) -> None:
+    """A new volume for ``restore --into``; refused when the name is taken."""
+    if engine_io.inspect_volume(engine, name) is not None:
+        raise BackupError(f"the volume {name} exists already; --into needs a new name")
+    try:
+        engine.api.create_volume(
+            name=name, driver=driver, driver_opts=options or None, labels=labels
+        )
+    except docker.errors.APIError as err:
+        raise BackupError(f"cannot create the volume {name}: {err.explanation or err}") from err
+
+
+__all__ = ["check", "create_volume", "restore_dir", "restore_volume"]

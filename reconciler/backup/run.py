@@ -1,0 +1,347 @@
+"""Taking snapshots: one source into one snapshot folder, and a rule's whole run.
+
+``backup_volume`` and ``backup_path`` are the API the planner and the applier reuse
+(``reclaim: backup-then-delete``, ``on_change: migrate``): each writes one snapshot and
+returns its manifest only once the archive on disk has been read back and matches its
+sha256. ``run_rule`` adds what a spec rule asks around them: hooks before and after (the
+after hooks also when a backup failed) and, with ``quiesce``, the containers that use a
+source stopped while it is copied and started again, exactly those that were running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+
+from reconciler.backup import archive, engine_io, store
+from reconciler.backup.errors import BackupError
+from reconciler.backup.manifest import ARCHIVE, Manifest, VolumeInfo, backup_time, snapshot_id
+from reconciler.backup.store import Source
+from reconciler.backup.tree import TreeDigest
+from reconciler.engine import Engine
+from reconciler.spec.models import Backup, Hook
+from reconciler.spec.policy import Policy, is_under
+
+log = structlog.get_logger("dsr.backup")
+
+Progress = Callable[[int], None]
+VIA = ("auto", "direct", "api")
+
+
+def dsr_version() -> str:
+    from reconciler import __version__
+
+    return __version__
+
+
+def spec_hash(rule: Backup) -> str:
+    text = rule.model_dump_json()
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to take a snapshot; the defaults suit a one-off backup through the API."""
+
+    policy: str = "manual"
+    spec_hash: str = ""
+    time: datetime | None = None
+    zone: str | None = None
+    via: str = "auto"  # auto: the volume's directory when dsr can read it, else the API
+    progress: Progress | None = None
+
+
+def backup_volume(
+    engine: Engine, project: str, volume: str, destination: str, options: Options = Options()
+) -> Manifest:
+    """Snapshot the volume ``volume`` into ``destination``; its verified manifest."""
+    return backup_source(engine, project, Source("volume", volume), destination, options)
+
+
+def backup_path(
+    engine: Engine | None, project: str, path: str, destination: str, options: Options = Options()
+) -> Manifest:
+    """Snapshot the host folder ``path`` (no engine needed) into ``destination``."""
+    return backup_source(engine, project, Source("path", path), destination, options)
+
+
+def backup_source(
+    engine: Engine | None, project: str, source: Source, destination: str, options: Options
+) -> Manifest:
+    started = time.monotonic()
+    moment, zone = (options.time, options.zone) if options.time else backup_time()
+    folder = _new_folder(destination, project, source, moment)
+    try:
+        manifest = _write(engine, project, source, folder, options, moment, zone or "UTC")
+    except BaseException:
+        store.remove(folder)  # best effort; a killed backup leaves a folder prune removes
+        raise
+    manifest = manifest.model_copy(update={"seconds": round(time.monotonic() - started, 3)})
+    store.write_manifest(folder, manifest)
+    log.info(
+        "snapshot",
+        id=manifest.id,
+        policy=manifest.policy,
+        source=manifest.source,
+        size=manifest.size,
+        files=manifest.files,
+        archive_size=manifest.archive_size,
+        read_via=manifest.read_via,
+        duration_ms=round(manifest.seconds * 1000),
+        folder=folder,
+    )
+    return manifest
+
+
+def _new_folder(destination: str, project: str, source: Source, moment: datetime) -> str:
+    base = snapshot_id(source.short, moment)
+    parent = os.path.dirname(store.snapshot_folder(destination, project, source, base))
+    os.makedirs(parent, mode=0o700, exist_ok=True)
+    for n in range(1, 1000):
+        folder = os.path.join(parent, base if n == 1 else f"{base}-{n}")
+        try:
+            os.mkdir(folder, 0o700)
+            return folder
+        except FileExistsError:
+            continue
+    raise BackupError(f"too many snapshots of {source} at {moment.isoformat()}")
+
+
+def _write(
+    engine: Engine | None,
+    project: str,
+    source: Source,
+    folder: str,
+    options: Options,
+    moment: datetime,
+    zone: str,
+) -> Manifest:
+    path = os.path.join(folder, ARCHIVE)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    tree = TreeDigest()
+    skipped: list[str] = []
+    with open(fd, "wb", buffering=archive.CHUNK) as file:
+        hashing = archive.HashingWriter(file)
+        compressing = archive.compressor().stream_writer(hashing, closefd=False)  # type: ignore[arg-type]
+        with compressing as zw:
+            writer = archive.TarWriter(zw, tree, progress=options.progress)
+            volume, via = _pack(engine, project, source, options.via, writer, skipped)
+        file.flush()
+        os.fsync(file.fileno())
+    sha256 = hashing.digest.hexdigest()
+    _check_written(path, sha256, hashing.count)
+    return Manifest(
+        id=os.path.basename(folder),
+        policy=options.policy,
+        project=project,
+        source=str(source),
+        time=moment,
+        zone=zone,
+        dsr_version=dsr_version(),
+        spec_hash=options.spec_hash,
+        volume=volume,
+        size=tree.size,
+        files=tree.files,
+        archive_size=hashing.count,
+        sha256=sha256,
+        tree_digest=tree.hexdigest(),
+        read_via=via,
+        skipped=skipped,
+        changed=writer.short,
+    )
+
+
+def _pack(
+    engine: Engine | None,
+    project: str,
+    source: Source,
+    via: str,
+    writer: archive.TarWriter,
+    skipped: list[str],
+) -> tuple[VolumeInfo | None, str]:
+    if source.kind == "path":
+        archive.pack_dir(source.name, writer, skipped)
+        return None, "direct"
+    if engine is None:
+        raise BackupError(f"backing up {source} needs the Docker engine")
+    live = engine_io.inspect_volume(engine, source.name)
+    if live is None:
+        raise BackupError(f"the volume {source.name} does not exist")
+    info = VolumeInfo(
+        driver=str(live.get("Driver") or "local"),
+        options=dict(live.get("Options") or {}),
+        labels=dict(live.get("Labels") or {}),
+    )
+    mountpoint = None if via == "api" else engine_io.local_mountpoint(engine, live, write=False)
+    if via == "direct" and mountpoint is None:
+        raise BackupError(f"cannot read the volume {source.name}'s directory on this host")
+    if mountpoint is not None:
+        archive.pack_dir(mountpoint, writer, skipped)
+        return info, "direct"
+    with engine_io.helper(engine, project, source.name, read_only=True) as helper_id:
+        chunks, _ = engine.api.get_archive(helper_id, engine_io.MOUNT, chunk_size=archive.CHUNK)
+        archive.pack_tar(IterReader.of(chunks), writer)
+    return info, "api"
+
+
+def _check_written(path: str, sha256: str, size: int) -> None:
+    """Read the archive back from disk: a backup is good only once it verifies."""
+    digest = hashlib.sha256()
+    count = 0
+    with open(path, "rb") as file:
+        while block := file.read(archive.CHUNK):
+            digest.update(block)
+            count += len(block)
+    if digest.hexdigest() != sha256 or count != size:
+        raise BackupError(f"{path} does not read back as written (sha256 or size differ)")
+
+
+class IterReader:
+    """``read(n)`` over an iterator of byte chunks (the Engine API's streamed archive)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self.chunks = chunks
+        self.left = b""
+
+    @classmethod
+    def of(cls, chunks: Iterator[bytes]) -> IterReader:
+        return cls(chunks)
+
+    def read(self, size: int = -1, /) -> bytes:
+        while not self.left:
+            try:
+                self.left = next(self.chunks)
+            except StopIteration:
+                return b""
+        if size < 0 or size >= len(self.left):
+            data, self.left = self.left, b""
+        else:
+            data, self.left = self.left[:size], self.left[size:]
+        return data
+
+
+# -- a spec rule ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Taken:
+    """How one source of a rule went: its manifest, or the error that stopped it."""
+
+    policy: str
+    source: Source
+    manifest: Manifest | None = None
+    error: str = ""
+
+
+def sources_of(rule: Backup, volume: str | None = None) -> list[Source]:
+    """The rule's volumes, then its host folders; only ``volume`` when one is named."""
+    found = [Source("volume", v) for v in rule.volumes] + [Source("path", p) for p in rule.paths]
+    if volume is not None:
+        found = [s for s in found if s.kind == "volume" and s.name == volume]
+    return found
+
+
+def check_paths(rule: Backup, destination: str, policy: Policy) -> list[str]:
+    """Why the rule's host paths may not be used now (resolved again: links may have moved)."""
+    problems = [p for p in (policy.check(path) for path in rule.paths) if p]
+    if rule.destination:
+        problem = policy.check(rule.destination)
+        if problem:
+            problems.append(problem)
+    real_dest = os.path.realpath(destination)
+    for path in rule.paths:
+        if is_under(real_dest, os.path.realpath(path)):
+            problems.append(f"the destination {destination} lies inside the backed-up {path}")
+    return problems
+
+
+def run_rule(
+    engine: Engine | None,
+    project: str,
+    name: str,
+    rule: Backup,
+    destination: str,
+    options: Options,
+    volume: str | None = None,
+) -> list[Taken]:
+    """Hooks before; each source (quiesced if asked); hooks after, whatever happened."""
+    options = Options(
+        policy=name,
+        spec_hash=spec_hash(rule),
+        time=options.time,
+        zone=options.zone,
+        via=options.via,
+        progress=options.progress,
+    )
+    sources = sources_of(rule, volume)
+    taken: list[Taken] = []
+    try:
+        error = _hooks(engine, name, "before", rule.hooks.before)
+        if error:
+            return [Taken(name, s, error=error) for s in sources]
+        for source in sources:
+            taken.append(_one(engine, project, name, rule, source, destination, options))
+    finally:
+        error = _hooks(engine, name, "after", rule.hooks.after)
+        if error:
+            taken.append(Taken(name, Source("path", "-"), error=error))
+    return taken
+
+
+def _one(
+    engine: Engine | None,
+    project: str,
+    name: str,
+    rule: Backup,
+    source: Source,
+    destination: str,
+    options: Options,
+) -> Taken:
+    try:
+        with _quiesced(engine, rule, source):
+            manifest = backup_source(engine, project, source, destination, options)
+        return Taken(name, source, manifest)
+    except (BackupError, OSError) as err:
+        log.error("snapshot", policy=name, source=str(source), error=str(err))
+        return Taken(name, source, error=f"{source}: {err}")
+    except Exception as err:  # the engine's errors, and anything else: report, go on
+        log.error("snapshot", policy=name, source=str(source), error=str(err))
+        return Taken(name, source, error=f"{source}: {type(err).__name__}: {err}")
+
+
+@contextlib.contextmanager
+def _quiesced(engine: Engine | None, rule: Backup, source: Source) -> Iterator[None]:
+    if not rule.quiesce or engine is None:
+        yield
+        return
+    kind = {"volume": source.name} if source.kind == "volume" else {"path": source.name}
+    running = [u for u in engine_io.users(engine, **kind) if u.running]
+    with engine_io.stopped(engine, running):
+        yield
+
+
+def _hooks(engine: Engine | None, rule: str, when: str, hooks: list[Hook]) -> str:
+    """Run hooks in order; the error that stops them (``on_error: fail``), else ``""``."""
+    for hook in hooks:
+        if engine is None:
+            return f"hook in {hook.container} needs the Docker engine"
+        error = engine_io.run_hook(engine, hook)
+        log.log(
+            40 if error else 20,
+            "hook",
+            policy=rule,
+            when=when,
+            container=hook.container,
+            command=hook.command[0],
+            **({"error": error} if error else {}),
+        )
+        if error and hook.on_error == "fail":
+            return f"{when} hook: {error}"
+    return ""

@@ -1,0 +1,229 @@
+"""Where snapshots live, and what is there.
+
+Layout under a destination (a rule's ``destination``, else the state directory's
+``backups/``)::
+
+    DEST/PROJECT/SOURCE/SNAPSHOT/
+        archive.tar.zst   the tree, a PAX tar compressed with zstd
+        manifest.json     written last, by atomic rename
+        verify.json       the last ``dsr backups verify`` of it, when there was one
+
+SOURCE is ``volume-NAME`` or ``path-...`` (the host path made one file name). A snapshot
+folder without a manifest is a backup that did not finish: it is invisible to every
+command and removed by the next prune.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+from pydantic import ValidationError
+
+from reconciler.backup.manifest import ARCHIVE, MANIFEST, Manifest
+from reconciler.files import write_json
+
+log = structlog.get_logger("dsr.backup")
+
+VERIFY = "verify.json"
+COMPLETE, DAMAGED = "complete", "damaged"
+
+
+@dataclass(frozen=True)
+class Source:
+    """What one snapshot copies: a volume (by name) or a host folder (absolute path)."""
+
+    kind: str  # volume | path
+    name: str
+
+    @classmethod
+    def parse(cls, text: str) -> Source:
+        kind, _, name = text.partition(":")
+        return cls(kind, name)
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.name}"
+
+    @property
+    def folder(self) -> str:
+        """One file name for this source, readable, distinct for distinct sources."""
+        if self.kind == "volume":
+            return f"volume-{self.name}"
+        readable = re.sub(r"[^A-Za-z0-9_.-]", "_", self.name.strip("/"))[:60] or "root"
+        return f"path-{readable}-{hashlib.sha256(self.name.encode()).hexdigest()[:8]}"
+
+    @property
+    def short(self) -> str:
+        """The name a snapshot id starts with."""
+        return self.name if self.kind == "volume" else os.path.basename(self.name) or "root"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A snapshot folder with a valid manifest, and whether its archive is still good."""
+
+    manifest: Manifest
+    folder: str
+    status: str
+    problem: str = ""
+
+    @property
+    def id(self) -> str:
+        return self.manifest.id
+
+    @property
+    def time(self) -> datetime:
+        """The backup's time in its recorded zone (retention buckets read this)."""
+        return self.manifest.zoned_time()
+
+    @property
+    def archive(self) -> str:
+        return os.path.join(self.folder, ARCHIVE)
+
+    def listing(self) -> dict[str, object]:
+        """This snapshot as ``dsr backups list --format json`` shows it."""
+        m = self.manifest
+        return {
+            "id": m.id,
+            "policy": m.policy,
+            "source": m.source,
+            "time": m.time.isoformat(),
+            "size": m.size,
+            "files": m.files,
+            "sha256": m.sha256,
+            "status": self.status,
+        }
+
+
+@dataclass(frozen=True)
+class Found:
+    """Everything under the destinations for one project."""
+
+    snapshots: tuple[Snapshot, ...]
+    unfinished: tuple[str, ...]  # snapshot folders without a manifest
+    unreadable: tuple[str, ...]  # folders whose manifest is invalid (left alone)
+
+
+def project_root(destination: str, project: str) -> str:
+    return os.path.join(destination, project)
+
+
+def snapshot_folder(destination: str, project: str, source: Source, snapshot_id: str) -> str:
+    return os.path.join(project_root(destination, project), source.folder, snapshot_id)
+
+
+def find(destinations: Iterable[str], project: str) -> Found:
+    """Every snapshot of ``project`` under ``destinations`` (each real folder read once)."""
+    snapshots: list[Snapshot] = []
+    unfinished: list[str] = []
+    unreadable: list[str] = []
+    seen: set[str] = set()
+    for destination in destinations:
+        root = os.path.realpath(project_root(destination, project))
+        if root in seen or not os.path.isdir(root):
+            continue
+        seen.add(root)
+        for source_dir in _subdirs(root):
+            for folder in _subdirs(source_dir):
+                if not os.path.lexists(os.path.join(folder, MANIFEST)):
+                    unfinished.append(folder)
+                    continue
+                snapshot = load(folder, project)
+                if snapshot is None:
+                    unreadable.append(folder)
+                else:
+                    snapshots.append(snapshot)
+    snapshots.sort(key=lambda s: (s.manifest.policy, s.manifest.source, -s.time.timestamp()))
+    return Found(tuple(snapshots), tuple(unfinished), tuple(unreadable))
+
+
+def _subdirs(folder: str) -> list[str]:
+    try:
+        with os.scandir(folder) as it:
+            return sorted(e.path for e in it if e.is_dir(follow_symlinks=False))
+    except OSError:
+        return []
+
+
+def load(folder: str, project: str) -> Snapshot | None:
+    """The snapshot in ``folder``; ``None`` when its manifest is unreadable or not its own."""
+    path = os.path.join(folder, MANIFEST)
+    try:
+        with open(path, "rb") as handle:
+            manifest = Manifest.model_validate_json(handle.read(1 << 20))
+    except (OSError, ValidationError, ValueError) as err:
+        log.warning("manifest_unreadable", folder=folder, error=str(err).splitlines()[0])
+        return None
+    source = Source.parse(manifest.source)
+    if (
+        manifest.id != os.path.basename(folder)
+        or manifest.project != project
+        or source.folder != os.path.basename(os.path.dirname(folder))
+    ):
+        log.warning("manifest_misplaced", folder=folder, id=manifest.id)
+        return None
+    status, problem = _status(folder, manifest)
+    return Snapshot(manifest, folder, status, problem)
+
+
+def _status(folder: str, manifest: Manifest) -> tuple[str, str]:
+    """Cheap checks only (size, the last verify): ``verify`` reads the archive itself."""
+    try:
+        size = os.lstat(os.path.join(folder, ARCHIVE)).st_size
+    except OSError:
+        return DAMAGED, "the archive is missing"
+    if size != manifest.archive_size:
+        return DAMAGED, f"the archive has {size} bytes, its manifest says {manifest.archive_size}"
+    try:
+        with open(os.path.join(folder, VERIFY), "rb") as handle:
+            verified = json.loads(handle.read(1 << 16))
+        if isinstance(verified, dict) and verified.get("ok") is False:
+            return DAMAGED, str(verified.get("error", "the last verify failed"))
+    except (OSError, ValueError):
+        pass
+    return COMPLETE, ""
+
+
+def record_verify(snapshot: Snapshot, error: str | None) -> None:
+    """Remember the outcome of a verify, so that a damaged archive never counts as good."""
+    now = datetime.now(UTC).isoformat()
+    write_json(
+        os.path.join(snapshot.folder, VERIFY),
+        {"time": now, "ok": error is None, **({"error": error} if error else {})},
+    )
+
+
+def remove(folder: str) -> None:
+    """Remove a snapshot: the manifest first, so that a half-removed one is invisible."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(folder, MANIFEST))
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def write_manifest(folder: str, manifest: Manifest) -> None:
+    """The last step of a backup: the manifest appears whole, or not at all."""
+    path = os.path.join(folder, MANIFEST)
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(manifest.to_json(), handle, indent=2)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    fsync_dir(folder)
+
+
+def fsync_dir(folder: str) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

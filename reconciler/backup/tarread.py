@@ -1,0 +1,156 @@
+"""A lean streaming tar reader: headers through ``tarfile.TarInfo.frombuf``, content as is.
+
+``tarfile``'s own stream mode copies every block three times on its way (its read-ahead
+buffer is joined and sliced for each read), which held restores near 60 MB/s. This reader
+passes content through in the pieces its source hands out, and understands what dsr and
+the Engine API write: ustar, PAX extended headers (per file and global) and GNU long
+names. Anything else is the caller's to refuse.
+"""
+
+from __future__ import annotations
+
+import tarfile
+from collections.abc import Iterator
+from typing import Protocol
+
+from reconciler.backup.errors import ArchiveError
+
+BLOCK = tarfile.BLOCKSIZE
+CHUNK = 1 << 20
+_PAX_FIELDS = {"path": "name", "linkpath": "linkname", "uid": "uid", "gid": "gid"}
+_MAX_META = 1 << 20  # a PAX header or a long name larger than this is not a real one
+
+
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class TarStream:
+    """Reads a tar stream from ``source`` (whose ``read(n)`` gives at most n bytes)."""
+
+    def __init__(self, source: Readable) -> None:
+        self.source = source
+        self.left = b""
+
+    def exact(self, size: int) -> bytes:
+        parts, have = [self.left], len(self.left)
+        while have < size:
+            block = self.source.read(max(size - have, BLOCK))
+            if not block:
+                raise ArchiveError("the archive ends in the middle of an entry")
+            parts.append(block)
+            have += len(block)
+        data = b"".join(parts)
+        self.left = data[size:]
+        return data[:size]
+
+    def piece(self, most: int) -> bytes:
+        """The next bytes, at most ``most``, as the source gives them (no copies)."""
+        if self.left:
+            piece, self.left = self.left[:most], self.left[most:]
+            return piece
+        piece = self.source.read(min(most, CHUNK))
+        if not piece:
+            raise ArchiveError("the archive ends in the middle of a file")
+        return piece
+
+    def skip(self, size: int) -> None:
+        while size > 0:
+            size -= len(self.piece(size))
+
+
+class Content:
+    """A member's content, read once; what is left unread is skipped by ``members``."""
+
+    def __init__(self, stream: TarStream, size: int) -> None:
+        self.stream = stream
+        self.left = size
+
+    def __iter__(self) -> Iterator[bytes]:
+        while self.left > 0:
+            piece = self.stream.piece(self.left)
+            self.left -= len(piece)
+            yield piece
+
+
+def members(source: Readable) -> Iterator[tuple[tarfile.TarInfo, Content]]:
+    """Each member's header (PAX and long names applied) and its content (for regular
+    files; read it before asking for the next member, or it is skipped)."""
+    stream = TarStream(source)
+    global_pax: dict[str, str] = {}
+    pending: dict[str, str] = {}
+    while True:
+        header = stream.exact(BLOCK) if _more(stream) else b""
+        if not header.strip(b"\0"):
+            return  # the end-of-archive blocks (or a stream that simply ends)
+        try:
+            info = tarfile.TarInfo.frombuf(header, "utf-8", "surrogateescape")
+        except tarfile.TarError as err:
+            raise ArchiveError(f"the archive is damaged: {err}") from err
+        padded = info.size + (-info.size % BLOCK)
+        if info.type in (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE):
+            records = _pax(stream.exact(_bounded(padded))[: info.size])
+            (global_pax if info.type == tarfile.XGLTYPE else pending).update(records)
+            continue
+        if info.type in (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK):
+            text = stream.exact(_bounded(padded))[: info.size].split(b"\0", 1)[0]
+            key = "path" if info.type == tarfile.GNUTYPE_LONGNAME else "linkpath"
+            pending[key] = text.decode("utf-8", "surrogateescape")
+            continue
+        _apply({**global_pax, **pending}, info)
+        pending = {}
+        has_data = info.type in tarfile.REGULAR_TYPES or info.type == tarfile.GNUTYPE_SPARSE
+        content = Content(stream, info.size if has_data else 0)
+        yield info, content
+        stream.skip(content.left + (-info.size % BLOCK if has_data else 0))
+
+
+def _more(stream: TarStream) -> bool:
+    if stream.left:
+        return True
+    block = stream.source.read(BLOCK)
+    stream.left = block
+    return bool(block)
+
+
+def _bounded(size: int) -> int:
+    if size > _MAX_META:
+        raise ArchiveError(f"the archive has a metadata header of {size} bytes")
+    return size
+
+
+def _pax(data: bytes) -> dict[str, str]:
+    """``LEN key=value\\n`` records; values decoded as UTF-8 (raw bytes kept as surrogates)."""
+    out: dict[str, str] = {}
+    at = 0
+    while at < len(data):
+        space = data.find(b" ", at)
+        try:
+            length = int(data[at:space])
+        except ValueError as err:
+            raise ArchiveError("the archive has a damaged PAX header") from err
+        if length <= 0 or space < 0:
+            raise ArchiveError("the archive has a damaged PAX header")
+        record = data[space + 1 : at + length - 1]
+        key, _, value = record.partition(b"=")
+        out[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
+        at += length
+    return out
+
+
+def _apply(pax: dict[str, str], info: tarfile.TarInfo) -> None:
+    if not pax:
+        return
+    try:
+        for key, attribute in _PAX_FIELDS.items():
+            if key in pax:
+                value: object = int(pax[key]) if attribute in ("uid", "gid") else pax[key]
+                setattr(info, attribute, value)
+        if "size" in pax:
+            info.size = int(pax["size"])
+        if "mtime" in pax:
+            info.mtime = float(pax["mtime"])
+    except ValueError as err:
+        raise ArchiveError(f"the archive has a damaged PAX value: {err}") from err
+    if any(k.startswith("GNU.sparse") for k in pax):
+        info.type = tarfile.GNUTYPE_SPARSE  # refused by the caller

@@ -1,0 +1,187 @@
+"""A tree of files as backups see it, and the digest that proves a restore is exact.
+
+An ``Entry`` is what a tar header says of one path (type, permission bits with setuid,
+setgid and sticky, owner, whole-second mtime, symlink target) plus the sha256 of a regular
+file's content. ``TreeDigest`` hashes every entry, sorted by path, so that the same tree
+read from a directory, from dsr's archive or from the Engine API's archive gives the same
+digest, whatever order it was read in. Hard links are a group of paths sharing one file:
+each member is recorded with the file's attributes and the group's first path (sorted), so
+which member a tar stream happened to write first does not matter.
+
+``walk`` lists a directory the way ``tar`` does (depth first, names sorted by bytes),
+never following a symbolic link.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+DIR, FILE, SYMLINK, HARDLINK, FIFO = "dir", "file", "symlink", "hardlink", "fifo"
+ROOT = "."
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One path of a tree. ``path`` is relative (``.`` is the root), never ``..``."""
+
+    path: str
+    kind: str
+    mode: int  # permission bits, setuid/setgid/sticky included
+    uid: int
+    gid: int
+    mtime: int  # whole seconds: tar headers and the Engine API keep no more
+    size: int = 0
+    link: str = ""  # a symlink's target; a hard link's earlier path
+    sha256: str = ""
+
+
+def join(root: str, path: str) -> str:
+    return root if path == ROOT else os.path.join(root, path)
+
+
+class TreeDigest:
+    """Collects entries (in any order) and gives their digest, size and count."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, Entry] = {}
+        self._leader: dict[str, str] = {}  # hard-linked path -> the group's file path
+        self.size = 0
+        self.files = 0
+
+    def add(self, entry: Entry) -> None:
+        if entry.path in self.entries:
+            raise ValueError(f"{entry.path!r} appears twice")
+        if entry.kind == HARDLINK:
+            target = self.entries.get(entry.link)
+            if target is None or target.kind not in (FILE, HARDLINK):
+                raise ValueError(f"hard link {entry.path!r} to {entry.link!r}, not an earlier file")
+            self._leader[entry.path] = self._leader.get(entry.link, entry.link)
+        self.entries[entry.path] = entry
+        if entry.kind != DIR:
+            self.files += 1
+        if entry.kind == FILE:
+            self.size += entry.size
+
+    def canonical(self) -> list[Entry]:
+        """Every entry as a plain file, dir, symlink or fifo; hard links as groups."""
+        groups: dict[str, list[str]] = {}
+        for path, leader in self._leader.items():
+            groups.setdefault(leader, [leader]).append(path)
+        first = {p: min(members) for members in groups.values() for p in members}
+        out = []
+        for path in sorted(self.entries):
+            entry = self.entries[path]
+            if entry.kind == HARDLINK:
+                data = self.entries[self._leader[path]]
+                entry = replace(data, path=path)
+            if entry.kind == FILE:
+                entry = replace(entry, link=first.get(path, ""))
+            out.append(entry)
+        return out
+
+    def hexdigest(self) -> str:
+        digest = hashlib.sha256()
+        for e in self.canonical():
+            record = [e.path, e.kind, e.mode, e.uid, e.gid, e.size, e.sha256, e.link, e.mtime]
+            digest.update(json.dumps(record).encode() + b"\n")
+        return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Found:
+    """A path ``walk`` found: its entry (no sha256 yet) and its absolute path."""
+
+    entry: Entry
+    path: str
+
+
+def _sort_key(item: os.DirEntry[str]) -> bytes:
+    return os.fsencode(item.name)
+
+
+def walk(root: str, skipped: list[str] | None = None) -> Iterator[Found]:
+    """Entries of ``root`` depth first, names sorted; sockets and devices go to ``skipped``."""
+    st = os.lstat(root)
+    if not stat.S_ISDIR(st.st_mode):
+        raise NotADirectoryError(root)
+    yield Found(_entry(ROOT, st, ""), root)
+    links: dict[tuple[int, int], str] = {}
+    yield from _walk(root, "", links, skipped if skipped is not None else [])
+
+
+def _walk(
+    root: str, prefix: str, links: dict[tuple[int, int], str], skipped: list[str]
+) -> Iterator[Found]:
+    folder = os.path.join(root, prefix) if prefix else root
+    with os.scandir(folder) as it:
+        items = sorted(it, key=_sort_key)
+    for item in items:
+        rel = f"{prefix}{item.name}"
+        st = item.stat(follow_symlinks=False)
+        mode = st.st_mode
+        if stat.S_ISREG(mode) and st.st_nlink > 1:
+            key = (st.st_dev, st.st_ino)
+            if key in links:
+                yield Found(_entry(rel, st, "", kind=HARDLINK, link=links[key]), item.path)
+                continue
+            links[key] = rel
+        if stat.S_ISDIR(mode):
+            yield Found(_entry(rel, st, ""), item.path)
+            yield from _walk(root, rel + "/", links, skipped)
+        elif stat.S_ISLNK(mode):
+            yield Found(_entry(rel, st, os.readlink(item.path)), item.path)
+        elif stat.S_ISREG(mode) or stat.S_ISFIFO(mode):
+            yield Found(_entry(rel, st, ""), item.path)
+        else:
+            skipped.append(rel)  # sockets and device nodes: tar cannot restore them safely
+
+
+def _entry(path: str, st: os.stat_result, target: str, kind: str = "", link: str = "") -> Entry:
+    mode = st.st_mode
+    if not kind:
+        kind = (
+            DIR
+            if stat.S_ISDIR(mode)
+            else SYMLINK
+            if stat.S_ISLNK(mode)
+            else FIFO
+            if stat.S_ISFIFO(mode)
+            else FILE
+        )
+    return Entry(
+        path=path,
+        kind=kind,
+        mode=stat.S_IMODE(mode),
+        uid=st.st_uid,
+        gid=st.st_gid,
+        mtime=int(st.st_mtime),
+        size=st.st_size if kind == FILE else 0,
+        link=target or link,
+    )
+
+
+def digest_of(root: str, chunk: int = 1 << 20) -> TreeDigest:
+    """Read a directory whole: every entry, every file's content hashed."""
+    tree = TreeDigest()
+    for found in walk(root):
+        entry = found.entry
+        if entry.kind == FILE:
+            entry = replace(entry, sha256=file_sha256(found.path, chunk))
+        tree.add(entry)
+    return tree
+
+
+def file_sha256(path: str, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        while block := os.read(fd, chunk):
+            digest.update(block)
+    finally:
+        os.close(fd)
+    return digest.hexdigest()

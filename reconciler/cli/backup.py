@@ -1,0 +1,233 @@
+"""backup, backups list|prune|verify, restore: parse flags, call reconciler.backup, exit.
+
+``dsr backup`` takes ``--policy RULE`` (a backup rule of the spec, as in the contract's
+command table), so it cannot take the global ``--policy FILE`` after its name: the admin
+policy file goes before the command (``dsr --policy FILE backup PATH``). Every other global
+option works on either side, as for the other commands.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from reconciler.cli import cli
+from reconciler.cli.options import _NAMES, Settings, _options, global_options
+
+if TYPE_CHECKING:
+    from reconciler.backup.ops import Request
+    from reconciler.backup.store import Snapshot
+
+F = TypeVar("F", bound=Callable[..., Any])
+VIA = click.Choice(["auto", "direct", "api"])
+VIA_HELP = "How to read or write a volume: its directory (direct), the Engine API, or auto."
+
+
+def _globals_but_policy(func: F) -> F:
+    """``global_options`` without ``--policy`` (which names a backup rule here)."""
+    options = dict(zip(_NAMES, _options(with_defaults=False), strict=True))
+    names = [n for n in _NAMES if n != "policy"]
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        settings: Settings = click.get_current_context().ensure_object(Settings)
+        for name in names:
+            value = kwargs.pop(name)
+            if value is not None:
+                setattr(settings, name, value)
+        return func(settings, *args, **kwargs)
+
+    for name in reversed(names):
+        wrapper = options[name](wrapper)
+    return wrapper  # type: ignore[return-value]
+
+
+def _request(settings: Settings, path: str) -> Request:
+    from reconciler import logs
+    from reconciler.backup.ops import Request
+
+    logs.configure(settings.log_format)  # type: ignore[arg-type]
+    return Request(
+        path=path,
+        project=settings.project,
+        policy_file=settings.policy,
+        docker_host=settings.docker_host,
+        state_dir=settings.resolved_state_dir(),
+        engine_timeout=settings.engine_timeout,
+        lock_timeout=settings.lock_timeout,
+    )
+
+
+@contextmanager
+def _progress(what: str) -> Iterator[Callable[[int], None] | None]:
+    """A byte counter with a rate on a terminal's stderr; nothing elsewhere."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+    columns = (*Progress.get_default_columns()[:1], DownloadColumn(), TransferSpeedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(what, total=None)
+        yield lambda n: bar.advance(task, n)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+@cli.command("backup")
+@click.argument("path", type=click.Path())
+@click.option("--policy", "rule", help="Only this backup rule of the spec (default: all).")
+@click.option("--volume", help="Only this volume (of the rules that list it).")
+@click.option("--time", "when", help="Record this ISO 8601 time instead of now (as restic's).")
+@click.option("--via", type=VIA, default="auto", help=VIA_HELP, hidden=True)
+@_globals_but_policy
+def backup_command(
+    settings: Settings, path: str, rule: str | None, volume: str | None, when: str | None, via: str
+) -> None:
+    """Back up now: one snapshot per source of each backup rule."""
+    from reconciler.backup.ops import backup
+
+    with _progress("backing up") as progress:
+        taken = backup(
+            _request(settings, path),
+            rule=rule,
+            volume=volume,
+            time=when,
+            via=via,
+            progress=progress,
+        )
+    failed = [t for t in taken if t.error]
+    for t in taken:
+        m = t.manifest
+        if m is not None:
+            click.echo(
+                f"{t.policy}: {m.source} -> {m.id} ({_size(m.size)} in {m.files} files, "
+                f"archive {_size(m.archive_size)}, {m.seconds:.1f}s, read {m.read_via})"
+            )
+    for t in failed:
+        click.echo(f"dsr: backup rule {t.policy}: {t.error}", err=True)
+    if failed:
+        sys.exit(1)
+
+
+@cli.group("backups")
+def backups_group() -> None:
+    """List, prune and verify the snapshots of a spec's backup rules."""
+
+
+@backups_group.command("list")
+@click.argument("path", type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@global_options
+def list_command(settings: Settings, path: str, fmt: str) -> None:
+    """List snapshots, per rule and source, newest first."""
+    from reconciler.backup.ops import listing
+
+    snapshots = listing(_request(settings, path))
+    if fmt == "json":
+        doc = {"format_version": 1, "backups": [s.listing() for s in snapshots]}
+        click.echo(json.dumps(doc, indent=2))
+        return
+    _table(snapshots)
+
+
+def _table(snapshots: list[Snapshot]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table("id", "policy", "source", "time", "size", "files", "status", box=None)
+    for s in snapshots:
+        m = s.manifest
+        status = s.status if not s.problem else f"{s.status}: {s.problem}"
+        row = (m.id, m.policy, m.source, m.time.isoformat(), _size(m.size), str(m.files), status)
+        table.add_row(*(escape(cell) for cell in row))
+    # Off a terminal (a pipe, a log) nothing is cut to 80 columns.
+    width = None if sys.stdout.isatty() else 10_000
+    Console(width=width, soft_wrap=True).print(table if snapshots else "no backups")
+
+
+@backups_group.command("prune")
+@click.argument("path", type=click.Path())
+@click.option("--dry-run", is_flag=True, help="Show what would be removed; remove nothing.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@global_options
+def prune_command(settings: Settings, path: str, dry_run: bool, fmt: str) -> None:
+    """Apply the keep rules (restic's forget semantics) and remove what they drop."""
+    from reconciler.backup.ops import prune
+
+    result = prune(_request(settings, path), dry_run=dry_run)
+    if fmt == "json":
+        click.echo(json.dumps(result.to_json(), indent=2))
+        return
+    for s, reasons in result.keep:
+        click.echo(f"keep   {s.id} ({s.manifest.source}): {', '.join(reasons)}")
+    verb = "would remove" if dry_run else "removed"
+    for s in result.remove:
+        click.echo(f"{verb} {s.id} ({s.manifest.source})" + (f": {s.problem}" if s.problem else ""))
+    for folder in result.unfinished:
+        click.echo(f"{verb} unfinished {folder!r}")
+
+
+@backups_group.command("verify")
+@click.argument("path", type=click.Path())
+@click.option("--backup", "backup_id", help="Only this snapshot id.")
+@global_options
+def verify_command(settings: Settings, path: str, backup_id: str | None) -> None:
+    """Re-read archives: check their sha256 and the digest of their tree."""
+    from reconciler.backup.ops import verify
+
+    results = verify(_request(settings, path), backup_id)
+    for snapshot, problem in results:
+        if problem:
+            click.echo(f"FAILED {snapshot.id}: {problem}", err=True)
+        else:
+            click.echo(f"ok     {snapshot.id}")
+    if any(problem for _, problem in results):
+        sys.exit(1)
+
+
+@cli.command("restore")
+@click.argument("path", type=click.Path())
+@click.argument("volume")
+@click.option("--backup", "backup_id", default="latest", help="Snapshot id, or latest.")
+@click.option("--into", help="Restore into this new volume (or folder) instead.")
+@click.option("--stop", is_flag=True, help="Stop running users of the volume, then restart them.")
+@click.option("--via", type=VIA, default="auto", help=VIA_HELP, hidden=True)
+@global_options
+def restore_command(
+    settings: Settings,
+    path: str,
+    volume: str,
+    backup_id: str,
+    into: str | None,
+    stop: bool,
+    via: str,
+) -> None:
+    """Restore VOLUME (or a backed-up host folder) from a snapshot, verified by checksum."""
+    from reconciler.backup.ops import restore
+
+    with _progress("restoring") as progress:
+        snapshot = restore(
+            _request(settings, path),
+            volume,
+            backup_id=backup_id,
+            into=into,
+            stop=stop,
+            via=via,
+            progress=progress,
+        )
+    click.echo(f"restored {snapshot.id} into {into or volume}; its tree digest matches")

@@ -1,0 +1,235 @@
+"""What must never happen to data: a damaged archive restored, a running database copied
+mid-write without its consent, containers left stopped, a killed backup counted as good."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import docker
+from backup_trees import describe
+
+DsrRunner = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def mountpoint(client: docker.DockerClient, volume: str) -> Path:
+    return Path(client.api.inspect_volume(volume)["Mountpoint"])
+
+
+def listed(dsr: DsrRunner, spec: Path) -> list[dict[str, object]]:
+    return json.loads(dsr("backups", "list", spec, "--format", "json", check=True).stdout)[
+        "backups"
+    ]  # type: ignore[no-any-return]
+
+
+def volume_spec(tmp_spec: Callable[..., Path], volume: str, extra: str = "") -> Path:
+    return tmp_spec(f"""
+        version: 1
+        volumes:
+          {volume}: {{}}
+        backups:
+          nightly:
+            volumes: [{volume}]
+            keep: {{last: 5}}
+        {extra}
+        """)
+
+
+def test_a_flipped_byte_fails_verify_and_restore_and_leaves_the_volume(
+    dsr: DsrRunner,
+    tmp_spec: Callable[..., Path],
+    docker_client: docker.DockerClient,
+    prefix: str,
+    dsr_state_dir: Path,
+) -> None:
+    volume = f"{prefix}-data"
+    spec = volume_spec(tmp_spec, volume)
+    dsr("apply", spec, check=True)
+    root = mountpoint(docker_client, volume)
+    (root / "data.bin").write_bytes(os.urandom(500_000))
+    dsr("backup", spec, check=True)
+    [snapshot] = listed(dsr, spec)
+    [archive] = (dsr_state_dir / "backups").rglob("archive.tar.zst")
+    with open(archive, "r+b") as handle:
+        handle.seek(archive.stat().st_size // 2)
+        byte = handle.read(1)
+        handle.seek(-1, os.SEEK_CUR)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+
+    (root / "newer").write_text("written after the backup")
+    before = describe(root)
+    verify = dsr("backups", "verify", spec)
+    assert verify.returncode == 1
+    assert f"{snapshot['id']}" in verify.stderr and "checksum mismatch" in verify.stderr
+    restore = dsr("restore", spec, volume, "--backup", str(snapshot["id"]))
+    assert restore.returncode == 1 and "checksum mismatch" in restore.stderr + restore.stdout
+    assert describe(root) == before
+    [after] = listed(dsr, spec)
+    assert after["status"] == "damaged"  # a failed verify never counts as a good backup
+
+
+def _container(
+    client: docker.DockerClient,
+    image: str,
+    volume: str,
+    name: str,
+    labels: dict[str, str],
+    *,
+    running: bool,
+) -> str:
+    created = client.api.create_container(
+        image,
+        command=["sleep", "600"],
+        name=name,
+        labels=labels,
+        host_config=client.api.create_host_config(binds=[f"{volume}:/data"]),
+    )
+    if running:
+        client.api.start(created["Id"])
+    return str(created["Id"])
+
+
+def test_quiesce_restarts_exactly_the_running_users_when_the_backup_fails(
+    dsr: DsrRunner,
+    tmp_spec: Callable[..., Path],
+    docker_client: docker.DockerClient,
+    prefix: str,
+    labels: dict[str, str],
+    busybox_image: str,
+    tmp_path: Path,
+) -> None:
+    volume = f"{prefix}-data"
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the destination folder should be: the injected failure")
+    spec = tmp_spec(f"""
+        version: 1
+        volumes:
+          {volume}: {{}}
+        backups:
+          nightly:
+            volumes: [{volume}]
+            quiesce: true
+            destination: {blocker}
+        """)
+    dsr("apply", spec, check=True)
+    running = _container(
+        docker_client, busybox_image, volume, f"{prefix}-run", labels, running=True
+    )
+    idle = _container(docker_client, busybox_image, volume, f"{prefix}-idle", labels, running=False)
+    started = docker_client.api.inspect_container(running)["State"]["StartedAt"]
+
+    result = dsr("backup", spec)
+    assert result.returncode == 1 and f"volume:{volume}" in result.stderr
+    state = docker_client.api.inspect_container(running)["State"]
+    assert state["Running"] and state["StartedAt"] != started  # stopped, then started again
+    assert not docker_client.api.inspect_container(idle)["State"]["Running"]
+    assert not docker_client.api.inspect_container(idle)["State"]["StartedAt"].startswith("20")
+
+
+def test_restore_refuses_a_volume_in_use_unless_stop(
+    dsr: DsrRunner,
+    tmp_spec: Callable[..., Path],
+    docker_client: docker.DockerClient,
+    prefix: str,
+    labels: dict[str, str],
+    busybox_image: str,
+) -> None:
+    volume = f"{prefix}-data"
+    spec = volume_spec(tmp_spec, volume)
+    dsr("apply", spec, check=True)
+    (mountpoint(docker_client, volume) / "v").write_text("1")
+    dsr("backup", spec, check=True)
+    (mountpoint(docker_client, volume) / "v").write_text("2")
+    user = _container(docker_client, busybox_image, volume, f"{prefix}-user", labels, running=True)
+    refused = dsr("restore", spec, volume)
+    assert (
+        refused.returncode == 1
+        and f"{prefix}-user" in refused.stderr
+        and "--stop" in refused.stderr
+    )
+    assert (mountpoint(docker_client, volume) / "v").read_text() == "2"
+    dsr("restore", spec, volume, "--stop", check=True)
+    assert (mountpoint(docker_client, volume) / "v").read_text() == "1"
+    assert docker_client.api.inspect_container(user)["State"]["Running"]
+
+
+def test_hooks_run_around_the_backup_and_after_hooks_run_when_it_fails(
+    dsr: DsrRunner,
+    tmp_spec: Callable[..., Path],
+    docker_client: docker.DockerClient,
+    prefix: str,
+    labels: dict[str, str],
+    busybox_image: str,
+) -> None:
+    volume = f"{prefix}-data"
+    db = f"{prefix}-db"
+    hooks = f"""
+            hooks:
+              before: [{{container: {db}, command: [sh, -c, "echo dump > /data/dump.sql"], timeout: 30s}}]
+              after: [{{container: {db}, command: [touch, /data/after-ran]}}]
+          failing:
+            volumes: [{volume}]
+            hooks:
+              before: [{{container: {db}, command: ["false"]}}]
+              after: [{{container: {db}, command: [touch, /data/after-failing]}}]
+    """
+    spec = volume_spec(tmp_spec, volume, hooks)
+    dsr("apply", spec, check=True)
+    _container(docker_client, busybox_image, volume, db, labels, running=True)
+    dsr("backup", spec, "--policy", "nightly", check=True)
+    root = mountpoint(docker_client, volume)
+    assert (root / "after-ran").exists()
+    [snapshot] = listed(dsr, spec)
+    dsr("restore", spec, volume, "--stop", check=True)
+    assert (root / "dump.sql").read_text() == "dump\n"  # the before hook's file was backed up
+    failed = dsr("backup", spec, "--policy", "failing")
+    assert failed.returncode == 1 and "false" in failed.stderr
+    assert (root / "after-failing").exists()
+    assert [b["id"] for b in listed(dsr, spec)] == [snapshot["id"]]
+
+
+def test_a_backup_killed_midway_is_invisible_and_the_next_one_succeeds(
+    dsr: DsrRunner,
+    tmp_spec: Callable[..., Path],
+    docker_client: docker.DockerClient,
+    prefix: str,
+    dsr_state_dir: Path,
+) -> None:
+    volume = f"{prefix}-data"
+    spec = volume_spec(tmp_spec, volume)
+    dsr("apply", spec, check=True)
+    root = mountpoint(docker_client, volume)
+    for n in range(6):
+        (root / f"big-{n}").write_bytes(os.urandom(64 << 20))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "backup", str(spec), "--via", "api"],
+        env={**os.environ, "DSR_STATE_DIR": str(dsr_state_dir)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while not list((dsr_state_dir / "backups").rglob("archive.tar.zst")):
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.05)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert listed(dsr, spec) == []
+    leftovers = [
+        c
+        for c in docker_client.api.containers(all=True, filters={"label": f"dsr.project={prefix}"})
+    ]
+    for c in leftovers:  # the killed run's helper: the next run must not depend on it
+        assert c["Labels"]["dsr.kind"] == "helper"
+    dsr("backup", spec, check=True)
+    assert [b["status"] for b in listed(dsr, spec)] == ["complete"]
+    pruned = json.loads(dsr("backups", "prune", spec, "--format", "json", check=True).stdout)
+    assert len(pruned["keep"]) == 1 and not pruned["remove"]
+    assert len(list((dsr_state_dir / "backups").rglob("archive.tar.zst"))) == 1
