@@ -66,7 +66,7 @@ def apply_plan(
     outcomes: dict[str, Outcome] = {}
     pending = list(changes)
     running: dict[Future[None], Change] = {}
-    executor = _Executor(engine)
+    executor = _Executor(engine, plan.project)
     pass_id = pass_id or uuid.uuid4().hex[:12]
     stalled = ""  # set once a call timed out: the engine is not answering, start nothing
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -155,7 +155,9 @@ def _message(error: BaseException) -> str:
 class _Executor:
     """One Docker call (or a short fixed sequence) per action kind."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, project: str) -> None:
+        self.engine = engine
+        self.project = project
         self.api = engine.api
         self.seconds: dict[str, float] = {}
 
@@ -226,8 +228,30 @@ class _Executor:
 
     def delete_volume(self, change: Change) -> None:
         assert change.target_id is not None
+        if change.backup_to is not None:
+            if not self.volume_exists(change.target_id):
+                return  # already gone: done (its backup was taken before it went)
+            self.back_up(change.target_id, change.backup_to)
         with contextlib.suppress(docker.errors.NotFound):
             self.api.remove_volume(change.target_id)  # refused by Docker while in use
+
+    def volume_exists(self, name: str) -> bool:
+        try:
+            self.api.inspect_volume(name)
+        except docker.errors.NotFound:
+            return False
+        return True
+
+    def back_up(self, volume: str, destination: str) -> None:
+        """A snapshot of ``volume``, read back and checked, before anything deletes it."""
+        from reconciler.backup.run import Options, backup_volume
+
+        if not destination:
+            raise RuntimeError(f"no backup destination for {volume}: run dsr apply with its spec")
+        manifest = backup_volume(
+            self.engine, self.project, volume, destination, Options(policy="reclaim")
+        )
+        log.info("reclaim_backup", volume=volume, snapshot=manifest.id, size=manifest.size)
 
     # -- containers -------------------------------------------------------------------------
     def create_container(self, change: Change) -> None:

@@ -198,6 +198,8 @@ def _run(
                 with timer.stage("hash"):
                     packed = pack_images(desired, state)
                 result.plan, result.observed = compute_plan(engine, desired, packed, state, timer)
+                if request.apply and state is not None:
+                    record_reclaim(state, desired, result.observed)
             if not request.apply or not result.plan.actionable:
                 return
             if before_apply is not None and not before_apply(result.plan):
@@ -284,6 +286,33 @@ def _known_manifests(state: StateDir | None, observed: Observed) -> dict[str, Ma
     return out
 
 
+def reclaim_of(desired: Desired, backups: str) -> dict[str, dict[str, str]]:
+    """Each managed volume's reclaim policy, and where a backup-then-delete puts its data:
+    the destination of the first backup rule that lists it, else ``backups``."""
+    out = {}
+    for name, volume in desired.volumes.items():
+        if volume.external:
+            continue
+        rules = [r for _, r in sorted(desired.backups.items()) if name in r.volumes]
+        destination = next((r.destination for r in rules if r.destination), None) or backups
+        out[name] = {"reclaim": volume.reclaim, "destination": destination}
+    return out
+
+
+def record_reclaim(state: StateDir, desired: Desired, observed: Observed) -> None:
+    """Record the reclaim policy of every volume of the spec being applied: the one in
+    force once it leaves the spec. Records of volumes gone from the engine are dropped."""
+    record = state.read_record(desired.project)
+    volumes = record.get("volumes")
+    kept = {
+        name: value
+        for name, value in (volumes.items() if isinstance(volumes, dict) else [])
+        if name in observed.volumes and isinstance(value, dict)
+    }
+    kept.update(reclaim_of(desired, state.backups))
+    state.write_record(desired.project, {**record, "volumes": kept})
+
+
 def compute_plan(
     engine: Engine,
     desired: Desired,
@@ -302,7 +331,9 @@ def compute_plan(
             **_known_manifests(state, observed),
             **{image.tag: image.manifest for image in packed.values()},
         }
-        first = plan(desired, observed, tags, manifests=known)
+        volumes = state.read_record(desired.project).get("volumes") if state else None
+        reclaim = volumes if isinstance(volumes, dict) else {}
+        first = plan(desired, observed, tags, manifests=known, reclaim=reclaim)
     ids = [
         c.target_id
         for c in first.changes
@@ -315,7 +346,7 @@ def compute_plan(
     with timer.stage("observe"):
         measured = with_sizes(observed, engine, ids)
     with timer.stage("plan"):
-        return plan(desired, measured, tags, manifests=known), measured
+        return plan(desired, measured, tags, manifests=known, reclaim=reclaim), measured
 
 
 def offline_plan(old: Desired, new: Desired) -> Plan:
@@ -326,7 +357,7 @@ def offline_plan(old: Desired, new: Desired) -> Plan:
     manifests = {i.tag: i.manifest for i in [*old_packed.values(), *new_packed.values()]}
     before = simulate(old, {key: image.tag for key, image in old_packed.items()})
     tags = {key: image.tag for key, image in new_packed.items()}
-    return plan(new, before, tags, manifests=manifests)
+    return plan(new, before, tags, manifests=manifests, reclaim=reclaim_of(old, ""))
 
 
 def names_of(desired: Desired) -> set[str]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
+import json
 import os
 import re
 import secrets
@@ -26,8 +27,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from reconciler.errors import LockError
+from reconciler.files import write_json
 
 
 def default_state_dir() -> str:
@@ -82,6 +85,19 @@ class StateDir:
 
     def record(self, project: str) -> str:
         return os.path.join(self.records, _safe(project) + ".json")
+
+    def read_record(self, project: str) -> dict[str, Any]:
+        """What the last apply of ``project`` recorded; empty when nothing (or garbage)."""
+        try:
+            with open(self.record(project), encoding="utf-8") as handle:
+                value = json.load(handle)
+        except (OSError, ValueError):
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    def write_record(self, project: str, record: dict[str, Any]) -> None:
+        if self.read_record(project) != record:
+            write_json(self.record(project), record, indent=1)
 
     def lock_file(self, engine_url: str, project: str) -> str:
         engine = hashlib.sha256(engine_url.encode()).hexdigest()[:12]

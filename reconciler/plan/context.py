@@ -23,6 +23,7 @@ class Planning:
     observed: Observed
     image_tags: dict[str, str]  # images key -> the tag its context builds
     manifests: dict[str, Mapping[str, str]]  # image tag -> its context's entries
+    reclaim: dict[str, Mapping[str, str]]  # volume -> its last applied reclaim, destination
     changes: list[Change] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)

@@ -62,6 +62,7 @@ class ReasonCode(StrEnum):
     IMAGE_KEY_REMOVED = "image-key-removed"  # blocked: a former data-packed key still used
     EXTERNAL_MISSING = "external-missing"  # blocked: an external volume does not exist
     NOT_HASHED = "not-hashed"  # blocked: a data-packed image could not be hashed
+    VOLUME_IN_USE = "volume-in-use"  # blocked: a volume to reclaim is still used
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,8 @@ class Change:
     # How the live object acted on stops (a replace or delete of a container): its own
     # signal was set when it was created; this is the time Docker gives it before SIGKILL.
     stop_timeout: int = 10
+    # A volume's delete backs it up here first ("" : the state directory's backups).
+    backup_to: str | None = None
     volume: VolumeParams | None = None
     container: ContainerParams | None = None
     image: ImageParams | None = None
@@ -240,6 +243,7 @@ def _change_from(data: Mapping[str, Any]) -> Change:
         depends_on=tuple(data["depends_on"]),
         target_id=data.get("target_id"),
         stop_timeout=int(data.get("stop_timeout", 10)),
+        backup_to=data.get("backup_to"),
         volume=VolumeParams(**volume) if volume else None,
         container=container,
         image=ImageParams(**image) if image else None,

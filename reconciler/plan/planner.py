@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Iterator, Mapping
 
 from reconciler.kinds import Kind
-from reconciler.plan import drift, packed
+from reconciler.plan import drift, packed, reclaim
 from reconciler.plan.context import Planning
 from reconciler.plan.model import (
     Action,
@@ -44,13 +44,18 @@ def plan(
     image_tags: Mapping[str, str] | None = None,
     *,
     manifests: Mapping[str, Mapping[str, str]] | None = None,
+    reclaim: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Plan:
     """What to do so that the engine holds what ``desired`` says.
 
     ``image_tags`` maps each key of ``desired.images`` to the tag its content builds;
-    ``manifests`` maps image tags to their context's entries, to say what changed.
+    ``manifests`` maps image tags to their context's entries, to say what changed;
+    ``reclaim`` maps volumes to what the last apply recorded of them (``reclaim``,
+    ``destination``), for those that left the spec since.
     """
-    planner = _Planner(desired, observed, dict(image_tags or {}), dict(manifests or {}))
+    planner = _Planner(
+        desired, observed, dict(image_tags or {}), dict(manifests or {}), dict(reclaim or {})
+    )
     planner.run()
     return Plan(
         project=desired.project,
@@ -70,11 +75,7 @@ class _Planner(Planning):
         for kind, name, spec in self.ordered_containers():
             self.container(kind, name, spec)
         packed.cleanup(self)
-        for volume in self.observed.volumes.values():
-            if self.mine(volume.labels) and volume.name not in self.desired.volumes:
-                anonymous = volume.labels.get(KIND) == Kind.ANONYMOUS_VOLUME
-                if not (anonymous and self.observed.volume_users(volume.name)):
-                    self.orphans.append(Kind.VOLUME.resource(volume.name))
+        reclaim.left_volumes(self)
 
     # -- containers that must go -------------------------------------------------------
     def container_cleanups(self) -> None:
