@@ -12,6 +12,7 @@ import io
 import os
 import tarfile
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -33,8 +34,10 @@ from reconciler.plan.model import (
     ImageParams,
     MountParams,
     Plan,
+    VolumeParams,
 )
 from reconciler.spec.models import NEW_SUFFIX, OLD_SUFFIX
+from reconciler.statedir import StateDir
 
 log = structlog.get_logger("dsr.apply")
 
@@ -59,6 +62,7 @@ def apply_plan(
     workers: int = 4,
     progress: Progress | None = None,
     pass_id: str | None = None,
+    state: StateDir | None = None,
 ) -> list[Outcome]:
     """Run every actionable change of ``plan``; return how each went, in plan order."""
     changes = list(plan.actionable)
@@ -66,7 +70,7 @@ def apply_plan(
     outcomes: dict[str, Outcome] = {}
     pending = list(changes)
     running: dict[Future[None], Change] = {}
-    executor = _Executor(engine, plan.project)
+    executor = _Executor(engine, plan.project, state)
     pass_id = pass_id or uuid.uuid4().hex[:12]
     stalled = ""  # set once a call timed out: the engine is not answering, start nothing
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -155,9 +159,11 @@ def _message(error: BaseException) -> str:
 class _Executor:
     """One Docker call (or a short fixed sequence) per action kind."""
 
-    def __init__(self, engine: Engine, project: str) -> None:
+    def __init__(self, engine: Engine, project: str, state: StateDir | None = None) -> None:
         self.engine = engine
         self.project = project
+        self.state = state
+        self.record_lock = threading.Lock()  # changes run in threads; one record file
         self.api = engine.api
         self.seconds: dict[str, float] = {}
 
@@ -173,12 +179,77 @@ class _Executor:
     def create_volume(self, change: Change) -> None:
         params = change.volume
         assert params is not None
+        if change.restore_from is not None:  # the end of an interrupted migration
+            if not self.volume_exists(params.name):
+                self.make_volume(params)
+            self.restore(change.restore_from, params.name)
+            return
+        self.make_volume(params)
+
+    def make_volume(self, params: VolumeParams) -> None:
         self.api.create_volume(
             name=params.name,
             driver=params.driver,
             driver_opts=dict(params.driver_opts),
             labels=dict(params.labels),
         )
+
+    def update_volume(self, change: Change) -> None:
+        """Refill a volume from the backup of its interrupted migration."""
+        assert change.restore_from is not None and change.target_id is not None
+        self.restore(change.restore_from, change.target_id)
+
+    def replace_volume(self, change: Change) -> None:
+        """Recreate (or migrate) a volume: Docker cannot change one in place. A migration
+        records its verified backup before it removes anything, so that a migration cut
+        short anywhere is finished by the next pass from that backup."""
+        params, name = change.volume, change.target_id
+        assert params is not None and name is not None
+        folder = None
+        if change.backup_to is not None:
+            folder = self.back_up(name, change.backup_to)
+            self.set_migration(name, folder)
+        for container in change.removes:  # stopped as made to stop, never forced
+            with contextlib.suppress(docker.errors.NotFound):
+                self.stop(container, self.stop_timeout_of(container))
+                self.remove(container)
+        with contextlib.suppress(docker.errors.NotFound):
+            self.api.remove_volume(name)
+        self.make_volume(params)
+        if folder is not None:
+            self.restore(folder, name)
+
+    def restore(self, folder: str, volume: str) -> None:
+        """Make ``volume`` hold exactly the snapshot in ``folder``, checked against its
+        tree digest; then the migration that took it is over."""
+        from reconciler.backup import restore as restoring
+        from reconciler.backup import store
+
+        snapshot = store.load(folder, self.project)
+        if snapshot is None:
+            raise RuntimeError(
+                f"the backup {folder} of {volume}'s migration is missing or incomplete; "
+                "restore it by hand (dsr restore) before anything else"
+            )
+        restoring.restore_volume(self.engine, snapshot, volume, stop=True)
+        self.set_migration(volume, None)
+        log.info("migration_restored", volume=volume, snapshot=snapshot.id)
+
+    def set_migration(self, volume: str, folder: str | None) -> None:
+        if self.state is None:
+            raise RuntimeError("a volume migration needs dsr's state directory")
+        with self.record_lock:
+            record = self.state.read_record(self.project)
+            migrations = dict(record.get("migrations") or {})
+            if folder is None:
+                migrations.pop(volume, None)
+            else:
+                migrations[volume] = folder
+            self.state.write_record(self.project, {**record, "migrations": migrations})
+
+    def stop_timeout_of(self, container: str) -> int:
+        timeout = self.api.inspect_container(container)["Config"].get("StopTimeout")
+        return timeout if isinstance(timeout, int) and timeout >= 0 else 10
 
     def build_image(self, change: Change) -> None:
         params = change.image
@@ -242,16 +313,20 @@ class _Executor:
             return False
         return True
 
-    def back_up(self, volume: str, destination: str) -> None:
-        """A snapshot of ``volume``, read back and checked, before anything deletes it."""
+    def back_up(self, volume: str, destination: str) -> str:
+        """A snapshot of ``volume``, read back and checked, before anything deletes it;
+        returns its folder."""
+        from reconciler.backup import store
         from reconciler.backup.run import Options, backup_volume
 
         if not destination:
             raise RuntimeError(f"no backup destination for {volume}: run dsr apply with its spec")
         manifest = backup_volume(
-            self.engine, self.project, volume, destination, Options(policy="reclaim")
+            self.engine, self.project, volume, destination, Options(policy="dsr-apply")
         )
-        log.info("reclaim_backup", volume=volume, snapshot=manifest.id, size=manifest.size)
+        log.info("volume_backup", volume=volume, snapshot=manifest.id, size=manifest.size)
+        source = store.Source("volume", volume)
+        return store.snapshot_folder(destination, self.project, source, manifest.id)
 
     # -- containers -------------------------------------------------------------------------
     def create_container(self, change: Change) -> None:
@@ -353,6 +428,8 @@ class _Executor:
 
 _HANDLERS: dict[tuple[Kind, Action], Callable[[_Executor, Change], None]] = {
     (Kind.VOLUME, Action.CREATE): _Executor.create_volume,
+    (Kind.VOLUME, Action.UPDATE): _Executor.update_volume,
+    (Kind.VOLUME, Action.REPLACE): _Executor.replace_volume,
     (Kind.IMAGE, Action.BUILD): _Executor.build_image,
     (Kind.IMAGE, Action.DELETE): _Executor.delete_image,
     (Kind.VOLUME, Action.DELETE): _Executor.delete_volume,

@@ -211,6 +211,7 @@ def _run(
                     workers=request.workers,
                     progress=progress,
                     pass_id=result.pass_id,
+                    state=state,
                 )
             result.outcomes = tuple(outcomes)
     finally:
@@ -331,9 +332,16 @@ def compute_plan(
             **_known_manifests(state, observed),
             **{image.tag: image.manifest for image in packed.values()},
         }
-        volumes = state.read_record(desired.project).get("volumes") if state else None
-        reclaim = volumes if isinstance(volumes, dict) else {}
-        first = plan(desired, observed, tags, manifests=known, reclaim=reclaim)
+        record = state.read_record(desired.project) if state else {}
+        volumes, migrations = record.get("volumes"), record.get("migrations")
+        reclaim = {
+            **(volumes if isinstance(volumes, dict) else {}),
+            **reclaim_of(desired, state.backups if state else ""),
+        }
+        migrating = migrations if isinstance(migrations, dict) else {}
+        first = plan(
+            desired, observed, tags, manifests=known, reclaim=reclaim, migrations=migrating
+        )
     ids = [
         c.target_id
         for c in first.changes
@@ -346,7 +354,10 @@ def compute_plan(
     with timer.stage("observe"):
         measured = with_sizes(observed, engine, ids)
     with timer.stage("plan"):
-        return plan(desired, measured, tags, manifests=known, reclaim=reclaim), measured
+        again = plan(
+            desired, measured, tags, manifests=known, reclaim=reclaim, migrations=migrating
+        )
+        return again, measured
 
 
 def offline_plan(old: Desired, new: Desired) -> Plan:

@@ -148,23 +148,40 @@ def _problems(change: Change, project: str, observed: Observed, policy: Policy) 
 
 
 def _target_problems(change: Change, project: str, observed: Observed) -> list[str]:
-    """The live object a change acts on must be the project's own (not inherited)."""
+    """The live objects a change acts on must be the project's own (not inherited)."""
+    out = [
+        f"a container it removes ({c[:24]}) is not one of the project {project!r}'s"
+        for c in change.removes
+        if not _my_container(c, project, observed)
+    ]
+    return out + _target_problem(change, project, observed)
+
+
+def _my_container(container_id: str, project: str, observed: Observed) -> bool:
+    live = next((c for c in observed.containers.values() if c.id == container_id), None)
+    return (
+        live is not None
+        and live.labels.get(MANAGED) == "true"
+        and live.labels.get(PROJECT) == project
+        and live.labels.get(KIND, Kind.CONTAINER) in CONTAINER_KINDS
+        and not inherited(live, observed)
+    )
+
+
+def _target_problem(change: Change, project: str, observed: Observed) -> list[str]:
     target = change.target_id
     if target is None or change.action is Action.BLOCKED:
         return []
     what = f"the {change.kind} it acts on ({target[:24]})"
     if change.kind in CONTAINER_KINDS:
-        live = next((c for c in observed.containers.values() if c.id == target), None)
-        if live is None:
+        if not any(c.id == target for c in observed.containers.values()):
             return [f"{what} does not exist"]
-        ok = (
-            live.labels.get(MANAGED) == "true"
-            and live.labels.get(PROJECT) == project
-            and live.labels.get(KIND, Kind.CONTAINER) in CONTAINER_KINDS
-            and not inherited(live, observed)
-        )
-        return [] if ok else [f"{what} is not one of the project {project!r}'s containers"]
+        if _my_container(target, project, observed):
+            return []
+        return [f"{what} is not one of the project {project!r}'s containers"]
     labels: Mapping[str, str] | None = None
+    if change.kind is Kind.VOLUME and change.action is Action.CREATE:
+        return []  # a migration's volume made again: it does not exist yet
     if change.kind is Kind.VOLUME and target in observed.volumes:
         labels = observed.volumes[target].labels
     elif change.kind is Kind.IMAGE and target in observed.images:
@@ -201,6 +218,7 @@ def _host_paths(change: Change) -> Iterable[str]:
         device = change.volume.driver_opts.get("device", "")
         if device.startswith("/"):
             yield device
+    yield from (p for p in (change.backup_to, change.restore_from) if p)
     if change.image is not None and change.image.context:
         yield change.image.context
 

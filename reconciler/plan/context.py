@@ -24,6 +24,7 @@ class Planning:
     image_tags: dict[str, str]  # images key -> the tag its context builds
     manifests: dict[str, Mapping[str, str]]  # image tag -> its context's entries
     reclaim: dict[str, Mapping[str, str]]  # volume -> its last applied reclaim, destination
+    migrations: dict[str, str]  # volume -> the backup folder of an interrupted migration
     changes: list[Change] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)

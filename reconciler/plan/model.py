@@ -63,6 +63,8 @@ class ReasonCode(StrEnum):
     EXTERNAL_MISSING = "external-missing"  # blocked: an external volume does not exist
     NOT_HASHED = "not-hashed"  # blocked: a data-packed image could not be hashed
     VOLUME_IN_USE = "volume-in-use"  # blocked: a volume to reclaim is still used
+    VOLUME_REPLACED = "volume-replaced"  # made again after the volume it uses was replaced
+    MIGRATION = "migration"  # the rest of a volume migration that was interrupted
 
 
 @dataclass(frozen=True)
@@ -142,8 +144,12 @@ class Change:
     # How the live object acted on stops (a replace or delete of a container): its own
     # signal was set when it was created; this is the time Docker gives it before SIGKILL.
     stop_timeout: int = 10
-    # A volume's delete backs it up here first ("" : the state directory's backups).
+    # A volume's delete or migration backs it up here first ("": the state directory's).
     backup_to: str | None = None
+    # A migration's create or update restores the volume from this snapshot folder.
+    restore_from: str | None = None
+    # The containers a volume's replace stops and removes (they are made again after it).
+    removes: tuple[str, ...] = ()
     volume: VolumeParams | None = None
     container: ContainerParams | None = None
     image: ImageParams | None = None
@@ -244,6 +250,8 @@ def _change_from(data: Mapping[str, Any]) -> Change:
         target_id=data.get("target_id"),
         stop_timeout=int(data.get("stop_timeout", 10)),
         backup_to=data.get("backup_to"),
+        restore_from=data.get("restore_from"),
+        removes=tuple(data.get("removes", ())),
         volume=VolumeParams(**volume) if volume else None,
         container=container,
         image=ImageParams(**image) if image else None,

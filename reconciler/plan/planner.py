@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Iterator, Mapping
 
 from reconciler.kinds import Kind
-from reconciler.plan import drift, packed, reclaim
+from reconciler.plan import drift, migrate, packed, reclaim
 from reconciler.plan.context import Planning
 from reconciler.plan.model import (
     Action,
@@ -45,16 +45,23 @@ def plan(
     *,
     manifests: Mapping[str, Mapping[str, str]] | None = None,
     reclaim: Mapping[str, Mapping[str, str]] | None = None,
+    migrations: Mapping[str, str] | None = None,
 ) -> Plan:
     """What to do so that the engine holds what ``desired`` says.
 
     ``image_tags`` maps each key of ``desired.images`` to the tag its content builds;
     ``manifests`` maps image tags to their context's entries, to say what changed;
     ``reclaim`` maps volumes to what the last apply recorded of them (``reclaim``,
-    ``destination``), for those that left the spec since.
+    ``destination``), for those that left the spec since; ``migrations`` maps volumes to
+    the backup of a migration that was interrupted.
     """
     planner = _Planner(
-        desired, observed, dict(image_tags or {}), dict(manifests or {}), dict(reclaim or {})
+        desired,
+        observed,
+        dict(image_tags or {}),
+        dict(manifests or {}),
+        dict(reclaim or {}),
+        dict(migrations or {}),
     )
     planner.run()
     return Plan(
@@ -195,12 +202,17 @@ class _Planner(Planning):
                 )
             return
         params = volume_params(self.project, name, spec)
+        rest = migrate.unfinished(self, name, live, params)
         if live is None:
-            self.add(Change(resource, Action.CREATE, "it does not exist", R.MISSING, volume=params))
+            missing = Change(resource, Action.CREATE, "it does not exist", R.MISSING, volume=params)
+            self.add(rest or missing)
             return
         problem = self.ownership(live.labels, f"a volume named {name}")
         if problem:
             self.add(Change(resource, Action.BLOCKED, *problem))
+            return
+        if rest is not None:
+            self.add(rest)
             return
         if not matches(live.labels.get(CONFIG_HASH), spec, now=params.labels[CONFIG_HASH]):
             differences = []
@@ -213,16 +225,7 @@ class _Planner(Planning):
             ):
                 differences.append("labels differ")
             what = "; ".join(differences) or "its configuration changed"
-            self.add(
-                Change(
-                    resource,
-                    Action.BLOCKED,
-                    f"{what}; Docker cannot change a volume in place and on_change is "
-                    f"{spec.on_change}, so its data stays as it is",
-                    R.VOLUME_DATA,
-                    risk=Risk.DATA_LOSS,
-                )
-            )
+            self.add(migrate.changed(self, name, spec, params, what))
 
     def ownership(self, labels: Mapping[str, str], what: str) -> tuple[str, ReasonCode] | None:
         """Why dsr may not touch an object with ``labels``, and its code; ``None``: it may."""
@@ -296,7 +299,19 @@ class _Planner(Planning):
             bind_kinds=self.desired.bind_kinds,
         )
         planned = tuple(d for d in dict.fromkeys(deps) if d in self.planned)
-        change = self.container_change(resource, spec, live, params, image, planned)
+        moved = migrate.removed_by(self, live.id) if live is not None else None
+        if moved is not None:
+            change: Change | None = Change(
+                resource,
+                Action.CREATE,
+                f"{moved.resource} is made again, and the containers that use it are removed "
+                "with it: this one is made again on it",
+                R.VOLUME_REPLACED,
+                depends_on=tuple(dict.fromkeys([*planned, moved.resource])),
+                container=params,
+            )
+        else:
+            change = self.container_change(resource, spec, live, params, image, planned)
         if change is None:
             return  # up to date: a blocked dependency has nothing to stop here
         stuck = [d for d in deps if self.blocked(d)]

@@ -1,0 +1,91 @@
+"""Volumes whose driver, options or labels changed: ``on_change`` says what happens.
+
+Docker cannot change a volume in place. ``block`` (the default) keeps it as it is, a
+blocked change saying what would be lost. ``recreate`` deletes it with its data and makes
+it again empty: a data-loss change the spec allowed. ``migrate`` takes a verified backup,
+removes the containers that use the volume and the volume, makes it again with the new
+settings, restores the backup into it and checks it; those containers are then made
+again (``create`` changes that depend on this one).
+
+A migration records its backup in the state directory before it removes anything, so a
+migration interrupted at any step is finished by the next pass: the volume is made again
+(``create``) or refilled (``update``) from the recorded backup.
+"""
+
+from __future__ import annotations
+
+from reconciler.kinds import Kind
+from reconciler.plan.context import Planning
+from reconciler.plan.model import Action, Change, ReasonCode, Risk, VolumeParams
+from reconciler.snapshot import LiveVolume
+from reconciler.spec.models import Volume
+
+
+def unfinished(planning: Planning, name: str, live: LiveVolume | None, params: VolumeParams) -> Change | None:  # fmt: skip
+    """The rest of a migration of ``name`` that was interrupted, if one was."""
+    folder = planning.migrations.get(name)
+    if folder is None:
+        return None
+    resource = Kind.VOLUME.resource(name)
+    why = f"a migration was interrupted; its data is restored from the verified backup {folder}"
+    if live is None:
+        return Change(
+            resource, Action.CREATE, f"{why} into the volume made again", ReasonCode.MIGRATION,
+            volume=params, target_id=name, restore_from=folder,
+        )  # fmt: skip
+    if live.labels.get("dsr.config-hash") == params.labels["dsr.config-hash"]:
+        return Change(
+            resource, Action.UPDATE, why, ReasonCode.MIGRATION, risk=Risk.RESTART,
+            volume=params, target_id=name, restore_from=folder,
+        )  # fmt: skip
+    return None  # interrupted before the volume was removed: migrate again from the start
+
+
+def changed(planning: Planning, name: str, spec: Volume, params: VolumeParams, what: str) -> Change:
+    """The change for a volume whose settings differ from the spec's (``what`` says how)."""
+    resource = Kind.VOLUME.resource(name)
+    users = [planning.observed.containers[u] for u in planning.observed.volume_users(name)]
+    others = sorted(u.name for u in users if not planning.my_container(u))
+    if spec.on_change == "block" or others:
+        why = (
+            "on_change is block, so its data stays as it is"
+            if spec.on_change == "block"
+            else f"on_change is {spec.on_change}, but {', '.join(others)} use it, and dsr "
+            "removes only its own containers"
+        )
+        return Change(
+            resource,
+            Action.BLOCKED,
+            f"{what}; Docker cannot change a volume in place and {why}",
+            ReasonCode.VOLUME_DATA,
+            risk=Risk.DATA_LOSS,
+        )
+    names = ", ".join(sorted(u.name for u in users))
+    around = f"; {names} are stopped, removed and made again on it" if users else ""
+    removes = tuple(sorted(u.id for u in users))
+    if spec.on_change == "recreate":
+        return Change(
+            resource, Action.REPLACE,
+            f"{what}; on_change is recreate: it is deleted with its data and made again "
+            f"empty{around}",
+            ReasonCode.CONFIG_CHANGED, risk=Risk.DATA_LOSS, target_id=name, volume=params,
+            removes=removes,
+        )  # fmt: skip
+    destination = str((planning.reclaim.get(name) or {}).get("destination") or "")
+    where = destination or "the state directory"
+    return Change(
+        resource, Action.REPLACE,
+        f"{what}; on_change is migrate: it is backed up to {where} and verified, made "
+        f"again with the new settings, and the backup is restored into it and "
+        f"verified{around}",
+        ReasonCode.CONFIG_CHANGED, risk=Risk.RESTART, target_id=name, volume=params,
+        backup_to=destination, removes=removes,
+    )  # fmt: skip
+
+
+def removed_by(planning: Planning, container_id: str) -> Change | None:
+    """The volume change that removes this container (to make it again after)."""
+    for change in planning.changes:
+        if change.kind is Kind.VOLUME and container_id in change.removes:
+            return change
+    return None

@@ -1,0 +1,165 @@
+"""on_change against the engine: block keeps the volume, recreate empties it, migrate keeps
+every byte through a verified backup, also when applies are killed at random moments."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import docker
+import pytest
+
+DsrRunner = Callable[..., subprocess.CompletedProcess[str]]
+SpecWriter = Callable[..., Path]
+SEED = int(os.environ.get("DSR_MIGRATE_SEED", "20261130"))
+KILLS = 20
+FILL = (
+    "mkdir -p /v/sub/empty && echo one > /v/a.txt && echo two > /v/sub/b.txt && "
+    "head -c 300000 /dev/urandom > /v/sub/big.bin && chmod 4755 /v/a.txt && "
+    "chown 123:456 /v/sub/b.txt && ln -s a.txt /v/link && ln /v/a.txt /v/hard"
+)
+LISTING = (
+    "cd /v && find . | sort | while read f; do ls -ld \"$f\" | awk '{print $1,$3,$4,$5,$9}'; "
+    'if [ -f "$f" ]; then md5sum "$f"; fi; done'
+)
+
+
+def spec_text(prefix: str, busybox: str, tier: str, on_change: str = "migrate") -> str:
+    return f"""version: 1
+volumes:
+  {prefix}-data:
+    labels: {{tier: {tier}}}
+    on_change: {on_change}
+containers:
+  {prefix}-app:
+    image: {busybox}
+    command: [sh, -c, "exec sleep 3600"]
+    init: true
+    mounts: ["{prefix}-data:/data"]
+"""
+
+
+def run_in_volume(
+    client: docker.DockerClient, image: str, volume: str, script: str, prefix: str
+) -> str:
+    out = client.containers.run(
+        image,
+        ["sh", "-c", script],
+        volumes={volume: {"bind": "/v", "mode": "rw"}},
+        network_mode="none",
+        labels={"dsr.test-prefix": prefix},
+        remove=True,
+    )
+    return bytes(out).decode()
+
+
+@pytest.fixture
+def filled(
+    prefix: str,
+    busybox_image: str,
+    tmp_spec: SpecWriter,
+    dsr: DsrRunner,
+    docker_client: docker.DockerClient,
+) -> tuple[Path, str]:
+    """The spec applied with tier a, the volume filled; returns (spec, its listing)."""
+    spec = tmp_spec(spec_text(prefix, busybox_image, "a"))
+    dsr("apply", spec.parent, check=0)
+    run_in_volume(docker_client, busybox_image, f"{prefix}-data", FILL, prefix)
+    return spec, run_in_volume(docker_client, busybox_image, f"{prefix}-data", LISTING, prefix)
+
+
+def test_migrate_keeps_every_byte_and_makes_the_users_again(
+    filled: tuple[Path, str],
+    prefix: str,
+    busybox_image: str,
+    dsr: DsrRunner,
+    docker_client: docker.DockerClient,
+) -> None:
+    spec, before = filled
+    assert "a.txt" in before and "big.bin" in before
+    old_app = docker_client.containers.get(f"{prefix}-app").id
+    spec.write_text(spec_text(prefix, busybox_image, "b"))
+    planned = dsr("plan", spec.parent, check=0).stdout
+    assert f"volume:{prefix}-data will be replaced (risk: restart)" in planned, planned
+    assert "on_change is migrate" in planned and f"{prefix}-app are stopped" in planned
+    dsr("apply", spec.parent, check=0)
+    volume = docker_client.volumes.get(f"{prefix}-data")
+    assert volume.attrs["Labels"]["tier"] == "b"
+    after = run_in_volume(docker_client, busybox_image, f"{prefix}-data", LISTING, prefix)
+    assert after == before
+    app = docker_client.containers.get(f"{prefix}-app")
+    assert app.id != old_app and app.status == "running"
+    dsr("plan", spec.parent, "--detailed-exitcode", check=0)
+
+
+def test_block_keeps_and_recreate_empties(
+    filled: tuple[Path, str],
+    prefix: str,
+    busybox_image: str,
+    dsr: DsrRunner,
+    docker_client: docker.DockerClient,
+) -> None:
+    spec, before = filled
+    spec.write_text(spec_text(prefix, busybox_image, "b", "block"))
+    blocked = dsr("apply", spec.parent, check=1)
+    assert "on_change is block, so its data stays as it is" in blocked.stdout
+    assert docker_client.volumes.get(f"{prefix}-data").attrs["Labels"]["tier"] == "a"
+    assert run_in_volume(docker_client, busybox_image, f"{prefix}-data", LISTING, prefix) == before
+
+    spec.write_text(spec_text(prefix, busybox_image, "b", "recreate"))
+    planned = dsr("plan", spec.parent, check=0).stdout
+    assert "will be replaced (risk: data-loss)" in planned
+    dsr("apply", spec.parent, check=0)
+    assert docker_client.volumes.get(f"{prefix}-data").attrs["Labels"]["tier"] == "b"
+    assert run_in_volume(docker_client, busybox_image, f"{prefix}-data", "ls -A /v", prefix) == ""
+    assert docker_client.containers.get(f"{prefix}-app").status == "running"
+
+
+def kill_after(spec: Path, state_dir: Path, delay: float) -> bool:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "apply", str(spec)],
+        env={**os.environ, "DSR_STATE_DIR": str(state_dir), "PYTHONUNBUFFERED": "1"},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith("Plan:"):
+            break
+    time.sleep(delay)
+    running = process.poll() is None
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=60)
+    return running
+
+
+def test_a_migration_killed_at_random_steps_never_loses_a_byte(
+    filled: tuple[Path, str],
+    prefix: str,
+    busybox_image: str,
+    dsr: DsrRunner,
+    dsr_state_dir: Path,
+    docker_client: docker.DockerClient,
+) -> None:
+    spec, before = filled
+    rng = random.Random(SEED)
+    story = []
+    for round_ in range(KILLS):
+        spec.write_text(spec_text(prefix, busybox_image, "ab"[round_ % 2 == 0]))
+        delay = rng.uniform(0.0, 1.2)
+        story.append((round(delay, 2), kill_after(spec.parent, dsr_state_dir, delay)))
+    assert sum(killed for _, killed in story) >= KILLS // 2, f"seed {SEED}: {story}"
+    finished = dsr("apply", spec.parent, check=False)
+    assert finished.returncode == 0, f"seed {SEED}: {story}\n{finished.stdout}\n{finished.stderr}"
+    dsr("plan", spec.parent, "--detailed-exitcode", check=0)
+    after = run_in_volume(docker_client, busybox_image, f"{prefix}-data", LISTING, prefix)
+    assert after == before, f"seed {SEED}: {story}"
+    assert docker_client.containers.get(f"{prefix}-app").status == "running"
