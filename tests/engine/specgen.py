@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import random
 import re
 import shutil
+import signal
 import subprocess
+import sys
 import tarfile
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -300,3 +304,27 @@ def members_of(archive: bytes) -> dict[str, bytes]:
             if extracted is not None:
                 files[member.name] = extracted.read()
     return files
+
+
+def kill_apply_after(spec: Path, state_dir: Path, delay: float) -> tuple[bool, str]:
+    """Start ``dsr apply``; SIGKILL it ``delay`` seconds after it showed its plan, that is
+    while it applies, whatever this machine's speed. Returns (was it still running, output)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "apply", str(spec)],
+        env={**os.environ, "DSR_STATE_DIR": str(state_dir), "PYTHONUNBUFFERED": "1"},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    lines = []
+    for line in process.stdout:  # the plan's last line comes just before the first change
+        lines.append(line)
+        if line.startswith("Plan:"):
+            break
+    time.sleep(delay)
+    running = process.poll() is None
+    process.send_signal(signal.SIGKILL)
+    rest, _ = process.communicate(timeout=60)
+    return running, "".join(lines) + rest

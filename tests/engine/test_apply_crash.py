@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import subprocess
-import sys
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +15,7 @@ from specgen import (
     BigSpec,
     exec_out,
     inspect,
+    kill_apply_after,
     members_of,
     mounts_by_target,
     plan_json,
@@ -46,30 +44,6 @@ def marker_files(shape: BigSpec, i: int) -> dict[str, str]:
         files[f"/vc-anon/marker-{i}"] = f"anonymous of {shape.volume_container(source)}"
         files[f"/shared/marker-{i}"] = f"named {shape.volume(source)}"
     return files
-
-
-def kill_apply_after(spec: Path, state_dir: Path, delay: float) -> tuple[bool, str]:
-    """Start ``dsr apply``; SIGKILL it ``delay`` seconds after it showed its plan, that is
-    while it applies, whatever this machine's speed. Returns (was it still running, output)."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "reconciler", "apply", str(spec)],
-        env={**os.environ, "DSR_STATE_DIR": str(state_dir), "PYTHONUNBUFFERED": "1"},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert process.stdout is not None
-    lines = []
-    for line in process.stdout:  # the plan's last line comes just before the first change
-        lines.append(line)
-        if line.startswith("Plan:"):
-            break
-    time.sleep(delay)
-    running = process.poll() is None
-    process.send_signal(signal.SIGKILL)
-    rest, _ = process.communicate(timeout=60)
-    return running, "".join(lines) + rest
 
 
 def test_killed_applies_are_finished_by_the_next_one(

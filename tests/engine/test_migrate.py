@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import subprocess
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import docker
 import pytest
+from specgen import kill_apply_after
 
 DsrRunner = Callable[..., subprocess.CompletedProcess[str]]
 SpecWriter = Callable[..., Path]
@@ -121,26 +119,6 @@ def test_block_keeps_and_recreate_empties(
     assert docker_client.containers.get(f"{prefix}-app").status == "running"
 
 
-def kill_after(spec: Path, state_dir: Path, delay: float) -> bool:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "reconciler", "apply", str(spec)],
-        env={**os.environ, "DSR_STATE_DIR": str(state_dir), "PYTHONUNBUFFERED": "1"},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert process.stdout is not None
-    for line in process.stdout:
-        if line.startswith("Plan:"):
-            break
-    time.sleep(delay)
-    running = process.poll() is None
-    process.send_signal(signal.SIGKILL)
-    process.communicate(timeout=60)
-    return running
-
-
 def test_a_migration_killed_at_random_steps_never_loses_a_byte(
     filled: tuple[Path, str],
     prefix: str,
@@ -155,7 +133,7 @@ def test_a_migration_killed_at_random_steps_never_loses_a_byte(
     for round_ in range(KILLS):
         spec.write_text(spec_text(prefix, busybox_image, "ab"[round_ % 2 == 0]))
         delay = rng.uniform(0.0, 1.2)
-        story.append((round(delay, 2), kill_after(spec.parent, dsr_state_dir, delay)))
+        story.append((round(delay, 2), kill_apply_after(spec.parent, dsr_state_dir, delay)[0]))
     assert sum(killed for _, killed in story) >= KILLS // 2, f"seed {SEED}: {story}"
     finished = dsr("apply", spec.parent, check=False)
     assert finished.returncode == 0, f"seed {SEED}: {story}\n{finished.stdout}\n{finished.stderr}"
