@@ -60,8 +60,13 @@ def apply_plan(
     workers: int = 4,
     progress: Progress | None = None,
     pass_id: str | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> list[Outcome]:
-    """Run every actionable change of ``plan``; return how each went, in plan order."""
+    """Run every actionable change of ``plan``; return how each went, in plan order.
+
+    Once ``should_stop()`` is true (the daemon stopping, or its pass deadline passed) no
+    change is started: those running finish, the rest are skipped for the next pass.
+    """
     changes = list(plan.actionable)
     by_resource = {c.resource: c for c in changes}
     outcomes: dict[str, Outcome] = {}
@@ -71,6 +76,11 @@ def apply_plan(
     pass_id = pass_id or uuid.uuid4().hex[:12]
     with ThreadPoolExecutor(max_workers=workers) as pool:
         while pending or running:
+            if pending and should_stop is not None and should_stop():
+                for change in pending:
+                    outcome = Outcome(change, "skipped", error="stopped before it started")
+                    _record(outcomes, outcome, pass_id, len(changes), progress)
+                pending.clear()
             for change in list(pending):
                 if len(running) >= workers:
                     # Submit no more than run at once: every wait() below walks all the
