@@ -62,4 +62,6 @@ def report(err: DsrError) -> None:
 # The command modules register themselves on `cli`.
 from reconciler.cli import commands  # noqa: E402
 
-__all__ = ["cli", "commands", "main"]
+from reconciler.cli import run  # noqa: E402  # isort: skip
+
+__all__ = ["cli", "commands", "main", "run"]
