@@ -29,7 +29,7 @@ log = structlog.get_logger("dsr.events")
 CONTAINER_ACTIONS = ("destroy", "die", "stop", "rename")
 VOLUME_ACTIONS = ("destroy",)
 FILTERS = {"type": ["container", "volume"], "event": sorted({*CONTAINER_ACTIONS, *VOLUME_ACTIONS})}
-SLACK = 0.05  # seconds: Docker stamps an event before it answers the call that caused it
+SLACK = 0.01  # seconds: Docker stamps an event before it answers the call that caused it
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,9 @@ from reconciler.statedir import StateDir, default_state_dir, locked
 log = structlog.get_logger("dsr.daemon")
 
 ENGINE_BACKOFF_CAP = 30.0
-RELOAD_REASONS = frozenset({"start", "file", "git", "hup"})
+# The changes whose own events (destroy, die, stop, rename) the listener receives.
+OWN_EVENT_ACTIONS = frozenset({Action.REPLACE, Action.DELETE})
+RELOAD_REASONS = frozenset({"file", "git", "hup"})  # run() loaded it at start
 
 
 @dataclass(frozen=True)
@@ -301,7 +303,10 @@ class Daemon:
 
     # -- what wakes it ---------------------------------------------------------------------
     def _on_change_done(self, outcome: Outcome, done: int, total: int) -> None:
-        self.own.changed([outcome.change.name], time.time())
+        # Creating and starting cause only create/start events, which the listener does
+        # not ask for: a volume removed right after dsr created it is somebody else's doing.
+        if outcome.change.action in OWN_EVENT_ACTIONS:
+            self.own.changed([outcome.change.name], time.time())
 
     def _on_event(self, event: Event) -> None:
         if not relevant(event, self._project, self._names):
