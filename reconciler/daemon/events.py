@@ -22,6 +22,7 @@ import requests
 import structlog
 
 from reconciler.apply import NEW_SUFFIX, OLD_SUFFIX
+from reconciler.daemon.notify import block_signals
 from reconciler.snapshot import MANAGED, PROJECT
 
 log = structlog.get_logger("dsr.events")
@@ -151,6 +152,7 @@ class EventListener(threading.Thread):
         self.connects = 0
 
     def run(self) -> None:
+        block_signals()
         delay = 0.1
         while not self.stop_event.is_set():
             connects = self.connects

@@ -78,6 +78,7 @@ class Puller(threading.Thread):
         self.failures = 0
 
     def run(self) -> None:
+        # Signals stay unblocked here: the children this thread starts inherit its mask.
         while not self.stop_event.wait(self.interval):
             self.pull_once()
 

@@ -25,6 +25,7 @@ from prometheus_client import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from reconciler.apply import Outcome
+from reconciler.daemon.notify import block_signals
 from reconciler.plan.model import Action, Change
 
 
@@ -137,9 +138,7 @@ class ProbeServer:
         handler = _handler(metrics, ready)
         self.server = ThreadingHTTPServer((host.strip("[]") or "0.0.0.0", int(port)), handler)
         self.server.daemon_threads = True
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, name="dsr-http", daemon=True
-        )
+        self.thread = threading.Thread(target=self._serve, name="dsr-http", daemon=True)
 
     @property
     def port(self) -> int:
@@ -147,6 +146,10 @@ class ProbeServer:
 
     def start(self) -> None:
         self.thread.start()
+
+    def _serve(self) -> None:
+        block_signals()  # and so the threads serving each request
+        self.server.serve_forever()
 
     def stop(self) -> None:
         self.server.shutdown()

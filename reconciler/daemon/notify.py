@@ -8,6 +8,7 @@ systemd restarts a daemon that hangs instead of trusting one that merely lives.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import threading
 from collections.abc import Callable
@@ -22,6 +23,8 @@ def notify(message: str) -> bool:
         address = "\0" + address[1:]
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            # Never wait on a reader that stopped reading: a full queue drops the message.
+            sock.setblocking(False)
             sock.sendto(message.encode(), address)
     except OSError:
         return False
@@ -50,6 +53,17 @@ class Watchdog(threading.Thread):
         self.stop_event = stop
 
     def run(self) -> None:
+        block_signals()
         while not self.stop_event.wait(self.interval):
             if self.alive():
                 notify("WATCHDOG=1")
+
+
+def block_signals() -> None:
+    """Leave SIGTERM, SIGINT and SIGHUP to the main thread, which runs their handlers.
+
+    Called first in each of the daemon's threads (threads they start inherit it, such as
+    watchfiles' own): a signal the kernel gives another thread reaches Python's handler
+    only once the main thread wakes up on its own.
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP})

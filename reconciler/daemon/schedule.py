@@ -67,6 +67,7 @@ class Scheduler(threading.Thread):
         self._changed.set()
 
     def run(self) -> None:
+        # Signals stay unblocked here: the children this thread starts inherit its mask.
         while not self.stop_event.is_set():
             with self._lock:
                 due = min(self._due.items(), key=lambda item: item[1], default=None)

@@ -17,6 +17,9 @@ import time
 from collections.abc import Callable
 
 MAX_SETTLE = 2.0
+# The kernel may hand SIGTERM to any thread, and CPython then runs the handler only when
+# the main thread next wakes: it never sleeps longer than this, so a stop is prompt.
+SLICE = 0.25
 
 
 class Trigger:
@@ -73,6 +76,6 @@ class Trigger:
                     break
                 else:
                     wake_at = until
-                self._cond.wait(max(wake_at - now, 0.001))
+                self._cond.wait(min(max(wake_at - now, 0.001), SLICE))
             reasons, self._reasons = self._reasons, set()
             return reasons

@@ -17,6 +17,8 @@ from collections.abc import Callable
 import structlog
 import watchfiles
 
+from reconciler.daemon.notify import block_signals
+
 log = structlog.get_logger("dsr.watch")
 
 DEBOUNCE_MS = 200
@@ -55,6 +57,7 @@ class SpecWatcher(threading.Thread):
         self.stop_event = stop
 
     def run(self) -> None:
+        block_signals()
         while not self.stop_event.is_set():
             try:
                 for batch in watchfiles.watch(

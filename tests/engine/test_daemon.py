@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -73,7 +76,8 @@ def test_edits_are_applied_and_drift_is_healed(
     # An edit of the spec file is applied.
     tmp_spec(spec_text(prefix, busybox_image, ["data", "more"]))
     daemon.wait_for(lambda: volume_exists(docker_client, f"{prefix}-more"), what="the edit")
-    assert any("file" in p["trigger"] for p in daemon.passes())
+    # (A pass that another trigger started may read the edit first: files are compared.)
+    daemon.wait_for(lambda: any("file" in p["trigger"] for p in daemon.passes()), what="")
 
     # Out of band: a volume removed, a container stopped, removed, renamed.
     docker_client.api.remove_volume(f"{prefix}-more")
@@ -149,3 +153,51 @@ def test_idle_interval_passes_make_no_write_call(
     assert ours == []
     assert daemon.metric("dsr_reconcile_total", result="ok") >= first + 30
     assert daemon.metric("dsr_drift_total") == 0
+
+
+def test_notify_watchdog_sighup_and_scheduled_backups(
+    run_daemon: Starter, tmp_spec: SpecWriter, prefix: str, tmp_path: Path
+) -> None:
+    """Under systemd: READY=1 after the first pass, STATUS=, WATCHDOG=1 pings; SIGHUP
+    reloads; a backup rule's schedule runs ``dsr backup`` on time, and a failure of it is
+    logged and counted and tried again at the next time."""
+    document = {
+        "version": 1,
+        "project": prefix,
+        "volumes": {f"{prefix}-data": {}},
+        "backups": {"often": {"volumes": [f"{prefix}-data"], "schedule": "* * * * * */2"}},
+    }
+    spec = tmp_spec(yaml.safe_dump(document))
+    address = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(address))
+        sock.settimeout(0.2)
+        daemon = run_daemon(
+            spec.parent, env={"NOTIFY_SOCKET": str(address), "WATCHDOG_USEC": "400000"}
+        )
+        messages: list[str] = []
+
+        def received(text: str) -> bool:
+            with contextlib.suppress(TimeoutError):
+                messages.append(sock.recv(4096).decode())
+            return any(m.startswith(text) for m in messages)
+
+        daemon.wait_for(lambda: received("READY=1"), what="READY=1")
+        daemon.wait_for(lambda: received("WATCHDOG=1"), what="watchdog pings")
+        assert any(m.startswith("STATUS=last pass: ok") for m in messages), messages
+
+        daemon.proc.send_signal(signal.SIGHUP)
+        daemon.wait_for(lambda: any("hup" in p["trigger"] for p in daemon.passes()), what="")
+
+        def ran_twice() -> bool:
+            runs = [e for e in daemon.named("scheduled backup") if e["rule"] == "often"]
+            return len(runs) >= 2
+
+        daemon.wait_for(ran_twice, timeout=30, what="the schedule")
+        failed = daemon.named("scheduled backup failed")
+        if failed:  # `dsr backup` is not in this build yet: counted, retried next time
+            daemon.wait_for(
+                lambda: daemon.metric("dsr_backup_failures_total", rule="often") >= 2,
+                what="counted",
+            )
+        assert daemon.terminate()[0] == 0
