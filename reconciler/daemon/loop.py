@@ -92,6 +92,7 @@ class Daemon:
         self._names: set[str] = set()
         self._generation = -1
         self._gate_result = ""
+        self._own_counted = 0
         self._desired: Desired | None = None
         runner = backup_runner or CommandRunner(
             self.request.path, options.global_args, self.metrics.set_backups, self._backup_failed
@@ -206,6 +207,7 @@ class Daemon:
             )
             for _ in self.own.end():
                 self.trigger.wake("event")
+            self._count_own_events()
             self.health.pass_started = None
             if time.monotonic() > deadline:
                 log.error("pass timed out", pass_timeout=self.options.pass_timeout)
@@ -272,7 +274,10 @@ class Daemon:
             self._generation = self.specs.generation
             self.backoff.record(result.outcomes, now)
             self.backoff.forget_absent({c.resource for c in plan.actionable})
-            self.metrics.set_resources(_resource_counts(self._desired, plan, result.outcomes))
+            counts = _resource_counts(
+                self._desired, plan, result.outcomes, set(self.backoff.failures)
+            )
+            self.metrics.set_resources(counts)
         if self.passes == 1:
             notify("READY=1")
         changed = sum(o.status == "ok" for o in result.outcomes)
@@ -311,12 +316,16 @@ class Daemon:
     def _on_event(self, event: Event) -> None:
         if not relevant(event, self._project, self._names):
             return
-        before = self.own.ignored
         if self.own.offer(event):
             log.debug("event", kind=event.kind, action=event.action, names=event.names)
             self.trigger.wake("event")
-        elif self.own.ignored > before:
-            self.metrics.own_events.inc()
+        self._count_own_events()
+
+    def _count_own_events(self) -> None:
+        ignored = self.own.ignored  # judged now, or when the pass that held them ended
+        if ignored > self._own_counted:
+            self.metrics.own_events.inc(ignored - self._own_counted)
+            self._own_counted = ignored
 
     def _on_connect(self, first: bool) -> None:
         self.health.engine_up = True
@@ -352,9 +361,9 @@ def _deletes_everything(plan: Plan, desired: Desired | None) -> bool:
 
 
 def _resource_counts(
-    desired: Desired | None, plan: Plan, outcomes: tuple[Outcome, ...]
+    desired: Desired | None, plan: Plan, outcomes: tuple[Outcome, ...], failing: set[str]
 ) -> Counter[tuple[str, str]]:
-    """(kind, status) of each resource of the spec after the pass."""
+    """(kind, status) of each resource of the spec after the pass (``failing``: backing off)."""
     if desired is None:
         return Counter()
     by_resource = {o.change.resource: o.status for o in outcomes}
@@ -373,7 +382,7 @@ def _resource_counts(
             status = "in_sync"
         elif change.action is Action.BLOCKED:
             status = "blocked"
-        elif by_resource.get(resource) == "failed":
+        elif by_resource.get(resource) == "failed" or resource in failing:
             status = "failed"
         else:
             status = "pending"

@@ -201,3 +201,46 @@ def test_notify_watchdog_sighup_and_scheduled_backups(
                 what="counted",
             )
         assert daemon.terminate()[0] == 0
+
+
+def test_own_changes_start_no_pass_and_failures_back_off(
+    run_daemon: Starter,
+    tmp_spec: SpecWriter,
+    prefix: str,
+    busybox_image: str,
+    docker_client: docker.DockerClient,
+) -> None:
+    """A replace (stop, rename, destroy: all events the daemon listens to) wakes nothing;
+    a change that keeps failing is retried 1 s, 2 s, 4 s… apart, not on every pass."""
+    spec = tmp_spec(spec_text(prefix, busybox_image, ["data"]))
+    daemon = run_daemon(spec.parent, "--interval", "0.2")
+    web = f"{prefix}-web"
+    daemon.wait_for(lambda: container_state(docker_client, web) == "running", what="start")
+    first_id = docker_client.api.inspect_container(web)["Id"]
+
+    document = yaml.safe_load(spec.read_text())
+    document["containers"][web]["env"] = ["CHANGED=1"]
+    document["containers"][f"{prefix}-broken"] = {"image": "dsr-test-no-registry.invalid/x:1"}
+    spec.write_text(yaml.safe_dump(document))
+
+    def replaced() -> bool:
+        try:
+            return docker_client.api.inspect_container(web)["Id"] != first_id
+        except NotFound:
+            return False
+
+    daemon.wait_for(replaced, what="the replace")
+    daemon.wait_for(lambda: daemon.metric("dsr_events_ignored_own_total") >= 2, what="ignored")
+    time.sleep(7)
+    passes = daemon.passes()
+    assert not any("event" in p["trigger"] for p in passes), daemon.describe()
+
+    attempts = [
+        e["timestamp"]
+        for e in daemon.named("change")
+        if e["resource"] == f"container:{prefix}-broken"
+    ]
+    assert 3 <= len(attempts) <= 5, attempts  # ~0, 1, 3, 7 s; not one per 0.2 s pass
+    assert daemon.named("deferred")
+    assert daemon.metric("dsr_changes_total", action="create", outcome="failed") == len(attempts)
+    assert daemon.metric("dsr_resources", kind="container", status="failed") == 1
