@@ -23,7 +23,6 @@ import random
 import signal
 import threading
 import time
-from collections import Counter
 from dataclasses import dataclass
 from types import FrameType
 
@@ -33,14 +32,14 @@ from reconciler.apply import Outcome
 from reconciler.daemon import git
 from reconciler.daemon.backoff import Backoff, defer
 from reconciler.daemon.events import Event, EventListener, OwnChanges, relevant
-from reconciler.daemon.metrics import Health, Metrics, ProbeServer
+from reconciler.daemon.metrics import Health, Metrics, ProbeServer, resource_counts
 from reconciler.daemon.notify import Watchdog, notify, watchdog_interval
 from reconciler.daemon.schedule import BackupRunner, CommandRunner, Scheduler
 from reconciler.daemon.specs import SpecSource
 from reconciler.daemon.trigger import Trigger
 from reconciler.daemon.watch import SETTLE, SpecWatcher
 from reconciler.engine import Engine, engine_url
-from reconciler.errors import EngineError
+from reconciler.errors import EngineError, LockError
 from reconciler.plan.model import Action, Plan
 from reconciler.reconcile import PassRequest, PassResult, names_of, run_pass
 from reconciler.spec import Desired
@@ -49,6 +48,7 @@ from reconciler.statedir import StateDir, default_state_dir, locked
 log = structlog.get_logger("dsr.daemon")
 
 ENGINE_BACKOFF_CAP = 30.0
+LOCK_WAIT = 2.0
 # The changes whose own events (destroy, die, stop, rename) the listener receives.
 OWN_EVENT_ACTIONS = frozenset({Action.REPLACE, Action.DELETE})
 RELOAD_REASONS = frozenset({"file", "git", "hup"})  # run() loaded it at start
@@ -74,7 +74,14 @@ class Daemon:
 
     def __init__(self, options: DaemonOptions, backup_runner: BackupRunner | None = None):
         self.options = options
-        self.request = dataclasses.replace(options.request, apply=True, accept_saved_plan=False)
+        # A pass waits for a CLI `dsr apply` holding the lock only briefly, then tries again
+        # a second later: a long wait would hold SIGTERM up for as long.
+        self.request = dataclasses.replace(
+            options.request,
+            apply=True,
+            accept_saved_plan=False,
+            lock_timeout=min(options.request.lock_timeout, LOCK_WAIT),
+        )
         self.stop = threading.Event()
         self.trigger = Trigger()
         self.metrics = Metrics()
@@ -86,7 +93,7 @@ class Daemon:
         self.url = engine_url(self.request.docker_host)
         self.engine: Engine | None = None
         self.engine_failures = 0
-        self.engine_retry: float | None = None
+        self.retry_at: float | None = None
         self.passes = 0
         self._project = ""
         self._names: set[str] = set()
@@ -168,7 +175,7 @@ class Daemon:
             if self.stop.is_set():
                 break
             now = time.monotonic()
-            due = [timer, self.backoff.next_due(now), self.engine_retry]
+            due = [timer, self.backoff.next_due(now), self.retry_at]
             reasons = self.trigger.take(min(t for t in due if t is not None))
             now = time.monotonic()
             if now >= timer:
@@ -274,7 +281,7 @@ class Daemon:
             self._generation = self.specs.generation
             self.backoff.record(result.outcomes, now)
             self.backoff.forget_absent({c.resource for c in plan.actionable})
-            counts = _resource_counts(
+            counts = resource_counts(
                 self._desired, plan, result.outcomes, set(self.backoff.failures)
             )
             self.metrics.set_resources(counts)
@@ -291,12 +298,16 @@ class Daemon:
                 self.engine = None  # a restarted engine needs a fresh connection
             self.engine_failures += 1
             delay = min(2.0 ** (self.engine_failures - 1), ENGINE_BACKOFF_CAP)
-            self.engine_retry = now + delay
+            self.retry_at = now + delay
             log.warning("engine unavailable; backing off", retry_in=delay)
             return "engine_error"
         self.health.engine_up = True
         self.health.last_pass = now
-        self.engine_failures, self.engine_retry = 0, None
+        self.engine_failures, self.retry_at = 0, None
+        if isinstance(result.error, LockError):
+            self.retry_at = now + 1.0
+            log.info("the project's lock is held; trying again in 1 s", error=str(result.error))
+            return "locked"
         if result.error is not None:
             return "error"
         if self._gate_result:
@@ -358,36 +369,6 @@ def _deletes_everything(plan: Plan, desired: Desired | None) -> bool:
     if desired is None or names_of(desired) or desired.images:
         return False
     return any(c.action is Action.DELETE for c in plan.actionable)
-
-
-def _resource_counts(
-    desired: Desired | None, plan: Plan, outcomes: tuple[Outcome, ...], failing: set[str]
-) -> Counter[tuple[str, str]]:
-    """(kind, status) of each resource of the spec after the pass (``failing``: backing off)."""
-    if desired is None:
-        return Counter()
-    by_resource = {o.change.resource: o.status for o in outcomes}
-    changes = {c.resource: c for c in plan.changes}
-    resources = [
-        *(f"volume:{n}" for n in desired.volumes),
-        *(f"image:{n}" for n in desired.images),
-        *(f"volume_container:{n}" for n in desired.volume_containers),
-        *(f"container:{n}" for n in desired.containers),
-    ]
-    counts: Counter[tuple[str, str]] = Counter()
-    for resource in resources:
-        kind = resource.split(":", 1)[0]
-        change = changes.get(resource)
-        if change is None or by_resource.get(resource) == "ok":
-            status = "in_sync"
-        elif change.action is Action.BLOCKED:
-            status = "blocked"
-        elif by_resource.get(resource) == "failed" or resource in failing:
-            status = "failed"
-        else:
-            status = "pending"
-        counts[(kind, status)] += 1
-    return counts
 
 
 __all__ = ["Daemon", "DaemonOptions"]

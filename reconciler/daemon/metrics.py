@@ -7,6 +7,7 @@ stale health cannot pass for good health). ``/metrics``: the registry, text form
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -26,7 +27,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from reconciler.apply import Outcome
 from reconciler.daemon.notify import block_signals
-from reconciler.plan.model import Action, Change
+from reconciler.plan.model import Action, Change, Plan
+from reconciler.spec import Desired
 
 
 def reason_code(change: Change) -> str:
@@ -204,3 +206,33 @@ class Health:
         if age > 2 * self.interval:
             return False, f"the last pass completed {age:.0f} s ago"
         return True, "ready"
+
+
+def resource_counts(
+    desired: Desired | None, plan: Plan, outcomes: tuple[Outcome, ...], failing: set[str]
+) -> collections.Counter[tuple[str, str]]:
+    """(kind, status) of each resource of the spec after the pass (``failing``: backing off)."""
+    if desired is None:
+        return collections.Counter()
+    by_resource = {o.change.resource: o.status for o in outcomes}
+    changes = {c.resource: c for c in plan.changes}
+    resources = [
+        *(f"volume:{n}" for n in desired.volumes),
+        *(f"image:{n}" for n in desired.images),
+        *(f"volume_container:{n}" for n in desired.volume_containers),
+        *(f"container:{n}" for n in desired.containers),
+    ]
+    counts: collections.Counter[tuple[str, str]] = collections.Counter()
+    for resource in resources:
+        kind = resource.split(":", 1)[0]
+        change = changes.get(resource)
+        if change is None or by_resource.get(resource) == "ok":
+            status = "in_sync"
+        elif change.action is Action.BLOCKED:
+            status = "blocked"
+        elif by_resource.get(resource) == "failed" or resource in failing:
+            status = "failed"
+        else:
+            status = "pending"
+        counts[(kind, status)] += 1
+    return counts

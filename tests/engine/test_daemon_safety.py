@@ -149,3 +149,31 @@ def test_sigterm_mid_pass_exits_0_and_the_next_start_finishes(
     dsr = [sys.executable, "-m", "reconciler", "plan", str(spec.parent), "--detailed-exitcode"]
     env = {**os.environ, "DSR_STATE_DIR": str(dsr_state_dir)}
     assert subprocess.run(dsr, env=env, capture_output=True, check=False).returncode == 0
+
+
+def test_a_held_project_lock_makes_passes_wait_and_sigterm_still_prompt(
+    run_daemon: Starter,
+    tmp_spec: SpecWriter,
+    prefix: str,
+    docker_client: docker.DockerClient,
+    dsr_state_dir: Path,
+) -> None:
+    """While another dsr (here: the test) holds the project's lock, passes wait and retry;
+    once it is released they apply; SIGTERM is not held up by the wait."""
+    from reconciler.engine import engine_url
+    from reconciler.statedir import StateDir, locked
+
+    spec = tmp_spec(volumes_doc(prefix, ["a"]))
+    url = engine_url(os.environ.get("DOCKER_HOST"))
+    with locked(StateDir(str(dsr_state_dir)), url, prefix, timeout=0, what="dsr apply"):
+        daemon = run_daemon(spec.parent)
+        daemon.wait_for(
+            lambda: daemon.metric("dsr_reconcile_total", result="locked") >= 2, what="waits"
+        )
+        assert not exists(docker_client, f"{prefix}-a")
+    daemon.wait_for(lambda: exists(docker_client, f"{prefix}-a"), what="applied after release")
+    with locked(StateDir(str(dsr_state_dir)), url, prefix, timeout=0, what="dsr apply"):
+        docker_client.api.remove_volume(f"{prefix}-a")
+        daemon.wait_for(lambda: daemon.named("the project's lock is held; trying again in 1 s"))
+        code, seconds = daemon.terminate()
+    assert code == 0 and seconds < 5
