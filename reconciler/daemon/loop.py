@@ -150,6 +150,9 @@ class Daemon:
             self.server.start()
         self.listener.start()
         SpecWatcher(self.request.path, self._on_files, self.stop).start()
+        if self.options.suspend_file:  # removing it resumes at once, not at the next timer
+            suspend = self.options.suspend_file
+            SpecWatcher(suspend, lambda _: self.trigger.wake("suspend-file"), self.stop).start()
         self.scheduler.start()
         if self.options.git_pull and self.top:
             git.Puller(self.top, self.options.git_pull, self._on_commit, self.stop).start()
