@@ -182,3 +182,20 @@ def test_an_invalid_spec_is_commented_and_fails_the_step(pull_request: dict[str,
     assert done.returncode == 1
     [comment] = _comments(pull_request)
     assert "invalid" in str(comment["body"]) and "drivr" in str(comment["body"])
+
+
+def test_the_live_plan_is_its_own_comment(pull_request: dict[str, str], tmp_path: Path) -> None:
+    """The self-hosted job's step: ``dsr plan --format markdown`` (a fake dsr here: no
+    engine in unit tests) in a second comment, beside the diff's."""
+    fake = tmp_path / "fake-dsr"
+    fake.write_text(
+        '#!/bin/sh\n[ "$1" = plan ] && echo "| change | resource |" && exit 0\nexit 1\n'
+    )
+    fake.chmod(0o755)
+    assert _run(pull_request, "diff").returncode == 0
+    done = _run({**pull_request, "DSR": str(fake)}, "plan")
+    assert done.returncode == 0, done.stderr
+    diff, plan = _comments(pull_request)
+    assert str(plan["body"]).startswith("<!-- dsr-plan-live -->")
+    assert "| change | resource |" in str(plan["body"])
+    assert "<!-- dsr-plan -->" not in str(plan["body"]) and diff["id"] != plan["id"]
