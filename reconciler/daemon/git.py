@@ -38,7 +38,9 @@ def work_tree(path: str) -> str | None:
         done = _git(folder, "rev-parse", "--show-toplevel")
     except (OSError, subprocess.SubprocessError):
         return None
-    return done.stdout.strip() or None if done.returncode == 0 else None
+    if done.returncode != 0:
+        return None
+    return done.stdout.strip() or None
 
 
 def head(top: str) -> str | None:
