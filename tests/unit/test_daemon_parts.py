@@ -280,3 +280,30 @@ def test_a_broken_or_emptied_spec_keeps_the_last_good_one(tmp_path: Path) -> Non
     allowing = SpecSource(PassRequest(path=str(folder)), allow_empty=True)
     empty = allowing.current()
     assert empty is not None and not empty.volumes and empty.project == "proj"
+
+
+def test_the_command_runner_backs_up_prunes_then_reads_the_list(tmp_path: Path) -> None:
+    from reconciler.daemon.schedule import CommandRunner
+
+    calls = tmp_path / "calls"
+    fake = tmp_path / "dsr"
+    fake.write_text(
+        "#!/bin/sh\n"
+        f'echo "$*" >> {calls}\n'
+        'case "$*" in *"backups list"*) echo \'{"format_version": 1, "backups": '
+        '[{"source": "volume:a", "time": "2026-11-29T03:00:00+00:00", "size": 5}]}\';; '
+        '*"backup spec --policy bad"*) echo nope >&2; exit 1;; esac\n'
+    )
+    fake.chmod(0o755)
+    seen: list[list[dict[str, object]]] = []
+    failures: list[tuple[str, str]] = []
+    runner = CommandRunner("spec", (), seen.append, lambda r, s: failures.append((r, s)))
+    runner.base = [str(fake), "--state-dir", "/x"]
+    assert runner("nightly")
+    assert calls.read_text().splitlines() == [
+        "--state-dir /x backup spec --policy nightly",
+        "--state-dir /x backups prune spec",
+        "--state-dir /x backups list spec --format json",
+    ]
+    assert seen[0][0]["size"] == 5
+    assert not runner("bad") and failures == [("bad", "backup")]
