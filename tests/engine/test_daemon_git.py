@@ -68,6 +68,7 @@ def test_git_pull_applies_pushes_and_keeps_the_last_good_commit(
 
     daemon = run_daemon(checkout, "--git-pull", "0.3")
     daemon.wait_for(lambda: exists(docker_client, f"{prefix}-a"), what="the first commit")
+    daemon.wait_for(lambda: daemon.passes(), what="the pass event")  # logged after the change
     assert daemon.passes()[0]["commit"] == first
 
     second = commit(dev, doc(prefix, ["a", "b"]), "b")
