@@ -63,8 +63,15 @@ def apply_plan(
     progress: Progress | None = None,
     pass_id: str | None = None,
     state: StateDir | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> list[Outcome]:
-    """Run every actionable change of ``plan``; return how each went, in plan order."""
+    """Run every actionable change of ``plan``; return how each went, in plan order.
+
+    No change is started once a call has timed out (the engine is not answering) or
+    ``should_stop()`` is true (the daemon stopping, or its pass deadline passed): those
+    running finish, the rest are skipped for the next pass. ``state`` is where a volume
+    migration records its backup.
+    """
     changes = list(plan.actionable)
     by_resource = {c.resource: c for c in changes}
     outcomes: dict[str, Outcome] = {}
@@ -75,9 +82,12 @@ def apply_plan(
     stalled = ""  # set once a call timed out: the engine is not answering, start nothing
     with ThreadPoolExecutor(max_workers=workers) as pool:
         while pending or running:
-            if stalled:
+            stop = stalled
+            if pending and not stop and should_stop is not None and should_stop():
+                stop = "stopped before it started"
+            if pending and stop:
                 for change in pending:
-                    outcome = Outcome(change, "skipped", error=stalled)
+                    outcome = Outcome(change, "skipped", error=stop)
                     _record(outcomes, outcome, pass_id, len(changes), progress)
                 pending.clear()
             for change in list(pending):

@@ -111,19 +111,22 @@ def run_pass(
     engine: Engine | None = None,
     desired: Desired | None = None,
     progress: Progress | None = None,
-    before_apply: Callable[[Plan], bool] | None = None,
+    before_apply: Callable[[Plan], bool | Plan] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> PassResult:
     """Run one whole pass; see the module docstring. Never raises a ``DsrError``.
 
     ``engine`` reuses a connection (the daemon's); ``desired`` skips loading (the daemon's
-    last good spec); ``before_apply`` sees the plan first and may veto the apply.
+    last good spec); ``before_apply`` sees the plan first and may veto the apply (False)
+    or narrow it (a Plan holding fewer changes: the daemon defers those backing off);
+    ``should_stop`` is handed to the applier, which starts no change once it is true.
     """
     result = PassResult()
     timer = _Timer(result.seconds)
     own_engine = engine is None
     started = time.perf_counter()
     try:
-        _run(request, result, timer, engine, desired, progress, before_apply)
+        _run(request, result, timer, engine, desired, progress, before_apply, should_stop)
     except DsrError as err:
         result.error = err
     finally:
@@ -162,7 +165,8 @@ def _run(
     engine: Engine | None,
     desired: Desired | None,
     progress: Progress | None,
-    before_apply: Callable[[Plan], bool] | None,
+    before_apply: Callable[[Plan], bool | Plan] | None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> None:
     state = StateDir(request.state_dir) if request.state_dir else None
     saved = None
@@ -202,16 +206,22 @@ def _run(
                     record_reclaim(state, desired, result.observed)
             if not request.apply or not result.plan.actionable:
                 return
-            if before_apply is not None and not before_apply(result.plan):
-                return
+            to_apply = result.plan
+            if before_apply is not None:
+                verdict = before_apply(result.plan)
+                if verdict is False:
+                    return
+                if isinstance(verdict, Plan):
+                    to_apply = verdict
             with timer.stage("apply"):
                 outcomes = apply_plan(
                     engine,
-                    result.plan,
+                    to_apply,
                     workers=request.workers,
                     progress=progress,
                     pass_id=result.pass_id,
                     state=state,
+                    should_stop=should_stop,
                 )
             result.outcomes = tuple(outcomes)
     finally:

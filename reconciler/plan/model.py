@@ -66,6 +66,22 @@ class ReasonCode(StrEnum):
     VOLUME_REPLACED = "volume-replaced"  # made again after the volume it uses was replaced
     MIGRATION = "migration"  # the rest of a volume migration that was interrupted
 
+    @property
+    def drift(self) -> bool:
+        """The engine moved behind dsr's back (not the spec): what dsr_drift_total counts."""
+        return self in DRIFT
+
+
+DRIFT = frozenset(
+    {
+        ReasonCode.IMAGE_CHANGED,
+        ReasonCode.MOUNTS_DRIFTED,
+        ReasonCode.STOPPED,
+        ReasonCode.PAUSED,
+        ReasonCode.RENAMED,
+    }
+)
+
 
 @dataclass(frozen=True)
 class VolumeParams:

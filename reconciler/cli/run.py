@@ -1,0 +1,112 @@
+"""``dsr run PATH``: the daemon. Parses its flags and hands everything to ``reconciler.daemon``."""
+
+from __future__ import annotations
+
+import re
+import sys
+from typing import Any
+
+import click
+
+from reconciler.cli import cli
+from reconciler.cli.commands import pass_request
+from reconciler.cli.options import Settings, global_options
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``60``, ``90s``, ``5m``, ``1h30m`` or ``250ms``; ValueError otherwise."""
+    text = text.strip()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    if not text or _PART.sub("", text):
+        raise ValueError(text)
+    return sum(float(n) * _UNITS[unit] for n, unit in _PART.findall(text))
+
+
+class Duration(click.ParamType[float]):
+    name = "duration"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, float | int):
+            return float(value)
+        try:
+            seconds = parse_duration(str(value))
+        except ValueError:
+            self.fail(f"{value!r} is not a duration: seconds (60) or 90s, 5m, 1h", param, ctx)
+        if seconds <= 0:
+            self.fail(f"{value!r} must be more than zero", param, ctx)
+        return seconds
+
+
+def _global_args(settings: Settings) -> tuple[str, ...]:
+    """The global options again, for the backup commands the daemon runs as subprocesses."""
+    args = ["--state-dir", settings.resolved_state_dir(), "--log-format", "json"]
+    for flag, value in (
+        ("--docker-host", settings.docker_host),
+        ("--project", settings.project),
+        ("--policy", settings.policy),
+    ):
+        if value:
+            args += [flag, value]
+    args += ["--engine-timeout", f"{settings.engine_timeout:g}"]
+    args += ["--lock-timeout", f"{settings.lock_timeout:g}"]
+    return tuple(args)
+
+
+def _log_format(settings: Settings) -> str:
+    """JSON lines when stderr is not a terminal, unless --log-format was given."""
+    root = click.get_current_context().find_root()
+    given = root.get_parameter_source("log_format") != click.core.ParameterSource.DEFAULT
+    if given or settings.log_format == "json":
+        return settings.log_format
+    return "console" if sys.stderr.isatty() else "json"
+
+
+@cli.command("run")
+@click.argument("path", type=click.Path())
+@click.option("--interval", type=Duration(), default="60", help="Seconds between timer passes.")
+@click.option(
+    "--git-pull", type=Duration(), help="Fast-forward the spec's git checkout this often."
+)
+@click.option("--metrics-addr", metavar="HOST:PORT", help="Serve /healthz, /readyz, /metrics.")
+@click.option("--allow-empty", is_flag=True, help="Let an empty spec delete the whole project.")
+@click.option("--suspend-file", metavar="FILE", help="While FILE exists, apply nothing.")
+@click.option("--pass-timeout", type=Duration(), default="5m", help="Deadline of one pass.")
+@click.option("--workers", type=click.IntRange(1, 32), default=4, help="Changes run at once.")
+@global_options
+def run_command(
+    settings: Settings,
+    path: str,
+    interval: float,
+    git_pull: float | None,
+    metrics_addr: str | None,
+    allow_empty: bool,
+    suspend_file: str | None,
+    pass_timeout: float,
+    workers: int,
+) -> None:
+    """Keep the engine converged to PATH: on start, file changes, Docker events, a timer."""
+    from reconciler import logs
+    from reconciler.daemon import Daemon, DaemonOptions
+
+    logs.configure(_log_format(settings))  # type: ignore[arg-type]
+    options = DaemonOptions(
+        request=pass_request(settings, path, apply=True, workers=workers),
+        interval=interval,
+        git_pull=git_pull,
+        metrics_addr=metrics_addr,
+        allow_empty=allow_empty,
+        suspend_file=suspend_file,
+        pass_timeout=pass_timeout,
+        global_args=_global_args(settings),
+    )
+    try:
+        daemon = Daemon(options)
+    except OSError as err:  # the metrics address is taken or invalid
+        raise click.ClickException(f"cannot listen on {metrics_addr}: {err}") from err
+    sys.exit(daemon.run())

@@ -1,0 +1,377 @@
+"""``dsr run``: the loop that keeps one project converged, and what wakes it.
+
+::
+
+    spec files ─watch──┐
+    Docker events ─────┤
+    timer (± jitter) ──┼─▶ Trigger (one dirty flag) ─▶ take ─▶ run_pass(desired=last good)
+    event reconnect ───┤                                        │ before_apply: suspend file,
+    git pull, SIGHUP ──┘                                        │ refuse-empty, backoff
+                                                                ▼
+                                      metrics, health, sd_notify, backoff, own-event windows
+
+Every pass goes through ``run_pass`` (habit 12): it observes, plans and applies afresh,
+under the project's lock, so a CLI ``dsr apply`` and the daemon take turns. For its whole
+life the daemon also holds ``<project>.daemon``, so a second daemon exits naming it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from types import FrameType
+
+import structlog
+
+from reconciler.apply import Outcome
+from reconciler.daemon import git
+from reconciler.daemon.backoff import Backoff, defer
+from reconciler.daemon.events import Event, EventListener, OwnChanges, relevant
+from reconciler.daemon.metrics import Health, Metrics, ProbeServer, resource_counts
+from reconciler.daemon.notify import Watchdog, notify, watchdog_interval
+from reconciler.daemon.schedule import BackupRunner, CommandRunner, Scheduler
+from reconciler.daemon.specs import SpecSource
+from reconciler.daemon.trigger import Trigger
+from reconciler.daemon.watch import SETTLE, SpecWatcher
+from reconciler.engine import Engine, engine_url
+from reconciler.errors import EngineError, LockError
+from reconciler.plan.model import Action, Plan
+from reconciler.reconcile import PassRequest, PassResult, names_of, run_pass
+from reconciler.spec import Desired
+from reconciler.statedir import StateDir, default_state_dir, locked
+
+log = structlog.get_logger("dsr.daemon")
+
+ENGINE_BACKOFF_CAP = 30.0
+LOCK_WAIT = 2.0
+# The changes whose own events (destroy, die, stop, rename) the listener receives.
+OWN_EVENT_ACTIONS = frozenset({Action.REPLACE, Action.DELETE})
+RELOAD_REASONS = frozenset({"file", "git", "hup"})  # run() loaded it at start
+
+
+@dataclass(frozen=True)
+class DaemonOptions:
+    """``dsr run``'s flags; ``request`` carries the global options of every pass."""
+
+    request: PassRequest
+    interval: float = 60.0
+    git_pull: float | None = None
+    metrics_addr: str | None = None
+    allow_empty: bool = False
+    suspend_file: str | None = None
+    pass_timeout: float = 300.0
+    jitter: float = 0.1
+    global_args: tuple[str, ...] = ()  # for the backup subprocesses
+
+
+class Daemon:
+    """One daemon; ``run()`` returns the exit code (0 once stopped by a signal)."""
+
+    def __init__(self, options: DaemonOptions, backup_runner: BackupRunner | None = None):
+        self.options = options
+        # A pass waits for a CLI `dsr apply` holding the lock only briefly, then tries again
+        # a second later: a long wait would hold SIGTERM up for as long.
+        self.request = dataclasses.replace(
+            options.request,
+            apply=True,
+            accept_saved_plan=False,
+            lock_timeout=min(options.request.lock_timeout, LOCK_WAIT),
+        )
+        self.stop = threading.Event()
+        self.trigger = Trigger()
+        self.metrics = Metrics()
+        self.health = Health(options.interval)
+        self.own = OwnChanges()
+        self.backoff = Backoff()
+        self.specs = SpecSource(self.request, options.allow_empty)
+        self.top = git.work_tree(self.request.path)
+        self.url = engine_url(self.request.docker_host)
+        self.engine: Engine | None = None
+        self.engine_failures = 0
+        self.retry_at: float | None = None
+        self.passes = 0
+        self._project = ""
+        self._names: set[str] = set()
+        self._generation = -1
+        self._gate_result = ""
+        self._own_counted = 0
+        self._desired: Desired | None = None
+        runner = backup_runner or CommandRunner(
+            self.request.path, options.global_args, self.metrics.set_backups, self._backup_failed
+        )
+        self.scheduler = Scheduler(runner, self.stop)
+        self.listener = EventListener(
+            self.url, self._on_event, self._on_connect, self._on_disconnect, self.stop
+        )
+        self.server = (
+            ProbeServer(options.metrics_addr, self.metrics, self.health.ready)
+            if options.metrics_addr
+            else None
+        )
+
+    # -- life ------------------------------------------------------------------------------
+    def run(self, install_signals: bool = True) -> int:
+        self.specs.current(force=True)
+        self._adopt(self.specs.last_good)
+        state = StateDir(self.request.state_dir or default_state_dir())
+        project = self.specs.project()
+        with locked(state, self.url, project + ".daemon", timeout=0, what="dsr run"):
+            if install_signals:
+                self._install_signals()
+            self._start_threads()
+            log.info("daemon started", path=self.request.path, project=project, git=self.top)
+            try:
+                self._loop()
+            finally:
+                self._stop_threads()
+        log.info("daemon stopped", passes=self.passes)
+        return 0
+
+    def shutdown(self, *_: object) -> None:
+        """Finish the change in progress, start no other, leave the loop."""
+        self.stop.set()
+        self.trigger.stop()
+
+    def _install_signals(self) -> None:
+        def hup(signum: int, frame: FrameType | None) -> None:
+            self.trigger.wake("hup")
+
+        signal.signal(signal.SIGTERM, self.shutdown)
+        signal.signal(signal.SIGINT, self.shutdown)
+        signal.signal(signal.SIGHUP, hup)
+
+    def _start_threads(self) -> None:
+        if self.server is not None:
+            self.server.start()
+        self.listener.start()
+        SpecWatcher(self.request.path, self._on_files, self.stop).start()
+        if self.options.suspend_file:  # removing it resumes at once, not at the next timer
+            suspend = self.options.suspend_file
+            SpecWatcher(suspend, lambda _: self.trigger.wake("suspend-file"), self.stop).start()
+        self.scheduler.start()
+        if self.options.git_pull and self.top:
+            git.Puller(self.top, self.options.git_pull, self._on_commit, self.stop).start()
+        every = watchdog_interval()
+        if every:
+            Watchdog(every, self._progressing, self.stop).start()
+
+    def _stop_threads(self) -> None:
+        self.stop.set()
+        self.listener.close()
+        if self.server is not None:
+            self.server.stop()
+        if self.engine is not None:
+            self.engine.close()
+        notify("STOPPING=1")
+
+    # -- the loop --------------------------------------------------------------------------
+    def _loop(self) -> None:
+        reasons = {"start"}
+        timer = self._next_timer()
+        while not self.stop.is_set():
+            self._pass(reasons)
+            if self.stop.is_set():
+                break
+            now = time.monotonic()
+            due = [timer, self.backoff.next_due(now), self.retry_at]
+            reasons = self.trigger.take(min(t for t in due if t is not None))
+            now = time.monotonic()
+            if now >= timer:
+                reasons.add("interval")
+                timer = self._next_timer()
+            if not reasons:
+                reasons.add("retry")
+
+    def _next_timer(self) -> float:
+        spread = 1 + random.uniform(-self.options.jitter, self.options.jitter)
+        return time.monotonic() + self.options.interval * spread
+
+    def _pass(self, reasons: set[str]) -> None:
+        desired = self.specs.current(force=bool(reasons & RELOAD_REASONS))
+        self.metrics.spec_errors.set(len(self.specs.issues))
+        self._adopt(desired)
+        if desired is None:
+            self.metrics.reconcile.labels("spec_error").inc()
+            notify("STATUS=no valid spec yet")
+            return
+        commit = git.head(self.top) if self.top else None
+        trigger = ",".join(sorted(reasons))
+        with structlog.contextvars.bound_contextvars(trigger=trigger, commit=commit):
+            self._gate_result = ""
+            started = time.monotonic()
+            self.health.pass_started = started
+            deadline = started + self.options.pass_timeout
+            self.own.begin(time.time())
+            result = run_pass(
+                self.request,
+                engine=self._connect(),
+                desired=desired,
+                progress=self._on_change_done,
+                before_apply=self._gate,
+                should_stop=lambda: self.stop.is_set() or time.monotonic() > deadline,
+            )
+            for _ in self.own.end():
+                self.trigger.wake("event")
+            self._count_own_events()
+            self.health.pass_started = None
+            if time.monotonic() > deadline:
+                log.error("pass timed out", pass_timeout=self.options.pass_timeout)
+            self._after(result, reasons, time.monotonic() - started)
+
+    def _connect(self) -> Engine | None:
+        """The daemon's engine connection (None lets run_pass report why there is none)."""
+        if self.engine is None:
+            try:
+                self.engine = Engine(self.request.docker_host, timeout=self.request.engine_timeout)
+            except EngineError:
+                return None
+        return self.engine
+
+    def _adopt(self, desired: Desired | None) -> None:
+        """Follow the spec in force: event names, backup schedules."""
+        if desired is None or desired is self._desired:
+            return
+        self._desired = desired
+        self._project = desired.project
+        self._names = names_of(desired)
+        rules = {name: b.schedule for name, b in desired.backups.items() if b.schedule}
+        self.scheduler.set_rules(rules)
+
+    # -- before the apply ------------------------------------------------------------------
+    def _gate(self, plan: Plan) -> bool | Plan:
+        """The daemon's say before a pass applies: suspended, refused, or narrowed."""
+        summary = {k: v for k, v in plan.summary().items() if v}
+        suspend = self.options.suspend_file
+        if suspend and os.path.lexists(suspend):
+            self._gate_result = "suspended"
+            log.warning("suspended", suspend_file=suspend, changes=summary)
+            return False
+        if not self.options.allow_empty and _deletes_everything(plan, self._desired):
+            self._gate_result = "refused"
+            log.error(
+                "refused",
+                changes=summary,
+                error="the spec declares nothing, so this pass would delete every managed "
+                "object of the project; run with --allow-empty to let it",
+            )
+            return False
+        waiting = self.backoff.waiting(time.monotonic())
+        waiting &= {c.resource for c in plan.actionable}
+        if not waiting:
+            return True
+        self._gate_result = "deferred"
+        log.info("deferred", resources=sorted(waiting), reason="backing off after failures")
+        narrowed = defer(plan, waiting)
+        return narrowed if narrowed.actionable else False
+
+    # -- after the pass --------------------------------------------------------------------
+    def _after(self, result: PassResult, reasons: set[str], seconds: float) -> None:
+        self.passes += 1
+        now = time.monotonic()
+        label = self._result_label(result, now)
+        self.metrics.reconcile.labels(label).inc()
+        self.metrics.duration.observe(seconds)
+        self.metrics.record_outcomes(result.outcomes)
+        plan = result.plan
+        if plan is not None:
+            if self.specs.generation == self._generation:
+                self.metrics.record_drift(plan.changes)
+            self._generation = self.specs.generation
+            self.backoff.record(result.outcomes, now)
+            self.backoff.forget_absent({c.resource for c in plan.actionable})
+            counts = resource_counts(
+                self._desired, plan, result.outcomes, set(self.backoff.failures)
+            )
+            self.metrics.set_resources(counts)
+        if self.passes == 1:
+            notify("READY=1")
+        changed = sum(o.status == "ok" for o in result.outcomes)
+        notify(f"STATUS=last pass: {label}, {changed} changes, {len(result.failed)} failed")
+
+    def _result_label(self, result: PassResult, now: float) -> str:
+        if isinstance(result.error, EngineError):
+            self.health.engine_up = False
+            if self.engine is not None:
+                self.engine.close()
+                self.engine = None  # a restarted engine needs a fresh connection
+            self.engine_failures += 1
+            delay = min(2.0 ** (self.engine_failures - 1), ENGINE_BACKOFF_CAP)
+            self.retry_at = now + delay
+            log.warning("engine unavailable; backing off", retry_in=delay)
+            return "engine_error"
+        self.health.engine_up = True
+        self.health.last_pass = now
+        self.engine_failures, self.retry_at = 0, None
+        if isinstance(result.error, LockError):
+            self.retry_at = now + 1.0
+            log.info("the project's lock is held; trying again in 1 s", error=str(result.error))
+            return "locked"
+        if result.error is not None:
+            return "error"
+        if self._gate_result:
+            return self._gate_result
+        if result.failed:
+            return "failed"
+        self.metrics.last_success.set(time.time())
+        return "ok"
+
+    # -- what wakes it ---------------------------------------------------------------------
+    def _on_change_done(self, outcome: Outcome, done: int, total: int) -> None:
+        # Creating and starting cause only create/start events, which the listener does
+        # not ask for: a volume removed right after dsr created it is somebody else's doing.
+        if outcome.change.action in OWN_EVENT_ACTIONS:
+            self.own.changed([outcome.change.name], time.time())
+
+    def _on_event(self, event: Event) -> None:
+        if not relevant(event, self._project, self._names):
+            return
+        if self.own.offer(event):
+            log.debug("event", kind=event.kind, action=event.action, names=event.names)
+            self.trigger.wake("event")
+        self._count_own_events()
+
+    def _count_own_events(self) -> None:
+        ignored = self.own.ignored  # judged now, or when the pass that held them ended
+        if ignored > self._own_counted:
+            self.metrics.own_events.inc(ignored - self._own_counted)
+            self._own_counted = ignored
+
+    def _on_connect(self, first: bool) -> None:
+        self.health.engine_up = True
+        if not first:
+            self.metrics.reconnects.inc()
+            log.info("event stream reconnected")
+        self.trigger.wake("connect" if first else "reconnect")
+
+    def _on_disconnect(self, reason: str) -> None:
+        self.health.engine_up = False
+        if not self.stop.is_set():
+            log.warning("event stream lost", error=reason)
+
+    def _on_files(self, paths: list[str]) -> None:
+        self.trigger.wake("file", settle=SETTLE)
+
+    def _on_commit(self, commit: str) -> None:
+        self.trigger.wake("git")
+
+    def _backup_failed(self, rule: str, step: str) -> None:
+        self.metrics.backup_failures.labels(rule, step).inc()
+
+    def _progressing(self) -> bool:
+        started = self.health.pass_started
+        return started is None or time.monotonic() - started < self.options.pass_timeout + 30
+
+
+def _deletes_everything(plan: Plan, desired: Desired | None) -> bool:
+    """The spec declares nothing and the plan deletes what the project has."""
+    if desired is None or names_of(desired) or desired.images:
+        return False
+    return any(c.action is Action.DELETE for c in plan.actionable)
+
+
+__all__ = ["Daemon", "DaemonOptions"]
