@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
-from reconciler.files import write_json
+from reconciler.files import read_bounded, write_json
 
 if TYPE_CHECKING:  # the spec checks contexts with this module: no import cycle at run time
     from reconciler.spec.models import Image
@@ -41,13 +41,15 @@ class PackedImage:
 
 
 def ignore_patterns(context: str) -> list[str]:
+    """The patterns of the context's ``.dockerignore``; ``OSError`` when it cannot be read,
+    is not a regular file (a FIFO would hang the read) or is larger than dsr reads."""
+    path = os.path.join(context, ".dockerignore")
     try:
-        # Docker reads it as bytes; surrogateescape keeps odd bytes as os.listdir does.
-        path = os.path.join(context, ".dockerignore")
-        with open(path, encoding="utf-8", errors="surrogateescape") as handle:
-            lines = handle.read().splitlines()
+        data = read_bounded(path)
     except FileNotFoundError:
         return []
+    # Docker reads it as bytes; surrogateescape keeps odd bytes as os.listdir does.
+    lines = data.decode("utf-8", errors="surrogateescape").splitlines()
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 

@@ -17,11 +17,12 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from reconciler.errors import SpecError, SpecIssue
+from reconciler.files import InputFileError, read_bounded
 from reconciler.spec.desired import Desired, FileSpec
 from reconciler.spec.models import BACKUP_NAME, DOCKER_NAME, IMAGE_KEY, SECTIONS, SpecFile
 from reconciler.spec.policy import Policy
 from reconciler.spec.resolve import resolve
-from reconciler.spec.yamlload import Document, Loc, format_loc, load_yaml
+from reconciler.spec.yamlload import Document, Loc, Plain, format_loc, load_yaml
 
 _SUFFIXES = (".yaml", ".yml")
 
@@ -70,12 +71,15 @@ def load_file(
 ) -> tuple[FileSpec | None, list[SpecIssue]]:
     """One file checked on its own: its model (when it has one) and its problems."""
     try:
-        with open(file, "rb") as handle:
-            text = handle.read().decode("utf-8")
+        text = read_bounded(file).decode("utf-8")
     except FileNotFoundError:
         return None, [SpecIssue(file, 1, "", "no such file or directory")]
-    except (OSError, UnicodeDecodeError) as err:
+    except InputFileError as err:
         return None, [SpecIssue(file, 1, "", f"cannot read the file: {err}")]
+    except OSError as err:
+        return None, [SpecIssue(file, 1, "", f"cannot read the file: {err.strerror or err}")]
+    except UnicodeDecodeError as err:
+        return None, [SpecIssue(file, 1, "", f"cannot read the file: not UTF-8 text ({err})")]
     doc = load_yaml(text, file, env)
     if doc.data is None:
         if doc.issues:  # a syntax error: nothing more can be read from this file
@@ -163,6 +167,8 @@ _EXPECTED = {
 
 
 def _describe(value: Any) -> str:
+    if isinstance(value, Plain):
+        value = value.value
     if value is None:
         return "nothing (null)"
     if isinstance(value, bool):

@@ -8,14 +8,18 @@ of the validation context).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+import types
+import typing
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     StringConstraints,
     ValidationInfo,
     field_validator,
@@ -23,6 +27,7 @@ from pydantic import (
 )
 
 from reconciler.spec.mounts import is_host_path, parse_short
+from reconciler.spec.yamlload import Plain
 
 # Docker's own rule for container and volume names: [a-zA-Z0-9][a-zA-Z0-9_.-]+
 DOCKER_NAME = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$"
@@ -47,6 +52,51 @@ Count = Annotated[int, Field(ge=-1, description="how many to keep; -1 keeps all"
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _written(cls, value: Any) -> Any:
+        # YAML typed `0755` as a number: a text field takes the text written, others the value.
+        if isinstance(value, Plain):
+            return value.value
+        if not isinstance(value, dict):
+            return value
+        text = _text_fields(cls)
+        return {k: _shallow(v, k in text) for k, v in value.items()}
+
+
+@functools.cache
+def _text_fields(model: type[BaseModel]) -> frozenset[str]:
+    """Fields that hold text, or lists or mappings of text."""
+    return frozenset(name for name, info in model.model_fields.items() if _is_text(info.annotation))
+
+
+def _is_text(annotation: Any) -> bool:
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    origin = typing.get_origin(annotation)
+    if annotation is str:
+        return True
+    if origin is typing.Annotated:
+        return _is_text(args[0])
+    if origin in (list, dict, typing.Union, types.UnionType):
+        return bool(args) and _is_text(args[-1])
+    return False
+
+
+def _shallow(value: Any, text: bool) -> Any:
+    """``value``'s own ``Plain`` scalars and those of its items (nested models do theirs)."""
+    if isinstance(value, list):
+        return [_one(v, text) for v in value]
+    if isinstance(value, dict):
+        return {k: _one(v, text) for k, v in value.items()}
+    return _one(value, text)
+
+
+def _one(value: Any, text: bool) -> Any:
+    if isinstance(value, Plain):
+        # null stays null, also in a text field: `KEY: ~` is no text, whatever its spelling
+        return value.text if text and value.value is not None else value.value
+    return value
 
 
 def host_path(value: str, info: ValidationInfo) -> str:
@@ -85,7 +135,7 @@ class Volume(_Model):
     driver: str = "local"
     driver_opts: dict[str, str] = {}
     labels: dict[str, str] = {}
-    external: bool = Field(
+    external: StrictBool = Field(
         False, description="must exist; dsr never creates, changes or removes it"
     )
     reclaim: Literal["retain", "delete", "backup-then-delete"] = Field(
@@ -115,13 +165,13 @@ class Mount(_Model):
     type: Literal["bind", "volume", "tmpfs"]
     source: str | None = Field(None, description="host path (bind) or a key of volumes (volume)")
     target: str
-    read_only: bool = False
-    create: bool = Field(False, description="bind only: create a missing host directory")
+    read_only: StrictBool = False
+    create: StrictBool = Field(False, description="bind only: create a missing host directory")
     propagation: Literal["private", "rprivate", "shared", "rshared", "slave", "rslave"] | None = (
         None
     )
     selinux: Literal["z", "Z"] | None = None
-    nocopy: bool = Field(False, description="volume only: do not copy image data into it")
+    nocopy: StrictBool = Field(False, description="volume only: do not copy image data into it")
     tmpfs_size: int | None = Field(None, ge=1, description="tmpfs only: size in bytes")
 
     @model_validator(mode="before")
@@ -167,7 +217,7 @@ class VolumesFrom(_Model):
     """``name`` or ``name:ro`` / ``name:rw``, as ``docker --volumes-from`` reads it."""
 
     name: ContainerName
-    read_only: bool | None = None
+    read_only: StrictBool | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -319,7 +369,7 @@ class Backup(_Model):
     schedule: str | None = Field(None, description="cron expression; the daemon acts on it")
     keep: Keep = Keep()
     destination: str | None = None
-    quiesce: bool = False
+    quiesce: StrictBool = False
 
     @field_validator("paths")
     @classmethod

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from reconciler.errors import PolicyError
+from reconciler.files import InputFileError, read_bounded
 
 PROTECTED = ("/etc", "/proc", "/sys", "/dev", "/boot", "/root", "/var/lib/docker")
 DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
@@ -100,18 +101,19 @@ def load_policy(file: str | None, spec_paths: tuple[str, ...] = ()) -> Policy:
                 f"{file}: the policy file lies in the spec directory {spec}; an admin policy "
                 "must live outside the specs it governs"
             )
-    from reconciler.spec.yamlload import load_yaml
+    from reconciler.spec.yamlload import load_yaml, unwrap
 
     try:
-        with open(file, encoding="utf-8") as handle:
-            text = handle.read()
+        text = read_bounded(file).decode("utf-8")
+    except InputFileError as err:
+        raise PolicyError(f"{file}: cannot read the policy file: {err}") from err
     except (OSError, UnicodeDecodeError) as err:
         raise PolicyError(f"{file}: cannot read the policy file: {err}") from err
     doc = load_yaml(text, file, env={})
     if doc.issues:
         raise PolicyError("\n".join(str(i) for i in doc.issues))
     try:
-        parsed = _PolicyFile.model_validate(doc.data or {})
+        parsed = _PolicyFile.model_validate(unwrap(doc.data, text=True) or {})
     except ValidationError as err:
         first = err.errors()[0]
         loc = tuple(first["loc"])

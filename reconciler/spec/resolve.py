@@ -6,7 +6,6 @@ Only reads the host (``stat``); never writes to it.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from reconciler.images import context_problems
 from reconciler.spec.desired import Desired, FileSpec, Origin
 from reconciler.spec.models import PROJECT_NAME, Mount
 from reconciler.spec.policy import Policy
+from reconciler.spec.suggest import Suggester
 from reconciler.spec.yamlload import Loc
 
 # Which sections share a Docker namespace: a container and a volume container cannot
@@ -98,8 +98,10 @@ def resolve(
     for spec in files:
         for section, key in spec.broken:
             known[section].add(key)
+    volumes = Suggester(known["volumes"])
+    targets = Suggester(known["containers"] | known["volume_containers"])
     for spec in files:
-        issues.extend(_references(spec, known))
+        issues.extend(_references(spec, known, volumes, targets))
         issues.extend(_host_paths(spec, policy))
     issues.extend(_cycles(files, desired))
     return desired, issues
@@ -147,15 +149,16 @@ def _mounts(spec: FileSpec) -> Iterator[tuple[Loc, Mount]]:
                 yield (section, name, "mounts", index), mount
 
 
-def _missing(kind: str, name: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(name, known, n=1)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
+def _missing(kind: str, name: str, known: Suggester, excluding: str | None = None) -> str:
+    close = known.closest(name, excluding=excluding)
+    hint = f"; did you mean '{close}'?" if close else ""
     return f"{kind} '{name}' is not defined{hint}"
 
 
-def _references(spec: FileSpec, known: dict[str, set[str]]) -> Iterator[SpecIssue]:
+def _references(
+    spec: FileSpec, known: dict[str, set[str]], volumes: Suggester, targets: Suggester
+) -> Iterator[SpecIssue]:
     model = spec.model
-    volumes = sorted(known["volumes"])
     for loc, mount in _mounts(spec):
         if mount.type == "volume" and mount.source and mount.source not in known["volumes"]:
             yield spec.issue((*loc, "source"), _missing("volume", mount.source, volumes))
@@ -170,14 +173,12 @@ def _references(spec: FileSpec, known: dict[str, set[str]]) -> Iterator[SpecIssu
                     (section, name, "image"),
                     f"'{image}' is neither a key of images nor a valid image reference",
                 )
-    targets = sorted(known["containers"] | known["volume_containers"])
     for name, container in model.containers.items():
         for index, source in enumerate(container.volumes_from):
             if source.name not in targets:
-                others = [t for t in targets if t != name]  # never suggest itself
                 yield spec.issue(
                     ("containers", name, "volumes_from", index),
-                    _missing("container", source.name, others),
+                    _missing("container", source.name, targets, excluding=name),
                 )
     for name, backup in model.backups.items():
         for index, volume in enumerate(backup.volumes):

@@ -294,25 +294,28 @@ CASES = [
         [f"{F}:4: volumes.data.external: expected true or false, got 'maybe'"],
     ),
     case(
-        "number-for-image",
+        # YAML 1.2 as compose: a plain scalar in a text field is the text written, so
+        # `image: 42` names the image 42; a mapping is no text at all.
+        "mapping-for-image",
         spec("""
             version: 1
             containers:
               web1:
-                image: 42
+                image: {name: httpd}
             """),
-        [f"{F}:4: containers.web1.image: expected text, got a number (42)"],
+        [f"{F}:4: containers.web1.image: expected text, got a mapping"],
     ),
     case(
-        "number-in-command",
+        # `sleep 10` is text as written (YAML 1.2, as compose); a list inside is not.
+        "list-in-command",
         spec("""
             version: 1
             containers:
               sleeper:
                 image: busybox
-                command: [sleep, 10]
+                command: [sleep, [10]]
             """),
-        [f"{F}:5: containers.sleeper.command[1]: expected text, got a number (10)"],
+        [f"{F}:5: containers.sleeper.command[1]: expected text, got a list"],
     ),
     # --- enums ------------------------------------------------------------------------
     case(
