@@ -111,7 +111,8 @@ def host_path(value: str, info: ValidationInfo) -> str:
         if base is None:
             return value  # no file to resolve against (schema generation, bare models)
         path = os.path.join(base, path)
-    return os.path.normpath(path)
+    # POSIX keeps a leading "//" through normpath; Linux reads it as "/".
+    return "/" + os.path.normpath(path).lstrip("/")
 
 
 def _labels(value: dict[str, str]) -> dict[str, str]:
@@ -146,6 +147,73 @@ class Volume(_Model):
     )
 
     _check_labels = field_validator("labels")(_labels)
+
+    @model_validator(mode="after")
+    def _absolute_devices(self) -> Volume:
+        fstype = self.driver_opts.get("type", "").lower()
+        if self.driver == "local" and fstype in _KERNEL_FILESYSTEMS:
+            raise ValueError(
+                f"driver_opts.type: '{fstype}' is a kernel filesystem; the engine would mount "
+                "the host's own, so dsr refuses it"
+            )
+        for option, path in volume_host_paths(self):
+            if not path.startswith("/") or "\0" in path:
+                raise ValueError(
+                    f"driver_opts.{option}: '{path}' must be an absolute host path (the local "
+                    "driver mounts it from the host)"
+                )
+        return self
+
+
+# Filesystem types whose `device` names a remote share or nothing on the host.
+_NOT_HOST_DEVICES = frozenset({"nfs", "nfs4", "cifs", "smb", "smb3", "tmpfs", "ramfs", "overlay"})
+# Kernel filesystems: the local driver mounts them in the engine's (the host's) namespaces,
+# so `type: proc` would hand a container the host's /proc.
+_KERNEL_FILESYSTEMS = frozenset(
+    {
+        "proc",
+        "sysfs",
+        "devtmpfs",
+        "devpts",
+        "cgroup",
+        "cgroup2",
+        "debugfs",
+        "tracefs",
+        "securityfs",
+        "bpf",
+        "configfs",
+        "efivarfs",
+        "fusectl",
+        "mqueue",
+        "hugetlbfs",
+        "pstore",
+        "binfmt_misc",
+        "autofs",
+        "rpc_pipefs",
+        "nsfs",
+        "selinuxfs",
+    }
+)
+# Mount options of the local driver that name host folders (overlay's, bind's device).
+_PATH_OPTIONS = ("lowerdir", "upperdir", "workdir")
+
+
+def volume_host_paths(volume: Volume) -> list[tuple[str, str]]:
+    """The host paths a local volume mounts: (driver_opts key, path). The local driver
+    passes ``type``, ``o`` and ``device`` to mount(2), so ``type: none, o: bind, device:
+    /etc`` is a bind of /etc, and overlay's ``o: lowerdir=/etc`` one in disguise."""
+    if volume.driver != "local":
+        return []
+    opts = volume.driver_opts
+    out = []
+    device = opts.get("device")
+    if device is not None and opts.get("type", "").lower() not in _NOT_HOST_DEVICES:
+        out.append(("device", device))
+    for option in opts.get("o", "").split(","):
+        key, _, value = option.partition("=")
+        if key.strip() in _PATH_OPTIONS:
+            out += [("o", path) for path in value.split(":") if path]
+    return out
 
 
 class Image(_Model):

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from reconciler.errors import SpecIssue
 from reconciler.images import context_problems
 from reconciler.spec.desired import Desired, FileSpec, Origin
-from reconciler.spec.models import PROJECT_NAME, Mount
+from reconciler.spec.models import PROJECT_NAME, Mount, volume_host_paths
 from reconciler.spec.policy import Policy
 from reconciler.spec.suggest import Suggester
 from reconciler.spec.yamlload import Loc
@@ -202,6 +202,7 @@ def _references(
 
 
 def _host_paths(spec: FileSpec, policy: Policy) -> Iterator[SpecIssue]:
+    """Every host path the spec makes Docker or dsr touch, through the one policy check."""
     for loc, mount in _mounts(spec):
         if mount.type != "bind" or not mount.source:
             continue
@@ -216,20 +217,28 @@ def _host_paths(spec: FileSpec, policy: Policy) -> Iterator[SpecIssue]:
                 f"{source} does not exist (a bind source must exist; for a directory, "
                 "'create: true' lets dsr create it)",
             )
+    for name, volume in spec.model.volumes.items():
+        for option, path in volume_host_paths(volume):
+            refused = policy.check(path)
+            if refused:
+                yield spec.issue(("volumes", name, "driver_opts", option), refused)
     for name, image in spec.model.images.items():
-        if not os.path.isdir(image.context):
+        where = ("images", name, "context")
+        refused = policy.check(image.context)
+        if refused:
+            yield spec.issue(where, refused)
+        elif not os.path.isdir(image.context):
             what = "is not a directory" if os.path.exists(image.context) else "does not exist"
-            yield spec.issue(("images", name, "context"), f"{image.context} {what}")
-            continue
-        for problem in context_problems(image.context):
-            yield spec.issue(("images", name, "context"), problem)
+            yield spec.issue(where, f"{image.context} {what}")
+        else:
+            yield from (spec.issue(where, p) for p in context_problems(image.context))
     for name, backup in spec.model.backups.items():
         for index, path in enumerate(backup.paths):
             refused = policy.check(path)
             if refused:
                 yield spec.issue(("backups", name, "paths", index), refused)
         if backup.destination:
-            refused = policy.check(backup.destination)
+            refused = policy.check(backup.destination, role="destination")
             if refused:
                 yield spec.issue(("backups", name, "destination"), refused)
 

@@ -60,6 +60,9 @@ REFUSED = "refused by the default host-path policy (an admin --policy file can a
 MISSING = (
     "does not exist (a bind source must exist; for a directory, 'create: true' lets dsr create it)"
 )
+# Most hosts link /var/run to /run: the message names the resolved socket then.
+_SOCKET = os.path.realpath("/var/run/docker.sock")
+SOCKET_VIA = "" if _SOCKET == "/var/run/docker.sock" else f" resolves to {_SOCKET}, which"
 DOCKER_NAME = "must match ^[a-zA-Z0-9][a-zA-Z0-9_.-]+$"
 
 CASES = [
@@ -983,8 +986,8 @@ CASES = [
                   - /var/run/docker.sock:/var/run/docker.sock
             """),
         [
-            f"{F}:6: containers.portainer.mounts[0].source: "
-            f"/var/run/docker.sock is the Docker socket; {REFUSED}"
+            f"{F}:6: containers.portainer.mounts[0].source: /var/run/docker.sock{SOCKET_VIA} "
+            f"is the Docker socket; {REFUSED}"
         ],
     ),
     case(
