@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
+from reconciler.escape import has_control
 from reconciler.files import read_bounded, write_json
 
 if TYPE_CHECKING:  # the spec checks contexts with this module: no import cycle at run time
@@ -203,8 +204,17 @@ def content_digest(base: str, path: str, files: Mapping[str, str]) -> str:
     return hashlib.sha256(config.encode()).hexdigest()[:16]
 
 
-def dockerfile(spec_base: str, path: str) -> str:
-    return f"FROM {spec_base}\nCOPY {_CONTEXT_DIR}/ {path}/\nVOLUME {path}\n"
+def dockerfile(base: str, path: str) -> str:
+    """The generated Dockerfile, built from checked values and JSON forms, so that no value
+    can add a line (the spec checks them too; a saved plan carries them again)."""
+    from reconciler.spec.names import is_image_reference
+
+    if base != "scratch" and not is_image_reference(base):
+        raise ContextError(f"{base!r} is not an image reference (or scratch)")
+    if not path.startswith("/") or has_control(path) or any(c in path for c in "$\\"):
+        raise ContextError(f"{path!r} is not an absolute path without control characters")
+    copy = json.dumps([f"{_CONTEXT_DIR}/", path.rstrip("/") + "/"])
+    return f"FROM {base}\nCOPY {copy}\nVOLUME {json.dumps([path])}\n"
 
 
 class _HashingReader:

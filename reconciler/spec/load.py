@@ -8,6 +8,7 @@ whole (``resolve``). Nothing here touches Docker or writes to the host.
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import types
 import typing
@@ -19,7 +20,8 @@ from pydantic import BaseModel, ValidationError
 from reconciler.errors import SpecError, SpecIssue
 from reconciler.files import InputFileError, read_bounded
 from reconciler.spec.desired import Desired, FileSpec
-from reconciler.spec.models import BACKUP_NAME, DOCKER_NAME, IMAGE_KEY, SECTIONS, SpecFile
+from reconciler.spec.models import SECTIONS, SpecFile
+from reconciler.spec.names import BACKUP_NAME, DOCKER_NAME, IMAGE_KEY
 from reconciler.spec.policy import Policy
 from reconciler.spec.resolve import resolve
 from reconciler.spec.yamlload import Document, Loc, Plain, format_loc, load_yaml
@@ -99,7 +101,11 @@ def load_file(
         model = SpecFile.model_validate(data, context=context)
     except ValidationError as err:
         errors = err.errors(include_url=False)
-        issues.extend(_issue(doc, e) for e in errors)
+        # A value the loader already faulted (an unset ${VAR}) is not faulted again.
+        faulted = {i.path for i in doc.issues}
+        issues.extend(
+            i for i in map(functools.partial(_issue, doc), errors) if i.path not in faulted
+        )
         # Set the broken resources aside and check the rest, so that one bad entry
         # does not hide the reference and path problems of all the others.
         broken = {(str(e["loc"][0]), str(e["loc"][1])) for e in errors if _in_section(e["loc"])}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import types
 import typing
 from typing import Annotated, Any, Literal
@@ -26,21 +25,22 @@ from pydantic import (
     model_validator,
 )
 
+from reconciler.escape import has_control
 from reconciler.spec.mounts import is_host_path, parse_short
+from reconciler.spec.names import (
+    BACKUP_NAME,
+    DOCKER_NAME,
+    IMAGE_KEY,
+    PROJECT_NAME,
+    cron_problem,
+    is_image_reference,
+    matches,
+    port_problem,
+)
 from reconciler.spec.yamlload import Plain
 
-# Docker's own rule for container and volume names: [a-zA-Z0-9][a-zA-Z0-9_.-]+
-DOCKER_NAME = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$"
-# Image keys become part of an image repository name, which must be lower case.
-IMAGE_KEY = r"^[a-z0-9][a-z0-9_.-]*$"
-PROJECT_NAME = r"^[a-z0-9][a-z0-9_-]*$"
-BACKUP_NAME = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$"
-_DURATION = re.compile(r"^(\d+[ymdh])+$")
-_RESTART = re.compile(r"^(no|always|unless-stopped|on-failure(:\d+)?)$")
-_PORT = re.compile(
-    r"^(?:(?:(?P<ip>[0-9.]+|\[[0-9a-fA-F:]+\]):)?(?P<host>\d+(?:-\d+)?)?:)?"
-    r"(?P<container>\d+(?:-\d+)?)(?:/(?P<proto>tcp|udp|sctp))?$"
-)
+_DURATION = r"([0-9]+[ymdh])+"
+_RESTART = r"no|always|unless-stopped|on-failure(:[0-9]+)?"
 RESERVED_LABEL_PREFIX = "dsr."
 
 VolumeName = Annotated[str, StringConstraints(pattern=DOCKER_NAME)]
@@ -101,8 +101,8 @@ def _one(value: Any, text: bool) -> Any:
 
 def host_path(value: str, info: ValidationInfo) -> str:
     """Absolute, normalized host path: ``~`` expanded, relative to the spec file's folder."""
-    if "\0" in value:  # the OS cannot take it, and os.path calls raise on it
-        raise ValueError(f"{value!r} contains a NUL character")
+    if has_control(value):  # NUL breaks os.path calls; others rewrite terminals
+        raise ValueError(f"{value!r} contains a control character")
     path = os.path.expanduser(value)
     if path.startswith("~"):
         raise ValueError(f"cannot expand '{value}': no such user")
@@ -116,6 +116,9 @@ def host_path(value: str, info: ValidationInfo) -> str:
 
 
 def _labels(value: dict[str, str]) -> dict[str, str]:
+    for key in value:
+        if not key or has_control(key):
+            raise ValueError(f"label key {key!r} is empty or contains a control character")
     reserved = sorted(k for k in value if k.startswith(RESERVED_LABEL_PREFIX))
     if reserved:
         raise ValueError(f"label '{reserved[0]}' uses the prefix 'dsr.', which dsr reserves")
@@ -123,11 +126,28 @@ def _labels(value: dict[str, str]) -> dict[str, str]:
 
 
 def _absolute_target(value: str) -> str:
+    if has_control(value):
+        raise ValueError(f"{value!r} contains a control character")
     if not value.startswith("/"):
         raise ValueError(f"'{value}' is not an absolute path in the container")
-    if os.path.normpath(value) == "/":
+    # POSIX keeps a leading "//" through normpath; Linux (and Docker) read it as "/", so
+    # //data and /data are one target.
+    path = "/" + os.path.normpath(value).lstrip("/")
+    if path == "/":
         raise ValueError("a mount cannot replace the container's root '/'")
-    return os.path.normpath(value)
+    return path
+
+
+def _no_control(value: str | None) -> str | None:
+    if value is not None and has_control(value):
+        raise ValueError(f"{value!r} contains a control character")
+    return value
+
+
+def _image(value: str | None) -> str | None:
+    if value is not None and (not value or has_control(value)):
+        raise ValueError(f"{value!r} is not an image: give a key of images or a reference")
+    return value
 
 
 class Volume(_Model):
@@ -224,7 +244,21 @@ class Image(_Model):
     base: str = "scratch"
 
     _check_context = field_validator("context")(host_path)
-    _check_path = field_validator("path")(_absolute_target)
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        # It becomes Dockerfile text: the builder substitutes $VARS and reads \ as an escape.
+        if any(c in value for c in "$\\"):
+            raise ValueError(f"'{value}': a data-packed image's path cannot hold '$' or '\\'")
+        return _absolute_target(value)
+
+    @field_validator("base")
+    @classmethod
+    def _base(cls, value: str) -> str:
+        if value != "scratch" and not is_image_reference(value):
+            raise ValueError(f"{value!r} is not an image reference (or scratch)")
+        return value
 
 
 class Mount(_Model):
@@ -316,6 +350,7 @@ class VolumeContainer(_Model):
 
     _check_labels = field_validator("labels")(_labels)
     _check_mounts = field_validator("mounts")(_unique_targets)
+    _check_image = field_validator("image")(_image)
 
 
 class Container(_Model):
@@ -336,6 +371,8 @@ class Container(_Model):
 
     _check_labels = field_validator("labels")(_labels)
     _check_mounts = field_validator("mounts")(_unique_targets)
+    _check_image = field_validator("image")(_image)
+    _check_text = field_validator("working_dir", "user")(_no_control)
 
     @field_validator("command", "entrypoint", mode="before")
     @classmethod
@@ -358,22 +395,29 @@ class Container(_Model):
             return {k: _scalar_text(v) for k, v in value.items()}
         return value
 
+    @field_validator("env")
+    @classmethod
+    def _env_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, val in value.items():
+            if not key or "=" in key or has_control(key):
+                raise ValueError(f"env key {key!r} must be non-empty, without '=' or controls")
+            if "\0" in val:
+                raise ValueError(f"env {key}: a value cannot hold a NUL character")
+        return value
+
     @field_validator("ports")
     @classmethod
     def _ports(cls, value: list[str]) -> list[str]:
         for port in value:
-            match = _PORT.match(port)
-            if not match:
-                raise ValueError(f"'{port}' is not [IP:][HOST_PORT:]CONTAINER_PORT[/PROTOCOL]")
-            numbers = re.findall(r"\d+", f"{match['host'] or ''}-{match['container']}")
-            if any(int(n) > 65535 for n in numbers):
-                raise ValueError(f"'{port}': a port number is at most 65535")
+            problem = port_problem(port)
+            if problem:
+                raise ValueError(problem)
         return value
 
     @field_validator("restart")
     @classmethod
     def _restart(cls, value: str) -> str:
-        if not _RESTART.match(value):
+        if not matches(_RESTART, value):
             raise ValueError(f"'{value}': expected no, always, unless-stopped or on-failure[:N]")
         return value
 
@@ -422,7 +466,7 @@ class Keep(_Model):
     )
     @classmethod
     def _duration(cls, value: str | None) -> str | None:
-        if value is not None and not _DURATION.match(value):
+        if value is not None and not matches(_DURATION, value):
             raise ValueError(
                 f"'{value}' is not a duration like 1y2m3d4h (years, months, days, hours)"
             )
@@ -452,11 +496,9 @@ class Backup(_Model):
     @field_validator("schedule")
     @classmethod
     def _schedule(cls, value: str | None) -> str | None:
-        if value is not None:
-            from croniter import croniter
-
-            if not croniter.is_valid(value):
-                raise ValueError(f"'{value}' is not a valid cron expression")
+        problem = None if value is None else cron_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="after")

@@ -7,13 +7,19 @@ Only reads the host (``stat``); never writes to it.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator
 
 from reconciler.errors import SpecIssue
-from reconciler.images import context_problems
+from reconciler.images import REPOSITORY, context_problems
 from reconciler.spec.desired import Desired, FileSpec, Origin
-from reconciler.spec.models import PROJECT_NAME, Mount, volume_host_paths
+from reconciler.spec.models import Mount, volume_host_paths
+from reconciler.spec.names import (
+    COMPONENT,
+    NAME_TOTAL_MAX,
+    PROJECT_NAME,
+    is_image_reference,
+    matches,
+)
 from reconciler.spec.policy import Policy
 from reconciler.spec.suggest import Suggester
 from reconciler.spec.yamlload import Loc
@@ -34,24 +40,13 @@ _RESOURCE = {
     "containers": "container",
     "backups": "backup",
 }
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_REFERENCE = re.compile(
-    rf"^(?:(?:[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)+|localhost|[a-zA-Z0-9-]+:[0-9]+|"
-    rf"[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)*:[0-9]+)/)?"
-    rf"{_COMPONENT}(?:/{_COMPONENT})*"
-    r"(?::[\w][\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
-)
 
 
-def is_image_reference(text: str) -> bool:
-    """A reference Docker could pull: ``[registry/]name[:tag][@digest]``."""
-    return bool(_REFERENCE.match(text))
-
-
-def compose_project_name(folder: str) -> str:
-    """A folder's name made into a project name, as compose does."""
-    name = re.sub(r"[^a-z0-9_-]", "", os.path.basename(os.path.abspath(folder)).lower())
-    return name.lstrip("_-") or "default"
+def compose_project_name(folder: str) -> str | None:
+    """A folder's name lowercased, as compose makes it a project name; ``None`` when that
+    is no valid project name (non-ASCII letters, spaces, dots...)."""
+    name = os.path.basename(os.path.abspath(folder)).lower()
+    return name if matches(PROJECT_NAME, name) else None
 
 
 def resolve(
@@ -100,11 +95,27 @@ def resolve(
             known[section].add(key)
     volumes = Suggester(known["volumes"])
     targets = Suggester(known["containers"] | known["volume_containers"])
+    issues.extend(_image_names(files, name))
     for spec in files:
         issues.extend(_references(spec, known, volumes, targets))
         issues.extend(_host_paths(spec, policy))
     issues.extend(_cycles(files, desired))
     return desired, issues
+
+
+def _image_names(files: list[FileSpec], project: str) -> Iterator[SpecIssue]:
+    """A data-packed image is tagged ``dsr/<project>-<key>``: that must be a name Docker
+    takes (``web_`` and ``x`` make ``web_-x``, which it does not)."""
+    for spec in files:
+        for key in spec.model.images:
+            name = f"{REPOSITORY}/{project}-{key}"
+            if not matches(COMPONENT, f"{project}-{key}") or len(name) > NAME_TOTAL_MAX:
+                yield spec.issue(
+                    ("images", key),
+                    f"the image would be named {name}, which is not a valid image name "
+                    "(separators '.', '_', '__' or '-' between lower-case letters and digits, "
+                    f"at most {NAME_TOTAL_MAX} characters)",
+                )
 
 
 def _project(
@@ -129,13 +140,27 @@ def _project(
             issues.append(spec.issue(("project",), f"'{value}' differs from --project {option}"))
         return str(value), False, issues
     if option:
-        if not re.match(PROJECT_NAME, option):
+        if not matches(PROJECT_NAME, option):
             issues.append(
                 SpecIssue(path, 1, "", f"--project '{option}' is not a valid project name")
             )
         return option, False, issues
     folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
-    return compose_project_name(folder), True, issues
+    name = compose_project_name(folder)
+    if name is None:
+        where = files[0].file if files else path
+        issues.append(
+            SpecIssue(
+                where,
+                1,
+                "project",
+                f"the folder name {os.path.basename(os.path.abspath(folder))!r} is not a valid "
+                "project name (lower-case letters, digits, '_' and '-'); set 'project:' in "
+                "the spec or pass --project",
+            )
+        )
+        return "default", True, issues
+    return name, True, issues
 
 
 def _mounts(spec: FileSpec) -> Iterator[tuple[Loc, Mount]]:
