@@ -33,11 +33,15 @@ def replace_reasons(
     explained: set[str] = set()  # mount targets the spec difference already names
     if live.labels.get(CONFIG_HASH) != labels[CONFIG_HASH]:
         old = _json(live.labels.get(SPEC))
+        # The display form the new labels store: values from ${VAR} as written.
+        new = _json(labels.get(SPEC)) or normalized(spec, image)
         if reasons and old is not None:
-            old["image"] = image  # the data-packed image's own reason says it better
-        if old != normalized(spec, image):
-            reasons.append(spec_differences(old, normalized(spec, image)))
-            explained = _changed_targets(old, normalized(spec, image))
+            old["image"] = new["image"]  # the data-packed image's own reason says it better
+        if old != new:
+            reasons.append(spec_differences(old, new))
+            explained = _changed_targets(old, new)
+        elif not reasons:
+            reasons.append("a value it takes from the environment (${VAR}) changed")
     current = planner.observed.image_id(image)
     if current is not None and live.image_id and live.image_id != current:
         reasons.append(

@@ -64,14 +64,18 @@ def container_params(
     pull: bool,
     carry: Mapping[str, str],
     volume_path: str | None = None,
+    shown: Container | VolumeContainer | None = None,
 ) -> ContainerParams:
     """``carry`` maps mount targets to anonymous volumes kept from the container replaced;
-    ``volume_path`` is the VOLUME of a data-packed image, given a fresh volume of dsr's."""
+    ``volume_path`` is the VOLUME of a data-packed image, given a fresh volume of dsr's;
+    ``shown`` is the spec's display copy (``Desired.shown``): the stored ``dsr.spec``
+    holds it, so that reasons made from it never print a value from ``${VAR}``, while the
+    config hash covers the real values."""
     config = normalized(spec, image)
     labels = {
         **spec.labels,
         **dsr_labels(project, kind, name, digest(config)),
-        SPEC: json.dumps(config, sort_keys=True, separators=(",", ":")),
+        SPEC: json.dumps(normalized(shown or spec, image), sort_keys=True, separators=(",", ":")),
     }
     anonymous = {MANAGED: "true", PROJECT: project, KIND: "anonymous_volume", NAME: name}
     mounts = tuple(_mount(m, carry, anonymous) for m in spec.mounts)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import cast
 
 from reconciler.plan import drift, packed
 from reconciler.plan.model import Action, Change, ContainerParams, ImageParams, Plan, Risk
@@ -41,11 +42,14 @@ def plan(
     planner = _Planner(desired, observed, dict(image_tags or {}), dict(manifests or {}))
     planner.run()
     names = {*desired.volumes, *desired.containers, *desired.volume_containers}
+    # Reasons and errors are printed (and posted to pull requests): none may quote a value
+    # that came from ${VAR}, whichever part of the planner wrote it (an image, a pull).
+    shown = desired.redaction.text
     return Plan(
         project=desired.project,
-        changes=tuple(planner.changes),
+        changes=tuple(dataclasses.replace(c, reason=shown(c.reason)) for c in planner.changes),
         orphans=tuple(sorted(planner.orphans)),
-        errors=tuple(planner.errors),
+        errors=tuple(shown(e) for e in planner.errors),
         fingerprint=observed.fingerprint(desired.project, names),
     )
 
@@ -260,6 +264,7 @@ class _Planner:
             pull=image_dep is None and self.observed.image_id(image) is None,
             carry=self.anonymous_volumes(spec, carry_from),
             volume_path=self.packed_path(spec),
+            shown=cast("Container | VolumeContainer", self.desired.shown(f"{kind}s", name, spec)),
         )
         planned = tuple(d for d in dict.fromkeys(deps) if d in self.planned)
         change = self.container_change(resource, spec, live, params, image, planned)

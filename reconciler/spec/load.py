@@ -7,6 +7,7 @@ whole (``resolve``). Nothing here touches Docker or writes to the host.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import os
@@ -23,6 +24,7 @@ from reconciler.spec.desired import Desired, FileSpec
 from reconciler.spec.models import SECTIONS, SpecFile
 from reconciler.spec.names import BACKUP_NAME, DOCKER_NAME, IMAGE_KEY
 from reconciler.spec.policy import Policy
+from reconciler.spec.redact import Redaction
 from reconciler.spec.resolve import resolve
 from reconciler.spec.yamlload import Document, Loc, Plain, format_loc, load_yaml
 
@@ -62,10 +64,17 @@ def load_spec(
         if spec is not None:
             parsed.append(spec)
     desired, problems = resolve(parsed, path, project, policy or Policy())
-    issues.extend(problems)
+    issues.extend(_redacted(problems, desired.redaction))
     if issues:
         raise SpecError(issues)
     return desired
+
+
+def _redacted(issues: list[SpecIssue], redaction: Redaction) -> list[SpecIssue]:
+    """``issues`` quoting values from ``${VAR}`` as written, never as expanded."""
+    if not redaction:
+        return issues
+    return [dataclasses.replace(i, message=redaction.text(i.message)) for i in issues]
 
 
 def load_file(
@@ -83,6 +92,16 @@ def load_file(
     except UnicodeDecodeError as err:
         return None, [SpecIssue(file, 1, "", f"cannot read the file: not UTF-8 text ({err})")]
     doc = load_yaml(text, file, env)
+    spec, issues = _check(doc)
+    if ("project",) in doc.templated:
+        # The project names every object's ownership and heads every plan: written out.
+        issues.append(doc.issue(("project",), "must be written out, not taken from ${VAR}"))
+        spec = None
+    return spec, _redacted(issues, Redaction.of(doc.templated.values()))
+
+
+def _check(doc: Document) -> tuple[FileSpec | None, list[SpecIssue]]:
+    file = doc.file
     if doc.data is None:
         if doc.issues:  # a syntax error: nothing more can be read from this file
             return None, doc.issues
@@ -117,7 +136,13 @@ def load_file(
             model = SpecFile.model_validate(data, context=context)
         except ValidationError:
             return None, issues
-    spec = FileSpec(file=file, model=model, lines=doc.lines, broken=frozenset(broken))
+    spec = FileSpec(
+        file=file,
+        model=model,
+        lines=doc.lines,
+        broken=frozenset(broken),
+        templated=doc.templated,
+    )
     return spec, issues
 
 

@@ -6,6 +6,7 @@ Only reads the host (``stat``); never writes to it.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 
@@ -21,6 +22,7 @@ from reconciler.spec.names import (
     matches,
 )
 from reconciler.spec.policy import Policy
+from reconciler.spec.redact import Redaction
 from reconciler.spec.suggest import Suggester
 from reconciler.spec.yamlload import Loc
 
@@ -88,6 +90,8 @@ def resolve(
         backups=merged["backups"],  # type: ignore[arg-type]
         origins=origins,
         files=tuple(f.file for f in files),
+        redactions=(redactions := _redactions(files)),
+        redaction=functools.reduce(Redaction.merge, redactions.values(), Redaction()),
     )
     known = {section: set(merged[section]) for section in _NAMESPACES}
     for spec in files:
@@ -101,6 +105,14 @@ def resolve(
         issues.extend(_host_paths(spec, policy))
     issues.extend(_cycles(files, desired))
     return desired, issues
+
+
+def _redactions(files: list[FileSpec]) -> dict[tuple[str, str], Redaction]:
+    out: dict[tuple[str, str], Redaction] = {}
+    for spec in files:
+        for key, redaction in spec.redactions().items():
+            out[key] = out[key].merge(redaction) if key in out else redaction
+    return out
 
 
 def _image_names(files: list[FileSpec], project: str) -> Iterator[SpecIssue]:
