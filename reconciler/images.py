@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
 from reconciler.escape import has_control
-from reconciler.files import read_bounded, write_json
+from reconciler.files import InputFileError, read_bounded, write_json
 
 if TYPE_CHECKING:  # the spec checks contexts with this module: no import cycle at run time
     from reconciler.spec.models import Image
@@ -45,6 +45,11 @@ def ignore_patterns(context: str) -> list[str]:
     """The patterns of the context's ``.dockerignore``; ``OSError`` when it cannot be read,
     is not a regular file (a FIFO would hang the read) or is larger than dsr reads."""
     path = os.path.join(context, ".dockerignore")
+    real = os.path.realpath(path)
+    if os.path.islink(path) and not real.startswith(os.path.realpath(context) + os.sep):
+        # A link out of the context would make dsr read (as root) a file the spec's author
+        # chose anywhere on the host.
+        raise InputFileError(f"it is a symlink to {os.readlink(path)}, outside the context", path)
     try:
         data = read_bounded(path)
     except FileNotFoundError:

@@ -58,12 +58,17 @@ def load_spec(
         raise SpecError([SpecIssue(path, 1, "", "no *.yaml or *.yml spec files found here")])
     issues: list[SpecIssue] = []
     parsed: list[FileSpec] = []
+    policy = policy or Policy()
     for file in files:
+        refused = policy.check(file) if os.path.islink(file) else None
+        if refused:  # a link in the specs (git stores them) to a file elsewhere on the host
+            issues.append(SpecIssue(file, 1, "", f"not read: {refused}"))
+            continue
         spec, problems = load_file(file, env)
         issues.extend(problems)
         if spec is not None:
             parsed.append(spec)
-    desired, problems = resolve(parsed, path, project, policy or Policy())
+    desired, problems = resolve(parsed, path, project, policy)
     issues.extend(_redacted(problems, desired.redaction))
     if issues:
         raise SpecError(issues)

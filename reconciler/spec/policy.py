@@ -115,7 +115,9 @@ class Policy:
     def check(self, path: str, *, role: Role = "source") -> str | None:
         """Why ``path`` is refused, or ``None`` when it may be used. ``role="destination"``
         is a backup destination, which may lie inside dsr's own backup directory."""
-        real = os.path.realpath(os.path.abspath(path))
+        # realpath resolves links before "..", as the kernel does (/lib/.. is /usr where
+        # /lib links to usr/lib); abspath would drop "lib/.." as text first.
+        real = os.path.realpath(path if os.path.isabs(path) else os.path.join(os.getcwd(), path))
         via = f" resolves to {real}, which" if real != path else ""
         what = self._exposes(real, role)
         if what:

@@ -43,6 +43,9 @@ _VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # expands to 10^9 nodes, and libyaml nests 1,000 levels, more than Python's recursion.
 MAX_ALIAS_NODES = 100_000
 MAX_DEPTH = 64
+# What ${VAR} expansion may add to one file: `${BIG}` written 100,000 times would otherwise
+# build gigabytes from a 1 MiB file.
+MAX_EXPANSION = 1 << 20
 
 
 class _Yaml12Loader(_Loader):
@@ -161,12 +164,16 @@ class Document(Located):
 
 
 def expand_vars(
-    text: str, env: Mapping[str, str], used: dict[str, str] | None = None
+    text: str,
+    env: Mapping[str, str],
+    used: dict[str, str] | None = None,
+    budget: list[int] | None = None,
 ) -> tuple[str, list[str]]:
     """Expand ``${VAR}``, ``${VAR:-default}`` and ``${VAR-default}``; ``$$`` is a ``$``.
 
     Returns the text and the problems (unset variables without a default, bad syntax);
-    ``used`` collects each value taken from ``env`` as value -> ``${NAME}``.
+    ``used`` collects each value taken from ``env`` as value -> ``${NAME}``; ``budget``
+    (one number, shared by a file's scalars) is how many characters values may still add.
     """
     problems: list[str] = []
 
@@ -174,6 +181,8 @@ def expand_vars(
         body = match.group(1)
         if body is None:
             return "$"
+        if budget is not None and budget[0] < 0:
+            return ""
         name, op, default = body, "", ""
         for candidate in (":-", "-"):
             if candidate in body:
@@ -191,6 +200,12 @@ def expand_vars(
         if value is None:
             problems.append(f"variable {name} is not set and has no default (use ${{{name}:-…}})")
             return ""
+        if budget is not None:
+            budget[0] -= len(value)
+            if budget[0] < 0:
+                if budget[0] + len(value) >= 0:  # said once
+                    problems.append(f"variables expand to more than {MAX_EXPANSION} characters")
+                return ""
         if used is not None and value:
             used.setdefault(value, f"${{{name}}}")
         return value
@@ -207,6 +222,7 @@ class _Builder:
         self.expanded = 0  # nodes built a second time or more, through aliases
         self.replaying = 0  # > 0 while building an alias's copy
         self.sizes: dict[int, int] = {}
+        self.budget = [MAX_EXPANSION]
         self.stopped = False
 
     def build(self, node: yaml.Node, loc: Loc) -> Any:
@@ -268,7 +284,7 @@ class _Builder:
         if node.tag == _STR:
             if "$" in text:
                 used: dict[str, str] = {}
-                value, problems = expand_vars(text, self.env, used)
+                value, problems = expand_vars(text, self.env, used, self.budget)
                 self.doc.issues.extend(self.doc.issue(loc, p) for p in problems)
                 if "${" in text:
                     self.doc.templated[loc] = Templated(text, value, used)
@@ -343,7 +359,8 @@ def load_yaml(text: str, file: str, env: Mapping[str, str] | None = None) -> Doc
         return doc
     if node is None:
         return doc
-    builder = _Builder(doc, os.environ if env is None else env)
+    # A plain dict: os.environ decodes (and the value is hashed) anew on every lookup.
+    builder = _Builder(doc, dict(os.environ if env is None else env))
     data = builder.build(node, ())
     doc.data = None if builder.stopped else data
     return doc

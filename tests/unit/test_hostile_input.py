@@ -5,6 +5,7 @@ and nothing changed on the host."""
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -36,6 +37,9 @@ def start_up() -> float:
 _START_UP: list[float] = []
 
 
+BIG = "a" * 100_000  # an environment value; the expansion-bomb case uses it 150,000 times
+
+
 def validate(cwd: Path, *args: str) -> tuple[int, str, float]:
     """Exit code, output and the seconds taken beyond start-up."""
     base = start_up()
@@ -46,7 +50,7 @@ def validate(cwd: Path, *args: str) -> tuple[int, str, float]:
         capture_output=True,
         text=True,
         timeout=LIMIT_S * 5,  # a hang fails here rather than blocking the suite
-        env={**os.environ, "DSR_STATE_DIR": str(cwd / "state")},
+        env={**os.environ, "DSR_STATE_DIR": str(cwd / "state"), "BIG": BIG},
     )
     return done.returncode, done.stdout + done.stderr, time.perf_counter() - start - base
 
@@ -127,18 +131,50 @@ def _dockerignore_zero(root: Path) -> None:
     )
 
 
+def _expansion_bomb(root: Path) -> None:
+    (root / "specs" / "env.yaml").write_text('version: 1\nx-a: "' + "${BIG}" * 150_000 + '"\n')
+
+
+def _link_to_passwd(root: Path) -> None:  # read as root, its keys would be quoted back
+    (root / "specs" / "pw.yaml").symlink_to("/etc/passwd")
+
+
+def _dockerignore_out_of_context(root: Path) -> None:
+    (root / "specs" / "ctx").mkdir()
+    (root / "specs" / "ctx" / ".dockerignore").symlink_to("/etc/shadow")
+    (root / "specs" / "img.yaml").write_text(
+        "version: 1\nimages:\n  site:\n    context: ./ctx\n    path: /srv\n"
+    )
+
+
 CASES: dict[str, tuple[Callable[[Path], None], str]] = {
+    "expansion-bomb": (
+        _expansion_bomb,
+        "specs/env.yaml:2: x-a: variables expand to more than 1048576 characters",
+    ),
+    "spec-link-to-etc-passwd": (
+        _link_to_passwd,
+        "specs/pw.yaml:1: not read: specs/pw.yaml resolves to /etc/passwd, which is under the "
+        "protected /etc; refused by the default host-path policy",
+    ),
+    "dockerignore-link-out-of-the-context": (
+        _dockerignore_out_of_context,
+        "specs/img.yaml:4: images.site.context: .dockerignore is not readable (it is a "
+        "symlink to /etc/shadow, outside the context)",
+    ),
     "fifo-spec": (
         _fifo,
         "specs/x.yaml:1: cannot read the file: it is not a regular file but a FIFO",
     ),
     "link-to-dev-zero": (
         _zero_link,
-        "specs/z.yaml:1: cannot read the file: it is not a regular file but a character device",
+        "specs/z.yaml:1: not read: specs/z.yaml resolves to /dev/zero, which is under the "
+        "protected /dev",
     ),
     "link-to-dev-urandom": (
         _urandom_link,
-        "specs/r.yml:1: cannot read the file: it is not a regular file but a character device",
+        "specs/r.yml:1: not read: specs/r.yml resolves to /dev/urandom, which is under the "
+        "protected /dev",
     ),
     "link-to-a-fifo": (
         _fifo_link,
@@ -171,7 +207,7 @@ CASES: dict[str, tuple[Callable[[Path], None], str]] = {
     "dockerignore-dev-zero": (
         _dockerignore_zero,
         "specs/img.yaml:4: images.site.context: .dockerignore is not readable "
-        "(it is not a regular file but a character device)",
+        "(it is a symlink to /dev/zero, outside the context)",
     ),
 }
 
@@ -188,6 +224,19 @@ def test_hostile_file_is_refused_fast(name: str, tmp_path: Path) -> None:
     assert "Traceback" not in output
     assert seconds < LIMIT_S, f"took {seconds:.2f} s"
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mknod needs root")
+def test_a_device_node_outside_dev_is_refused(tmp_path: Path) -> None:
+    # /dev/zero's own device numbers, made where the path policy protects nothing.
+    (tmp_path / "specs").mkdir()
+    os.mknod(tmp_path / "zero", stat.S_IFCHR | 0o600, os.makedev(1, 5))
+    (tmp_path / "specs" / "z.yaml").symlink_to("../zero")
+    code, output, seconds = validate(tmp_path, "specs")
+    assert code == 1 and seconds < LIMIT_S and "Traceback" not in output
+    assert (
+        "specs/z.yaml:1: cannot read the file: it is not a regular file but a character " in output
+    )
 
 
 def test_policy_file_that_never_ends_is_refused(tmp_path: Path) -> None:
