@@ -51,8 +51,13 @@ def load_spec(
     project: str | None = None,
     policy: Policy | None = None,
     env: Mapping[str, str] | None = None,
+    project_optional: bool = False,
 ) -> Desired:
-    """Load, check and merge a spec set; raise ``SpecError`` with every problem found."""
+    """Load, check and merge a spec set; raise ``SpecError`` with every problem found.
+
+    ``project_optional``: a folder name that is no valid project name is no error (the
+    project is then ``default`` and ``project_from_folder`` is set), for ``dsr diff``'s OLD,
+    which is often checked out in a folder named anyhow and takes NEW's project."""
     files = find_spec_files(path)
     if not files:
         raise SpecError([SpecIssue(path, 1, "", "no *.yaml or *.yml spec files found here")])
@@ -68,7 +73,7 @@ def load_spec(
         issues.extend(problems)
         if spec is not None:
             parsed.append(spec)
-    desired, problems = resolve(parsed, path, project, policy)
+    desired, problems = resolve(parsed, path, project, policy, project_optional)
     issues.extend(_redacted(problems, desired.redaction))
     if issues:
         raise SpecError(issues)

@@ -52,11 +52,17 @@ def compose_project_name(folder: str) -> str | None:
 
 
 def resolve(
-    files: list[FileSpec], path: str, project: str | None, policy: Policy
+    files: list[FileSpec],
+    path: str,
+    project: str | None,
+    policy: Policy,
+    project_optional: bool = False,
 ) -> tuple[Desired, list[SpecIssue]]:
     """Merge the checked files into one ``Desired`` and list the set's problems."""
     issues: list[SpecIssue] = []
     name, named_by_folder, problems = _project(files, path, project)
+    if project_optional and named_by_folder:
+        problems = [p for p in problems if p.path != "project"]
     issues.extend(problems)
     merged: dict[str, dict[str, object]] = {section: {} for section in _NAMESPACES}
     origins: dict[str, Origin] = {}

@@ -567,3 +567,10 @@ def test_seed_examples_are_valid() -> None:
     desired = load_spec(str(seed), env={})
     assert desired.project == "seed"
     assert len(desired.files) == len(list(seed.rglob("*.yaml")) + list(seed.rglob("*.yml")))
+
+
+def test_project_optional_lets_diff_read_old_from_any_folder(tmp_path: Path) -> None:
+    # CI checks OLD out in folders like tmp.Xy12: dsr diff takes NEW's project for it.
+    write(tmp_path / "tmp.Xy12" / "spec.yaml", "version: 1\n")
+    desired = load_spec(str(tmp_path / "tmp.Xy12"), env={}, project_optional=True)
+    assert (desired.project, desired.project_from_folder) == ("default", True)
