@@ -10,11 +10,13 @@ from typing import Any
 
 from reconciler.engine import Engine
 from reconciler.errors import PlanError, SpecError, SpecIssue, StalePlanError
-from reconciler.files import write_json
+from reconciler.files import InputFileError, read_bounded, write_json
 from reconciler.images import ContextError, PackedImage, pack
 from reconciler.observe import measure_writable_layers, observe
 from reconciler.plan import Action, Plan, plan
 from reconciler.spec.desired import Desired
+from reconciler.spec.models import local_host_paths
+from reconciler.spec.policy import Policy, Role
 from reconciler.state import KIND, Observed
 
 SAVED_KIND = "dsr-saved-plan"
@@ -105,17 +107,26 @@ def save_plan(path: str, saved: Plan, names: set[str], public: dict[str, Any]) -
     write_json(path, document, indent=2)
 
 
+# A saved plan carries every container's parameters and labels: larger than a spec, but
+# still bounded, as every file dsr reads and did not write this run.
+MAX_SAVED_PLAN_BYTES = 64 << 20
+
+
 def read_saved_plan(path: str) -> tuple[Plan, set[str]] | None:
     """The saved plan in ``path``, or ``None`` when ``path`` is not one (a spec, a folder)."""
     if not os.path.isfile(path):
         return None
     try:
-        with open(path, encoding="utf-8") as handle:
-            head = handle.read(1)
-            if head != "{":
-                return None
-            document = json.loads(head + handle.read())
-    except (OSError, ValueError, UnicodeDecodeError):
+        text = read_bounded(path, MAX_SAVED_PLAN_BYTES).decode("utf-8")
+    except InputFileError as err:
+        raise PlanError(f"{path}: cannot read the saved plan: {err}") from err
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not text.startswith("{"):
+        return None
+    try:
+        document = json.loads(text)
+    except ValueError:
         return None
     if not isinstance(document, dict) or document.get("kind") != SAVED_KIND:
         return None
@@ -124,6 +135,35 @@ def read_saved_plan(path: str) -> tuple[Plan, set[str]] | None:
     except (AttributeError, KeyError, TypeError, ValueError) as err:
         # AttributeError: a change (or its parameters) that is not a mapping at all
         raise PlanError(f"{path}: the saved plan is damaged: {err}") from err
+
+
+def saved_plan_path_problems(saved: Plan, policy: Policy) -> list[str]:
+    """What a saved plan would make Docker or dsr touch on the host that the policy refuses:
+    bind sources and folders to create, local volumes' devices, build contexts. A saved plan
+    is input like a spec (it may have been edited since): apply calls this before acting."""
+    found: list[tuple[str, str, Role]] = []
+    for change in saved.changes:
+        params, volume, image = change.container, change.volume, change.image
+        if params is not None:
+            found += [
+                (change.resource, m.source, "source") for m in params.mounts if m.type == "bind"
+            ]
+            found += [(change.resource, folder, "source") for folder in params.make_dirs]
+        if volume is not None:
+            found += [
+                (change.resource, path, "source")
+                for _, path in local_host_paths(volume.driver, volume.driver_opts)
+            ]
+        if image is not None and image.context:
+            found += [(change.resource, image.context, "source")]
+    problems = []
+    for resource, path, role in dict.fromkeys(found):
+        refused = (
+            policy.check(path, role=role) if os.path.isabs(path) else f"{path} is not absolute"
+        )
+        if refused:
+            problems.append(f"{resource}: {refused}")
+    return problems
 
 
 def check_fresh(engine: Engine, saved: Plan, names: set[str]) -> None:

@@ -12,6 +12,7 @@ import functools
 import os
 import types
 import typing
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -219,12 +220,16 @@ _PATH_OPTIONS = ("lowerdir", "upperdir", "workdir")
 
 
 def volume_host_paths(volume: Volume) -> list[tuple[str, str]]:
+    """The host paths a volume of the spec mounts: (driver_opts key, path)."""
+    return local_host_paths(volume.driver, volume.driver_opts)
+
+
+def local_host_paths(driver: str, opts: Mapping[str, str]) -> list[tuple[str, str]]:
     """The host paths a local volume mounts: (driver_opts key, path). The local driver
     passes ``type``, ``o`` and ``device`` to mount(2), so ``type: none, o: bind, device:
     /etc`` is a bind of /etc, and overlay's ``o: lowerdir=/etc`` one in disguise."""
-    if volume.driver != "local":
+    if driver != "local":
         return []
-    opts = volume.driver_opts
     out = []
     device = opts.get("device")
     if device is not None and opts.get("type", "").lower() not in _NOT_HOST_DEVICES:

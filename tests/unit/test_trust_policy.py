@@ -398,3 +398,49 @@ def test_host_path_is_refused(
     c: Case, tmp_path: Path, engine_socket: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert run_validate(tmp_path, c, capsys) == c.expected
+
+
+def test_an_edited_saved_plan_passes_the_same_host_path_check(tmp_path: Path) -> None:
+    from reconciler.plan.model import (
+        Action,
+        Change,
+        ContainerParams,
+        ImageParams,
+        MountParams,
+        Plan,
+        VolumeParams,
+    )
+    from reconciler.reconcile import read_saved_plan, saved_plan_path_problems
+    from reconciler.spec.policy import Policy
+
+    bind = MountParams(type="bind", target="/data", source="/var/lib")
+    container = ContainerParams(
+        name="web", image="busybox", labels={}, mounts=(bind,), make_dirs=("/etc/new",)
+    )
+    volume = VolumeParams(
+        name="v",
+        driver="local",
+        driver_opts={"type": "none", "o": "bind", "device": "/root"},
+        labels={},
+    )
+    image = ImageParams(
+        tag="dsr/p-x:1", labels={}, context="/etc/skel", path="/srv", base="scratch"
+    )
+    saved = Plan(
+        project="p",
+        changes=(
+            Change("container:web", Action.CREATE, "", container=container),
+            Change("volume:v", Action.CREATE, "", volume=volume),
+            Change("image:x", Action.BUILD, "", image=image),
+        ),
+    )
+    problems = saved_plan_path_problems(saved, Policy(state_dir=str(tmp_path / "state")))
+    assert [p.split(";")[0] for p in problems] == [
+        "container:web: /var/lib contains the protected /var/lib/docker",
+        "container:web: /etc/new is under the protected /etc",
+        "volume:v: /root is under the protected /root",
+        "image:x: /etc/skel is under the protected /etc",
+    ]
+    fifo = tmp_path / "plan.json"
+    os.mkfifo(fifo)
+    assert read_saved_plan(str(fifo)) is None  # not a regular file: never opened
