@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel
 
+from reconciler.escape import escape_controls
 from reconciler.spec.yamlload import Templated
 
 # Below this length a value taken from the environment is only replaced where it is a whole
@@ -35,9 +36,11 @@ class Redaction:
         values: dict[str, str] = {}
         for item in templated:
             if item.expanded and item.expanded != item.written:
-                exact.setdefault(item.expanded, item.written)
+                for form in _forms(item.expanded):
+                    exact.setdefault(form, item.written)
             for value, name in item.values.items():
-                values.setdefault(value, name)
+                for form in _forms(value):
+                    values.setdefault(form, name)
         return cls(exact, values)
 
     def __bool__(self) -> bool:
@@ -73,3 +76,9 @@ class Redaction:
         if isinstance(value, dict):
             return {k: self._value(v) for k, v in value.items()}
         return value
+
+
+def _forms(value: str) -> set[str]:
+    """``value`` as messages may quote it: as is, inside a ``repr`` (a backslash doubled,
+    a newline as \\n) and with control characters escaped."""
+    return {value, repr(value)[1:-1], escape_controls(value)}

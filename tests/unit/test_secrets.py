@@ -171,3 +171,22 @@ def test_a_changed_secret_replaces_without_showing_either_value(specs: Path) -> 
     out = render_markdown(offline_plan(old, new))
     assert "first-secret-1" not in out and "second-secret-2" not in out
     assert "a value it takes from the environment (${VAR}) changed" in out
+
+
+@pytest.mark.parametrize("secret", ["back\\slash-secret", "new\nline-secret", "quote'secret\"x"])
+def test_secrets_with_odd_characters_are_hidden_in_quoted_forms(
+    tmp_path: Path, secret: str
+) -> None:
+    from reconciler.errors import SpecError
+    from reconciler.spec import load_spec
+
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "spec.yaml").write_text(
+        "version: 1\nproject: p\ncontainers:\n  app:\n    image: busybox\n"
+        '    working_dir: "${S}"\n    mounts: ["/srv/${S}:/data"]\n'
+    )
+    with pytest.raises(SpecError) as raised:
+        load_spec(str(tmp_path / "s"), env={"S": secret})
+    text = str(raised.value)
+    for form in (secret, repr(secret)[1:-1], "line-secret", "slash-secret", 'secret\\"'):
+        assert form not in text, text
