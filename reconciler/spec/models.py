@@ -169,6 +169,22 @@ class Volume(_Model):
 
     _check_labels = field_validator("labels")(_labels)
 
+    @field_validator("driver")
+    @classmethod
+    def _driver(cls, value: str) -> str:
+        # "Local" or " local" would slip past the local driver's host-path checks.
+        if not value or has_control(value) or value != value.strip():
+            raise ValueError(f"{value!r} is not a volume driver name")
+        return "local" if value.lower() == "local" else value
+
+    @field_validator("driver_opts")
+    @classmethod
+    def _driver_opts(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, option in value.items():
+            if has_control(key) or has_control(option):
+                raise ValueError(f"driver_opts {key!r}: control characters are not allowed")
+        return value
+
     @model_validator(mode="after")
     def _absolute_devices(self) -> Volume:
         fstype = self.driver_opts.get("type", "").lower()

@@ -57,16 +57,16 @@ class _Yaml12Loader(_Loader):
 
 
 for _tag, _regexp, _first in (
-    (_BOOL, r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
-    (_INT, r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
+    (_BOOL, r"^(?:true|True|TRUE|false|False|FALSE)\Z", "tTfF"),
+    (_INT, r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)\Z", "-+0123456789"),
     (
         _FLOAT,
         r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
-        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))\Z",
         "-+.0123456789",
     ),
-    (_NULL, r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
-    (_MERGE, r"^(?:<<)$", "<"),
+    (_NULL, r"^(?:~|null|Null|NULL|)\Z", ["~", "n", "N", ""]),
+    (_MERGE, r"^(?:<<)\Z", "<"),
 ):
     _Yaml12Loader.add_implicit_resolver(_tag, re.compile(_regexp), list(_first))
 

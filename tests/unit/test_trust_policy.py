@@ -135,6 +135,20 @@ CLASS_1 = [  # host paths the policy never saw
         [f"{F}:5: volumes.data.driver_opts.o: /etc is under the protected /etc; {REFUSED}"],
     ),
     case(
+        "device-with-the-driver-in-capitals",
+        volume("{type: none, o: bind, device: /etc}").replace(
+            "    driver_opts", "    driver: Local\n    driver_opts"
+        ),
+        [f"{F}:6: volumes.data.driver_opts.device: /etc is under the protected /etc; {REFUSED}"],
+    ),
+    case(
+        "driver-name-with-a-space",
+        volume("{type: none, o: bind, device: /etc}").replace(
+            "    driver_opts", "    driver: ' local'\n    driver_opts"
+        ),
+        [f"{F}:5: volumes.data.driver: ' local' is not a volume driver name"],
+    ),
+    case(
         "volume-of-the-hosts-proc",
         volume("{type: proc, device: proc}"),
         [
