@@ -15,7 +15,7 @@ from reconciler.images import ContextError, PackedImage, pack
 from reconciler.observe import measure_writable_layers, observe
 from reconciler.plan import Action, Plan, plan
 from reconciler.spec.desired import Desired
-from reconciler.spec.models import local_host_paths
+from reconciler.spec.devices import local_host_paths
 from reconciler.spec.policy import Policy, Role
 from reconciler.state import KIND, Observed
 

@@ -8,11 +8,6 @@ of the validation context).
 
 from __future__ import annotations
 
-import functools
-import os
-import types
-import typing
-from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -27,6 +22,16 @@ from pydantic import (
 )
 
 from reconciler.escape import has_control
+from reconciler.spec.devices import KERNEL_FILESYSTEMS, local_host_paths
+from reconciler.spec.fields import (
+    absolute_target,
+    check_labels,
+    host_path,
+    image_text,
+    no_control,
+    text_fields,
+    written_values,
+)
 from reconciler.spec.mounts import is_host_path, parse_short
 from reconciler.spec.names import (
     BACKUP_NAME,
@@ -42,16 +47,11 @@ from reconciler.spec.yamlload import Plain
 
 _DURATION = r"([0-9]+[ymdh])+"
 _RESTART = r"no|always|unless-stopped|on-failure(:[0-9]+)?"
-RESERVED_LABEL_PREFIX = "dsr."
-
-VolumeName = Annotated[str, StringConstraints(pattern=DOCKER_NAME)]
-ContainerName = Annotated[str, StringConstraints(pattern=DOCKER_NAME)]
-ImageKey = Annotated[str, StringConstraints(pattern=IMAGE_KEY)]
-BackupName = Annotated[str, StringConstraints(pattern=BACKUP_NAME)]
-Count = Annotated[int, Field(ge=-1, description="how many to keep; -1 keeps all")]
 
 
 class _Model(BaseModel):
+    """Frozen, no unknown keys; YAML scalars taken as written where text is wanted."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
     @model_validator(mode="before")
@@ -62,93 +62,15 @@ class _Model(BaseModel):
             return value.value
         if not isinstance(value, dict):
             return value
-        text = _text_fields(cls)
-        return {k: _shallow(v, k in text) for k, v in value.items()}
+        text = text_fields(cls)
+        return {k: written_values(v, k in text) for k, v in value.items()}
 
 
-@functools.cache
-def _text_fields(model: type[BaseModel]) -> frozenset[str]:
-    """Fields that hold text, or lists or mappings of text."""
-    return frozenset(name for name, info in model.model_fields.items() if _is_text(info.annotation))
-
-
-def _is_text(annotation: Any) -> bool:
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    origin = typing.get_origin(annotation)
-    if annotation is str:
-        return True
-    if origin is typing.Annotated:
-        return _is_text(args[0])
-    if origin in (list, dict, typing.Union, types.UnionType):
-        return bool(args) and _is_text(args[-1])
-    return False
-
-
-def _shallow(value: Any, text: bool) -> Any:
-    """``value``'s own ``Plain`` scalars and those of its items (nested models do theirs)."""
-    if isinstance(value, list):
-        return [_one(v, text) for v in value]
-    if isinstance(value, dict):
-        return {k: _one(v, text) for k, v in value.items()}
-    return _one(value, text)
-
-
-def _one(value: Any, text: bool) -> Any:
-    if isinstance(value, Plain):
-        # null stays null, also in a text field: `KEY: ~` is no text, whatever its spelling
-        return value.text if text and value.value is not None else value.value
-    return value
-
-
-def host_path(value: str, info: ValidationInfo) -> str:
-    """Absolute, normalized host path: ``~`` expanded, relative to the spec file's folder."""
-    if has_control(value):  # NUL breaks os.path calls; others rewrite terminals
-        raise ValueError(f"{value!r} contains a control character")
-    path = os.path.expanduser(value)
-    if path.startswith("~"):
-        raise ValueError(f"cannot expand '{value}': no such user")
-    base = (info.context or {}).get("base_dir")
-    if not os.path.isabs(path):
-        if base is None:
-            return value  # no file to resolve against (schema generation, bare models)
-        path = os.path.join(base, path)
-    # POSIX keeps a leading "//" through normpath; Linux reads it as "/".
-    return "/" + os.path.normpath(path).lstrip("/")
-
-
-def _labels(value: dict[str, str]) -> dict[str, str]:
-    for key in value:
-        if not key or has_control(key):
-            raise ValueError(f"label key {key!r} is empty or contains a control character")
-    reserved = sorted(k for k in value if k.startswith(RESERVED_LABEL_PREFIX))
-    if reserved:
-        raise ValueError(f"label '{reserved[0]}' uses the prefix 'dsr.', which dsr reserves")
-    return value
-
-
-def _absolute_target(value: str) -> str:
-    if has_control(value):
-        raise ValueError(f"{value!r} contains a control character")
-    if not value.startswith("/"):
-        raise ValueError(f"'{value}' is not an absolute path in the container")
-    # POSIX keeps a leading "//" through normpath; Linux (and Docker) read it as "/", so
-    # //data and /data are one target.
-    path = "/" + os.path.normpath(value).lstrip("/")
-    if path == "/":
-        raise ValueError("a mount cannot replace the container's root '/'")
-    return path
-
-
-def _no_control(value: str | None) -> str | None:
-    if value is not None and has_control(value):
-        raise ValueError(f"{value!r} contains a control character")
-    return value
-
-
-def _image(value: str | None) -> str | None:
-    if value is not None and (not value or has_control(value)):
-        raise ValueError(f"{value!r} is not an image: give a key of images or a reference")
-    return value
+VolumeName = Annotated[str, StringConstraints(pattern=DOCKER_NAME)]
+ContainerName = Annotated[str, StringConstraints(pattern=DOCKER_NAME)]
+ImageKey = Annotated[str, StringConstraints(pattern=IMAGE_KEY)]
+BackupName = Annotated[str, StringConstraints(pattern=BACKUP_NAME)]
+Count = Annotated[int, Field(ge=-1, description="how many to keep; -1 keeps all")]
 
 
 class Volume(_Model):
@@ -167,7 +89,7 @@ class Volume(_Model):
         "block", description="what happens when driver, driver_opts or labels change"
     )
 
-    _check_labels = field_validator("labels")(_labels)
+    _check_labels = field_validator("labels")(check_labels)
 
     @field_validator("driver")
     @classmethod
@@ -188,7 +110,7 @@ class Volume(_Model):
     @model_validator(mode="after")
     def _absolute_devices(self) -> Volume:
         fstype = self.driver_opts.get("type", "").lower()
-        if self.driver == "local" and fstype in _KERNEL_FILESYSTEMS:
+        if self.driver == "local" and fstype in KERNEL_FILESYSTEMS:
             raise ValueError(
                 f"driver_opts.type: '{fstype}' is a kernel filesystem; the engine would mount "
                 "the host's own, so dsr refuses it"
@@ -202,59 +124,9 @@ class Volume(_Model):
         return self
 
 
-# Filesystem types whose `device` names a remote share or nothing on the host.
-_NOT_HOST_DEVICES = frozenset({"nfs", "nfs4", "cifs", "smb", "smb3", "tmpfs", "ramfs", "overlay"})
-# Kernel filesystems: the local driver mounts them in the engine's (the host's) namespaces,
-# so `type: proc` would hand a container the host's /proc.
-_KERNEL_FILESYSTEMS = frozenset(
-    {
-        "proc",
-        "sysfs",
-        "devtmpfs",
-        "devpts",
-        "cgroup",
-        "cgroup2",
-        "debugfs",
-        "tracefs",
-        "securityfs",
-        "bpf",
-        "configfs",
-        "efivarfs",
-        "fusectl",
-        "mqueue",
-        "hugetlbfs",
-        "pstore",
-        "binfmt_misc",
-        "autofs",
-        "rpc_pipefs",
-        "nsfs",
-        "selinuxfs",
-    }
-)
-# Mount options of the local driver that name host folders (overlay's, bind's device).
-_PATH_OPTIONS = ("lowerdir", "upperdir", "workdir")
-
-
 def volume_host_paths(volume: Volume) -> list[tuple[str, str]]:
     """The host paths a volume of the spec mounts: (driver_opts key, path)."""
     return local_host_paths(volume.driver, volume.driver_opts)
-
-
-def local_host_paths(driver: str, opts: Mapping[str, str]) -> list[tuple[str, str]]:
-    """The host paths a local volume mounts: (driver_opts key, path). The local driver
-    passes ``type``, ``o`` and ``device`` to mount(2), so ``type: none, o: bind, device:
-    /etc`` is a bind of /etc, and overlay's ``o: lowerdir=/etc`` one in disguise."""
-    if driver != "local":
-        return []
-    out = []
-    device = opts.get("device")
-    if device is not None and opts.get("type", "").lower() not in _NOT_HOST_DEVICES:
-        out.append(("device", device))
-    for option in opts.get("o", "").split(","):
-        key, _, value = option.partition("=")
-        if key.strip() in _PATH_OPTIONS:
-            out += [("o", path) for path in value.split(":") if path]
-    return out
 
 
 class Image(_Model):
@@ -272,7 +144,7 @@ class Image(_Model):
         # It becomes Dockerfile text: the builder substitutes $VARS and reads \ as an escape.
         if any(c in value for c in "$\\"):
             raise ValueError(f"'{value}': a data-packed image's path cannot hold '$' or '\\'")
-        return _absolute_target(value)
+        return absolute_target(value)
 
     @field_validator("base")
     @classmethod
@@ -302,7 +174,7 @@ class Mount(_Model):
     def _short_form(cls, value: Any) -> Any:
         return parse_short(value) if isinstance(value, str) else value
 
-    _check_target = field_validator("target")(_absolute_target)
+    _check_target = field_validator("target")(absolute_target)
 
     @field_validator("source")
     @classmethod
@@ -369,9 +241,9 @@ class VolumeContainer(_Model):
     mounts: list[Mount] = []
     labels: dict[str, str] = {}
 
-    _check_labels = field_validator("labels")(_labels)
+    _check_labels = field_validator("labels")(check_labels)
     _check_mounts = field_validator("mounts")(_unique_targets)
-    _check_image = field_validator("image")(_image)
+    _check_image = field_validator("image")(image_text)
 
 
 class Container(_Model):
@@ -390,10 +262,10 @@ class Container(_Model):
     mounts: list[Mount] = []
     volumes_from: list[VolumesFrom] = []
 
-    _check_labels = field_validator("labels")(_labels)
+    _check_labels = field_validator("labels")(check_labels)
     _check_mounts = field_validator("mounts")(_unique_targets)
-    _check_image = field_validator("image")(_image)
-    _check_text = field_validator("working_dir", "user")(_no_control)
+    _check_image = field_validator("image")(image_text)
+    _check_text = field_validator("working_dir", "user")(no_control)
 
     @field_validator("command", "entrypoint", mode="before")
     @classmethod
