@@ -105,6 +105,7 @@ def load_file(
     spec, issues = _check(doc)
     if ("project",) in doc.templated:
         # The project names every object's ownership and heads every plan: written out.
+        issues = [i for i in issues if i.path != "project"]  # this is the problem to fix
         issues.append(doc.issue(("project",), "must be written out, not taken from ${VAR}"))
         spec = None
     return spec, _redacted(issues, Redaction.of(doc.templated.values()))

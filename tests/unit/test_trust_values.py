@@ -248,6 +248,79 @@ CLASS_7 = [  # values changed or accepted silently
 ]
 
 
+SECRET = "s3cr3t-Value-42"
+CLASS_5 = [  # errors that quoted an expanded ${VAR}
+    case(
+        "secret-as-image",
+        container("").replace("httpd:2.4", '"${SECRET}"'),
+        [
+            f"{F}:5: containers.web.image: '${{SECRET}}' is neither a key of images nor a valid image reference"
+        ],
+    ),
+    case(
+        "secret-in-a-port",
+        container('    ports: ["80:${SECRET}"]\n'),
+        [
+            f"{F}:6: containers.web.ports: '80:${{SECRET}}' is not [IP:][HOST_PORT:]CONTAINER_PORT[/PROTOCOL]"
+        ],
+    ),
+    case(
+        "secret-in-a-missing-bind-source",
+        container('    mounts: ["/srv/${SECRET}:/data"]\n'),
+        [
+            f"{F}:6: containers.web.mounts[0].source: /srv/${{SECRET}} does not exist (a bind "
+            "source must exist; for a directory, 'create: true' lets dsr create it)"
+        ],
+    ),
+    case(
+        "secret-as-a-volume-reference",
+        container('    mounts: ["${SECRET}:/data"]\n'),
+        [f"{F}:6: containers.web.mounts[0].source: volume '${{SECRET}}' is not defined"],
+    ),
+    case(
+        "secret-as-restart",
+        container('    restart: "${SECRET}"\n'),
+        [
+            f"{F}:6: containers.web.restart: '${{SECRET}}': expected no, always, unless-stopped or on-failure[:N]"
+        ],
+    ),
+    case(
+        "secret-in-a-refused-destination",
+        "backups:\n  b:\n    paths: [/srv]\n    destination: /etc/${SECRET}\n",
+        [
+            f"{F}:6: backups.b.destination: /etc/${{SECRET}} is under the protected /etc; "
+            "refused by the default host-path policy (an admin --policy file can allow it)"
+        ],
+    ),
+    case(
+        "secret-as-schedule",
+        schedule('"${SECRET}"'),
+        [f"{F}:6: backups.b.schedule: '${{SECRET}}' is not a cron schedule: {CRON}"],
+    ),
+    case(
+        "secret-as-project",
+        "",
+        [f"{F}:2: project: must be written out, not taken from ${{VAR}}"],
+    ),
+]
+
+
+@pytest.mark.parametrize("c", CLASS_5)
+def test_errors_show_variables_as_written(
+    c: Case,
+    tmp_path: Path,
+    engine_socket: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SECRET", SECRET)
+    if c.expected[0].endswith("not taken from ${VAR}"):
+        c = Case(c.spec.replace("project: t8x", "project: ${SECRET}"), c.expected)
+    lines = run_validate(tmp_path, c, capsys)
+    assert lines == c.expected
+    assert all(SECRET not in line for line in lines)
+
+
 def _project_newline(c: Any) -> Any:
     text = c.values[0].spec.replace("project: t8x", 'project: "web\\n"')
     return pytest.param(Case(text, c.values[0].expected), id=c.id)
