@@ -115,6 +115,8 @@ class Policy:
     def check(self, path: str, *, role: Role = "source") -> str | None:
         """Why ``path`` is refused, or ``None`` when it may be used. ``role="destination"``
         is a backup destination, which may lie inside dsr's own backup directory."""
+        if "\0" in path:  # no such path can exist, and os.path calls raise on it
+            return f"{path!r} contains a NUL character"
         # realpath resolves links before "..", as the kernel does (/lib/.. is /usr where
         # /lib links to usr/lib); abspath would drop "lib/.." as text first.
         real = os.path.realpath(path if os.path.isabs(path) else os.path.join(os.getcwd(), path))
