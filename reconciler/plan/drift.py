@@ -8,6 +8,7 @@ container took from its ``volumes_from`` sources when it was created.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,8 @@ def replace_reasons(
         old = _json(live.labels.get(SPEC))
         # The display form the new labels store: values from ${VAR} as written.
         new = _json(labels.get(SPEC)) or normalized(spec, image)
+        if old is not None:
+            _hide_expanded(old, new)
         if reasons and old is not None:
             old["image"] = new["image"]  # the data-packed image's own reason says it better
         if old != new:
@@ -104,6 +107,19 @@ def _changed_targets(old: dict[str, Any] | None, new: dict[str, Any]) -> set[str
         return set()
     before = {m.get("target"): m for m in old.get("mounts") or () if isinstance(m, dict)}
     return {m["target"] for m in new.get("mounts") or () if before.get(m["target"]) != m}
+
+
+_TEMPLATE = re.compile(r"\$\{[^}]*\}")
+
+
+def _hide_expanded(old: dict[str, Any], new: dict[str, Any]) -> None:
+    """A container made before ``dsr.spec`` held values as written stores them expanded:
+    where the spec now writes a ``${VAR}`` the stored value lacks, the stored value may be
+    an old secret, and is not shown."""
+    for key, value in new.items():
+        wanted = set(_TEMPLATE.findall(json.dumps(value)))
+        if wanted and not wanted <= set(_TEMPLATE.findall(json.dumps(old.get(key)))):
+            old[key] = "(stored expanded, not shown)"
 
 
 def _json(text: str | None) -> dict[str, Any] | None:

@@ -190,3 +190,32 @@ def test_secrets_with_odd_characters_are_hidden_in_quoted_forms(
     text = str(raised.value)
     for form in (secret, repr(secret)[1:-1], "line-secret", "slash-secret", 'secret\\"'):
         assert form not in text, text
+
+
+def test_a_container_labelled_before_display_forms_never_shows_its_old_values(
+    specs: Path,
+) -> None:
+    """Labels written by an older dsr hold expanded values: an old secret stays unshown."""
+    import dataclasses
+    import json
+
+    from reconciler.plan import plan
+    from reconciler.plan.params import SPEC
+    from reconciler.plan.simulate import simulate
+    from reconciler.render import render_text
+    from reconciler.spec import load_spec
+
+    path = str(specs / "old")
+    old = load_spec(path, env={**ENV, "SECRET": "old-secret-1"})
+    observed = simulate(old, {})
+    live = observed.containers["t8x-app"]
+    legacy = json.loads(live.labels[SPEC])
+    legacy["command"] = ["sh", "-c", "echo old-secret-1 "]  # as an older dsr stored it
+    labels = {**live.labels, SPEC: json.dumps(legacy)}
+    observed = dataclasses.replace(
+        observed, containers={"t8x-app": dataclasses.replace(live, labels=labels)}
+    )
+    new = load_spec(path, env={**ENV, "SECRET": "new-secret-2"})
+    out = render_text(plan(new, observed, {}))
+    assert "old-secret-1" not in out and "new-secret-2" not in out
+    assert "command was '(stored expanded, not shown)'" in out
