@@ -113,3 +113,15 @@ def test_suggestions_are_linear(tmp_path: Path) -> None:
     assert time.perf_counter() - start < 1.0
     assert len(raised.value.issues) == 1000
     assert raised.value.issues[0].message.endswith("did you mean 'data-0000'?")
+
+
+def test_ports_as_compose_writes_them(tmp_path: Path) -> None:
+    # YAML 1.1 read 8080:80 as the sexagesimal number 484880.
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "version: 1\nproject: p\ncontainers:\n  web:\n    image: busybox\n"
+        "    ports: [8080:80, 80, 127.0.0.1:53:53/udp]\n    user: 1000\n"
+    )
+    web = load_spec(str(spec), env={}).containers["web"]
+    assert web.ports == ["8080:80", "80", "127.0.0.1:53:53/udp"]
+    assert web.user == "1000"
