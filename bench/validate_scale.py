@@ -14,6 +14,13 @@ and prints the figures and the ratios to the C loader. The target is a ratio of 
 (the in-process one is what ``reconciler.spec`` controls). Exit 0, unless the generated set
 fails to validate.
 
+Then two bounds of issue 8, each timed in-process (best of 3) and as ``dsr validate``:
+
+- 1,000 misspelled volume references against 1,000 volumes, every one answered with a
+  "did you mean" (target: under 1 s);
+- one spec file as large as dsr reads (``MAX_INPUT_BYTES``, 1 MiB) of volumes and
+  containers.
+
     .venv/bin/python bench/validate_scale.py [--profile]
 """
 
@@ -34,6 +41,7 @@ from pathlib import Path
 import yaml
 
 from reconciler.errors import SpecError
+from reconciler.files import MAX_INPUT_BYTES
 from reconciler.spec import describe_counts, load_spec
 
 FILES = 50
@@ -42,6 +50,8 @@ VOLUME_CONTAINERS = 50
 CONTAINERS = 500
 BACKUPS = 5
 TARGET_RATIO = 4.0
+MISSPELLED = 1000
+MISSPELLED_TARGET_S = 1.0
 
 
 def spec_text(index: int, root: Path, rng: random.Random) -> str:
@@ -189,11 +199,93 @@ def main() -> int:
         ):
             verdict = "met" if ratio <= TARGET_RATIO else "missed"
             print(f"ratio {label}: {ratio:5.2f} (target at most {TARGET_RATIO:g}: {verdict})")
+        misspelled_and_largest(Path(tmp), env)
         if args.profile:
             profile = cProfile.Profile()
             profile.runcall(load_spec, specs, env=env)
             pstats.Stats(profile).sort_stats("cumulative").print_stats(25)
     return 0
+
+
+def misspelled_text() -> str:
+    """1,000 volumes and 100 containers with 10 mounts each, every source one letter off."""
+    lines = ["version: 1", "project: bench", "volumes:"]
+    lines += [f"  data-{n:04d}: {{}}" for n in range(MISSPELLED)]
+    lines.append("containers:")
+    for c in range(MISSPELLED // 10):
+        lines += [f"  app-{c:03d}:", "    image: busybox:1.36", "    mounts:"]
+        lines += [f"      - dta-{c * 10 + m:04d}:/m{m}" for m in range(10)]
+    return "\n".join(lines) + "\n"
+
+
+def largest_text() -> str:
+    """A valid spec file just under MAX_INPUT_BYTES: volumes, then containers using them."""
+    lines = ["version: 1", "project: bench", "volumes:"]
+    size, n = 0, 0
+    body: list[str] = []
+    while size < MAX_INPUT_BYTES * 0.45:
+        entry = f"  vol-{n:06d}: {{labels: {{tier: data, n: '{n}'}}}}"
+        body.append(entry)
+        size += len(entry) + 1
+        n += 1
+    containers = ["containers:"]
+    c = 0
+    while size < MAX_INPUT_BYTES - 400:
+        entry = [
+            f"  app-{c:06d}:",
+            "    image: busybox:1.36",
+            "    env: {MODE: 0755, TIME: 12:30}",
+            f"    mounts: [vol-{c % n:06d}:/data, /var/cache/app]",
+        ]
+        containers += entry
+        size += sum(len(e) + 1 for e in entry)
+        c += 1
+    text = "\n".join(lines + body + containers) + "\n"
+    assert len(text.encode()) <= MAX_INPUT_BYTES, len(text)
+    return text
+
+
+def misspelled_and_largest(root: Path, env: dict[str, str]) -> None:
+    for name, text, valid in (
+        ("misspelled", misspelled_text(), False),
+        ("largest", largest_text(), True),
+    ):
+        folder = root / name
+        folder.mkdir()
+        (folder / "spec.yaml").write_text(text)
+
+        def run(folder: Path = folder, valid: bool = valid) -> None:
+            try:
+                load_spec(str(folder), env=env)
+            except SpecError as err:
+                if valid:
+                    raise
+                assert len(err.issues) == MISSPELLED, len(err.issues)
+                assert all("did you mean 'data-" in i.message for i in err.issues)
+
+        command = [sys.executable, "-m", "reconciler", "validate", str(folder)]
+        times = best_of(
+            3,
+            {
+                "in": run,
+                "cli": lambda command=command: subprocess.run(
+                    command, capture_output=True, env=env
+                ),
+            },
+        )
+        size = len(text.encode()) / 1024
+        if name == "misspelled":
+            verdict = "met" if times["in"] < MISSPELLED_TARGET_S else "missed"
+            print(
+                f"{MISSPELLED} misspelled references, {MISSPELLED} volumes ({size:.0f} KiB): "
+                f"in-process {times['in'] * 1000:.1f} ms (target under "
+                f"{MISSPELLED_TARGET_S:g} s: {verdict}), dsr validate {times['cli'] * 1000:.1f} ms"
+            )
+        else:
+            print(
+                f"largest spec file allowed ({size:.0f} KiB of {MAX_INPUT_BYTES // 1024} KiB): "
+                f"in-process {times['in'] * 1000:.1f} ms, dsr validate {times['cli'] * 1000:.1f} ms"
+            )
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from reconciler.escape import escape_controls
+
 
 @dataclass(frozen=True, order=True)
 class SpecIssue:
@@ -32,7 +34,8 @@ class SpecIssue:
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}"
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        text = f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        return escape_controls(text)  # one issue is one line, and never drives the terminal
 
 
 class DsrError(Exception):

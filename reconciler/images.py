@@ -18,7 +18,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
-from reconciler.files import write_json
+from reconciler.escape import has_control
+from reconciler.files import InputFileError, read_bounded, write_json
 
 if TYPE_CHECKING:  # the spec checks contexts with this module: no import cycle at run time
     from reconciler.spec.models import Image
@@ -41,13 +42,20 @@ class PackedImage:
 
 
 def ignore_patterns(context: str) -> list[str]:
+    """The patterns of the context's ``.dockerignore``; ``OSError`` when it cannot be read,
+    is not a regular file (a FIFO would hang the read) or is larger than dsr reads."""
+    path = os.path.join(context, ".dockerignore")
+    real = os.path.realpath(path)
+    if os.path.islink(path) and not real.startswith(os.path.realpath(context) + os.sep):
+        # A link out of the context would make dsr read (as root) a file the spec's author
+        # chose anywhere on the host.
+        raise InputFileError(f"it is a symlink to {os.readlink(path)}, outside the context", path)
     try:
-        # Docker reads it as bytes; surrogateescape keeps odd bytes as os.listdir does.
-        path = os.path.join(context, ".dockerignore")
-        with open(path, encoding="utf-8", errors="surrogateescape") as handle:
-            lines = handle.read().splitlines()
+        data = read_bounded(path)
     except FileNotFoundError:
         return []
+    # Docker reads it as bytes; surrogateescape keeps odd bytes as os.listdir does.
+    lines = data.decode("utf-8", errors="surrogateescape").splitlines()
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
@@ -201,8 +209,17 @@ def content_digest(base: str, path: str, files: Mapping[str, str]) -> str:
     return hashlib.sha256(config.encode()).hexdigest()[:16]
 
 
-def dockerfile(spec_base: str, path: str) -> str:
-    return f"FROM {spec_base}\nCOPY {_CONTEXT_DIR}/ {path}/\nVOLUME {path}\n"
+def dockerfile(base: str, path: str) -> str:
+    """The generated Dockerfile, built from checked values and JSON forms, so that no value
+    can add a line (the spec checks them too; a saved plan carries them again)."""
+    from reconciler.spec.names import is_image_reference
+
+    if base != "scratch" and not is_image_reference(base):
+        raise ContextError(f"{base!r} is not an image reference (or scratch)")
+    if not path.startswith("/") or has_control(path) or any(c in path for c in "$\\"):
+        raise ContextError(f"{path!r} is not an absolute path without control characters")
+    copy = json.dumps([f"{_CONTEXT_DIR}/", path.rstrip("/") + "/"])
+    return f"FROM {base}\nCOPY {copy}\nVOLUME {json.dumps([path])}\n"
 
 
 class _HashingReader:

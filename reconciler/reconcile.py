@@ -232,7 +232,12 @@ def check_saved_plan(
     request: PassRequest, engine: Engine, saved: SavedPlan, timer: _Timer
 ) -> Observed:
     """A saved plan passes the checks a spec does, and nothing it depends on moved."""
-    policy = load_policy(request.policy_file, (request.path,))
+    policy = load_policy(
+        request.policy_file,
+        (request.path,),
+        docker_host=request.docker_host,
+        state_dir=request.state_dir,
+    )
     with timer.stage("observe"):
         observed = with_sizes(observe(engine), engine, measured_targets(saved.plan))
     check_saved(request.path, saved.plan, observed, policy)
@@ -256,7 +261,13 @@ def with_sizes(observed: Observed, engine: Engine, ids: list[str]) -> Observed:
 
 def load(request: PassRequest) -> Desired:
     """The spec set at ``request.path``, checked against the admin policy."""
-    return load_checked(request.path, project=request.project, policy_file=request.policy_file)
+    return load_checked(
+        request.path,
+        project=request.project,
+        policy_file=request.policy_file,
+        docker_host=request.docker_host,
+        state_dir=request.state_dir,
+    )
 
 
 def pack_images(desired: Desired, state: StateDir | None) -> dict[str, PackedImage]:

@@ -20,12 +20,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.errors import PlanError, StalePlanError
-from reconciler.files import write_json
+from reconciler.files import InputFileError, read_bounded, write_json
 from reconciler.kinds import CONTAINER_KINDS, Kind
 from reconciler.plan import Action, Change, Plan
 from reconciler.plan.context import inherited
 from reconciler.snapshot import KIND, MANAGED, PROJECT, Observed
 from reconciler.spec import Policy
+from reconciler.spec.devices import local_host_paths
+from reconciler.spec.policy import Role
 
 SAVED_KIND = "dsr-saved-plan"
 MAX_PLAN_BYTES = 64 << 20  # a plan of 10,000 changes is a few MiB
@@ -74,17 +76,17 @@ def read_saved_plan(path: str, key: bytes) -> SavedPlan | None:
 
 
 def _head(path: str) -> str | None:
-    """The text of ``path`` when it may be a saved plan (a regular JSON object file)."""
+    """The text of ``path`` when it may be a saved plan (a regular JSON object file), read
+    with a bound, as every file dsr reads and did not write this run."""
+    if not os.path.isfile(path):
+        return None
     try:
-        if not os.path.isfile(path) or os.path.getsize(path) > MAX_PLAN_BYTES:
-            return None
-        with open(path, encoding="utf-8") as handle:
-            if handle.read(1) != "{":
-                return None
-            handle.seek(0)
-            return handle.read(MAX_PLAN_BYTES)
+        text = read_bounded(path, MAX_PLAN_BYTES).decode("utf-8")
+    except InputFileError as err:
+        raise PlanError(f"{path}: cannot read the saved plan: {err}") from err
     except (OSError, UnicodeDecodeError):
         return None
+    return text if text.startswith("{") else None
 
 
 def _check_signature(path: str, document: dict[str, Any], key: bytes) -> None:
@@ -140,8 +142,12 @@ def _problems(change: Change, project: str, observed: Observed, policy: Policy) 
         for folder in change.container.make_dirs:
             if folder not in binds:  # dsr only ever makes the folder a bind needs
                 out.append(f"it would create the folder {folder}, which no mount binds")
-    for host_path in _host_paths(change):
-        why = policy.check(host_path)
+    for host_path, role in dict.fromkeys(_host_paths(change)):
+        why = (
+            policy.check(host_path, role=role)
+            if os.path.isabs(host_path)
+            else f"{host_path} is not absolute"
+        )
         if why:
             out.append(why)
     return out
@@ -210,17 +216,21 @@ def _names(change: Change) -> Iterable[tuple[str, str]]:
         yield change.name, change.container.name
 
 
-def _host_paths(change: Change) -> Iterable[str]:
+def _host_paths(change: Change) -> Iterable[tuple[str, Role]]:
+    """Every host path a change makes Docker or dsr touch, with the role it plays: bind
+    sources, folders to create, a local volume's devices, build contexts, backups."""
     if change.container is not None:
         binds = {m.source for m in change.container.mounts if m.type == "bind"}
-        yield from sorted(binds | set(change.container.make_dirs))
+        yield from ((p, "source") for p in sorted(binds | set(change.container.make_dirs)))
     if change.volume is not None:
-        device = change.volume.driver_opts.get("device", "")
-        if device.startswith("/"):
-            yield device
-    yield from (p for p in (change.backup_to, change.restore_from) if p)
+        volume = change.volume
+        yield from ((p, "source") for _, p in local_host_paths(volume.driver, volume.driver_opts))
+    if change.backup_to:
+        yield change.backup_to, "destination"
+    if change.restore_from:
+        yield change.restore_from, "destination"  # a snapshot folder of dsr's backups
     if change.image is not None and change.image.context:
-        yield change.image.context
+        yield change.image.context, "source"
 
 
 # -- staleness ------------------------------------------------------------------------------

@@ -52,7 +52,12 @@ class Request:
 
 
 def load(request: Request) -> tuple[Desired, Policy]:
-    policy = load_policy(request.policy_file, (request.path,))
+    policy = load_policy(
+        request.policy_file,
+        (request.path,),
+        docker_host=request.docker_host,
+        state_dir=request.state.root,
+    )
     return load_spec(request.path, project=request.project, policy=policy), policy
 
 

@@ -36,13 +36,23 @@ def pass_request(settings: Settings, path: str, *, apply: bool, workers: int = 4
     )
 
 
+def checked(settings: Settings) -> dict[str, str | None]:
+    """What ``load_checked`` needs of the global options."""
+    return {
+        "project": settings.project,
+        "policy_file": settings.policy,
+        "docker_host": settings.docker_host,
+        "state_dir": settings.resolved_state_dir(),
+    }
+
+
 @cli.command()
 @click.argument("path", type=click.Path())
 @global_options
 def validate(settings: Settings, path: str) -> None:
     """Check spec files offline: syntax, schema, references, host-path policy."""
     try:
-        desired = load_checked(path, project=settings.project, policy_file=settings.policy)
+        desired = load_checked(path, **checked(settings))
     except SpecError as err:
         for issue in err.issues:
             click.echo(str(issue))
@@ -165,8 +175,8 @@ def diff_command(
     from reconciler.reconcile import offline_plan
     from reconciler.render import render
 
-    old = load_checked(old_path, project=settings.project, policy_file=settings.policy)
-    new = load_checked(new_path, project=settings.project, policy_file=settings.policy)
+    old = load_checked(old_path, **checked(settings))
+    new = load_checked(new_path, **checked(settings))
     if old.project != new.project and old.project_from_folder:
         # OLD is the same spec set at another revision, often checked out in a folder of
         # another name: that folder's name says nothing about the project its objects have.

@@ -58,7 +58,10 @@ class SpecSource:
         if self.request.project:
             return self.request.project
         path = os.path.abspath(self.request.path)
-        return compose_project_name(path if os.path.isdir(path) else os.path.dirname(path))
+        folder = path if os.path.isdir(path) else os.path.dirname(path)
+        # A folder whose name is no project name gives a spec error when loaded; until a
+        # spec loads, the lock still needs a name.
+        return compose_project_name(folder) or "unnamed"
 
     def current(self, force: bool = False) -> Desired | None:
         """The spec in force after reading the files again when they (may) have changed."""

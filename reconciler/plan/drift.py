@@ -9,13 +9,14 @@ comes with its code; the first one found is the change's.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from reconciler.plan import packed
 from reconciler.plan.context import Planning
 from reconciler.plan.model import Action, ReasonCode
-from reconciler.plan.params import BIND_KINDS, SPEC, expand, hash_input, matches
+from reconciler.plan.params import BIND_KINDS, SPEC, expand, matches
 from reconciler.plan.reasons import spec_differences
 from reconciler.snapshot import CONFIG_HASH, NAME, LiveContainer
 from reconciler.spec.models import Container, VolumeContainer
@@ -30,8 +31,10 @@ def replace_reasons(
     live: LiveContainer,
     image: str,
     config_hash: str,
+    shown: Mapping[str, Any],
 ) -> list[Reason]:
-    """Why ``live`` must be replaced to become ``spec`` (whose hash is ``config_hash``)."""
+    """Why ``live`` must be replaced to become ``spec``: its hash is ``config_hash``, and
+    ``shown`` the hash input as the spec writes it (``${VAR}`` unexpanded), for reasons."""
     reasons: list[Reason] = []
     made_as = live.labels.get(NAME, live.name)
     if made_as != live.name:
@@ -53,12 +56,22 @@ def replace_reasons(
         model = type(spec)
         stored = _json(live.labels.get(SPEC))
         old = expand(model, stored) if stored is not None else None
-        new = expand(model, hash_input(spec, image))
+        # The display form the new labels store: values from ${VAR} as written.
+        new = expand(model, shown)
+        if old is not None:
+            _hide_expanded(old, new)
         if reasons and old is not None:
-            old["image"] = image  # the data-packed image's own reason says it better
+            old["image"] = new["image"]  # the data-packed image's own reason says it better
         if old != new:
             reasons.append((ReasonCode.CONFIG_CHANGED, spec_differences(old, new)))
             explained = _changed_targets(old, new)
+        elif not reasons:
+            reasons.append(
+                (
+                    ReasonCode.CONFIG_CHANGED,
+                    "a value it takes from the environment (${VAR}) changed",
+                )
+            )
     current = planning.observed.image_id(image)
     if current is not None and live.image_id and live.image_id != current:
         reasons.append(
@@ -146,6 +159,19 @@ def _changed_targets(old: dict[str, Any] | None, new: dict[str, Any]) -> set[str
         return set()
     before = {m.get("target"): m for m in old.get("mounts") or () if isinstance(m, dict)}
     return {m["target"] for m in new.get("mounts") or () if before.get(m["target"]) != m}
+
+
+_TEMPLATE = re.compile(r"\$\{[^}]*\}")
+
+
+def _hide_expanded(old: dict[str, Any], new: dict[str, Any]) -> None:
+    """A container made before ``dsr.spec`` held values as written stores them expanded:
+    where the spec now writes a ``${VAR}`` the stored value lacks, the stored value may be
+    an old secret, and is not shown."""
+    for key, value in new.items():
+        wanted = set(_TEMPLATE.findall(json.dumps(value)))
+        if wanted and not wanted <= set(_TEMPLATE.findall(json.dumps(old.get(key)))):
+            old[key] = "(stored expanded, not shown)"
 
 
 def _json(text: str | None) -> dict[str, Any] | None:

@@ -187,14 +187,18 @@ def container_params(
     carry: Mapping[str, str],
     volume_path: str | None = None,
     bind_kinds: Mapping[str, str] | None = None,
+    shown: Container | VolumeContainer | None = None,
 ) -> ContainerParams:
     """``carry`` maps mount targets to anonymous volumes kept from the container replaced;
     ``volume_path`` is the VOLUME of a data-packed image, given a fresh volume of dsr's;
-    ``bind_kinds`` says what each bind source is (recorded, outside the hash)."""
+    ``bind_kinds`` says what each bind source is (recorded, outside the hash); ``shown`` is
+    the spec's display copy (``Desired.shown``): the stored ``dsr.spec`` holds its hash
+    input, so that reasons made from it never print a value from ``${VAR}``, while the
+    config hash covers the real values."""
     labels = {
         **spec.labels,
         **dsr_labels(project, kind, name, config_hash(spec, image)),
-        SPEC: json.dumps(hash_input(spec, image), sort_keys=True, separators=(",", ":")),
+        SPEC: json.dumps(hash_input(shown or spec, image), sort_keys=True, separators=(",", ":")),
     }
     known = bind_kinds or {}
     kinds = {

@@ -7,7 +7,9 @@ images, volumes, volume containers and containers, each after what it depends on
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterator, Mapping
+from typing import cast
 
 from reconciler.kinds import Kind
 from reconciler.plan import drift, migrate, packed, reclaim
@@ -24,6 +26,7 @@ from reconciler.plan.model import (
 from reconciler.plan.params import (
     ANONYMOUS,
     EMPTY_IMAGE,
+    SPEC,
     container_params,
     matches,
     stop_timeout,
@@ -64,11 +67,14 @@ def plan(
         dict(migrations or {}),
     )
     planner.run()
+    # Reasons and errors are printed (and posted to pull requests): none may quote a value
+    # that came from ${VAR}, whichever part of the planner wrote it (an image, a pull).
+    shown = desired.redaction.text
     return Plan(
         project=desired.project,
-        changes=tuple(planner.changes),
+        changes=tuple(dataclasses.replace(c, reason=shown(c.reason)) for c in planner.changes),
         orphans=tuple(sorted(planner.orphans)),
-        errors=tuple(planner.errors),
+        errors=tuple(shown(e) for e in planner.errors),
     )
 
 
@@ -297,6 +303,7 @@ class _Planner(Planning):
             carry=self.anonymous_volumes(spec, carry_from),
             volume_path=self.packed_path(spec),
             bind_kinds=self.desired.bind_kinds,
+            shown=cast("Container | VolumeContainer", self.desired.shown(f"{kind}s", name, spec)),
         )
         planned = tuple(d for d in dict.fromkeys(deps) if d in self.planned)
         moved = migrate.removed_by(self, live.id) if live is not None else None
@@ -377,7 +384,10 @@ class _Planner(Planning):
             )
         if problem:
             return Change(resource, Action.BLOCKED, *problem)
-        reasons = drift.replace_reasons(self, spec, live, image, params.labels[CONFIG_HASH])
+        shown_input = json.loads(params.labels[SPEC])
+        reasons = drift.replace_reasons(
+            self, spec, live, image, params.labels[CONFIG_HASH], shown_input
+        )
         protect = isinstance(spec, Container) and spec.writable_layer == "protect"
         if reasons and protect and live.size_rw:
             return Change(

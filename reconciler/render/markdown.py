@@ -1,17 +1,33 @@
-"""A plan as a pull-request comment."""
+"""A plan as a pull-request comment.
+
+Every text that comes from a spec or the engine (project, resource names, reasons, orphans,
+errors) goes into a code span: GitHub renders no HTML, link, image or @mention there.
+"""
 
 from __future__ import annotations
 
+import re
+
+from reconciler.escape import escape_controls
 from reconciler.plan.model import Action, Plan, Risk
 from reconciler.render.words import SYMBOL, summary_line
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+def code(text: str, *, cell: bool = False) -> str:
+    """``text`` as one inline code span whatever backticks it holds (CommonMark: a fence
+    longer than any run inside, padded when the text starts or ends with a backtick)."""
+    text = escape_controls(text)
+    if not text:
+        return ""
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text[0] in "` " or text[-1] in "` " else ""
+    span = f"{fence}{pad}{text}{pad}{fence}"
+    # GitHub splits table cells at '|' even inside code spans; '\|' keeps it in the cell.
+    return span.replace("|", "\\|") if cell else span
 
 
 def render_markdown(plan: Plan) -> str:
-    lines = [f"### dsr plan for project `{plan.project}`", ""]
+    lines = [f"### dsr plan for project {code(plan.project)}", ""]
     if not plan.changes:
         lines.append("No changes. The engine matches the spec.")
     else:
@@ -22,8 +38,8 @@ def render_markdown(plan: Plan) -> str:
         for change in plan.changes:
             risk = change.risk.value if change.risk is Risk.NONE else f"**{change.risk.value}**"
             lines.append(
-                f"| `{SYMBOL[change.action]}` | `{change.resource}` | {change.action.value} "
-                f"| {risk} | {_cell(change.reason)} |"
+                f"| `{SYMBOL[change.action]}` | {code(change.resource, cell=True)} "
+                f"| {change.action.value} | {risk} | {code(change.reason, cell=True)} |"
             )
     blocked = [c for c in plan.changes if c.action is Action.BLOCKED]
     if blocked:
@@ -34,8 +50,8 @@ def render_markdown(plan: Plan) -> str:
         ]
     if plan.orphans:
         lines += ["", "<details><summary>Orphans kept</summary>", ""]
-        lines += [f"- `{orphan}`" for orphan in plan.orphans]
+        lines += [f"- {code(orphan)}" for orphan in plan.orphans]
         lines += ["", "</details>"]
     for error in plan.errors:
-        lines += ["", f"**Error:** {_cell(error)}"]
+        lines += ["", f"**Error:** {code(error)}"]
     return "\n".join(lines)

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+from pydantic import BaseModel
 
 from reconciler.spec.models import Backup, Container, Image, SpecFile, Volume, VolumeContainer
-from reconciler.spec.yamlload import Loc, Located
+from reconciler.spec.redact import Redaction
+from reconciler.spec.yamlload import Loc, Located, Templated
+
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -19,6 +25,16 @@ class FileSpec(Located):
     # Resources left out of ``model`` because they are invalid: (section, key). They still
     # count as defined, so that references to them are not reported a second time.
     broken: frozenset[tuple[str, str]] = frozenset()
+    # Scalars written with ${VAR}, by spec path: what plans and errors show instead.
+    templated: Mapping[Loc, Templated] = field(default_factory=dict)
+
+    def redactions(self) -> dict[tuple[str, str], Redaction]:
+        """Per resource (section, key): how to show its values as written."""
+        found: dict[tuple[str, str], list[Templated]] = {}
+        for loc, item in self.templated.items():
+            if len(loc) >= 2:
+                found.setdefault((str(loc[0]), str(loc[1])), []).append(item)
+        return {key: Redaction.of(items) for key, items in found.items()}
 
 
 @dataclass(frozen=True)
@@ -49,6 +65,19 @@ class Desired:
     # Each bind source's kind at load time ("dir" or "file"): compared with the kind it had
     # when a container was made, which a replace must know of.
     bind_kinds: Mapping[str, str] = field(default_factory=dict)
+    # How to show each resource's values as written, (section, key) -> Redaction, and all
+    # of them at once (for text that names no resource: errors, pull messages).
+    redactions: Mapping[tuple[str, str], Redaction] = field(default_factory=dict)
+    redaction: Redaction = field(default_factory=Redaction)
+
+    def shown(self, section: str, name: str, model: M | None = None) -> M:
+        """A display copy of a resource (or of ``model``, one of its values): every value
+        that came from ``${VAR}`` shows as written, never as expanded."""
+        if model is None:
+            model = getattr(self, section)[name]
+        assert model is not None
+        redaction = self.redactions.get((section, name))
+        return model if not redaction else redaction.model(model)  # type: ignore[return-value]
 
     def counts(self) -> dict[str, int]:
         """How many resources of each kind, in the order of the spec format."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import os
 import stat
 import types
@@ -19,19 +20,14 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from reconciler.errors import SpecError, SpecIssue
+from reconciler.files import InputFileError, read_bounded
 from reconciler.spec.desired import Desired, FileSpec
-from reconciler.spec.models import (
-    BACKUP_NAME,
-    DOCKER_NAME,
-    IMAGE_KEY,
-    SECTIONS,
-    Container,
-    SpecFile,
-    VolumeContainer,
-)
+from reconciler.spec.models import SECTIONS, Container, SpecFile, VolumeContainer
+from reconciler.spec.names import BACKUP_NAME, DOCKER_NAME, IMAGE_KEY
 from reconciler.spec.policy import Policy
+from reconciler.spec.redact import Redaction
 from reconciler.spec.resolve import resolve
-from reconciler.spec.yamlload import Document, Loc, format_loc, load_yaml
+from reconciler.spec.yamlload import Document, Loc, Plain, format_loc, load_yaml
 
 _SUFFIXES = (".yaml", ".yml")
 
@@ -56,20 +52,30 @@ def load_spec(
     project: str | None = None,
     policy: Policy | None = None,
     env: Mapping[str, str] | None = None,
+    project_optional: bool = False,
 ) -> Desired:
-    """Load, check and merge a spec set; raise ``SpecError`` with every problem found."""
+    """Load, check and merge a spec set; raise ``SpecError`` with every problem found.
+
+    ``project_optional``: a folder name that is no valid project name is no error (the
+    project is then ``default`` and ``project_from_folder`` is set), for ``dsr diff``'s OLD,
+    which is often checked out in a folder named anyhow and takes NEW's project."""
     files = find_spec_files(path)
     if not files:
         raise SpecError([SpecIssue(path, 1, "", "no *.yaml or *.yml spec files found here")])
     issues: list[SpecIssue] = []
     parsed: list[FileSpec] = []
+    policy = policy or Policy()
     for file in files:
+        refused = policy.check(file) if os.path.islink(file) else None
+        if refused:  # a link in the specs (git stores them) to a file elsewhere on the host
+            issues.append(SpecIssue(file, 1, "", f"not read: {refused}"))
+            continue
         spec, problems = load_file(file, env)
         issues.extend(problems)
         if spec is not None:
             parsed.append(spec)
-    desired, problems = resolve(parsed, path, project, policy or Policy())
-    issues.extend(problems)
+    desired, problems = resolve(parsed, path, project, policy, project_optional)
+    issues.extend(_redacted(problems, desired.redaction))
     if issues:
         raise SpecError(issues)
     return dataclasses.replace(desired, bind_kinds=bind_kinds(desired))
@@ -92,18 +98,39 @@ def bind_kinds(desired: Desired) -> dict[str, str]:
     return out
 
 
+def _redacted(issues: list[SpecIssue], redaction: Redaction) -> list[SpecIssue]:
+    """``issues`` quoting values from ``${VAR}`` as written, never as expanded."""
+    if not redaction:
+        return issues
+    return [dataclasses.replace(i, message=redaction.text(i.message)) for i in issues]
+
+
 def load_file(
     file: str, env: Mapping[str, str] | None = None
 ) -> tuple[FileSpec | None, list[SpecIssue]]:
     """One file checked on its own: its model (when it has one) and its problems."""
     try:
-        with open(file, "rb") as handle:
-            text = handle.read().decode("utf-8")
+        text = read_bounded(file).decode("utf-8")
     except FileNotFoundError:
         return None, [SpecIssue(file, 1, "", "no such file or directory")]
-    except (OSError, UnicodeDecodeError) as err:
+    except InputFileError as err:
         return None, [SpecIssue(file, 1, "", f"cannot read the file: {err}")]
+    except OSError as err:
+        return None, [SpecIssue(file, 1, "", f"cannot read the file: {err.strerror or err}")]
+    except UnicodeDecodeError as err:
+        return None, [SpecIssue(file, 1, "", f"cannot read the file: not UTF-8 text ({err})")]
     doc = load_yaml(text, file, env)
+    spec, issues = _check(doc)
+    if ("project",) in doc.templated:
+        # The project names every object's ownership and heads every plan: written out.
+        issues = [i for i in issues if i.path != "project"]  # this is the problem to fix
+        issues.append(doc.issue(("project",), "must be written out, not taken from ${VAR}"))
+        spec = None
+    return spec, _redacted(issues, Redaction.of(doc.templated.values()))
+
+
+def _check(doc: Document) -> tuple[FileSpec | None, list[SpecIssue]]:
+    file = doc.file
     if doc.data is None:
         if doc.issues:  # a syntax error: nothing more can be read from this file
             return None, doc.issues
@@ -122,7 +149,11 @@ def load_file(
         model = SpecFile.model_validate(data, context=context)
     except ValidationError as err:
         errors = err.errors(include_url=False)
-        issues.extend(_issue(doc, e) for e in errors)
+        # A value the loader already faulted (an unset ${VAR}) is not faulted again.
+        faulted = {i.path for i in doc.issues}
+        issues.extend(
+            i for i in map(functools.partial(_issue, doc), errors) if i.path not in faulted
+        )
         # Set the broken resources aside and check the rest, so that one bad entry
         # does not hide the reference and path problems of all the others.
         broken = {(str(e["loc"][0]), str(e["loc"][1])) for e in errors if _in_section(e["loc"])}
@@ -134,7 +165,13 @@ def load_file(
             model = SpecFile.model_validate(data, context=context)
         except ValidationError:
             return None, issues
-    spec = FileSpec(file=file, model=model, lines=doc.lines, broken=frozenset(broken))
+    spec = FileSpec(
+        file=file,
+        model=model,
+        lines=doc.lines,
+        broken=frozenset(broken),
+        templated=doc.templated,
+    )
     return spec, issues
 
 
@@ -190,6 +227,8 @@ _EXPECTED = {
 
 
 def _describe(value: Any) -> str:
+    if isinstance(value, Plain):
+        value = value.value
     if value is None:
         return "nothing (null)"
     if isinstance(value, bool):
@@ -266,11 +305,17 @@ __all__ = ["describe_counts", "find_spec_files", "format_loc", "load_file", "loa
 
 
 def load_checked(
-    path: str, *, project: str | None = None, policy_file: str | None = None
+    path: str,
+    *,
+    project: str | None = None,
+    policy_file: str | None = None,
+    docker_host: str | None = None,
+    state_dir: str | None = None,
 ) -> Desired:
-    """The spec set at ``path``, checked against the admin policy file (if any): what every
-    command loads. Raises ``SpecError`` (or ``PolicyError``)."""
+    """The spec set at ``path``, checked against the admin policy file (if any) and the
+    engine socket and state directory dsr runs with (both protected): what every command
+    loads. Raises ``SpecError`` (or ``PolicyError``)."""
     from reconciler.spec.policy import load_policy
 
-    policy = load_policy(policy_file, (path,))
+    policy = load_policy(policy_file, (path,), docker_host=docker_host, state_dir=state_dir)
     return load_spec(path, project=project, policy=policy)

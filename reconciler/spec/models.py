@@ -8,7 +8,6 @@ of the validation context).
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 from typing import Annotated, Any, Literal
@@ -17,27 +16,58 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     StringConstraints,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from reconciler.spec.mounts import is_host_path, parse_short
-
-# Docker's own rule for container and volume names: [a-zA-Z0-9][a-zA-Z0-9_.-]+
-DOCKER_NAME = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$"
-# Image keys become part of an image repository name, which must be lower case.
-IMAGE_KEY = r"^[a-z0-9][a-z0-9_.-]*$"
-PROJECT_NAME = r"^[a-z0-9][a-z0-9_-]*$"
-BACKUP_NAME = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$"
-_DURATION = re.compile(r"^(\d+[ymdh])+$")
-_RESTART = re.compile(r"^(no|always|unless-stopped|on-failure(:\d+)?)$")
-_PORT = re.compile(
-    r"^(?:(?:(?P<ip>[0-9.]+|\[[0-9a-fA-F:]+\]):)?(?P<host>\d+(?:-\d+)?)?:)?"
-    r"(?P<container>\d+(?:-\d+)?)(?:/(?P<proto>tcp|udp|sctp))?$"
+from reconciler.escape import has_control
+from reconciler.spec.devices import KERNEL_FILESYSTEMS, local_host_paths
+from reconciler.spec.fields import (
+    absolute_target,
+    check_labels,
+    host_path,
+    image_text,
+    no_control,
+    text_fields,
+    written_values,
 )
-RESERVED_LABEL_PREFIX = "dsr."
+from reconciler.spec.mounts import is_host_path, parse_short
+from reconciler.spec.names import (
+    BACKUP_NAME,
+    DOCKER_NAME,
+    IMAGE_KEY,
+    PROJECT_NAME,
+    cron_problem,
+    is_image_reference,
+    matches,
+    port_problem,
+)
+from reconciler.spec.yamlload import Plain
+
+_DURATION = r"([0-9]+[ymdh])+"
+_RESTART = r"no|always|unless-stopped|on-failure(:[0-9]+)?"
+
+
+class _Model(BaseModel):
+    """Frozen, no unknown keys; YAML scalars taken as written where text is wanted."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _written(cls, value: Any) -> Any:
+        # YAML typed `0755` as a number: a text field takes the text written, others the value.
+        if isinstance(value, Plain):
+            return value.value
+        if not isinstance(value, dict):
+            return value
+        text = text_fields(cls)
+        return {k: written_values(v, k in text) for k, v in value.items()}
+
+
 # The names a replace gives the new and the old container while it swaps them.
 NEW_SUFFIX = "_dsr_new"
 OLD_SUFFIX = "_dsr_old"
@@ -47,25 +77,6 @@ ContainerName = Annotated[str, StringConstraints(pattern=DOCKER_NAME)]
 ImageKey = Annotated[str, StringConstraints(pattern=IMAGE_KEY)]
 BackupName = Annotated[str, StringConstraints(pattern=BACKUP_NAME)]
 Count = Annotated[int, Field(ge=-1, description="how many to keep; -1 keeps all")]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
-
-
-def host_path(value: str, info: ValidationInfo) -> str:
-    """Absolute, normalized host path: ``~`` expanded, relative to the spec file's folder."""
-    if "\0" in value:  # the OS cannot take it, and os.path calls raise on it
-        raise ValueError(f"{value!r} contains a NUL character")
-    path = os.path.expanduser(value)
-    if path.startswith("~"):
-        raise ValueError(f"cannot expand '{value}': no such user")
-    base = (info.context or {}).get("base_dir")
-    if not os.path.isabs(path):
-        if base is None:
-            return value  # no file to resolve against (schema generation, bare models)
-        path = os.path.join(base, path)
-    return os.path.normpath(path)
 
 
 _SECONDS = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
@@ -80,28 +91,13 @@ def parse_seconds(value: str) -> int:
     return hours * 3600 + minutes * 60 + seconds
 
 
-def _labels(value: dict[str, str]) -> dict[str, str]:
-    reserved = sorted(k for k in value if k.startswith(RESERVED_LABEL_PREFIX))
-    if reserved:
-        raise ValueError(f"label '{reserved[0]}' uses the prefix 'dsr.', which dsr reserves")
-    return value
-
-
-def _absolute_target(value: str) -> str:
-    if not value.startswith("/"):
-        raise ValueError(f"'{value}' is not an absolute path in the container")
-    if os.path.normpath(value) == "/":
-        raise ValueError("a mount cannot replace the container's root '/'")
-    return os.path.normpath(value)
-
-
 class Volume(_Model):
     """A Docker named volume; its key in ``volumes`` is its name."""
 
     driver: str = "local"
     driver_opts: dict[str, str] = {}
     labels: dict[str, str] = {}
-    external: bool = Field(
+    external: StrictBool = Field(
         False, description="must exist; dsr never creates, changes or removes it"
     )
     reclaim: Literal["retain", "delete", "backup-then-delete"] = Field(
@@ -111,7 +107,44 @@ class Volume(_Model):
         "block", description="what happens when driver, driver_opts or labels change"
     )
 
-    _check_labels = field_validator("labels")(_labels)
+    _check_labels = field_validator("labels")(check_labels)
+
+    @field_validator("driver")
+    @classmethod
+    def _driver(cls, value: str) -> str:
+        # "Local" or " local" would slip past the local driver's host-path checks.
+        if not value or has_control(value) or value != value.strip():
+            raise ValueError(f"{value!r} is not a volume driver name")
+        return "local" if value.lower() == "local" else value
+
+    @field_validator("driver_opts")
+    @classmethod
+    def _driver_opts(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, option in value.items():
+            if has_control(key) or has_control(option):
+                raise ValueError(f"driver_opts {key!r}: control characters are not allowed")
+        return value
+
+    @model_validator(mode="after")
+    def _absolute_devices(self) -> Volume:
+        fstype = self.driver_opts.get("type", "").lower()
+        if self.driver == "local" and fstype in KERNEL_FILESYSTEMS:
+            raise ValueError(
+                f"driver_opts.type: '{fstype}' is a kernel filesystem; the engine would mount "
+                "the host's own, so dsr refuses it"
+            )
+        for option, path in volume_host_paths(self):
+            if not path.startswith("/") or "\0" in path:
+                raise ValueError(
+                    f"driver_opts.{option}: '{path}' must be an absolute host path (the local "
+                    "driver mounts it from the host)"
+                )
+        return self
+
+
+def volume_host_paths(volume: Volume) -> list[tuple[str, str]]:
+    """The host paths a volume of the spec mounts: (driver_opts key, path)."""
+    return local_host_paths(volume.driver, volume.driver_opts)
 
 
 class Image(_Model):
@@ -122,7 +155,21 @@ class Image(_Model):
     base: str = "scratch"
 
     _check_context = field_validator("context")(host_path)
-    _check_path = field_validator("path")(_absolute_target)
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        # It becomes Dockerfile text: the builder substitutes $VARS and reads \ as an escape.
+        if any(c in value for c in "$\\"):
+            raise ValueError(f"'{value}': a data-packed image's path cannot hold '$' or '\\'")
+        return absolute_target(value)
+
+    @field_validator("base")
+    @classmethod
+    def _base(cls, value: str) -> str:
+        if value != "scratch" and not is_image_reference(value):
+            raise ValueError(f"{value!r} is not an image reference (or scratch)")
+        return value
 
 
 class Mount(_Model):
@@ -131,13 +178,13 @@ class Mount(_Model):
     type: Literal["bind", "volume", "tmpfs"]
     source: str | None = Field(None, description="host path (bind) or a key of volumes (volume)")
     target: str
-    read_only: bool = False
-    create: bool = Field(False, description="bind only: create a missing host directory")
+    read_only: StrictBool = False
+    create: StrictBool = Field(False, description="bind only: create a missing host directory")
     propagation: Literal["private", "rprivate", "shared", "rshared", "slave", "rslave"] | None = (
         None
     )
     selinux: Literal["z", "Z"] | None = None
-    nocopy: bool = Field(False, description="volume only: do not copy image data into it")
+    nocopy: StrictBool = Field(False, description="volume only: do not copy image data into it")
     tmpfs_size: int | None = Field(None, ge=1, description="tmpfs only: size in bytes")
 
     @model_validator(mode="before")
@@ -145,7 +192,7 @@ class Mount(_Model):
     def _short_form(cls, value: Any) -> Any:
         return parse_short(value) if isinstance(value, str) else value
 
-    _check_target = field_validator("target")(_absolute_target)
+    _check_target = field_validator("target")(absolute_target)
 
     @field_validator("source")
     @classmethod
@@ -183,7 +230,7 @@ class VolumesFrom(_Model):
     """``name`` or ``name:ro`` / ``name:rw``, as ``docker --volumes-from`` reads it."""
 
     name: ContainerName
-    read_only: bool | None = None
+    read_only: StrictBool | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -212,8 +259,9 @@ class VolumeContainer(_Model):
     mounts: list[Mount] = []
     labels: dict[str, str] = {}
 
-    _check_labels = field_validator("labels")(_labels)
+    _check_labels = field_validator("labels")(check_labels)
     _check_mounts = field_validator("mounts")(_unique_targets)
+    _check_image = field_validator("image")(image_text)
 
 
 class Container(_Model):
@@ -244,8 +292,10 @@ class Container(_Model):
     mounts: list[Mount] = []
     volumes_from: list[VolumesFrom] = []
 
-    _check_labels = field_validator("labels")(_labels)
+    _check_labels = field_validator("labels")(check_labels)
     _check_mounts = field_validator("mounts")(_unique_targets)
+    _check_image = field_validator("image")(image_text)
+    _check_text = field_validator("working_dir", "user")(no_control)
 
     @field_validator("stop_signal")
     @classmethod
@@ -288,22 +338,29 @@ class Container(_Model):
             return {k: _scalar_text(v) for k, v in value.items()}
         return value
 
+    @field_validator("env")
+    @classmethod
+    def _env_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, val in value.items():
+            if not key or "=" in key or has_control(key):
+                raise ValueError(f"env key {key!r} must be non-empty, without '=' or controls")
+            if "\0" in val:
+                raise ValueError(f"env {key}: a value cannot hold a NUL character")
+        return value
+
     @field_validator("ports")
     @classmethod
     def _ports(cls, value: list[str]) -> list[str]:
         for port in value:
-            match = _PORT.match(port)
-            if not match:
-                raise ValueError(f"'{port}' is not [IP:][HOST_PORT:]CONTAINER_PORT[/PROTOCOL]")
-            numbers = re.findall(r"\d+", f"{match['host'] or ''}-{match['container']}")
-            if any(int(n) > 65535 for n in numbers):
-                raise ValueError(f"'{port}': a port number is at most 65535")
+            problem = port_problem(port)
+            if problem:
+                raise ValueError(problem)
         return value
 
     @field_validator("restart")
     @classmethod
     def _restart(cls, value: str) -> str:
-        if not _RESTART.match(value):
+        if not matches(_RESTART, value):
             raise ValueError(f"'{value}': expected no, always, unless-stopped or on-failure[:N]")
         return value
 
@@ -352,7 +409,7 @@ class Keep(_Model):
     )
     @classmethod
     def _duration(cls, value: str | None) -> str | None:
-        if value is not None and not _DURATION.match(value):
+        if value is not None and not matches(_DURATION, value):
             raise ValueError(
                 f"'{value}' is not a duration like 1y2m3d4h (years, months, days, hours)"
             )
@@ -408,7 +465,7 @@ class Backup(_Model):
     schedule: str | None = Field(None, description="cron expression; the daemon acts on it")
     keep: Keep = Keep()
     destination: str | None = None
-    quiesce: bool = False
+    quiesce: StrictBool = False
     hooks: Hooks = Hooks()
 
     @field_validator("paths")
@@ -424,11 +481,9 @@ class Backup(_Model):
     @field_validator("schedule")
     @classmethod
     def _schedule(cls, value: str | None) -> str | None:
-        if value is not None:
-            from croniter import croniter
-
-            if not croniter.is_valid(value):
-                raise ValueError(f"'{value}' is not a valid cron expression")
+        problem = None if value is None else cron_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="after")

@@ -6,17 +6,25 @@ Only reads the host (``stat``); never writes to it.
 
 from __future__ import annotations
 
-import difflib
+import functools
 import os
-import re
 from collections.abc import Iterator
 
 from reconciler.errors import SpecIssue
-from reconciler.images import context_problems
+from reconciler.images import REPOSITORY, context_problems
 from reconciler.kinds import Kind
 from reconciler.spec.desired import Desired, FileSpec, Origin
-from reconciler.spec.models import NEW_SUFFIX, OLD_SUFFIX, PROJECT_NAME, Mount
+from reconciler.spec.models import NEW_SUFFIX, OLD_SUFFIX, Mount, volume_host_paths
+from reconciler.spec.names import (
+    COMPONENT,
+    NAME_TOTAL_MAX,
+    PROJECT_NAME,
+    is_image_reference,
+    matches,
+)
 from reconciler.spec.policy import Policy
+from reconciler.spec.redact import Redaction
+from reconciler.spec.suggest import Suggester
 from reconciler.spec.yamlload import Loc
 
 # Which sections share a Docker namespace: a container and a volume container cannot
@@ -35,32 +43,27 @@ _RESOURCE = {
     "containers": Kind.CONTAINER.value,
     "backups": "backup",
 }
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_REFERENCE = re.compile(
-    rf"^(?:(?:[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)+|localhost|[a-zA-Z0-9-]+:[0-9]+|"
-    rf"[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)*:[0-9]+)/)?"
-    rf"{_COMPONENT}(?:/{_COMPONENT})*"
-    r"(?::[\w][\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
-)
 
 
-def is_image_reference(text: str) -> bool:
-    """A reference Docker could pull: ``[registry/]name[:tag][@digest]``."""
-    return bool(_REFERENCE.match(text))
-
-
-def compose_project_name(folder: str) -> str:
-    """A folder's name made into a project name, as compose does."""
-    name = re.sub(r"[^a-z0-9_-]", "", os.path.basename(os.path.abspath(folder)).lower())
-    return name.lstrip("_-") or "default"
+def compose_project_name(folder: str) -> str | None:
+    """A folder's name lowercased, as compose makes it a project name; ``None`` when that
+    is no valid project name (non-ASCII letters, spaces, dots...)."""
+    name = os.path.basename(os.path.abspath(folder)).lower()
+    return name if matches(PROJECT_NAME, name) else None
 
 
 def resolve(
-    files: list[FileSpec], path: str, project: str | None, policy: Policy
+    files: list[FileSpec],
+    path: str,
+    project: str | None,
+    policy: Policy,
+    project_optional: bool = False,
 ) -> tuple[Desired, list[SpecIssue]]:
     """Merge the checked files into one ``Desired`` and list the set's problems."""
     issues: list[SpecIssue] = []
     name, named_by_folder, problems = _project(files, path, project)
+    if project_optional and named_by_folder:
+        problems = [p for p in problems if p.path != "project"]
     issues.extend(problems)
     merged: dict[str, dict[str, object]] = {section: {} for section in _NAMESPACES}
     origins: dict[str, Origin] = {}
@@ -103,16 +106,44 @@ def resolve(
         backups=merged["backups"],  # type: ignore[arg-type]
         origins=origins,
         files=tuple(f.file for f in files),
+        redactions=(redactions := _redactions(files)),
+        redaction=functools.reduce(Redaction.merge, redactions.values(), Redaction()),
     )
     known = {section: set(merged[section]) for section in _NAMESPACES}
     for spec in files:
         for section, key in spec.broken:
             known[section].add(key)
+    volumes = Suggester(known["volumes"])
+    targets = Suggester(known["containers"] | known["volume_containers"])
+    issues.extend(_image_names(files, name))
     for spec in files:
-        issues.extend(_references(spec, known))
+        issues.extend(_references(spec, known, volumes, targets))
         issues.extend(_host_paths(spec, policy))
     issues.extend(_cycles(files, desired))
     return desired, issues
+
+
+def _redactions(files: list[FileSpec]) -> dict[tuple[str, str], Redaction]:
+    out: dict[tuple[str, str], Redaction] = {}
+    for spec in files:
+        for key, redaction in spec.redactions().items():
+            out[key] = out[key].merge(redaction) if key in out else redaction
+    return out
+
+
+def _image_names(files: list[FileSpec], project: str) -> Iterator[SpecIssue]:
+    """A data-packed image is tagged ``dsr/<project>-<key>``: that must be a name Docker
+    takes (``web_`` and ``x`` make ``web_-x``, which it does not)."""
+    for spec in files:
+        for key in spec.model.images:
+            name = f"{REPOSITORY}/{project}-{key}"
+            if not matches(COMPONENT, f"{project}-{key}") or len(name) > NAME_TOTAL_MAX:
+                yield spec.issue(
+                    ("images", key),
+                    f"the image would be named {name}, which is not a valid image name "
+                    "(separators '.', '_', '__' or '-' between lower-case letters and digits, "
+                    f"at most {NAME_TOTAL_MAX} characters)",
+                )
 
 
 def _project(
@@ -137,13 +168,27 @@ def _project(
             issues.append(spec.issue(("project",), f"'{value}' differs from --project {option}"))
         return str(value), False, issues
     if option:
-        if not re.match(PROJECT_NAME, option):
+        if not matches(PROJECT_NAME, option):
             issues.append(
                 SpecIssue(path, 1, "", f"--project '{option}' is not a valid project name")
             )
         return option, False, issues
     folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
-    return compose_project_name(folder), True, issues
+    name = compose_project_name(folder)
+    if name is None:
+        where = files[0].file if files else path
+        issues.append(
+            SpecIssue(
+                where,
+                1,
+                "project",
+                f"the folder name {os.path.basename(os.path.abspath(folder))!r} is not a valid "
+                "project name (lower-case letters, digits, '_' and '-'); set 'project:' in "
+                "the spec or pass --project",
+            )
+        )
+        return "default", True, issues
+    return name, True, issues
 
 
 def _mounts(spec: FileSpec) -> Iterator[tuple[Loc, Mount]]:
@@ -157,15 +202,16 @@ def _mounts(spec: FileSpec) -> Iterator[tuple[Loc, Mount]]:
                 yield (section, name, "mounts", index), mount
 
 
-def _missing(kind: str, name: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(name, known, n=1)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
+def _missing(kind: str, name: str, known: Suggester, excluding: str | None = None) -> str:
+    close = known.closest(name, excluding=excluding)
+    hint = f"; did you mean '{close}'?" if close else ""
     return f"{kind} '{name}' is not defined{hint}"
 
 
-def _references(spec: FileSpec, known: dict[str, set[str]]) -> Iterator[SpecIssue]:
+def _references(
+    spec: FileSpec, known: dict[str, set[str]], volumes: Suggester, targets: Suggester
+) -> Iterator[SpecIssue]:
     model = spec.model
-    volumes = sorted(known["volumes"])
     for loc, mount in _mounts(spec):
         if mount.type == "volume" and mount.source and mount.source not in known["volumes"]:
             yield spec.issue((*loc, "source"), _missing("volume", mount.source, volumes))
@@ -180,14 +226,12 @@ def _references(spec: FileSpec, known: dict[str, set[str]]) -> Iterator[SpecIssu
                     (section, name, "image"),
                     f"'{image}' is neither a key of images nor a valid image reference",
                 )
-    targets = sorted(known["containers"] | known["volume_containers"])
     for name, container in model.containers.items():
         for index, source in enumerate(container.volumes_from):
             if source.name not in targets:
-                others = [t for t in targets if t != name]  # never suggest itself
                 yield spec.issue(
                     ("containers", name, "volumes_from", index),
-                    _missing("container", source.name, others),
+                    _missing("container", source.name, targets, excluding=name),
                 )
     for name, backup in model.backups.items():
         for index, volume in enumerate(backup.volumes):
@@ -211,6 +255,7 @@ def _references(spec: FileSpec, known: dict[str, set[str]]) -> Iterator[SpecIssu
 
 
 def _host_paths(spec: FileSpec, policy: Policy) -> Iterator[SpecIssue]:
+    """Every host path the spec makes Docker or dsr touch, through the one policy check."""
     for loc, mount in _mounts(spec):
         if mount.type != "bind" or not mount.source:
             continue
@@ -225,20 +270,28 @@ def _host_paths(spec: FileSpec, policy: Policy) -> Iterator[SpecIssue]:
                 f"{source} does not exist (a bind source must exist; for a directory, "
                 "'create: true' lets dsr create it)",
             )
+    for name, volume in spec.model.volumes.items():
+        for option, path in volume_host_paths(volume):
+            refused = policy.check(path)
+            if refused:
+                yield spec.issue(("volumes", name, "driver_opts", option), refused)
     for name, image in spec.model.images.items():
-        if not os.path.isdir(image.context):
+        where = ("images", name, "context")
+        refused = policy.check(image.context)
+        if refused:
+            yield spec.issue(where, refused)
+        elif not os.path.isdir(image.context):
             what = "is not a directory" if os.path.exists(image.context) else "does not exist"
-            yield spec.issue(("images", name, "context"), f"{image.context} {what}")
-            continue
-        for problem in context_problems(image.context):
-            yield spec.issue(("images", name, "context"), problem)
+            yield spec.issue(where, f"{image.context} {what}")
+        else:
+            yield from (spec.issue(where, p) for p in context_problems(image.context))
     for name, backup in spec.model.backups.items():
         for index, path in enumerate(backup.paths):
             refused = policy.check(path)
             if refused:
                 yield spec.issue(("backups", name, "paths", index), refused)
         if backup.destination:
-            refused = policy.check(backup.destination)
+            refused = policy.check(backup.destination, role="destination")
             if refused:
                 yield spec.issue(("backups", name, "destination"), refused)
 

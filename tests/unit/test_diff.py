@@ -239,7 +239,7 @@ def test_markdown_format(tmp_path: Path) -> None:
 
         | | Resource | Action | Risk | Reason |
         |---|---|---|---|---|
-        | `-/+` | `container:app` | replace | **restart** | mounts differ: /data was read-write, spec says read-only; its writable layer was not measured; stopping it may take up to 10 s |
+        | `-/+` | `container:app` | replace | **restart** | `mounts differ: /data was read-write, spec says read-only; its writable layer was not measured; stopping it may take up to 10 s` |
         """)
 
 

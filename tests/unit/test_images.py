@@ -25,6 +25,7 @@ from reconciler.images import (
     DOCKERFILE,
     ContextError,
     context_problems,
+    dockerfile,
     entries,
     manifest,
     pack,
@@ -463,7 +464,7 @@ def test_build_context_holds_the_dockerfile_and_the_entries(ctx: Path) -> None:
         dockerfile = tar.extractfile(DOCKERFILE)
         assert dockerfile is not None
         assert dockerfile.read().decode() == (
-            f"FROM scratch\nCOPY context/ {PATH}/\nVOLUME {PATH}\n"
+            f'FROM scratch\nCOPY ["context/", "{PATH}/"]\nVOLUME ["{PATH}"]\n'
         )
         index = tar.extractfile("context/index.html")
         assert index is not None
@@ -496,9 +497,25 @@ def test_build_context_dockerfile_uses_base_and_path(ctx: Path) -> None:
         assert dockerfile is not None
         assert dockerfile.read().decode().splitlines() == [
             "FROM dsr-test/busybox:1",
-            "COPY context/ /srv/www/",
-            "VOLUME /srv/www",
+            'COPY ["context/", "/srv/www/"]',
+            'VOLUME ["/srv/www"]',
         ]
+
+
+@pytest.mark.parametrize(
+    ("base", "path"),
+    [
+        ("scratch\nRUN id", "/srv"),
+        ("busybox", "/srv\nRUN rm -rf /"),
+        ("busybox", "/srv/$HOME"),
+        ("busybox", "srv"),
+        ("busybox", "/srv\\\nRUN id"),
+        ("", "/srv"),
+    ],
+)
+def test_dockerfile_refuses_values_that_would_add_lines(base: str, path: str) -> None:
+    with pytest.raises(ContextError):
+        dockerfile(base, path)
 
 
 # --- containers made from a build outside dsr -------------------------------------------------

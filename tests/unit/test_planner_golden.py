@@ -1108,11 +1108,11 @@ MARKDOWN_CASES = [
 
         | | Resource | Action | Risk | Reason |
         |---|---|---|---|---|
-        | `*` | `image:dsr/empty:1` | build | none | volume containers without an image are created from an empty image, made locally with docker import (no registry needed) |
-        | `!` | `volume:data` | blocked | none | it is external, so dsr never creates it, and it does not exist |
-        | `+` | `volume:logs` | create | none | it does not exist |
-        | `+` | `volume_container:vc_logs` | create | none | it does not exist |
-        | `!` | `container:app` | blocked | none | it depends on volume:data, which is blocked |
+        | `*` | `image:dsr/empty:1` | build | none | `volume containers without an image are created from an empty image, made locally with docker import (no registry needed)` |
+        | `!` | `volume:data` | blocked | none | `it is external, so dsr never creates it, and it does not exist` |
+        | `+` | `volume:logs` | create | none | `it does not exist` |
+        | `+` | `volume_container:vc_logs` | create | none | `it does not exist` |
+        | `!` | `container:app` | blocked | none | `it depends on volume:data, which is blocked` |
 
         > [!WARNING]
         > 2 change(s) are blocked and will not be applied.
@@ -1123,7 +1123,7 @@ MARKDOWN_CASES = [
 
         </details>
 
-        **Error:** volume:data: the external volume data does not exist
+        **Error:** `volume:data: the external volume data does not exist`
         """,
         before=EMPTY,
         edit=add(managed_volume("old-data")),
@@ -1138,10 +1138,10 @@ MARKDOWN_CASES = [
 
         | | Resource | Action | Risk | Reason |
         |---|---|---|---|---|
-        | `!` | `container:keep-me` | blocked | **data-loss** | it left the spec, but its writable layer holds 1.0 MiB, which goes with it; remove it yourself (docker rm keep-me) once that data is safe |
-        | `-` | `container:old-app` | delete | none | it left the spec; its volumes are kept and its writable layer is empty; stopping it may take up to 10 s |
-        | `-/+` | `volume_container:vc_logs` | replace | **restart** | mounts differ: /logs was read-write, spec says read-only |
-        | `-/+` | `container:app` | replace | **restart** | vc_logs is replaced, and volumes_from mounts are fixed when a container is created; its writable layer is empty; stopping it may take up to 10 s |
+        | `!` | `container:keep-me` | blocked | **data-loss** | `it left the spec, but its writable layer holds 1.0 MiB, which goes with it; remove it yourself (docker rm keep-me) once that data is safe` |
+        | `-` | `container:old-app` | delete | none | `it left the spec; its volumes are kept and its writable layer is empty; stopping it may take up to 10 s` |
+        | `-/+` | `volume_container:vc_logs` | replace | **restart** | `mounts differ: /logs was read-write, spec says read-only` |
+        | `-/+` | `container:app` | replace | **restart** | `vc_logs is replaced, and volumes_from mounts are fixed when a container is created; its writable layer is empty; stopping it may take up to 10 s` |
 
         > [!WARNING]
         > 1 change(s) are blocked and will not be applied.

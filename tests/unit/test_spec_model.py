@@ -8,6 +8,7 @@ from pathlib import Path
 import pydantic
 import pytest
 
+from reconciler.errors import SpecError
 from reconciler.spec import Desired, Mount, Origin, VolumesFrom, find_spec_files, load_spec
 from reconciler.spec.yamlload import expand_vars
 
@@ -482,16 +483,29 @@ def test_file_names_keep_the_path_as_given(tmp_path: Path, monkeypatch: pytest.M
     ("folder", "project"),
     [
         pytest.param("web", "web", id="plain"),
-        pytest.param("My_App.v2", "my_appv2", id="lower-and-dots-dropped"),
-        pytest.param("-_Front End", "frontend", id="leading-separators-and-spaces"),
-        pytest.param("Über-Site", "ber-site", id="non-ascii-dropped"),
-        pytest.param("...", "default", id="nothing-left"),
+        pytest.param("My_App-v2", "my_app-v2", id="lowercased"),
+        pytest.param("2026_site", "2026_site", id="digit-first"),
     ],
 )
 def test_project_from_folder_name(tmp_path: Path, folder: str, project: str) -> None:
     spec = write(tmp_path / folder / "spec.yaml", "version: 1\n")
     assert load_spec(str(tmp_path / folder), env={}).project == project
     assert load_spec(str(spec), env={}).project == project  # a file: its folder's name
+
+
+@pytest.mark.parametrize(
+    "folder",
+    ["My_App.v2", "-_Front End", "Über-Site", "...", "site\u0130", "ｗｅｂ", "web\u200b", "_web"],
+)
+def test_a_folder_name_that_is_no_project_name_asks_for_one(tmp_path: Path, folder: str) -> None:
+    # Stripping what is invalid made unrelated spec sets share one project (`default`).
+    write(tmp_path / folder / "spec.yaml", "version: 1\n")
+    with pytest.raises(SpecError) as raised:
+        load_spec(str(tmp_path / folder), env={})
+    (issue,) = raised.value.issues
+    assert issue.path == "project" and issue.line == 1
+    assert "is not a valid project name" in issue.message and "set 'project:'" in issue.message
+    assert load_spec(str(tmp_path / folder), project="web", env={}).project == "web"
 
 
 def test_project_precedence(tmp_path: Path) -> None:
@@ -553,3 +567,10 @@ def test_seed_examples_are_valid() -> None:
     desired = load_spec(str(seed), env={})
     assert desired.project == "seed"
     assert len(desired.files) == len(list(seed.rglob("*.yaml")) + list(seed.rglob("*.yml")))
+
+
+def test_project_optional_lets_diff_read_old_from_any_folder(tmp_path: Path) -> None:
+    # CI checks OLD out in folders like tmp.Xy12: dsr diff takes NEW's project for it.
+    write(tmp_path / "tmp.Xy12" / "spec.yaml", "version: 1\n")
+    desired = load_spec(str(tmp_path / "tmp.Xy12"), env={}, project_optional=True)
+    assert (desired.project, desired.project_from_folder) == ("default", True)

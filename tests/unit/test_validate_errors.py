@@ -60,6 +60,9 @@ REFUSED = "refused by the default host-path policy (an admin --policy file can a
 MISSING = (
     "does not exist (a bind source must exist; for a directory, 'create: true' lets dsr create it)"
 )
+# Most hosts link /var/run to /run: the message names the resolved socket then.
+_SOCKET = os.path.realpath("/var/run/docker.sock")
+SOCKET_VIA = "" if _SOCKET == "/var/run/docker.sock" else f" resolves to {_SOCKET}, which"
 DOCKER_NAME = "must match ^[a-zA-Z0-9][a-zA-Z0-9_.-]+$"
 
 CASES = [
@@ -294,25 +297,28 @@ CASES = [
         [f"{F}:4: volumes.data.external: expected true or false, got 'maybe'"],
     ),
     case(
-        "number-for-image",
+        # YAML 1.2 as compose: a plain scalar in a text field is the text written, so
+        # `image: 42` names the image 42; a mapping is no text at all.
+        "mapping-for-image",
         spec("""
             version: 1
             containers:
               web1:
-                image: 42
+                image: {name: httpd}
             """),
-        [f"{F}:4: containers.web1.image: expected text, got a number (42)"],
+        [f"{F}:4: containers.web1.image: expected text, got a mapping"],
     ),
     case(
-        "number-in-command",
+        # `sleep 10` is text as written (YAML 1.2, as compose); a list inside is not.
+        "list-in-command",
         spec("""
             version: 1
             containers:
               sleeper:
                 image: busybox
-                command: [sleep, 10]
+                command: [sleep, [10]]
             """),
-        [f"{F}:5: containers.sleeper.command[1]: expected text, got a number (10)"],
+        [f"{F}:5: containers.sleeper.command[1]: expected text, got a list"],
     ),
     # --- enums ------------------------------------------------------------------------
     case(
@@ -789,7 +795,7 @@ CASES = [
             """),
         [
             f"{F}:3: images.HtDocs: 'HtDocs' is not a valid image key "
-            "(lower case; must match ^[a-z0-9][a-z0-9_.-]*$)"
+            "(lower case; must match ^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$)"
         ],
         dirs=("specs/htdocs",),
     ),
@@ -849,10 +855,8 @@ CASES = [
               vc_data:
                 mounts: ["${HTDOCS}:/usr/local/apache2/htdocs"]
             """),
+        # Only the cause: the short form's own error would quote what the expansion left.
         [
-            f"{F}:4: volume_containers.vc_data.mounts[0]: "
-            "':/usr/local/apache2/htdocs': empty section in a short mount "
-            "(SOURCE:TARGET[:OPTIONS])",
             f"{F}:4: volume_containers.vc_data.mounts[0]: "
             "variable HTDOCS is not set and has no default (use ${HTDOCS:-…})",
         ],
@@ -980,8 +984,8 @@ CASES = [
                   - /var/run/docker.sock:/var/run/docker.sock
             """),
         [
-            f"{F}:6: containers.portainer.mounts[0].source: "
-            f"/var/run/docker.sock is the Docker socket; {REFUSED}"
+            f"{F}:6: containers.portainer.mounts[0].source: /var/run/docker.sock{SOCKET_VIA} "
+            f"is the Docker socket; {REFUSED}"
         ],
     ),
     case(

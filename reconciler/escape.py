@@ -1,0 +1,34 @@
+"""Text from specs and the engine made safe to print: control characters shown, not obeyed.
+
+A name, target or reason can carry ESC sequences that clear or rewrite a terminal, line
+separators that forge extra lines, and bidi overrides that make one text look like
+another. Every renderer and every error line passes untrusted text through
+``escape_controls``.
+"""
+
+from __future__ import annotations
+
+import re
+
+# C0 and C1 controls, DEL, line/paragraph separators, bidi embeddings/overrides/isolates,
+# zero-width characters and the BOM.
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def has_control(text: str) -> bool:
+    """``text`` holds a character ``escape_controls`` would rewrite."""
+    return CONTROL.search(text) is not None
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with each control character written as ``\\n``, ``\\x1b``, ``\\u202e``..."""
+    return CONTROL.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group(0)
+    if char in _NAMED:
+        return _NAMED[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
