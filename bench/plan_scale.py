@@ -395,6 +395,17 @@ def main() -> int:
                 break
             passes.append((one_pass(), result.seconds))
         noop_seconds, noop_stages = min(passes, key=lambda p: p[0]) if passes else (0.0, {})
+        # The daemon reloads the spec only when its files changed: a drift or interval
+        # pass starts from the spec already loaded, on a connection it keeps.
+        loaded = load_spec(str(spec_dir))
+        kept = Engine()
+        warm = []
+        for _ in range(5):
+            with stopwatch() as one_pass:
+                result = reconcile.run_pass(request, engine=kept, desired=loaded)
+            warm.append((one_pass(), result.seconds))
+        kept.close()
+        warm_seconds, warm_stages = min(warm, key=lambda p: p[0])
         noop_process, noop_done = dsr("--log-format", "json", "apply", str(spec_dir), env=env)
         if noop_done.returncode != 0:
             failures.append(f"the no-op dsr apply exited {noop_done.returncode}")
@@ -426,6 +437,13 @@ def main() -> int:
                 noop_stages,
                 "< 0.15 s",
                 noop_seconds < 0.15,
+            ),
+            *stage_figures(
+                "no-op pass as the daemon runs it (spec loaded, best of 5)",
+                warm_seconds,
+                warm_stages,
+                "< 0.15 s",
+                warm_seconds < 0.15,
             ),
             *stage_figures("no-op dsr apply (process)", noop_process, pass_stages(noop_done)),
         ]
