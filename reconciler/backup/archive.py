@@ -20,10 +20,11 @@ import hashlib
 import io
 import os
 import posixpath
+import re
 import stat
 import tarfile
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import IO, BinaryIO
 
 import zstandard
@@ -44,6 +45,7 @@ from reconciler.backup.tree import (
 )
 
 CHUNK = 1 << 20
+SMALL = 1 << 16  # files up to this size go out in one write, header and padding included
 ZSTD_LEVEL = 3  # zstd's own default, the level `zstd` uses without -#
 _TYPES = {
     DIR: tarfile.DIRTYPE,
@@ -99,21 +101,36 @@ class TarWriter:
         self.short: list[str] = []  # files that shrank while read (padded with zeros)
 
     def add(self, entry: Entry, content: Iterable[bytes] = ()) -> None:
-        info = self._info(entry)
-        self.out.write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
-        if entry.kind == FILE:
-            entry = replace(entry, sha256=self._content(entry, content))
-        self.tree.add(entry)
-
-    def _info(self, entry: Entry) -> tarfile.TarInfo:
         root = self.prefix.rstrip("/") or ROOT
         name = root if entry.path == ROOT else self.prefix + entry.path
+        link = self.prefix + entry.link if entry.kind == HARDLINK else entry.link
+        header = _ustar(name, link, entry) or self._pax(name, link, entry)
+        if entry.kind == FILE and entry.size <= SMALL:
+            entry.sha256 = self._small(header, entry, content)
+        else:
+            self.out.write(header)
+            if entry.kind == FILE:
+                entry.sha256 = self._content(entry, content)
+        self.tree.add(entry)
+
+    def _small(self, header: bytes, entry: Entry, content: Iterable[bytes]) -> str:
+        """A small file in one write: header, content, padding (per-file calls add up)."""
+        data = b"".join(content)[: entry.size]
+        if len(data) < entry.size:
+            self.short.append(entry.path)
+            data += bytes(entry.size - len(data))
+        self.out.write(header + data + bytes(-entry.size % tarfile.BLOCKSIZE))
+        if self.progress:
+            self.progress(len(data))
+        return hashlib.sha256(data).hexdigest()
+
+    def _pax(self, name: str, link: str, entry: Entry) -> bytes:
         info = tarfile.TarInfo(name)
         info.type = _TYPES[entry.kind]
         info.mode, info.uid, info.gid, info.mtime = entry.mode, entry.uid, entry.gid, entry.mtime
         info.size = entry.size if entry.kind == FILE else 0
-        info.linkname = self.prefix + entry.link if entry.kind == HARDLINK else entry.link
-        return info
+        info.linkname = link
+        return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
     def _content(self, entry: Entry, content: Iterable[bytes]) -> str:
         """Write exactly ``entry.size`` bytes (a file that changed while read is cut or padded)."""
@@ -143,6 +160,36 @@ class TarWriter:
 
     def close(self) -> None:
         self.out.write(bytes(tarfile.BLOCKSIZE * 2))
+
+
+_PRINTABLE = re.compile(r"[ -~]{1,100}")
+_TYPE_BYTES = {kind: t for kind, t in _TYPES.items()}
+_USTAR_TAIL = b"ustar\x0000" + bytes(32 + 32 + 8 + 8 + 155 + 12)
+
+
+def _ustar(name: str, link: str, entry: Entry) -> bytes | None:
+    """The plain ustar header most entries fit (printable ASCII names up to 100 bytes,
+    ordinary numbers), built directly; ``None`` when a PAX header is needed."""
+    if not _PRINTABLE.fullmatch(name) or (link and not _PRINTABLE.fullmatch(link)):
+        return None
+    size = entry.size if entry.kind == FILE else 0
+    if max(entry.uid, entry.gid) >= 0o7777777 or size >= 0o77777777777:
+        return None
+    if not 0 <= entry.mtime < 0o77777777777 or min(entry.uid, entry.gid) < 0:
+        return None
+    head = b"".join(
+        (
+            name.encode().ljust(100, b"\0"),
+            b"%07o\0%07o\0%07o\0%011o\0%011o\0"
+            % (entry.mode, entry.uid, entry.gid, size, entry.mtime),
+            b"        ",
+            _TYPE_BYTES[entry.kind],
+            link.encode().ljust(100, b"\0"),
+            _USTAR_TAIL,
+        )
+    )
+    checksum = b"%06o\0 " % sum(head)
+    return head[:148] + checksum + head[156:]
 
 
 def read_file(path: str, size: int) -> Iterator[bytes]:
@@ -307,19 +354,20 @@ class Decompressed:
             pass
 
 
-def scan(path: str) -> tuple[str, TreeDigest]:
-    """Read a whole archive file: (sha256 of its bytes, digest of its checked tree)."""
+def scan(path: str, *, contents: bool = True) -> tuple[str, TreeDigest]:
+    """Read a whole archive file: (sha256 of its bytes, digest of its checked tree; without
+    ``contents``, files are skipped unhashed and the digest is not the tree's)."""
     tree = TreeDigest()
     with open(path, "rb") as file:
         source = Decompressed(file)
         for entry, content in read_tar(source.plain()):
-            if entry.kind == FILE:
+            if entry.kind == FILE and contents:
                 digest = hashlib.sha256()
                 for block in content:
                     digest.update(block)
-                entry = replace(entry, sha256=digest.hexdigest())
+                entry.sha256 = digest.hexdigest()
             try:
-                tree.add(entry)
+                tree.add(entry)  # also refuses duplicates and hard links to non-files
             except ValueError as err:
                 raise ArchiveError(str(err)) from err
         source.drain()
