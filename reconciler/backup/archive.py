@@ -210,17 +210,23 @@ def read_file(path: str, size: int) -> Iterator[bytes]:
 
 
 def pack_dir(root: str, writer: TarWriter, skipped: list[str]) -> None:
-    """Write the tree at ``root`` (a local volume's directory, a host folder)."""
+    """Write the tree at ``root`` (a local volume's directory, a host folder). Sockets,
+    devices and relative links climbing out of the tree, which no restore would accept,
+    are left out and listed in ``skipped``."""
     for found in walk(root, skipped):
         entry = found.entry
+        if entry.kind == SYMLINK and _escapes(entry.path, entry.link):
+            skipped.append(entry.path)
+            continue
         content = read_file(found.path, entry.size) if entry.kind == FILE else ()
         writer.add(entry, content)
     writer.close()
 
 
-def pack_tar(stream: Readable, writer: TarWriter) -> None:
-    """Re-write a tar stream (the Engine API's archive of a volume) as dsr's own archive."""
-    for entry, content in read_tar(stream):
+def pack_tar(stream: Readable, writer: TarWriter, skipped: list[str]) -> None:
+    """Re-write a tar stream (the Engine API's archive of a volume) as dsr's own archive;
+    what ``pack_dir`` leaves out is left out here too."""
+    for entry, content in read_tar(stream, skipped):
         writer.add(entry, content)
     writer.close()
 
@@ -231,16 +237,29 @@ class _Seen:
     root: str | None = None  # the name of the archive's first entry, its tree's root
 
 
-def read_tar(stream: Readable) -> Iterator[tuple[Entry, Iterator[bytes]]]:
+class _Unrestorable(ArchiveError):
+    """An entry no restore writes (a device, a link climbing out); a backup skips it."""
+
+
+def read_tar(
+    stream: Readable, skipped: list[str] | None = None
+) -> Iterator[tuple[Entry, Iterator[bytes]]]:
     """The checked entries of a tar stream, each with its content (read it before the next).
 
     ``stream.read(n)`` gives at most n bytes. The first entry must be a directory: the
     tree's root, whatever its name (``.`` in dsr's archives, the mount point's in the Engine
-    API's)."""
+    API's). With ``skipped`` (a backup reading the Engine API), devices and links climbing
+    out are listed there and left out instead of refused."""
     seen = _Seen({})
     try:
         for member, content in tarread.members(stream):
-            entry = _check(member, seen)
+            try:
+                entry = _check(member, seen)
+            except _Unrestorable:
+                if skipped is None:
+                    raise
+                skipped.append(member.name)
+                continue
             yield entry, iter(content)
     except zstandard.ZstdError as err:
         raise ArchiveError(f"the archive is damaged: {err}") from err
@@ -276,7 +295,7 @@ def _relative(name: str, seen: _Seen) -> str:
 def _check(member: tarfile.TarInfo, seen: _Seen) -> Entry:
     path = _relative(member.name, seen)
     if member.type in (tarfile.CHRTYPE, tarfile.BLKTYPE):
-        raise ArchiveError(f"entry {path!r} is a device node; dsr never restores one")
+        raise _Unrestorable(f"entry {path!r} is a device node; dsr never restores one")
     kind = _KINDS.get(member.type)
     if kind is None or member.issparse():
         raise ArchiveError(f"entry {path!r} has the tar type {member.type!r}, which dsr refuses")
@@ -318,16 +337,23 @@ def _check_symlink(path: str, target: str) -> None:
     while restoring (every entry's folder is a directory the restore itself made)."""
     if not target or "\0" in target:
         raise ArchiveError(f"symbolic link {path!r} has an empty or invalid target")
+    if _escapes(path, target):
+        raise _Unrestorable(f"symbolic link {path!r} -> {target!r} leads outside the volume")
+
+
+def _escapes(path: str, target: str) -> bool:
+    """A relative ``target`` of the link at ``path`` climbs above the tree's root."""
     if target.startswith("/"):
-        return
+        return False
     depth = len(path.split("/")) - 1
     for part in target.split("/"):
         if part == "..":
             depth -= 1
             if depth < 0:
-                raise ArchiveError(f"symbolic link {path!r} -> {target!r} leads outside the volume")
+                return True
         elif part not in ("", "."):
             depth += 1
+    return False
 
 
 class Decompressed:
