@@ -176,3 +176,17 @@ def test_what_no_restore_accepts_is_left_out_of_a_backup_and_the_rest_round_trip
     restored = os.fsencode(str(target / "sub")) + b"/bad\xff\n" + b"n" * 120
     assert os.stat(restored).st_uid == 3_000_000
     assert os.readlink(target / "sub" / "stays-in") == "../sub"
+
+
+def test_the_public_api_finds_and_verifies_what_it_wrote(tmp_path: Path) -> None:
+    import reconciler.backup as api
+
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "f").write_text("data")
+    destination = str(tmp_path / "dest")
+    manifest = api.backup_path(None, "proj", str(source), destination, api.Options(policy="m"))
+    snapshot = api.load(api.folder_of(destination, manifest), "proj")
+    assert snapshot is not None and snapshot.manifest == manifest
+    api.verify(snapshot)
+    assert manifest.policy == "m" and manifest.files == 1 and manifest.size == 4
