@@ -195,7 +195,8 @@ def _ustar(name: str, link: str, entry: Entry) -> bytes | None:
 
 def read_file(path: str, size: int) -> Iterator[bytes]:
     """A file's content, never through a symbolic link, at most ``size`` bytes."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    # O_NONBLOCK: a file swapped for a FIFO since it was listed must not hang the backup.
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return  # replaced by something else since it was listed: padded with zeros
