@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 from collections.abc import Iterable
 
 from reconciler.backup.archive import Progress, read_tar
@@ -61,22 +62,31 @@ def _write_file(
     path: str, entry: Entry, content: Iterable[bytes], progress: Progress | None
 ) -> None:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(path, flags, 0o600)
+    # Created with its final permission bits when the umask allows (no fchmod then); the
+    # descriptor that created it may write whatever the mode says.
+    fd = os.open(path, flags, entry.mode & 0o777)
     try:
+        hole = False
         for block in content:
-            _write_sparse(fd, block)
+            hole = _write_sparse(fd, block)
             if progress:
                 progress(len(block))
-        os.ftruncate(fd, entry.size)  # a trailing hole, skipped by seeks, gets its length
-        os.fchown(fd, entry.uid, entry.gid)
-        os.fchmod(fd, entry.mode)  # after chown, which clears setuid and setgid
+        if hole:  # a trailing hole, skipped by seeks, gets its length
+            os.ftruncate(fd, entry.size)
+        st = os.fstat(fd)
+        if (st.st_uid, st.st_gid) != (entry.uid, entry.gid):
+            os.fchown(fd, entry.uid, entry.gid)
+            os.fchmod(fd, entry.mode)  # chown clears setuid and setgid
+        elif stat.S_IMODE(st.st_mode) != entry.mode:
+            os.fchmod(fd, entry.mode)
         os.utime(fd, ns=(entry.mtime * 10**9, entry.mtime * 10**9))
     finally:
         os.close(fd)
 
 
-def _write_sparse(fd: int, block: bytes) -> None:
-    """Write ``block``, seeking over each whole 64 KiB of zeros (bytes compare by memcmp)."""
+def _write_sparse(fd: int, block: bytes) -> bool:
+    """Write ``block``, seeking over each whole 64 KiB of zeros (bytes compare by memcmp);
+    whether it ended in such a hole."""
     view = memoryview(block)
     data_from = 0  # start of the run of data not yet written
     for start in range(0, len(block), _ZERO_BLOCK):
@@ -86,6 +96,7 @@ def _write_sparse(fd: int, block: bytes) -> None:
             os.lseek(fd, _ZERO_BLOCK, os.SEEK_CUR)
             data_from = end
     _write_all(fd, view[data_from:])
+    return data_from == len(block) and bool(block)
 
 
 def _write_all(fd: int, view: memoryview) -> None:

@@ -153,8 +153,8 @@ def _write(
         sha256=sha256,
         tree_digest=tree.hexdigest(),
         read_via=via,
-        skipped=skipped,
-        changed=writer.short,
+        skipped=[_shown(p) for p in skipped],
+        changed=[_shown(p) for p in writer.short],
     )
 
 
@@ -187,8 +187,13 @@ def _pack(
         return info, "direct"
     with engine_io.helper(engine, project, source.name, read_only=True) as helper_id:
         chunks, _ = engine.api.get_archive(helper_id, engine_io.MOUNT, chunk_size=archive.CHUNK)
-        archive.pack_tar(IterReader.of(chunks), writer)
+        archive.pack_tar(IterReader.of(chunks), writer, skipped)
     return info, "api"
+
+
+def _shown(path: str) -> str:
+    """A path as valid UTF-8 text for the manifest: undecodable bytes as ``\\xff``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def _check_written(path: str, sha256: str, size: int) -> None:

@@ -120,6 +120,12 @@ def snapshot_folder(destination: str, project: str, source: Source, snapshot_id:
     return os.path.join(project_root(destination, project), source.folder, snapshot_id)
 
 
+def folder_of(destination: str, manifest: Manifest) -> str:
+    """The folder of the snapshot ``manifest`` describes, under ``destination``."""
+    source = Source.parse(manifest.source)
+    return snapshot_folder(destination, manifest.project, source, manifest.id)
+
+
 def find(destinations: Iterable[str], project: str) -> Found:
     """Every snapshot of ``project`` under ``destinations`` (each real folder read once)."""
     snapshots: list[Snapshot] = []

@@ -83,10 +83,7 @@ def members(source: Readable) -> Iterator[tuple[tarfile.TarInfo, Content]]:
         header = stream.exact(BLOCK) if _more(stream) else b""
         if not header.strip(b"\0"):
             return  # the end-of-archive blocks (or a stream that simply ends)
-        try:
-            info = tarfile.TarInfo.frombuf(header, "utf-8", "surrogateescape")
-        except tarfile.TarError as err:
-            raise ArchiveError(f"the archive is damaged: {err}") from err
+        info = _header(header)
         padded = info.size + (-info.size % BLOCK)
         if info.type in (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE):
             records = _pax(stream.exact(_bounded(padded))[: info.size])
@@ -103,6 +100,45 @@ def members(source: Readable) -> Iterator[tuple[tarfile.TarInfo, Content]]:
         content = Content(stream, info.size if has_data else 0)
         yield info, content
         stream.skip(content.left + (-info.size % BLOCK if has_data else 0))
+
+
+def _header(block: bytes) -> tarfile.TarInfo:
+    """A header block read by hand when it is plain POSIX ustar (most are), else by
+    ``TarInfo.frombuf`` (GNU, base-256 numbers, ...), whose per-field parsing is slower."""
+    try:
+        if block[257:263] == b"ustar\x00" and not any(block[i] & 0x80 for i in _NUMBERS):
+            return _ustar(block)
+        return tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+    except (tarfile.TarError, ValueError) as err:
+        raise ArchiveError(f"the archive is damaged: {err}") from err
+
+
+_NUMBERS = (100, 108, 116, 124, 136, 148)  # mode, uid, gid, size, mtime, checksum
+
+
+def _octal(field: bytes) -> int:
+    text = field.split(b"\0", 1)[0].strip()
+    return int(text, 8) if text else 0
+
+
+def _ustar(block: bytes) -> tarfile.TarInfo:
+    if _octal(block[148:156]) != sum(block[:148]) + 256 + sum(block[156:]):
+        raise ArchiveError("the archive is damaged: a header's checksum is wrong")
+    name = block[:100].split(b"\0", 1)[0]
+    prefix = block[345:500].split(b"\0", 1)[0]
+    if prefix:
+        name = prefix + b"/" + name
+    info = tarfile.TarInfo(name.decode("utf-8", "surrogateescape"))
+    info.mode = _octal(block[100:108])
+    info.uid = _octal(block[108:116])
+    info.gid = _octal(block[116:124])
+    info.size = _octal(block[124:136])
+    info.mtime = _octal(block[136:148])
+    info.type = block[156:157] or tarfile.REGTYPE
+    if info.type == tarfile.AREGTYPE and info.name.endswith("/"):
+        info.type = tarfile.DIRTYPE
+    info.linkname = block[157:257].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+    return info
 
 
 def _more(stream: TarStream) -> bool:

@@ -153,3 +153,40 @@ def test_an_edited_manifest_makes_the_snapshot_invisible(tmp_path: Path) -> None
     path.write_text(path.read_text().replace(manifest.sha256, "not-a-sha"))
     found = store.find([str(tmp_path / "dest")], "p")
     assert not found.snapshots and found.unreadable == (snapshot.folder,)
+
+
+def test_what_no_restore_accepts_is_left_out_of_a_backup_and_the_rest_round_trips(
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "src"
+    (source / "sub").mkdir(parents=True)
+    os.symlink("../../outside", source / "sub" / "climbs-out")
+    os.symlink("../sub", source / "sub" / "stays-in")
+    odd = os.fsencode(str(source / "sub")) + b"/bad\xff\n" + b"n" * 120
+    with open(odd, "wb") as handle:
+        handle.write(b"odd name")
+    os.chown(odd, 3_000_000, 4_000_000)  # beyond ustar's numbers: a PAX header
+    manifest = backup_path(None, "p", str(source), str(tmp_path / "dest"))
+    assert manifest.skipped == ["sub/climbs-out"]
+    [snapshot] = store.find([str(tmp_path / "dest")], "p").snapshots
+    target = tmp_path / "target"
+    target.mkdir()
+    restore.restore_dir(snapshot, str(target))
+    assert digest_of(str(target)).hexdigest() == manifest.tree_digest
+    restored = os.fsencode(str(target / "sub")) + b"/bad\xff\n" + b"n" * 120
+    assert os.stat(restored).st_uid == 3_000_000
+    assert os.readlink(target / "sub" / "stays-in") == "../sub"
+
+
+def test_the_public_api_finds_and_verifies_what_it_wrote(tmp_path: Path) -> None:
+    import reconciler.backup as api
+
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "f").write_text("data")
+    destination = str(tmp_path / "dest")
+    manifest = api.backup_path(None, "proj", str(source), destination, api.Options(policy="m"))
+    snapshot = api.load(api.folder_of(destination, manifest), "proj")
+    assert snapshot is not None and snapshot.manifest == manifest
+    api.verify(snapshot)
+    assert manifest.policy == "m" and manifest.files == 1 and manifest.size == 4
