@@ -18,12 +18,12 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any
 
 import docker.errors
 import docker.types
 import structlog
 
+from reconciler import dockerargs
 from reconciler.engine import Engine, timed_out
 from reconciler.images import DOCKERFILE, write_build_context
 from reconciler.kinds import Kind
@@ -32,7 +32,6 @@ from reconciler.plan.model import (
     Change,
     ContainerParams,
     ImageParams,
-    MountParams,
     Plan,
     VolumeParams,
 )
@@ -401,13 +400,13 @@ class _Executor:
             os.makedirs(path, exist_ok=True)
         if params.pull:
             self.pull(params.image)
-        exposed, bindings = _ports(params.ports)
+        exposed, bindings = dockerargs.ports(params.ports)
         host_config = self.api.create_host_config(
-            mounts=[_mount(m) for m in params.mounts if not m.selinux],
-            binds=[_bind(m) for m in params.mounts if m.selinux] or None,
+            mounts=[dockerargs.mount(m) for m in params.mounts if not m.selinux],
+            binds=[dockerargs.bind(m) for m in params.mounts if m.selinux] or None,
             volumes_from=list(params.volumes_from) or None,
             port_bindings=bindings or None,
-            restart_policy=_restart(params.restart),
+            restart_policy=dockerargs.restart(params.restart),
             network_mode="none" if params.network_disabled else None,
             init=params.init or None,
         )
@@ -429,7 +428,7 @@ class _Executor:
         return str(created["Id"])
 
     def pull(self, image: str) -> None:
-        repository, tag = _split_reference(image)
+        repository, tag = dockerargs.split_reference(image)
         try:
             self.api.pull(repository, tag=tag)
         except docker.errors.APIError as err:
@@ -452,86 +451,3 @@ _HANDLERS: dict[tuple[Kind, Action], Callable[[_Executor, Change], None]] = {
     (Kind.CONTAINER, Action.DELETE): _Executor.delete_container,
     (Kind.VOLUME_CONTAINER, Action.DELETE): _Executor.delete_container,
 }
-
-
-def _mount(mount: MountParams) -> docker.types.Mount:
-    if mount.type == "tmpfs":
-        return docker.types.Mount(
-            target=mount.target, source=None, type="tmpfs", tmpfs_size=mount.tmpfs_size
-        )
-    if mount.type == "bind":
-        return docker.types.Mount(
-            target=mount.target,
-            source=mount.source,
-            type="bind",
-            read_only=mount.read_only,
-            propagation=mount.propagation or None,
-        )
-    return docker.types.Mount(
-        target=mount.target,
-        source=mount.source or None,
-        type="volume",
-        read_only=mount.read_only,
-        no_copy=mount.nocopy,
-        labels=dict(mount.labels) or None,
-    )
-
-
-def _bind(mount: MountParams) -> str:
-    options = ["ro" if mount.read_only else "rw", mount.selinux]
-    if mount.propagation:
-        options.append(mount.propagation)
-    if mount.nocopy:
-        options.append("nocopy")
-    return f"{mount.source}:{mount.target}:{','.join(options)}"
-
-
-def _restart(policy: str) -> dict[str, Any] | None:
-    if policy == "no":
-        return None
-    name, _, count = policy.partition(":")
-    out: dict[str, Any] = {"Name": name}
-    if count:
-        out["MaximumRetryCount"] = int(count)
-    return out
-
-
-def _ports(ports: tuple[str, ...]) -> tuple[list[tuple[int, str]], dict[int | str, list[Any]]]:
-    """``[IP:][HOST:]CONTAINER[/PROTO]`` into create's ``ports`` and ``port_bindings``."""
-    exposed: list[tuple[int, str]] = []
-    bindings: dict[int | str, list[Any]] = {}
-    for spec in ports:
-        spec, _, proto = spec.partition("/")
-        proto = proto or "tcp"
-        ip, host, container = "", "", spec
-        if spec.startswith("["):  # an IPv6 address
-            end = spec.index("]")
-            ip, rest = spec[1:end], spec[end + 2 :]
-            host, _, container = rest.rpartition(":")
-        else:
-            parts = spec.split(":")
-            if len(parts) == 3:
-                ip, host, container = parts
-            elif len(parts) == 2:
-                host, container = parts
-        for offset, port in enumerate(_expand(container)):
-            exposed.append((port, proto))
-            key = f"{port}/{proto}"
-            host_ports = _expand(host) if host else []
-            host_port = host_ports[offset] if host_ports else None
-            bindings.setdefault(key, []).append((ip, host_port) if ip else host_port)
-    return exposed, bindings
-
-
-def _expand(ports: str) -> list[int]:
-    first, _, last = ports.partition("-")
-    return list(range(int(first), int(last or first) + 1))
-
-
-def _split_reference(image: str) -> tuple[str, str | None]:
-    if "@" in image:
-        return image, None
-    name, sep, tag = image.rpartition(":")
-    if sep and "/" not in tag:
-        return name, tag
-    return image, "latest"

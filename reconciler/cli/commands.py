@@ -12,7 +12,7 @@ import click
 from reconciler.cli import cli, report
 from reconciler.cli.options import FORMAT_OPTION, Settings, global_options
 from reconciler.errors import SpecError
-from reconciler.spec import describe_counts, load_checked
+from reconciler.spec import Desired, describe_counts, load_checked
 
 if TYPE_CHECKING:
     from reconciler.apply import Outcome, Progress
@@ -36,14 +36,16 @@ def pass_request(settings: Settings, path: str, *, apply: bool, workers: int = 4
     )
 
 
-def checked(settings: Settings) -> dict[str, str | None]:
-    """What ``load_checked`` needs of the global options."""
-    return {
-        "project": settings.project,
-        "policy_file": settings.policy,
-        "docker_host": settings.docker_host,
-        "state_dir": settings.resolved_state_dir(),
-    }
+def load_with(settings: Settings, path: str, *, project_optional: bool = False) -> Desired:
+    """The spec set at ``path``, checked with the global options (policy, socket, state)."""
+    return load_checked(
+        path,
+        project=settings.project,
+        policy_file=settings.policy,
+        docker_host=settings.docker_host,
+        state_dir=settings.resolved_state_dir(),
+        project_optional=project_optional,
+    )
 
 
 @cli.command()
@@ -52,7 +54,7 @@ def checked(settings: Settings) -> dict[str, str | None]:
 def validate(settings: Settings, path: str) -> None:
     """Check spec files offline: syntax, schema, references, host-path policy."""
     try:
-        desired = load_checked(path, **checked(settings))
+        desired = load_with(settings, path)
     except SpecError as err:
         for issue in err.issues:
             click.echo(str(issue))
@@ -175,8 +177,10 @@ def diff_command(
     from reconciler.reconcile import offline_plan
     from reconciler.render import render
 
-    old = load_checked(old_path, **checked(settings))
-    new = load_checked(new_path, **checked(settings))
+    # OLD is the same spec set at another revision, often checked out in a folder whose
+    # name is no project name (tmp.Xy12): its project comes from NEW below.
+    old = load_with(settings, old_path, project_optional=True)
+    new = load_with(settings, new_path)
     if old.project != new.project and old.project_from_folder:
         # OLD is the same spec set at another revision, often checked out in a folder of
         # another name: that folder's name says nothing about the project its objects have.

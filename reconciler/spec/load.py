@@ -311,11 +311,13 @@ def load_checked(
     policy_file: str | None = None,
     docker_host: str | None = None,
     state_dir: str | None = None,
+    project_optional: bool = False,
 ) -> Desired:
     """The spec set at ``path``, checked against the admin policy file (if any) and the
     engine socket and state directory dsr runs with (both protected): what every command
-    loads. Raises ``SpecError`` (or ``PolicyError``)."""
+    loads. ``project_optional``: a folder name that is no project name is no error (dsr
+    diff's OLD, checked out anywhere). Raises ``SpecError`` (or ``PolicyError``)."""
     from reconciler.spec.policy import load_policy
 
     policy = load_policy(policy_file, (path,), docker_host=docker_host, state_dir=state_dir)
-    return load_spec(path, project=project, policy=policy)
+    return load_spec(path, project=project, policy=policy, project_optional=project_optional)

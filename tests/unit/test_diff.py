@@ -351,3 +351,16 @@ def test_a_refresh_keeps_the_old_volume_a_consumer_could_write(tmp_path: Path) -
     ]
     assert changes[3]["reason_code"] == "volume-data"
     assert "web mounted it read-write and may have written to it" in changes[3]["reason"]
+
+
+def test_old_checked_out_in_a_folder_that_names_no_project(tmp_path: Path) -> None:
+    """CI checks the base revision out in a temporary folder (tmp.Xy12): OLD takes NEW's
+    project, and the folder's name is no error."""
+    old = tmp_path / "tmp.Xy12"
+    new = tmp_path / "web"
+    for folder, volumes in ((old, "data: {}"), (new, "data: {}\n  more: {}")):
+        folder.mkdir()
+        (folder / "spec.yaml").write_text(f"version: 1\nvolumes:\n  {volumes}\n")
+    result = CliRunner().invoke(cli, ["diff", str(old), str(new), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert [c["resource"] for c in json.loads(result.output)["changes"]] == ["volume:more"]
