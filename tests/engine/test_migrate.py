@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import random
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -128,11 +129,17 @@ def test_a_migration_killed_at_random_steps_never_loses_a_byte(
     docker_client: docker.DockerClient,
 ) -> None:
     spec, before = filled
+    # How long one migration takes here: the kills land within that time, whatever the
+    # machine's speed (a fixed range killed too few applies on a quiet machine).
+    spec.write_text(spec_text(prefix, busybox_image, "b"))
+    started = time.monotonic()
+    dsr("apply", spec.parent, check=0)
+    took = time.monotonic() - started
     rng = random.Random(SEED)
     story = []
     for round_ in range(KILLS):
-        spec.write_text(spec_text(prefix, busybox_image, "ab"[round_ % 2 == 0]))
-        delay = rng.uniform(0.0, 1.2)
+        spec.write_text(spec_text(prefix, busybox_image, "ab"[round_ % 2]))
+        delay = rng.uniform(0.0, max(took - 1.0, 0.3))
         story.append((round(delay, 2), kill_apply_after(spec.parent, dsr_state_dir, delay)[0]))
     assert sum(killed for _, killed in story) >= KILLS // 2, f"seed {SEED}: {story}"
     finished = dsr("apply", spec.parent, check=False)

@@ -80,11 +80,13 @@ def test_each_reclaim_policy_against_the_engine(
     for volume in (keep, drop, save):
         fill(docker_client, busybox_image, volume, f"data of {volume}", prefix)
 
+    site = tmp_path / "site"  # not tmp_path itself: it holds dsr's state directory
+    site.mkdir()
     spec.write_text(
         f"""version: 1
 backups:
   nightly:
-    paths: [{tmp_path}]
+    paths: [{site}]
     destination: {backups}
 """
     )

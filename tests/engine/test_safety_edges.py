@@ -94,7 +94,9 @@ def test_an_edited_saved_plan_neither_binds_the_socket_nor_deletes_others(
     refused = dsr("apply", saved, check=1)
     if signed:
         assert "the saved plan is refused" in refused.stderr
-        assert "/var/run/docker.sock is the Docker socket" in refused.stderr
+        assert "/var/run/docker.sock resolves to /run/docker.sock, which is the Docker socket" in (
+            refused.stderr
+        )
         assert f"container:{prefix}-bystander: the container it acts on" in refused.stderr
     else:
         assert "was edited after dsr plan wrote it" in refused.stderr
