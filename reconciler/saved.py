@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,8 +23,8 @@ from reconciler.errors import PlanError, StalePlanError
 from reconciler.files import InputFileError, read_bounded, write_json
 from reconciler.kinds import CONTAINER_KINDS, Kind
 from reconciler.plan import Action, Change, Plan
-from reconciler.plan.context import inherited
-from reconciler.snapshot import KIND, MANAGED, PROJECT, Observed
+from reconciler.plan.context import owns
+from reconciler.snapshot import MANAGED, PROJECT, LiveContainer, Observed
 from reconciler.spec import Policy
 from reconciler.spec.devices import local_host_paths
 from reconciler.spec.policy import Role
@@ -122,15 +122,22 @@ def check_saved(path: str, saved: Plan, observed: Observed, policy: Policy) -> N
     """Refuse a saved plan any change of which a spec could not have produced: one that
     acts on or creates an object that is not its project's own, or touches a host path
     the policy refuses."""
+    by_id = {c.id: c for c in observed.containers.values()}  # one index, not a scan a change
     problems = [
-        f"{change.resource}: {why}" for change in saved.changes for why in _problems(change, saved.project, observed, policy)
+        f"{change.resource}: {why}" for change in saved.changes for why in _problems(change, saved.project, observed, by_id, policy)
     ]  # fmt: skip
     if problems:
         raise PlanError(f"{path}: the saved plan is refused: " + "; ".join(problems))
 
 
-def _problems(change: Change, project: str, observed: Observed, policy: Policy) -> list[str]:
-    out = _target_problems(change, project, observed)
+def _problems(
+    change: Change,
+    project: str,
+    observed: Observed,
+    by_id: Mapping[str, LiveContainer],
+    policy: Policy,
+) -> list[str]:
+    out = _target_problems(change, project, observed, by_id)
     for labels in _labels_made(change):
         if labels.get(MANAGED) != "true" or labels.get(PROJECT) != project:
             out.append(f"it would create an object that is not the project {project!r}'s")
@@ -153,36 +160,38 @@ def _problems(change: Change, project: str, observed: Observed, policy: Policy) 
     return out
 
 
-def _target_problems(change: Change, project: str, observed: Observed) -> list[str]:
+def _target_problems(
+    change: Change, project: str, observed: Observed, by_id: Mapping[str, LiveContainer]
+) -> list[str]:
     """The live objects a change acts on must be the project's own (not inherited)."""
+
+    def mine(container_id: str) -> bool:
+        live = by_id.get(container_id)
+        return live is not None and owns(project, live, observed)
+
     out = [
         f"a container it removes ({c[:24]}) is not one of the project {project!r}'s"
         for c in change.removes
-        if not _my_container(c, project, observed)
+        if not mine(c)
     ]
-    return out + _target_problem(change, project, observed)
+    return out + _target_problem(change, project, observed, by_id, mine)
 
 
-def _my_container(container_id: str, project: str, observed: Observed) -> bool:
-    live = next((c for c in observed.containers.values() if c.id == container_id), None)
-    return (
-        live is not None
-        and live.labels.get(MANAGED) == "true"
-        and live.labels.get(PROJECT) == project
-        and live.labels.get(KIND, Kind.CONTAINER) in CONTAINER_KINDS
-        and not inherited(live, observed)
-    )
-
-
-def _target_problem(change: Change, project: str, observed: Observed) -> list[str]:
+def _target_problem(
+    change: Change,
+    project: str,
+    observed: Observed,
+    by_id: Mapping[str, LiveContainer],
+    mine: Callable[[str], bool],
+) -> list[str]:
     target = change.target_id
     if target is None or change.action is Action.BLOCKED:
         return []
     what = f"the {change.kind} it acts on ({target[:24]})"
     if change.kind in CONTAINER_KINDS:
-        if not any(c.id == target for c in observed.containers.values()):
+        if target not in by_id:
             return [f"{what} does not exist"]
-        if _my_container(target, project, observed):
+        if mine(target):
             return []
         return [f"{what} is not one of the project {project!r}'s containers"]
     labels: Mapping[str, str] | None = None

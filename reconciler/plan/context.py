@@ -58,17 +58,25 @@ class Planning:
         containers (``docker commit`` makes such images), carries dsr.managed and dsr.project
         too. Those labels are only inherited: such a container is not dsr's to touch.
         """
-        if not self.mine(live.labels):
-            return False
-        if live.labels.get(KIND, Kind.CONTAINER) not in CONTAINER_KINDS:
-            return False
-        return not inherited(live, self.observed)
+        return owns(self.project, live, self.observed)
 
     def resource_of(self, name: str) -> str:
         """The resource of a container or volume container of the spec, by name."""
         if name in self.desired.volume_containers:
             return Kind.VOLUME_CONTAINER.resource(name)
         return Kind.CONTAINER.resource(name)
+
+
+def owns(project: str, live: LiveContainer, observed: Observed) -> bool:
+    """``live`` is one of ``project``'s containers, by labels of its own (see
+    ``Planning.my_container``): the one ownership rule the planner and saved plans share."""
+    labels = live.labels
+    return (
+        labels.get(MANAGED) == "true"
+        and labels.get(PROJECT) == project
+        and labels.get(KIND, Kind.CONTAINER) in CONTAINER_KINDS
+        and not inherited(live, observed)
+    )
 
 
 def inherited(live: LiveContainer, observed: Observed) -> bool:

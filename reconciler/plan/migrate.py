@@ -17,7 +17,7 @@ from __future__ import annotations
 from reconciler.kinds import Kind
 from reconciler.plan.context import Planning
 from reconciler.plan.model import Action, Change, ReasonCode, Risk, VolumeParams
-from reconciler.snapshot import LiveVolume
+from reconciler.snapshot import CONFIG_HASH, LiveVolume
 from reconciler.spec.models import Volume
 
 
@@ -33,7 +33,7 @@ def unfinished(planning: Planning, name: str, live: LiveVolume | None, params: V
             resource, Action.CREATE, f"{why} into the volume made again", ReasonCode.MIGRATION,
             volume=params, target_id=name, restore_from=folder,
         )  # fmt: skip
-    if live.labels.get("dsr.config-hash") == params.labels["dsr.config-hash"]:
+    if live.labels.get(CONFIG_HASH) == params.labels[CONFIG_HASH]:
         return Change(
             resource, Action.UPDATE, why, ReasonCode.MIGRATION, risk=Risk.RESTART,
             volume=params, target_id=name, restore_from=folder,

@@ -33,7 +33,15 @@ from reconciler.plan.params import (
     volume_params,
 )
 from reconciler.plan.reasons import human_seconds, human_size, writable_layer
-from reconciler.snapshot import CONFIG_HASH, KIND, MANAGED, NAME, LiveContainer, Observed
+from reconciler.snapshot import (
+    CONFIG_HASH,
+    KIND,
+    MANAGED,
+    NAME,
+    PROJECT,
+    LiveContainer,
+    Observed,
+)
 from reconciler.spec.desired import Desired
 from reconciler.spec.models import NEW_SUFFIX, OLD_SUFFIX, Container, Volume, VolumeContainer
 
@@ -241,9 +249,9 @@ class _Planner(Planning):
                 "never takes over what it did not create",
                 R.UNMANAGED_CLASH,
             )
-        if labels.get("dsr.project") != self.project:
+        if labels.get(PROJECT) != self.project:
             return (
-                f"{what} belongs to the dsr project {labels.get('dsr.project')!r}",
+                f"{what} belongs to the dsr project {labels.get(PROJECT)!r}",
                 R.OTHER_PROJECT,
             )
         return None
