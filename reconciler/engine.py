@@ -8,6 +8,7 @@ never answers fails the call in that time instead of holding dsr for minutes.
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 import docker
@@ -32,6 +33,7 @@ class Engine:
         self.url = url
         self.timeout = timeout
         self.calls = 0
+        self._counting = threading.Lock()  # the observer's calls run in threads
         try:
             # requests takes float seconds; the stub says int
             self.api = docker.APIClient(base_url=url, version="auto", timeout=timeout)  # type: ignore[arg-type]
@@ -45,7 +47,8 @@ class Engine:
         self.calls = 1  # the version negotiation made one call before the hook existed
 
     def _count(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        self.calls += 1
+        with self._counting:
+            self.calls += 1
 
     def close(self) -> None:
         self.api.close()

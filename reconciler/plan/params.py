@@ -15,8 +15,8 @@ import functools
 import hashlib
 import json
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -69,9 +69,34 @@ HASHED_V1: Mapping[type[BaseModel], tuple[str, ...]] = {
 }  # fmt: skip
 
 
+T = TypeVar("T")
+# Spec models are frozen, and a daemon plans the same loaded spec pass after pass: what is
+# computed from one (its hash input's text, its hash) is kept by the model's identity,
+# with the model itself, so that an id is never taken for a later model's.
+_MEMO: dict[tuple[str, int, str | None], tuple[BaseModel, Any]] = {}
+_MEMO_MOST = 100_000  # entries; a new spec's models push out an old one's all at once
+
+
+def _memo(what: str, model: BaseModel, image: str | None, compute: Callable[[], T]) -> T:
+    key = (what, id(model), image)
+    hit = _MEMO.get(key)
+    if hit is not None and hit[0] is model:
+        value: T = hit[1]
+        return value
+    value = compute()
+    if len(_MEMO) >= _MEMO_MOST:
+        _MEMO.clear()
+    _MEMO[key] = (model, value)
+    return value
+
+
 def digest(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(canonical(value).encode()).hexdigest()
+
+
+def canonical(value: Any) -> str:
+    """The JSON text hashes and the ``dsr.spec`` label are made of."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def hash_input(model: BaseModel, image: str | None = None) -> dict[str, Any]:
@@ -79,8 +104,18 @@ def hash_input(model: BaseModel, image: str | None = None) -> dict[str, Any]:
     return _sparse(model) | ({} if image is None else {"image": image})
 
 
+def hash_text(model: BaseModel, image: str | None = None) -> str:
+    """``hash_input`` as the canonical JSON text stored in ``dsr.spec``."""
+    return _memo("text", model, image, lambda: canonical(hash_input(model, image)))
+
+
 def config_hash(model: BaseModel, image: str | None = None) -> str:
-    return f"{HASH_VERSION}:{digest(hash_input(model, image))}"
+    return _memo(
+        "hash",
+        model,
+        image,
+        lambda: f"{HASH_VERSION}:{hashlib.sha256(hash_text(model, image).encode()).hexdigest()}",
+    )
 
 
 def matches(
@@ -198,7 +233,7 @@ def container_params(
     labels = {
         **spec.labels,
         **dsr_labels(project, kind, name, config_hash(spec, image)),
-        SPEC: json.dumps(hash_input(shown or spec, image), sort_keys=True, separators=(",", ":")),
+        SPEC: hash_text(shown or spec, image),
     }
     known = bind_kinds or {}
     kinds = {

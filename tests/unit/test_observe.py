@@ -30,13 +30,14 @@ def recorded(name: str) -> Any:
 class FakeAPI:
     """The three list endpoints, answering with what the engine answered."""
 
-    def __init__(self, fail: Exception | None = None) -> None:
+    def __init__(self, fail: Exception | None = None, failing: str = "") -> None:
         self.fail = fail
+        self.failing = failing  # only this endpoint fails; "": all of them
         self.calls: list[tuple[str, dict[str, Any]]] = []
 
     def _answer(self, endpoint: str, value: Any, **kwargs: Any) -> Any:
         self.calls.append((endpoint, kwargs))
-        if self.fail is not None:
+        if self.fail is not None and self.failing in ("", endpoint):
             raise self.fail
         return value
 
@@ -64,8 +65,8 @@ def engine(api: FakeAPI) -> Engine:
 def test_a_snapshot_takes_three_list_calls() -> None:
     api = FakeAPI()
     observe(engine(api))
-    assert [endpoint for endpoint, _ in api.calls] == ["containers", "volumes", "images"]
-    assert api.calls[0][1] == {"all": True}
+    assert sorted(endpoint for endpoint, _ in api.calls) == ["containers", "images", "volumes"]
+    assert dict(api.calls)["containers"] == {"all": True}
 
 
 def test_containers_keep_names_states_labels_and_mounts() -> None:
@@ -146,3 +147,13 @@ def test_writable_layers_are_measured_in_one_call_for_the_ids_asked() -> None:
 def test_engine_failures_are_dsr_errors(error: Exception, kind: type, words: str) -> None:
     with pytest.raises(kind, match=words):
         observe(engine(FakeAPI(fail=error)))
+
+
+@pytest.mark.parametrize("failing", ["containers", "volumes", "images"])
+def test_one_failed_list_call_fails_the_snapshot(failing: str) -> None:
+    """The calls run together; whichever fails, the snapshot fails with the engine's error
+    (never a partial snapshot that would plan creating what exists)."""
+    api = FakeAPI(fail=requests.exceptions.ConnectionError("refused"), failing=failing)
+    with pytest.raises(EngineError, match="cannot read the engine"):
+        observe(engine(api))
+    assert sorted(endpoint for endpoint, _ in api.calls) == ["containers", "images", "volumes"]
