@@ -311,14 +311,16 @@ def _known_manifests(state: StateDir | None, observed: Observed) -> dict[str, Ma
 def reclaim_of(desired: Desired, backups: str) -> dict[str, dict[str, str]]:
     """Each managed volume's reclaim policy, and where a backup-then-delete puts its data:
     the destination of the first backup rule that lists it, else ``backups``."""
-    out = {}
-    for name, volume in desired.volumes.items():
-        if volume.external:
-            continue
-        rules = [r for _, r in sorted(desired.backups.items()) if name in r.volumes]
-        destination = next((r.destination for r in rules if r.destination), None) or backups
-        out[name] = {"reclaim": volume.reclaim, "destination": destination}
-    return out
+    first: dict[str, str] = {}  # volume -> the destination of the first rule naming one
+    for _, rule in sorted(desired.backups.items()):
+        if rule.destination:
+            for name in rule.volumes:
+                first.setdefault(name, rule.destination)
+    return {
+        name: {"reclaim": volume.reclaim, "destination": first.get(name) or backups}
+        for name, volume in desired.volumes.items()
+        if not volume.external
+    }
 
 
 def record_reclaim(state: StateDir, desired: Desired, observed: Observed) -> None:
@@ -332,7 +334,8 @@ def record_reclaim(state: StateDir, desired: Desired, observed: Observed) -> Non
         if name in observed.volumes and isinstance(value, dict)
     }
     kept.update(reclaim_of(desired, state.backups))
-    state.write_record(desired.project, {**record, "volumes": kept})
+    if kept != volumes:
+        state.write_record(desired.project, {**record, "volumes": kept})
 
 
 def compute_plan(

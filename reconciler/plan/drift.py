@@ -31,10 +31,11 @@ def replace_reasons(
     live: LiveContainer,
     image: str,
     config_hash: str,
-    shown: Mapping[str, Any],
+    shown: str,
 ) -> list[Reason]:
     """Why ``live`` must be replaced to become ``spec``: its hash is ``config_hash``, and
-    ``shown`` the hash input as the spec writes it (``${VAR}`` unexpanded), for reasons."""
+    ``shown`` the JSON text of the hash input as the spec writes it (``${VAR}`` unexpanded),
+    read only to explain a changed hash."""
     reasons: list[Reason] = []
     made_as = live.labels.get(NAME, live.name)
     if made_as != live.name:
@@ -57,7 +58,7 @@ def replace_reasons(
         stored = _json(live.labels.get(SPEC))
         old = expand(model, stored) if stored is not None else None
         # The display form the new labels store: values from ${VAR} as written.
-        new = expand(model, shown)
+        new = expand(model, json.loads(shown))
         if old is not None:
             _hide_expanded(old, new)
         if reasons and old is not None:

@@ -7,7 +7,6 @@ images, volumes, volume containers and containers, each after what it depends on
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Iterator, Mapping
 from typing import cast
 
@@ -392,9 +391,8 @@ class _Planner(Planning):
             )
         if problem:
             return Change(resource, Action.BLOCKED, *problem)
-        shown_input = json.loads(params.labels[SPEC])
         reasons = drift.replace_reasons(
-            self, spec, live, image, params.labels[CONFIG_HASH], shown_input
+            self, spec, live, image, params.labels[CONFIG_HASH], params.labels[SPEC]
         )
         protect = isinstance(spec, Container) and spec.writable_layer == "protect"
         if reasons and protect and live.size_rw:
