@@ -52,16 +52,8 @@ def _request(settings: Settings, path: str) -> Request:
     from reconciler import logs
     from reconciler.backup.ops import Request
 
-    logs.configure(settings.log_format)  # type: ignore[arg-type]
-    return Request(
-        path=path,
-        project=settings.project,
-        policy_file=settings.policy,
-        docker_host=settings.docker_host,
-        state_dir=settings.resolved_state_dir(),
-        engine_timeout=settings.engine_timeout,
-        lock_timeout=settings.lock_timeout,
-    )
+    logs.configure(settings.log_format)
+    return Request(path=path, **settings.request())
 
 
 @contextmanager

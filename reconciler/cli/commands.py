@@ -23,29 +23,12 @@ if TYPE_CHECKING:
 def pass_request(settings: Settings, path: str, *, apply: bool, workers: int = 4) -> PassRequest:
     from reconciler.reconcile import PassRequest
 
-    return PassRequest(
-        path=path,
-        apply=apply,
-        project=settings.project,
-        policy_file=settings.policy,
-        docker_host=settings.docker_host,
-        state_dir=settings.resolved_state_dir(),
-        engine_timeout=settings.engine_timeout,
-        lock_timeout=settings.lock_timeout,
-        workers=workers,
-    )
+    return PassRequest(path=path, apply=apply, workers=workers, **settings.request())
 
 
 def load_with(settings: Settings, path: str, *, project_optional: bool = False) -> Desired:
     """The spec set at ``path``, checked with the global options (policy, socket, state)."""
-    return load_checked(
-        path,
-        project=settings.project,
-        policy_file=settings.policy,
-        docker_host=settings.docker_host,
-        state_dir=settings.resolved_state_dir(),
-        project_optional=project_optional,
-    )
+    return load_checked(path, project_optional=project_optional, **settings.scope())
 
 
 @cli.command()
@@ -78,7 +61,7 @@ def plan_command(
     from reconciler.saved import fingerprint, save_plan
     from reconciler.statedir import StateDir
 
-    logs.configure(settings.log_format)  # type: ignore[arg-type]
+    logs.configure(settings.log_format)
     result = run_pass(pass_request(settings, path, apply=False))
     the_plan = _plan_or_exit(result)
     if out:
@@ -117,7 +100,7 @@ def apply_command(settings: Settings, path: str, workers: int) -> None:
     from reconciler.reconcile import run_pass
     from reconciler.render import render
 
-    logs.configure(settings.log_format)  # type: ignore[arg-type]
+    logs.configure(settings.log_format)
     shown = []
 
     def show(plan: Plan) -> bool:

@@ -5,13 +5,32 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
 import click
 
 from reconciler.statedir import default_state_dir
 
+if TYPE_CHECKING:
+    from reconciler.logs import LogFormat  # structlog loads only when a command logs
+
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Scope(TypedDict):
+    """The global options a spec is loaded and checked with."""
+
+    project: str | None
+    policy_file: str | None
+    docker_host: str | None
+    state_dir: str
+
+
+class Reach(Scope):
+    """The global options of a request that talks to the engine."""
+
+    engine_timeout: float
+    lock_timeout: float
 
 
 @dataclass
@@ -22,12 +41,31 @@ class Settings:
     state_dir: str | None = None
     project: str | None = None
     policy: str | None = None
-    log_format: str = "console"
+    log_format: LogFormat = "console"
     engine_timeout: float = 30.0
     lock_timeout: float = 60.0
 
     def resolved_state_dir(self) -> str:
         return self.state_dir or default_state_dir()
+
+    def scope(self) -> Scope:
+        """What loading a spec takes from the global options: the project, the host-path
+        policy, and the socket and state directory that policy protects."""
+        return {
+            "project": self.project,
+            "policy_file": self.policy,
+            "docker_host": self.docker_host,
+            "state_dir": self.resolved_state_dir(),
+        }
+
+    def request(self) -> Reach:
+        """What every request that touches the engine takes from them (``scope`` and the
+        engine's and the lock's deadlines)."""
+        return {
+            **self.scope(),
+            "engine_timeout": self.engine_timeout,
+            "lock_timeout": self.lock_timeout,
+        }
 
 
 _NAMES = (
