@@ -419,7 +419,10 @@ def main() -> int:
         warm_seconds, warm_stages = min(warm, key=lambda p: p[0])
         noop_process, noop_done = dsr("--log-format", "json", "apply", str(spec_dir), env=env)
         if noop_done.returncode != 0:
-            failures.append(f"the no-op dsr apply exited {noop_done.returncode}")
+            failures.append(
+                f"the no-op dsr apply exited {noop_done.returncode}: "
+                f"{noop_done.stdout[-2000:]}{noop_done.stderr[-2000:]}"
+            )
 
         figures += [
             Figure("dsr apply from empty (subprocess)", apply_seconds, "s"),

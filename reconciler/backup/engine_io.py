@@ -27,7 +27,7 @@ from reconciler.engine import Engine
 from reconciler.kinds import Kind
 from reconciler.plan.params import EMPTY_IMAGE, NEVER_STARTED
 from reconciler.snapshot import KIND, MANAGED, PROJECT
-from reconciler.spec.models import Hook
+from reconciler.spec.backups import Hook
 
 log = structlog.get_logger("dsr.backup")
 

@@ -28,7 +28,8 @@ from reconciler.errors import DsrError
 from reconciler.plan.params import volume_params
 from reconciler.snapshot import MANAGED, PROJECT
 from reconciler.spec import Desired, Policy, load_policy, load_spec
-from reconciler.spec.models import Backup, Volume
+from reconciler.spec.backups import Backup
+from reconciler.spec.models import Volume
 from reconciler.statedir import StateDir, default_state_dir, locked
 
 log = structlog.get_logger("dsr.backup")

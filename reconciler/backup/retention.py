@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Protocol, TypeVar
 
-from reconciler.spec.models import Keep
+from reconciler.spec.backups import Keep
 
 Bucket = Callable[[datetime, int], int]
 

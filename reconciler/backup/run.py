@@ -26,7 +26,7 @@ from reconciler.backup.manifest import ARCHIVE, Manifest, VolumeInfo, backup_tim
 from reconciler.backup.store import Source
 from reconciler.backup.tree import TreeDigest
 from reconciler.engine import Engine
-from reconciler.spec.models import Backup, Hook
+from reconciler.spec.backups import Backup, Hook
 from reconciler.spec.policy import Policy, is_under
 
 log = structlog.get_logger("dsr.backup")

@@ -1,12 +1,11 @@
 """Spec files in, a checked and merged ``Desired`` state out."""
 
+from reconciler.spec.backups import Backup, Keep
 from reconciler.spec.desired import Desired, Origin
 from reconciler.spec.load import describe_counts, find_spec_files, load_checked, load_spec
 from reconciler.spec.models import (
-    Backup,
     Container,
     Image,
-    Keep,
     Mount,
     SpecFile,
     Volume,

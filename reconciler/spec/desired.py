@@ -8,7 +8,8 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
-from reconciler.spec.models import Backup, Container, Image, SpecFile, Volume, VolumeContainer
+from reconciler.spec.backups import Backup
+from reconciler.spec.models import Container, Image, SpecFile, Volume, VolumeContainer
 from reconciler.spec.redact import Redaction
 from reconciler.spec.yamlload import Loc, Located, Templated
 

@@ -13,8 +13,6 @@ import signal
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     StrictBool,
     StringConstraints,
@@ -24,6 +22,15 @@ from pydantic import (
 )
 
 from reconciler.escape import has_control
+from reconciler.spec.backups import Backup
+from reconciler.spec.base import (
+    BackupName,
+    ContainerName,
+    ImageKey,
+    SpecModel,
+    VolumeName,
+    parse_seconds,
+)
 from reconciler.spec.devices import KERNEL_FILESYSTEMS, local_host_paths
 from reconciler.spec.fields import (
     absolute_target,
@@ -31,67 +38,24 @@ from reconciler.spec.fields import (
     host_path,
     image_text,
     no_control,
-    text_fields,
-    written_values,
 )
 from reconciler.spec.mounts import is_host_path, parse_short
 from reconciler.spec.names import (
-    BACKUP_NAME,
-    DOCKER_NAME,
-    IMAGE_KEY,
     PROJECT_NAME,
-    cron_problem,
     is_image_reference,
     matches,
     port_problem,
 )
-from reconciler.spec.yamlload import Plain
 
-_DURATION = r"([0-9]+[ymdh])+"
 _RESTART = r"no|always|unless-stopped|on-failure(:[0-9]+)?"
-
-
-class _Model(BaseModel):
-    """Frozen, no unknown keys; YAML scalars taken as written where text is wanted."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _written(cls, value: Any) -> Any:
-        # YAML typed `0755` as a number: a text field takes the text written, others the value.
-        if isinstance(value, Plain):
-            return value.value
-        if not isinstance(value, dict):
-            return value
-        text = text_fields(cls)
-        return {k: written_values(v, k in text) for k, v in value.items()}
 
 
 # The names a replace gives the new and the old container while it swaps them.
 NEW_SUFFIX = "_dsr_new"
 OLD_SUFFIX = "_dsr_old"
 
-VolumeName = Annotated[str, StringConstraints(pattern=DOCKER_NAME)]
-ContainerName = Annotated[str, StringConstraints(pattern=DOCKER_NAME)]
-ImageKey = Annotated[str, StringConstraints(pattern=IMAGE_KEY)]
-BackupName = Annotated[str, StringConstraints(pattern=BACKUP_NAME)]
-Count = Annotated[int, Field(ge=-1, description="how many to keep; -1 keeps all")]
 
-
-_SECONDS = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
-
-
-def parse_seconds(value: str) -> int:
-    """``1h2m3s``, ``90s``, ``5m`` as seconds, as compose and Go write durations."""
-    match = _SECONDS.fullmatch(value)
-    if not value or not match or not any(match.groups()):
-        raise ValueError(f"'{value}' is not a duration like 30s, 5m or 1h30m")
-    hours, minutes, seconds = (int(g or 0) for g in match.groups())
-    return hours * 3600 + minutes * 60 + seconds
-
-
-class Volume(_Model):
+class Volume(SpecModel):
     """A Docker named volume; its key in ``volumes`` is its name."""
 
     driver: str = "local"
@@ -147,7 +111,7 @@ def volume_host_paths(volume: Volume) -> list[tuple[str, str]]:
     return local_host_paths(volume.driver, volume.driver_opts)
 
 
-class Image(_Model):
+class Image(SpecModel):
     """A data-packed image: files of ``context`` copied to ``path``, declared as a VOLUME."""
 
     context: str = Field(description="a folder, relative to this file")
@@ -172,7 +136,7 @@ class Image(_Model):
         return value
 
 
-class Mount(_Model):
+class Mount(SpecModel):
     """One mount: the long form, or the ``docker -v`` short form read into it."""
 
     type: Literal["bind", "volume", "tmpfs"]
@@ -226,7 +190,7 @@ class Mount(_Model):
         return self.type == "volume" and not self.source
 
 
-class VolumesFrom(_Model):
+class VolumesFrom(SpecModel):
     """``name`` or ``name:ro`` / ``name:rw``, as ``docker --volumes-from`` reads it."""
 
     name: ContainerName
@@ -252,7 +216,7 @@ def _unique_targets(mounts: list[Mount]) -> list[Mount]:
     return mounts
 
 
-class VolumeContainer(_Model):
+class VolumeContainer(SpecModel):
     """A container that is created and never started; others use it through volumes_from."""
 
     image: str | None = Field(None, description="a key of images, or any image reference")
@@ -264,7 +228,7 @@ class VolumeContainer(_Model):
     _check_image = field_validator("image")(image_text)
 
 
-class Container(_Model):
+class Container(SpecModel):
     """A container that uses the storage."""
 
     image: str = Field(description="a key of images, or any image reference")
@@ -383,117 +347,7 @@ def _scalar_text(value: Any) -> Any:
     return value
 
 
-class Keep(_Model):
-    """Retention rules, with restic's ``forget --keep-*`` meaning."""
-
-    last: Count | None = None
-    hourly: Count | None = None
-    daily: Count | None = None
-    weekly: Count | None = None
-    monthly: Count | None = None
-    yearly: Count | None = None
-    within: str | None = None
-    within_hourly: str | None = None
-    within_daily: str | None = None
-    within_weekly: str | None = None
-    within_monthly: str | None = None
-    within_yearly: str | None = None
-
-    @field_validator(
-        "within",
-        "within_hourly",
-        "within_daily",
-        "within_weekly",
-        "within_monthly",
-        "within_yearly",
-    )
-    @classmethod
-    def _duration(cls, value: str | None) -> str | None:
-        if value is not None and not matches(_DURATION, value):
-            raise ValueError(
-                f"'{value}' is not a duration like 1y2m3d4h (years, months, days, hours)"
-            )
-        return value
-
-
-class Hook(_Model):
-    """A command run in a container around a backup (a database dump), as argv: no shell."""
-
-    container: ContainerName
-    command: list[str] = Field(min_length=1)
-    timeout: str = Field("60s", description="how long it may run: 30s, 5m, 1h")
-    on_error: Literal["fail", "continue"] = "fail"
-
-    @field_validator("command", mode="before")
-    @classmethod
-    def _argv(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            raise ValueError(
-                "a hook's command is a list of arguments (no shell): [pg_dumpall, -f, /dump.sql]"
-            )
-        return value
-
-    @field_validator("timeout", mode="before")
-    @classmethod
-    def _timeout(cls, value: Any) -> Any:
-        text = str(value) + ("s" if isinstance(value, int) and not isinstance(value, bool) else "")
-        try:
-            seconds = parse_seconds(text)
-        except ValueError:
-            seconds = 0
-        if seconds == 0:
-            raise ValueError(f"'{value}' is not a timeout like 30s, 5m or 1h")
-        return text
-
-    @property
-    def seconds(self) -> int:
-        return parse_seconds(self.timeout)
-
-
-class Hooks(_Model):
-    """Commands run before a rule's backups and after them (also when they failed)."""
-
-    before: list[Hook] = []
-    after: list[Hook] = []
-
-
-class Backup(_Model):
-    """Scheduled backups of volumes and host folders, with keep rules."""
-
-    volumes: list[VolumeName] = []
-    paths: list[str] = Field([], description="host folders to back up")
-    schedule: str | None = Field(None, description="cron expression; the daemon acts on it")
-    keep: Keep = Keep()
-    destination: str | None = None
-    quiesce: StrictBool = False
-    hooks: Hooks = Hooks()
-
-    @field_validator("paths")
-    @classmethod
-    def _paths(cls, value: list[str], info: ValidationInfo) -> list[str]:
-        return [host_path(path, info) for path in value]
-
-    @field_validator("destination")
-    @classmethod
-    def _destination(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return None if value is None else host_path(value, info)
-
-    @field_validator("schedule")
-    @classmethod
-    def _schedule(cls, value: str | None) -> str | None:
-        problem = None if value is None else cron_problem(value)
-        if problem:
-            raise ValueError(problem)
-        return value
-
-    @model_validator(mode="after")
-    def _has_source(self) -> Backup:
-        if not self.volumes and not self.paths:
-            raise ValueError("a backup needs at least one of volumes or paths")
-        return self
-
-
-class SpecFile(_Model):
+class SpecFile(SpecModel):
     """One spec file. All files of a spec set merge into one desired state."""
 
     version: Literal[1]

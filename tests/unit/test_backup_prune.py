@@ -9,7 +9,7 @@ from reconciler.backup.manifest import Manifest
 from reconciler.backup.ops import plan_prune
 from reconciler.backup.store import COMPLETE, DAMAGED, Snapshot
 from reconciler.spec import Desired
-from reconciler.spec.models import Backup, Keep
+from reconciler.spec.backups import Backup, Keep
 
 START = datetime(2026, 11, 1, 3, tzinfo=UTC)
 

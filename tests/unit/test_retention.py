@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from reconciler.backup.retention import Duration, apply_keep, is_empty
-from reconciler.spec.models import Keep
+from reconciler.spec.backups import Keep
 
 ORACLE = Path(__file__).resolve().parents[2] / ".." / "shared" / "oracles" / "restic-forget.json"
 
