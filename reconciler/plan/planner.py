@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from typing import cast
 
 from reconciler.kinds import Kind
-from reconciler.plan import drift, migrate, packed, reclaim
+from reconciler.plan import drift, leftovers, migrate, packed, reclaim
 from reconciler.plan.context import Planning
 from reconciler.plan.model import (
     Action,
@@ -31,7 +31,7 @@ from reconciler.plan.params import (
     stop_timeout,
     volume_params,
 )
-from reconciler.plan.reasons import human_seconds, human_size, writable_layer
+from reconciler.plan.reasons import human_size, stopping, writable_layer
 from reconciler.snapshot import (
     CONFIG_HASH,
     KIND,
@@ -42,7 +42,7 @@ from reconciler.snapshot import (
     Observed,
 )
 from reconciler.spec.desired import Desired
-from reconciler.spec.models import NEW_SUFFIX, OLD_SUFFIX, Container, Volume, VolumeContainer
+from reconciler.spec.models import Container, Volume, VolumeContainer
 
 EMPTY_RESOURCE = Kind.IMAGE.resource(EMPTY_IMAGE)
 R = ReasonCode
@@ -87,7 +87,7 @@ def plan(
 
 class _Planner(Planning):
     def run(self) -> None:
-        self.container_cleanups()
+        leftovers.cleanups(self)
         self.internal_images()
         packed.builds(self)
         for name, volume_spec in sorted(self.desired.volumes.items()):
@@ -96,93 +96,6 @@ class _Planner(Planning):
             self.container(kind, name, spec)
         packed.cleanup(self)
         reclaim.left_volumes(self)
-
-    # -- containers that must go -------------------------------------------------------
-    def container_cleanups(self) -> None:
-        wanted = {**self.desired.containers, **self.desired.volume_containers}
-        for live in sorted(self.observed.containers.values(), key=lambda c: c.name):
-            if not self.my_container(live) or live.name in wanted:
-                continue  # a spec'd name is its resource's to keep or replace
-            kind = Kind(live.labels.get(KIND, Kind.CONTAINER))
-            if self.is_leftover(live) and live.size_rw and not self.discards_layer(live):
-                self.add(
-                    Change(
-                        resource=kind.resource(live.name),
-                        action=Action.BLOCKED,
-                        reason=f"left over from an interrupted replace of "
-                        f"{live.labels.get(NAME)}, but {writable_layer(live.size_rw)}; "
-                        f"remove it yourself (docker rm {live.name}) once that data is safe",
-                        code=R.WRITABLE_LAYER_DATA,
-                        risk=Risk.DATA_LOSS,
-                        target_id=live.id,
-                    )
-                )
-            elif self.is_leftover(live):
-                self.add(
-                    Change(
-                        resource=kind.resource(live.name),
-                        action=Action.DELETE,
-                        reason=f"left over from an interrupted replace of "
-                        f"{live.labels.get(NAME)}; its volumes are kept",
-                        code=R.LEFTOVER,
-                        target_id=live.id,
-                        stop_timeout=stop_timeout(live),
-                    )
-                )
-            else:
-                self.delete_orphan(kind, live)
-
-    def discards_layer(self, live: LiveContainer) -> bool:
-        """``live`` is the old half of a replace whose spec lets it drop the writable layer
-        (the new half was never started by dsr: data in it was put there by hand)."""
-        spec = self.desired.containers.get(live.labels.get(NAME, ""))
-        protect = spec is not None and spec.writable_layer == "protect"
-        return live.name.endswith(OLD_SUFFIX) and not protect
-
-    def is_leftover(self, live: LiveContainer) -> bool:
-        """``live`` is what an interrupted replace leaves: the new or the old half, named
-        and labelled for a container of the spec of the same kind. A managed container
-        renamed by hand is not: it goes through the rules of one that left the spec."""
-        logical = live.labels.get(NAME, "")
-        if live.name not in (logical + NEW_SUFFIX, logical + OLD_SUFFIX):
-            return False
-        if logical in self.desired.volume_containers:
-            return live.labels.get(KIND) == Kind.VOLUME_CONTAINER
-        return logical in self.desired.containers and live.labels.get(KIND) == Kind.CONTAINER
-
-    def delete_orphan(self, kind: Kind, live: LiveContainer) -> None:
-        resource = kind.resource(live.name)
-        logical = live.labels.get(NAME, live.name)
-        left = (
-            "it left the spec"
-            if logical == live.name
-            else f"it is not in the spec (dsr created it as {logical}; it was renamed since)"
-        )
-        if live.size_rw:
-            self.add(
-                Change(
-                    resource=resource,
-                    action=Action.BLOCKED,
-                    reason=f"{left}, but {writable_layer(live.size_rw)}; remove it "
-                    f"yourself (docker rm {live.name}) once that data is safe",
-                    code=R.WRITABLE_LAYER_DATA,
-                    risk=Risk.DATA_LOSS,
-                    target_id=live.id,
-                )
-            )
-            return
-        self.add(
-            Change(
-                resource=resource,
-                action=Action.DELETE,
-                reason=f"{left}; its volumes are kept"
-                + ("" if live.size_rw is None else f" and {writable_layer(live.size_rw)}")
-                + _stopping(live),
-                code=R.LEFT_SPEC,
-                target_id=live.id,
-                stop_timeout=stop_timeout(live),
-            )
-        )
 
     # -- images and volumes ------------------------------------------------------------
     def internal_images(self) -> None:
@@ -295,11 +208,11 @@ class _Planner(Planning):
             deps.append(image_dep)
         live = self.observed.containers.get(name)
         if live is not None:  # the replace needs the leftovers' names free
-            deps += [c.resource for c in self.leftover_deletes(name)]
+            deps += [c.resource for c in leftovers.leftover_deletes(self, name)]
         # Anonymous volumes carry over from this name's own container (not from another one
         # renamed onto the name), else from what an interrupted replace left.
         own = live is not None and self.my_container(live) and live.labels.get(NAME) == name
-        carry_from = live if own else self.leftover(name)
+        carry_from = live if own else leftovers.leftover(self, name)
         params = container_params(
             self.project,
             kind,
@@ -338,27 +251,7 @@ class _Planner(Planning):
             )
         self.add(change)
         if live is None:
-            self.keep_leftovers_until(change, name)
-
-    def leftover_deletes(self, name: str) -> list[Change]:
-        return [
-            c
-            for c in self.changes
-            if c.code is R.LEFTOVER and c.name in (name + NEW_SUFFIX, name + OLD_SUFFIX)
-        ]
-
-    def keep_leftovers_until(self, change: Change, name: str) -> None:
-        """The leftovers of an interrupted replace alone name the anonymous volumes that
-        ``change`` carries over: delete them only after it succeeded (never while it is
-        blocked), so that an apply killed in between loses no volume."""
-        for old in self.leftover_deletes(name):
-            self.remove(old)
-            if change.action is Action.CREATE:
-                self.add(dataclasses.replace(old, depends_on=(change.resource,)))
-            else:
-                reason = f"kept while {change.resource} is blocked: it holds its volumes"
-                code = R.DEPENDENCY_BLOCKED
-                self.add(dataclasses.replace(old, action=Action.BLOCKED, reason=reason, code=code))
+            leftovers.keep_leftovers_until(self, change, name)
 
     def container_change(
         self,
@@ -416,7 +309,7 @@ class _Planner(Planning):
             return Change(
                 resource,
                 Action.REPLACE,
-                "; ".join(texts) + _stopping(live) + pulled,
+                "; ".join(texts) + stopping(live) + pulled,
                 reasons[0][0],
                 risk=Risk.RESTART,
                 depends_on=planned,
@@ -440,13 +333,6 @@ class _Planner(Planning):
         """Where the data-packed image ``spec`` runs declares its VOLUME, if it is one."""
         image = self.desired.images.get(spec.image) if spec.image else None
         return image.path if image else None
-
-    def leftover(self, name: str) -> LiveContainer | None:
-        for suffix in (OLD_SUFFIX, NEW_SUFFIX):  # the old half holds the volumes in service
-            live = self.observed.containers.get(name + suffix)
-            if live is not None and self.my_container(live) and self.is_leftover(live):
-                return live
-        return None
 
     def image_for(
         self, spec: Container | VolumeContainer
@@ -487,10 +373,3 @@ class _Planner(Planning):
                 if old is not None and old.type == "volume" and ANONYMOUS.match(old.name):
                     carry[mount.target] = old.name
         return carry
-
-
-def _stopping(live: LiveContainer) -> str:
-    """How long stopping ``live`` may take, when it runs: a plan should not surprise."""
-    if live.state not in ("running", "restarting", "paused"):
-        return ""
-    return f"; stopping it may take up to {human_seconds(stop_timeout(live))}"

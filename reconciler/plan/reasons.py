@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from reconciler.plan.params import stop_timeout
+from reconciler.snapshot import LiveContainer
+
 
 def human_size(size: int) -> str:
     value = float(size)
@@ -116,3 +119,10 @@ def describe_changes(old: Mapping[str, str] | None, new: Mapping[str, str]) -> s
             noun = "entry" if len(names) == 1 else "entries"
             parts.append(f"{len(names)} {noun} {verb} ({shown})")
     return ", ".join(parts) or "its build settings changed"
+
+
+def stopping(live: LiveContainer) -> str:
+    """How long stopping ``live`` may take, when it runs: a plan should not surprise."""
+    if live.state not in ("running", "restarting", "paused"):
+        return ""
+    return f"; stopping it may take up to {human_seconds(stop_timeout(live))}"
