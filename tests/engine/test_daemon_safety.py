@@ -180,3 +180,33 @@ def test_a_held_project_lock_makes_passes_wait_and_sigterm_still_prompt(
         daemon.wait_for(lambda: daemon.named("the project's lock is held; trying again in 1 s"))
         code, seconds = daemon.terminate()
     assert code == 0 and seconds < 5
+
+
+def test_a_pass_past_its_deadline_starts_nothing_more_and_later_passes_finish(
+    run_daemon: Starter,
+    tmp_spec: SpecWriter,
+    prefix: str,
+    docker_client: docker.DockerClient,
+) -> None:
+    """``--pass-timeout``: once a pass is past it, the changes running finish and no other
+    starts (each skipped one says so); the daemon logs it, stays up, and the next passes
+    carry on from what the engine then holds."""
+    names = [f"v{i:03d}" for i in range(300)]
+    spec = tmp_spec(volumes_doc(prefix, names))
+    daemon = run_daemon(spec.parent, "--workers", "1", "--pass-timeout", "0.3", "--interval", "0.5")
+    daemon.wait_for(lambda: daemon.named("pass timed out"), timeout=30, what="a timed-out pass")
+    timed_out = daemon.named("pass timed out")[0]
+    assert timed_out["pass_timeout"] == 0.3
+    first = daemon.passes()[0]
+    assert 0 < first["changes"]["create"] == len(names)
+    skipped = [e for e in daemon.named("change") if e["outcome"] == "skipped"]
+    assert skipped and skipped[0]["error"] == "stopped before it started"
+    assert len(skipped) < len(names)  # some were made before the deadline
+    daemon.wait_for(
+        lambda: all(exists(docker_client, f"{prefix}-{n}") for n in names),
+        timeout=120,
+        what="later passes to make the rest",
+    )
+    assert daemon.proc.poll() is None
+    code, _ = daemon.terminate()
+    assert code == 0
