@@ -159,3 +159,18 @@ def test_expand_makes_0_1_0_and_sparse_inputs_comparable() -> None:
     sparse = hash_input(spec, "busybox")
     full = {**_full_v1(spec), "image": "busybox"}
     assert expand(Container, sparse) == expand(Container, full)
+
+
+def test_hashes_kept_by_identity_follow_each_model() -> None:
+    """A loaded spec's hashes are kept by model identity (a daemon plans the same models
+    pass after pass); each new model, made and dropped in turn, gets its own hash, and the
+    same model asked again gets the same."""
+    for n in range(200):
+        volume = Volume(labels={"n": str(n)})
+        expected = f"v2:{digest(hash_input(volume))}"
+        assert config_hash(volume) == expected
+        assert config_hash(volume) == expected
+        del volume
+    container = Container(image="busybox", command=["true"])
+    assert config_hash(container, "busybox:1") != config_hash(container, "busybox:2")
+    assert config_hash(container, "busybox:1") == f"v2:{digest(hash_input(container, 'busybox:1'))}"
