@@ -389,23 +389,3 @@ class Decompressed:
         """Read what is left of the compressed file, so that its sha256 covers it whole."""
         while self.read(CHUNK):
             pass
-
-
-def scan(path: str, *, contents: bool = True) -> tuple[str, TreeDigest]:
-    """Read a whole archive file: (sha256 of its bytes, digest of its checked tree; without
-    ``contents``, files are skipped unhashed and the digest is not the tree's)."""
-    tree = TreeDigest()
-    with open(path, "rb") as file:
-        source = Decompressed(file)
-        for entry, content in read_tar(source.plain()):
-            if entry.kind == FILE and contents:
-                digest = hashlib.sha256()
-                for block in content:
-                    digest.update(block)
-                entry.sha256 = digest.hexdigest()
-            try:
-                tree.add(entry)  # also refuses duplicates and hard links to non-files
-            except ValueError as err:
-                raise ArchiveError(str(err)) from err
-        source.drain()
-    return source.digest.hexdigest(), tree

@@ -176,8 +176,19 @@ def file_sha256(path: str, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        while block := os.read(fd, chunk):
-            digest.update(block)
+        block = os.read(fd, chunk)  # most files: one read
+        if len(block) < chunk:
+            if block:
+                digest.update(block)
+                while block := os.read(fd, chunk):  # grew since: read on
+                    digest.update(block)
+            return digest.hexdigest()
+        # A large file: one reused buffer (a fresh one per read costs page faults).
+        digest.update(block)
+        buffer = bytearray(chunk)
+        view = memoryview(buffer)
+        while n := os.readv(fd, [buffer]):
+            digest.update(view[:n])
     finally:
         os.close(fd)
     return digest.hexdigest()
