@@ -17,10 +17,8 @@ to anything but an earlier file, no relative symbolic link leading outside the t
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import posixpath
-import re
 import stat
 import tarfile
 from collections.abc import Callable, Iterable, Iterator
@@ -46,7 +44,6 @@ from reconciler.backup.tree import (
 
 CHUNK = 1 << 20
 SMALL = 1 << 16  # files up to this size go out in one write, header and padding included
-ZSTD_LEVEL = 3  # zstd's own default, the level `zstd` uses without -#
 _TYPES = {
     DIR: tarfile.DIRTYPE,
     FILE: tarfile.REGTYPE,
@@ -63,30 +60,6 @@ _KINDS = {
     tarfile.FIFOTYPE: FIFO,
 }
 Progress = Callable[[int], None]
-
-
-class HashingWriter(io.RawIOBase):
-    """Passes bytes to ``target`` and hashes and counts them (the archive's sha256)."""
-
-    def __init__(self, target: IO[bytes]) -> None:
-        self.target = target
-        self.digest = hashlib.sha256()
-        self.count = 0
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: bytes) -> int:  # type: ignore[override]
-        self.digest.update(data)
-        self.target.write(data)
-        self.count += len(data)
-        return len(data)
-
-
-def compressor(level: int = ZSTD_LEVEL) -> zstandard.ZstdCompressor:
-    # In this thread: zstd's worker threads gained under 5 % here (reading and hashing
-    # hold this thread anyway) and doubled the peak memory (150 MB for a 1 GiB volume).
-    return zstandard.ZstdCompressor(level=level)
 
 
 class TarWriter:
@@ -107,22 +80,24 @@ class TarWriter:
         link = self.prefix + entry.link if entry.kind == HARDLINK else entry.link
         header = _ustar(name, link, entry) or self._pax(name, link, entry)
         if entry.kind == FILE and entry.size <= SMALL:
-            entry.sha256 = self._small(header, entry, content)
+            entry.sha256 = self._small(header, entry, b"".join(content))
         else:
             self.out.write(header)
             if entry.kind == FILE:
                 entry.sha256 = self._content(entry, content)
         self.tree.add(entry)
 
-    def _small(self, header: bytes, entry: Entry, content: Iterable[bytes]) -> str:
+    def _small(self, header: bytes, entry: Entry, data: bytes) -> str:
         """A small file in one write: header, content, padding (per-file calls add up)."""
-        data = b"".join(content)[: entry.size]
-        if len(data) < entry.size:
-            self.short.append(entry.path)
-            data += bytes(entry.size - len(data))
-        self.out.write(header + data + bytes(-entry.size % tarfile.BLOCKSIZE))
+        size = entry.size
+        if len(data) != size:
+            data = data[:size]
+            if len(data) < size:
+                self.short.append(entry.path)
+                data += bytes(size - len(data))
+        self.out.write(header + data + _PADDING[-size % tarfile.BLOCKSIZE])
         if self.progress:
-            self.progress(len(data))
+            self.progress(size)
         return hashlib.sha256(data).hexdigest()
 
     def _pax(self, name: str, link: str, entry: Entry) -> bytes:
@@ -163,34 +138,69 @@ class TarWriter:
         self.out.write(bytes(tarfile.BLOCKSIZE * 2))
 
 
-_PRINTABLE = re.compile(r"[ -~]{1,100}")
+_PADDING = [bytes(n) for n in range(tarfile.BLOCKSIZE)]
 _TYPE_BYTES = {kind: t for kind, t in _TYPES.items()}
 _USTAR_TAIL = b"ustar\x0000" + bytes(32 + 32 + 8 + 8 + 155 + 12)
+_CHECKSUM_BASE = sum(b"        ") + sum(_USTAR_TAIL)  # the checksum field counts as spaces
+_LIMIT = 0o77777777777
+
+
+def _plain(text: str) -> bool:
+    """Printable ASCII of at most 100 bytes: what a ustar name field holds as is."""
+    return len(text) <= 100 and text.isascii() and text.isprintable()
 
 
 def _ustar(name: str, link: str, entry: Entry) -> bytes | None:
     """The plain ustar header most entries fit (printable ASCII names up to 100 bytes,
     ordinary numbers), built directly; ``None`` when a PAX header is needed."""
-    if not _PRINTABLE.fullmatch(name) or (link and not _PRINTABLE.fullmatch(link)):
+    if not name or not _plain(name) or (link and not _plain(link)):
         return None
     size = entry.size if entry.kind == FILE else 0
-    if max(entry.uid, entry.gid) >= 0o7777777 or size >= 0o77777777777:
+    uid, gid, mtime = entry.uid, entry.gid, entry.mtime
+    if not (0 <= uid < 0o7777777 and 0 <= gid < 0o7777777 and size < _LIMIT):
         return None
-    if not 0 <= entry.mtime < 0o77777777777 or min(entry.uid, entry.gid) < 0:
+    if not 0 <= mtime < _LIMIT:
         return None
-    head = b"".join(
+    raw_name = name.encode()
+    raw_link = link.encode()
+    numbers = b"%07o\0%07o\0%07o\0%011o\0%011o\0" % (entry.mode, uid, gid, size, mtime)
+    kind = _TYPE_BYTES[entry.kind]
+    # The checksum is the sum of the header's bytes: only these parts are not zeros.
+    checksum = _CHECKSUM_BASE + sum(raw_name) + sum(numbers) + kind[0] + sum(raw_link)
+    return b"".join(
         (
-            name.encode().ljust(100, b"\0"),
-            b"%07o\0%07o\0%07o\0%011o\0%011o\0"
-            % (entry.mode, entry.uid, entry.gid, size, entry.mtime),
-            b"        ",
-            _TYPE_BYTES[entry.kind],
-            link.encode().ljust(100, b"\0"),
+            raw_name.ljust(100, b"\0"),
+            numbers,
+            b"%06o\0 " % checksum,
+            kind,
+            raw_link.ljust(100, b"\0"),
             _USTAR_TAIL,
         )
     )
-    checksum = b"%06o\0 " % sum(head)
-    return head[:148] + checksum + head[156:]
+
+
+def read_small(path: str, size: int) -> bytes:
+    """A small file's content in one read, never through a symbolic link, at most ``size``
+    bytes (fewer when it shrank or was replaced since it was listed)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return b""  # replaced by something else since it was listed: padded with zeros
+        data = os.read(fd, size)
+        if 0 < len(data) < size:  # a short read, rare for a regular file: read on
+            data += b"".join(_read_rest(fd, size - len(data)))
+        return data
+    finally:
+        os.close(fd)
+
+
+def _read_rest(fd: int, left: int) -> Iterator[bytes]:
+    while left > 0:
+        block = os.read(fd, min(CHUNK, left))
+        if not block:
+            return
+        left -= len(block)
+        yield block
 
 
 def read_file(path: str, size: int) -> Iterator[bytes]:
@@ -200,13 +210,7 @@ def read_file(path: str, size: int) -> Iterator[bytes]:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return  # replaced by something else since it was listed: padded with zeros
-        left = size
-        while left > 0:
-            block = os.read(fd, min(CHUNK, left))
-            if not block:
-                return
-            left -= len(block)
-            yield block
+        yield from _read_rest(fd, size)
     finally:
         os.close(fd)
 
@@ -215,13 +219,18 @@ def pack_dir(root: str, writer: TarWriter, skipped: list[str]) -> None:
     """Write the tree at ``root`` (a local volume's directory, a host folder). Sockets,
     devices and relative links climbing out of the tree, which no restore would accept,
     are left out and listed in ``skipped``."""
-    for found in walk(root, skipped):
-        entry = found.entry
-        if entry.kind == SYMLINK and _escapes(entry.path, entry.link):
+    add = writer.add
+    for entry, path in walk(root, skipped):
+        kind = entry.kind
+        if kind == FILE:
+            if entry.size <= SMALL:
+                add(entry, (read_small(path, entry.size),))
+            else:
+                add(entry, read_file(path, entry.size))
+        elif kind == SYMLINK and _escapes(entry.path, entry.link):
             skipped.append(entry.path)
-            continue
-        content = read_file(found.path, entry.size) if entry.kind == FILE else ()
-        writer.add(entry, content)
+        else:
+            add(entry)
     writer.close()
 
 
@@ -380,23 +389,3 @@ class Decompressed:
         """Read what is left of the compressed file, so that its sha256 covers it whole."""
         while self.read(CHUNK):
             pass
-
-
-def scan(path: str, *, contents: bool = True) -> tuple[str, TreeDigest]:
-    """Read a whole archive file: (sha256 of its bytes, digest of its checked tree; without
-    ``contents``, files are skipped unhashed and the digest is not the tree's)."""
-    tree = TreeDigest()
-    with open(path, "rb") as file:
-        source = Decompressed(file)
-        for entry, content in read_tar(source.plain()):
-            if entry.kind == FILE and contents:
-                digest = hashlib.sha256()
-                for block in content:
-                    digest.update(block)
-                entry.sha256 = digest.hexdigest()
-            try:
-                tree.add(entry)  # also refuses duplicates and hard links to non-files
-            except ValueError as err:
-                raise ArchiveError(str(err)) from err
-        source.drain()
-    return source.digest.hexdigest(), tree

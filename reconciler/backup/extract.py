@@ -68,7 +68,11 @@ def _write_file(
     try:
         hole = False
         for block in content:
-            hole = _write_sparse(fd, block)
+            if len(block) < _ZERO_BLOCK:
+                _write_all(fd, memoryview(block))
+                hole = False
+            else:
+                hole = _write_sparse(fd, block)
             if progress:
                 progress(len(block))
         if hole:  # a trailing hole, skipped by seeks, gets its length

@@ -24,8 +24,9 @@ from typing import Any
 import docker.errors
 
 from reconciler.backup import engine_io, extract
-from reconciler.backup.archive import CHUNK, Decompressed, Progress, TarWriter, read_tar, scan
+from reconciler.backup.archive import CHUNK, Decompressed, Progress, TarWriter, read_tar
 from reconciler.backup.errors import ArchiveError, BackupError, ChecksumError, InUseError
+from reconciler.backup.prefetch import Prefetched, scan
 from reconciler.backup.run import IterReader
 from reconciler.backup.store import Snapshot
 from reconciler.backup.tree import FILE, TreeDigest, digest_of, file_sha256
@@ -39,14 +40,15 @@ def check(snapshot: Snapshot, *, contents: bool = True) -> None:
     digest on what it wrote: hashing each file's content twice would be a pass for nothing."""
     m = snapshot.manifest
     try:
-        # The bytes first: a damaged archive is named as such, before anything parses it.
-        sha256 = file_sha256(snapshot.archive)
-        if sha256 == m.sha256:
+        try:
             sha256, tree = scan(snapshot.archive, contents=contents)
+        except ArchiveError as err:
+            # Damaged bytes are named as such, whatever the parser made of them.
+            sha256 = file_sha256(snapshot.archive)
+            if sha256 == m.sha256:
+                raise ArchiveError(f"snapshot {m.id}: {err}") from err
     except OSError as err:
         raise ChecksumError(f"snapshot {m.id}: cannot read {snapshot.archive}: {err}") from err
-    except ArchiveError as err:
-        raise ArchiveError(f"snapshot {m.id}: {err}") from err
     if sha256 != m.sha256:
         raise ChecksumError(
             f"snapshot {m.id}: checksum mismatch: the archive's sha256 is {sha256}, its "
@@ -96,8 +98,8 @@ def restore_dir(snapshot: Snapshot, root: str, progress: Progress | None = None)
 
 def _write_dir(snapshot: Snapshot, root: str, progress: Progress | None) -> None:
     extract.wipe(root)
-    with open(snapshot.archive, "rb") as file:
-        extract.extract(Decompressed(file).plain(), root, progress)
+    with open(snapshot.archive, "rb") as file, Prefetched(file) as source:
+        extract.extract(source, root, progress)
     _compare(snapshot, digest_of(root))
 
 

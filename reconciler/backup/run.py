@@ -20,7 +20,7 @@ from datetime import datetime
 
 import structlog
 
-from reconciler.backup import archive, engine_io, store
+from reconciler.backup import archive, engine_io, sink, store
 from reconciler.backup.errors import BackupError
 from reconciler.backup.manifest import ARCHIVE, Manifest, VolumeInfo, backup_time, snapshot_id
 from reconciler.backup.store import Source
@@ -33,6 +33,7 @@ log = structlog.get_logger("dsr.backup")
 
 Progress = Callable[[int], None]
 VIA = ("auto", "direct", "api")
+READ_BACK = 4 << 20  # one reused buffer: fresh 1 MiB bytes per read cost page faults
 
 
 def dsr_version() -> str:
@@ -127,16 +128,18 @@ def _write(
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     tree = TreeDigest()
     skipped: list[str] = []
-    with open(fd, "wb", buffering=archive.CHUNK) as file:
-        hashing = archive.HashingWriter(file)
-        compressing = archive.compressor().stream_writer(hashing, closefd=False)  # type: ignore[arg-type]
-        with compressing as zw:
-            writer = archive.TarWriter(zw, tree, progress=options.progress)
+    try:
+        out = sink.ArchiveSink(fd)
+        try:
+            writer = archive.TarWriter(out, tree, progress=options.progress)  # type: ignore[arg-type]
             volume, via = _pack(engine, project, source, options.via, writer, skipped)
-        file.flush()
-        os.fsync(file.fileno())
-    sha256 = hashing.digest.hexdigest()
-    _check_written(path, sha256, hashing.count)
+        except BaseException:
+            out.abort()
+            raise
+        sha256, size = out.close()
+    finally:
+        os.close(fd)
+    _check_written(path, sha256, size)
     return Manifest(
         id=os.path.basename(folder),
         policy=options.policy,
@@ -149,7 +152,7 @@ def _write(
         volume=volume,
         size=tree.size,
         files=tree.files,
-        archive_size=hashing.count,
+        archive_size=size,
         sha256=sha256,
         tree_digest=tree.hexdigest(),
         read_via=via,
@@ -200,10 +203,17 @@ def _check_written(path: str, sha256: str, size: int) -> None:
     """Read the archive back from disk: a backup is good only once it verifies."""
     digest = hashlib.sha256()
     count = 0
-    with open(path, "rb") as file:
-        while block := file.read(archive.CHUNK):
-            digest.update(block)
-            count += len(block)
+    buffer = bytearray(READ_BACK)
+    view = memoryview(buffer)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        with contextlib.suppress(OSError):  # only a hint: read ahead the whole file
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        while n := os.readv(fd, [buffer]):
+            digest.update(view[:n])
+            count += n
+    finally:
+        os.close(fd)
     if digest.hexdigest() != sha256 or count != size:
         raise BackupError(f"{path} does not read back as written (sha256 or size differ)")
 

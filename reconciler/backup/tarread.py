@@ -26,33 +26,51 @@ class Readable(Protocol):
 
 
 class TarStream:
-    """Reads a tar stream from ``source`` (whose ``read(n)`` gives at most n bytes)."""
+    """Reads a tar stream from ``source`` (whose ``read(n)`` gives at most n bytes).
+
+    The source is read in large pieces, kept with a position in them: a header or a small
+    file is one slice, and what is left of a piece is never copied."""
 
     def __init__(self, source: Readable) -> None:
         self.source = source
-        self.left = b""
+        self.buf = b""
+        self.pos = 0
+
+    def _fill(self) -> bool:
+        """A new piece from the source, once the current one is used up; ``False`` at its end."""
+        self.buf = self.source.read(CHUNK)
+        self.pos = 0
+        return bool(self.buf)
 
     def exact(self, size: int) -> bytes:
-        parts, have = [self.left], len(self.left)
+        end = self.pos + size
+        if end <= len(self.buf):
+            self.pos = end
+            return self.buf[end - size : end]
+        parts, have = [self.buf[self.pos :]], len(self.buf) - self.pos
         while have < size:
-            block = self.source.read(max(size - have, BLOCK))
-            if not block:
+            if not self._fill():
                 raise ArchiveError("the archive ends in the middle of an entry")
-            parts.append(block)
-            have += len(block)
-        data = b"".join(parts)
-        self.left = data[size:]
-        return data[:size]
+            take = self.buf[: size - have]
+            self.pos = len(take)
+            parts.append(take)
+            have += len(take)
+        return b"".join(parts)
 
     def piece(self, most: int) -> bytes:
-        """The next bytes, at most ``most``, as the source gives them (no copies)."""
-        if self.left:
-            piece, self.left = self.left[:most], self.left[most:]
-            return piece
-        piece = self.source.read(min(most, CHUNK))
-        if not piece:
+        """The next bytes, at most ``most``, in the pieces the source gives."""
+        if self.pos >= len(self.buf) and not self._fill():
             raise ArchiveError("the archive ends in the middle of a file")
-        return piece
+        start = self.pos
+        if start == 0 and most >= len(self.buf):
+            self.pos = len(self.buf)
+            return self.buf  # a whole piece: no copy
+        self.pos = min(start + most, len(self.buf))
+        return self.buf[start : self.pos]
+
+    def more(self) -> bool:
+        """Whether anything is left to read."""
+        return self.pos < len(self.buf) or self._fill()
 
     def skip(self, size: int) -> None:
         while size > 0:
@@ -80,7 +98,7 @@ def members(source: Readable) -> Iterator[tuple[tarfile.TarInfo, Content]]:
     global_pax: dict[str, str] = {}
     pending: dict[str, str] = {}
     while True:
-        header = stream.exact(BLOCK) if _more(stream) else b""
+        header = stream.exact(BLOCK) if stream.more() else b""
         if not header.strip(b"\0"):
             return  # the end-of-archive blocks (or a stream that simply ends)
         info = _header(header)
@@ -106,17 +124,20 @@ def _header(block: bytes) -> tarfile.TarInfo:
     """A header block read by hand when it is plain POSIX ustar (most are), else by
     ``TarInfo.frombuf`` (GNU, base-256 numbers, ...), whose per-field parsing is slower."""
     try:
-        if block[257:263] == b"ustar\x00" and not any(block[i] & 0x80 for i in _NUMBERS):
+        base256 = block[100] | block[108] | block[116] | block[124] | block[136] | block[148]
+        if block[257:263] == b"ustar\x00" and not base256 & 0x80:
             return _ustar(block)
         return tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
     except (tarfile.TarError, ValueError) as err:
         raise ArchiveError(f"the archive is damaged: {err}") from err
 
 
-_NUMBERS = (100, 108, 116, 124, 136, 148)  # mode, uid, gid, size, mtime, checksum
-
-
 def _octal(field: bytes) -> int:
+    if field[-1] in (0, 32):  # most fields: octal digits, then one NUL or space
+        try:
+            return int(field[:-1], 8)
+        except ValueError:
+            pass
     text = field.split(b"\0", 1)[0].strip()
     return int(text, 8) if text else 0
 
@@ -139,14 +160,6 @@ def _ustar(block: bytes) -> tarfile.TarInfo:
         info.type = tarfile.DIRTYPE
     info.linkname = block[157:257].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
     return info
-
-
-def _more(stream: TarStream) -> bool:
-    if stream.left:
-        return True
-    block = stream.source.read(BLOCK)
-    stream.left = block
-    return bool(block)
 
 
 def _bounded(size: int) -> int:

@@ -20,6 +20,7 @@ import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 DIR, FILE, SYMLINK, HARDLINK, FIFO = "dir", "file", "symlink", "hardlink", "fifo"
 ROOT = "."
@@ -91,12 +92,14 @@ class TreeDigest:
         return digest.hexdigest()
 
 
-@dataclass(frozen=True)
-class Found:
+class Found(NamedTuple):
     """A path ``walk`` found: its entry (no sha256 yet) and its absolute path."""
 
     entry: Entry
     path: str
+
+
+_KIND_OF = {stat.S_IFDIR: DIR, stat.S_IFREG: FILE, stat.S_IFLNK: SYMLINK, stat.S_IFIFO: FIFO}
 
 
 def _sort_key(item: os.DirEntry[str]) -> bytes:
@@ -104,63 +107,57 @@ def _sort_key(item: os.DirEntry[str]) -> bytes:
 
 
 def walk(root: str, skipped: list[str] | None = None) -> Iterator[Found]:
-    """Entries of ``root`` depth first, names sorted; sockets and devices go to ``skipped``."""
+    """Entries of ``root`` depth first, names sorted; sockets and devices go to ``skipped``.
+
+    One generator for the whole tree, folders waiting on a stack: a generator per folder
+    (``yield from``) made every entry climb through each level above it."""
     st = os.lstat(root)
     if not stat.S_ISDIR(st.st_mode):
         raise NotADirectoryError(root)
-    yield Found(_entry(ROOT, st, ""), root)
+    yield Found(_entry(ROOT, st, DIR), root)
+    skipped = skipped if skipped is not None else []
     links: dict[tuple[int, int], str] = {}
-    yield from _walk(root, "", links, skipped if skipped is not None else [])
-
-
-def _walk(
-    root: str, prefix: str, links: dict[tuple[int, int], str], skipped: list[str]
-) -> Iterator[Found]:
-    folder = os.path.join(root, prefix) if prefix else root
-    with os.scandir(folder) as it:
-        items = sorted(it, key=_sort_key)
-    for item in items:
-        rel = f"{prefix}{item.name}"
-        st = item.stat(follow_symlinks=False)
-        mode = st.st_mode
-        if stat.S_ISREG(mode) and st.st_nlink > 1:
-            key = (st.st_dev, st.st_ino)
-            if key in links:
-                yield Found(_entry(rel, st, "", kind=HARDLINK, link=links[key]), item.path)
-                continue
-            links[key] = rel
-        if stat.S_ISDIR(mode):
-            yield Found(_entry(rel, st, ""), item.path)
-            yield from _walk(root, rel + "/", links, skipped)
-        elif stat.S_ISLNK(mode):
-            yield Found(_entry(rel, st, os.readlink(item.path)), item.path)
-        elif stat.S_ISREG(mode) or stat.S_ISFIFO(mode):
-            yield Found(_entry(rel, st, ""), item.path)
+    # Each stack item: the folder's sorted items still to list, and the folder's prefix.
+    stack = [(_listed(root), "")]
+    while stack:
+        items, prefix = stack[-1]
+        for item in items:
+            rel = prefix + item.name
+            st = item.stat(follow_symlinks=False)
+            kind = _KIND_OF.get(stat.S_IFMT(st.st_mode))
+            if kind is None:
+                skipped.append(rel)  # sockets and device nodes: tar cannot restore them safely
+            elif kind == DIR:
+                yield Found(_entry(rel, st, DIR), item.path)
+                stack.append((_listed(item.path), rel + "/"))
+                break  # its children come first; this folder's rest when they are done
+            elif kind == FILE and st.st_nlink > 1 and (st.st_dev, st.st_ino) in links:
+                link = links[(st.st_dev, st.st_ino)]
+                yield Found(_entry(rel, st, HARDLINK, link), item.path)
+            else:
+                if kind == FILE and st.st_nlink > 1:
+                    links[(st.st_dev, st.st_ino)] = rel
+                target = os.readlink(item.path) if kind == SYMLINK else ""
+                yield Found(_entry(rel, st, kind, target), item.path)
         else:
-            skipped.append(rel)  # sockets and device nodes: tar cannot restore them safely
+            stack.pop()
 
 
-def _entry(path: str, st: os.stat_result, target: str, kind: str = "", link: str = "") -> Entry:
-    mode = st.st_mode
-    if not kind:
-        kind = (
-            DIR
-            if stat.S_ISDIR(mode)
-            else SYMLINK
-            if stat.S_ISLNK(mode)
-            else FIFO
-            if stat.S_ISFIFO(mode)
-            else FILE
-        )
+def _listed(folder: str) -> Iterator[os.DirEntry[str]]:
+    with os.scandir(folder) as it:
+        return iter(sorted(it, key=_sort_key))
+
+
+def _entry(path: str, st: os.stat_result, kind: str, link: str = "") -> Entry:
     return Entry(
-        path=path,
-        kind=kind,
-        mode=stat.S_IMODE(mode),
-        uid=st.st_uid,
-        gid=st.st_gid,
-        mtime=int(st.st_mtime),
-        size=st.st_size if kind == FILE else 0,
-        link=target or link,
+        path,
+        kind,
+        st.st_mode & 0o7777,
+        st.st_uid,
+        st.st_gid,
+        int(st.st_mtime),
+        st.st_size if kind == FILE else 0,
+        link,
     )
 
 
@@ -179,8 +176,19 @@ def file_sha256(path: str, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        while block := os.read(fd, chunk):
-            digest.update(block)
+        block = os.read(fd, chunk)  # most files: one read
+        if len(block) < chunk:
+            if block:
+                digest.update(block)
+                while block := os.read(fd, chunk):  # grew since: read on
+                    digest.update(block)
+            return digest.hexdigest()
+        # A large file: one reused buffer (a fresh one per read costs page faults).
+        digest.update(block)
+        buffer = bytearray(chunk)
+        view = memoryview(buffer)
+        while n := os.readv(fd, [buffer]):
+            digest.update(view[:n])
     finally:
         os.close(fd)
     return digest.hexdigest()

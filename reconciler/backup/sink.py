@@ -1,0 +1,180 @@
+"""The archive file being written: tar bytes in, compressed, hashed and written on a thread.
+
+A backup is CPU-bound: walking, reading and hashing files is Python on the calling
+thread, compressing (as much work again) is C. ``ArchiveSink`` hands the tar bytes, in
+batches of a few MiB, to one worker thread that compresses them with zstd, hashes the
+compressed bytes (the archive's sha256) and writes them, so both cores work.
+
+The batches are large for a reason: each time the worker needs the GIL back it may wait
+for the calling thread's Python, so it must need it rarely. zstd's output buffer is as
+large as a batch, so one batch is one compression call and one write; a bounded queue
+keeps the memory at a few batches whatever the tree's size. An error on the worker (a
+full disk) is raised in the caller at its next ``write`` or at ``close``.
+
+Dirty pages are flushed while the backup runs (``fdatasync`` each 32 MiB written, on a
+thread that only waits for the disk), so the final ``fsync`` finds little left to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import threading
+
+import zstandard
+
+BATCH = 4 << 20  # tar bytes per queued item
+BIG = 1 << 18  # a piece this large is queued as is rather than copied into a batch
+QUEUE = 6  # items waiting for the worker: with BATCH, the memory this sink may hold
+SYNC_EVERY = 32 << 20  # compressed bytes between background flushes
+ZSTD_LEVEL = 3  # zstd's own default, the level `zstd` uses without -#
+_END = b""
+
+
+def compressor(level: int = ZSTD_LEVEL) -> zstandard.ZstdCompressor:
+    # zstd's own worker threads (``threads=``) cost more CPU per byte here than the one
+    # thread of this sink, and small jobs, needed to keep their buffers small, more still.
+    return zstandard.ZstdCompressor(level=level)
+
+
+class ArchiveSink:
+    """A file-like ``write`` of tar bytes into ``fd``, compressed; ``close`` gives
+    (sha256 of the compressed bytes, their count) once they are all on disk."""
+
+    def __init__(self, fd: int, level: int = ZSTD_LEVEL) -> None:
+        self.level = level
+        self.output = _Output(fd)
+        self.parts: list[bytes] = []
+        self.pending = 0
+        self.items: queue.Queue[bytes] = queue.Queue(maxsize=QUEUE)
+        self.error: BaseException | None = None
+        self.aborted = False
+        self.worker = threading.Thread(target=self._work, name="dsr-compress", daemon=True)
+        self.worker.start()
+
+    # -- the calling thread ------------------------------------------------------------
+
+    def write(self, data: bytes) -> int:
+        size = len(data)
+        if size >= BIG:
+            self._send()
+            self._put(data)
+        elif size:
+            self.parts.append(data)
+            self.pending += size
+            if self.pending >= BATCH:
+                self._send()
+        return size
+
+    def _send(self) -> None:
+        if self.parts:
+            data = b"".join(self.parts)
+            self.parts.clear()
+            self.pending = 0
+            self._put(data)
+
+    def _put(self, item: bytes) -> None:
+        while True:
+            if self.error is not None:
+                raise self.error
+            try:
+                self.items.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue  # the worker is busy, or died: look again
+
+    def close(self) -> tuple[str, int]:
+        """Write what is left, end the zstd frame and ``fsync``: (sha256, size)."""
+        self._send()
+        self._put(_END)
+        self.worker.join()
+        if self.error is not None:
+            raise self.error
+        return self.output.digest.hexdigest(), self.output.count
+
+    def abort(self) -> None:
+        """Stop the worker without finishing the file (it is being thrown away)."""
+        self.aborted = True
+        self.parts.clear()
+        while self.worker.is_alive():
+            try:
+                self.items.put(_END, timeout=0.1)
+                break
+            except queue.Full:
+                continue
+        self.worker.join()
+
+    # -- the worker --------------------------------------------------------------------
+
+    def _work(self) -> None:
+        out = self.output
+        try:
+            zstd = compressor(self.level).stream_writer(out, write_size=BATCH * 2, closefd=False)  # type: ignore[arg-type]
+            while (item := self.items.get()) is not _END and not self.aborted:
+                zstd.write(item)
+            if not self.aborted:
+                zstd.flush(zstandard.FLUSH_FRAME)
+                out.flusher.stop()
+                os.fsync(out.fd)
+        except BaseException as err:  # raised in the caller
+            self.error = err
+        finally:
+            out.flusher.stop()
+
+
+class _Output:
+    """Where zstd writes (on the worker): hash, write, and flush now and then."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.digest = hashlib.sha256()
+        self.count = 0
+        self.flusher = _Flusher(fd)
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view) :]
+        before = self.count
+        self.count += len(data)
+        if self.count // SYNC_EVERY != before // SYNC_EVERY:
+            self.flusher.kick()
+        return len(data)
+
+
+class _Flusher:
+    """``fdatasync`` of ``fd`` on a thread, when kicked: the disk works while the CPU does.
+
+    An error here is not reported: the final ``fsync`` and the read-back check decide."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.wake = threading.Event()
+        self.done = False
+        self.thread: threading.Thread | None = None
+
+    def kick(self) -> None:
+        if self.thread is None and not self.done:
+            self.thread = threading.Thread(target=self._run, name="dsr-fdatasync", daemon=True)
+            self.thread.start()
+        self.wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self.wake.wait()
+            self.wake.clear()
+            if self.done:
+                return
+            try:
+                os.fdatasync(self.fd)
+            except OSError:
+                return
+
+    def stop(self) -> None:
+        self.done = True
+        self.wake.set()
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None

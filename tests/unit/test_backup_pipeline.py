@@ -1,0 +1,214 @@
+"""The threads of a backup and a restore: archives written before them still restore
+exactly, an error on a worker reaches the caller and leaves no snapshot, and a damaged
+archive read by the decompressing thread is still refused before anything is touched."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import re
+import shutil
+import stat
+import tarfile
+import threading
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from reconciler.backup import archive, restore, sink, store, tarread
+from reconciler.backup.errors import ArchiveError, ChecksumError
+from reconciler.backup.run import backup_path
+from reconciler.backup.tree import DIR, FILE, HARDLINK, SYMLINK, Entry, digest_of
+
+HEAD_ARCHIVE = Path(__file__).parent.parent / "fixtures" / "backup-head"
+
+
+def _head_snapshot(tmp_path: Path) -> store.Snapshot:
+    """The snapshot dsr wrote before the pipeline (commit 3a133cc), copied where it may
+    be read: PAX names and owners, setuid, sticky and setgid modes, a sparse file, hard
+    and symbolic links, an empty folder and a FIFO."""
+    dest = tmp_path / "dest" / "compat"
+    shutil.copytree(HEAD_ARCHIVE, dest)
+    [folder] = dest.glob("*/*")
+    snapshot = store.load(str(folder), "compat")
+    assert snapshot is not None
+    return snapshot
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="restoring other owners needs root")
+def test_an_archive_written_before_the_pipeline_restores_exactly(tmp_path: Path) -> None:
+    snapshot = _head_snapshot(tmp_path)
+    restore.check(snapshot)  # sha256, every entry, and the tree digest of the contents
+    target = tmp_path / "target"
+    target.mkdir()
+    restore.restore_dir(snapshot, str(target))
+    assert digest_of(str(target)).hexdigest() == snapshot.manifest.tree_digest
+    assert stat.S_IMODE(os.stat(target / "setuid").st_mode) == 0o4755
+    assert stat.S_IMODE(os.stat(target / "sticky").st_mode) == 0o1777
+    assert stat.S_IMODE(os.stat(target / "sub").st_mode) == 0o2750
+    sparse = os.stat(target / "sub" / "sparse.img")
+    assert sparse.st_size == 300_000 and sparse.st_blocks * 512 < 300_000
+    assert os.stat(target / "small.txt").st_ino == os.stat(target / "sub/hardlink.txt").st_ino
+    assert os.readlink(target / "sub" / "rel-link") == "../small.txt"
+    assert os.listdir(target / "sub" / "empty") == []
+    # Backed up again by today's writer, the restored tree is the same tree.
+    again = backup_path(None, "compat", str(target), str(tmp_path / "again"))
+    assert again.tree_digest == snapshot.manifest.tree_digest
+
+
+def _old_ustar(name: str, link: str, entry: Entry) -> bytes | None:
+    """The header builder before the pipeline, kept as the reference."""
+    printable = re.compile(r"[ -~]{1,100}")
+    if not printable.fullmatch(name) or (link and not printable.fullmatch(link)):
+        return None
+    size = entry.size if entry.kind == FILE else 0
+    if max(entry.uid, entry.gid) >= 0o7777777 or size >= 0o77777777777:
+        return None
+    if not 0 <= entry.mtime < 0o77777777777 or min(entry.uid, entry.gid) < 0:
+        return None
+    kinds = {DIR: b"5", FILE: b"0", SYMLINK: b"2", HARDLINK: b"1"}
+    head = b"".join(
+        (
+            name.encode().ljust(100, b"\0"),
+            b"%07o\0%07o\0%07o\0%011o\0%011o\0"
+            % (entry.mode, entry.uid, entry.gid, size, entry.mtime),
+            b"        ",
+            kinds[entry.kind],
+            link.encode().ljust(100, b"\0"),
+            b"ustar\x0000" + bytes(32 + 32 + 8 + 8 + 155 + 12),
+        )
+    )
+    return head[:148] + b"%06o\0 " % sum(head) + head[156:]
+
+
+@pytest.mark.parametrize(
+    ("name", "link", "entry"),
+    [
+        ("a/b.txt", "", Entry("a/b.txt", FILE, 0o644, 0, 0, 1_700_000_000, 12345)),
+        (".", "", Entry(".", DIR, 0o1777, 1000, 1000, 0)),
+        ("l", "../x y", Entry("l", SYMLINK, 0o777, 1, 2, 5, 0, "../x y")),
+        ("h", "a/b.txt", Entry("h", HARDLINK, 0o4755, 7, 8, 9, 0, "a/b.txt")),
+        ("n" * 100, "", Entry("n" * 100, FILE, 0o600, 0o7777776, 3, 4, 0o77777777776)),
+        ("n" * 101, "", Entry("n" * 101, FILE, 0o600, 0, 0, 0)),
+        ("caf\u00e9", "", Entry("caf\u00e9", FILE, 0o600, 0, 0, 0)),
+        ("tab\tname", "", Entry("tab\tname", FILE, 0o600, 0, 0, 0)),
+        ("", "", Entry("x", FILE, 0o600, 0, 0, 0)),
+        ("big", "", Entry("big", FILE, 0o600, 0o7777777, 0, 0)),
+        ("old", "", Entry("old", FILE, 0o600, 0, 0, -1)),
+    ],
+)
+def test_headers_are_the_bytes_they_were(name: str, link: str, entry: Entry) -> None:
+    header = archive._ustar(name, link, entry)
+    assert header == _old_ustar(name, link, entry)
+    if header is not None:
+        info = tarfile.TarInfo.frombuf(header, "utf-8", "surrogateescape")  # checksum too
+        assert (info.name, info.mode, info.uid, info.mtime) == (
+            name,
+            entry.mode,
+            entry.uid,
+            entry.mtime,
+        )
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        (b"0000644\0", 0o644),
+        (b"0000644 ", 0o644),
+        (b"00000644", 0o644),  # the whole width, no terminator
+        (b"  644 \0\0", 0o644),
+        (b"12\0\0\0\0\0\0", 0o12),
+        (b"\0\0\0\0\0\0\0\0", 0),
+    ],
+)
+def test_octal_fields_read_as_before(field: bytes, value: int) -> None:
+    assert tarread._octal(field) == value
+
+
+def _tree(root: Path) -> None:
+    (root / "d").mkdir(parents=True)
+    for n in range(40):
+        (root / "d" / f"f{n}").write_bytes(os.urandom(n * 300))
+    (root / "big").write_bytes(os.urandom(3 << 20))
+
+
+def _no_worker_left() -> bool:
+    names = {t.name for t in threading.enumerate()}
+    return not names & {"dsr-compress", "dsr-fdatasync", "dsr-decompress"}
+
+
+def test_an_error_on_the_compressing_thread_reaches_the_caller_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "src"
+    _tree(source)
+
+    def full(self: object, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(sink._Output, "write", full)
+    with pytest.raises(OSError, match="No space left"):
+        backup_path(None, "p", str(source), str(tmp_path / "dest"))
+    found = store.find([str(tmp_path / "dest")], "p")
+    assert not found.snapshots and not found.unfinished
+    assert not [f for f in (tmp_path / "dest").rglob("*") if f.is_file()]
+    assert _no_worker_left()
+
+
+def test_an_error_while_reading_stops_the_worker_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "src"
+    _tree(source)
+    calls = []
+
+    def failing(path: str, size: int) -> bytes:
+        calls.append(path)
+        if len(calls) == 30:
+            raise PermissionError(errno.EACCES, "Permission denied", path)
+        return b"x" * size
+
+    monkeypatch.setattr(archive, "read_small", failing)
+    with pytest.raises(PermissionError):
+        backup_path(None, "p", str(source), str(tmp_path / "dest"))
+    assert not store.find([str(tmp_path / "dest")], "p").snapshots
+    assert not [f for f in (tmp_path / "dest").rglob("*") if f.is_file()]
+    assert _no_worker_left()
+
+
+def test_the_sink_writes_one_zstd_frame_any_reader_takes(tmp_path: Path) -> None:
+    path = tmp_path / "out.zst"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        out = sink.ArchiveSink(fd)
+        pieces = [os.urandom(n) for n in (1, 511, sink.BIG, 5 << 20, 3)] * 3
+        for piece in pieces:
+            out.write(piece)
+        sha256, size = out.close()
+    finally:
+        os.close(fd)
+    data = path.read_bytes()
+    assert size == len(data) and sha256 == hashlib.sha256(data).hexdigest()
+    # One frame: the reader dsr used before the pipeline stops at the first frame's end.
+    reader = zstandard.ZstdDecompressor().stream_reader(open(path, "rb"))  # noqa: SIM115
+    with reader:
+        assert reader.read() == b"".join(pieces)
+
+
+def test_a_truncated_archive_is_refused_and_the_target_is_untouched(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    _tree(source)
+    manifest = backup_path(None, "p", str(source), str(tmp_path / "dest"))
+    [snapshot] = store.find([str(tmp_path / "dest")], "p").snapshots
+    with open(snapshot.archive, "r+b") as handle:
+        handle.truncate(manifest.archive_size // 2)
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "other").write_text("unchanged")
+    with pytest.raises((ArchiveError, ChecksumError), match=manifest.id):
+        restore.restore_dir(snapshot, str(target))
+    assert os.listdir(target) == ["other"]
+    assert (target / "other").read_text() == "unchanged"
+    assert _no_worker_left()
