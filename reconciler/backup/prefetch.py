@@ -1,7 +1,7 @@
 """Decompressing an archive on a thread while the caller parses and writes its entries.
 
-A restore reads each archive twice (the check, then the writing), and zstd is a third of
-that work: ``Prefetched`` runs it (and the sha256 of the compressed bytes) on a worker
+A restore reads each archive three times (its sha256 alone, then the check of every
+entry, then the writing), and zstd is a third of the last two: ``Prefetched`` runs it (and the sha256 of the compressed bytes) on a worker
 that fills a bounded queue with 1 MiB pieces, so at most a few MiB wait whatever the
 archive's size. An error on the worker (a damaged frame) is raised in the caller at the
 read that reaches it; a caller that stops early (``close``) stops the worker.

@@ -40,15 +40,16 @@ def check(snapshot: Snapshot, *, contents: bool = True) -> None:
     digest on what it wrote: hashing each file's content twice would be a pass for nothing."""
     m = snapshot.manifest
     try:
-        try:
+        # The bytes first: an archive that is not the one its manifest names is refused
+        # before anything decompresses or parses it (a few MB of zstd can expand to
+        # terabytes), and is named as damaged, whatever a parser would make of it.
+        sha256 = file_sha256(snapshot.archive)
+        if sha256 == m.sha256:
             sha256, tree = scan(snapshot.archive, contents=contents)
-        except ArchiveError as err:
-            # Damaged bytes are named as such, whatever the parser made of them.
-            sha256 = file_sha256(snapshot.archive)
-            if sha256 == m.sha256:
-                raise ArchiveError(f"snapshot {m.id}: {err}") from err
     except OSError as err:
         raise ChecksumError(f"snapshot {m.id}: cannot read {snapshot.archive}: {err}") from err
+    except ArchiveError as err:
+        raise ArchiveError(f"snapshot {m.id}: {err}") from err
     if sha256 != m.sha256:
         raise ChecksumError(
             f"snapshot {m.id}: checksum mismatch: the archive's sha256 is {sha256}, its "

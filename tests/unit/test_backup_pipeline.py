@@ -212,3 +212,33 @@ def test_a_truncated_archive_is_refused_and_the_target_is_untouched(tmp_path: Pa
     assert os.listdir(target) == ["other"]
     assert (target / "other").read_text() == "unchanged"
     assert _no_worker_left()
+
+
+def test_an_archive_not_its_manifests_is_never_decompressed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A swapped archive (here: a zstd bomb, a few KB that expand to 4 GiB) is refused by
+    its sha256 alone: nothing decompresses or parses it, so it cannot hold dsr for hours."""
+    source = tmp_path / "src"
+    _tree(source)
+    manifest = backup_path(None, "p", str(source), str(tmp_path / "dest"))
+    [snapshot] = store.find([str(tmp_path / "dest")], "p").snapshots
+    bomb = zstandard.ZstdCompressor(level=1).compressobj()
+    with open(snapshot.archive, "wb") as handle:
+        zeros = bytes(1 << 24)
+        for _ in range(256):
+            handle.write(bomb.compress(zeros))
+        handle.write(bomb.flush())
+    assert os.path.getsize(snapshot.archive) < 1 << 20
+
+    def parsed(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the swapped archive was decompressed")
+
+    monkeypatch.setattr(restore, "scan", parsed)
+    with pytest.raises(ChecksumError, match=f"{manifest.id}: checksum mismatch"):
+        restore.check(snapshot)
+    target = tmp_path / "target"
+    target.mkdir()
+    with pytest.raises(ChecksumError):
+        restore.restore_dir(snapshot, str(target))
+    assert os.listdir(target) == []
