@@ -97,9 +97,18 @@ class Prefetched:
         self.close()
 
 
-def scan(path: str, *, contents: bool = True) -> tuple[str, TreeDigest]:
+TRAILER = 1 << 20  # plain bytes allowed after the end-of-archive blocks (tar pads records)
+
+
+def scan(
+    path: str, *, contents: bool = True, most: tuple[int, int] | None = None
+) -> tuple[str, TreeDigest]:
     """Read a whole archive file: (sha256 of its bytes, digest of its checked tree; without
-    ``contents``, files are skipped unhashed and the digest is not the tree's)."""
+    ``contents``, files are skipped unhashed and the digest is not the tree's).
+
+    ``most`` is (bytes, entries other than folders) its manifest records: an archive that
+    holds more is refused as soon as it does, as is one with more than ``TRAILER`` bytes
+    after its end, so a crafted archive cannot keep dsr decompressing for hours."""
     tree = TreeDigest()
     with open(path, "rb") as file, Prefetched(file) as source:
         for entry, content in read_tar(source):
@@ -112,6 +121,14 @@ def scan(path: str, *, contents: bool = True) -> tuple[str, TreeDigest]:
                 tree.add(entry)  # also refuses duplicates and hard links to non-files
             except ValueError as err:
                 raise ArchiveError(str(err)) from err
-        while source.read(CHUNK):  # what follows the end-of-archive blocks
-            pass
+            if most is not None and (tree.size > most[0] or tree.files > most[1]):
+                raise ArchiveError(
+                    f"the archive holds more than its manifest records ({most[0]} bytes in "
+                    f"{most[1]} files)"
+                )
+        after = 0
+        while block := source.read(CHUNK):  # what follows the end-of-archive blocks
+            after += len(block)
+            if after > TRAILER:
+                raise ArchiveError("the archive goes on after its end (more than 1 MiB)")
         return source.hexdigest(), tree

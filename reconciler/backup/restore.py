@@ -45,7 +45,7 @@ def check(snapshot: Snapshot, *, contents: bool = True) -> None:
         # terabytes), and is named as damaged, whatever a parser would make of it.
         sha256 = file_sha256(snapshot.archive)
         if sha256 == m.sha256:
-            sha256, tree = scan(snapshot.archive, contents=contents)
+            sha256, tree = scan(snapshot.archive, contents=contents, most=(m.size, m.files))
     except OSError as err:
         raise ChecksumError(f"snapshot {m.id}: cannot read {snapshot.archive}: {err}") from err
     except ArchiveError as err:

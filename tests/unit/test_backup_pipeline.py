@@ -242,3 +242,46 @@ def test_an_archive_not_its_manifests_is_never_decompressed(
     with pytest.raises(ChecksumError):
         restore.restore_dir(snapshot, str(target))
     assert os.listdir(target) == []
+
+
+def _rewritten(snapshot: store.Snapshot, **fields: object) -> store.Snapshot:
+    """The snapshot with its manifest edited (as someone with write access could)."""
+    folder = os.path.dirname(snapshot.archive)
+    store.write_manifest(folder, snapshot.manifest.model_copy(update=fields))
+    again = store.load(folder, snapshot.manifest.project)
+    assert again is not None
+    return again
+
+
+def test_an_archive_holding_more_than_its_manifest_is_refused(tmp_path: Path) -> None:
+    """Even with a matching sha256 (manifest rewritten too): more file bytes, or more
+    files, than the manifest records stop the check there."""
+    source = tmp_path / "src"
+    _tree(source)
+    backup_path(None, "p", str(source), str(tmp_path / "dest"))
+    [snapshot] = store.find([str(tmp_path / "dest")], "p").snapshots
+    restore.check(snapshot)
+    m = snapshot.manifest
+    for fields in ({"size": m.size - 1}, {"files": m.files - 1}):
+        with pytest.raises(ArchiveError, match="holds more than its manifest records"):
+            restore.check(_rewritten(snapshot, **fields))
+    target = tmp_path / "target"
+    target.mkdir()
+    with pytest.raises(ArchiveError):
+        restore.restore_dir(_rewritten(snapshot, size=0), str(target))
+    assert os.listdir(target) == []
+
+
+def test_an_archive_going_on_after_its_end_is_refused(tmp_path: Path) -> None:
+    """Bytes after the end-of-archive blocks (here 64 MiB of zeros in a second zstd frame,
+    a few KB on disk) are not drained for ever: over 1 MiB, the archive is refused."""
+    source = tmp_path / "src"
+    _tree(source)
+    backup_path(None, "p", str(source), str(tmp_path / "dest"))
+    [snapshot] = store.find([str(tmp_path / "dest")], "p").snapshots
+    with open(snapshot.archive, "ab") as handle:
+        handle.write(zstandard.ZstdCompressor(level=1).compress(bytes(64 << 20)))
+    data = Path(snapshot.archive).read_bytes()
+    forged = _rewritten(snapshot, sha256=hashlib.sha256(data).hexdigest(), archive_size=len(data))
+    with pytest.raises(ArchiveError, match="goes on after its end"):
+        restore.check(forged)
