@@ -210,23 +210,37 @@ class _Executor:
 
     def replace_volume(self, change: Change) -> None:
         """Recreate (or migrate) a volume: Docker cannot change one in place. A migration
-        records its verified backup before it removes anything, so that a migration cut
-        short anywhere is finished by the next pass from that backup."""
+        stops the volume's users first (nothing writes after the backup), then records its
+        verified backup before it removes anything, so that a migration cut short anywhere
+        is finished by the next pass from that backup (``restore_from``: the end of one)."""
         params, name = change.volume, change.target_id
         assert params is not None and name is not None
-        folder = None
-        if change.backup_to is not None:
-            folder = self.back_up(name, change.backup_to)
-            self.set_migration(name, folder)
+        running = []
         for container in change.removes:  # stopped as made to stop, never forced
             with contextlib.suppress(docker.errors.NotFound):
-                self.stop(container, self.stop_timeout_of(container))
+                if self.stop(container, self.stop_timeout_of(container)):
+                    running.append(container)
+        folder = change.restore_from
+        if change.backup_to is not None:
+            try:
+                folder = self.back_up(name, change.backup_to)
+            except BaseException:
+                self.start_again(running)  # nothing was removed: back as they were
+                raise
+            self.set_migration(name, folder)
+        for container in change.removes:
+            with contextlib.suppress(docker.errors.NotFound):
                 self.remove(container)
         with contextlib.suppress(docker.errors.NotFound):
             self.api.remove_volume(name)
         self.make_volume(params)
         if folder is not None:
             self.restore(folder, name)
+
+    def start_again(self, containers: list[str]) -> None:
+        for container in containers:
+            with contextlib.suppress(docker.errors.APIError):
+                self.api.start(container)
 
     def restore(self, folder: str, volume: str) -> None:
         """Make ``volume`` hold exactly the snapshot in ``folder``, checked against its

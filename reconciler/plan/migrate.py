@@ -38,7 +38,26 @@ def unfinished(planning: Planning, name: str, live: LiveVolume | None, params: V
             resource, Action.UPDATE, why, ReasonCode.MIGRATION, risk=Risk.RESTART,
             volume=params, target_id=name, restore_from=folder,
         )  # fmt: skip
-    return None  # interrupted before the volume was removed: migrate again from the start
+    # Settings other than the spec's (it changed since): the volume there is the original
+    # or one the migration made and had not refilled. Its users were stopped before the
+    # backup, so the recorded backup holds the data either way; a new backup of this
+    # volume could be of an emptied one. It is made again and refilled from the record.
+    users = [planning.observed.containers[u] for u in planning.observed.volume_users(name)]
+    others = sorted(u.name for u in users if not planning.my_container(u))
+    if others:
+        return Change(
+            resource, Action.BLOCKED,
+            f"{why}, but {', '.join(others)} use it, and dsr removes only its own "
+            "containers; the backup keeps the data until they are gone",
+            ReasonCode.MIGRATION, risk=Risk.DATA_LOSS,
+        )  # fmt: skip
+    names = ", ".join(sorted(u.name for u in users))
+    around = f"; {names} are stopped, removed and made again on it" if users else ""
+    return Change(
+        resource, Action.REPLACE, f"{why} into the volume made again with the spec's "
+        f"settings{around}", ReasonCode.MIGRATION, risk=Risk.RESTART, target_id=name,
+        volume=params, restore_from=folder, removes=tuple(sorted(u.id for u in users)),
+    )  # fmt: skip
 
 
 def changed(planning: Planning, name: str, spec: Volume, params: VolumeParams, what: str) -> Change:

@@ -148,3 +148,73 @@ def test_a_migration_killed_at_random_steps_never_loses_a_byte(
     after = run_in_volume(docker_client, busybox_image, f"{prefix}-data", LISTING, prefix)
     assert after == before, f"seed {SEED}: {story}"
     assert docker_client.containers.get(f"{prefix}-app").status == "running"
+
+
+def test_a_spec_changed_again_mid_migration_refills_from_the_recorded_backup(
+    filled: tuple[Path, str],
+    prefix: str,
+    busybox_image: str,
+    dsr: DsrRunner,
+    dsr_state_dir: Path,
+    docker_client: docker.DockerClient,
+) -> None:
+    """The state a migration killed after making the volume again (settings b, still
+    empty) leaves, then the spec says a again: the next apply refills the volume from the
+    recorded backup. (Backing the empty volume up as a new migration would lose it all.)"""
+    from reconciler.backup.run import backup_volume
+    from reconciler.backup.store import Source, snapshot_folder
+    from reconciler.engine import Engine
+    from reconciler.statedir import StateDir
+
+    spec, before = filled
+    state = StateDir(str(dsr_state_dir))
+    engine = Engine()
+    try:
+        manifest = backup_volume(engine, prefix, f"{prefix}-data", state.backups)
+    finally:
+        engine.close()
+    folder = snapshot_folder(state.backups, prefix, Source("volume", f"{prefix}-data"), manifest.id)
+    # Made again with b and not refilled: what `recreate` leaves, then the record of the
+    # migration whose backup holds the data.
+    spec.write_text(spec_text(prefix, busybox_image, "b", "recreate"))
+    dsr("apply", spec.parent, check=0)
+    assert run_in_volume(docker_client, busybox_image, f"{prefix}-data", "ls -A /v", prefix) == ""
+    record = state.read_record(prefix)
+    state.write_record(prefix, {**record, "migrations": {f"{prefix}-data": folder}})
+
+    spec.write_text(spec_text(prefix, busybox_image, "a"))
+    planned = dsr("plan", spec.parent, check=0).stdout
+    assert "a migration was interrupted" in planned and folder in planned, planned
+    dsr("apply", spec.parent, check=0)
+    assert docker_client.volumes.get(f"{prefix}-data").attrs["Labels"]["tier"] == "a"
+    after = run_in_volume(docker_client, busybox_image, f"{prefix}-data", LISTING, prefix)
+    assert after == before
+    assert (
+        "migrations" not in state.read_record(prefix) or not state.read_record(prefix)["migrations"]
+    )
+    assert docker_client.containers.get(f"{prefix}-app").status == "running"
+    dsr("plan", spec.parent, "--detailed-exitcode", check=0)
+
+
+def test_a_migration_whose_backup_fails_starts_its_users_again(
+    filled: tuple[Path, str],
+    prefix: str,
+    busybox_image: str,
+    dsr: DsrRunner,
+    tmp_path: Path,
+    docker_client: docker.DockerClient,
+) -> None:
+    """Users are stopped before the backup (nothing writes after it); when the backup
+    fails, nothing was removed, and those that were running run again."""
+    spec, before = filled
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the backup destination's folders would go")
+    rule = f"backups:\n  nightly:\n    volumes: [{prefix}-data]\n    destination: {blocker}/x\n"
+    spec.write_text(spec_text(prefix, busybox_image, "b") + rule)
+    old_app = docker_client.containers.get(f"{prefix}-app").id
+    failed = dsr("apply", spec.parent, check=1)
+    assert "not-a-folder" in failed.stdout + failed.stderr
+    app = docker_client.containers.get(f"{prefix}-app")
+    assert app.id == old_app and app.status == "running"
+    assert docker_client.volumes.get(f"{prefix}-data").attrs["Labels"]["tier"] == "a"
+    assert run_in_volume(docker_client, busybox_image, f"{prefix}-data", LISTING, prefix) == before

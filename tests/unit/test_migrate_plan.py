@@ -92,6 +92,30 @@ def test_an_interrupted_migration_is_finished_from_its_backup(tmp_path: Path) ->
     recreated = simulate(new, {})  # made again with the new settings, maybe half restored
     (volume,) = plan(new, recreated, migrations=migrations).changes
     assert (volume.action, volume.restore_from) == (Action.UPDATE, migrations["data"])
-    untouched: Observed = simulate(old, {})  # killed before the volume went: start again
+    # Killed before the volume went: its users were stopped before the backup, so the
+    # recorded backup holds what the volume holds; it is made again from that backup.
+    untouched: Observed = simulate(old, {})
     changes = plan(new, untouched, migrations=migrations, reclaim={}).changes
-    assert changes[0].action is Action.REPLACE and changes[0].restore_from is None
+    assert changes[0].action is Action.REPLACE
+    assert (changes[0].restore_from, changes[0].backup_to) == (migrations["data"], None)
+
+
+def test_a_spec_changed_again_mid_migration_never_backs_up_the_emptied_volume(
+    tmp_path: Path,
+) -> None:
+    """Killed once the volume was made again with settings b (still empty), then the spec
+    says a again: the data is in the recorded backup, and a new backup of the empty
+    volume would replace it in the record. The volume is made again from the record."""
+    old, new = load(tmp_path, "a", "migrate"), load(tmp_path, "b", "migrate")
+    migrations = {"data": "/b/web/volume-data/data-1"}
+    emptied = simulate(new, {})  # the volume made with b, not yet refilled
+    changes = plan(old, emptied, migrations=migrations, reclaim={}).changes
+    volume = changes[0]
+    assert (volume.resource, volume.action, volume.code) == (
+        "volume:data",
+        Action.REPLACE,
+        "migration",
+    )
+    assert (volume.restore_from, volume.backup_to) == (migrations["data"], None)
+    assert volume.volume is not None and volume.volume.labels["tier"] == "a"
+    assert volume.removes  # its users go first, and are made again after
