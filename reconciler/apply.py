@@ -21,9 +21,8 @@ from dataclasses import dataclass
 
 import docker.errors
 import docker.types
-import structlog
 
-from reconciler import dockerargs
+from reconciler import dockerargs, logs
 from reconciler.engine import Engine, timed_out
 from reconciler.images import DOCKERFILE, write_build_context
 from reconciler.kinds import Kind
@@ -38,7 +37,7 @@ from reconciler.plan.model import (
 from reconciler.spec.models import NEW_SUFFIX, OLD_SUFFIX
 from reconciler.statedir import StateDir
 
-log = structlog.get_logger("dsr.apply")
+log = logs.get_logger("dsr.apply")
 
 
 @dataclass(frozen=True)

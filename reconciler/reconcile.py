@@ -22,8 +22,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
-import structlog
-
+from reconciler import logs
 from reconciler.apply import Outcome, Progress, apply_plan
 from reconciler.engine import Engine
 from reconciler.errors import DsrError, PlanError, SpecError, SpecIssue
@@ -43,7 +42,7 @@ from reconciler.snapshot import KIND, Observed
 from reconciler.spec import Desired, load_checked, load_policy
 from reconciler.statedir import StateDir, locked
 
-log = structlog.get_logger("dsr.pass")
+log = logs.get_logger("dsr.pass")
 
 STAGES = ("load", "hash", "lock", "observe", "plan", "apply")
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import docker.errors
-import structlog
 
+from reconciler import logs
 from reconciler.backup.errors import BackupError
 from reconciler.engine import Engine
 from reconciler.kinds import Kind
@@ -29,7 +29,7 @@ from reconciler.plan.params import EMPTY_IMAGE, NEVER_STARTED
 from reconciler.snapshot import KIND, MANAGED, PROJECT
 from reconciler.spec.backups import Hook
 
-log = structlog.get_logger("dsr.backup")
+log = logs.get_logger("dsr.backup")
 
 HELPER = "helper"
 MOUNT = "/v"

@@ -15,8 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import structlog
-
+from reconciler import logs
 from reconciler.backup import engine_io, run, store
 from reconciler.backup import restore as restoring
 from reconciler.backup.errors import BackupError, ChecksumError
@@ -32,7 +31,7 @@ from reconciler.spec.backups import Backup
 from reconciler.spec.models import Volume
 from reconciler.statedir import StateDir, default_state_dir, locked
 
-log = structlog.get_logger("dsr.backup")
+log = logs.get_logger("dsr.backup")
 
 
 @dataclass(frozen=True)

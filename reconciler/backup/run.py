@@ -18,8 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-import structlog
-
+from reconciler import logs
 from reconciler.backup import archive, engine_io, sink, store
 from reconciler.backup.errors import BackupError
 from reconciler.backup.manifest import ARCHIVE, Manifest, VolumeInfo, backup_time, snapshot_id
@@ -29,7 +28,7 @@ from reconciler.engine import Engine
 from reconciler.spec.backups import Backup, Hook
 from reconciler.spec.policy import Policy, is_under
 
-log = structlog.get_logger("dsr.backup")
+log = logs.get_logger("dsr.backup")
 
 Progress = Callable[[int], None]
 VIA = ("auto", "direct", "api")

@@ -25,13 +25,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import structlog
 from pydantic import ValidationError
 
+from reconciler import logs
 from reconciler.backup.manifest import ARCHIVE, MANIFEST, Manifest
 from reconciler.files import write_json
 
-log = structlog.get_logger("dsr.backup")
+log = logs.get_logger("dsr.backup")
 
 VERIFY = "verify.json"
 COMPLETE, DAMAGED = "complete", "damaged"
