@@ -19,13 +19,13 @@ from typing import Any
 import docker
 import docker.errors
 import requests
-import structlog
 
+from reconciler import logs
 from reconciler.daemon.notify import block_signals
 from reconciler.snapshot import MANAGED, PROJECT
 from reconciler.spec.models import NEW_SUFFIX, OLD_SUFFIX
 
-log = structlog.get_logger("dsr.events")
+log = logs.get_logger("dsr.events")
 
 CONTAINER_ACTIONS = ("destroy", "die", "stop", "rename")
 VOLUME_ACTIONS = ("destroy",)

@@ -11,9 +11,9 @@ import subprocess
 import threading
 from collections.abc import Callable
 
-import structlog
+from reconciler import logs
 
-log = structlog.get_logger("dsr.git")
+log = logs.get_logger("dsr.git")
 
 TIMEOUT = 5.0
 _ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "LC_ALL": "C"}

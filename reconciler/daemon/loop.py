@@ -28,6 +28,7 @@ from types import FrameType
 
 import structlog
 
+from reconciler import logs
 from reconciler.apply import Outcome
 from reconciler.daemon import git
 from reconciler.daemon.backoff import Backoff, defer
@@ -45,7 +46,7 @@ from reconciler.reconcile import PassRequest, PassResult, names_of, run_pass
 from reconciler.spec import Desired
 from reconciler.statedir import StateDir, default_state_dir, locked
 
-log = structlog.get_logger("dsr.daemon")
+log = logs.get_logger("dsr.daemon")
 
 ENGINE_BACKOFF_CAP = 30.0
 LOCK_WAIT = 2.0

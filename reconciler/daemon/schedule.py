@@ -17,10 +17,11 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-import structlog
 from croniter import croniter
 
-log = structlog.get_logger("dsr.schedule")
+from reconciler import logs
+
+log = logs.get_logger("dsr.schedule")
 
 BackupRunner = Callable[[str], bool]  # rule name -> succeeded
 BACKUP_TIMEOUT = 6 * 3600.0

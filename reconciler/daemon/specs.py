@@ -11,15 +11,14 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
-import structlog
-
+from reconciler import logs
 from reconciler.errors import DsrError, SpecError, SpecIssue
 from reconciler.reconcile import PassRequest, load
 from reconciler.spec import Desired
 from reconciler.spec.load import find_spec_files
 from reconciler.spec.resolve import compose_project_name
 
-log = structlog.get_logger("dsr.spec")
+log = logs.get_logger("dsr.spec")
 
 Fingerprint = tuple[tuple[str, int, int, int, int], ...]
 

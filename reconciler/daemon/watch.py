@@ -14,12 +14,12 @@ import os
 import threading
 from collections.abc import Callable
 
-import structlog
 import watchfiles
 
+from reconciler import logs
 from reconciler.daemon.notify import block_signals
 
-log = structlog.get_logger("dsr.watch")
+log = logs.get_logger("dsr.watch")
 
 DEBOUNCE_MS = 200
 STEP_MS = 20

@@ -7,12 +7,16 @@ removes the containers that use the volume and the volume, makes it again with t
 settings, restores the backup into it and checks it; those containers are then made
 again (``create`` changes that depend on this one).
 
-A migration records its backup in the state directory before it removes anything, so a
-migration interrupted at any step is finished by the next pass: the volume is made again
-(``create``) or refilled (``update``) from the recorded backup.
+A migration stops the volume's users, then records its backup in the state directory
+before it removes anything, so a migration interrupted at any step is finished by the next
+pass from the recorded backup: the volume is made again (``create``), refilled
+(``update``), or, when the spec changed meanwhile, made again with its settings
+(``replace``); never backed up again while the record stands.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from reconciler.kinds import Kind
 from reconciler.plan.context import Planning
@@ -42,35 +46,31 @@ def unfinished(planning: Planning, name: str, live: LiveVolume | None, params: V
     # or one the migration made and had not refilled. Its users were stopped before the
     # backup, so the recorded backup holds the data either way; a new backup of this
     # volume could be of an emptied one. It is made again and refilled from the record.
-    users = [planning.observed.containers[u] for u in planning.observed.volume_users(name)]
-    others = sorted(u.name for u in users if not planning.my_container(u))
-    if others:
+    users = _Users.of(planning, name)
+    if users.others:
         return Change(
             resource, Action.BLOCKED,
-            f"{why}, but {', '.join(others)} use it, and dsr removes only its own "
+            f"{why}, but {', '.join(users.others)} use it, and dsr removes only its own "
             "containers; the backup keeps the data until they are gone",
             ReasonCode.MIGRATION, risk=Risk.DATA_LOSS,
         )  # fmt: skip
-    names = ", ".join(sorted(u.name for u in users))
-    around = f"; {names} are stopped, removed and made again on it" if users else ""
     return Change(
         resource, Action.REPLACE, f"{why} into the volume made again with the spec's "
-        f"settings{around}", ReasonCode.MIGRATION, risk=Risk.RESTART, target_id=name,
-        volume=params, restore_from=folder, removes=tuple(sorted(u.id for u in users)),
+        f"settings{users.around}", ReasonCode.MIGRATION, risk=Risk.RESTART, target_id=name,
+        volume=params, restore_from=folder, removes=users.ids,
     )  # fmt: skip
 
 
 def changed(planning: Planning, name: str, spec: Volume, params: VolumeParams, what: str) -> Change:
     """The change for a volume whose settings differ from the spec's (``what`` says how)."""
     resource = Kind.VOLUME.resource(name)
-    users = [planning.observed.containers[u] for u in planning.observed.volume_users(name)]
-    others = sorted(u.name for u in users if not planning.my_container(u))
-    if spec.on_change == "block" or others:
+    users = _Users.of(planning, name)
+    if spec.on_change == "block" or users.others:
         why = (
             "on_change is block, so its data stays as it is"
             if spec.on_change == "block"
-            else f"on_change is {spec.on_change}, but {', '.join(others)} use it, and dsr "
-            "removes only its own containers"
+            else f"on_change is {spec.on_change}, but {', '.join(users.others)} use it, and "
+            "dsr removes only its own containers"
         )
         return Change(
             resource,
@@ -79,9 +79,7 @@ def changed(planning: Planning, name: str, spec: Volume, params: VolumeParams, w
             ReasonCode.VOLUME_DATA,
             risk=Risk.DATA_LOSS,
         )
-    names = ", ".join(sorted(u.name for u in users))
-    around = f"; {names} are stopped, removed and made again on it" if users else ""
-    removes = tuple(sorted(u.id for u in users))
+    around, removes = users.around, users.ids
     if spec.on_change == "recreate":
         return Change(
             resource, Action.REPLACE,
@@ -100,6 +98,26 @@ def changed(planning: Planning, name: str, spec: Volume, params: VolumeParams, w
         ReasonCode.CONFIG_CHANGED, risk=Risk.RESTART, target_id=name, volume=params,
         backup_to=destination, removes=removes,
     )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Users:
+    """The containers that mount a volume: the ones a replace removes and makes again, and
+    the names of those not dsr's (which block it)."""
+
+    ids: tuple[str, ...]
+    around: str  # what the plan's reason says happens to them
+    others: list[str]
+
+    @classmethod
+    def of(cls, planning: Planning, name: str) -> _Users:
+        users = [planning.observed.containers[u] for u in planning.observed.volume_users(name)]
+        names = ", ".join(sorted(u.name for u in users))
+        return cls(
+            ids=tuple(sorted(u.id for u in users)),
+            around=f"; {names} are stopped, removed and made again on it" if users else "",
+            others=sorted(u.name for u in users if not planning.my_container(u)),
+        )
 
 
 def removed_by(planning: Planning, container_id: str) -> Change | None:
