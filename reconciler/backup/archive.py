@@ -42,7 +42,7 @@ from reconciler.backup.tree import (
     walk,
 )
 
-CHUNK = 1 << 20
+CHUNK = tarread.CHUNK
 SMALL = 1 << 16  # files up to this size go out in one write, header and padding included
 _TYPES = {
     DIR: tarfile.DIRTYPE,

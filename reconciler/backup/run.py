@@ -23,7 +23,7 @@ from reconciler.backup import archive, engine_io, sink, store
 from reconciler.backup.errors import BackupError
 from reconciler.backup.manifest import ARCHIVE, Manifest, VolumeInfo, backup_time, snapshot_id
 from reconciler.backup.store import Source
-from reconciler.backup.tree import TreeDigest
+from reconciler.backup.tree import TreeDigest, file_sha256
 from reconciler.engine import Engine
 from reconciler.spec.backups import Backup, Hook
 from reconciler.spec.policy import Policy, is_under
@@ -32,7 +32,7 @@ log = logs.get_logger("dsr.backup")
 
 Progress = Callable[[int], None]
 VIA = ("auto", "direct", "api")
-READ_BACK = 4 << 20  # one reused buffer: fresh 1 MiB bytes per read cost page faults
+READ_BACK = 4 << 20  # the read-back's buffer
 
 
 def dsr_version() -> str:
@@ -200,20 +200,7 @@ def _shown(path: str) -> str:
 
 def _check_written(path: str, sha256: str, size: int) -> None:
     """Read the archive back from disk: a backup is good only once it verifies."""
-    digest = hashlib.sha256()
-    count = 0
-    buffer = bytearray(READ_BACK)
-    view = memoryview(buffer)
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        with contextlib.suppress(OSError):  # only a hint: read ahead the whole file
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-        while n := os.readv(fd, [buffer]):
-            digest.update(view[:n])
-            count += n
-    finally:
-        os.close(fd)
-    if digest.hexdigest() != sha256 or count != size:
+    if os.path.getsize(path) != size or file_sha256(path, READ_BACK) != sha256:
         raise BackupError(f"{path} does not read back as written (sha256 or size differ)")
 
 
