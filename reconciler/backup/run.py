@@ -23,7 +23,7 @@ from reconciler.backup import archive, engine_io, sink, store
 from reconciler.backup.errors import BackupError
 from reconciler.backup.manifest import ARCHIVE, Manifest, VolumeInfo, backup_time, snapshot_id
 from reconciler.backup.store import Source
-from reconciler.backup.tree import TreeDigest, file_sha256
+from reconciler.backup.tree import TreeDigest, gc_paused
 from reconciler.engine import Engine
 from reconciler.spec.backups import Backup, Hook
 from reconciler.spec.policy import Policy, is_under
@@ -32,7 +32,6 @@ log = logs.get_logger("dsr.backup")
 
 Progress = Callable[[int], None]
 VIA = ("auto", "direct", "api")
-READ_BACK = 4 << 20  # the read-back's buffer
 
 
 def dsr_version() -> str:
@@ -124,21 +123,22 @@ def _write(
     zone: str,
 ) -> Manifest:
     path = os.path.join(folder, ARCHIVE)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)  # read back
     tree = TreeDigest()
     skipped: list[str] = []
     try:
         out = sink.ArchiveSink(fd)
         try:
             writer = archive.TarWriter(out, tree, progress=options.progress)  # type: ignore[arg-type]
-            volume, via = _pack(engine, project, source, options.via, writer, skipped)
+            with gc_paused():
+                volume, via = _pack(engine, project, source, options.via, writer, skipped)
         except BaseException:
             out.abort()
             raise
         sha256, size = out.close()
     finally:
         os.close(fd)
-    _check_written(path, sha256, size)
+    _check_written(path, sha256, size, out.read_back)
     return Manifest(
         id=os.path.basename(folder),
         policy=options.policy,
@@ -198,9 +198,10 @@ def _shown(path: str) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
-def _check_written(path: str, sha256: str, size: int) -> None:
-    """Read the archive back from disk: a backup is good only once it verifies."""
-    if os.path.getsize(path) != size or file_sha256(path, READ_BACK) != sha256:
+def _check_written(path: str, sha256: str, size: int, read_back: str) -> None:
+    """A backup is good only once the disk gives back what was written (``read_back``: the
+    sink's sha256 of the file read back from the disk)."""
+    if os.path.getsize(path) != size or read_back != sha256:
         raise BackupError(f"{path} does not read back as written (sha256 or size differ)")
 
 

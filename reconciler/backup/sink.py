@@ -12,7 +12,9 @@ keeps the memory at a few batches whatever the tree's size. An error on the work
 full disk) is raised in the caller at its next ``write`` or at ``close``.
 
 Dirty pages are flushed while the backup runs (``fdatasync`` each 32 MiB written, on a
-thread that only waits for the disk), so the final ``fsync`` finds little left to do.
+thread that only waits for the disk), so the final ``fsync`` finds little left to do, and
+each flushed part is read back and hashed there too: a backup counts only once the disk
+gives back the bytes written, and that check no longer waits until the end.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ import zstandard
 BATCH = 4 << 20  # tar bytes per queued item
 BIG = 1 << 18  # a piece this large is queued as is rather than copied into a batch
 QUEUE = 6  # items waiting for the worker: with BATCH, the memory this sink may hold
-SYNC_EVERY = 32 << 20  # compressed bytes between background flushes
+SYNC_EVERY = 32 << 20  # compressed bytes between background flushes and read-backs
+READ_BACK = 4 << 20  # the read-back's buffer
 ZSTD_LEVEL = 3  # zstd's own default, the level `zstd` uses without -#
 _END = b""
 
@@ -50,6 +53,7 @@ class ArchiveSink:
         self.items: queue.Queue[bytes] = queue.Queue(maxsize=QUEUE)
         self.error: BaseException | None = None
         self.aborted = False
+        self.read_back = ""  # the sha256 of the file as read back from the disk
         self.worker = threading.Thread(target=self._work, name="dsr-compress", daemon=True)
         self.worker.start()
 
@@ -85,7 +89,8 @@ class ArchiveSink:
                 continue  # the worker is busy, or died: look again
 
     def close(self) -> tuple[str, int]:
-        """Write what is left, end the zstd frame and ``fsync``: (sha256, size)."""
+        """Write what is left, end the zstd frame, ``fsync`` and read back: (sha256 of the
+        bytes written, their count); ``read_back`` is then the sha256 the disk gives."""
         self._send()
         self._put(_END)
         self.worker.join()
@@ -115,22 +120,21 @@ class ArchiveSink:
                 zstd.write(item)
             if not self.aborted:
                 zstd.flush(zstandard.FLUSH_FRAME)
-                out.flusher.stop()
-                os.fsync(out.fd)
+                self.read_back = out.check.finish(out.count)
         except BaseException as err:  # raised in the caller
             self.error = err
         finally:
-            out.flusher.stop()
+            out.check.stop()
 
 
 class _Output:
-    """Where zstd writes (on the worker): hash, write, and flush now and then."""
+    """Where zstd writes (on the worker): hash, write, and have the disk checked now and then."""
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self.digest = hashlib.sha256()
         self.count = 0
-        self.flusher = _Flusher(fd)
+        self.check = ReadBack(fd)
 
     def write(self, data: bytes) -> int:
         self.digest.update(data)
@@ -140,23 +144,33 @@ class _Output:
         before = self.count
         self.count += len(data)
         if self.count // SYNC_EVERY != before // SYNC_EVERY:
-            self.flusher.kick()
+            self.check.kick(self.count)
         return len(data)
 
 
-class _Flusher:
-    """``fdatasync`` of ``fd`` on a thread, when kicked: the disk works while the CPU does.
+class ReadBack:
+    """The file's bytes as the disk gives them back, hashed while the backup goes on.
 
-    An error here is not reported: the final ``fsync`` and the read-back check decide."""
+    Each kick names how far the file is written: a thread that only waits for the disk
+    ``fdatasync``s, then reads that part back (``pread``) and hashes it. ``finish``
+    ``fsync``s the file and reads back what is left, so a backup ends with one whole
+    read-back of the archive without a pass of its own. An error reading is kept and
+    raised by ``finish``."""
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
+        self.digest = hashlib.sha256()
+        self.done = 0  # bytes read back and hashed
+        self.target = 0  # bytes written when last kicked
+        self.error: OSError | None = None
         self.wake = threading.Event()
-        self.done = False
+        self.stopped = False
         self.thread: threading.Thread | None = None
+        self.buffer = bytearray(READ_BACK)
 
-    def kick(self) -> None:
-        if self.thread is None and not self.done:
+    def kick(self, written: int) -> None:
+        self.target = written
+        if self.thread is None and not self.stopped:
             self.thread = threading.Thread(target=self._run, name="dsr-fdatasync", daemon=True)
             self.thread.start()
         self.wake.set()
@@ -165,16 +179,37 @@ class _Flusher:
         while True:
             self.wake.wait()
             self.wake.clear()
-            if self.done:
+            if self.stopped:
                 return
             try:
+                target = self.target
                 os.fdatasync(self.fd)
-            except OSError:
+                self._read(target)
+            except OSError as err:
+                self.error = err
                 return
 
+    def _read(self, upto: int) -> None:
+        view = memoryview(self.buffer)
+        while self.done < upto:
+            n = os.preadv(self.fd, [view[: min(READ_BACK, upto - self.done)]], self.done)
+            if not n:
+                raise OSError(f"the archive ends at {self.done} bytes, {upto} were written")
+            self.digest.update(view[:n])
+            self.done += n
+
     def stop(self) -> None:
-        self.done = True
+        self.stopped = True
         self.wake.set()
         if self.thread is not None:
             self.thread.join()
             self.thread = None
+
+    def finish(self, size: int) -> str:
+        """``fsync``, read back what is left: the sha256 of the file's first ``size`` bytes."""
+        self.stop()
+        if self.error is not None:
+            raise self.error
+        os.fsync(self.fd)
+        self._read(size)
+        return self.digest.hexdigest()

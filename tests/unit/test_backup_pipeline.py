@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -18,9 +19,9 @@ import pytest
 import zstandard
 
 from reconciler.backup import archive, restore, sink, store, tarread
-from reconciler.backup.errors import ArchiveError, ChecksumError
+from reconciler.backup.errors import ArchiveError, BackupError, ChecksumError
 from reconciler.backup.run import backup_path
-from reconciler.backup.tree import DIR, FILE, HARDLINK, SYMLINK, Entry, digest_of
+from reconciler.backup.tree import DIR, FILE, HARDLINK, SYMLINK, Entry, TreeDigest, digest_of
 
 HEAD_ARCHIVE = Path(__file__).parent.parent / "fixtures" / "backup-head"
 
@@ -180,7 +181,7 @@ def test_an_error_while_reading_stops_the_worker_and_leaves_nothing(
 
 def test_the_sink_writes_one_zstd_frame_any_reader_takes(tmp_path: Path) -> None:
     path = tmp_path / "out.zst"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         out = sink.ArchiveSink(fd)
         pieces = [os.urandom(n) for n in (1, 511, sink.BIG, 5 << 20, 3)] * 3
@@ -285,3 +286,51 @@ def test_an_archive_going_on_after_its_end_is_refused(tmp_path: Path) -> None:
     forged = _rewritten(snapshot, sha256=hashlib.sha256(data).hexdigest(), archive_size=len(data))
     with pytest.raises(ArchiveError, match="goes on after its end"):
         restore.check(forged)
+
+
+@pytest.mark.parametrize("where", ["early", "last"])
+def test_a_backup_the_disk_does_not_give_back_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """The read-back runs beside the writing (each flushed part) and at the end: a byte
+    the disk changes in either is caught, and no snapshot is left."""
+    source = tmp_path / "src"
+    _tree(source)
+    (source / "noise").write_bytes(os.urandom(3 << 20))  # incompressible: several parts
+    monkeypatch.setattr(sink, "SYNC_EVERY", 1 << 20)
+    real_write = os.write
+    written = [0]
+
+    def flipping(self: sink._Output, data: bytes) -> int:
+        self.digest.update(data)
+        at = written[0]
+        written[0] += len(data)
+        flip = 100 if where == "early" else len(data) - 1
+        if (where == "early" and at == 0) or (where == "last" and len(data) < (1 << 20)):
+            data = data[:flip] + bytes([data[flip] ^ 1]) + data[flip + 1 :]
+        real_write(self.fd, data)
+        before = self.count
+        self.count += len(data)
+        if self.count // sink.SYNC_EVERY != before // sink.SYNC_EVERY:
+            self.check.kick(self.count)
+        return len(data)
+
+    monkeypatch.setattr(sink._Output, "write", flipping)
+    with pytest.raises(BackupError, match="does not read back as written"):
+        backup_path(None, "p", str(source), str(tmp_path / "dest"))
+    assert not store.find([str(tmp_path / "dest")], "p").snapshots
+    assert _no_worker_left()
+
+
+def test_the_tree_digest_is_json_lines_of_its_records() -> None:
+    """The digest's text is what ``json.dumps`` wrote per record: manifests written before
+    keep verifying, whatever the names hold."""
+    tree = TreeDigest()
+    tree.add(Entry(".", DIR, 0o755, 0, 0, 1))
+    tree.add(Entry('quo"te\\ \n\t\x01 é \udcff \u2028 日本', FILE, 0o4755, 7, 8, -2, 5, "", "ab"))
+    tree.add(Entry("l", SYMLINK, 0o777, 0, 0, 3, 0, 'tar"get\x7f é'))
+    tree.add(Entry("h", HARDLINK, 0o644, 0, 0, 3, 0, 'quo"te\\ \n\t\x01 é \udcff \u2028 日本'))
+    reference = hashlib.sha256()
+    for record in tree.records():
+        reference.update(json.dumps(list(record)).encode() + b"\n")
+    assert tree.hexdigest() == reference.hexdigest()
