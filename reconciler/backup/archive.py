@@ -367,6 +367,13 @@ def _escapes(path: str, target: str) -> bool:
     return False
 
 
+def beyond(most: tuple[int, int]) -> ArchiveError:
+    """The refusal of an archive holding more than its manifest's (bytes, files)."""
+    return ArchiveError(
+        f"the archive holds more than its manifest records ({most[0]} bytes in {most[1]} files)"
+    )
+
+
 class Decompressed:
     """A zstd file read as plain bytes (``plain().read``), hashing the compressed bytes."""
 

@@ -99,6 +99,12 @@ def inspect_volume(engine: Engine, name: str) -> dict[str, Any] | None:
         return None
 
 
+def remove_made_volume(engine: Engine, name: str) -> None:
+    """Remove a volume dsr has just made, best effort (an error leaves it, empty)."""
+    with contextlib.suppress(docker.errors.APIError):
+        engine.api.remove_volume(name)
+
+
 def local_mountpoint(engine: Engine, volume: dict[str, Any], *, write: bool) -> str | None:
     """The volume's directory when dsr can use it directly: a local engine, a readable dir."""
     if not engine.url.startswith("unix://"):

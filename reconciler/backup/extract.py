@@ -16,7 +16,7 @@ import shutil
 import stat
 from collections.abc import Iterable
 
-from reconciler.backup.archive import Progress, read_tar
+from reconciler.backup.archive import Progress, beyond, read_tar
 from reconciler.backup.tarread import Readable
 from reconciler.backup.tree import DIR, FIFO, FILE, HARDLINK, SYMLINK, Entry, join
 
@@ -35,10 +35,30 @@ def wipe(root: str) -> None:
             os.unlink(item.path)
 
 
-def extract(stream: Readable, root: str, progress: Progress | None = None) -> None:
-    """Write the tree of the tar ``stream`` into the empty directory ``root``."""
+def is_empty(root: str) -> bool:
+    with os.scandir(root) as it:
+        return next(it, None) is None
+
+
+def extract(
+    stream: Readable,
+    root: str,
+    progress: Progress | None = None,
+    *,
+    most: tuple[int, int] | None = None,
+) -> None:
+    """Write the tree of the tar ``stream`` into the empty directory ``root``.
+
+    ``most`` is (bytes, entries other than folders) the manifest records: an archive
+    holding more is refused as soon as it does, so a crafted one cannot fill the disk."""
     dirs: list[Entry] = []
+    size = files = 0
     for entry, content in read_tar(stream):
+        if most is not None and entry.kind != DIR:
+            size += entry.size
+            files += 1
+            if size > most[0] or files > most[1]:
+                raise beyond(most)
         path = join(root, entry.path)
         if entry.kind == DIR:
             if entry.path != ".":

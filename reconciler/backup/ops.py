@@ -275,8 +275,15 @@ def restore(
         try:
             engine_io.remove_stale_helpers(engine, desired.project)
             name = into or source.name
-            _prepare_volume(engine, desired, snapshot, name, new=into is not None)
-            restoring.restore_volume(engine, snapshot, name, stop=stop, via=via, progress=progress)
+            made = _prepare_volume(engine, desired, snapshot, name, new=into is not None)
+            try:
+                restoring.restore_volume(
+                    engine, snapshot, name, stop=stop, via=via, progress=progress
+                )
+            except BaseException:
+                if made:  # a volume this restore made: gone, as if it had never run
+                    engine_io.remove_made_volume(engine, name)
+                raise
         finally:
             engine.close()
     return snapshot
@@ -301,8 +308,9 @@ def _choose(snapshots: list[Snapshot], source: Source, backup_id: str) -> Snapsh
 
 def _prepare_volume(
     engine: Engine, desired: Desired, snapshot: Snapshot, name: str, *, new: bool
-) -> None:
-    """Create the target when it is new or missing; refuse one dsr does not manage."""
+) -> bool:
+    """Create the target when it is new or missing (``True`` then); refuse one dsr does
+    not manage."""
     live = engine_io.inspect_volume(engine, name)
     if live is not None and not new:
         labels = live.get("Labels") or {}
@@ -311,7 +319,7 @@ def _prepare_volume(
                 f"the volume {name} is not managed by dsr for the project {desired.project}, "
                 "so dsr never changes it; restore --into a new volume instead"
             )
-        return
+        return False
     spec = desired.volumes.get(name) if not new else None
     if spec is None:
         info = snapshot.manifest.volume
@@ -329,3 +337,4 @@ def _prepare_volume(
     restoring.create_volume(
         engine, name, params.driver, dict(params.driver_opts), dict(params.labels)
     )
+    return True

@@ -17,11 +17,12 @@ from typing import BinaryIO
 
 import zstandard
 
-from reconciler.backup.archive import CHUNK, Decompressed, read_tar
+from reconciler.backup.archive import CHUNK, Decompressed, beyond, read_tar
 from reconciler.backup.errors import ArchiveError
 from reconciler.backup.tree import FILE, TreeDigest
 
 DEPTH = 8  # pieces waiting in the queue
+TRAILER = 1 << 20  # plain bytes allowed after the end-of-archive blocks (tar pads records)
 
 
 class Prefetched:
@@ -76,6 +77,16 @@ class Prefetched:
         data, self.left = self.left, b""
         return data
 
+    def finish(self) -> str:
+        """Read what follows the tar's end-of-archive blocks (at most ``TRAILER`` bytes,
+        else refused): the compressed file's sha256."""
+        after = 0
+        while block := self.read(CHUNK):
+            after += len(block)
+            if after > TRAILER:
+                raise ArchiveError("the archive goes on after its end (more than 1 MiB)")
+        return self.hexdigest()
+
     def hexdigest(self) -> str:
         """The compressed file's sha256, once ``read`` has given its end."""
         if not self.ended:
@@ -95,9 +106,6 @@ class Prefetched:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-TRAILER = 1 << 20  # plain bytes allowed after the end-of-archive blocks (tar pads records)
 
 
 def scan(
@@ -122,13 +130,5 @@ def scan(
             except ValueError as err:
                 raise ArchiveError(str(err)) from err
             if most is not None and (tree.size > most[0] or tree.files > most[1]):
-                raise ArchiveError(
-                    f"the archive holds more than its manifest records ({most[0]} bytes in "
-                    f"{most[1]} files)"
-                )
-        after = 0
-        while block := source.read(CHUNK):  # what follows the end-of-archive blocks
-            after += len(block)
-            if after > TRAILER:
-                raise ArchiveError("the archive goes on after its end (more than 1 MiB)")
-        return source.hexdigest(), tree
+                raise beyond(most)
+        return source.finish(), tree

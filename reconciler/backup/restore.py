@@ -1,11 +1,13 @@
 """Restoring a snapshot: checked first, then written exactly, then checked again.
 
-``check`` reads the whole archive before anything is touched: its sha256 must be the
-manifest's, every entry must pass ``read_tar``'s checks, and the tree must have the
-manifest's digest. Then the target is emptied and the tree written (directly into a local
+Before anything is touched, the archive's sha256 must be the manifest's (``check_bytes``).
+When the target holds data, the whole archive is read too (``check``): every entry must
+pass ``read_tar``'s checks before the target is emptied. A target that holds nothing (a
+new volume, ``--into``) has nothing to lose: the entries are checked as they are written,
+and a refused archive leaves it empty again. The tree is written directly into a local
 volume's directory or a host folder, else through a never-started helper's archive
-endpoint, decompressed here because the Engine API takes no zstd), and the result is read
-back and compared with the manifest's tree digest.
+endpoint (decompressed here, because the Engine API takes no zstd), and the result is
+read back and compared with the manifest's tree digest.
 
 Through the Engine API nothing can be deleted, so a volume that holds files is emptied by
 removing and recreating it (same driver, options and labels), which Docker allows only
@@ -23,40 +25,57 @@ from typing import Any
 
 import docker.errors
 
-from reconciler.backup import engine_io, extract
+from reconciler.backup import engine_io, extract, rehash
 from reconciler.backup.archive import CHUNK, Decompressed, Progress, TarWriter, read_tar
 from reconciler.backup.errors import ArchiveError, BackupError, ChecksumError, InUseError
 from reconciler.backup.prefetch import Prefetched, scan
 from reconciler.backup.run import IterReader
 from reconciler.backup.store import Snapshot
-from reconciler.backup.tree import FILE, TreeDigest, digest_of, file_sha256
+from reconciler.backup.tree import FILE, TreeDigest, file_sha256, gc_paused
 from reconciler.engine import Engine
+
+
+def check_bytes(snapshot: Snapshot) -> None:
+    """The archive's sha256 is its manifest's: read before anything decompresses or parses
+    it (a few MB of zstd can expand to terabytes), an archive that is not the one its
+    manifest names is refused as damaged, whatever a parser would make of it."""
+    try:
+        sha256 = file_sha256(snapshot.archive)
+    except OSError as err:
+        raise _unreadable(snapshot, err) from err
+    _same_bytes(snapshot, sha256)
 
 
 def check(snapshot: Snapshot, *, contents: bool = True) -> None:
     """Read the whole archive: its sha256, every entry and (``contents``) its tree digest.
 
-    A restore checks the bytes and every entry before it touches anything, and the tree
-    digest on what it wrote: hashing each file's content twice would be a pass for nothing."""
+    A restore into a target holding data checks the bytes and every entry before it
+    touches anything, and the tree digest on what it wrote: hashing each file's content
+    twice would be a pass for nothing."""
     m = snapshot.manifest
+    check_bytes(snapshot)
     try:
-        # The bytes first: an archive that is not the one its manifest names is refused
-        # before anything decompresses or parses it (a few MB of zstd can expand to
-        # terabytes), and is named as damaged, whatever a parser would make of it.
-        sha256 = file_sha256(snapshot.archive)
-        if sha256 == m.sha256:
-            sha256, tree = scan(snapshot.archive, contents=contents, most=(m.size, m.files))
+        sha256, tree = scan(snapshot.archive, contents=contents, most=(m.size, m.files))
     except OSError as err:
-        raise ChecksumError(f"snapshot {m.id}: cannot read {snapshot.archive}: {err}") from err
+        raise _unreadable(snapshot, err) from err
     except ArchiveError as err:
         raise ArchiveError(f"snapshot {m.id}: {err}") from err
+    _same_bytes(snapshot, sha256)  # the file changed between the two reads
+    if contents and tree.hexdigest() != m.tree_digest:  # rewritten, with a matching manifest
+        raise ChecksumError(f"snapshot {m.id}: the archive's tree differs from its manifest")
+
+
+def _unreadable(snapshot: Snapshot, err: OSError) -> ChecksumError:
+    return ChecksumError(f"snapshot {snapshot.id}: cannot read {snapshot.archive}: {err}")
+
+
+def _same_bytes(snapshot: Snapshot, sha256: str) -> None:
+    m = snapshot.manifest
     if sha256 != m.sha256:
         raise ChecksumError(
             f"snapshot {m.id}: checksum mismatch: the archive's sha256 is {sha256}, its "
             f"manifest says {m.sha256}; the archive is damaged"
         )
-    if contents and tree.hexdigest() != m.tree_digest:  # rewritten, with a matching manifest
-        raise ChecksumError(f"snapshot {m.id}: the archive's tree differs from its manifest")
 
 
 def restore_volume(
@@ -69,7 +88,7 @@ def restore_volume(
     progress: Progress | None = None,
 ) -> None:
     """Make the existing volume ``volume`` hold exactly the snapshot's tree."""
-    check(snapshot, contents=False)
+    check_bytes(snapshot)
     users = engine_io.users(engine, volume=volume)
     running = [u for u in users if u.running]
     if running and not stop:
@@ -88,20 +107,36 @@ def restore_volume(
         if mountpoint is not None:
             _write_dir(snapshot, mountpoint, progress)
         else:
+            check(snapshot, contents=False)  # nothing written through the API is undone
             _restore_api(engine, snapshot, volume, live, bool(users), progress)
 
 
 def restore_dir(snapshot: Snapshot, root: str, progress: Progress | None = None) -> None:
     """Make the local directory ``root`` hold exactly the snapshot's tree."""
-    check(snapshot, contents=False)
+    check_bytes(snapshot)
     _write_dir(snapshot, root, progress)
 
 
 def _write_dir(snapshot: Snapshot, root: str, progress: Progress | None) -> None:
-    extract.wipe(root)
-    with open(snapshot.archive, "rb") as file, Prefetched(file) as source:
-        extract.extract(source, root, progress)
-    _compare(snapshot, digest_of(root))
+    """Empty ``root``, write the tree, read it back."""
+    m = snapshot.manifest
+    fresh = extract.is_empty(root)
+    if not fresh:  # what it holds is lost once emptied: the whole archive is checked first
+        check(snapshot, contents=False)
+        extract.wipe(root)
+    try:
+        with gc_paused(), open(snapshot.archive, "rb") as file, Prefetched(file) as source:
+            extract.extract(source, root, progress, most=(m.size, m.files))
+            _same_bytes(snapshot, source.finish())  # the archive changed since it was checked
+    except BaseException as err:
+        if fresh:  # it held nothing: it holds nothing again
+            with contextlib.suppress(OSError):
+                extract.wipe(root)
+        if isinstance(err, ArchiveError):
+            raise ArchiveError(f"snapshot {m.id}: {err}") from err
+        raise
+    with gc_paused():
+        _compare(snapshot, rehash.digest_of(root))
 
 
 def _compare(snapshot: Snapshot, tree: TreeDigest) -> None:
@@ -260,4 +295,4 @@ def create_volume(
         raise BackupError(f"cannot create the volume {name}: {err.explanation or err}") from err
 
 
-__all__ = ["check", "create_volume", "restore_dir", "restore_volume"]
+__all__ = ["check", "check_bytes", "create_volume", "restore_dir", "restore_volume"]

@@ -125,6 +125,26 @@ def test_restore_of_a_crafted_archive_touches_nothing(tmp_path: Path, case: str)
     assert digest_of(str(target)).hexdigest() == before
 
 
+@pytest.mark.parametrize("case", sorted(CRAFTED))
+def test_a_crafted_archive_restored_into_an_empty_target_leaves_it_empty(
+    tmp_path: Path, case: str
+) -> None:
+    """An empty target is not checked whole first: entries are checked as they are
+    written, so the refusal comes after files were written, and those are taken away."""
+    target = tmp_path / "target"
+    target.mkdir()
+    tar = _tar(_dir("ok"), _entry("ok/written", size=70_000), *CRAFTED[case][0])
+    snapshot = _crafted_snapshot(tmp_path, tar)
+    snapshot = store.Snapshot(
+        snapshot.manifest.model_copy(update={"size": 1 << 30, "files": 1000}),
+        snapshot.folder,
+        store.COMPLETE,
+    )
+    with pytest.raises(ArchiveError, match=f"snapshot x-1: .*{CRAFTED[case][1]}"):
+        restore.restore_dir(snapshot, str(target))
+    assert os.listdir(target) == []
+
+
 def test_a_flipped_byte_is_a_checksum_error_and_the_target_is_untouched(tmp_path: Path) -> None:
     source = tmp_path / "src"
     source.mkdir()

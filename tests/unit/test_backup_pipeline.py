@@ -18,10 +18,20 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from reconciler.backup import archive, restore, sink, store, tarread
+from reconciler.backup import archive, rehash, restore, sink, store, tarread
 from reconciler.backup.errors import ArchiveError, BackupError, ChecksumError
 from reconciler.backup.run import backup_path
-from reconciler.backup.tree import DIR, FILE, HARDLINK, SYMLINK, Entry, TreeDigest, digest_of
+from reconciler.backup.tree import (
+    DIR,
+    FILE,
+    HARDLINK,
+    SYMLINK,
+    Entry,
+    TreeDigest,
+    digest_of,
+    file_sha256,
+)
+from reconciler.backup.tree import walk as tree_walk
 
 HEAD_ARCHIVE = Path(__file__).parent.parent / "fixtures" / "backup-head"
 
@@ -334,3 +344,55 @@ def test_the_tree_digest_is_json_lines_of_its_records() -> None:
     for record in tree.records():
         reference.update(json.dumps(list(record)).encode() + b"\n")
     assert tree.hexdigest() == reference.hexdigest()
+
+
+def test_an_archive_changed_after_its_check_is_refused_and_the_empty_target_stays_empty(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Swapped between the sha256 check and the writing (for another valid archive of a
+    different tree): the bytes read while writing are hashed too, and do not match."""
+    source, other = tmp_path / "src", tmp_path / "other"
+    _tree(source)
+    (other / "x").mkdir(parents=True)
+    (other / "x" / "f").write_bytes(b"other tree")
+    backup_path(None, "p", str(source), str(tmp_path / "dest"))
+    backup_path(None, "q", str(other), str(tmp_path / "dest"))
+    [snapshot] = store.find([str(tmp_path / "dest")], "p").snapshots
+    [swap] = store.find([str(tmp_path / "dest")], "q").snapshots
+    real = restore.check_bytes
+
+    def then_swapped(s: store.Snapshot) -> None:
+        real(s)
+        shutil.copyfile(swap.archive, s.archive)
+
+    monkeypatch.setattr(restore, "check_bytes", then_swapped)
+    target = tmp_path / "target"
+    target.mkdir()
+    with pytest.raises(ChecksumError, match="checksum mismatch"):
+        restore.restore_dir(snapshot, str(target))
+    assert os.listdir(target) == []
+    assert _no_worker_left()
+
+
+def test_the_tree_read_back_on_two_processes_has_the_one_process_digest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Odd names (newlines, bytes that are not UTF-8), hard links, large and empty files:
+    the second process reads its share by name; when it cannot run, all is read here."""
+    root = tmp_path / "t"
+    _tree(root)
+    odd = os.fsencode(str(root / "d")) + b"/new\nline \xff\xfe name"
+    with open(odd, "wb") as handle:
+        handle.write(os.urandom(70_000))
+    os.link(root / "big", root / "d" / "big-link")
+    (root / "empty").write_bytes(b"")
+    os.symlink("big", root / "sym")
+    expected = digest_of(str(root)).hexdigest()
+    assert rehash.digest_of(str(root)).hexdigest() == expected
+    files = [e for e, _ in tree_walk(str(root)) if e.kind == FILE]
+    read = rehash._results(rehash._start(str(root), files))
+    assert read == {e.path: file_sha256(str(root / e.path)) for e in files}  # it did read
+    monkeypatch.setattr(rehash.sys, "executable", "/nonexistent/python")
+    assert rehash.digest_of(str(root)).hexdigest() == expected
+    monkeypatch.setattr(rehash.sys, "executable", "/bin/false")
+    assert rehash.digest_of(str(root)).hexdigest() == expected
