@@ -52,17 +52,24 @@ def check(snapshot: Snapshot, *, contents: bool = True) -> None:
     A restore into a target holding data checks the bytes and every entry before it
     touches anything, and the tree digest on what it wrote: hashing each file's content
     twice would be a pass for nothing."""
-    m = snapshot.manifest
     check_bytes(snapshot)
+    tree = _scan(snapshot, contents=contents)
+    if contents and tree.hexdigest() != snapshot.manifest.tree_digest:
+        # rewritten, with a matching manifest
+        raise ChecksumError(f"snapshot {snapshot.id}: the archive's tree differs from its manifest")
+
+
+def _scan(snapshot: Snapshot, *, contents: bool) -> TreeDigest:
+    """Every entry checked (its bytes already were): the tree read."""
+    m = snapshot.manifest
     try:
         sha256, tree = scan(snapshot.archive, contents=contents, most=(m.size, m.files))
     except OSError as err:
         raise _unreadable(snapshot, err) from err
     except ArchiveError as err:
         raise ArchiveError(f"snapshot {m.id}: {err}") from err
-    _same_bytes(snapshot, sha256)  # the file changed between the two reads
-    if contents and tree.hexdigest() != m.tree_digest:  # rewritten, with a matching manifest
-        raise ChecksumError(f"snapshot {m.id}: the archive's tree differs from its manifest")
+    _same_bytes(snapshot, sha256)  # the file changed since its bytes were checked
+    return tree
 
 
 def _unreadable(snapshot: Snapshot, err: OSError) -> ChecksumError:
@@ -107,7 +114,7 @@ def restore_volume(
         if mountpoint is not None:
             _write_dir(snapshot, mountpoint, progress)
         else:
-            check(snapshot, contents=False)  # nothing written through the API is undone
+            _scan(snapshot, contents=False)  # nothing written through the API is undone
             _restore_api(engine, snapshot, volume, live, bool(users), progress)
 
 
@@ -118,11 +125,11 @@ def restore_dir(snapshot: Snapshot, root: str, progress: Progress | None = None)
 
 
 def _write_dir(snapshot: Snapshot, root: str, progress: Progress | None) -> None:
-    """Empty ``root``, write the tree, read it back."""
+    """Empty ``root``, write the tree, read it back (the caller checked the bytes)."""
     m = snapshot.manifest
     fresh = extract.is_empty(root)
     if not fresh:  # what it holds is lost once emptied: the whole archive is checked first
-        check(snapshot, contents=False)
+        _scan(snapshot, contents=False)
         extract.wipe(root)
     try:
         with gc_paused(), open(snapshot.archive, "rb") as file, Prefetched(file) as source:
