@@ -74,6 +74,33 @@ def test_a_flipped_byte_fails_verify_and_restore_and_leaves_the_volume(
     assert after["status"] == "damaged"  # a failed verify never counts as a good backup
 
 
+def test_a_restore_into_a_new_volume_that_fails_leaves_no_volume(
+    dsr: DsrRunner,
+    tmp_spec: Callable[..., Path],
+    docker_client: docker.DockerClient,
+    prefix: str,
+    dsr_state_dir: Path,
+) -> None:
+    """--into makes the volume; a restore refused after that (here: a flipped byte, seen
+    before anything is written) removes it again, as if it had never run."""
+    volume, into = f"{prefix}-data", f"{prefix}-into"
+    spec = volume_spec(tmp_spec, volume)
+    dsr("apply", spec, check=True)
+    (mountpoint(docker_client, volume) / "data.bin").write_bytes(os.urandom(300_000))
+    dsr("backup", spec, check=True)
+    [archive] = (dsr_state_dir / "backups").rglob("archive.tar.zst")
+    with open(archive, "r+b") as handle:
+        handle.seek(archive.stat().st_size // 2)
+        byte = handle.read(1)
+        handle.seek(-1, os.SEEK_CUR)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    for via in ("direct", "api"):
+        restore = dsr("restore", spec, volume, "--into", into, "--via", via)
+        assert restore.returncode == 1, restore.stdout + restore.stderr
+        assert "checksum mismatch" in restore.stderr + restore.stdout
+        assert not docker_client.volumes.list(filters={"name": f"^{into}$"})
+
+
 def _container(
     client: docker.DockerClient,
     image: str,
