@@ -278,7 +278,7 @@ def restore(
             made = _prepare_volume(engine, desired, snapshot, name, new=into is not None)
             try:
                 restoring.restore_volume(
-                    engine, snapshot, name, stop=stop, via=via, progress=progress
+                    engine, snapshot, name, stop=stop, via=via, progress=progress, made=made
                 )
             except BaseException:
                 if made:  # a volume this restore made: gone, as if it had never run

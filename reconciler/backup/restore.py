@@ -93,8 +93,11 @@ def restore_volume(
     stop: bool = False,
     via: str = "auto",
     progress: Progress | None = None,
+    made: bool = False,
 ) -> None:
-    """Make the existing volume ``volume`` hold exactly the snapshot's tree."""
+    """Make the existing volume ``volume`` hold exactly the snapshot's tree.
+
+    ``made``: the caller made the volume for this restore and removes it if it fails."""
     check_bytes(snapshot)
     users = engine_io.users(engine, volume=volume)
     running = [u for u in users if u.running]
@@ -114,7 +117,8 @@ def restore_volume(
         if mountpoint is not None:
             _write_dir(snapshot, mountpoint, progress)
         else:
-            _scan(snapshot, contents=False)  # nothing written through the API is undone
+            if not made:  # what the API wrote cannot be taken back: every entry checked first
+                _scan(snapshot, contents=False)
             _restore_api(engine, snapshot, volume, live, bool(users), progress)
 
 

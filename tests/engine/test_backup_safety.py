@@ -3,17 +3,23 @@ mid-write without its consent, containers left stopped, a killed backup counted 
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import docker
+import zstandard
 from backup_trees import describe
+
+from reconciler.backup import store
 
 DsrRunner = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -98,6 +104,53 @@ def test_a_restore_into_a_new_volume_that_fails_leaves_no_volume(
         restore = dsr("restore", spec, volume, "--into", into, "--via", via)
         assert restore.returncode == 1, restore.stdout + restore.stderr
         assert "checksum mismatch" in restore.stderr + restore.stdout
+        assert not docker_client.volumes.list(filters={"name": f"^{into}$"})
+
+
+def test_a_crafted_archive_restored_into_a_new_volume_is_refused_and_leaves_no_volume(
+    dsr: DsrRunner,
+    tmp_spec: Callable[..., Path],
+    docker_client: docker.DockerClient,
+    prefix: str,
+    dsr_state_dir: Path,
+) -> None:
+    """The archive swapped for a crafted one and the manifest rewritten to match (as
+    someone with write access to the backups could): its sha256 passes, so a new volume is
+    not read whole first; the '..' entry is refused while writing, after a file was
+    written, on either path, and the volume made for it is gone."""
+    volume, into = f"{prefix}-data", f"{prefix}-into"
+    spec = volume_spec(tmp_spec, volume)
+    dsr("apply", spec, check=True)
+    (mountpoint(docker_client, volume) / "data.bin").write_bytes(os.urandom(1000))
+    dsr("backup", spec, check=True)
+    [archive] = (dsr_state_dir / "backups").rglob("archive.tar.zst")
+    crafted = io.BytesIO()
+    with tarfile.open(fileobj=crafted, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in ((".", None), ("first", b"x" * 70_000), ("../evil", b"evil")):
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.DIRTYPE if data is None else tarfile.REGTYPE
+            info.size = len(data or b"")
+            tar.addfile(info, io.BytesIO(data) if data else None)
+    compressed = zstandard.ZstdCompressor().compress(crafted.getvalue())
+    archive.write_bytes(compressed)
+    folder = str(archive.parent)
+    manifest = store.load(folder, archive.parent.parent.parent.name)
+    assert manifest is not None
+    store.write_manifest(
+        folder,
+        manifest.manifest.model_copy(
+            update={
+                "sha256": hashlib.sha256(compressed).hexdigest(),
+                "archive_size": len(compressed),
+                "size": 1 << 20,
+                "files": 10,
+            }
+        ),
+    )
+    for via in ("direct", "api"):
+        restore = dsr("restore", spec, volume, "--into", into, "--via", via)
+        assert restore.returncode == 1, restore.stdout + restore.stderr
+        assert "'..' in its path" in restore.stderr + restore.stdout
         assert not docker_client.volumes.list(filters={"name": f"^{into}$"})
 
 
