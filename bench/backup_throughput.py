@@ -7,7 +7,9 @@ its mount point with many small files and a few large ones (random, text-like an
 half-empty), then times, each in its own process (MB/s of the tree's bytes, and the
 process's peak memory from ``wait4``'s rusage):
 
-* ``dsr backup`` reading the volume's directory (direct) and through the Engine API;
+* ``dsr backup`` reading the volume's directory (direct) and through the Engine API, and
+  of an empty volume: the cost of any dsr process (Python, its imports, the spec, the
+  engine's answers), which the C tools do not pay;
 * ``tar -c | zstd -3`` of the same directory (zstd's default level, the one dsr uses);
 * ``dsr restore --into`` a new (empty) volume, writing directly and through the Engine
   API (each checks the archive first and the written tree after);
@@ -142,11 +144,13 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="dsr-bench-"))
     spec_dir = work / project
     spec_dir.mkdir()
+    empty = f"{project}-empty"
     (spec_dir / "dsr.yaml").write_text(
-        f"version: 1\nvolumes:\n  {volume}: {{}}\nbackups:\n  bench:\n    volumes: [{volume}]\n"
+        f"version: 1\nvolumes:\n  {volume}: {{}}\n  {empty}: {{}}\nbackups:\n"
+        f"  bench:\n    volumes: [{volume}]\n  empty:\n    volumes: [{empty}]\n"
     )
     env = {**os.environ, "DSR_STATE_DIR": str(work / "state")}
-    made = [volume]
+    made = [volume, empty]
     dsr = [sys.executable, "-m", "reconciler"]
     try:
         subprocess.run([*dsr, "apply", str(spec_dir)], env=env, check=True, capture_output=True)
@@ -160,8 +164,12 @@ def main() -> None:
         rates = {}
         runs = args.runs
         for via in ("direct", "api"):
-            s, peak = best(runs, [[*dsr, "backup", str(spec_dir), "--via", via]], env)
+            argv = [*dsr, "backup", str(spec_dir), "--policy", "bench", "--via", via]
+            s, peak = best(runs, [argv], env)
             rates[f"backup {via}"] = report(f"dsr backup (read {via})", size, s, peak)
+        argv = [*dsr, "backup", str(spec_dir), "--policy", "empty", "--via", "direct"]
+        s, _ = best(runs, [argv], env)
+        print(f"  {'dsr backup of an empty volume':<34} {s:7.2f} s  (what any dsr run costs)")
         archive = work / "tar.zst"
         s, _ = best(runs, [[f"tar -C {mount} -cf - . | zstd -3 -q -f -o {archive}"]], shell=True)
         rates["tar|zstd"] = report("tar -c | zstd -3", size, s, None)
