@@ -175,7 +175,8 @@ def test_a_held_project_lock_makes_passes_wait_and_sigterm_still_prompt(
         )
         assert not exists(docker_client, f"{prefix}-a")
     daemon.wait_for(lambda: exists(docker_client, f"{prefix}-a"), what="applied after release")
-    with locked(StateDir(str(dsr_state_dir)), url, prefix, timeout=0, what="dsr apply"):
+    # The volume exists before the pass that made it ends and lets go of the lock.
+    with locked(StateDir(str(dsr_state_dir)), url, prefix, timeout=10, what="dsr apply"):
         docker_client.api.remove_volume(f"{prefix}-a")
         daemon.wait_for(lambda: daemon.named("the project's lock is held; trying again in 1 s"))
         code, seconds = daemon.terminate()
