@@ -11,6 +11,7 @@ through a pipe, while this one reads the rest. A file it could not read is read 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -82,12 +83,10 @@ def _start(root: str, entries: list[Entry]) -> subprocess.Popen[bytes] | None:
     except OSError:
         return None  # every file is read here then
     assert reader.stdin is not None
-    try:
+    with contextlib.suppress(BrokenPipeError):  # it failed: its files are read here
         # It reads all its names before any file, so this write never waits for hashing.
         reader.stdin.write(b"".join(os.fsencode(e.path) + b"\0" for e in entries))
         reader.stdin.close()
-    except BrokenPipeError:
-        pass
     return reader
 
 

@@ -198,27 +198,22 @@ def digest_of(root: str, chunk: int = 1 << 20) -> TreeDigest:
 
 
 def file_sha256(path: str, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        return fd_sha256(fd, chunk)
+        block = os.read(fd, chunk)  # most files: one read
+        if len(block) < chunk:
+            if block:
+                digest.update(block)
+                while block := os.read(fd, chunk):  # grew since: read on
+                    digest.update(block)
+            return digest.hexdigest()
+        # A large file: one reused buffer (a fresh one per read costs page faults).
+        digest.update(block)
+        buffer = bytearray(chunk)
+        view = memoryview(buffer)
+        while n := os.readv(fd, [buffer]):
+            digest.update(view[:n])
     finally:
         os.close(fd)
-
-
-def fd_sha256(fd: int, chunk: int = 1 << 20) -> str:
-    """The sha256 of what is left to read from ``fd``."""
-    digest = hashlib.sha256()
-    block = os.read(fd, chunk)  # most files: one read
-    if len(block) < chunk:
-        if block:
-            digest.update(block)
-            while block := os.read(fd, chunk):  # grew since: read on
-                digest.update(block)
-        return digest.hexdigest()
-    # A large file: one reused buffer (a fresh one per read costs page faults).
-    digest.update(block)
-    buffer = bytearray(chunk)
-    view = memoryview(buffer)
-    while n := os.readv(fd, [buffer]):
-        digest.update(view[:n])
     return digest.hexdigest()

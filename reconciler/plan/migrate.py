@@ -50,8 +50,7 @@ def unfinished(planning: Planning, name: str, live: LiveVolume | None, params: V
     if users.others:
         return Change(
             resource, Action.BLOCKED,
-            f"{why}, but {', '.join(users.others)} use it, and dsr removes only its own "
-            "containers; the backup keeps the data until they are gone",
+            f"{why}, but {users.held_by}; the backup keeps the data until they are gone",
             ReasonCode.MIGRATION, risk=Risk.DATA_LOSS,
         )  # fmt: skip
     return Change(
@@ -69,8 +68,7 @@ def changed(planning: Planning, name: str, spec: Volume, params: VolumeParams, w
         why = (
             "on_change is block, so its data stays as it is"
             if spec.on_change == "block"
-            else f"on_change is {spec.on_change}, but {', '.join(users.others)} use it, and "
-            "dsr removes only its own containers"
+            else f"on_change is {spec.on_change}, but {users.held_by}"
         )
         return Change(
             resource,
@@ -118,6 +116,11 @@ class _Users:
             around=f"; {names} are stopped, removed and made again on it" if users else "",
             others=sorted(u.name for u in users if not planning.my_container(u)),
         )
+
+    @property
+    def held_by(self) -> str:
+        """Why the others block a replace."""
+        return f"{', '.join(self.others)} use it, and dsr removes only its own containers"
 
 
 def removed_by(planning: Planning, container_id: str) -> Change | None:

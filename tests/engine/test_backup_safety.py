@@ -47,6 +47,49 @@ def volume_spec(tmp_spec: Callable[..., Path], volume: str, extra: str = "") -> 
         """)
 
 
+def backed_up(
+    dsr: DsrRunner,
+    tmp_spec: Callable[..., Path],
+    docker_client: docker.DockerClient,
+    dsr_state_dir: Path,
+    volume: str,
+    size: int,
+) -> tuple[Path, Path, Path]:
+    """The volume applied, holding ``size`` random bytes, backed up once:
+    (spec, its directory, the snapshot's archive)."""
+    spec = volume_spec(tmp_spec, volume)
+    dsr("apply", spec, check=True)
+    root = mountpoint(docker_client, volume)
+    (root / "data.bin").write_bytes(os.urandom(size))
+    dsr("backup", spec, check=True)
+    [archive] = (dsr_state_dir / "backups").rglob("archive.tar.zst")
+    return spec, root, archive
+
+
+def flip_a_byte(archive: Path) -> None:
+    with open(archive, "r+b") as handle:
+        handle.seek(archive.stat().st_size // 2)
+        byte = handle.read(1)
+        handle.seek(-1, os.SEEK_CUR)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+
+
+def refused_into(
+    dsr: DsrRunner,
+    docker_client: docker.DockerClient,
+    spec: Path,
+    volume: str,
+    into: str,
+    words: str,
+) -> None:
+    """``restore --into`` fails on both paths, saying ``words``, and leaves no volume."""
+    for via in ("direct", "api"):
+        restore = dsr("restore", spec, volume, "--into", into, "--via", via)
+        assert restore.returncode == 1, restore.stdout + restore.stderr
+        assert words in restore.stderr + restore.stdout
+        assert not docker_client.volumes.list(filters={"name": f"^{into}$"})
+
+
 def test_a_flipped_byte_fails_verify_and_restore_and_leaves_the_volume(
     dsr: DsrRunner,
     tmp_spec: Callable[..., Path],
@@ -55,18 +98,9 @@ def test_a_flipped_byte_fails_verify_and_restore_and_leaves_the_volume(
     dsr_state_dir: Path,
 ) -> None:
     volume = f"{prefix}-data"
-    spec = volume_spec(tmp_spec, volume)
-    dsr("apply", spec, check=True)
-    root = mountpoint(docker_client, volume)
-    (root / "data.bin").write_bytes(os.urandom(500_000))
-    dsr("backup", spec, check=True)
+    spec, root, archive = backed_up(dsr, tmp_spec, docker_client, dsr_state_dir, volume, 500_000)
     [snapshot] = listed(dsr, spec)
-    [archive] = (dsr_state_dir / "backups").rglob("archive.tar.zst")
-    with open(archive, "r+b") as handle:
-        handle.seek(archive.stat().st_size // 2)
-        byte = handle.read(1)
-        handle.seek(-1, os.SEEK_CUR)
-        handle.write(bytes([byte[0] ^ 0xFF]))
+    flip_a_byte(archive)
 
     (root / "newer").write_text("written after the backup")
     before = describe(root)
@@ -90,21 +124,9 @@ def test_a_restore_into_a_new_volume_that_fails_leaves_no_volume(
     """--into makes the volume; a restore refused after that (here: a flipped byte, seen
     before anything is written) removes it again, as if it had never run."""
     volume, into = f"{prefix}-data", f"{prefix}-into"
-    spec = volume_spec(tmp_spec, volume)
-    dsr("apply", spec, check=True)
-    (mountpoint(docker_client, volume) / "data.bin").write_bytes(os.urandom(300_000))
-    dsr("backup", spec, check=True)
-    [archive] = (dsr_state_dir / "backups").rglob("archive.tar.zst")
-    with open(archive, "r+b") as handle:
-        handle.seek(archive.stat().st_size // 2)
-        byte = handle.read(1)
-        handle.seek(-1, os.SEEK_CUR)
-        handle.write(bytes([byte[0] ^ 0xFF]))
-    for via in ("direct", "api"):
-        restore = dsr("restore", spec, volume, "--into", into, "--via", via)
-        assert restore.returncode == 1, restore.stdout + restore.stderr
-        assert "checksum mismatch" in restore.stderr + restore.stdout
-        assert not docker_client.volumes.list(filters={"name": f"^{into}$"})
+    spec, _, archive = backed_up(dsr, tmp_spec, docker_client, dsr_state_dir, volume, 300_000)
+    flip_a_byte(archive)
+    refused_into(dsr, docker_client, spec, volume, into, "checksum mismatch")
 
 
 def test_a_crafted_archive_restored_into_a_new_volume_is_refused_and_leaves_no_volume(
@@ -119,11 +141,7 @@ def test_a_crafted_archive_restored_into_a_new_volume_is_refused_and_leaves_no_v
     not read whole first; the '..' entry is refused while writing, after a file was
     written, on either path, and the volume made for it is gone."""
     volume, into = f"{prefix}-data", f"{prefix}-into"
-    spec = volume_spec(tmp_spec, volume)
-    dsr("apply", spec, check=True)
-    (mountpoint(docker_client, volume) / "data.bin").write_bytes(os.urandom(1000))
-    dsr("backup", spec, check=True)
-    [archive] = (dsr_state_dir / "backups").rglob("archive.tar.zst")
+    spec, _, archive = backed_up(dsr, tmp_spec, docker_client, dsr_state_dir, volume, 1000)
     crafted = io.BytesIO()
     with tarfile.open(fileobj=crafted, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name, data in ((".", None), ("first", b"x" * 70_000), ("../evil", b"evil")):
@@ -147,11 +165,7 @@ def test_a_crafted_archive_restored_into_a_new_volume_is_refused_and_leaves_no_v
             }
         ),
     )
-    for via in ("direct", "api"):
-        restore = dsr("restore", spec, volume, "--into", into, "--via", via)
-        assert restore.returncode == 1, restore.stdout + restore.stderr
-        assert "'..' in its path" in restore.stderr + restore.stdout
-        assert not docker_client.volumes.list(filters={"name": f"^{into}$"})
+    refused_into(dsr, docker_client, spec, volume, into, "'..' in its path")
 
 
 def _container(

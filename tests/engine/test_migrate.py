@@ -73,6 +73,25 @@ def filled(
     return spec, run_in_volume(docker_client, busybox_image, f"{prefix}-data", LISTING, prefix)
 
 
+def applied_with_every_byte(
+    dsr: DsrRunner,
+    docker_client: docker.DockerClient,
+    spec: Path,
+    prefix: str,
+    busybox_image: str,
+    tier: str,
+    before: str,
+) -> None:
+    """An apply leaves the volume with ``tier``'s settings and the listing ``before``, its
+    app running, and nothing more to do."""
+    dsr("apply", spec.parent, check=0)
+    assert docker_client.volumes.get(f"{prefix}-data").attrs["Labels"]["tier"] == tier
+    after = run_in_volume(docker_client, busybox_image, f"{prefix}-data", LISTING, prefix)
+    assert after == before
+    assert docker_client.containers.get(f"{prefix}-app").status == "running"
+    dsr("plan", spec.parent, "--detailed-exitcode", check=0)
+
+
 def test_migrate_keeps_every_byte_and_makes_the_users_again(
     filled: tuple[Path, str],
     prefix: str,
@@ -87,14 +106,8 @@ def test_migrate_keeps_every_byte_and_makes_the_users_again(
     planned = dsr("plan", spec.parent, check=0).stdout
     assert f"volume:{prefix}-data will be replaced (risk: restart)" in planned, planned
     assert "on_change is migrate" in planned and f"{prefix}-app are stopped" in planned
-    dsr("apply", spec.parent, check=0)
-    volume = docker_client.volumes.get(f"{prefix}-data")
-    assert volume.attrs["Labels"]["tier"] == "b"
-    after = run_in_volume(docker_client, busybox_image, f"{prefix}-data", LISTING, prefix)
-    assert after == before
-    app = docker_client.containers.get(f"{prefix}-app")
-    assert app.id != old_app and app.status == "running"
-    dsr("plan", spec.parent, "--detailed-exitcode", check=0)
+    applied_with_every_byte(dsr, docker_client, spec, prefix, busybox_image, "b", before)
+    assert docker_client.containers.get(f"{prefix}-app").id != old_app
 
 
 def test_block_keeps_and_recreate_empties(
@@ -185,15 +198,10 @@ def test_a_spec_changed_again_mid_migration_refills_from_the_recorded_backup(
     spec.write_text(spec_text(prefix, busybox_image, "a"))
     planned = dsr("plan", spec.parent, check=0).stdout
     assert "a migration was interrupted" in planned and folder in planned, planned
-    dsr("apply", spec.parent, check=0)
-    assert docker_client.volumes.get(f"{prefix}-data").attrs["Labels"]["tier"] == "a"
-    after = run_in_volume(docker_client, busybox_image, f"{prefix}-data", LISTING, prefix)
-    assert after == before
+    applied_with_every_byte(dsr, docker_client, spec, prefix, busybox_image, "a", before)
     assert (
         "migrations" not in state.read_record(prefix) or not state.read_record(prefix)["migrations"]
     )
-    assert docker_client.containers.get(f"{prefix}-app").status == "running"
-    dsr("plan", spec.parent, "--detailed-exitcode", check=0)
 
 
 def test_a_migration_whose_backup_fails_starts_its_users_again(
