@@ -27,6 +27,7 @@ from reconciler.apply import Outcome, Progress, apply_plan
 from reconciler.engine import Engine
 from reconciler.errors import DsrError, PlanError, SpecError, SpecIssue
 from reconciler.files import write_json
+from reconciler.hostinfo import engine_host
 from reconciler.images import ContextError, PackedImage, pack
 from reconciler.kinds import Kind
 from reconciler.observe import measure_writable_layers, observe
@@ -40,6 +41,7 @@ from reconciler.saved import (
 )
 from reconciler.snapshot import KIND, Observed
 from reconciler.spec import Desired, load_checked, load_policy
+from reconciler.spec.share import share
 from reconciler.statedir import StateDir, locked
 
 log = logs.get_logger("dsr.pass")
@@ -61,6 +63,7 @@ class PassRequest:
     lock_timeout: float = 60.0
     workers: int = 4
     accept_saved_plan: bool = True
+    host: str | None = None  # --host: whose share of the spec (default: the engine's name)
 
 
 @dataclass
@@ -186,6 +189,8 @@ def _run(
     result.engine = engine
     calls_before = engine.calls
     try:
+        if desired is not None:
+            desired = result.desired = host_share(desired, engine, request.host)
         with ExitStack() as held:
             if request.apply and state is not None:
                 with timer.stage("lock"):
@@ -267,6 +272,14 @@ def load(request: PassRequest) -> Desired:
         docker_host=request.docker_host,
         state_dir=request.state_dir,
     )
+
+
+def host_share(desired: Desired, engine: Engine, host: str | None) -> Desired:
+    """The share of ``desired`` that belongs on ``engine`` (``--host``, else the engine's
+    name); a spec that places nothing is every host's whole share, asked of no engine."""
+    if not desired.placements:
+        return desired
+    return share(desired, engine_host(engine, host))
 
 
 def pack_images(desired: Desired, state: StateDir | None) -> dict[str, PackedImage]:
@@ -383,11 +396,19 @@ def compute_plan(
         return again, measured
 
 
-def offline_plan(old: Desired, new: Desired) -> Plan:
-    """``dsr diff``: the plan from ``old`` applied to ``new``, with no engine and no state."""
+def offline_plan(
+    old: Desired,
+    new: Desired,
+    packed: tuple[Mapping[str, PackedImage], Mapping[str, PackedImage]] | None = None,
+) -> Plan:
+    """``dsr diff``: the plan from ``old`` applied to ``new``, with no engine and no state.
+    ``packed``: OLD's and NEW's images, hashed already (a fleet diff hashes them once)."""
     from reconciler.plan.simulate import simulate
 
-    old_packed, new_packed = pack_images(old, None), pack_images(new, None)
+    if packed is None:
+        packed = pack_images(old, None), pack_images(new, None)
+    old_packed = {k: v for k, v in packed[0].items() if k in old.images}
+    new_packed = {k: v for k, v in packed[1].items() if k in new.images}
     manifests = {i.tag: i.manifest for i in [*old_packed.values(), *new_packed.values()]}
     before = simulate(old, {key: image.tag for key, image in old_packed.items()})
     tags = {key: image.tag for key, image in new_packed.items()}
@@ -403,6 +424,7 @@ __all__ = [
     "PassRequest",
     "PassResult",
     "compute_plan",
+    "host_share",
     "names_of",
     "offline_plan",
     "pack_images",

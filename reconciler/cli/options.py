@@ -31,6 +31,7 @@ class Reach(Scope):
 
     engine_timeout: float
     lock_timeout: float
+    host: str | None
 
 
 @dataclass
@@ -44,6 +45,7 @@ class Settings:
     log_format: LogFormat = "console"
     engine_timeout: float = 30.0
     lock_timeout: float = 60.0
+    host: str | None = None
 
     def resolved_state_dir(self) -> str:
         return self.state_dir or default_state_dir()
@@ -65,6 +67,7 @@ class Settings:
             **self.scope(),
             "engine_timeout": self.engine_timeout,
             "lock_timeout": self.lock_timeout,
+            "host": self.host,
         }
 
 
@@ -76,6 +79,7 @@ _NAMES = (
     "log_format",
     "engine_timeout",
     "lock_timeout",
+    "host",
 )
 _SECONDS = click.FloatRange(min=0)
 
@@ -113,6 +117,12 @@ def _options(with_defaults: bool) -> tuple[Callable[[F], F], ...]:
             type=_SECONDS,
             default=default(60.0),
             help="Seconds to wait for another dsr holding the lock (default 60; 0: none).",
+        ),
+        click.option(
+            "--host",
+            "host",
+            metavar="NAME",
+            help="Act on this host's share of the spec (default: the engine's name).",
         ),
     )
 

@@ -50,6 +50,7 @@ def _global_args(settings: Settings) -> tuple[str, ...]:
         ("--docker-host", settings.docker_host),
         ("--project", settings.project),
         ("--policy", settings.policy),
+        ("--host", settings.host),
     ):
         if value:
             args += [flag, value]
