@@ -142,7 +142,8 @@ def _record(
     progress: Progress | None,
 ) -> None:
     outcomes[outcome.change.resource] = outcome
-    event = log.info if outcome.status == "ok" else log.error
+    # A terminal's progress lines already tell each change: its event would say it twice.
+    event = log.debug if progress else log.info if outcome.status == "ok" else log.error
     event(
         "change",
         pass_id=pass_id,

@@ -61,6 +61,9 @@ class PassRequest:
     lock_timeout: float = 60.0
     workers: int = 4
     accept_saved_plan: bool = True
+    # dsr apply without --allow-empty: a spec that declares nothing must not delete the
+    # project (the daemon's gate says the same for dsr run).
+    refuse_empty: bool = False
 
 
 @dataclass
@@ -206,6 +209,12 @@ def _run(
             if not request.apply or not result.plan.actionable:
                 return
             to_apply = result.plan
+            if request.refuse_empty and deletes_everything(to_apply, desired):
+                raise PlanError(
+                    "the spec declares nothing, so this apply would delete every managed "
+                    f"object of the project {project}; nothing was changed (--allow-empty "
+                    "lets it)"
+                )
             if before_apply is not None:
                 verdict = before_apply(result.plan)
                 if verdict is False:
@@ -225,6 +234,13 @@ def _run(
             result.outcomes = tuple(outcomes)
     finally:
         result.calls = engine.calls - calls_before
+
+
+def deletes_everything(plan: Plan, desired: Desired | None) -> bool:
+    """The spec declares nothing and the plan deletes what the project has."""
+    if desired is None or names_of(desired) or desired.images:
+        return False
+    return any(c.action is Action.DELETE for c in plan.actionable)
 
 
 def check_saved_plan(
@@ -403,6 +419,7 @@ __all__ = [
     "PassRequest",
     "PassResult",
     "compute_plan",
+    "deletes_everything",
     "names_of",
     "offline_plan",
     "pack_images",

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from reconciler.kinds import Kind
 from reconciler.plan.context import Planning
 from reconciler.plan.model import Action, Change, ReasonCode, Risk
+from reconciler.plan.reasons import still
 from reconciler.snapshot import KIND, LiveVolume
 
 RETAIN = "retain"
@@ -47,7 +48,7 @@ def _reclaim(planning: Planning, volume: LiveVolume, policy: str, destination: s
                 resource,
                 Action.BLOCKED,
                 f"it left the spec and its reclaim policy is {policy}, but "
-                f"{', '.join(staying)} still use it; it is deleted once no container uses it",
+                f"{still(staying)} it; it is deleted once no container uses it",
                 ReasonCode.VOLUME_IN_USE,
                 risk=Risk.DATA_LOSS,
                 target_id=volume.name,
