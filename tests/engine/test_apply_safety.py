@@ -265,7 +265,7 @@ def test_projects_side_by_side_never_touch_each_other(
         f"volume_container:{one}-vc": "delete",
     }
     assert planned["orphans"] == [f"volume:{one}-data"]
-    dsr("apply", spec_one, check=True)
+    dsr("apply", "--allow-empty", spec_one, check=True)
 
     assert prefixed_containers(docker_client, one) == []
     assert {c["Id"] for c in prefixed_containers(docker_client, two)} == two_ids
