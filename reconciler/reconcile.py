@@ -309,12 +309,13 @@ def _known_manifests(state: StateDir | None, observed: Observed) -> dict[str, Ma
 
 def reclaim_of(desired: Desired, backups: str) -> dict[str, dict[str, str]]:
     """Each managed volume's reclaim policy, and where a backup-then-delete puts its data:
-    the destination of the first backup rule that lists it, else ``backups``."""
+    the first folder destination of the first backup rule that lists it, else ``backups``
+    (a reclaim's backup stays on this host: it is restored from there if the delete fails)."""
     first: dict[str, str] = {}  # volume -> the destination of the first rule naming one
     for _, rule in sorted(desired.backups.items()):
-        if rule.destination:
+        if rule.folders:
             for name in rule.volumes:
-                first.setdefault(name, rule.destination)
+                first.setdefault(name, rule.folders[0])
     return {
         name: {"reclaim": volume.reclaim, "destination": first.get(name) or backups}
         for name, volume in desired.volumes.items()

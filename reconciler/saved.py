@@ -26,7 +26,6 @@ from reconciler.plan import Action, Change, Plan
 from reconciler.plan.context import inherited, owns
 from reconciler.snapshot import MANAGED, PROJECT, LiveContainer, Observed
 from reconciler.spec import Policy
-from reconciler.spec.devices import local_host_paths
 from reconciler.spec.policy import Role
 
 SAVED_KIND = "dsr-saved-plan"
@@ -149,6 +148,9 @@ def _problems(
         for folder in change.container.make_dirs:
             if folder not in binds:  # dsr only ever makes the folder a bind needs
                 out.append(f"it would create the folder {folder}, which no mount binds")
+    if change.volume is not None:
+        volume = change.volume
+        out += [why for _, why in policy.volume_problems(volume.driver, volume.driver_opts)]
     for host_path, role in dict.fromkeys(_host_paths(change)):
         why = (
             policy.check(host_path, role=role)
@@ -254,9 +256,6 @@ def _host_paths(change: Change) -> Iterable[tuple[str, Role]]:
     if change.container is not None:
         binds = {m.source for m in change.container.mounts if m.type == "bind"}
         yield from ((p, "source") for p in sorted(binds | set(change.container.make_dirs)))
-    if change.volume is not None:
-        volume = change.volume
-        yield from ((p, "source") for _, p in local_host_paths(volume.driver, volume.driver_opts))
     if change.backup_to:
         yield change.backup_to, "destination"
     if change.restore_from:

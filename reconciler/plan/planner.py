@@ -237,6 +237,7 @@ class _Planner(Planning):
             carry=self.anonymous_volumes(spec, carry_from),
             volume_path=self.packed_path(spec),
             bind_kinds=self.desired.bind_kinds,
+            bind_real=self.desired.bind_real,
             shown=cast("Container | VolumeContainer", self.desired.shown(f"{kind}s", name, spec)),
         )
         if adopting and live is not None:
