@@ -30,7 +30,7 @@ from reconciler.files import write_json
 from reconciler.images import ContextError, PackedImage, pack
 from reconciler.kinds import Kind
 from reconciler.observe import measure_writable_layers, observe
-from reconciler.plan import Action, Plan, plan
+from reconciler.plan import Action, Plan, adopt, plan
 from reconciler.saved import (
     SavedPlan,
     check_fresh,
@@ -325,12 +325,13 @@ def _known_manifests(state: StateDir | None, observed: Observed) -> dict[str, Ma
 
 def reclaim_of(desired: Desired, backups: str) -> dict[str, dict[str, str]]:
     """Each managed volume's reclaim policy, and where a backup-then-delete puts its data:
-    the destination of the first backup rule that lists it, else ``backups``."""
+    the first folder destination of the first backup rule that lists it, else ``backups``
+    (a reclaim's backup stays on this host: it is restored from there if the delete fails)."""
     first: dict[str, str] = {}  # volume -> the destination of the first rule naming one
     for _, rule in sorted(desired.backups.items()):
-        if rule.destination:
+        if rule.folders:
             for name in rule.volumes:
-                first.setdefault(name, rule.destination)
+                first.setdefault(name, rule.folders[0])
     return {
         name: {"reclaim": volume.reclaim, "destination": first.get(name) or backups}
         for name, volume in desired.volumes.items()
@@ -338,10 +339,27 @@ def reclaim_of(desired: Desired, backups: str) -> dict[str, dict[str, str]]:
     }
 
 
+def adopted_of(record: Mapping[str, object], kind: Kind) -> dict[str, str]:
+    """The objects of ``kind`` a project's record says it adopted: name -> creation time."""
+    adopted = record.get("adopted")
+    table = adopted.get(kind.value) if isinstance(adopted, dict) else None
+    if not isinstance(table, dict):
+        return {}
+    return {k: v for k, v in table.items() if isinstance(k, str) and isinstance(v, str)}
+
+
 def record_reclaim(state: StateDir, desired: Desired, observed: Observed) -> None:
     """Record the reclaim policy of every volume of the spec being applied: the one in
-    force once it leaves the spec. Records of volumes gone from the engine are dropped."""
+    force once it leaves the spec. Records of volumes gone from the engine are dropped,
+    and so are adoptions of volumes that are no longer the one adopted."""
     record = state.read_record(desired.project)
+    adoptions = adopted_of(record, Kind.VOLUME)
+    kept_adoptions = adopt.recorded(adoptions, observed.volumes)
+    if kept_adoptions != adoptions:
+        adopted = record.get("adopted")
+        table = dict(adopted) if isinstance(adopted, dict) else {}
+        record = {**record, "adopted": {**table, Kind.VOLUME.value: kept_adoptions}}
+        state.write_record(desired.project, record)
     volumes = record.get("volumes")
     kept = {
         name: value
@@ -378,15 +396,22 @@ def compute_plan(
             **reclaim_of(desired, state.backups if state else ""),
         }
         migrating = migrations if isinstance(migrations, dict) else {}
+        adoptions = adopted_of(record, Kind.VOLUME)
         first = plan(
-            desired, observed, tags, manifests=known, reclaim=reclaim, migrations=migrating
+            desired,
+            observed,
+            tags,
+            manifests=known,
+            reclaim=reclaim,
+            migrations=migrating,
+            adoptions=adoptions,
         )
     ids = [
         c.target_id
         for c in first.changes
         if c.target_id
         and c.kind in (Kind.CONTAINER, Kind.VOLUME_CONTAINER)
-        and c.action in (Action.REPLACE, Action.DELETE, Action.BLOCKED)
+        and c.action in (Action.REPLACE, Action.DELETE, Action.BLOCKED, Action.ADOPT)
     ]
     if not ids:
         return first, observed
@@ -394,7 +419,13 @@ def compute_plan(
         measured = with_sizes(observed, engine, ids)
     with timer.stage("plan"):
         again = plan(
-            desired, measured, tags, manifests=known, reclaim=reclaim, migrations=migrating
+            desired,
+            measured,
+            tags,
+            manifests=known,
+            reclaim=reclaim,
+            migrations=migrating,
+            adoptions=adoptions,
         )
         return again, measured
 

@@ -23,7 +23,7 @@ RETAIN = "retain"
 def left_volumes(planning: Planning) -> None:
     """A change (or an orphan entry) for each of the project's volumes not in the spec."""
     for volume in sorted(planning.observed.volumes.values(), key=lambda v: v.name):
-        if not planning.mine(volume.labels) or volume.name in planning.desired.volumes:
+        if not planning.my_volume(volume) or volume.name in planning.desired.volumes:
             continue
         if volume.labels.get(KIND) == Kind.ANONYMOUS_VOLUME:
             if not planning.observed.volume_users(volume.name):
