@@ -40,10 +40,11 @@ ENV = {"HOME": "/root"}
 # Model fields that never force a recreate, on purpose. Every other field must be in HASHED:
 # a new field is a decision, not an accident.
 NOT_HASHED = {
-    # `hosts` places a resource; it is not its config (moving it must not recreate it).
-    Volume: {"external", "reclaim", "on_change", "hosts"},
-    Container: {"state", "writable_layer", "hosts"},
-    VolumeContainer: {"hosts"},
+    # adopt: taking an object over is a planning rule; once dsr's, it is config as any other.
+    # hosts places a resource; it is not its config (moving it must not recreate it).
+    Volume: {"external", "reclaim", "on_change", "adopt", "hosts"},
+    Container: {"state", "writable_layer", "adopt", "hosts"},
+    VolumeContainer: {"adopt", "hosts"},
     Mount: set(),
 }
 
