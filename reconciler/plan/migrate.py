@@ -77,6 +77,14 @@ def changed(planning: Planning, name: str, spec: Volume, params: VolumeParams, w
             ReasonCode.VOLUME_DATA,
             risk=Risk.DATA_LOSS,
         )
+    transient = _transient(planning, name, spec)
+    if spec.on_change == "migrate" and transient:
+        return Change(
+            resource, Action.BLOCKED,
+            f"{what}; on_change is migrate, but {transient}: its data exists only while a "
+            "container has it mounted, so a migration could not carry it (use recreate)",
+            ReasonCode.VOLUME_DATA, risk=Risk.DATA_LOSS,
+        )  # fmt: skip
     around, removes = users.around, users.ids
     if spec.on_change == "recreate":
         return Change(
@@ -96,6 +104,19 @@ def changed(planning: Planning, name: str, spec: Volume, params: VolumeParams, w
         ReasonCode.CONFIG_CHANGED, risk=Risk.RESTART, target_id=name, volume=params,
         backup_to=destination, removes=removes,
     )  # fmt: skip
+
+
+def _transient(planning: Planning, name: str, spec: Volume) -> str:
+    """Which side of a migration is a tmpfs volume, or ``""``: Docker mounts a fresh tmpfs
+    when the first container uses it and drops it with the last, so stopping the users
+    loses what the old one held, and what a helper writes into the new one is gone once
+    the helper lets go of it."""
+    live = planning.observed.volumes.get(name)
+    if live is not None and live.driver == "local" and live.options.get("type") == "tmpfs":
+        return "the volume is a tmpfs"
+    if spec.driver == "local" and spec.driver_opts.get("type") == "tmpfs":
+        return "the spec makes it a tmpfs"
+    return ""
 
 
 @dataclass(frozen=True)
