@@ -172,6 +172,37 @@ def users(engine: Engine, *, volume: str = "", path: str = "") -> list[User]:
     return out
 
 
+def quiet_users(engine: Engine, volume: str) -> dict[str, str]:
+    """Each container that mounts ``volume`` (helpers aside), with when it last started;
+    refused while one runs: a backup taken then may miss what it writes."""
+    found = {}
+    for c in engine.api.containers(all=True, filters={"volume": volume}):
+        if (c.get("Labels") or {}).get(KIND) == HELPER:
+            continue
+        state = engine.api.inspect_container(c["Id"])["State"]
+        name = (c.get("Names") or ["/" + c["Id"][:12]])[0].lstrip("/")
+        if state.get("Running") or state.get("Restarting"):
+            raise BackupError(
+                f"{name} runs on {volume}, so a backup could miss what it writes; nothing "
+                "was removed"
+            )
+        found[c["Id"]] = f"{name} {state.get('StartedAt')}"
+    return found
+
+
+def still_quiet(engine: Engine, volume: str, quiet: dict[str, str]) -> None:
+    """Nothing started on ``volume`` since ``quiet`` was taken (``restart: always`` after an
+    engine restart, or anyone): else a backup taken meanwhile may lack its writes, and
+    restoring it would lose them."""
+    now = quiet_users(engine, volume)
+    if now != quiet:
+        moved = sorted({v.split(" ")[0] for v in set(now.values()) ^ set(quiet.values())})
+        raise BackupError(
+            f"{', '.join(moved)} started on {volume} during its backup, which may lack what "
+            "it wrote; nothing was removed, the next pass backs it up again"
+        )
+
+
 def _overlaps(source: str, path: str) -> bool:
     a, b = source.rstrip("/") + "/", path.rstrip("/") + "/"
     return a.startswith(b) or b.startswith(a)

@@ -33,6 +33,7 @@ from reconciler.backup.run import IterReader
 from reconciler.backup.store import Snapshot
 from reconciler.backup.tree import FILE, TreeDigest, file_sha256, gc_paused
 from reconciler.engine import Engine
+from reconciler.snapshot import INSTANCE, new_instance
 
 
 def check_bytes(snapshot: Snapshot) -> None:
@@ -312,7 +313,10 @@ def create_volume(
         raise BackupError(f"the volume {name} exists already; --into needs a new name")
     try:
         engine.api.create_volume(
-            name=name, driver=driver, driver_opts=options or None, labels=labels
+            name=name,
+            driver=driver,
+            driver_opts=options or None,
+            labels={**labels, INSTANCE: new_instance()},  # another volume than the backup's
         )
     except docker.errors.APIError as err:
         raise BackupError(f"cannot create the volume {name}: {err.explanation or err}") from err

@@ -12,7 +12,7 @@ from typing import cast
 
 from reconciler.kinds import Kind
 from reconciler.plan import drift, leftovers, migrate, packed, reclaim
-from reconciler.plan.context import Planning
+from reconciler.plan.context import Migration, Planning
 from reconciler.plan.model import (
     Action,
     Change,
@@ -55,7 +55,7 @@ def plan(
     *,
     manifests: Mapping[str, Mapping[str, str]] | None = None,
     reclaim: Mapping[str, Mapping[str, str]] | None = None,
-    migrations: Mapping[str, str] | None = None,
+    migrations: Mapping[str, object] | None = None,
 ) -> Plan:
     """What to do so that the engine holds what ``desired`` says.
 
@@ -71,7 +71,7 @@ def plan(
         dict(image_tags or {}),
         dict(manifests or {}),
         dict(reclaim or {}),
-        dict(migrations or {}),
+        {k: m for k, v in (migrations or {}).items() if (m := Migration.of(v)) is not None},
     )
     planner.run()
     # Reasons and errors are printed (and posted to pull requests): none may quote a value
