@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
@@ -41,9 +42,21 @@ class Settings:
     state_dir: str | None = None
     project: str | None = None
     policy: str | None = None
-    log_format: LogFormat = "console"
+    log_format: LogFormat | None = None  # None: JSON lines unless stderr is a terminal
     engine_timeout: float = 30.0
     lock_timeout: float = 60.0
+
+    def logs(self) -> LogFormat:
+        """The log format: the one given, else console on a terminal and JSON lines
+        elsewhere (a pipe, a CI log, journald), for every command alike."""
+        if self.log_format is not None:
+            return self.log_format
+        return "console" if sys.stderr.isatty() else "json"
+
+    def configure_logs(self) -> None:
+        from reconciler import logs
+
+        logs.configure(self.logs())
 
     def resolved_state_dir(self) -> str:
         return self.state_dir or default_state_dir()
@@ -99,8 +112,7 @@ def _options(with_defaults: bool) -> tuple[Callable[[F], F], ...]:
         click.option(
             "--log-format",
             type=click.Choice(["json", "console"]),
-            default=default("console"),
-            help="Log format on stderr.",
+            help="Log format on stderr (default: console on a terminal, else JSON lines).",
         ),
         click.option(
             "--engine-timeout",

@@ -58,15 +58,6 @@ def _global_args(settings: Settings) -> tuple[str, ...]:
     return tuple(args)
 
 
-def _log_format(settings: Settings) -> str:
-    """JSON lines when stderr is not a terminal, unless --log-format was given."""
-    root = click.get_current_context().find_root()
-    given = root.get_parameter_source("log_format") != click.core.ParameterSource.DEFAULT
-    if given or settings.log_format == "json":
-        return settings.log_format
-    return "console" if sys.stderr.isatty() else "json"
-
-
 @cli.command("run")
 @click.argument("path", type=click.Path())
 @click.option("--interval", type=Duration(), default="60", help="Seconds between timer passes.")
@@ -91,10 +82,9 @@ def run_command(
     workers: int,
 ) -> None:
     """Keep the engine converged to PATH: on start, file changes, Docker events, a timer."""
-    from reconciler import logs
     from reconciler.daemon import Daemon, DaemonOptions
 
-    logs.configure(_log_format(settings))  # type: ignore[arg-type]
+    settings.configure_logs()
     options = DaemonOptions(
         request=pass_request(settings, path, apply=True, workers=workers),
         interval=interval,

@@ -42,7 +42,7 @@ from reconciler.daemon.watch import SETTLE, SpecWatcher
 from reconciler.engine import Engine, engine_url
 from reconciler.errors import EngineError, LockError
 from reconciler.plan.model import Action, Plan
-from reconciler.reconcile import PassRequest, PassResult, names_of, run_pass
+from reconciler.reconcile import PassRequest, PassResult, deletes_everything, names_of, run_pass
 from reconciler.spec import Desired
 from reconciler.statedir import StateDir, default_state_dir, locked
 
@@ -252,7 +252,7 @@ class Daemon:
             self._gate_result = "suspended"
             log.warning("suspended", suspend_file=suspend, changes=summary)
             return False
-        if not self.options.allow_empty and _deletes_everything(plan, self._desired):
+        if not self.options.allow_empty and deletes_everything(plan, self._desired):
             self._gate_result = "refused"
             log.error(
                 "refused",
@@ -366,13 +366,6 @@ class Daemon:
     def _progressing(self) -> bool:
         started = self.health.pass_started
         return started is None or time.monotonic() - started < self.options.pass_timeout + 30
-
-
-def _deletes_everything(plan: Plan, desired: Desired | None) -> bool:
-    """The spec declares nothing and the plan deletes what the project has."""
-    if desired is None or names_of(desired) or desired.images:
-        return False
-    return any(c.action is Action.DELETE for c in plan.actionable)
 
 
 __all__ = ["Daemon", "DaemonOptions"]

@@ -66,6 +66,10 @@ class Desired:
     # Each bind source's kind at load time ("dir" or "file"): compared with the kind it had
     # when a container was made, which a replace must know of.
     bind_kinds: Mapping[str, str] = field(default_factory=dict)
+    # Each bind source whose resolved form differs (a symlink on the way), as resolved at
+    # load time: Docker gets the resolved path, so a link re-pointed after apply cannot
+    # change what a container binds at its next restart, and the next pass sees it as drift.
+    bind_real: Mapping[str, str] = field(default_factory=dict)
     # How to show each resource's values as written, (section, key) -> Redaction, and all
     # of them at once (for text that names no resource: errors, pull messages).
     redactions: Mapping[tuple[str, str], Redaction] = field(default_factory=dict)

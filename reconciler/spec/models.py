@@ -70,6 +70,9 @@ class Volume(SpecModel):
     on_change: Literal["block", "migrate", "recreate"] = Field(
         "block", description="what happens when driver, driver_opts or labels change"
     )
+    adopt: StrictBool = Field(
+        False, description="take over an existing object of this name that is not dsr's"
+    )
 
     _check_labels = field_validator("labels")(check_labels)
 
@@ -91,6 +94,10 @@ class Volume(SpecModel):
 
     @model_validator(mode="after")
     def _absolute_devices(self) -> Volume:
+        if self.adopt and self.external:
+            raise ValueError(
+                "adopt: an external volume is never dsr's; adopt: true takes one over (use one)"
+            )
         fstype = self.driver_opts.get("type", "").lower()
         if self.driver == "local" and fstype in KERNEL_FILESYSTEMS:
             raise ValueError(
@@ -222,6 +229,9 @@ class VolumeContainer(SpecModel):
     image: str | None = Field(None, description="a key of images, or any image reference")
     mounts: list[Mount] = []
     labels: dict[str, str] = {}
+    adopt: StrictBool = Field(
+        False, description="take over an existing object of this name that is not dsr's"
+    )
 
     _check_labels = field_validator("labels")(check_labels)
     _check_mounts = field_validator("mounts")(_unique_targets)
@@ -255,6 +265,9 @@ class Container(SpecModel):
     )
     mounts: list[Mount] = []
     volumes_from: list[VolumesFrom] = []
+    adopt: StrictBool = Field(
+        False, description="take over an existing object of this name that is not dsr's"
+    )
 
     _check_labels = field_validator("labels")(check_labels)
     _check_mounts = field_validator("mounts")(_unique_targets)

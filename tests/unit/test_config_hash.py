@@ -40,9 +40,10 @@ ENV = {"HOME": "/root"}
 # Model fields that never force a recreate, on purpose. Every other field must be in HASHED:
 # a new field is a decision, not an accident.
 NOT_HASHED = {
-    Volume: {"external", "reclaim", "on_change"},
-    Container: {"state", "writable_layer"},
-    VolumeContainer: set(),
+    # adopt: taking an object over is a planning rule; once dsr's, it is config as any other.
+    Volume: {"external", "reclaim", "on_change", "adopt"},
+    Container: {"state", "writable_layer", "adopt"},
+    VolumeContainer: {"adopt"},
     Mount: set(),
 }
 
