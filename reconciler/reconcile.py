@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
-from reconciler import logs
+from reconciler import lastpass, logs
 from reconciler.apply import Outcome, Progress, apply_plan
 from reconciler.engine import Engine
 from reconciler.errors import DsrError, PlanError, SpecError, SpecIssue
@@ -61,6 +61,9 @@ class PassRequest:
     lock_timeout: float = 60.0
     workers: int = 4
     accept_saved_plan: bool = True
+    # Record how an applying pass went in the state directory (``dsr status`` reads it);
+    # the daemon records its own, with its own words (suspended, deferred...).
+    record_pass: bool = True
 
 
 @dataclass
@@ -132,6 +135,11 @@ def run_pass(
         if own_engine and result.engine is not None:
             result.engine.close()
     _log_pass(request, result, time.perf_counter() - started)
+    if request.apply and request.record_pass and request.state_dir:
+        project = result.plan.project if result.plan else ""
+        project = project or (result.desired.project if result.desired else "")
+        record = lastpass.of(result, lastpass.label(result), by="dsr apply")
+        lastpass.write(StateDir(request.state_dir), project, record)
     return result
 
 
