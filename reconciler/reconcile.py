@@ -77,6 +77,7 @@ class PassResult:
     seconds: dict[str, float] = field(default_factory=dict)
     error: DsrError | None = None
     saved: bool = False  # the plan came from a saved plan file
+    applied: bool = False  # the applier ran (before_apply did not veto it)
     pass_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     engine: Engine | None = field(default=None, repr=False)
     observed: Observed | None = field(default=None, repr=False)  # what the plan was made from
@@ -155,6 +156,8 @@ def _log_pass(request: PassRequest, result: PassResult, seconds: float) -> None:
         "pass",
         pass_id=result.pass_id,
         apply=request.apply,
+        # A pass whose apply was vetoed (a suspended daemon) changed nothing: not "applied".
+        applied=result.applied,
         project=result.plan.project if result.plan else None,
         changes={k: v for k, v in summary.items() if v},
         failed=len(result.failed),
@@ -220,6 +223,7 @@ def _run(
                     return
                 if isinstance(verdict, Plan):
                     to_apply = verdict
+            result.applied = True
             with timer.stage("apply"):
                 outcomes = apply_plan(
                     engine,
