@@ -66,9 +66,17 @@ class Notifier:
             self._thread.start()
 
     # -- what the daemon reports -----------------------------------------------------------------
-    def raised(self, event: str, key: str, message: str, details: Mapping[str, Any]) -> None:
-        """The condition ``(event, key)`` holds: tell it, unless it was told just so."""
-        fingerprint = json.dumps(details, sort_keys=True, default=str)
+    def raised(
+        self,
+        event: str,
+        key: str,
+        message: str,
+        details: Mapping[str, Any],
+        same: object = None,
+    ) -> None:
+        """The condition ``(event, key)`` holds: tell it, unless it was told just so (with
+        the same ``details``, or the same ``same`` when given)."""
+        fingerprint = json.dumps(details if same is None else same, sort_keys=True, default=str)
         if self._told.get((event, key)) == fingerprint:
             return
         self._told[(event, key)] = fingerprint

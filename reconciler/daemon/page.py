@@ -80,7 +80,7 @@ _CSS = (
     "td,th{padding:4px 12px 4px 0;text-align:left;border-bottom:1px solid #d0d7de;"
     "vertical-align:top}"
     ".state{font-weight:600}.muted{color:#656d76}.bad{color:#cf222e;font-weight:600}"
-    ".ok{color:#1a7f37;font-weight:600}.counts span{margin-right:16px}"
+    ".ok{color:#1a7f37;font-weight:600}.counts>span{margin-right:20px}"
 )
 
 

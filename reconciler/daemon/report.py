@@ -156,7 +156,11 @@ class Reporter:
             self.notifier.cleared("git_pull_failed")
         else:
             self.notifier.raised(
-                "git_pull_failed", "", f"git pull failed: {message}", {"error": message[:2000]}
+                "git_pull_failed",
+                "",
+                f"git pull failed: {message}",
+                {"error": message[:2000]},
+                same="failing",  # once per failing streak, whatever git says each time
             )
 
 
