@@ -58,6 +58,10 @@ if [[ ! -x /bin/busybox ]] || ! is_static /bin/busybox; then
     apt_install busybox-static
     is_static /bin/busybox || die "/bin/busybox is still not statically linked"
 fi
+# The backup store tests restore without dsr (age -d | zstd -d | tar -x), as a user would.
+for tool in age zstd; do
+    command -v "$tool" >/dev/null 2>&1 || apt_install "$tool"
+done
 
 # What the deployment tests use: a browser for the status page, mmdebstrap for the
 # container image's base, systemd-analyze for the unit, sshd for a git remote over ssh.

@@ -142,7 +142,8 @@ def _record(
     progress: Progress | None,
 ) -> None:
     outcomes[outcome.change.resource] = outcome
-    event = log.info if outcome.status == "ok" else log.error
+    # A terminal's progress lines already tell each change: its event would say it twice.
+    event = log.debug if progress else log.info if outcome.status == "ok" else log.error
     event(
         "change",
         pass_id=pass_id,
@@ -201,6 +202,30 @@ class _Executor:
             driver_opts=dict(params.driver_opts),
             labels=dict(params.labels),
         )
+
+    def adopt_volume(self, change: Change) -> None:
+        """Take over a volume as it is: Docker cannot relabel one, so it is recorded in the
+        project's record with its creation time (a volume made again under its name later
+        has another one, and is not taken)."""
+        name = change.target_id
+        assert name is not None
+        live = self.api.inspect_volume(name)
+        created = str(live.get("CreatedAt") or "")
+        if not change.identity or created != change.identity:
+            raise RuntimeError(
+                f"the volume {name} is not the one planned for adoption (created {created}, "
+                f"the plan saw {change.identity}); run dsr plan again"
+            )
+        if self.state is None:
+            raise RuntimeError("an adoption needs dsr's state directory to record it")
+        with self.record_lock:
+            record = self.state.read_record(self.project)
+            adopted = dict(record.get("adopted") or {})
+            volumes = dict(adopted.get(Kind.VOLUME.value) or {})
+            volumes[name] = created
+            adopted[Kind.VOLUME.value] = volumes
+            self.state.write_record(self.project, {**record, "adopted": adopted})
+        log.info("volume_adopted", volume=name, created_at=created)
 
     def update_volume(self, change: Change) -> None:
         """Refill a volume from the backup of its interrupted migration."""
@@ -452,6 +477,10 @@ _HANDLERS: dict[tuple[Kind, Action], Callable[[_Executor, Change], None]] = {
     (Kind.VOLUME, Action.CREATE): _Executor.create_volume,
     (Kind.VOLUME, Action.UPDATE): _Executor.update_volume,
     (Kind.VOLUME, Action.REPLACE): _Executor.replace_volume,
+    (Kind.VOLUME, Action.ADOPT): _Executor.adopt_volume,
+    # A container is adopted by replacing it with dsr's own (the plan carried its mounts).
+    (Kind.CONTAINER, Action.ADOPT): _Executor.replace_container,
+    (Kind.VOLUME_CONTAINER, Action.ADOPT): _Executor.replace_container,
     (Kind.IMAGE, Action.BUILD): _Executor.build_image,
     (Kind.IMAGE, Action.DELETE): _Executor.delete_image,
     (Kind.VOLUME, Action.DELETE): _Executor.delete_volume,

@@ -27,10 +27,11 @@ from reconciler.apply import Outcome, Progress, apply_plan
 from reconciler.engine import Engine
 from reconciler.errors import DsrError, PlanError, SpecError, SpecIssue
 from reconciler.files import write_json
+from reconciler.hostinfo import engine_host
 from reconciler.images import ContextError, PackedImage, pack
 from reconciler.kinds import Kind
 from reconciler.observe import measure_writable_layers, observe
-from reconciler.plan import Action, Plan, plan
+from reconciler.plan import Action, Plan, adopt, plan
 from reconciler.saved import (
     SavedPlan,
     check_fresh,
@@ -40,6 +41,7 @@ from reconciler.saved import (
 )
 from reconciler.snapshot import KIND, Observed
 from reconciler.spec import Desired, load_checked, load_policy
+from reconciler.spec.share import share
 from reconciler.statedir import StateDir, locked
 
 log = logs.get_logger("dsr.pass")
@@ -61,6 +63,10 @@ class PassRequest:
     lock_timeout: float = 60.0
     workers: int = 4
     accept_saved_plan: bool = True
+    host: str | None = None  # --host: whose share of the spec (default: the engine's name)
+    # dsr apply without --allow-empty: a spec that declares nothing must not delete the
+    # project (the daemon's gate says the same for dsr run).
+    refuse_empty: bool = False
     # Record how an applying pass went in the state directory (``dsr status`` reads it);
     # the daemon records its own, with its own words (suspended, deferred...).
     record_pass: bool = True
@@ -197,6 +203,8 @@ def _run(
     result.engine = engine
     calls_before = engine.calls
     try:
+        if desired is not None:
+            desired = result.desired = host_share(desired, engine, request.host)
         with ExitStack() as held:
             if request.apply and state is not None:
                 with timer.stage("lock"):
@@ -217,6 +225,12 @@ def _run(
             if not request.apply or not result.plan.actionable:
                 return
             to_apply = result.plan
+            if request.refuse_empty and deletes_everything(to_apply, desired):
+                raise PlanError(
+                    "the spec declares nothing, so this apply would delete every managed "
+                    f"object of the project {project}; nothing was changed (--allow-empty "
+                    "lets it)"
+                )
             if before_apply is not None:
                 verdict = before_apply(result.plan)
                 if verdict is False:
@@ -237,6 +251,13 @@ def _run(
             result.outcomes = tuple(outcomes)
     finally:
         result.calls = engine.calls - calls_before
+
+
+def deletes_everything(plan: Plan, desired: Desired | None) -> bool:
+    """The spec declares nothing and the plan deletes what the project has."""
+    if desired is None or names_of(desired) or desired.images:
+        return False
+    return any(c.action is Action.DELETE for c in plan.actionable)
 
 
 def check_saved_plan(
@@ -281,6 +302,14 @@ def load(request: PassRequest) -> Desired:
     )
 
 
+def host_share(desired: Desired, engine: Engine, host: str | None) -> Desired:
+    """The share of ``desired`` that belongs on ``engine`` (``--host``, else the engine's
+    name); a spec that places nothing is every host's whole share, asked of no engine."""
+    if not desired.placements:
+        return desired
+    return share(desired, engine_host(engine, host))
+
+
 def pack_images(desired: Desired, state: StateDir | None) -> dict[str, PackedImage]:
     """Hash every data-packed image's context; record each manifest for later reasons."""
     packed: dict[str, PackedImage] = {}
@@ -321,12 +350,13 @@ def _known_manifests(state: StateDir | None, observed: Observed) -> dict[str, Ma
 
 def reclaim_of(desired: Desired, backups: str) -> dict[str, dict[str, str]]:
     """Each managed volume's reclaim policy, and where a backup-then-delete puts its data:
-    the destination of the first backup rule that lists it, else ``backups``."""
+    the first folder destination of the first backup rule that lists it, else ``backups``
+    (a reclaim's backup stays on this host: it is restored from there if the delete fails)."""
     first: dict[str, str] = {}  # volume -> the destination of the first rule naming one
     for _, rule in sorted(desired.backups.items()):
-        if rule.destination:
+        if rule.folders:
             for name in rule.volumes:
-                first.setdefault(name, rule.destination)
+                first.setdefault(name, rule.folders[0])
     return {
         name: {"reclaim": volume.reclaim, "destination": first.get(name) or backups}
         for name, volume in desired.volumes.items()
@@ -334,10 +364,27 @@ def reclaim_of(desired: Desired, backups: str) -> dict[str, dict[str, str]]:
     }
 
 
+def adopted_of(record: Mapping[str, object], kind: Kind) -> dict[str, str]:
+    """The objects of ``kind`` a project's record says it adopted: name -> creation time."""
+    adopted = record.get("adopted")
+    table = adopted.get(kind.value) if isinstance(adopted, dict) else None
+    if not isinstance(table, dict):
+        return {}
+    return {k: v for k, v in table.items() if isinstance(k, str) and isinstance(v, str)}
+
+
 def record_reclaim(state: StateDir, desired: Desired, observed: Observed) -> None:
     """Record the reclaim policy of every volume of the spec being applied: the one in
-    force once it leaves the spec. Records of volumes gone from the engine are dropped."""
+    force once it leaves the spec. Records of volumes gone from the engine are dropped,
+    and so are adoptions of volumes that are no longer the one adopted."""
     record = state.read_record(desired.project)
+    adoptions = adopted_of(record, Kind.VOLUME)
+    kept_adoptions = adopt.recorded(adoptions, observed.volumes)
+    if kept_adoptions != adoptions:
+        adopted = record.get("adopted")
+        table = dict(adopted) if isinstance(adopted, dict) else {}
+        record = {**record, "adopted": {**table, Kind.VOLUME.value: kept_adoptions}}
+        state.write_record(desired.project, record)
     volumes = record.get("volumes")
     kept = {
         name: value
@@ -374,15 +421,22 @@ def compute_plan(
             **reclaim_of(desired, state.backups if state else ""),
         }
         migrating = migrations if isinstance(migrations, dict) else {}
+        adoptions = adopted_of(record, Kind.VOLUME)
         first = plan(
-            desired, observed, tags, manifests=known, reclaim=reclaim, migrations=migrating
+            desired,
+            observed,
+            tags,
+            manifests=known,
+            reclaim=reclaim,
+            migrations=migrating,
+            adoptions=adoptions,
         )
     ids = [
         c.target_id
         for c in first.changes
         if c.target_id
         and c.kind in (Kind.CONTAINER, Kind.VOLUME_CONTAINER)
-        and c.action in (Action.REPLACE, Action.DELETE, Action.BLOCKED)
+        and c.action in (Action.REPLACE, Action.DELETE, Action.BLOCKED, Action.ADOPT)
     ]
     if not ids:
         return first, observed
@@ -390,16 +444,30 @@ def compute_plan(
         measured = with_sizes(observed, engine, ids)
     with timer.stage("plan"):
         again = plan(
-            desired, measured, tags, manifests=known, reclaim=reclaim, migrations=migrating
+            desired,
+            measured,
+            tags,
+            manifests=known,
+            reclaim=reclaim,
+            migrations=migrating,
+            adoptions=adoptions,
         )
         return again, measured
 
 
-def offline_plan(old: Desired, new: Desired) -> Plan:
-    """``dsr diff``: the plan from ``old`` applied to ``new``, with no engine and no state."""
+def offline_plan(
+    old: Desired,
+    new: Desired,
+    packed: tuple[Mapping[str, PackedImage], Mapping[str, PackedImage]] | None = None,
+) -> Plan:
+    """``dsr diff``: the plan from ``old`` applied to ``new``, with no engine and no state.
+    ``packed``: OLD's and NEW's images, hashed already (a fleet diff hashes them once)."""
     from reconciler.plan.simulate import simulate
 
-    old_packed, new_packed = pack_images(old, None), pack_images(new, None)
+    if packed is None:
+        packed = pack_images(old, None), pack_images(new, None)
+    old_packed = {k: v for k, v in packed[0].items() if k in old.images}
+    new_packed = {k: v for k, v in packed[1].items() if k in new.images}
     manifests = {i.tag: i.manifest for i in [*old_packed.values(), *new_packed.values()]}
     before = simulate(old, {key: image.tag for key, image in old_packed.items()})
     tags = {key: image.tag for key, image in new_packed.items()}
@@ -415,6 +483,8 @@ __all__ = [
     "PassRequest",
     "PassResult",
     "compute_plan",
+    "deletes_everything",
+    "host_share",
     "names_of",
     "offline_plan",
     "pack_images",

@@ -6,6 +6,7 @@ Layout (``--state-dir``, default ``/var/lib/dsr`` for root, else ``$XDG_STATE_HO
     ├── manifests/      one JSON per data-packed build: its context's entries, for reasons
     ├── hash-cache/     per image key: (size, mtime, inode, ctime) -> content hash
     ├── backups/        the default backup destination: PROJECT/SOURCE/SNAPSHOT/
+    ├── staging/        PID/: an archive on its way to or from a store (S3, encrypted)
     ├── records/        PROJECT.json: what the last apply recorded (e.g. each volume's reclaim)
     ├── passes/         PROJECT.json: the last pass that could apply (time, result, changes)
     ├── daemons/        PROJECT.json: the running daemon's pid and suspend file
@@ -68,6 +69,11 @@ class StateDir:
     def backups(self) -> str:
         """The default backup destination (a rule's ``destination`` replaces it)."""
         return os.path.join(self.root, "backups")
+
+    @property
+    def staging(self) -> str:
+        """Archives being made for, or fetched from, a store that is not a plain folder."""
+        return os.path.join(self.root, "staging")
 
     @property
     def records(self) -> str:

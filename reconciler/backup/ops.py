@@ -10,25 +10,27 @@ the CLI as a subprocess.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from reconciler import logs
-from reconciler.backup import engine_io, run, store
+from reconciler.backup import engine_io, places, run
 from reconciler.backup import restore as restoring
 from reconciler.backup.errors import BackupError, ChecksumError
 from reconciler.backup.manifest import backup_time
 from reconciler.backup.retention import apply_keep, is_empty, newest_first
-from reconciler.backup.store import COMPLETE, Snapshot, Source
+from reconciler.backup.store import COMPLETE, Folder, Place, Snapshot, Source
 from reconciler.engine import Engine, engine_url
 from reconciler.errors import DsrError
+from reconciler.hostinfo import engine_host
 from reconciler.plan.params import volume_params
 from reconciler.snapshot import MANAGED, PROJECT
 from reconciler.spec import Desired, Policy, load_policy, load_spec
 from reconciler.spec.backups import Backup
 from reconciler.spec.models import Volume
+from reconciler.spec.share import share
 from reconciler.statedir import StateDir, default_state_dir, locked
 
 log = logs.get_logger("dsr.backup")
@@ -45,6 +47,7 @@ class Request:
     state_dir: str | None = None
     engine_timeout: float = 30.0
     lock_timeout: float = 60.0
+    host: str | None = None  # --host: whose share of the spec (default: the engine's name)
 
     @property
     def state(self) -> StateDir:
@@ -58,17 +61,19 @@ def load(request: Request) -> tuple[Desired, Policy]:
         docker_host=request.docker_host,
         state_dir=request.state.root,
     )
-    return load_spec(request.path, project=request.project, policy=policy), policy
+    desired = load_spec(request.path, project=request.project, policy=policy)
+    if desired.placements:  # only this host's rules and volumes (see spec.share)
+        engine = _engine(request)
+        try:
+            desired = share(desired, engine_host(engine, request.host))
+        finally:
+            engine.close()
+    return desired, policy
 
 
-def destination(rule: Backup, state: StateDir) -> str:
-    return rule.destination or state.backups
-
-
-def destinations(desired: Desired, state: StateDir) -> list[str]:
-    """Every rule's destination and the default one, each once."""
-    found = [destination(rule, state) for _, rule in sorted(desired.backups.items())]
-    return list(dict.fromkeys([*found, state.backups]))
+def folders(rule: Backup, state: StateDir) -> list[str]:
+    """The rule's destinations on this host."""
+    return [p.url for p in places.places_of(rule, state) if isinstance(p, Folder)]
 
 
 @contextmanager
@@ -98,7 +103,7 @@ def backup(
     desired, policy = load(request)
     rules = _rules(desired, rule, volume)
     for name, spec in rules.items():
-        problems = run.check_paths(spec, destination(spec, request.state), policy)
+        problems = run.check_paths(spec, folders(spec, request.state), policy)
         if problems:
             raise BackupError(f"backup rule {name}: " + "; ".join(problems))
     try:
@@ -116,8 +121,9 @@ def backup(
             if engine is not None:
                 engine_io.remove_stale_helpers(engine, desired.project)
             for name, spec in rules.items():
-                dest = destination(spec, request.state)
-                taken += run.run_rule(engine, desired.project, name, spec, dest, options, volume)
+                where = places.places_of(spec, request.state)
+                take = places.take(engine, desired.project, where, request.state.staging)
+                taken += run.run_rule(engine, desired.project, name, spec, take, options, volume)
     finally:
         if engine is not None:
             engine.close()
@@ -145,9 +151,17 @@ def _rules(desired: Desired, rule: str | None, volume: str | None) -> dict[str, 
 
 
 def listing(request: Request) -> list[Snapshot]:
-    """Every snapshot of the project with a manifest, per policy and source, newest first."""
+    """Every snapshot of the project with a manifest, per policy and source, newest first
+    (one entry per place a snapshot is stored in)."""
     desired, _ = load(request)
-    return list(store.find(destinations(desired, request.state), desired.project).snapshots)
+    return _found(desired, request.state)
+
+
+def _found(desired: Desired, state: StateDir) -> list[Snapshot]:
+    out: list[Snapshot] = []
+    for place in places.every_place(desired, state):
+        out += place.find(desired.project).snapshots
+    return sorted(out, key=lambda s: (s.manifest.policy, s.manifest.source, -s.time.timestamp()))
 
 
 def verify(request: Request, backup_id: str | None = None) -> list[tuple[Snapshot, str | None]]:
@@ -159,15 +173,23 @@ def verify(request: Request, backup_id: str | None = None) -> list[tuple[Snapsho
             raise BackupError(f"no backup {backup_id!r} in this project")
     out = []
     for snapshot in snapshots:
+        place = _place(snapshot)
         try:
-            restoring.check(snapshot)
+            with place.fetched(snapshot) as local:
+                restoring.check(local)
             problem = None
         except DsrError as err:
             problem = str(err)
-        store.record_verify(snapshot, problem)
+        except OSError as err:
+            problem = f"cannot read snapshot {snapshot.id}: {err}"
+        place.record_verify(snapshot, problem)
         log.log(40 if problem else 20, "verify", id=snapshot.id, ok=problem is None, error=problem)
         out.append((snapshot, problem))
     return out
+
+
+def _place(snapshot: Snapshot) -> Place:
+    return snapshot.place if snapshot.place is not None else Folder(snapshot.folder)
 
 
 # -- prune ----------------------------------------------------------------------------------
@@ -180,6 +202,11 @@ class Pruned:
     keep: list[tuple[Snapshot, tuple[str, ...]]] = field(default_factory=list)
     remove: list[Snapshot] = field(default_factory=list)
     unfinished: list[str] = field(default_factory=list)
+
+    def add(self, other: Pruned) -> None:
+        self.keep += other.keep
+        self.remove += other.remove
+        self.unfinished += other.unfinished
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -200,17 +227,21 @@ def _brief(s: Snapshot) -> dict[str, object]:
 def prune(request: Request, *, dry_run: bool = False) -> Pruned:
     """Apply the keep rules; remove what they drop (unless ``dry_run``) and unfinished ones."""
     desired, _ = load(request)
+    result = Pruned()
     with _locked(request, desired.project):
-        found = store.find(destinations(desired, request.state), desired.project)
-        result = plan_prune(desired, list(found.snapshots))
-        result.unfinished = list(found.unfinished)
-        if not dry_run:
-            for snapshot in result.remove:
-                store.remove(snapshot.folder)
+        for place in places.every_place(desired, request.state):  # each place on its own
+            found = place.find(desired.project)
+            mine = plan_prune(desired, list(found.snapshots))
+            mine.unfinished = list(found.unfinished)
+            result.add(mine)
+            if dry_run:
+                continue
+            for snapshot in mine.remove:
+                place.remove(snapshot)
                 log.info("pruned", id=snapshot.id, policy=snapshot.manifest.policy)
-            for folder in found.unfinished:
-                store.remove(folder)
-                log.info("pruned_unfinished", folder=folder)
+            for item in found.unfinished:
+                place.remove_unfinished(item)
+                log.info("pruned_unfinished", folder=item)
     return result
 
 
@@ -260,9 +291,8 @@ def restore(
         if target.startswith("/")
         else Source("volume", target)
     )
-    found = store.find(destinations(desired, request.state), desired.project)
-    snapshot = _choose(list(found.snapshots), source, backup_id)
-    with _locked(request, desired.project):
+    chosen = _choose(_found(desired, request.state), source, backup_id)
+    with _locked(request, desired.project), _place(chosen).fetched(chosen) as snapshot:
         if source.kind == "path":
             folder = os.path.normpath(into or source.name)
             refused = policy.check(folder)
@@ -275,7 +305,10 @@ def restore(
         try:
             engine_io.remove_stale_helpers(engine, desired.project)
             name = into or source.name
-            made = _prepare_volume(engine, desired, snapshot, name, new=into is not None)
+            adopted = adoptions(request.state, desired.project)
+            made = _prepare_volume(
+                engine, desired, snapshot, name, new=into is not None, adopted=adopted
+            )
             try:
                 restoring.restore_volume(
                     engine, snapshot, name, stop=stop, via=via, progress=progress, made=made
@@ -286,7 +319,7 @@ def restore(
                 raise
         finally:
             engine.close()
-    return snapshot
+    return chosen
 
 
 def _choose(snapshots: list[Snapshot], source: Source, backup_id: str) -> Snapshot:
@@ -306,14 +339,30 @@ def _choose(snapshots: list[Snapshot], source: Source, backup_id: str) -> Snapsh
     raise BackupError(f"no backup {backup_id!r} of {source} in this project")
 
 
+def adoptions(state: StateDir, project: str) -> dict[str, str]:
+    """The volumes ``project`` adopted (name -> creation time), as its record says."""
+    adopted = state.read_record(project).get("adopted")
+    table = adopted.get("volume") if isinstance(adopted, dict) else None
+    return {k: v for k, v in (table or {}).items() if isinstance(v, str)}
+
+
 def _prepare_volume(
-    engine: Engine, desired: Desired, snapshot: Snapshot, name: str, *, new: bool
+    engine: Engine,
+    desired: Desired,
+    snapshot: Snapshot,
+    name: str,
+    *,
+    new: bool,
+    adopted: Mapping[str, str],
 ) -> bool:
     """Create the target when it is new or missing (``True`` then); refuse one dsr does
-    not manage."""
+    not manage for the project (made by it, or adopted: the very volume recorded)."""
     live = engine_io.inspect_volume(engine, name)
     if live is not None and not new:
         labels = live.get("Labels") or {}
+        created = str(live.get("CreatedAt") or "")
+        if labels.get(MANAGED) != "true" and created and adopted.get(name) == created:
+            return False
         if labels.get(MANAGED) != "true" or labels.get(PROJECT) != desired.project:
             raise BackupError(
                 f"the volume {name} is not managed by dsr for the project {desired.project}, "

@@ -31,6 +31,7 @@ from reconciler.spec.policy import Policy, is_under
 log = logs.get_logger("dsr.backup")
 
 Progress = Callable[[int], None]
+Take = Callable[[Source, "Options"], Manifest]  # one source into a rule's places
 VIA = ("auto", "direct", "api")
 
 
@@ -55,6 +56,7 @@ class Options:
     zone: str | None = None
     via: str = "auto"  # auto: the volume's directory when dsr can read it, else the API
     progress: Progress | None = None
+    taken: frozenset[str] = frozenset()  # snapshot ids in use in other places
 
 
 def backup_volume(
@@ -76,7 +78,7 @@ def backup_source(
 ) -> Manifest:
     started = time.monotonic()
     moment, zone = (options.time, options.zone) if options.time else backup_time()
-    folder = _new_folder(destination, project, source, moment)
+    folder = _new_folder(destination, project, source, moment, options.taken)
     try:
         manifest = _write(engine, project, source, folder, options, moment, zone or "UTC")
     except BaseException:
@@ -99,12 +101,16 @@ def backup_source(
     return manifest
 
 
-def _new_folder(destination: str, project: str, source: Source, moment: datetime) -> str:
+def _new_folder(
+    destination: str, project: str, source: Source, moment: datetime, taken: frozenset[str]
+) -> str:
     base = snapshot_id(source.short, moment)
     parent = os.path.dirname(store.snapshot_folder(destination, project, source, base))
     os.makedirs(parent, mode=0o700, exist_ok=True)
     for n in range(1, 1000):
         folder = os.path.join(parent, base if n == 1 else f"{base}-{n}")
+        if os.path.basename(folder) in taken:
+            continue
         try:
             os.mkdir(folder, 0o700)
             return folder
@@ -250,17 +256,19 @@ def sources_of(rule: Backup, volume: str | None = None) -> list[Source]:
     return found
 
 
-def check_paths(rule: Backup, destination: str, policy: Policy) -> list[str]:
-    """Why the rule's host paths may not be used now (resolved again: links may have moved)."""
+def check_paths(rule: Backup, folders: list[str], policy: Policy) -> list[str]:
+    """Why the rule's host paths may not be used now (resolved again: links may have moved);
+    ``folders``: the rule's destinations on this host."""
     problems = [p for p in (policy.check(path) for path in rule.paths) if p]
-    if rule.destination:
-        problem = policy.check(rule.destination)
+    for folder in rule.folders:
+        problem = policy.check(folder)
         if problem:
             problems.append(problem)
-    real_dest = os.path.realpath(destination)
-    for path in rule.paths:
-        if is_under(real_dest, os.path.realpath(path)):
-            problems.append(f"the destination {destination} lies inside the backed-up {path}")
+    for destination in folders:
+        real_dest = os.path.realpath(destination)
+        for path in rule.paths:
+            if is_under(real_dest, os.path.realpath(path)):
+                problems.append(f"the destination {destination} lies inside the backed-up {path}")
     return problems
 
 
@@ -269,7 +277,7 @@ def run_rule(
     project: str,
     name: str,
     rule: Backup,
-    destination: str,
+    take: Take,
     options: Options,
     volume: str | None = None,
 ) -> list[Taken]:
@@ -281,6 +289,7 @@ def run_rule(
         zone=options.zone,
         via=options.via,
         progress=options.progress,
+        taken=options.taken,
     )
     sources = sources_of(rule, volume)
     taken: list[Taken] = []
@@ -289,7 +298,7 @@ def run_rule(
         if error:
             return [Taken(name, s, error=error) for s in sources]
         for source in sources:
-            taken.append(_one(engine, project, name, rule, source, destination, options))
+            taken.append(_one(engine, name, rule, source, take, options))
     finally:
         error = _hooks(engine, name, "after", rule.hooks.after)
         if error:
@@ -298,17 +307,11 @@ def run_rule(
 
 
 def _one(
-    engine: Engine | None,
-    project: str,
-    name: str,
-    rule: Backup,
-    source: Source,
-    destination: str,
-    options: Options,
+    engine: Engine | None, name: str, rule: Backup, source: Source, take: Take, options: Options
 ) -> Taken:
     try:
         with _quiesced(engine, rule, source):
-            manifest = backup_source(engine, project, source, destination, options)
+            manifest = take(source, options)
         return Taken(name, source, manifest)
     except (BackupError, OSError) as err:
         log.error("snapshot", policy=name, source=str(source), error=str(err))

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from reconciler.cli import cli
+from reconciler.cli import cli, fail
 from reconciler.cli.options import _NAMES, Settings, _options, global_options
+from reconciler.errors import DsrError
 
 if TYPE_CHECKING:
     from reconciler.backup.ops import Request
@@ -49,10 +50,9 @@ def _globals_but_policy(func: F) -> F:
 
 
 def _request(settings: Settings, path: str) -> Request:
-    from reconciler import logs
     from reconciler.backup.ops import Request
 
-    logs.configure(settings.log_format)
+    settings.configure_logs()
     return Request(path=path, **settings.request())
 
 
@@ -128,7 +128,10 @@ def list_command(settings: Settings, path: str, fmt: str) -> None:
     """List snapshots, per rule and source, newest first."""
     from reconciler.backup.ops import listing
 
-    snapshots = listing(_request(settings, path))
+    try:
+        snapshots = listing(_request(settings, path))
+    except DsrError as err:
+        fail(err, fmt)
     if fmt == "json":
         doc = {"format_version": 1, "backups": [s.listing() for s in snapshots]}
         click.echo(json.dumps(doc, indent=2))
@@ -161,7 +164,10 @@ def prune_command(settings: Settings, path: str, dry_run: bool, fmt: str) -> Non
     """Apply the keep rules (restic's forget semantics) and remove what they drop."""
     from reconciler.backup.ops import prune
 
-    result = prune(_request(settings, path), dry_run=dry_run)
+    try:
+        result = prune(_request(settings, path), dry_run=dry_run)
+    except DsrError as err:
+        fail(err, fmt)
     if fmt == "json":
         click.echo(json.dumps(result.to_json(), indent=2))
         return
@@ -183,12 +189,13 @@ def verify_command(settings: Settings, path: str, backup_id: str | None) -> None
     from reconciler.backup.ops import verify
 
     results = verify(_request(settings, path), backup_id)
+    # Every result is data (stdout); each failure is also a diagnostic (stderr).
     for snapshot, problem in results:
-        if problem:
-            click.echo(f"FAILED {snapshot.id}: {problem}", err=True)
-        else:
-            click.echo(f"ok     {snapshot.id}")
-    if any(problem for _, problem in results):
+        click.echo(f"FAILED {snapshot.id}: {problem}" if problem else f"ok     {snapshot.id}")
+    failed = [(snapshot, problem) for snapshot, problem in results if problem]
+    for snapshot, problem in failed:
+        click.echo(f"dsr: {snapshot.id} failed verification: {problem}", err=True)
+    if failed:
         sys.exit(1)
 
 

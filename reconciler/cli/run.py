@@ -50,21 +50,13 @@ def _global_args(settings: Settings) -> tuple[str, ...]:
         ("--docker-host", settings.docker_host),
         ("--project", settings.project),
         ("--policy", settings.policy),
+        ("--host", settings.host),
     ):
         if value:
             args += [flag, value]
     args += ["--engine-timeout", f"{settings.engine_timeout:g}"]
     args += ["--lock-timeout", f"{settings.lock_timeout:g}"]
     return tuple(args)
-
-
-def _log_format(settings: Settings) -> str:
-    """JSON lines when stderr is not a terminal, unless --log-format was given."""
-    root = click.get_current_context().find_root()
-    given = root.get_parameter_source("log_format") != click.core.ParameterSource.DEFAULT
-    if given or settings.log_format == "json":
-        return settings.log_format
-    return "console" if sys.stderr.isatty() else "json"
 
 
 def _check_urls(urls: tuple[str, ...]) -> tuple[str, ...]:
@@ -115,10 +107,9 @@ def run_command(
     notify_urls: tuple[str, ...],
 ) -> None:
     """Keep the engine converged to PATH: on start, file changes, Docker events, a timer."""
-    from reconciler import logs
     from reconciler.daemon import Daemon, DaemonOptions
 
-    logs.configure(_log_format(settings))  # type: ignore[arg-type]
+    settings.configure_logs()
     options = DaemonOptions(
         request=pass_request(settings, path, apply=True, workers=workers),
         interval=interval,

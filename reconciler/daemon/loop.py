@@ -44,9 +44,16 @@ from reconciler.daemon.specs import SpecSource
 from reconciler.daemon.trigger import Trigger
 from reconciler.daemon.watch import SETTLE, SpecWatcher
 from reconciler.engine import Engine, engine_url
-from reconciler.errors import EngineError, LockError
+from reconciler.errors import EngineError, LockError, SpecError, SpecIssue
 from reconciler.plan.model import Action, Plan
-from reconciler.reconcile import PassRequest, PassResult, names_of, run_pass
+from reconciler.reconcile import (
+    PassRequest,
+    PassResult,
+    deletes_everything,
+    host_share,
+    names_of,
+    run_pass,
+)
 from reconciler.spec import Desired
 from reconciler.statedir import StateDir, default_state_dir, locked
 
@@ -119,6 +126,8 @@ class Daemon:
         )
         self.reporter = Reporter(self.state, socket.gethostname(), notifier, options.suspend_file)
         self.health.suspended = self.reporter.suspended
+        self._shared: tuple[Desired, Desired] | None = None  # (spec in force, this host's share)
+        self._share_issues: tuple[SpecIssue, ...] = ()
         runner = backup_runner or CommandRunner(
             self.request.path, options.global_args, self.metrics.set_backups, self._backup_failed
         )
@@ -215,8 +224,8 @@ class Daemon:
         return time.monotonic() + self.options.interval * spread
 
     def _pass(self, reasons: set[str]) -> None:
-        desired = self.specs.current(force=bool(reasons & RELOAD_REASONS))
-        self.metrics.spec_errors.set(len(self.specs.issues))
+        desired = self._share(self.specs.current(force=bool(reasons & RELOAD_REASONS)))
+        self.metrics.spec_errors.set(len(self.specs.issues) + len(self._share_issues))
         self._adopt(desired)
         if desired is None:
             self.metrics.reconcile.labels("spec_error").inc()
@@ -247,6 +256,31 @@ class Daemon:
             self._after(result, reasons, time.monotonic() - started)
             self.reporter.after_pass(result, self._last_label, self._desired, commit)
 
+    def _share(self, desired: Desired | None) -> Desired | None:
+        """This host's share of the spec in force (worked out once per spec): what the
+        passes plan and the backup schedules follow. A share whose references lead to
+        other hosts is a spec error: nothing is applied, as with any invalid spec."""
+        if desired is None or not desired.placements:
+            self._share_issues = ()
+            return desired
+        if self._shared is not None and self._shared[0] is desired:
+            return self._shared[1]
+        engine = self._connect()
+        if engine is None:
+            return desired  # run_pass reports the engine; it shares once it can
+        try:
+            narrowed = host_share(desired, engine, self.request.host)
+        except SpecError as err:
+            if tuple(err.issues) != self._share_issues:
+                log.error("spec invalid on this host", issues=[str(i) for i in err.issues])
+            self._share_issues = tuple(err.issues)
+            return None
+        except EngineError:
+            return desired
+        self._share_issues = ()
+        self._shared = (desired, narrowed)
+        return narrowed
+
     def _connect(self) -> Engine | None:
         """The daemon's engine connection (None lets run_pass report why there is none)."""
         if self.engine is None:
@@ -275,7 +309,7 @@ class Daemon:
             self._gate_result = "suspended"
             log.warning("suspended", suspend_file=suspend, changes=summary)
             return False
-        if not self.options.allow_empty and _deletes_everything(plan, self._desired):
+        if not self.options.allow_empty and deletes_everything(plan, self._desired):
             self._gate_result = "refused"
             log.error(
                 "refused",
@@ -398,13 +432,6 @@ class Daemon:
     def _progressing(self) -> bool:
         started = self.health.pass_started
         return started is None or time.monotonic() - started < self.options.pass_timeout + 30
-
-
-def _deletes_everything(plan: Plan, desired: Desired | None) -> bool:
-    """The spec declares nothing and the plan deletes what the project has."""
-    if desired is None or names_of(desired) or desired.images:
-        return False
-    return any(c.action is Action.DELETE for c in plan.actionable)
 
 
 __all__ = ["Daemon", "DaemonOptions"]

@@ -82,7 +82,9 @@ def replace_reasons(
                 f"{live.image_id[7:19]}",
             )
         )
-    drifted = mount_drift(spec, live, explained, planning.desired.bind_kinds)
+    drifted = mount_drift(
+        spec, live, explained, planning.desired.bind_kinds, planning.desired.bind_real
+    )
     reasons += [(ReasonCode.MOUNTS_DRIFTED, text) for text in drifted]
     if isinstance(spec, Container):
         reasons += volumes_from_drift(planning, spec, live)
@@ -94,8 +96,10 @@ def mount_drift(
     live: LiveContainer,
     explained: set[str],
     bind_kinds: Mapping[str, str],
+    bind_real: Mapping[str, str] | None = None,
 ) -> list[str]:
     out = []
+    real = bind_real or {}
     made = _json(live.labels.get(BIND_KINDS)) or {}
     for mount in spec.mounts:
         was, now = made.get(mount.target), bind_kinds.get(mount.source or "")
@@ -114,8 +118,10 @@ def mount_drift(
             out.append(
                 f"{mount.target} mounts volume {have.name or have.source}, spec says {mount.source}"
             )
-        elif mount.type == "bind" and have.source != mount.source:
-            out.append(f"{mount.target} binds {have.source}, spec says {mount.source}")
+        elif mount.type == "bind" and have.source != real.get(mount.source or "", mount.source):
+            now_real = real.get(mount.source or "")
+            via = f" (which resolves to {now_real} now)" if now_real else ""
+            out.append(f"{mount.target} binds {have.source}, spec says {mount.source}{via}")
         elif have.read_only != mount.read_only:
             was = "read-only" if have.read_only else "read-write"
             now = "read-only" if mount.read_only else "read-write"

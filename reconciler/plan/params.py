@@ -222,11 +222,13 @@ def container_params(
     carry: Mapping[str, str],
     volume_path: str | None = None,
     bind_kinds: Mapping[str, str] | None = None,
+    bind_real: Mapping[str, str] | None = None,
     shown: Container | VolumeContainer | None = None,
 ) -> ContainerParams:
     """``carry`` maps mount targets to anonymous volumes kept from the container replaced;
     ``volume_path`` is the VOLUME of a data-packed image, given a fresh volume of dsr's;
-    ``bind_kinds`` says what each bind source is (recorded, outside the hash); ``shown`` is
+    ``bind_kinds`` says what each bind source is (recorded, outside the hash); ``bind_real``
+    the resolved form of each bind source with a link on the way (what Docker gets); ``shown`` is
     the spec's display copy (``Desired.shown``): the stored ``dsr.spec`` holds its hash
     input, so that reasons made from it never print a value from ``${VAR}``, while the
     config hash covers the real values."""
@@ -244,7 +246,8 @@ def container_params(
     if kinds:
         labels[BIND_KINDS] = json.dumps(kinds, sort_keys=True, separators=(",", ":"))
     anonymous = {MANAGED: "true", PROJECT: project, KIND: Kind.ANONYMOUS_VOLUME, NAME: name}
-    mounts = tuple(_mount(m, carry, anonymous) for m in spec.mounts)
+    real = bind_real or {}
+    mounts = tuple(_mount(m, carry, anonymous, real) for m in spec.mounts)
     if volume_path and all(m.target != volume_path for m in spec.mounts):
         mounts += (MountParams(type="volume", target=volume_path, labels=anonymous),)
     make_dirs = tuple(m.source for m in spec.mounts if m.type == "bind" and m.create and m.source)
@@ -285,8 +288,15 @@ def container_params(
     )
 
 
-def _mount(mount: Mount, carry: Mapping[str, str], anonymous: Mapping[str, str]) -> MountParams:
+def _mount(
+    mount: Mount,
+    carry: Mapping[str, str],
+    anonymous: Mapping[str, str],
+    real: Mapping[str, str],
+) -> MountParams:
     source = mount.source or ""
+    if mount.type == "bind":
+        source = real.get(source, source)  # Docker binds what the path resolved to now
     labels: Mapping[str, str] = {}
     if mount.anonymous:
         source = carry.get(mount.target, "")

@@ -27,6 +27,7 @@ from reconciler.spec.names import BACKUP_NAME, DOCKER_NAME, IMAGE_KEY
 from reconciler.spec.policy import Policy
 from reconciler.spec.redact import Redaction
 from reconciler.spec.resolve import resolve
+from reconciler.spec.share import placements, references
 from reconciler.spec.yamlload import Document, Loc, Plain, format_loc, load_yaml
 
 _SUFFIXES = (".yaml", ".yml")
@@ -78,19 +79,39 @@ def load_spec(
     issues.extend(_redacted(problems, desired.redaction))
     if issues:
         raise SpecError(issues)
-    return dataclasses.replace(desired, bind_kinds=bind_kinds(desired))
+    placed = placements(parsed)  # with no `hosts` anywhere, every host's share is all
+    return dataclasses.replace(
+        desired,
+        bind_kinds=bind_kinds(desired),
+        bind_real=bind_real(desired),
+        placements=placed,
+        references=references(parsed) if placed else (),
+    )
+
+
+def _bind_sources(desired: Desired) -> set[str]:
+    owners: list[Container | VolumeContainer] = [
+        *desired.containers.values(),
+        *desired.volume_containers.values(),
+    ]
+    return {m.source for owner in owners for m in owner.mounts if m.type == "bind" and m.source}
+
+
+def bind_real(desired: Desired) -> dict[str, str]:
+    """Each bind source whose resolved form is another path (links on the way)."""
+    out = {}
+    for source in sorted(_bind_sources(desired)):
+        real = os.path.realpath(source)
+        if real != source:
+            out[source] = real
+    return out
 
 
 def bind_kinds(desired: Desired) -> dict[str, str]:
     """What each bind source is now (``dir`` or ``file``, symlinks followed): a container
     made when it was the other is drift, whatever the spec says."""
-    owners: list[Container | VolumeContainer] = [
-        *desired.containers.values(),
-        *desired.volume_containers.values(),
-    ]
-    sources = {m.source for owner in owners for m in owner.mounts if m.type == "bind" and m.source}
     out = {}
-    for source in sorted(sources):
+    for source in sorted(_bind_sources(desired)):
         try:
             out[source] = "dir" if stat.S_ISDIR(os.stat(source).st_mode) else "file"
         except OSError:

@@ -17,6 +17,13 @@ some of those paths and may limit host paths to listed roots::
 
     allow: [/etc/ssl/certs]     # protected paths that specs may use after all
     bind_roots: [/srv, /home]   # when given, every host path must lie under one of these
+    volume_drivers: [rexray]    # other volume drivers, whose driver_opts dsr cannot check
+    local_types: [zfs]          # more mount types for the local driver (devices.TYPES)
+    local_options: [shared]     # more `o` options for the local driver (devices.FLAGS...)
+
+A path that passes through ``/proc/<pid>/`` (``/proc/self/cwd``, ``/proc/1/root``, or a
+link into them) is refused whatever the policy says: dsr would resolve it in its own
+process, but dockerd mounts it in its own, where it names something else.
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ from __future__ import annotations
 import fnmatch
 import functools
 import os
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -31,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from reconciler.errors import PolicyError
 from reconciler.files import InputFileError, read_bounded
+from reconciler.spec.devices import Allowances, local_host_paths, volume_problems
 
 PROTECTED = (
     "/etc",
@@ -90,6 +100,17 @@ class _PolicyFile(BaseModel):
 
     allow: list[str] = []
     bind_roots: list[str] | None = None
+    volume_drivers: list[str] = []
+    local_types: list[str] = []
+    local_options: list[str] = []
+
+    @field_validator("volume_drivers", "local_types", "local_options")
+    @classmethod
+    def _names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:/+-]*", name):
+                raise ValueError(f"{name!r} is not a driver, type or option name")
+        return value
 
     @field_validator("allow", "bind_roots")
     @classmethod
@@ -111,12 +132,33 @@ class Policy:
     docker_socket: str | None = field(default_factory=lambda: socket_path(None))
     state_dir: str = field(default_factory=default_state_dir)
     backup_dir: str | None = None  # default: <state_dir>/backups
+    allowances: Allowances = field(default_factory=Allowances)
+
+    def volume_problems(self, driver: str, opts: Mapping[str, str]) -> list[tuple[str, str]]:
+        """Why a volume's ``driver_opts`` are refused: (driver_opts key, reason) each, from
+        the allow-list and from this policy's check of every host path they name."""
+        out = volume_problems(driver, opts, self.allowances)
+        for key, path in local_host_paths(driver, opts):
+            if not path.startswith("/"):
+                out.append((key, f"'{path}' must be an absolute host path (the local driver "
+                                 "mounts it from the host)"))  # fmt: skip
+                continue
+            refused = self.check(path)
+            if refused:
+                out.append((key, refused))
+        return out
 
     def check(self, path: str, *, role: Role = "source") -> str | None:
         """Why ``path`` is refused, or ``None`` when it may be used. ``role="destination"``
         is a backup destination, which may lie inside dsr's own backup directory."""
         if "\0" in path:  # no such path can exist, and os.path calls raise on it
             return f"{path!r} contains a NUL character"
+        through = through_proc(path)
+        if through:
+            return (
+                f"{path} passes through {through}, a per-process link that dockerd would "
+                "resolve in its own process; refused whatever the policy says"
+            )
         # realpath resolves links before "..", as the kernel does (/lib/.. is /usr where
         # /lib links to usr/lib); abspath would drop "lib/.." as text first.
         real = os.path.realpath(path if os.path.isabs(path) else os.path.join(os.getcwd(), path))
@@ -200,6 +242,41 @@ class Policy:
         return (info.st_dev, info.st_ino) == self._socket_inode
 
 
+_PROC_PID = re.compile(r"^/proc/(self|thread-self|[0-9]+)(/|$)")
+
+
+def through_proc(path: str, limit: int = 40) -> str | None:
+    """The ``/proc/<pid>`` path that resolving ``path`` passes through, if any: resolved
+    one component at a time as the kernel does (links before ``..``), at most ``limit``
+    links (the kernel's own bound), so a link to /proc/self/cwd is found too."""
+    base = os.getcwd() if not path.startswith("/") else "/"
+    parts = [p for p in path.split("/") if p]
+    done = "/" if base == "/" else base
+    links = 0
+    while parts:
+        part = parts.pop(0)
+        if part == ".":
+            continue
+        if part == "..":
+            done = os.path.dirname(done) or "/"
+            continue
+        here = os.path.join(done, part)
+        if _PROC_PID.match(here):
+            return here
+        try:
+            target = os.readlink(here)
+        except (OSError, ValueError):
+            done = here
+            continue
+        links += 1
+        if links > limit:
+            return None  # a loop: the realpath check that follows refuses nothing worse
+        if target.startswith("/"):
+            done = "/"
+        parts[:0] = [p for p in target.split("/") if p]
+    return None
+
+
 def _real(path: str) -> str:
     return os.path.realpath(path) if "*" not in path else path
 
@@ -249,6 +326,11 @@ def load_policy(
         allow=tuple(parsed.allow),
         bind_roots=None if parsed.bind_roots is None else tuple(parsed.bind_roots),
         source=f"the policy {file}",
+        allowances=Allowances(
+            frozenset(parsed.volume_drivers),
+            frozenset(parsed.local_types),
+            frozenset(parsed.local_options),
+        ),
         **mine,  # type: ignore[arg-type]
     )
 

@@ -14,7 +14,7 @@ from reconciler.errors import SpecIssue
 from reconciler.images import REPOSITORY, context_problems
 from reconciler.kinds import Kind
 from reconciler.spec.desired import Desired, FileSpec, Origin
-from reconciler.spec.models import NEW_SUFFIX, OLD_SUFFIX, Mount, volume_host_paths
+from reconciler.spec.models import NEW_SUFFIX, OLD_SUFFIX, Mount
 from reconciler.spec.names import (
     COMPONENT,
     NAME_TOTAL_MAX,
@@ -271,10 +271,12 @@ def _host_paths(spec: FileSpec, policy: Policy) -> Iterator[SpecIssue]:
                 "'create: true' lets dsr create it)",
             )
     for name, volume in spec.model.volumes.items():
-        for option, path in volume_host_paths(volume):
-            refused = policy.check(path)
-            if refused:
-                yield spec.issue(("volumes", name, "driver_opts", option), refused)
+        if volume.external:
+            continue  # dsr never creates it: its options are not dsr's to pass on
+        for option, refused in dict.fromkeys(
+            policy.volume_problems(volume.driver, volume.driver_opts)
+        ):
+            yield spec.issue(("volumes", name, "driver_opts", option), refused)
     for name, image in spec.model.images.items():
         where = ("images", name, "context")
         refused = policy.check(image.context)
@@ -290,10 +292,14 @@ def _host_paths(spec: FileSpec, policy: Policy) -> Iterator[SpecIssue]:
             refused = policy.check(path)
             if refused:
                 yield spec.issue(("backups", name, "paths", index), refused)
-        if backup.destination:
-            refused = policy.check(backup.destination, role="destination")
+        listed = isinstance(backup.destination, list)
+        for index, folder in enumerate(backup.destinations):
+            if folder not in backup.folders:
+                continue  # s3://: no host path
+            refused = policy.check(folder, role="destination")
             if refused:
-                yield spec.issue(("backups", name, "destination"), refused)
+                where = ("backups", name, "destination", *((index,) if listed else ()))
+                yield spec.issue(where, refused)
 
 
 def _cycles(files: list[FileSpec], desired: Desired) -> Iterator[SpecIssue]:

@@ -119,7 +119,7 @@ def test_block_keeps_and_recreate_empties(
 ) -> None:
     spec, before = filled
     spec.write_text(spec_text(prefix, busybox_image, "b", "block"))
-    blocked = dsr("apply", spec.parent, check=1)
+    blocked = dsr("apply", spec.parent, check=3)
     assert "on_change is block, so its data stays as it is" in blocked.stdout
     assert docker_client.volumes.get(f"{prefix}-data").attrs["Labels"]["tier"] == "a"
     assert run_in_volume(docker_client, busybox_image, f"{prefix}-data", LISTING, prefix) == before

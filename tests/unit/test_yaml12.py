@@ -43,7 +43,7 @@ def test_text_fields_keep_the_written_text(text: str, tmp_path: Path) -> None:
     spec.write_text(
         "version: 1\nproject: p\n"
         "volumes:\n  data:\n"
-        f"    driver_opts: {{o: {value}}}\n    labels: {{l: {value}}}\n"
+        f"    driver_opts: {{type: tmpfs, device: {value}}}\n    labels: {{l: {value}}}\n"
         "containers:\n  web:\n    image: busybox\n"
         f"    command: [echo, {value}]\n    env: {{V: {value}}}\n    labels: {{l: {value}}}\n"
     )
@@ -56,7 +56,7 @@ def test_text_fields_keep_the_written_text(text: str, tmp_path: Path) -> None:
     assert web.env["V"] == text
     assert web.command == ["echo", text]
     assert web.labels["l"] == text
-    assert desired.volumes["data"].driver_opts["o"] == text
+    assert desired.volumes["data"].driver_opts["device"] == text
     assert desired.volumes["data"].labels["l"] == text
 
 

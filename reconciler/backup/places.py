@@ -1,0 +1,138 @@
+"""A rule's destinations as places, and one snapshot made once and stored in each.
+
+A rule's ``destination`` is a folder, ``s3://BUCKET/PREFIX`` or a list of those (the
+default: the state directory's ``backups/``). ``take`` makes a source's archive once: in
+the first place when that is a plain folder (written and read back there, as always),
+else in a staging folder of the state directory; then stores it in every other place, the
+manifest last in each, and removes the staged copy. A place that fails does not stop the
+others: the snapshot is kept where it was stored, and the error names the places missed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterable, Iterator
+
+from reconciler import logs
+from reconciler.backup import run, store
+from reconciler.backup.errors import BackupError
+from reconciler.backup.manifest import Manifest
+from reconciler.backup.store import Folder, Place, Source
+from reconciler.engine import Engine
+from reconciler.spec import Desired
+from reconciler.spec.backups import Backup, s3_parts
+from reconciler.statedir import StateDir
+
+log = logs.get_logger("dsr.backup")
+
+
+def place_of(url: str, rule: Backup | None = None) -> Place:
+    """The place a destination names (``rule`` gives an S3 place its endpoint and region)."""
+    if s3_parts(url) is None:
+        return Folder(url)
+    raise BackupError(f"{url}: this build of dsr cannot write S3 stores yet")
+
+
+def places_of(rule: Backup, state: StateDir) -> list[Place]:
+    """Where ``rule`` stores its snapshots, in the order written."""
+    return [place_of(url, rule) for url in rule.destinations] or [Folder(state.backups)]
+
+
+def every_place(desired: Desired, state: StateDir) -> list[Place]:
+    """Every rule's places and the default one, each store once."""
+    found: dict[str, Place] = {}
+    for _, rule in sorted(desired.backups.items()):
+        for place in places_of(rule, state):
+            found.setdefault(place.key, place)
+    default = Folder(state.backups)
+    found.setdefault(default.key, default)
+    return list(found.values())
+
+
+def take(
+    engine: Engine | None,
+    project: str,
+    places: list[Place],
+    staging: str,
+) -> run.Take:
+    """The ``take`` of ``run.run_rule``: one source's snapshot, stored in ``places``."""
+
+    def one(source: Source, options: run.Options) -> Manifest:
+        taken = frozenset().union(*(p.taken(project) for p in places[1:])) if places else None
+        options = _with_taken(options, taken or frozenset())
+        first = places[0]
+        if isinstance(first, Folder) and not first.encrypts:
+            manifest = run.backup_source(engine, project, source, first.url, options)
+            _store(project, places[1:], store.folder_of(first.url, manifest), manifest, [first])
+            return manifest
+        os.makedirs(staging, mode=0o700, exist_ok=True)
+        with _staged(staging) as folder:
+            manifest = run.backup_source(engine, project, source, folder, options)
+            _store(project, places, store.folder_of(folder, manifest), manifest, [])
+        return manifest
+
+    return one
+
+
+def _with_taken(options: run.Options, taken: frozenset[str]) -> run.Options:
+    return run.Options(
+        policy=options.policy,
+        spec_hash=options.spec_hash,
+        time=options.time,
+        zone=options.zone,
+        via=options.via,
+        progress=options.progress,
+        taken=options.taken | taken,
+    )
+
+
+def _store(
+    project: str, places: Iterable[Place], folder: str, manifest: Manifest, done: list[Place]
+) -> None:
+    failed: list[str] = []
+    for place in places:
+        try:
+            place.put(project, folder, manifest)
+            done.append(place)
+            log.info("stored", id=manifest.id, destination=place.url)
+        except (BackupError, OSError) as err:
+            log.error("store_failed", id=manifest.id, destination=place.url, error=str(err))
+            failed.append(f"{place.url}: {err}")
+    if failed:
+        kept = ", ".join(p.url for p in done) or "nowhere"
+        raise BackupError(
+            f"snapshot {manifest.id} is stored in {kept}; not in " + "; ".join(failed)
+        )
+
+
+@contextlib.contextmanager
+def _staged(staging: str) -> Iterator[str]:
+    """A folder of its own under ``staging``, removed after (also one a killed run left)."""
+    clean_staging(staging)
+    folder = os.path.join(staging, f"{os.getpid()}")
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder, mode=0o700)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def clean_staging(staging: str) -> None:
+    """Remove what runs that no longer exist left in ``staging`` (a SIGKILL, a reboot)."""
+    with contextlib.suppress(OSError), os.scandir(staging) as it:
+        for entry in it:
+            if entry.name.isdigit() and not _alive(int(entry.name)):
+                shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid != 0
