@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import os
 
-from reconciler.backup import store
-from reconciler.backup.ops import destinations
+from reconciler.backup import places, store
 from reconciler.errors import DsrError
 from reconciler.spec import Desired
 from reconciler.statedir import StateDir
@@ -19,9 +18,11 @@ def newest_backups(desired: Desired, state: StateDir) -> dict[tuple[str, str], f
     """(rule, source) -> time of the newest complete snapshot, from every destination."""
     if not desired.backups:
         return {}
-    found = store.find(destinations(desired, state), desired.project)
+    snapshots = [
+        s for p in places.every_place(desired, state) for s in p.find(desired.project).snapshots
+    ]
     newest: dict[tuple[str, str], float] = {}
-    for s in found.snapshots:
+    for s in snapshots:
         if s.status != store.COMPLETE:
             continue
         key = (s.manifest.policy, s.manifest.source)
