@@ -22,11 +22,12 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
-from reconciler import logs
+from reconciler import lastpass, logs
 from reconciler.apply import Outcome, Progress, apply_plan
 from reconciler.engine import Engine
 from reconciler.errors import DsrError, PlanError, SpecError, SpecIssue
 from reconciler.files import write_json
+from reconciler.hostinfo import engine_host
 from reconciler.images import ContextError, PackedImage, pack
 from reconciler.kinds import Kind
 from reconciler.observe import measure_writable_layers, observe
@@ -42,6 +43,7 @@ from reconciler.saved import (
 )
 from reconciler.snapshot import CONFIG_HASH, KIND, Observed
 from reconciler.spec import Desired, load_checked, load_policy
+from reconciler.spec.share import share
 from reconciler.statedir import StateDir, locked
 
 log = logs.get_logger("dsr.pass")
@@ -63,9 +65,13 @@ class PassRequest:
     lock_timeout: float = 60.0
     workers: int = 4
     accept_saved_plan: bool = True
+    host: str | None = None  # --host: whose share of the spec (default: the engine's name)
     # dsr apply without --allow-empty: a spec that declares nothing must not delete the
     # project (the daemon's gate says the same for dsr run).
     refuse_empty: bool = False
+    # Record how an applying pass went in the state directory (``dsr status`` reads it);
+    # the daemon records its own, with its own words (suspended, deferred...).
+    record_pass: bool = True
 
 
 @dataclass
@@ -79,6 +85,7 @@ class PassResult:
     seconds: dict[str, float] = field(default_factory=dict)
     error: DsrError | None = None
     saved: bool = False  # the plan came from a saved plan file
+    applied: bool = False  # the applier ran (before_apply did not veto it)
     pass_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     engine: Engine | None = field(default=None, repr=False)
     observed: Observed | None = field(default=None, repr=False)  # what the plan was made from
@@ -137,6 +144,11 @@ def run_pass(
         if own_engine and result.engine is not None:
             result.engine.close()
     _log_pass(request, result, time.perf_counter() - started)
+    if request.apply and request.record_pass and request.state_dir:
+        project = result.plan.project if result.plan else ""
+        project = project or (result.desired.project if result.desired else "")
+        record = lastpass.of(result, lastpass.label(result), by="dsr apply")
+        lastpass.write(StateDir(request.state_dir), project, record)
     return result
 
 
@@ -152,6 +164,8 @@ def _log_pass(request: PassRequest, result: PassResult, seconds: float) -> None:
         "pass",
         pass_id=result.pass_id,
         apply=request.apply,
+        # A pass whose apply was vetoed (a suspended daemon) changed nothing: not "applied".
+        applied=result.applied,
         project=result.plan.project if result.plan else None,
         changes={k: v for k, v in summary.items() if v},
         failed=len(result.failed),
@@ -191,6 +205,8 @@ def _run(
     result.engine = engine
     calls_before = engine.calls
     try:
+        if desired is not None:
+            desired = result.desired = host_share(desired, engine, request.host)
         with ExitStack() as held:
             if request.apply and state is not None:
                 with timer.stage("lock"):
@@ -223,6 +239,7 @@ def _run(
                     return
                 if isinstance(verdict, Plan):
                     to_apply = verdict
+            result.applied = True
             with timer.stage("apply"):
                 outcomes = apply_plan(
                     engine,
@@ -285,6 +302,14 @@ def load(request: PassRequest) -> Desired:
         docker_host=request.docker_host,
         state_dir=request.state_dir,
     )
+
+
+def host_share(desired: Desired, engine: Engine, host: str | None) -> Desired:
+    """The share of ``desired`` that belongs on ``engine`` (``--host``, else the engine's
+    name); a spec that places nothing is every host's whole share, asked of no engine."""
+    if not desired.placements:
+        return desired
+    return share(desired, engine_host(engine, host))
 
 
 def pack_images(desired: Desired, state: StateDir | None) -> dict[str, PackedImage]:
@@ -449,11 +474,19 @@ def compute_plan(
         return again, measured
 
 
-def offline_plan(old: Desired, new: Desired) -> Plan:
-    """``dsr diff``: the plan from ``old`` applied to ``new``, with no engine and no state."""
+def offline_plan(
+    old: Desired,
+    new: Desired,
+    packed: tuple[Mapping[str, PackedImage], Mapping[str, PackedImage]] | None = None,
+) -> Plan:
+    """``dsr diff``: the plan from ``old`` applied to ``new``, with no engine and no state.
+    ``packed``: OLD's and NEW's images, hashed already (a fleet diff hashes them once)."""
     from reconciler.plan.simulate import simulate
 
-    old_packed, new_packed = pack_images(old, None), pack_images(new, None)
+    if packed is None:
+        packed = pack_images(old, None), pack_images(new, None)
+    old_packed = {k: v for k, v in packed[0].items() if k in old.images}
+    new_packed = {k: v for k, v in packed[1].items() if k in new.images}
     manifests = {i.tag: i.manifest for i in [*old_packed.values(), *new_packed.values()]}
     before = simulate(old, {key: image.tag for key, image in old_packed.items()})
     tags = {key: image.tag for key, image in new_packed.items()}
@@ -470,6 +503,7 @@ __all__ = [
     "PassResult",
     "compute_plan",
     "deletes_everything",
+    "host_share",
     "names_of",
     "offline_plan",
     "pack_images",

@@ -24,11 +24,13 @@ from reconciler.backup.retention import apply_keep, is_empty, newest_first
 from reconciler.backup.store import COMPLETE, Folder, Place, Snapshot, Source
 from reconciler.engine import Engine, engine_url
 from reconciler.errors import DsrError
+from reconciler.hostinfo import engine_host
 from reconciler.plan.params import volume_params
 from reconciler.snapshot import MANAGED, PROJECT
 from reconciler.spec import Desired, Policy, load_policy, load_spec
 from reconciler.spec.backups import Backup
 from reconciler.spec.models import Volume
+from reconciler.spec.share import share
 from reconciler.statedir import StateDir, default_state_dir, locked
 
 log = logs.get_logger("dsr.backup")
@@ -45,6 +47,7 @@ class Request:
     state_dir: str | None = None
     engine_timeout: float = 30.0
     lock_timeout: float = 60.0
+    host: str | None = None  # --host: whose share of the spec (default: the engine's name)
 
     @property
     def state(self) -> StateDir:
@@ -58,7 +61,14 @@ def load(request: Request) -> tuple[Desired, Policy]:
         docker_host=request.docker_host,
         state_dir=request.state.root,
     )
-    return load_spec(request.path, project=request.project, policy=policy), policy
+    desired = load_spec(request.path, project=request.project, policy=policy)
+    if desired.placements:  # only this host's rules and volumes (see spec.share)
+        engine = _engine(request)
+        try:
+            desired = share(desired, engine_host(engine, request.host))
+        finally:
+            engine.close()
+    return desired, policy
 
 
 def folders(rule: Backup, state: StateDir) -> list[str]:

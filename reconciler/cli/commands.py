@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
@@ -34,14 +34,30 @@ def load_with(settings: Settings, path: str, *, project_optional: bool = False) 
 
 @cli.command()
 @click.argument("path", type=click.Path())
+@click.option(
+    "--hosts", "inventory", metavar="FILE", help="Also check each inventory host's share."
+)
 @global_options
-def validate(settings: Settings, path: str) -> None:
+def validate(settings: Settings, path: str, inventory: str | None) -> None:
     """Check spec files offline: syntax, schema, references, host-path policy."""
     try:
         desired = load_with(settings, path)
+        _check_shares(settings, desired, inventory)
     except DsrError as err:
         fail(err)
     click.echo(f"valid: {describe_counts(desired)} (project {desired.project})")
+
+
+def _check_shares(settings: Settings, desired: Desired, inventory: str | None) -> None:
+    """Each named host's share resolves (``--hosts FILE``, or ``--host NAME`` without labels)."""
+    from reconciler.spec.hosts import Host
+    from reconciler.spec.inventory import load_inventory
+    from reconciler.spec.share import shares
+
+    hosts = load_inventory(inventory).host_list() if inventory else []
+    if settings.host is not None:
+        hosts.append(Host(settings.host))
+    shares(desired, hosts)
 
 
 @cli.command("plan")
@@ -195,9 +211,17 @@ def progress_printer() -> Progress | None:
 @click.argument("new_path", type=click.Path())
 @FORMAT_OPTION
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes.")
+@click.option(
+    "--hosts", "inventory", metavar="FILE", help="Inventory of hosts: one plan section per host."
+)
 @global_options
 def diff_command(
-    settings: Settings, old_path: str, new_path: str, fmt: str, detailed_exitcode: bool
+    settings: Settings,
+    old_path: str,
+    new_path: str,
+    fmt: str,
+    detailed_exitcode: bool,
+    inventory: str | None,
 ) -> None:
     """Offline: the plan from the OLD spec to the NEW one, for pull requests."""
     from reconciler.reconcile import offline_plan
@@ -212,11 +236,31 @@ def diff_command(
             # OLD is the same spec set at another revision, often checked out in a folder of
             # another name: that folder's name says nothing about the project its objects have.
             old = replace(old, project=new.project)
+        if inventory is not None:
+            _fleet_diff(old, new, inventory, fmt, detailed_exitcode)
+        if settings.host is not None:  # one host's share, that host's labels unknown here
+            from reconciler.spec.hosts import Host
+            from reconciler.spec.share import share
+
+            old, new = share(old, Host(settings.host)), share(new, Host(settings.host))
         the_plan = offline_plan(old, new)
     except DsrError as err:
         fail(err, fmt)
     click.echo(render(the_plan, fmt, color=fmt == "text" and sys.stdout.isatty()))
     sys.exit(plan_exit(the_plan, detailed_exitcode))
+
+
+def _fleet_diff(old: Desired, new: Desired, inventory: str, fmt: str, detailed: bool) -> NoReturn:
+    """One plan per inventory host; exits 1 when a host's share is invalid, else as plan."""
+    from reconciler.fleet import fleet_plan
+    from reconciler.render.fleet import render_fleet
+    from reconciler.spec.inventory import load_inventory
+
+    fleet = fleet_plan(old, new, load_inventory(inventory).host_list())
+    click.echo(render_fleet(fleet, fmt, color=fmt == "text" and sys.stdout.isatty()))
+    if fleet.errors:
+        sys.exit(EXIT_ERROR)
+    sys.exit(EXIT_PENDING if detailed and fleet.changes else EXIT_OK)
 
 
 @cli.command()

@@ -29,6 +29,10 @@ def left_volumes(planning: Planning) -> None:
             if not planning.observed.volume_users(volume.name):
                 planning.orphans.append(Kind.VOLUME.resource(volume.name))
             continue
+        if Kind.VOLUME.resource(volume.name) in planning.desired.elsewhere:
+            # Placed on other hosts now: kept here until handed over (see plan.handoff).
+            planning.orphans.append(Kind.VOLUME.resource(volume.name))
+            continue
         record = planning.reclaim.get(volume.name) or {}
         policy = str(record.get("reclaim", RETAIN))
         if policy == RETAIN:
