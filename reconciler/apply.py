@@ -36,6 +36,7 @@ from reconciler.plan.model import (
     Plan,
     VolumeParams,
 )
+from reconciler.snapshot import INSTANCE, new_instance
 from reconciler.spec.models import NEW_SUFFIX, OLD_SUFFIX
 from reconciler.statedir import StateDir
 
@@ -204,7 +205,7 @@ class _Executor:
             name=params.name,
             driver=params.driver,
             driver_opts=dict(params.driver_opts),
-            labels=dict(params.labels),
+            labels={**params.labels, INSTANCE: new_instance()},
         )
 
     def adopt_volume(self, change: Change) -> None:
@@ -262,6 +263,8 @@ class _Executor:
         stops the volume's users first (nothing writes after the backup), then records its
         verified backup before it removes anything, so that a migration cut short anywhere
         is finished by the next pass from that backup (``restore_from``: the end of one)."""
+        from reconciler.backup import engine_io
+
         params, name = change.volume, change.target_id
         assert params is not None and name is not None
         running = []
@@ -272,11 +275,14 @@ class _Executor:
         folder = change.restore_from
         if change.backup_to is not None:
             try:
+                quiet = engine_io.quiet_users(self.engine, name)
+                original = (self.api.inspect_volume(name).get("Labels") or {}).get(INSTANCE, "")
                 folder = self.back_up(name, change.backup_to)
+                engine_io.still_quiet(self.engine, name, quiet)
             except BaseException:
                 self.start_again(running)  # nothing was removed: back as they were
                 raise
-            self.set_migration(name, folder)
+            self.set_migration(name, {"folder": folder, "original": original})
         for container in change.removes:
             with contextlib.suppress(docker.errors.NotFound):
                 self.remove(container)
@@ -303,11 +309,13 @@ class _Executor:
                 f"the backup {folder} of {volume}'s migration is missing or incomplete; "
                 "restore it by hand (dsr restore) before anything else"
             )
-        restoring.restore_volume(self.engine, snapshot, volume, stop=True)
+        # Never stop=True: a container running on it now was not planned for, and what it
+        # wrote would be wiped; the restore refuses, naming it, and the record stays.
+        restoring.restore_volume(self.engine, snapshot, volume, stop=False)
         self.set_migration(volume, None)
         log.info("migration_restored", volume=volume, snapshot=snapshot.id)
 
-    def set_migration(self, volume: str, folder: str | None) -> None:
+    def set_migration(self, volume: str, folder: dict[str, str] | None) -> None:
         if self.state is None:
             raise RuntimeError("a volume migration needs dsr's state directory")
         with self.record_lock:

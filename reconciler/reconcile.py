@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
-from reconciler import logs
+from reconciler import lastpass, logs
 from reconciler.apply import Outcome, Progress, apply_plan
 from reconciler.engine import Engine
 from reconciler.errors import DsrError, PlanError, SpecError, SpecIssue
@@ -33,6 +33,8 @@ from reconciler.images import ContextError, PackedImage, pack
 from reconciler.kinds import Kind
 from reconciler.observe import measure_writable_layers, observe
 from reconciler.plan import Action, Plan, adopt, plan
+from reconciler.plan.context import Migration
+from reconciler.plan.params import volume_params
 from reconciler.saved import (
     SavedPlan,
     check_fresh,
@@ -40,7 +42,7 @@ from reconciler.saved import (
     measured_targets,
     read_saved_plan,
 )
-from reconciler.snapshot import KIND, Observed
+from reconciler.snapshot import CONFIG_HASH, KIND, Observed
 from reconciler.spec import Desired, load_checked, load_policy
 from reconciler.spec.share import share
 from reconciler.statedir import StateDir, locked
@@ -68,6 +70,9 @@ class PassRequest:
     # dsr apply without --allow-empty: a spec that declares nothing must not delete the
     # project (the daemon's gate says the same for dsr run).
     refuse_empty: bool = False
+    # Record how an applying pass went in the state directory (``dsr status`` reads it);
+    # the daemon records its own, with its own words (suspended, deferred...).
+    record_pass: bool = True
 
 
 @dataclass
@@ -81,6 +86,7 @@ class PassResult:
     seconds: dict[str, float] = field(default_factory=dict)
     error: DsrError | None = None
     saved: bool = False  # the plan came from a saved plan file
+    applied: bool = False  # the applier ran (before_apply did not veto it)
     pass_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     engine: Engine | None = field(default=None, repr=False)
     observed: Observed | None = field(default=None, repr=False)  # what the plan was made from
@@ -139,6 +145,11 @@ def run_pass(
         if own_engine and result.engine is not None:
             result.engine.close()
     _log_pass(request, result, time.perf_counter() - started)
+    if request.apply and request.record_pass and request.state_dir:
+        project = result.plan.project if result.plan else ""
+        project = project or (result.desired.project if result.desired else "")
+        record = lastpass.of(result, lastpass.label(result), by="dsr apply")
+        lastpass.write(StateDir(request.state_dir), project, record)
     return result
 
 
@@ -154,6 +165,8 @@ def _log_pass(request: PassRequest, result: PassResult, seconds: float) -> None:
         "pass",
         pass_id=result.pass_id,
         apply=request.apply,
+        # A pass whose apply was vetoed (a suspended daemon) changed nothing: not "applied".
+        applied=result.applied,
         project=result.plan.project if result.plan else None,
         changes={k: v for k, v in summary.items() if v},
         failed=len(result.failed),
@@ -228,6 +241,7 @@ def _run(
                     return
                 if isinstance(verdict, Plan):
                     to_apply = verdict
+            result.applied = True
             with timer.stage("apply"):
                 outcomes = apply_plan(
                     engine,
@@ -414,7 +428,24 @@ def record_reclaim(state: StateDir, desired: Desired, observed: Observed) -> Non
     }
     kept.update(reclaim_of(desired, state.backups))
     if kept != volumes:
-        state.write_record(desired.project, {**record, "volumes": kept})
+        record = {**record, "volumes": kept}
+    migrations = record.get("migrations")
+    if isinstance(migrations, dict):
+        left = {k: v for k, v in migrations.items() if not _settled(desired, observed, k, v)}
+        if left != migrations:
+            record = {**record, "migrations": left}
+    state.write_record(desired.project, record)
+
+
+def _settled(desired: Desired, observed: Observed, name: str, entry: object) -> bool:
+    """An interrupted migration with nothing left to do: the spec went back to the settings
+    of the original volume, which was never removed (so it still holds every byte)."""
+    migration = Migration.of(entry)
+    live, spec = observed.volumes.get(name), desired.volumes.get(name)
+    if migration is None or not migration.original or live is None or spec is None:
+        return False
+    wanted = volume_params(desired.project, name, spec).labels[CONFIG_HASH]
+    return live.instance == migration.original and live.labels.get(CONFIG_HASH) == wanted
 
 
 def compute_plan(

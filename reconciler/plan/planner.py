@@ -13,7 +13,7 @@ from typing import cast
 from reconciler.handoff import Statement
 from reconciler.kinds import Kind
 from reconciler.plan import adopt, drift, handoff, leftovers, migrate, packed, reclaim
-from reconciler.plan.context import Planning, adopted
+from reconciler.plan.context import Migration, Planning, adopted
 from reconciler.plan.model import (
     Action,
     Change,
@@ -56,7 +56,7 @@ def plan(
     *,
     manifests: Mapping[str, Mapping[str, str]] | None = None,
     reclaim: Mapping[str, Mapping[str, str]] | None = None,
-    migrations: Mapping[str, str] | None = None,
+    migrations: Mapping[str, object] | None = None,
     adoptions: Mapping[str, str] | None = None,
     handoffs: Mapping[str, Mapping[str, Statement]] | None = None,
 ) -> Plan:
@@ -76,7 +76,7 @@ def plan(
         dict(image_tags or {}),
         dict(manifests or {}),
         dict(reclaim or {}),
-        dict(migrations or {}),
+        {k: m for k, v in (migrations or {}).items() if (m := Migration.of(v)) is not None},
         adopted=dict(adoptions or {}),
         handoffs=dict(handoffs or {}),
     )
