@@ -253,13 +253,22 @@ def _run(
                     should_stop=should_stop,
                 )
             result.outcomes = tuple(outcomes)
+            if desired is not None and desired.host is not None:
+                made = {
+                    o.change.name
+                    for o in outcomes
+                    if o.status == "ok" and o.change.kind is Kind.VOLUME and o.change.volume
+                }
+                record_held(desired, result.observed, made)
     finally:
         result.calls = engine.calls - calls_before
 
 
 def deletes_everything(plan: Plan, desired: Desired | None) -> bool:
-    """The spec declares nothing and the plan deletes what the project has."""
-    if desired is None or names_of(desired) or desired.images:
+    """The spec declares nothing and the plan deletes what the project has. A host's share
+    that is empty while the spec places resources elsewhere declares nothing here on
+    purpose: that is the spec speaking, not a half-done checkout."""
+    if desired is None or names_of(desired) or desired.images or desired.elsewhere:
         return False
     return any(c.action is Action.DELETE for c in plan.actionable)
 
@@ -392,9 +401,10 @@ def _handoffs(desired: Desired, observed: Observed) -> dict[str, dict[str, State
     return handoff.read_all(moving, desired.project)
 
 
-def record_held(desired: Desired, observed: Observed) -> None:
+def record_held(desired: Desired, observed: Observed | None, made: set[str] | None = None) -> None:
     """State, in their handoff folders, that this host holds the placed volumes of its
-    share that it has (a host they move to waits for that host's offer)."""
+    share that it has (``observed``, and ``made`` by the apply that just ran): a host they
+    move to waits for this host's offer rather than make them empty."""
     if desired.host is None or not desired.handoff_to:
         return
     from reconciler import handoff
@@ -402,7 +412,8 @@ def record_held(desired: Desired, observed: Observed) -> None:
     mine = {
         name: (destination, handoff.placement_digest(desired.placements.get(f"volume:{name}")))
         for name, destination in desired.handoff_to.items()
-        if name in desired.volumes and name in observed.volumes
+        if name in desired.volumes
+        and (name in (made or ()) or (observed is not None and name in observed.volumes))
     }
     known = handoff.read_all({n: desired.handoff_to[n] for n in mine}, desired.project)
     handoff.hold(desired.project, desired.host, mine, known)
