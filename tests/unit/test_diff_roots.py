@@ -55,7 +55,7 @@ def dsr(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 def test_the_same_spec_in_two_folders_plans_no_change(tmp_path: Path) -> None:
     base = checkout(tmp_path / "runner-tmp" / "base")
-    head = checkout(tmp_path / "repo", SPEC.replace("version: 1", "# a comment\nversion: 1"))
+    checkout(tmp_path / "repo", SPEC.replace("version: 1", "# a comment\nversion: 1"))
     done = dsr("diff", str(base), "specs", "--detailed-exitcode", cwd=tmp_path / "repo")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "No changes" in done.stdout
