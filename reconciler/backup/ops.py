@@ -10,6 +10,7 @@ the CLI as a subprocess.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,11 +25,13 @@ from reconciler.backup.retention import apply_keep, is_empty, newest_first
 from reconciler.backup.store import COMPLETE, Snapshot, Source
 from reconciler.engine import Engine, engine_url
 from reconciler.errors import DsrError
+from reconciler.escape import escape_controls
 from reconciler.plan.params import volume_params
 from reconciler.snapshot import MANAGED, PROJECT
 from reconciler.spec import Desired, Policy, load_policy, load_spec
 from reconciler.spec.backups import Backup
 from reconciler.spec.models import Volume
+from reconciler.spec.policy import is_under
 from reconciler.statedir import StateDir, default_state_dir, locked
 
 log = logs.get_logger("dsr.backup")
@@ -105,7 +108,9 @@ def backup(
         moment, zone = backup_time(time)
     except ValueError as err:
         raise BackupError(f"--time {time!r} is not an ISO 8601 time: {err}") from err
-    options = run.Options(time=moment, zone=zone, via=via, progress=progress)
+    options = run.Options(
+        time=moment, zone=zone, via=via, progress=progress, key=request.state.backup_key()
+    )
     needs_engine = any(
         r.volumes or r.quiesce or r.hooks.before or r.hooks.after for r in rules.values()
     )
@@ -147,7 +152,35 @@ def _rules(desired: Desired, rule: str | None, volume: str | None) -> dict[str, 
 def listing(request: Request) -> list[Snapshot]:
     """Every snapshot of the project with a manifest, per policy and source, newest first."""
     desired, _ = load(request)
-    return list(store.find(destinations(desired, request.state), desired.project).snapshots)
+    return list(_find(request, desired).snapshots)
+
+
+def listing_all(request: Request) -> tuple[list[Snapshot], list[dict[str, str | None]]]:
+    """``listing``, and each snapshot folder whose manifest is unreadable, as damaged (its
+    folder's name for an id): one bad snapshot never hides the others."""
+    desired, _ = load(request)
+    found = _find(request, desired)
+    damaged = []
+    for folder in found.unreadable:
+        _, problem = store.read_manifest(folder, desired.project)
+        damaged.append(
+            {
+                "id": escape_controls(os.path.basename(folder)),
+                "policy": None,
+                "source": None,
+                "time": None,
+                "status": store.DAMAGED,
+                "problem": problem,
+            }
+        )
+    return list(found.snapshots), damaged
+
+
+def _find(request: Request, desired: Desired) -> store.Found:
+    """Every snapshot of the project; one whose manifest this state directory's backup-key
+    did not sign is damaged (refused by its id), and never hides the others."""
+    found = store.find(destinations(desired, request.state), desired.project)
+    return store.signed(found, request.state.backup_key())
 
 
 def verify(request: Request, backup_id: str | None = None) -> list[tuple[Snapshot, str | None]]:
@@ -201,7 +234,7 @@ def prune(request: Request, *, dry_run: bool = False) -> Pruned:
     """Apply the keep rules; remove what they drop (unless ``dry_run``) and unfinished ones."""
     desired, _ = load(request)
     with _locked(request, desired.project):
-        found = store.find(destinations(desired, request.state), desired.project)
+        found = _find(request, desired)
         result = plan_prune(desired, list(found.snapshots))
         result.unfinished = list(found.unfinished)
         if not dry_run:
@@ -223,6 +256,9 @@ def plan_prune(desired: Desired, snapshots: list[Snapshot]) -> Pruned:
     result = Pruned()
     now = datetime.now(UTC)
     for (policy, _), group in sorted(groups.items()):
+        foreign = [s for s in group if store.is_unsigned(s)]
+        result.keep += [(s, ("its manifest is not signed here: left alone",)) for s in foreign]
+        group = [s for s in group if not store.is_unsigned(s)]
         good = newest_first([s for s in group if s.status == COMPLETE])
         rule = desired.backups.get(policy)
         if rule is None or is_empty(rule.keep):
@@ -260,16 +296,19 @@ def restore(
         if target.startswith("/")
         else Source("volume", target)
     )
-    found = store.find(destinations(desired, request.state), desired.project)
+    found = _find(request, desired)
     snapshot = _choose(list(found.snapshots), source, backup_id)
     with _locked(request, desired.project):
         if source.kind == "path":
             folder = os.path.normpath(into or source.name)
-            refused = policy.check(folder)
-            if refused:
-                raise BackupError(refused)
-            os.makedirs(folder, exist_ok=True)
-            restoring.restore_dir(snapshot, folder, progress)
+            _check_target(folder, policy, destinations(desired, request.state), request.state)
+            top = _make_target(folder)
+            try:
+                restoring.restore_dir(snapshot, folder, progress)
+            except BaseException:
+                if top:  # a folder this restore made: gone again, with what it wrote
+                    shutil.rmtree(top, ignore_errors=True)
+                raise
             return snapshot
         engine = _engine(request)
         try:
@@ -287,6 +326,36 @@ def restore(
         finally:
             engine.close()
     return snapshot
+
+
+def _check_target(folder: str, policy: Policy, dests: list[str], state: StateDir) -> None:
+    """A restore target is never a backup destination (a restore empties its target), dsr's
+    state directory, or anything the policy protects, nor lies under or holds one."""
+    refused = policy.check(folder)
+    if refused:
+        raise BackupError(refused)
+    real = os.path.realpath(folder)
+    for protected, what in [(d, "the backup destination") for d in dests] + [
+        (state.root, "dsr's state directory")
+    ]:
+        other = os.path.realpath(protected)
+        if is_under(real, other) or is_under(other, real):
+            raise BackupError(
+                f"{folder} cannot be a restore target: it is, lies in or holds {what} {other}"
+            )
+    if os.path.lexists(folder) and not os.path.isdir(folder):
+        raise BackupError(f"{folder} cannot be a restore target: it is not a directory")
+
+
+def _make_target(folder: str) -> str | None:
+    """Create the target folder (and missing parents); the topmost folder made, if any."""
+    made = None
+    path = folder
+    while not os.path.lexists(path):
+        made = path
+        path = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    return made
 
 
 def _choose(snapshots: list[Snapshot], source: Source, backup_id: str) -> Snapshot:
@@ -320,17 +389,14 @@ def _prepare_volume(
                 "so dsr never changes it; restore --into a new volume instead"
             )
         return False
-    spec = desired.volumes.get(name) if not new else None
-    if spec is None:
-        info = snapshot.manifest.volume
-        user_labels = {
-            k: v for k, v in (info.labels if info else {}).items() if not k.startswith("dsr.")
-        }
-        spec = Volume(
-            driver=info.driver if info else "local",
-            driver_opts=dict(info.options) if info else {},
-            labels=user_labels,
-        )
+    # Never the driver or options a manifest records (anyone who can write the backup
+    # folder could make them a bind of dsr's state directory): the spec's volume of that
+    # name (for --into: of the snapshot's volume), checked with the spec; else a plain
+    # local volume.
+    source_name = Source.parse(snapshot.manifest.source).name
+    spec = desired.volumes.get(source_name if new else name)
+    if spec is None or (new and spec.external):
+        spec = Volume()
     elif spec.external:
         raise BackupError(f"the volume {name} is external: dsr never creates it")
     params = volume_params(desired.project, name, spec)

@@ -21,7 +21,7 @@ from datetime import datetime
 from reconciler import logs
 from reconciler.backup import archive, engine_io, sink, store
 from reconciler.backup.errors import BackupError
-from reconciler.backup.manifest import ARCHIVE, Manifest, VolumeInfo, backup_time, snapshot_id
+from reconciler.backup.manifest import ARCHIVE, Manifest, VolumeInfo, backup_time, sign, snapshot_id
 from reconciler.backup.store import Source
 from reconciler.backup.tree import TreeDigest, gc_paused
 from reconciler.engine import Engine
@@ -55,6 +55,7 @@ class Options:
     zone: str | None = None
     via: str = "auto"  # auto: the volume's directory when dsr can read it, else the API
     progress: Progress | None = None
+    key: bytes = b""  # the state directory's backup-key: the manifest's keyed digest
 
 
 def backup_volume(
@@ -83,6 +84,8 @@ def backup_source(
         store.remove(folder)  # best effort; a killed backup leaves a folder prune removes
         raise
     manifest = manifest.model_copy(update={"seconds": round(time.monotonic() - started, 3)})
+    if options.key:
+        manifest = sign(manifest, options.key)
     store.write_manifest(folder, manifest)
     log.info(
         "snapshot",
@@ -281,6 +284,7 @@ def run_rule(
         zone=options.zone,
         via=options.via,
         progress=options.progress,
+        key=options.key,
     )
     sources = sources_of(rule, volume)
     taken: list[Taken] = []
