@@ -14,9 +14,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from reconciler import logs
-from reconciler.backup import engine_io, places, run
+from reconciler.backup import crypt, engine_io, places, run
 from reconciler.backup import restore as restoring
 from reconciler.backup.errors import BackupError, ChecksumError
 from reconciler.backup.manifest import backup_time
@@ -45,6 +46,7 @@ class Request:
     state_dir: str | None = None
     engine_timeout: float = 30.0
     lock_timeout: float = 60.0
+    identity: str | None = None  # --identity FILE (else DSR_AGE_IDENTITY)
 
     @property
     def state(self) -> StateDir:
@@ -144,12 +146,16 @@ def listing(request: Request) -> list[Snapshot]:
     """Every snapshot of the project with a manifest, per policy and source, newest first
     (one entry per place a snapshot is stored in)."""
     desired, _ = load(request)
-    return _found(desired, request.state)
+    return _found(desired, request)
 
 
-def _found(desired: Desired, state: StateDir) -> list[Snapshot]:
+def _keys(request: Request) -> tuple[Any, ...]:
+    return tuple(crypt.identities(request.identity))
+
+
+def _found(desired: Desired, request: Request) -> list[Snapshot]:
     out: list[Snapshot] = []
-    for place in places.every_place(desired, state):
+    for place in places.every_place(desired, request.state, _keys(request)):
         out += place.find(desired.project).snapshots
     return sorted(out, key=lambda s: (s.manifest.policy, s.manifest.source, -s.time.timestamp()))
 
@@ -219,7 +225,7 @@ def prune(request: Request, *, dry_run: bool = False) -> Pruned:
     desired, _ = load(request)
     result = Pruned()
     with _locked(request, desired.project):
-        for place in places.every_place(desired, request.state):  # each place on its own
+        for place in places.every_place(desired, request.state, _keys(request)):  # one by one
             found = place.find(desired.project)
             mine = plan_prune(desired, list(found.snapshots))
             mine.unfinished = list(found.unfinished)
@@ -281,7 +287,7 @@ def restore(
         if target.startswith("/")
         else Source("volume", target)
     )
-    chosen = _choose(_found(desired, request.state), source, backup_id)
+    chosen = _choose(_found(desired, request), source, backup_id)
     with _locked(request, desired.project), _place(chosen).fetched(chosen) as snapshot:
         if source.kind == "path":
             folder = os.path.normpath(into or source.name)

@@ -14,6 +14,7 @@ import contextlib
 import os
 import shutil
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from reconciler import logs
 from reconciler.backup import run, store
@@ -28,23 +29,34 @@ from reconciler.statedir import StateDir
 log = logs.get_logger("dsr.backup")
 
 
-def place_of(url: str, rule: Backup | None = None) -> Place:
-    """The place a destination names (``rule`` gives an S3 place its endpoint and region)."""
+def place_of(url: str, rule: Backup, state: StateDir, keys: tuple[Any, ...] = ()) -> Place:
+    """The place a destination names, with the rule's endpoint, region and recipients;
+    ``keys``: the age identities that read encrypted snapshots."""
     if s3_parts(url) is None:
         return Folder(url)
-    raise BackupError(f"{url}: this build of dsr cannot write S3 stores yet")
+    from reconciler.backup.s3store import S3
+
+    return S3(
+        url,
+        endpoint=rule.endpoint,
+        region=rule.region,
+        recipients=tuple(rule.encrypt_to),
+        identities=keys,
+        staging=state.staging,
+    )
 
 
-def places_of(rule: Backup, state: StateDir) -> list[Place]:
+def places_of(rule: Backup, state: StateDir, keys: tuple[Any, ...] = ()) -> list[Place]:
     """Where ``rule`` stores its snapshots, in the order written."""
-    return [place_of(url, rule) for url in rule.destinations] or [Folder(state.backups)]
+    places = [place_of(url, rule, state, keys) for url in rule.destinations]
+    return places or [Folder(state.backups)]
 
 
-def every_place(desired: Desired, state: StateDir) -> list[Place]:
+def every_place(desired: Desired, state: StateDir, keys: tuple[Any, ...] = ()) -> list[Place]:
     """Every rule's places and the default one, each store once."""
     found: dict[str, Place] = {}
     for _, rule in sorted(desired.backups.items()):
-        for place in places_of(rule, state):
+        for place in places_of(rule, state, keys):
             found.setdefault(place.key, place)
     default = Folder(state.backups)
     found.setdefault(default.key, default)

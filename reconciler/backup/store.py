@@ -108,7 +108,7 @@ class Snapshot:
             "files": m.files,
             "sha256": m.sha256,
             "status": self.status,
-            **({"destination": self.place.url} if self.place and self.place.remote else {}),
+            **({"destination": self.place.url} if self.place else {}),
         }
 
 

@@ -48,12 +48,15 @@ def _globals_but_policy(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _request(settings: Settings, path: str) -> Request:
+IDENTITY_HELP = "age identity file that reads encrypted snapshots (default: $DSR_AGE_IDENTITY)."
+
+
+def _request(settings: Settings, path: str, identity: str | None = None) -> Request:
     from reconciler import logs
     from reconciler.backup.ops import Request
 
     logs.configure(settings.log_format)
-    return Request(path=path, **settings.request())
+    return Request(path=path, identity=identity, **settings.request())
 
 
 @contextmanager
@@ -123,12 +126,13 @@ def backups_group() -> None:
 @backups_group.command("list")
 @click.argument("path", type=click.Path())
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option("--identity", type=click.Path(dir_okay=False), help=IDENTITY_HELP)
 @global_options
-def list_command(settings: Settings, path: str, fmt: str) -> None:
+def list_command(settings: Settings, path: str, fmt: str, identity: str | None) -> None:
     """List snapshots, per rule and source, newest first."""
     from reconciler.backup.ops import listing
 
-    snapshots = listing(_request(settings, path))
+    snapshots = listing(_request(settings, path, identity))
     if fmt == "json":
         doc = {"format_version": 1, "backups": [s.listing() for s in snapshots]}
         click.echo(json.dumps(doc, indent=2))
@@ -141,11 +145,23 @@ def _table(snapshots: list[Snapshot]) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table("id", "policy", "source", "time", "size", "files", "status", box=None)
+    where = any(s.place is not None and s.place.remote for s in snapshots)
+    columns = ("id", "policy", "source", "time", "size", "files", "status")
+    table = Table(*columns, *(("destination",) if where else ()), box=None)
     for s in snapshots:
         m = s.manifest
         status = s.status if not s.problem else f"{s.status}: {s.problem}"
-        row = (m.id, m.policy, m.source, m.time.isoformat(), _size(m.size), str(m.files), status)
+        row: tuple[str, ...] = (
+            m.id,
+            m.policy,
+            m.source,
+            m.time.isoformat(),
+            _size(m.size),
+            str(m.files),
+            status,
+        )
+        if where:
+            row = (*row, s.place.url if s.place is not None else "")
         table.add_row(*(escape(cell) for cell in row))
     # Off a terminal (a pipe, a log) nothing is cut to 80 columns.
     width = None if sys.stdout.isatty() else 10_000
@@ -156,12 +172,15 @@ def _table(snapshots: list[Snapshot]) -> None:
 @click.argument("path", type=click.Path())
 @click.option("--dry-run", is_flag=True, help="Show what would be removed; remove nothing.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option("--identity", type=click.Path(dir_okay=False), help=IDENTITY_HELP)
 @global_options
-def prune_command(settings: Settings, path: str, dry_run: bool, fmt: str) -> None:
+def prune_command(
+    settings: Settings, path: str, dry_run: bool, fmt: str, identity: str | None
+) -> None:
     """Apply the keep rules (restic's forget semantics) and remove what they drop."""
     from reconciler.backup.ops import prune
 
-    result = prune(_request(settings, path), dry_run=dry_run)
+    result = prune(_request(settings, path, identity), dry_run=dry_run)
     if fmt == "json":
         click.echo(json.dumps(result.to_json(), indent=2))
         return
@@ -177,12 +196,15 @@ def prune_command(settings: Settings, path: str, dry_run: bool, fmt: str) -> Non
 @backups_group.command("verify")
 @click.argument("path", type=click.Path())
 @click.option("--backup", "backup_id", help="Only this snapshot id.")
+@click.option("--identity", type=click.Path(dir_okay=False), help=IDENTITY_HELP)
 @global_options
-def verify_command(settings: Settings, path: str, backup_id: str | None) -> None:
+def verify_command(
+    settings: Settings, path: str, backup_id: str | None, identity: str | None
+) -> None:
     """Re-read archives: check their sha256 and the digest of their tree."""
     from reconciler.backup.ops import verify
 
-    results = verify(_request(settings, path), backup_id)
+    results = verify(_request(settings, path, identity), backup_id)
     for snapshot, problem in results:
         if problem:
             click.echo(f"FAILED {snapshot.id}: {problem}", err=True)
@@ -199,6 +221,7 @@ def verify_command(settings: Settings, path: str, backup_id: str | None) -> None
 @click.option("--into", help="Restore into this new volume (or folder) instead.")
 @click.option("--stop", is_flag=True, help="Stop running users of the volume, then restart them.")
 @click.option("--via", type=VIA, default="auto", help=VIA_HELP, hidden=True)
+@click.option("--identity", type=click.Path(dir_okay=False), help=IDENTITY_HELP)
 @global_options
 def restore_command(
     settings: Settings,
@@ -208,13 +231,14 @@ def restore_command(
     into: str | None,
     stop: bool,
     via: str,
+    identity: str | None,
 ) -> None:
     """Restore VOLUME (or a backed-up host folder) from a snapshot, verified by checksum."""
     from reconciler.backup.ops import restore
 
     with _progress("restoring") as progress:
         snapshot = restore(
-            _request(settings, path),
+            _request(settings, path, identity),
             volume,
             backup_id=backup_id,
             into=into,
