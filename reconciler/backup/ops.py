@@ -142,9 +142,16 @@ def _rules(desired: Desired, rule: str | None, volume: str | None) -> dict[str, 
 # -- list, verify ---------------------------------------------------------------------------
 
 
-def listing(request: Request) -> list[Snapshot]:
+class Listed(list[Snapshot]):
+    """Snapshots found, and why some places could not be read (``problems``)."""
+
+    problems: list[str]
+
+
+def listing(request: Request) -> Listed:
     """Every snapshot of the project with a manifest, per policy and source, newest first
-    (one entry per place a snapshot is stored in)."""
+    (one entry per place a snapshot is stored in). A place that cannot be read does not
+    hide the others: its error is in ``problems``."""
     desired, _ = load(request)
     return _found(desired, request)
 
@@ -153,16 +160,31 @@ def _keys(request: Request) -> tuple[Any, ...]:
     return tuple(crypt.identities(request.identity))
 
 
-def _found(desired: Desired, request: Request) -> list[Snapshot]:
+def _found(desired: Desired, request: Request) -> Listed:
     out: list[Snapshot] = []
-    for place in places.every_place(desired, request.state, _keys(request)):
-        out += place.find(desired.project).snapshots
-    return sorted(out, key=lambda s: (s.manifest.policy, s.manifest.source, -s.time.timestamp()))
+    problems: list[str] = []
+    every = places.every_place(desired, request.state, _keys(request))
+    for place in every:
+        try:
+            out += place.find(desired.project).snapshots
+        except BackupError as err:
+            log.error("list_failed", destination=place.url, error=str(err))
+            problems.append(str(err))
+    if problems and len(problems) == len(every):
+        raise BackupError("; ".join(problems))
+    found = Listed(
+        sorted(out, key=lambda s: (s.manifest.policy, s.manifest.source, -s.time.timestamp()))
+    )
+    found.problems = problems
+    return found
 
 
 def verify(request: Request, backup_id: str | None = None) -> list[tuple[Snapshot, str | None]]:
     """Re-read archives (all, or one): (snapshot, the problem or ``None``) each."""
-    snapshots = listing(request)
+    found = listing(request)
+    if found.problems:  # a verify that skipped a place would say all is well
+        raise BackupError("; ".join(found.problems))
+    snapshots: list[Snapshot] = list(found)
     if backup_id is not None:
         snapshots = [s for s in snapshots if s.id == backup_id]
         if not snapshots:
@@ -217,7 +239,8 @@ class Pruned:
 
 def _brief(s: Snapshot) -> dict[str, object]:
     m = s.manifest
-    return {"id": m.id, "policy": m.policy, "source": m.source, "time": m.time.isoformat()}
+    where = {"destination": s.place.url} if s.place is not None else {}
+    return {"id": m.id, "policy": m.policy, "source": m.source, "time": m.time.isoformat(), **where}
 
 
 def prune(request: Request, *, dry_run: bool = False) -> Pruned:

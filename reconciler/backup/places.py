@@ -10,14 +10,12 @@ others: the snapshot is kept where it was stored, and the error names the places
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 from reconciler import logs
 from reconciler.backup import run, store
+from reconciler.backup import staging as staged
 from reconciler.backup.errors import BackupError
 from reconciler.backup.manifest import Manifest
 from reconciler.backup.store import Folder, Place, Source
@@ -79,8 +77,7 @@ def take(
             manifest = run.backup_source(engine, project, source, first.url, options)
             _store(project, places[1:], store.folder_of(first.url, manifest), manifest, [first])
             return manifest
-        os.makedirs(staging, mode=0o700, exist_ok=True)
-        with _staged(staging) as folder:
+        with staged.folder(staging) as folder:
             manifest = run.backup_source(engine, project, source, folder, options)
             _store(project, places, store.folder_of(folder, manifest), manifest, [])
         return manifest
@@ -117,34 +114,3 @@ def _store(
         raise BackupError(
             f"snapshot {manifest.id} is stored in {kept}; not in " + "; ".join(failed)
         )
-
-
-@contextlib.contextmanager
-def _staged(staging: str) -> Iterator[str]:
-    """A folder of its own under ``staging``, removed after (also one a killed run left)."""
-    clean_staging(staging)
-    folder = os.path.join(staging, f"{os.getpid()}")
-    shutil.rmtree(folder, ignore_errors=True)
-    os.makedirs(folder, mode=0o700)
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def clean_staging(staging: str) -> None:
-    """Remove what runs that no longer exist left in ``staging`` (a SIGKILL, a reboot)."""
-    with contextlib.suppress(OSError), os.scandir(staging) as it:
-        for entry in it:
-            if entry.name.isdigit() and not _alive(int(entry.name)):
-                shutil.rmtree(entry.path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return pid != 0

@@ -26,7 +26,6 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -34,7 +33,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from reconciler import logs
-from reconciler.backup import crypt
+from reconciler.backup import crypt, staging
 from reconciler.backup.errors import BackupError, ChecksumError
 from reconciler.backup.manifest import ARCHIVE, MANIFEST, Manifest
 from reconciler.backup.store import COMPLETE, DAMAGED, VERIFY, Found, Place, Snapshot
@@ -214,14 +213,9 @@ class S3(Place):
         encrypted = snapshot.folder + "/" + ARCHIVE + crypt.SUFFIX
         files = self._objects(snapshot.manifest.project).get(snapshot.id, {})
         key = encrypted if ARCHIVE + crypt.SUFFIX in files else f"{snapshot.folder}/{ARCHIVE}"
-        local = os.path.join(self.staging, f"{os.getpid()}-fetch", snapshot.id)
-        shutil.rmtree(local, ignore_errors=True)
-        os.makedirs(local, mode=0o700)
-        try:
+        with staging.folder(self.staging, "-fetch") as local:
             self._download(key, os.path.join(local, ARCHIVE), snapshot, key == encrypted)
             yield Snapshot(snapshot.manifest, local, snapshot.status, snapshot.problem, None)
-        finally:
-            shutil.rmtree(os.path.dirname(local), ignore_errors=True)
 
     def _download(self, key: str, path: str, snapshot: Snapshot, encrypted: bool) -> None:
         with self._errors(f"download {key}"):

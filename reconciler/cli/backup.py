@@ -136,8 +136,12 @@ def list_command(settings: Settings, path: str, fmt: str, identity: str | None) 
     if fmt == "json":
         doc = {"format_version": 1, "backups": [s.listing() for s in snapshots]}
         click.echo(json.dumps(doc, indent=2))
-        return
-    _table(snapshots)
+    else:
+        _table(snapshots)
+    for problem in snapshots.problems:
+        click.echo(f"dsr: {problem}", err=True)
+    if snapshots.problems:
+        sys.exit(1)
 
 
 def _table(snapshots: list[Snapshot]) -> None:
