@@ -17,7 +17,7 @@ import pytest
 from backup_trees import describe, fill, wipe
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from s3server import S3Server  # noqa: E402
+from s3server import S3Server
 
 DsrRunner = Callable[..., subprocess.CompletedProcess[str]]
 
