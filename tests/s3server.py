@@ -58,6 +58,7 @@ class S3Server:
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     log: Path = field(default_factory=Path)
+    args: list[str] = field(default_factory=list)
 
     @property
     def endpoint(self) -> str:
@@ -115,12 +116,33 @@ class S3Server:
             f"-s3.config={config}",
             "-metricsPort=0",
         ]
-        with open(server.log, "ab") as out:
-            server.process = subprocess.Popen(
-                args, stdout=out, stderr=subprocess.STDOUT, cwd=folder, start_new_session=True
-            )
+        server.args = args
+        server._spawn()
         server._wait(timeout)
         return server
+
+    def _spawn(self) -> None:
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen(
+                self.args,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.folder,
+                start_new_session=True,
+            )
+
+    def kill(self) -> None:
+        """The store dies at once (SIGKILL), as a crashed or unplugged server would."""
+        assert self.process is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        self.process = None
+
+    def restart(self, timeout: float = 90.0) -> None:
+        """Start again on the same ports, with the same data."""
+        self._spawn()
+        self._wait(timeout)
 
     def client(self, **kwargs: Any) -> Any:
         import boto3
