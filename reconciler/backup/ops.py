@@ -10,7 +10,7 @@ the CLI as a subprocess.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,11 +25,13 @@ from reconciler.backup.retention import apply_keep, is_empty, newest_first
 from reconciler.backup.store import COMPLETE, Folder, Place, Snapshot, Source
 from reconciler.engine import Engine, engine_url
 from reconciler.errors import DsrError
+from reconciler.hostinfo import engine_host
 from reconciler.plan.params import volume_params
 from reconciler.snapshot import MANAGED, PROJECT
 from reconciler.spec import Desired, Policy, load_policy, load_spec
 from reconciler.spec.backups import Backup
 from reconciler.spec.models import Volume
+from reconciler.spec.share import share
 from reconciler.statedir import StateDir, default_state_dir, locked
 
 log = logs.get_logger("dsr.backup")
@@ -46,6 +48,7 @@ class Request:
     state_dir: str | None = None
     engine_timeout: float = 30.0
     lock_timeout: float = 60.0
+    host: str | None = None  # --host: whose share of the spec (default: the engine's name)
     identity: str | None = None  # --identity FILE (else DSR_AGE_IDENTITY)
 
     @property
@@ -60,7 +63,14 @@ def load(request: Request) -> tuple[Desired, Policy]:
         docker_host=request.docker_host,
         state_dir=request.state.root,
     )
-    return load_spec(request.path, project=request.project, policy=policy), policy
+    desired = load_spec(request.path, project=request.project, policy=policy)
+    if desired.placements:  # only this host's rules and volumes (see spec.share)
+        engine = _engine(request)
+        try:
+            desired = share(desired, engine_host(engine, request.host))
+        finally:
+            engine.close()
+    return desired, policy
 
 
 def folders(rule: Backup, state: StateDir) -> list[str]:
@@ -324,7 +334,10 @@ def restore(
         try:
             engine_io.remove_stale_helpers(engine, desired.project)
             name = into or source.name
-            made = _prepare_volume(engine, desired, snapshot, name, new=into is not None)
+            adopted = adoptions(request.state, desired.project)
+            made = _prepare_volume(
+                engine, desired, snapshot, name, new=into is not None, adopted=adopted
+            )
             try:
                 restoring.restore_volume(
                     engine, snapshot, name, stop=stop, via=via, progress=progress, made=made
@@ -355,14 +368,30 @@ def _choose(snapshots: list[Snapshot], source: Source, backup_id: str) -> Snapsh
     raise BackupError(f"no backup {backup_id!r} of {source} in this project")
 
 
+def adoptions(state: StateDir, project: str) -> dict[str, str]:
+    """The volumes ``project`` adopted (name -> creation time), as its record says."""
+    adopted = state.read_record(project).get("adopted")
+    table = adopted.get("volume") if isinstance(adopted, dict) else None
+    return {k: v for k, v in (table or {}).items() if isinstance(v, str)}
+
+
 def _prepare_volume(
-    engine: Engine, desired: Desired, snapshot: Snapshot, name: str, *, new: bool
+    engine: Engine,
+    desired: Desired,
+    snapshot: Snapshot,
+    name: str,
+    *,
+    new: bool,
+    adopted: Mapping[str, str],
 ) -> bool:
     """Create the target when it is new or missing (``True`` then); refuse one dsr does
-    not manage."""
+    not manage for the project (made by it, or adopted: the very volume recorded)."""
     live = engine_io.inspect_volume(engine, name)
     if live is not None and not new:
         labels = live.get("Labels") or {}
+        created = str(live.get("CreatedAt") or "")
+        if labels.get(MANAGED) != "true" and created and adopted.get(name) == created:
+            return False
         if labels.get(MANAGED) != "true" or labels.get(PROJECT) != desired.project:
             raise BackupError(
                 f"the volume {name} is not managed by dsr for the project {desired.project}, "

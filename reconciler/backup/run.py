@@ -189,7 +189,11 @@ def _pack(
     )
     mountpoint = None if via == "api" else engine_io.local_mountpoint(engine, live, write=False)
     if via == "direct" and mountpoint is None:
-        raise BackupError(f"cannot read the volume {source.name}'s directory on this host")
+        why = engine_io.mounted_elsewhere(live) or "it is not readable from here"
+        raise BackupError(
+            f"cannot read the volume {source.name}'s directory on this host: {why}; "
+            "use --via api (a helper container that mounts it)"
+        )
     if mountpoint is not None:
         archive.pack_dir(mountpoint, writer, skipped)
         return info, "direct"

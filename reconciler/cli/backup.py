@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from reconciler.cli import cli
+from reconciler.cli import cli, fail
 from reconciler.cli.options import _NAMES, Settings, _options, global_options
+from reconciler.errors import DsrError
 
 if TYPE_CHECKING:
     from reconciler.backup.ops import Request
@@ -52,10 +53,9 @@ IDENTITY_HELP = "age identity file that reads encrypted snapshots (default: $DSR
 
 
 def _request(settings: Settings, path: str, identity: str | None = None) -> Request:
-    from reconciler import logs
     from reconciler.backup.ops import Request
 
-    logs.configure(settings.log_format)
+    settings.configure_logs()
     return Request(path=path, identity=identity, **settings.request())
 
 
@@ -132,7 +132,10 @@ def list_command(settings: Settings, path: str, fmt: str, identity: str | None) 
     """List snapshots, per rule and source, newest first."""
     from reconciler.backup.ops import listing
 
-    snapshots = listing(_request(settings, path, identity))
+    try:
+        snapshots = listing(_request(settings, path, identity))
+    except DsrError as err:
+        fail(err, fmt)
     if fmt == "json":
         doc = {"format_version": 1, "backups": [s.listing() for s in snapshots]}
         click.echo(json.dumps(doc, indent=2))
@@ -184,7 +187,10 @@ def prune_command(
     """Apply the keep rules (restic's forget semantics) and remove what they drop."""
     from reconciler.backup.ops import prune
 
-    result = prune(_request(settings, path, identity), dry_run=dry_run)
+    try:
+        result = prune(_request(settings, path, identity), dry_run=dry_run)
+    except DsrError as err:
+        fail(err, fmt)
     if fmt == "json":
         click.echo(json.dumps(result.to_json(), indent=2))
         return
@@ -209,12 +215,13 @@ def verify_command(
     from reconciler.backup.ops import verify
 
     results = verify(_request(settings, path, identity), backup_id)
+    # Every result is data (stdout); each failure is also a diagnostic (stderr).
     for snapshot, problem in results:
-        if problem:
-            click.echo(f"FAILED {snapshot.id}: {problem}", err=True)
-        else:
-            click.echo(f"ok     {snapshot.id}")
-    if any(problem for _, problem in results):
+        click.echo(f"FAILED {snapshot.id}: {problem}" if problem else f"ok     {snapshot.id}")
+    failed = [(snapshot, problem) for snapshot, problem in results if problem]
+    for snapshot, problem in failed:
+        click.echo(f"dsr: {snapshot.id} failed verification: {problem}", err=True)
+    if failed:
         sys.exit(1)
 
 
