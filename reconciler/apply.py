@@ -34,6 +34,7 @@ from reconciler.plan.model import (
     Plan,
     VolumeParams,
 )
+from reconciler.snapshot import INSTANCE, new_instance
 from reconciler.spec.models import NEW_SUFFIX, OLD_SUFFIX
 from reconciler.statedir import StateDir
 
@@ -142,7 +143,8 @@ def _record(
     progress: Progress | None,
 ) -> None:
     outcomes[outcome.change.resource] = outcome
-    event = log.info if outcome.status == "ok" else log.error
+    # A terminal's progress lines already tell each change: its event would say it twice.
+    event = log.debug if progress else log.info if outcome.status == "ok" else log.error
     event(
         "change",
         pass_id=pass_id,
@@ -199,8 +201,32 @@ class _Executor:
             name=params.name,
             driver=params.driver,
             driver_opts=dict(params.driver_opts),
-            labels=dict(params.labels),
+            labels={**params.labels, INSTANCE: new_instance()},
         )
+
+    def adopt_volume(self, change: Change) -> None:
+        """Take over a volume as it is: Docker cannot relabel one, so it is recorded in the
+        project's record with its creation time (a volume made again under its name later
+        has another one, and is not taken)."""
+        name = change.target_id
+        assert name is not None
+        live = self.api.inspect_volume(name)
+        created = str(live.get("CreatedAt") or "")
+        if not change.identity or created != change.identity:
+            raise RuntimeError(
+                f"the volume {name} is not the one planned for adoption (created {created}, "
+                f"the plan saw {change.identity}); run dsr plan again"
+            )
+        if self.state is None:
+            raise RuntimeError("an adoption needs dsr's state directory to record it")
+        with self.record_lock:
+            record = self.state.read_record(self.project)
+            adopted = dict(record.get("adopted") or {})
+            volumes = dict(adopted.get(Kind.VOLUME.value) or {})
+            volumes[name] = created
+            adopted[Kind.VOLUME.value] = volumes
+            self.state.write_record(self.project, {**record, "adopted": adopted})
+        log.info("volume_adopted", volume=name, created_at=created)
 
     def update_volume(self, change: Change) -> None:
         """Refill a volume from the backup of its interrupted migration."""
@@ -212,6 +238,8 @@ class _Executor:
         stops the volume's users first (nothing writes after the backup), then records its
         verified backup before it removes anything, so that a migration cut short anywhere
         is finished by the next pass from that backup (``restore_from``: the end of one)."""
+        from reconciler.backup import engine_io
+
         params, name = change.volume, change.target_id
         assert params is not None and name is not None
         running = []
@@ -222,11 +250,14 @@ class _Executor:
         folder = change.restore_from
         if change.backup_to is not None:
             try:
+                quiet = engine_io.quiet_users(self.engine, name)
+                original = (self.api.inspect_volume(name).get("Labels") or {}).get(INSTANCE, "")
                 folder = self.back_up(name, change.backup_to)
+                engine_io.still_quiet(self.engine, name, quiet)
             except BaseException:
                 self.start_again(running)  # nothing was removed: back as they were
                 raise
-            self.set_migration(name, folder)
+            self.set_migration(name, {"folder": folder, "original": original})
         for container in change.removes:
             with contextlib.suppress(docker.errors.NotFound):
                 self.remove(container)
@@ -257,11 +288,13 @@ class _Executor:
         problem = self.state and signature_problem(snapshot.manifest, self.state.backup_key())
         if problem:
             raise RuntimeError(f"the backup {folder} of {volume}'s migration: {problem}")
-        restoring.restore_volume(self.engine, snapshot, volume, stop=True)
+        # Never stop=True: a container running on it now was not planned for, and what it
+        # wrote would be wiped; the restore refuses, naming it, and the record stays.
+        restoring.restore_volume(self.engine, snapshot, volume, stop=False)
         self.set_migration(volume, None)
         log.info("migration_restored", volume=volume, snapshot=snapshot.id)
 
-    def set_migration(self, volume: str, folder: str | None) -> None:
+    def set_migration(self, volume: str, folder: dict[str, str] | None) -> None:
         if self.state is None:
             raise RuntimeError("a volume migration needs dsr's state directory")
         with self.record_lock:
@@ -457,6 +490,10 @@ _HANDLERS: dict[tuple[Kind, Action], Callable[[_Executor, Change], None]] = {
     (Kind.VOLUME, Action.CREATE): _Executor.create_volume,
     (Kind.VOLUME, Action.UPDATE): _Executor.update_volume,
     (Kind.VOLUME, Action.REPLACE): _Executor.replace_volume,
+    (Kind.VOLUME, Action.ADOPT): _Executor.adopt_volume,
+    # A container is adopted by replacing it with dsr's own (the plan carried its mounts).
+    (Kind.CONTAINER, Action.ADOPT): _Executor.replace_container,
+    (Kind.VOLUME_CONTAINER, Action.ADOPT): _Executor.replace_container,
     (Kind.IMAGE, Action.BUILD): _Executor.build_image,
     (Kind.IMAGE, Action.DELETE): _Executor.delete_image,
     (Kind.VOLUME, Action.DELETE): _Executor.delete_volume,

@@ -22,15 +22,18 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
-from reconciler import logs
+from reconciler import lastpass, logs
 from reconciler.apply import Outcome, Progress, apply_plan
 from reconciler.engine import Engine
 from reconciler.errors import DsrError, PlanError, SpecError, SpecIssue
 from reconciler.files import write_json
+from reconciler.hostinfo import engine_host
 from reconciler.images import ContextError, PackedImage, pack
 from reconciler.kinds import Kind
 from reconciler.observe import measure_writable_layers, observe
-from reconciler.plan import Action, Plan, plan
+from reconciler.plan import Action, Plan, adopt, plan
+from reconciler.plan.context import Migration
+from reconciler.plan.params import volume_params
 from reconciler.saved import (
     SavedPlan,
     check_fresh,
@@ -38,8 +41,9 @@ from reconciler.saved import (
     measured_targets,
     read_saved_plan,
 )
-from reconciler.snapshot import KIND, Observed
+from reconciler.snapshot import CONFIG_HASH, KIND, Observed
 from reconciler.spec import Desired, load_checked, load_policy
+from reconciler.spec.share import share
 from reconciler.statedir import StateDir, locked
 
 log = logs.get_logger("dsr.pass")
@@ -61,6 +65,13 @@ class PassRequest:
     lock_timeout: float = 60.0
     workers: int = 4
     accept_saved_plan: bool = True
+    host: str | None = None  # --host: whose share of the spec (default: the engine's name)
+    # dsr apply without --allow-empty: a spec that declares nothing must not delete the
+    # project (the daemon's gate says the same for dsr run).
+    refuse_empty: bool = False
+    # Record how an applying pass went in the state directory (``dsr status`` reads it);
+    # the daemon records its own, with its own words (suspended, deferred...).
+    record_pass: bool = True
 
 
 @dataclass
@@ -74,6 +85,7 @@ class PassResult:
     seconds: dict[str, float] = field(default_factory=dict)
     error: DsrError | None = None
     saved: bool = False  # the plan came from a saved plan file
+    applied: bool = False  # the applier ran (before_apply did not veto it)
     pass_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     engine: Engine | None = field(default=None, repr=False)
     observed: Observed | None = field(default=None, repr=False)  # what the plan was made from
@@ -132,6 +144,11 @@ def run_pass(
         if own_engine and result.engine is not None:
             result.engine.close()
     _log_pass(request, result, time.perf_counter() - started)
+    if request.apply and request.record_pass and request.state_dir:
+        project = result.plan.project if result.plan else ""
+        project = project or (result.desired.project if result.desired else "")
+        record = lastpass.of(result, lastpass.label(result), by="dsr apply")
+        lastpass.write(StateDir(request.state_dir), project, record)
     return result
 
 
@@ -147,6 +164,8 @@ def _log_pass(request: PassRequest, result: PassResult, seconds: float) -> None:
         "pass",
         pass_id=result.pass_id,
         apply=request.apply,
+        # A pass whose apply was vetoed (a suspended daemon) changed nothing: not "applied".
+        applied=result.applied,
         project=result.plan.project if result.plan else None,
         changes={k: v for k, v in summary.items() if v},
         failed=len(result.failed),
@@ -186,6 +205,8 @@ def _run(
     result.engine = engine
     calls_before = engine.calls
     try:
+        if desired is not None:
+            desired = result.desired = host_share(desired, engine, request.host)
         with ExitStack() as held:
             if request.apply and state is not None:
                 with timer.stage("lock"):
@@ -206,12 +227,19 @@ def _run(
             if not request.apply or not result.plan.actionable:
                 return
             to_apply = result.plan
+            if request.refuse_empty and deletes_everything(to_apply, desired):
+                raise PlanError(
+                    "the spec declares nothing, so this apply would delete every managed "
+                    f"object of the project {project}; nothing was changed (--allow-empty "
+                    "lets it)"
+                )
             if before_apply is not None:
                 verdict = before_apply(result.plan)
                 if verdict is False:
                     return
                 if isinstance(verdict, Plan):
                     to_apply = verdict
+            result.applied = True
             with timer.stage("apply"):
                 outcomes = apply_plan(
                     engine,
@@ -225,6 +253,13 @@ def _run(
             result.outcomes = tuple(outcomes)
     finally:
         result.calls = engine.calls - calls_before
+
+
+def deletes_everything(plan: Plan, desired: Desired | None) -> bool:
+    """The spec declares nothing and the plan deletes what the project has."""
+    if desired is None or names_of(desired) or desired.images:
+        return False
+    return any(c.action is Action.DELETE for c in plan.actionable)
 
 
 def check_saved_plan(
@@ -269,6 +304,14 @@ def load(request: PassRequest) -> Desired:
     )
 
 
+def host_share(desired: Desired, engine: Engine, host: str | None) -> Desired:
+    """The share of ``desired`` that belongs on ``engine`` (``--host``, else the engine's
+    name); a spec that places nothing is every host's whole share, asked of no engine."""
+    if not desired.placements:
+        return desired
+    return share(desired, engine_host(engine, host))
+
+
 def pack_images(desired: Desired, state: StateDir | None) -> dict[str, PackedImage]:
     """Hash every data-packed image's context; record each manifest for later reasons."""
     packed: dict[str, PackedImage] = {}
@@ -309,12 +352,13 @@ def _known_manifests(state: StateDir | None, observed: Observed) -> dict[str, Ma
 
 def reclaim_of(desired: Desired, backups: str) -> dict[str, dict[str, str]]:
     """Each managed volume's reclaim policy, and where a backup-then-delete puts its data:
-    the destination of the first backup rule that lists it, else ``backups``."""
+    the first folder destination of the first backup rule that lists it, else ``backups``
+    (a reclaim's backup stays on this host: it is restored from there if the delete fails)."""
     first: dict[str, str] = {}  # volume -> the destination of the first rule naming one
     for _, rule in sorted(desired.backups.items()):
-        if rule.destination:
+        if rule.folders:
             for name in rule.volumes:
-                first.setdefault(name, rule.destination)
+                first.setdefault(name, rule.folders[0])
     return {
         name: {"reclaim": volume.reclaim, "destination": first.get(name) or backups}
         for name, volume in desired.volumes.items()
@@ -322,10 +366,27 @@ def reclaim_of(desired: Desired, backups: str) -> dict[str, dict[str, str]]:
     }
 
 
+def adopted_of(record: Mapping[str, object], kind: Kind) -> dict[str, str]:
+    """The objects of ``kind`` a project's record says it adopted: name -> creation time."""
+    adopted = record.get("adopted")
+    table = adopted.get(kind.value) if isinstance(adopted, dict) else None
+    if not isinstance(table, dict):
+        return {}
+    return {k: v for k, v in table.items() if isinstance(k, str) and isinstance(v, str)}
+
+
 def record_reclaim(state: StateDir, desired: Desired, observed: Observed) -> None:
     """Record the reclaim policy of every volume of the spec being applied: the one in
-    force once it leaves the spec. Records of volumes gone from the engine are dropped."""
+    force once it leaves the spec. Records of volumes gone from the engine are dropped,
+    and so are adoptions of volumes that are no longer the one adopted."""
     record = state.read_record(desired.project)
+    adoptions = adopted_of(record, Kind.VOLUME)
+    kept_adoptions = adopt.recorded(adoptions, observed.volumes)
+    if kept_adoptions != adoptions:
+        adopted = record.get("adopted")
+        table = dict(adopted) if isinstance(adopted, dict) else {}
+        record = {**record, "adopted": {**table, Kind.VOLUME.value: kept_adoptions}}
+        state.write_record(desired.project, record)
     volumes = record.get("volumes")
     kept = {
         name: value
@@ -334,7 +395,24 @@ def record_reclaim(state: StateDir, desired: Desired, observed: Observed) -> Non
     }
     kept.update(reclaim_of(desired, state.backups))
     if kept != volumes:
-        state.write_record(desired.project, {**record, "volumes": kept})
+        record = {**record, "volumes": kept}
+    migrations = record.get("migrations")
+    if isinstance(migrations, dict):
+        left = {k: v for k, v in migrations.items() if not _settled(desired, observed, k, v)}
+        if left != migrations:
+            record = {**record, "migrations": left}
+    state.write_record(desired.project, record)
+
+
+def _settled(desired: Desired, observed: Observed, name: str, entry: object) -> bool:
+    """An interrupted migration with nothing left to do: the spec went back to the settings
+    of the original volume, which was never removed (so it still holds every byte)."""
+    migration = Migration.of(entry)
+    live, spec = observed.volumes.get(name), desired.volumes.get(name)
+    if migration is None or not migration.original or live is None or spec is None:
+        return False
+    wanted = volume_params(desired.project, name, spec).labels[CONFIG_HASH]
+    return live.instance == migration.original and live.labels.get(CONFIG_HASH) == wanted
 
 
 def compute_plan(
@@ -362,15 +440,22 @@ def compute_plan(
             **reclaim_of(desired, state.backups if state else ""),
         }
         migrating = migrations if isinstance(migrations, dict) else {}
+        adoptions = adopted_of(record, Kind.VOLUME)
         first = plan(
-            desired, observed, tags, manifests=known, reclaim=reclaim, migrations=migrating
+            desired,
+            observed,
+            tags,
+            manifests=known,
+            reclaim=reclaim,
+            migrations=migrating,
+            adoptions=adoptions,
         )
     ids = [
         c.target_id
         for c in first.changes
         if c.target_id
         and c.kind in (Kind.CONTAINER, Kind.VOLUME_CONTAINER)
-        and c.action in (Action.REPLACE, Action.DELETE, Action.BLOCKED)
+        and c.action in (Action.REPLACE, Action.DELETE, Action.BLOCKED, Action.ADOPT)
     ]
     if not ids:
         return first, observed
@@ -378,16 +463,30 @@ def compute_plan(
         measured = with_sizes(observed, engine, ids)
     with timer.stage("plan"):
         again = plan(
-            desired, measured, tags, manifests=known, reclaim=reclaim, migrations=migrating
+            desired,
+            measured,
+            tags,
+            manifests=known,
+            reclaim=reclaim,
+            migrations=migrating,
+            adoptions=adoptions,
         )
         return again, measured
 
 
-def offline_plan(old: Desired, new: Desired) -> Plan:
-    """``dsr diff``: the plan from ``old`` applied to ``new``, with no engine and no state."""
+def offline_plan(
+    old: Desired,
+    new: Desired,
+    packed: tuple[Mapping[str, PackedImage], Mapping[str, PackedImage]] | None = None,
+) -> Plan:
+    """``dsr diff``: the plan from ``old`` applied to ``new``, with no engine and no state.
+    ``packed``: OLD's and NEW's images, hashed already (a fleet diff hashes them once)."""
     from reconciler.plan.simulate import simulate
 
-    old_packed, new_packed = pack_images(old, None), pack_images(new, None)
+    if packed is None:
+        packed = pack_images(old, None), pack_images(new, None)
+    old_packed = {k: v for k, v in packed[0].items() if k in old.images}
+    new_packed = {k: v for k, v in packed[1].items() if k in new.images}
     manifests = {i.tag: i.manifest for i in [*old_packed.values(), *new_packed.values()]}
     before = simulate(old, {key: image.tag for key, image in old_packed.items()})
     tags = {key: image.tag for key, image in new_packed.items()}
@@ -403,6 +502,8 @@ __all__ = [
     "PassRequest",
     "PassResult",
     "compute_plan",
+    "deletes_everything",
+    "host_share",
     "names_of",
     "offline_plan",
     "pack_images",

@@ -23,7 +23,7 @@ from reconciler.errors import PlanError, StalePlanError
 from reconciler.files import InputFileError, read_bounded, write_json
 from reconciler.kinds import CONTAINER_KINDS, Kind
 from reconciler.plan import Action, Change, Plan
-from reconciler.plan.context import owns
+from reconciler.plan.context import inherited, owns
 from reconciler.snapshot import MANAGED, PROJECT, LiveContainer, Observed
 from reconciler.spec import Policy
 from reconciler.spec.policy import Role
@@ -190,6 +190,8 @@ def _target_problem(
     if target is None or change.action is Action.BLOCKED:
         return []
     what = f"the {change.kind} it acts on ({target[:24]})"
+    if change.action is Action.ADOPT:
+        return _adopt_problem(change, what, observed, by_id)
     if change.kind in CONTAINER_KINDS:
         if target not in by_id:
             return [f"{what} does not exist"]
@@ -208,6 +210,27 @@ def _target_problem(
     if labels.get(MANAGED) != "true" or labels.get(PROJECT) != project:
         return [f"{what} is not the project {project!r}'s"]
     return []
+
+
+def _adopt_problem(
+    change: Change, what: str, observed: Observed, by_id: Mapping[str, LiveContainer]
+) -> list[str]:
+    """An adoption takes over only what no dsr project owns, as a spec's plan would."""
+    target = change.target_id or ""
+    if change.kind in CONTAINER_KINDS:
+        live = by_id.get(target)
+        if live is None:
+            return [f"{what} does not exist"]
+        if live.name != change.name:
+            return [f"{what} is named {live.name!r}, not {change.name!r}"]
+        if live.managed and not inherited(live, observed):
+            return [f"{what} is a dsr object, which is never adopted"]
+        return []
+    if change.kind is Kind.VOLUME and target == change.name and target in observed.volumes:
+        if observed.volumes[target].managed:
+            return [f"{what} is a dsr object, which is never adopted"]
+        return []
+    return [f"{what} cannot be adopted"]
 
 
 def _labels_made(change: Change) -> Iterable[Mapping[str, str]]:
@@ -266,7 +289,7 @@ def fingerprint(observed: Observed, plan: Plan, names: Iterable[str]) -> dict[st
     by_id = {c.id: c for c in observed.containers.values()}
     for change in plan.changes:
         live = by_id.get(change.target_id or "")
-        if live is not None and change.action in (Action.REPLACE, Action.DELETE):
+        if live is not None and change.action in (Action.REPLACE, Action.DELETE, Action.ADOPT):
             tokens[f"writable layer of {change.resource}"] = str(live.size_rw)
         if change.container is not None and not change.container.pull:
             image = change.container.image
@@ -279,7 +302,9 @@ def measured_targets(plan: Plan) -> list[str]:
     return [
         c.target_id
         for c in plan.changes
-        if c.target_id and c.kind in CONTAINER_KINDS and c.action in (Action.REPLACE, Action.DELETE)
+        if c.target_id
+        and c.kind in CONTAINER_KINDS
+        and c.action in (Action.REPLACE, Action.DELETE, Action.ADOPT)
     ]
 
 

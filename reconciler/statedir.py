@@ -6,8 +6,11 @@ Layout (``--state-dir``, default ``/var/lib/dsr`` for root, else ``$XDG_STATE_HO
     ├── manifests/      one JSON per data-packed build: its context's entries, for reasons
     ├── hash-cache/     per image key: (size, mtime, inode, ctime) -> content hash
     ├── backups/        the default backup destination: PROJECT/SOURCE/SNAPSHOT/
+    ├── staging/        PID/: an archive on its way to or from a store (S3, encrypted)
     ├── records/        DIGEST.json: what the last apply of a project recorded (each volume's
     │                   reclaim...), DIGEST the sha256 of the whole project name
+    ├── passes/         DIGEST.json: the last pass that could apply (time, result, changes)
+    ├── daemons/        DIGEST.json: the running daemon's pid and suspend file
     ├── locks/          one flock file per engine and project
     ├── plan-key        the key that signs saved plans made on this machine (mode 0600)
     └── backup-key      the key of the snapshots' keyed digests (HMAC of each manifest)
@@ -78,8 +81,21 @@ class StateDir:
         return os.path.join(self.root, "backups")
 
     @property
+    def staging(self) -> str:
+        """Archives being made for, or fetched from, a store that is not a plain folder."""
+        return os.path.join(self.root, "staging")
+
+    @property
     def records(self) -> str:
         return os.path.join(self.root, "records")
+
+    @property
+    def passes(self) -> str:
+        return os.path.join(self.root, "passes")
+
+    @property
+    def daemons(self) -> str:
+        return os.path.join(self.root, "daemons")
 
     @property
     def locks(self) -> str:
@@ -132,6 +148,46 @@ class StateDir:
         if old is not None and os.path.lexists(old):  # migrated: the new file has it all
             with contextlib.suppress(OSError):
                 os.unlink(old)
+
+    def last_pass_file(self, project: str) -> str:
+        return os.path.join(self.passes, _digest(project) + ".json")
+
+    def read_last_pass(self, project: str) -> dict[str, Any] | None:
+        """The last pass recorded for ``project`` (``dsr status``); None when none or garbage."""
+        return _read_small_json(self.last_pass_file(project))
+
+    def write_last_pass(self, project: str, record: dict[str, Any]) -> None:
+        write_json(self.last_pass_file(project), record, indent=1)
+
+    def daemon_file(self, project: str) -> str:
+        return os.path.join(self.daemons, _digest(project) + ".json")
+
+    def read_daemon(self, project: str) -> dict[str, Any] | None:
+        return _read_small_json(self.daemon_file(project))
+
+    def write_daemon(self, project: str, record: dict[str, Any]) -> None:
+        write_json(self.daemon_file(project), record, indent=1)
+
+    def lock_holder(self, engine_url: str, project: str) -> int | None:
+        """The pid holding the lock of ``engine_url`` and ``project`` now, or None.
+
+        Never takes the lock, not even for a moment (a daemon starting then would fail):
+        the kernel's table of flock locks (``/proc/locks``) says whether the file's inode is
+        locked; the pid comes from the file's text, which its holder wrote.
+        """
+        path = self.lock_file(engine_url, project)
+        try:
+            info = os.stat(path)
+            with open(path, "rb") as handle:
+                text = handle.read(256).decode("utf-8", "replace")
+        except OSError:
+            return None
+        first = text.split(" ", 1)[0].strip()
+        pid = int(first) if first.isdigit() else None
+        held = _flocked(info)
+        if held is None:  # no /proc/locks: trust a pid that still lives
+            held = pid is not None and _alive(pid)
+        return pid if held else None
 
     def lock_file(self, engine_url: str, project: str) -> str:
         engine = hashlib.sha256(engine_url.encode()).hexdigest()[:12]
@@ -219,3 +275,45 @@ def _held_message(fd: int, path: str, timeout: float) -> str:
     holder = f"process {pid} ({command})" if pid.isdigit() else "another dsr process"
     waited = f"after waiting {timeout:g} s" if timeout > 0 else "(--lock-timeout 0)"
     return f"{holder} holds the lock {path} {waited}; try again when it has finished"
+
+
+def _read_small_json(path: str) -> dict[str, Any] | None:
+    try:
+        with open(path, "rb") as handle:
+            value = json.loads(handle.read(1 << 20))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _flocked(info: os.stat_result) -> bool | None:
+    """Whether an flock lock is held on the file ``info`` describes; None when unknown."""
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as handle:
+            lines = handle.read(1 << 22).splitlines()
+    except OSError:
+        return None
+    wanted = (os.major(info.st_dev), os.minor(info.st_dev), info.st_ino)
+    for line in lines:
+        fields = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 1234 fe:00:5678 0 EOF" ("->" marks a waiter)
+        if "->" in fields or len(fields) < 6 or fields[1] != "FLOCK":
+            continue
+        parts = fields[5].split(":")
+        try:
+            found = (int(parts[0], 16), int(parts[1], 16), int(parts[2]))
+        except (IndexError, ValueError):
+            continue
+        if found == wanted:
+            return True
+    return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -11,27 +11,30 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from reconciler import logs
-from reconciler.backup import engine_io, run, store
+from reconciler.backup import crypt, engine_io, places, run, store
 from reconciler.backup import restore as restoring
 from reconciler.backup.errors import BackupError, ChecksumError
 from reconciler.backup.manifest import backup_time
 from reconciler.backup.retention import apply_keep, is_empty, newest_first
-from reconciler.backup.store import COMPLETE, Snapshot, Source
+from reconciler.backup.store import COMPLETE, Folder, Place, Snapshot, Source
 from reconciler.engine import Engine, engine_url
 from reconciler.errors import DsrError
 from reconciler.escape import escape_controls
+from reconciler.hostinfo import engine_host
 from reconciler.plan.params import volume_params
 from reconciler.snapshot import MANAGED, PROJECT
 from reconciler.spec import Desired, Policy, load_policy, load_spec
 from reconciler.spec.backups import Backup
 from reconciler.spec.models import Volume
 from reconciler.spec.policy import is_under
+from reconciler.spec.share import share
 from reconciler.statedir import StateDir, default_state_dir, locked
 
 log = logs.get_logger("dsr.backup")
@@ -48,6 +51,8 @@ class Request:
     state_dir: str | None = None
     engine_timeout: float = 30.0
     lock_timeout: float = 60.0
+    host: str | None = None  # --host: whose share of the spec (default: the engine's name)
+    identity: str | None = None  # --identity FILE (else DSR_AGE_IDENTITY)
 
     @property
     def state(self) -> StateDir:
@@ -61,17 +66,19 @@ def load(request: Request) -> tuple[Desired, Policy]:
         docker_host=request.docker_host,
         state_dir=request.state.root,
     )
-    return load_spec(request.path, project=request.project, policy=policy), policy
+    desired = load_spec(request.path, project=request.project, policy=policy)
+    if desired.placements:  # only this host's rules and volumes (see spec.share)
+        engine = _engine(request)
+        try:
+            desired = share(desired, engine_host(engine, request.host))
+        finally:
+            engine.close()
+    return desired, policy
 
 
-def destination(rule: Backup, state: StateDir) -> str:
-    return rule.destination or state.backups
-
-
-def destinations(desired: Desired, state: StateDir) -> list[str]:
-    """Every rule's destination and the default one, each once."""
-    found = [destination(rule, state) for _, rule in sorted(desired.backups.items())]
-    return list(dict.fromkeys([*found, state.backups]))
+def folders(rule: Backup, state: StateDir) -> list[str]:
+    """The rule's destinations on this host."""
+    return [p.url for p in places.places_of(rule, state) if isinstance(p, Folder)]
 
 
 @contextmanager
@@ -101,7 +108,7 @@ def backup(
     desired, policy = load(request)
     rules = _rules(desired, rule, volume)
     for name, spec in rules.items():
-        problems = run.check_paths(spec, destination(spec, request.state), policy)
+        problems = run.check_paths(spec, folders(spec, request.state), policy)
         if problems:
             raise BackupError(f"backup rule {name}: " + "; ".join(problems))
     try:
@@ -121,8 +128,9 @@ def backup(
             if engine is not None:
                 engine_io.remove_stale_helpers(engine, desired.project)
             for name, spec in rules.items():
-                dest = destination(spec, request.state)
-                taken += run.run_rule(engine, desired.project, name, spec, dest, options, volume)
+                where = places.places_of(spec, request.state)
+                take = places.take(engine, desired.project, where, request.state.staging)
+                taken += run.run_rule(engine, desired.project, name, spec, take, options, volume)
     finally:
         if engine is not None:
             engine.close()
@@ -149,23 +157,37 @@ def _rules(desired: Desired, rule: str | None, volume: str | None) -> dict[str, 
 # -- list, verify ---------------------------------------------------------------------------
 
 
-def listing(request: Request) -> list[Snapshot]:
-    """Every snapshot of the project with a manifest, per policy and source, newest first."""
+class Listed(list[Snapshot]):
+    """Snapshots found, and why some places could not be read (``problems``)."""
+
+    problems: list[str]
+
+
+def listing(request: Request) -> Listed:
+    """Every snapshot of the project with a manifest, per policy and source, newest first
+    (one entry per place a snapshot is stored in). A place that cannot be read does not
+    hide the others: its error is in ``problems``."""
     desired, _ = load(request)
-    return list(_find(request, desired).snapshots)
+    return _found(desired, request)
 
 
-def listing_all(request: Request) -> tuple[list[Snapshot], list[dict[str, str | None]]]:
-    """``listing``, and each snapshot folder whose manifest is unreadable, as damaged (its
+def listing_all(request: Request) -> tuple[Listed, list[dict[str, str | None]]]:
+    """``listing``, and each snapshot whose manifest is unreadable, as damaged (its
     folder's name for an id): one bad snapshot never hides the others."""
     desired, _ = load(request)
-    found = _find(request, desired)
-    damaged = []
-    for folder in found.unreadable:
-        _, problem = store.read_manifest(folder, desired.project)
-        damaged.append(
+    damaged: list[dict[str, str | None]] = []
+    return _found(desired, request, damaged), damaged
+
+
+def _damaged(found: store.Found, place: Place, project: str) -> list[dict[str, str | None]]:
+    out: list[dict[str, str | None]] = []
+    for item in found.unreadable:
+        problem = "its manifest is unreadable"
+        if isinstance(place, Folder):
+            problem = store.read_manifest(item, project)[1]
+        out.append(
             {
-                "id": escape_controls(os.path.basename(folder)),
+                "id": escape_controls(os.path.basename(item.rstrip("/"))),
                 "policy": None,
                 "source": None,
                 "time": None,
@@ -173,34 +195,69 @@ def listing_all(request: Request) -> tuple[list[Snapshot], list[dict[str, str | 
                 "problem": problem,
             }
         )
-    return list(found.snapshots), damaged
+    return out
 
 
-def _find(request: Request, desired: Desired) -> store.Found:
-    """Every snapshot of the project; one whose manifest this state directory's backup-key
-    did not sign is damaged (refused by its id), and never hides the others."""
-    found = store.find(destinations(desired, request.state), desired.project)
-    return store.signed(found, request.state.backup_key())
+def _keys(request: Request) -> tuple[Any, ...]:
+    return tuple(crypt.identities(request.identity))
+
+
+def _found(
+    desired: Desired, request: Request, damaged: list[dict[str, str | None]] | None = None
+) -> Listed:
+    """Every place's snapshots; one whose manifest this state directory's backup-key did
+    not sign is damaged (refused by its id), and never hides the others."""
+    out: list[Snapshot] = []
+    problems: list[str] = []
+    every = places.every_place(desired, request.state, _keys(request))
+    key = request.state.backup_key()
+    for place in every:
+        try:
+            here = store.signed(place.find(desired.project), key)
+            out += here.snapshots
+            if damaged is not None:
+                damaged += _damaged(here, place, desired.project)
+        except BackupError as err:
+            log.error("list_failed", destination=place.url, error=str(err))
+            problems.append(str(err))
+    if problems and len(problems) == len(every):
+        raise BackupError("; ".join(problems))
+    found = Listed(
+        sorted(out, key=lambda s: (s.manifest.policy, s.manifest.source, -s.time.timestamp()))
+    )
+    found.problems = problems
+    return found
 
 
 def verify(request: Request, backup_id: str | None = None) -> list[tuple[Snapshot, str | None]]:
     """Re-read archives (all, or one): (snapshot, the problem or ``None``) each."""
-    snapshots = listing(request)
+    found = listing(request)
+    if found.problems:  # a verify that skipped a place would say all is well
+        raise BackupError("; ".join(found.problems))
+    snapshots: list[Snapshot] = list(found)
     if backup_id is not None:
         snapshots = [s for s in snapshots if s.id == backup_id]
         if not snapshots:
             raise BackupError(f"no backup {backup_id!r} in this project")
     out = []
     for snapshot in snapshots:
+        place = _place(snapshot)
         try:
-            restoring.check(snapshot)
+            with place.fetched(snapshot) as local:
+                restoring.check(local)
             problem = None
         except DsrError as err:
             problem = str(err)
-        store.record_verify(snapshot, problem)
+        except OSError as err:
+            problem = f"cannot read snapshot {snapshot.id}: {err}"
+        place.record_verify(snapshot, problem)
         log.log(40 if problem else 20, "verify", id=snapshot.id, ok=problem is None, error=problem)
         out.append((snapshot, problem))
     return out
+
+
+def _place(snapshot: Snapshot) -> Place:
+    return snapshot.place if snapshot.place is not None else Folder(snapshot.folder)
 
 
 # -- prune ----------------------------------------------------------------------------------
@@ -213,6 +270,11 @@ class Pruned:
     keep: list[tuple[Snapshot, tuple[str, ...]]] = field(default_factory=list)
     remove: list[Snapshot] = field(default_factory=list)
     unfinished: list[str] = field(default_factory=list)
+
+    def add(self, other: Pruned) -> None:
+        self.keep += other.keep
+        self.remove += other.remove
+        self.unfinished += other.unfinished
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -227,23 +289,28 @@ class Pruned:
 
 def _brief(s: Snapshot) -> dict[str, object]:
     m = s.manifest
-    return {"id": m.id, "policy": m.policy, "source": m.source, "time": m.time.isoformat()}
+    where = {"destination": s.place.url} if s.place is not None else {}
+    return {"id": m.id, "policy": m.policy, "source": m.source, "time": m.time.isoformat(), **where}
 
 
 def prune(request: Request, *, dry_run: bool = False) -> Pruned:
     """Apply the keep rules; remove what they drop (unless ``dry_run``) and unfinished ones."""
     desired, _ = load(request)
+    result = Pruned()
     with _locked(request, desired.project):
-        found = _find(request, desired)
-        result = plan_prune(desired, list(found.snapshots))
-        result.unfinished = list(found.unfinished)
-        if not dry_run:
-            for snapshot in result.remove:
-                store.remove(snapshot.folder)
+        for place in places.every_place(desired, request.state, _keys(request)):  # one by one
+            found = store.signed(place.find(desired.project), request.state.backup_key())
+            mine = plan_prune(desired, list(found.snapshots))
+            mine.unfinished = list(found.unfinished)
+            result.add(mine)
+            if dry_run:
+                continue
+            for snapshot in mine.remove:
+                place.remove(snapshot)
                 log.info("pruned", id=snapshot.id, policy=snapshot.manifest.policy)
-            for folder in found.unfinished:
-                store.remove(folder)
-                log.info("pruned_unfinished", folder=folder)
+            for item in found.unfinished:
+                place.remove_unfinished(item)
+                log.info("pruned_unfinished", folder=item)
     return result
 
 
@@ -296,12 +363,14 @@ def restore(
         if target.startswith("/")
         else Source("volume", target)
     )
-    found = _find(request, desired)
-    snapshot = _choose(list(found.snapshots), source, backup_id)
-    with _locked(request, desired.project):
+    chosen = _choose(_found(desired, request), source, backup_id)
+    with _locked(request, desired.project), _place(chosen).fetched(chosen) as snapshot:
         if source.kind == "path":
             folder = os.path.normpath(into or source.name)
-            _check_target(folder, policy, destinations(desired, request.state), request.state)
+            dests = [
+                p.url for p in places.every_place(desired, request.state) if isinstance(p, Folder)
+            ]
+            _check_target(folder, policy, dests, request.state)
             top = _make_target(folder)
             try:
                 restoring.restore_dir(snapshot, folder, progress)
@@ -314,7 +383,10 @@ def restore(
         try:
             engine_io.remove_stale_helpers(engine, desired.project)
             name = into or source.name
-            made = _prepare_volume(engine, desired, snapshot, name, new=into is not None)
+            adopted = adoptions(request.state, desired.project)
+            made = _prepare_volume(
+                engine, desired, snapshot, name, new=into is not None, adopted=adopted
+            )
             try:
                 restoring.restore_volume(
                     engine, snapshot, name, stop=stop, via=via, progress=progress, made=made
@@ -325,7 +397,7 @@ def restore(
                 raise
         finally:
             engine.close()
-    return snapshot
+    return chosen
 
 
 def _check_target(folder: str, policy: Policy, dests: list[str], state: StateDir) -> None:
@@ -375,14 +447,30 @@ def _choose(snapshots: list[Snapshot], source: Source, backup_id: str) -> Snapsh
     raise BackupError(f"no backup {backup_id!r} of {source} in this project")
 
 
+def adoptions(state: StateDir, project: str) -> dict[str, str]:
+    """The volumes ``project`` adopted (name -> creation time), as its record says."""
+    adopted = state.read_record(project).get("adopted")
+    table = adopted.get("volume") if isinstance(adopted, dict) else None
+    return {k: v for k, v in (table or {}).items() if isinstance(v, str)}
+
+
 def _prepare_volume(
-    engine: Engine, desired: Desired, snapshot: Snapshot, name: str, *, new: bool
+    engine: Engine,
+    desired: Desired,
+    snapshot: Snapshot,
+    name: str,
+    *,
+    new: bool,
+    adopted: Mapping[str, str],
 ) -> bool:
     """Create the target when it is new or missing (``True`` then); refuse one dsr does
-    not manage."""
+    not manage for the project (made by it, or adopted: the very volume recorded)."""
     live = engine_io.inspect_volume(engine, name)
     if live is not None and not new:
         labels = live.get("Labels") or {}
+        created = str(live.get("CreatedAt") or "")
+        if labels.get(MANAGED) != "true" and created and adopted.get(name) == created:
+            return False
         if labels.get(MANAGED) != "true" or labels.get(PROJECT) != desired.project:
             raise BackupError(
                 f"the volume {name} is not managed by dsr for the project {desired.project}, "

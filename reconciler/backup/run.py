@@ -11,6 +11,7 @@ source stopped while it is copied and started again, exactly those that were run
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import time
@@ -31,6 +32,7 @@ from reconciler.spec.policy import Policy, is_under
 log = logs.get_logger("dsr.backup")
 
 Progress = Callable[[int], None]
+Take = Callable[[Source, "Options"], Manifest]  # one source into a rule's places
 VIA = ("auto", "direct", "api")
 
 
@@ -55,6 +57,7 @@ class Options:
     zone: str | None = None
     via: str = "auto"  # auto: the volume's directory when dsr can read it, else the API
     progress: Progress | None = None
+    taken: frozenset[str] = frozenset()  # snapshot ids in use in other places
     key: bytes = b""  # the state directory's backup-key: the manifest's keyed digest
 
 
@@ -77,7 +80,7 @@ def backup_source(
 ) -> Manifest:
     started = time.monotonic()
     moment, zone = (options.time, options.zone) if options.time else backup_time()
-    folder = _new_folder(destination, project, source, moment)
+    folder = _new_folder(destination, project, source, moment, options.taken)
     try:
         manifest = _write(engine, project, source, folder, options, moment, zone or "UTC")
     except BaseException:
@@ -102,12 +105,16 @@ def backup_source(
     return manifest
 
 
-def _new_folder(destination: str, project: str, source: Source, moment: datetime) -> str:
+def _new_folder(
+    destination: str, project: str, source: Source, moment: datetime, taken: frozenset[str]
+) -> str:
     base = snapshot_id(source.short, moment)
     parent = os.path.dirname(store.snapshot_folder(destination, project, source, base))
     os.makedirs(parent, mode=0o700, exist_ok=True)
     for n in range(1, 1000):
         folder = os.path.join(parent, base if n == 1 else f"{base}-{n}")
+        if os.path.basename(folder) in taken:
+            continue
         try:
             os.mkdir(folder, 0o700)
             return folder
@@ -186,7 +193,11 @@ def _pack(
     )
     mountpoint = None if via == "api" else engine_io.local_mountpoint(engine, live, write=False)
     if via == "direct" and mountpoint is None:
-        raise BackupError(f"cannot read the volume {source.name}'s directory on this host")
+        why = engine_io.mounted_elsewhere(live) or "it is not readable from here"
+        raise BackupError(
+            f"cannot read the volume {source.name}'s directory on this host: {why}; "
+            "use --via api (a helper container that mounts it)"
+        )
     if mountpoint is not None:
         archive.pack_dir(mountpoint, writer, skipped)
         return info, "direct"
@@ -253,17 +264,19 @@ def sources_of(rule: Backup, volume: str | None = None) -> list[Source]:
     return found
 
 
-def check_paths(rule: Backup, destination: str, policy: Policy) -> list[str]:
-    """Why the rule's host paths may not be used now (resolved again: links may have moved)."""
+def check_paths(rule: Backup, folders: list[str], policy: Policy) -> list[str]:
+    """Why the rule's host paths may not be used now (resolved again: links may have moved);
+    ``folders``: the rule's destinations on this host."""
     problems = [p for p in (policy.check(path) for path in rule.paths) if p]
-    if rule.destination:
-        problem = policy.check(rule.destination)
+    for folder in rule.folders:
+        problem = policy.check(folder)
         if problem:
             problems.append(problem)
-    real_dest = os.path.realpath(destination)
-    for path in rule.paths:
-        if is_under(real_dest, os.path.realpath(path)):
-            problems.append(f"the destination {destination} lies inside the backed-up {path}")
+    for destination in folders:
+        real_dest = os.path.realpath(destination)
+        for path in rule.paths:
+            if is_under(real_dest, os.path.realpath(path)):
+                problems.append(f"the destination {destination} lies inside the backed-up {path}")
     return problems
 
 
@@ -272,20 +285,12 @@ def run_rule(
     project: str,
     name: str,
     rule: Backup,
-    destination: str,
+    take: Take,
     options: Options,
     volume: str | None = None,
 ) -> list[Taken]:
     """Hooks before; each source (quiesced if asked); hooks after, whatever happened."""
-    options = Options(
-        policy=name,
-        spec_hash=spec_hash(rule),
-        time=options.time,
-        zone=options.zone,
-        via=options.via,
-        progress=options.progress,
-        key=options.key,
-    )
+    options = dataclasses.replace(options, policy=name, spec_hash=spec_hash(rule))
     sources = sources_of(rule, volume)
     taken: list[Taken] = []
     try:
@@ -293,7 +298,7 @@ def run_rule(
         if error:
             return [Taken(name, s, error=error) for s in sources]
         for source in sources:
-            taken.append(_one(engine, project, name, rule, source, destination, options))
+            taken.append(_one(engine, name, rule, source, take, options))
     finally:
         error = _hooks(engine, name, "after", rule.hooks.after)
         if error:
@@ -302,17 +307,11 @@ def run_rule(
 
 
 def _one(
-    engine: Engine | None,
-    project: str,
-    name: str,
-    rule: Backup,
-    source: Source,
-    destination: str,
-    options: Options,
+    engine: Engine | None, name: str, rule: Backup, source: Source, take: Take, options: Options
 ) -> Taken:
     try:
         with _quiesced(engine, rule, source):
-            manifest = backup_source(engine, project, source, destination, options)
+            manifest = take(source, options)
         return Taken(name, source, manifest)
     except (BackupError, OSError) as err:
         log.error("snapshot", policy=name, source=str(source), error=str(err))

@@ -11,6 +11,10 @@ Layout under a destination (a rule's ``destination``, else the state directory's
 SOURCE is ``volume-NAME`` or ``path-...`` (the host path made one file name). A snapshot
 folder without a manifest is a backup that did not finish: it is invisible to every
 command and removed by the next prune.
+
+A ``Place`` is one destination seen through one interface (list the snapshots, store one,
+fetch one's archive, remove one manifest first); ``Folder`` is the folder store, and
+``reconciler.backup.s3store`` the S3 one. Commands work per place.
 """
 
 from __future__ import annotations
@@ -23,11 +27,13 @@ import os
 import re
 import shutil
 import stat
-from collections.abc import Iterable
-from dataclasses import dataclass
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from reconciler import logs
+from reconciler.backup.errors import BackupError
 from reconciler.backup.manifest import (
     ARCHIVE,
     MANIFEST,
@@ -44,6 +50,7 @@ log = logs.get_logger("dsr.backup")
 
 VERIFY = "verify.json"
 MAX_VERIFY_BYTES = 64 << 10
+COPY = 4 << 20
 COMPLETE, DAMAGED = "complete", "damaged"
 # The start of the problem of a snapshot whose manifest this state directory's key did not
 # sign: never restored, and never removed by a prune either (a lost key must not cost
@@ -85,9 +92,10 @@ class Snapshot:
     """A snapshot folder with a valid manifest, and whether its archive is still good."""
 
     manifest: Manifest
-    folder: str
+    folder: str  # a folder on this host, or the snapshot's key prefix in its place
     status: str
     problem: str = ""
+    place: Place | None = field(default=None, compare=False)
 
     @property
     def id(self) -> str:
@@ -114,6 +122,7 @@ class Snapshot:
             "files": m.files,
             "sha256": m.sha256,
             "status": self.status,
+            **({"destination": self.place.url} if self.place else {}),
         }
 
 
@@ -124,6 +133,117 @@ class Found:
     snapshots: tuple[Snapshot, ...]
     unfinished: tuple[str, ...]  # snapshot folders without a manifest
     unreadable: tuple[str, ...]  # folders whose manifest is invalid (left alone)
+
+
+class Place(ABC):
+    """One destination: where snapshots are stored, listed, fetched and removed."""
+
+    url: str  # as the spec writes it
+    remote = False  # its archives are read through ``fetched``, not in place
+    recipients: tuple[str, ...] = ()  # age recipients its new snapshots are encrypted to
+
+    @property
+    def encrypts(self) -> bool:
+        return bool(self.recipients)
+
+    @property
+    def key(self) -> str:
+        """Two places with the same key are the same store."""
+        return self.url
+
+    @abstractmethod
+    def find(self, project: str) -> Found:
+        """Every snapshot of ``project`` here."""
+
+    def taken(self, project: str) -> set[str]:
+        """Snapshot ids in use here, finished or not (a new one takes another)."""
+        return {s.id for s in self.find(project).snapshots}
+
+    @abstractmethod
+    def put(self, project: str, folder: str, manifest: Manifest) -> None:
+        """Store the snapshot made in the local ``folder`` (its archive checked against
+        ``manifest`` on the way), the manifest last: it lists only once all is stored."""
+
+    @abstractmethod
+    def remove(self, snapshot: Snapshot) -> None:
+        """Remove a whole snapshot, its manifest first."""
+
+    @abstractmethod
+    def remove_unfinished(self, item: str) -> None:
+        """Remove what a backup that did not finish left (``Found.unfinished``)."""
+
+    @abstractmethod
+    def record_verify(self, snapshot: Snapshot, error: str | None) -> None:
+        """Remember a verify's outcome, so that a damaged snapshot never counts as good."""
+
+    @contextlib.contextmanager
+    def fetched(self, snapshot: Snapshot) -> Iterator[Snapshot]:
+        """The snapshot with its archive in a folder on this host, for as long as needed."""
+        yield snapshot
+
+
+class Folder(Place):
+    """A folder on this host (the layout above), written in place."""
+
+    def __init__(self, path: str, recipients: Iterable[str] = ()) -> None:
+        self.url = path
+        self.recipients = tuple(recipients)
+
+    @property
+    def key(self) -> str:
+        return os.path.realpath(project_root(self.url, "x"))
+
+    def find(self, project: str) -> Found:
+        found = find([self.url], project)
+        return Found(
+            tuple(_placed(s, self) for s in found.snapshots), found.unfinished, found.unreadable
+        )
+
+    def taken(self, project: str) -> set[str]:
+        root = project_root(self.url, project)
+        return {os.path.basename(f) for d in _subdirs(root) for f in _subdirs(d)}
+
+    def put(self, project: str, folder: str, manifest: Manifest) -> None:
+        target = folder_of(self.url, manifest)
+        os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
+        try:
+            os.mkdir(target, 0o700)
+        except FileExistsError:
+            raise BackupError(f"{target} exists already") from None
+        try:
+            _copy_checked(os.path.join(folder, ARCHIVE), os.path.join(target, ARCHIVE), manifest)
+            write_manifest(target, manifest)
+        except BaseException:
+            remove(target)
+            raise
+
+    def remove(self, snapshot: Snapshot) -> None:
+        remove(snapshot.folder)
+
+    def remove_unfinished(self, item: str) -> None:
+        remove(item)
+
+    def record_verify(self, snapshot: Snapshot, error: str | None) -> None:
+        record_verify(snapshot, error)
+
+
+def _copy_checked(src: str, dst: str, manifest: Manifest) -> None:
+    """Copy an archive, ``fsync``ed, whose bytes must be the ones ``manifest`` names."""
+    digest = hashlib.sha256()
+    count = 0
+    with open(src, "rb") as inp, open(dst, "xb") as out:
+        while block := inp.read(COPY):
+            digest.update(block)
+            count += len(block)
+            out.write(block)
+        out.flush()
+        os.fsync(out.fileno())
+    if digest.hexdigest() != manifest.sha256 or count != manifest.archive_size:
+        raise BackupError(f"{src} changed while it was copied to {dst}")
+
+
+def _placed(snapshot: Snapshot, place: Place) -> Snapshot:
+    return Snapshot(snapshot.manifest, snapshot.folder, snapshot.status, snapshot.problem, place)
 
 
 def project_root(destination: str, project: str) -> str:

@@ -8,11 +8,42 @@ from dataclasses import dataclass, field
 
 from reconciler.kinds import CONTAINER_KINDS, Kind
 from reconciler.plan.model import Action, Change
-from reconciler.snapshot import CONFIG_HASH, KIND, MANAGED, NAME, PROJECT, LiveContainer, Observed
+from reconciler.snapshot import (
+    CONFIG_HASH,
+    KIND,
+    MANAGED,
+    NAME,
+    PROJECT,
+    LiveContainer,
+    LiveVolume,
+    Observed,
+)
 from reconciler.spec.desired import Desired
 
 # The labels that make an object dsr's: the ones every container dsr makes carries.
 OWNERSHIP = (MANAGED, PROJECT, KIND, NAME, CONFIG_HASH)
+
+
+@dataclass(frozen=True)
+class Migration:
+    """A volume migration in flight, as the project record holds it: the folder of its
+    verified backup, and the ``dsr.instance`` of the volume that backup was taken of
+    (``""`` in older records, or a volume dsr did not make: the original is not known)."""
+
+    folder: str
+    original: str = ""
+
+    @classmethod
+    def of(cls, value: object) -> Migration | None:
+        """A record entry (a folder, or ``{"folder", "original"}``); ``None`` if neither."""
+        if isinstance(value, Migration):
+            return value
+        if isinstance(value, str) and value:
+            return cls(value)
+        if isinstance(value, Mapping) and isinstance(value.get("folder"), str):
+            original = value.get("original")
+            return cls(value["folder"], original if isinstance(original, str) else "")
+        return None
 
 
 @dataclass
@@ -24,11 +55,13 @@ class Planning:
     image_tags: dict[str, str]  # images key -> the tag its context builds
     manifests: dict[str, Mapping[str, str]]  # image tag -> its context's entries
     reclaim: dict[str, Mapping[str, str]]  # volume -> its last applied reclaim, destination
-    migrations: dict[str, str]  # volume -> the backup folder of an interrupted migration
+    migrations: dict[str, Migration]  # volume -> its interrupted migration
     changes: list[Change] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     planned: dict[str, Change] = field(default_factory=dict)  # by resource
+    # Volumes this project adopted: name -> the creation time of the one adopted.
+    adopted: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def project(self) -> str:
@@ -50,6 +83,12 @@ class Planning:
     def mine(self, labels: Mapping[str, str]) -> bool:
         return labels.get(MANAGED) == "true" and labels.get(PROJECT) == self.project
 
+    def my_volume(self, live: LiveVolume) -> bool:
+        """The volume is this project's: made by dsr for it (its labels), or adopted by it
+        (Docker cannot relabel a volume: the record names it with its creation time, so a
+        volume made again under that name behind dsr's back is not the adopted one)."""
+        return self.mine(live.labels) or adopted(self.adopted, live)
+
     def my_container(self, live: LiveContainer) -> bool:
         """dsr created this container: its dsr labels say so and are its own.
 
@@ -65,6 +104,11 @@ class Planning:
         if name in self.desired.volume_containers:
             return Kind.VOLUME_CONTAINER.resource(name)
         return Kind.CONTAINER.resource(name)
+
+
+def adopted(record: Mapping[str, str], live: LiveVolume) -> bool:
+    """``live`` is the very volume ``record`` (name -> creation time) says was adopted."""
+    return not live.managed and bool(live.created_at) and record.get(live.name) == live.created_at
 
 
 def owns(project: str, live: LiveContainer, observed: Observed) -> bool:

@@ -24,6 +24,7 @@ class Action(StrEnum):
     START = "start"
     DELETE = "delete"
     BUILD = "build"
+    ADOPT = "adopt"  # take over an existing object that is not dsr's (spec: adopt: true)
     BLOCKED = "blocked"
 
 
@@ -65,6 +66,7 @@ class ReasonCode(StrEnum):
     VOLUME_IN_USE = "volume-in-use"  # blocked: a volume to reclaim is still used
     VOLUME_REPLACED = "volume-replaced"  # made again after the volume it uses was replaced
     MIGRATION = "migration"  # the rest of a volume migration that was interrupted
+    ADOPT = "adopt"  # an object that is not dsr's, taken over because the spec says adopt
 
     @property
     def drift(self) -> bool:
@@ -166,6 +168,9 @@ class Change:
     restore_from: str | None = None
     # The containers a volume's replace stops and removes (they are made again after it).
     removes: tuple[str, ...] = ()
+    # An adoption of a volume: the creation time of the one adopted, recorded with its
+    # name, so that a volume made again under that name behind dsr's back is not taken.
+    identity: str = ""
     volume: VolumeParams | None = None
     container: ContainerParams | None = None
     image: ImageParams | None = None
@@ -190,7 +195,7 @@ class Change:
         }
 
 
-SUMMARY_ORDER = ("create", "replace", "update", "start", "delete", "build", "blocked")
+SUMMARY_ORDER = ("create", "replace", "update", "start", "delete", "build", "adopt", "blocked")
 
 
 @dataclass(frozen=True)
@@ -268,6 +273,7 @@ def _change_from(data: Mapping[str, Any]) -> Change:
         backup_to=data.get("backup_to"),
         restore_from=data.get("restore_from"),
         removes=tuple(data.get("removes", ())),
+        identity=str(data.get("identity", "")),
         volume=VolumeParams(**volume) if volume else None,
         container=container,
         image=ImageParams(**image) if image else None,

@@ -11,8 +11,8 @@ from collections.abc import Iterator, Mapping
 from typing import cast
 
 from reconciler.kinds import Kind
-from reconciler.plan import drift, leftovers, migrate, packed, reclaim
-from reconciler.plan.context import Planning
+from reconciler.plan import adopt, drift, leftovers, migrate, packed, reclaim
+from reconciler.plan.context import Migration, Planning, adopted
 from reconciler.plan.model import (
     Action,
     Change,
@@ -55,7 +55,8 @@ def plan(
     *,
     manifests: Mapping[str, Mapping[str, str]] | None = None,
     reclaim: Mapping[str, Mapping[str, str]] | None = None,
-    migrations: Mapping[str, str] | None = None,
+    migrations: Mapping[str, object] | None = None,
+    adoptions: Mapping[str, str] | None = None,
 ) -> Plan:
     """What to do so that the engine holds what ``desired`` says.
 
@@ -63,7 +64,8 @@ def plan(
     ``manifests`` maps image tags to their context's entries, to say what changed;
     ``reclaim`` maps volumes to what the last apply recorded of them (``reclaim``,
     ``destination``), for those that left the spec since; ``migrations`` maps volumes to
-    the backup of a migration that was interrupted.
+    the backup of a migration that was interrupted; ``adoptions`` maps the volumes this
+    project adopted to the creation time of the one adopted.
     """
     planner = _Planner(
         desired,
@@ -71,7 +73,8 @@ def plan(
         dict(image_tags or {}),
         dict(manifests or {}),
         dict(reclaim or {}),
-        dict(migrations or {}),
+        {k: m for k, v in (migrations or {}).items() if (m := Migration.of(v)) is not None},
+        adopted=dict(adoptions or {}),
     )
     planner.run()
     # Reasons and errors are printed (and posted to pull requests): none may quote a value
@@ -133,12 +136,22 @@ class _Planner(Planning):
             missing = Change(resource, Action.CREATE, "it does not exist", R.MISSING, volume=params)
             self.add(rest or missing)
             return
-        problem = self.ownership(live.labels, f"a volume named {name}")
+        problem = (
+            None if self.my_volume(live) else self.ownership(live.labels, f"a volume named {name}")
+        )
+        if problem and spec.adopt and problem[1] is R.UNMANAGED_CLASH:
+            self.add(adopt.volume(self, name, spec, live, params))
+            return
         if problem:
             self.add(Change(resource, Action.BLOCKED, *problem))
             return
         if rest is not None:
             self.add(rest)
+            return
+        if adopted(self.adopted, live):
+            what = adopt.differences(live, spec)
+            if what:
+                self.add(migrate.changed(self, name, spec, params, f"it was adopted, but {what}"))
             return
         if not matches(live.labels.get(CONFIG_HASH), spec, now=params.labels[CONFIG_HASH]):
             differences = []
@@ -212,7 +225,8 @@ class _Planner(Planning):
         # Anonymous volumes carry over from this name's own container (not from another one
         # renamed onto the name), else from what an interrupted replace left.
         own = live is not None and self.my_container(live) and live.labels.get(NAME) == name
-        carry_from = live if own else leftovers.leftover(self, name)
+        adopting = live is not None and spec.adopt and adopt.takeable(self, live)
+        carry_from = live if own or adopting else leftovers.leftover(self, name)
         params = container_params(
             self.project,
             kind,
@@ -226,6 +240,8 @@ class _Planner(Planning):
             bind_real=self.desired.bind_real,
             shown=cast("Container | VolumeContainer", self.desired.shown(f"{kind}s", name, spec)),
         )
+        if adopting and live is not None:
+            params = adopt.kept_mounts(self, live, params)
         planned = tuple(d for d in dict.fromkeys(deps) if d in self.planned)
         moved = migrate.removed_by(self, live.id) if live is not None else None
         if moved is not None:
@@ -283,6 +299,8 @@ class _Planner(Planning):
                 "labels come from its image, a data-packed build); dsr never takes it over",
                 R.UNMANAGED_CLASH,
             )
+        if problem and spec.adopt and problem[1] is R.UNMANAGED_CLASH:
+            return adopt.container(resource, spec, live, params, planned, pulled)
         if problem:
             return Change(resource, Action.BLOCKED, *problem)
         reasons = drift.replace_reasons(

@@ -18,6 +18,11 @@ def human_size(size: int) -> str:
     raise AssertionError("unreachable")
 
 
+def still(names: list[str]) -> str:
+    """``a still uses``, ``a, b still use``: the verb agrees with how many containers there are."""
+    return f"{', '.join(names)} still {'uses' if len(names) == 1 else 'use'}"
+
+
 def human_seconds(seconds: int) -> str:
     """``10 s``, ``1 min 30 s``, ``2 h``."""
     if seconds < 60:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from reconciler.kinds import Kind
 from reconciler.plan.context import Planning
 from reconciler.plan.model import Action, Change, ReasonCode, Risk
+from reconciler.plan.reasons import still
 from reconciler.snapshot import KIND, LiveVolume
 
 RETAIN = "retain"
@@ -22,11 +23,15 @@ RETAIN = "retain"
 def left_volumes(planning: Planning) -> None:
     """A change (or an orphan entry) for each of the project's volumes not in the spec."""
     for volume in sorted(planning.observed.volumes.values(), key=lambda v: v.name):
-        if not planning.mine(volume.labels) or volume.name in planning.desired.volumes:
+        if not planning.my_volume(volume) or volume.name in planning.desired.volumes:
             continue
         if volume.labels.get(KIND) == Kind.ANONYMOUS_VOLUME:
             if not planning.observed.volume_users(volume.name):
                 planning.orphans.append(Kind.VOLUME.resource(volume.name))
+            continue
+        if Kind.VOLUME.resource(volume.name) in planning.desired.elsewhere:
+            # Placed on other hosts now: kept here until handed over (see plan.handoff).
+            planning.orphans.append(Kind.VOLUME.resource(volume.name))
             continue
         record = planning.reclaim.get(volume.name) or {}
         policy = str(record.get("reclaim", RETAIN))
@@ -47,7 +52,7 @@ def _reclaim(planning: Planning, volume: LiveVolume, policy: str, destination: s
                 resource,
                 Action.BLOCKED,
                 f"it left the spec and its reclaim policy is {policy}, but "
-                f"{', '.join(staying)} still use it; it is deleted once no container uses it",
+                f"{still(staying)} it; it is deleted once no container uses it",
                 ReasonCode.VOLUME_IN_USE,
                 risk=Risk.DATA_LOSS,
                 target_id=volume.name,

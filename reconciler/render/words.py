@@ -11,6 +11,7 @@ SYMBOL = {
     Action.START: ">",
     Action.DELETE: "-",
     Action.BUILD: "*",
+    Action.ADOPT: "<=",
     Action.BLOCKED: "!",
 }
 VERB = {
@@ -20,6 +21,7 @@ VERB = {
     Action.START: "will be started",
     Action.DELETE: "will be deleted",
     Action.BUILD: "will be built",
+    Action.ADOPT: "will be adopted",
     Action.BLOCKED: "is blocked",
 }
 COLOR = {
@@ -29,14 +31,17 @@ COLOR = {
     Action.START: "cyan",
     Action.DELETE: "red",
     Action.BUILD: "blue",
+    Action.ADOPT: "cyan",
     Action.BLOCKED: "magenta",
 }
 
 
 def summary_line(plan: Plan) -> str:
     s = plan.summary()
+    # Adoptions are named only when there are some: most plans never adopt anything.
+    adopt = f"{s['adopt']} to adopt, " if s["adopt"] else ""
     return (
         f"{s['create']} to create, {s['replace']} to replace, {s['update']} to update, "
         f"{s['start']} to start, {s['delete']} to delete, {s['build']} to build, "
-        f"{s['blocked']} blocked."
+        f"{adopt}{s['blocked']} blocked."
     )

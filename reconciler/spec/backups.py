@@ -3,15 +3,66 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import Field, StrictBool, ValidationInfo, field_validator, model_validator
 
 from reconciler.spec.base import ContainerName, Count, SpecModel, VolumeName, parse_seconds
 from reconciler.spec.fields import host_path
+from reconciler.spec.hosts import Hosts
 from reconciler.spec.names import cron_problem, matches
 
 _DURATION = r"([0-9]+[ymdh])+"
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+# S3's bucket naming rules (3-63 characters, lower case, digits, dots and hyphens)
+_S3 = re.compile(r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(.*))?$")
+_ENDPOINT = re.compile(r"^https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[!-~]*)?$")
+_RECIPIENT = re.compile(r"^(age1[02-9ac-hj-np-z]{58}|ssh-(ed25519|rsa) [A-Za-z0-9+/=]+( [!-~]*)?)$")
+
+
+def s3_parts(url: str) -> tuple[str, str] | None:
+    """``(bucket, prefix)`` of an ``s3://BUCKET/PREFIX`` destination; ``None`` for a folder."""
+    match = _S3.match(url)
+    if match is None:
+        return None
+    return match[1], (match[2] or "").strip("/")
+
+
+def _recipient_problem(text: str) -> str | None:
+    """Why age cannot encrypt to ``text`` (pyrage parses it as age would)."""
+    import pyrage  # only specs with encrypt_to pay for loading it
+
+    parser = pyrage.x25519.Recipient if text.startswith("age1") else pyrage.ssh.Recipient
+    try:
+        parser.from_str(text)
+    except Exception as err:  # pyrage.RecipientError and its kin
+        return f"{text[:80]!r} is not a valid age recipient: {err}"
+    return None
+
+
+def _destination(value: str, info: ValidationInfo) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError("a destination is a folder or s3://BUCKET/PREFIX")
+    if value.startswith("s3:"):
+        parts = s3_parts(value)
+        if parts is None:
+            raise ValueError(
+                f"'{value}' is not s3://BUCKET/PREFIX (a bucket name is 3-63 characters: "
+                "lower-case letters, digits, dots and hyphens)"
+            )
+        if any(p in ("", ".", "..") for p in parts[1].split("/")) and parts[1]:
+            raise ValueError(f"'{value}': the prefix has an empty, '.' or '..' part")
+        if any(ord(c) < 0x20 or ord(c) == 0x7F or c == "\\" for c in parts[1]):
+            raise ValueError(f"{value!r}: the prefix contains a control character or a backslash")
+        return value
+    if _SCHEME.match(value) and not value.startswith(("./", "/")):
+        scheme = value.partition(":")[0]
+        raise ValueError(
+            f"'{value}': unknown scheme '{scheme}:'; a destination is a folder or "
+            "s3://BUCKET/PREFIX (write ./NAME for a folder whose name has a colon)"
+        )
+    return host_path(value, info)
 
 
 class Keep(SpecModel):
@@ -95,9 +146,15 @@ class Backup(SpecModel):
     paths: list[str] = Field([], description="host folders to back up")
     schedule: str | None = Field(None, description="cron expression; the daemon acts on it")
     keep: Keep = Keep()
-    destination: str | None = None
+    destination: str | list[str] | None = Field(
+        None, description="a folder, s3://BUCKET/PREFIX, or a list of those"
+    )
+    endpoint: str | None = Field(None, description="the S3 service's URL (not AWS)")
+    region: str | None = Field(None, description="the S3 region")
+    encrypt_to: list[str] = Field([], description="age recipients: age1... or ssh-ed25519 ...")
     quiesce: StrictBool = False
     hooks: Hooks = Hooks()
+    hosts: Hosts = Field(None, description="the hosts it runs on (default: every host)")
 
     @field_validator("paths")
     @classmethod
@@ -106,8 +163,60 @@ class Backup(SpecModel):
 
     @field_validator("destination")
     @classmethod
-    def _destination(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return None if value is None else host_path(value, info)
+    def _destination(
+        cls, value: str | list[str] | None, info: ValidationInfo
+    ) -> str | list[str] | None:
+        if value is None:
+            return None
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("an empty list of destinations; leave destination out instead")
+            out = [_destination(v, info) for v in value]
+            if len(set(out)) != len(out):
+                raise ValueError("the same destination is listed twice")
+            return out
+        return _destination(value, info)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value is not None and not _ENDPOINT.match(value):
+            raise ValueError(f"{value!r} is not an http:// or https:// URL (HOST[:PORT])")
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[a-z0-9-]{1,40}", value):
+            raise ValueError(f"{value!r} is not a region name like us-east-1")
+        return value
+
+    @field_validator("encrypt_to")
+    @classmethod
+    def _recipients(cls, value: list[str]) -> list[str]:
+        for recipient in value:
+            if not isinstance(recipient, str) or not _RECIPIENT.match(recipient.strip()):
+                raise ValueError(
+                    f"{str(recipient)[:80]!r} is not an age recipient (age1...) or an SSH "
+                    "public key (ssh-ed25519 ... or ssh-rsa ...)"
+                )
+        for recipient in value:
+            problem = _recipient_problem(recipient.strip())
+            if problem:
+                raise ValueError(problem)
+        return [r.strip() for r in value]
+
+    @property
+    def destinations(self) -> list[str]:
+        """Every place this rule stores a snapshot, in the order written (none: default)."""
+        if self.destination is None:
+            return []
+        return [self.destination] if isinstance(self.destination, str) else self.destination
+
+    @property
+    def folders(self) -> list[str]:
+        """The destinations that are folders on this host."""
+        return [d for d in self.destinations if s3_parts(d) is None]
 
     @field_validator("schedule")
     @classmethod
@@ -121,4 +230,6 @@ class Backup(SpecModel):
     def _has_source(self) -> Backup:
         if not self.volumes and not self.paths:
             raise ValueError("a backup needs at least one of volumes or paths")
+        if (self.endpoint or self.region) and len(self.folders) == len(self.destinations):
+            raise ValueError("endpoint and region need an s3:// destination")
         return self

@@ -27,6 +27,7 @@ from reconciler.spec.names import BACKUP_NAME, DOCKER_NAME, IMAGE_KEY
 from reconciler.spec.policy import Policy
 from reconciler.spec.redact import Redaction
 from reconciler.spec.resolve import resolve
+from reconciler.spec.share import placements, references
 from reconciler.spec.yamlload import Document, Loc, Plain, format_loc, load_yaml
 
 _SUFFIXES = (".yaml", ".yml")
@@ -78,8 +79,13 @@ def load_spec(
     issues.extend(_redacted(problems, desired.redaction))
     if issues:
         raise SpecError(issues)
+    placed = placements(parsed)  # with no `hosts` anywhere, every host's share is all
     return dataclasses.replace(
-        desired, bind_kinds=bind_kinds(desired), bind_real=bind_real(desired)
+        desired,
+        bind_kinds=bind_kinds(desired),
+        bind_real=bind_real(desired),
+        placements=placed,
+        references=references(parsed) if placed else (),
     )
 
 

@@ -39,6 +39,7 @@ from reconciler.spec.fields import (
     image_text,
     no_control,
 )
+from reconciler.spec.hosts import Hosts
 from reconciler.spec.mounts import is_host_path, parse_short
 from reconciler.spec.names import (
     PROJECT_NAME,
@@ -70,6 +71,10 @@ class Volume(SpecModel):
     on_change: Literal["block", "migrate", "recreate"] = Field(
         "block", description="what happens when driver, driver_opts or labels change"
     )
+    adopt: StrictBool = Field(
+        False, description="take over an existing object of this name that is not dsr's"
+    )
+    hosts: Hosts = Field(None, description="the hosts it belongs on (default: every host)")
 
     _check_labels = field_validator("labels")(check_labels)
 
@@ -91,6 +96,10 @@ class Volume(SpecModel):
 
     @model_validator(mode="after")
     def _absolute_devices(self) -> Volume:
+        if self.adopt and self.external:
+            raise ValueError(
+                "adopt: an external volume is never dsr's; adopt: true takes one over (use one)"
+            )
         fstype = self.driver_opts.get("type", "").lower()
         if self.driver == "local" and fstype in KERNEL_FILESYSTEMS:
             raise ValueError(
@@ -117,6 +126,7 @@ class Image(SpecModel):
     context: str = Field(description="a folder, relative to this file")
     path: str = Field(description="absolute path in the image where the files land")
     base: str = "scratch"
+    hosts: Hosts = Field(None, description="the hosts it belongs on (default: every host)")
 
     _check_context = field_validator("context")(host_path)
 
@@ -222,6 +232,10 @@ class VolumeContainer(SpecModel):
     image: str | None = Field(None, description="a key of images, or any image reference")
     mounts: list[Mount] = []
     labels: dict[str, str] = {}
+    adopt: StrictBool = Field(
+        False, description="take over an existing object of this name that is not dsr's"
+    )
+    hosts: Hosts = Field(None, description="the hosts it belongs on (default: every host)")
 
     _check_labels = field_validator("labels")(check_labels)
     _check_mounts = field_validator("mounts")(_unique_targets)
@@ -255,6 +269,10 @@ class Container(SpecModel):
     )
     mounts: list[Mount] = []
     volumes_from: list[VolumesFrom] = []
+    adopt: StrictBool = Field(
+        False, description="take over an existing object of this name that is not dsr's"
+    )
+    hosts: Hosts = Field(None, description="the hosts it belongs on (default: every host)")
 
     _check_labels = field_validator("labels")(check_labels)
     _check_mounts = field_validator("mounts")(_unique_targets)
@@ -357,6 +375,7 @@ class SpecFile(SpecModel):
     volume_containers: dict[ContainerName, VolumeContainer] = {}
     containers: dict[ContainerName, Container] = {}
     backups: dict[BackupName, Backup] = {}
+    hosts: Hosts = Field(None, description="default hosts of this file's resources")
 
     @field_validator(
         "volumes", "images", "volume_containers", "containers", "backups", mode="before"

@@ -292,10 +292,14 @@ def _host_paths(spec: FileSpec, policy: Policy) -> Iterator[SpecIssue]:
             refused = policy.check(path)
             if refused:
                 yield spec.issue(("backups", name, "paths", index), refused)
-        if backup.destination:
-            refused = policy.check(backup.destination, role="destination")
+        listed = isinstance(backup.destination, list)
+        for index, folder in enumerate(backup.destinations):
+            if folder not in backup.folders:
+                continue  # s3://: no host path
+            refused = policy.check(folder, role="destination")
             if refused:
-                yield spec.issue(("backups", name, "destination"), refused)
+                where = ("backups", name, "destination", *((index,) if listed else ()))
+                yield spec.issue(where, refused)
 
 
 def _cycles(files: list[FileSpec], desired: Desired) -> Iterator[SpecIssue]:

@@ -211,6 +211,7 @@ def test_json_format(tmp_path: Path) -> None:
             "start": 0,
             "delete": 1,
             "build": 0,
+            "adopt": 0,
             "blocked": 0,
         },
     }
@@ -224,7 +225,7 @@ def test_json_format_without_changes(tmp_path: Path) -> None:
         "changes": [],
         "orphans": [],
         "summary": dict.fromkeys(
-            ("create", "replace", "update", "start", "delete", "build", "blocked"), 0
+            ("create", "replace", "update", "start", "delete", "build", "adopt", "blocked"), 0
         ),
     }
 

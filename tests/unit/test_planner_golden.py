@@ -346,6 +346,7 @@ CASES = [
                 "start": 0,
                 "delete": 0,
                 "build": 0,
+                "adopt": 0,
                 "blocked": 0,
             },
         },
@@ -411,6 +412,7 @@ CASES = [
                 "start": 0,
                 "delete": 0,
                 "build": 0,
+                "adopt": 0,
                 "blocked": 0,
             },
         },
@@ -808,6 +810,37 @@ CASES = [
         """,
         before=EMPTY,
         edit=add(foreign_container("app")),
+    ),
+    case(
+        "adopt-volume-and-container-taken-by-hand",
+        variant(
+            "data: {}",
+            "data: {adopt: true}",
+            variant("command: [sleep", "adopt: true\n        command: [sleep"),
+        ),
+        """
+        dsr will perform the following actions (project web):
+
+          * image:dsr/empty:1 will be built
+              reason: volume containers without an image are created from an empty image, made locally with docker import (no registry needed)
+         <= volume:data will be adopted
+              reason: a volume named data exists and dsr does not manage it; adopt is true, so dsr takes it over as it is (its data, driver and options are kept; it is recorded with its creation time, 2026-12-07T10:00:00Z)
+          + volume:logs will be created
+              reason: it does not exist
+          + volume_container:vc_logs will be created
+              reason: it does not exist
+              after:  volume:logs, image:dsr/empty:1
+         <= container:app will be adopted (risk: restart)
+              reason: a container named app exists and dsr does not manage it; adopt is true, so it is replaced by dsr's own of the same name, keeping its volumes and anonymous volumes; its writable layer was not measured; stopping it may take up to 10 s; image busybox:1.36 is not on the engine and will be pulled
+              after:  volume:data, volume_container:vc_logs
+
+        Plan: 2 to create, 0 to replace, 0 to update, 0 to start, 0 to delete, 1 to build, 2 to adopt, 0 blocked.
+        """,
+        before=EMPTY,
+        edit=add(
+            LiveVolume(name="data", created_at="2026-12-07T10:00:00Z"),
+            foreign_container("app"),
+        ),
     ),
     case(
         "blocked-volume-of-another-project",
@@ -1230,6 +1263,13 @@ CODES: dict[str, tuple[str, ...]] = {
         "volume:logs missing",
         "volume_container:vc_logs missing",
         "container:app unmanaged-clash",
+    ),
+    "adopt-volume-and-container-taken-by-hand": (
+        "image:dsr/empty:1 missing",
+        "volume:data adopt",
+        "volume:logs missing",
+        "volume_container:vc_logs missing",
+        "container:app adopt",
     ),
     "blocked-volume-of-another-project": (
         "image:dsr/empty:1 missing",

@@ -123,8 +123,8 @@ backups:
     done = dsr("validate", "bad", cwd=tmp_path)
     assert done.returncode == 1
     assert_no_secret(done)
-    assert len(done.stdout.splitlines()) == 8, done.stdout
-    assert all("${SECRET}" in line for line in done.stdout.splitlines()), done.stdout
+    assert len(done.stderr.splitlines()) == 8, done.stderr
+    assert all("${SECRET}" in line for line in done.stderr.splitlines()), done.stderr
 
 
 def test_project_from_a_variable_is_refused_without_printing_it(tmp_path: Path) -> None:
@@ -133,7 +133,7 @@ def test_project_from_a_variable_is_refused_without_printing_it(tmp_path: Path) 
     done = dsr("validate", "p", cwd=tmp_path)
     assert done.returncode == 1
     assert_no_secret(done)
-    assert "p/spec.yaml:2: project: must be written out, not taken from ${VAR}" in done.stdout
+    assert "p/spec.yaml:2: project: must be written out, not taken from ${VAR}" in done.stderr
 
 
 def engine_answers() -> bool:

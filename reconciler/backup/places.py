@@ -1,0 +1,110 @@
+"""A rule's destinations as places, and one snapshot made once and stored in each.
+
+A rule's ``destination`` is a folder, ``s3://BUCKET/PREFIX`` or a list of those (the
+default: the state directory's ``backups/``). ``take`` makes a source's archive once: in
+the first place when that is a plain folder (written and read back there, as always),
+else in a staging folder of the state directory; then stores it in every other place, the
+manifest last in each, and removes the staged copy. A place that fails does not stop the
+others: the snapshot is kept where it was stored, and the error names the places missed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from typing import Any
+
+from reconciler import logs
+from reconciler.backup import run, store
+from reconciler.backup import staging as staged
+from reconciler.backup.errors import BackupError
+from reconciler.backup.manifest import Manifest
+from reconciler.backup.store import Folder, Place, Source
+from reconciler.engine import Engine
+from reconciler.spec import Desired
+from reconciler.spec.backups import Backup, s3_parts
+from reconciler.statedir import StateDir
+
+log = logs.get_logger("dsr.backup")
+
+
+def place_of(url: str, rule: Backup, state: StateDir, keys: tuple[Any, ...] = ()) -> Place:
+    """The place a destination names, with the rule's endpoint, region and recipients;
+    ``keys``: the age identities that read encrypted snapshots."""
+    if s3_parts(url) is None:
+        return Folder(url)
+    from reconciler.backup.s3store import S3
+
+    return S3(
+        url,
+        endpoint=rule.endpoint,
+        region=rule.region,
+        recipients=tuple(rule.encrypt_to),
+        identities=keys,
+        staging=state.staging,
+    )
+
+
+def places_of(rule: Backup, state: StateDir, keys: tuple[Any, ...] = ()) -> list[Place]:
+    """Where ``rule`` stores its snapshots, in the order written."""
+    places = [place_of(url, rule, state, keys) for url in rule.destinations]
+    return places or [Folder(state.backups)]
+
+
+def every_place(desired: Desired, state: StateDir, keys: tuple[Any, ...] = ()) -> list[Place]:
+    """Every rule's places and the default one, each store once."""
+    found: dict[str, Place] = {}
+    for _, rule in sorted(desired.backups.items()):
+        for place in places_of(rule, state, keys):
+            found.setdefault(place.key, place)
+    default = Folder(state.backups)
+    found.setdefault(default.key, default)
+    return list(found.values())
+
+
+def take(
+    engine: Engine | None,
+    project: str,
+    places: list[Place],
+    staging: str,
+) -> run.Take:
+    """The ``take`` of ``run.run_rule``: one source's snapshot, stored in ``places``."""
+
+    def one(source: Source, options: run.Options) -> Manifest:
+        taken = frozenset().union(*(p.taken(project) for p in places[1:])) if places else None
+        options = _with_taken(options, taken or frozenset())
+        first = places[0]
+        if isinstance(first, Folder) and not first.encrypts:
+            manifest = run.backup_source(engine, project, source, first.url, options)
+            _store(project, places[1:], store.folder_of(first.url, manifest), manifest, [first])
+            return manifest
+        with staged.folder(staging) as folder:
+            manifest = run.backup_source(engine, project, source, folder, options)
+            _store(project, places, store.folder_of(folder, manifest), manifest, [])
+        return manifest
+
+    return one
+
+
+def _with_taken(options: run.Options, taken: frozenset[str]) -> run.Options:
+    # replace, not a copy field by field: a field added later (the backup-key) is kept
+    return dataclasses.replace(options, taken=options.taken | taken)
+
+
+def _store(
+    project: str, places: Iterable[Place], folder: str, manifest: Manifest, done: list[Place]
+) -> None:
+    failed: list[str] = []
+    for place in places:
+        try:
+            place.put(project, folder, manifest)
+            done.append(place)
+            log.info("stored", id=manifest.id, destination=place.url)
+        except (BackupError, OSError) as err:
+            log.error("store_failed", id=manifest.id, destination=place.url, error=str(err))
+            failed.append(f"{place.url}: {err}")
+    if failed:
+        kept = ", ".join(p.url for p in done) or "nowhere"
+        raise BackupError(
+            f"snapshot {manifest.id} is stored in {kept}; not in " + "; ".join(failed)
+        )
