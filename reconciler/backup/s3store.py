@@ -160,10 +160,7 @@ class S3(Place):
             if not encrypted and MANIFEST not in files:
                 unfinished.append(folder)
                 continue
-            try:
-                manifest = self._manifest(folder, encrypted)
-            except BackupError:  # one that cannot be read or decrypted hides no other
-                manifest = None
+            manifest = self._manifest(folder, encrypted)
             if manifest is None or manifest.id != snapshot_id or manifest.project != project:
                 log.warning("manifest_unreadable", folder=folder)
                 unreadable.append(folder)
