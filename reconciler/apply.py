@@ -34,6 +34,7 @@ from reconciler.plan.model import (
     Plan,
     VolumeParams,
 )
+from reconciler.snapshot import INSTANCE, new_instance
 from reconciler.spec.models import NEW_SUFFIX, OLD_SUFFIX
 from reconciler.statedir import StateDir
 
@@ -200,7 +201,7 @@ class _Executor:
             name=params.name,
             driver=params.driver,
             driver_opts=dict(params.driver_opts),
-            labels=dict(params.labels),
+            labels={**params.labels, INSTANCE: new_instance()},
         )
 
     def adopt_volume(self, change: Change) -> None:
@@ -237,6 +238,8 @@ class _Executor:
         stops the volume's users first (nothing writes after the backup), then records its
         verified backup before it removes anything, so that a migration cut short anywhere
         is finished by the next pass from that backup (``restore_from``: the end of one)."""
+        from reconciler.backup import engine_io
+
         params, name = change.volume, change.target_id
         assert params is not None and name is not None
         running = []
@@ -247,11 +250,14 @@ class _Executor:
         folder = change.restore_from
         if change.backup_to is not None:
             try:
+                quiet = engine_io.quiet_users(self.engine, name)
+                original = (self.api.inspect_volume(name).get("Labels") or {}).get(INSTANCE, "")
                 folder = self.back_up(name, change.backup_to)
+                engine_io.still_quiet(self.engine, name, quiet)
             except BaseException:
                 self.start_again(running)  # nothing was removed: back as they were
                 raise
-            self.set_migration(name, folder)
+            self.set_migration(name, {"folder": folder, "original": original})
         for container in change.removes:
             with contextlib.suppress(docker.errors.NotFound):
                 self.remove(container)
@@ -271,6 +277,7 @@ class _Executor:
         tree digest; then the migration that took it is over."""
         from reconciler.backup import restore as restoring
         from reconciler.backup import store
+        from reconciler.backup.manifest import signature_problem
 
         snapshot = store.load(folder, self.project)
         if snapshot is None:
@@ -278,11 +285,16 @@ class _Executor:
                 f"the backup {folder} of {volume}'s migration is missing or incomplete; "
                 "restore it by hand (dsr restore) before anything else"
             )
-        restoring.restore_volume(self.engine, snapshot, volume, stop=True)
+        problem = self.state and signature_problem(snapshot.manifest, self.state.backup_key())
+        if problem:
+            raise RuntimeError(f"the backup {folder} of {volume}'s migration: {problem}")
+        # Never stop=True: a container running on it now was not planned for, and what it
+        # wrote would be wiped; the restore refuses, naming it, and the record stays.
+        restoring.restore_volume(self.engine, snapshot, volume, stop=False)
         self.set_migration(volume, None)
         log.info("migration_restored", volume=volume, snapshot=snapshot.id)
 
-    def set_migration(self, volume: str, folder: str | None) -> None:
+    def set_migration(self, volume: str, folder: dict[str, str] | None) -> None:
         if self.state is None:
             raise RuntimeError("a volume migration needs dsr's state directory")
         with self.record_lock:
@@ -368,8 +380,9 @@ class _Executor:
 
         if not destination:
             raise RuntimeError(f"no backup destination for {volume}: run dsr apply with its spec")
+        key = self.state.backup_key() if self.state is not None else b""
         manifest = backup_volume(
-            self.engine, self.project, volume, destination, Options(policy="dsr-apply")
+            self.engine, self.project, volume, destination, Options(policy="dsr-apply", key=key)
         )
         log.info("volume_backup", volume=volume, snapshot=manifest.id, size=manifest.size)
         source = store.Source("volume", volume)

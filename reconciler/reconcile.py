@@ -32,6 +32,8 @@ from reconciler.images import ContextError, PackedImage, pack
 from reconciler.kinds import Kind
 from reconciler.observe import measure_writable_layers, observe
 from reconciler.plan import Action, Plan, adopt, plan
+from reconciler.plan.context import Migration
+from reconciler.plan.params import volume_params
 from reconciler.saved import (
     SavedPlan,
     check_fresh,
@@ -39,7 +41,7 @@ from reconciler.saved import (
     measured_targets,
     read_saved_plan,
 )
-from reconciler.snapshot import KIND, Observed
+from reconciler.snapshot import CONFIG_HASH, KIND, Observed
 from reconciler.spec import Desired, load_checked, load_policy
 from reconciler.spec.share import share
 from reconciler.statedir import StateDir, locked
@@ -393,7 +395,24 @@ def record_reclaim(state: StateDir, desired: Desired, observed: Observed) -> Non
     }
     kept.update(reclaim_of(desired, state.backups))
     if kept != volumes:
-        state.write_record(desired.project, {**record, "volumes": kept})
+        record = {**record, "volumes": kept}
+    migrations = record.get("migrations")
+    if isinstance(migrations, dict):
+        left = {k: v for k, v in migrations.items() if not _settled(desired, observed, k, v)}
+        if left != migrations:
+            record = {**record, "migrations": left}
+    state.write_record(desired.project, record)
+
+
+def _settled(desired: Desired, observed: Observed, name: str, entry: object) -> bool:
+    """An interrupted migration with nothing left to do: the spec went back to the settings
+    of the original volume, which was never removed (so it still holds every byte)."""
+    migration = Migration.of(entry)
+    live, spec = observed.volumes.get(name), desired.volumes.get(name)
+    if migration is None or not migration.original or live is None or spec is None:
+        return False
+    wanted = volume_params(desired.project, name, spec).labels[CONFIG_HASH]
+    return live.instance == migration.original and live.labels.get(CONFIG_HASH) == wanted
 
 
 def compute_plan(

@@ -12,7 +12,7 @@ from typing import cast
 
 from reconciler.kinds import Kind
 from reconciler.plan import adopt, drift, leftovers, migrate, packed, reclaim
-from reconciler.plan.context import Planning, adopted
+from reconciler.plan.context import Migration, Planning, adopted
 from reconciler.plan.model import (
     Action,
     Change,
@@ -55,7 +55,7 @@ def plan(
     *,
     manifests: Mapping[str, Mapping[str, str]] | None = None,
     reclaim: Mapping[str, Mapping[str, str]] | None = None,
-    migrations: Mapping[str, str] | None = None,
+    migrations: Mapping[str, object] | None = None,
     adoptions: Mapping[str, str] | None = None,
 ) -> Plan:
     """What to do so that the engine holds what ``desired`` says.
@@ -73,7 +73,7 @@ def plan(
         dict(image_tags or {}),
         dict(manifests or {}),
         dict(reclaim or {}),
-        dict(migrations or {}),
+        {k: m for k, v in (migrations or {}).items() if (m := Migration.of(v)) is not None},
         adopted=dict(adoptions or {}),
     )
     planner.run()
