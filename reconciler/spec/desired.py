@@ -98,6 +98,9 @@ class Desired:
     # Placed volumes -> the folder where a move between hosts is handed over: the first
     # folder destination of a backup rule (of the whole spec) that lists the volume.
     handoff_to: Mapping[str, str] = field(default_factory=dict)
+    # Loaded without host facts (validate, diff): what was not checked here, one
+    # ``FILE:LINE: path: message`` each (a bind source that does not exist on this machine).
+    unchecked: tuple[str, ...] = ()
 
     def shown(self, section: str, name: str, model: M | None = None) -> M:
         """A display copy of a resource (or of ``model``, one of its values): every value
