@@ -54,6 +54,10 @@ def _show_version(ctx: click.Context) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``dsr`` and ``python -m reconciler``."""
+    if any("\0" in arg for arg in (sys.argv[1:] if argv is None else argv)):
+        # execve cannot pass one; only a caller in-process can, and no path holds one
+        click.echo("dsr: an argument contains a NUL character", err=True)
+        sys.exit(1)
     try:
         cli.main(args=argv, prog_name="dsr", standalone_mode=False)
     except click.exceptions.Exit as done:
