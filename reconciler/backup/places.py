@@ -18,6 +18,7 @@ from reconciler.backup import run, store
 from reconciler.backup import staging as staged
 from reconciler.backup.errors import BackupError
 from reconciler.backup.manifest import Manifest
+from reconciler.backup.sealed import SealedFolder
 from reconciler.backup.store import Folder, Place, Source
 from reconciler.engine import Engine
 from reconciler.spec import Desired
@@ -31,7 +32,7 @@ def place_of(url: str, rule: Backup, state: StateDir, keys: tuple[Any, ...] = ()
     """The place a destination names, with the rule's endpoint, region and recipients;
     ``keys``: the age identities that read encrypted snapshots."""
     if s3_parts(url) is None:
-        return Folder(url)
+        return _folder(url, state, keys, tuple(rule.encrypt_to))
     from reconciler.backup.s3store import S3
 
     return S3(
@@ -41,13 +42,18 @@ def place_of(url: str, rule: Backup, state: StateDir, keys: tuple[Any, ...] = ()
         recipients=tuple(rule.encrypt_to),
         identities=keys,
         staging=state.staging,
+        known=state.known_manifests,
     )
 
 
 def places_of(rule: Backup, state: StateDir, keys: tuple[Any, ...] = ()) -> list[Place]:
     """Where ``rule`` stores its snapshots, in the order written."""
     places = [place_of(url, rule, state, keys) for url in rule.destinations]
-    return places or [Folder(state.backups)]
+    return places or [_folder(state.backups, state, keys, tuple(rule.encrypt_to))]
+
+
+def _folder(url: str, state: StateDir, keys: tuple[Any, ...], to: tuple[str, ...]) -> Place:
+    return SealedFolder(url, to, keys, state.staging, state.known_manifests)
 
 
 def every_place(desired: Desired, state: StateDir, keys: tuple[Any, ...] = ()) -> list[Place]:
@@ -56,7 +62,7 @@ def every_place(desired: Desired, state: StateDir, keys: tuple[Any, ...] = ()) -
     for _, rule in sorted(desired.backups.items()):
         for place in places_of(rule, state, keys):
             found.setdefault(place.key, place)
-    default = Folder(state.backups)
+    default = _folder(state.backups, state, keys, ())
     found.setdefault(default.key, default)
     return list(found.values())
 

@@ -26,7 +26,7 @@ import os
 import re
 import shutil
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -246,8 +246,13 @@ def folder_of(destination: str, manifest: Manifest) -> str:
     return snapshot_folder(destination, manifest.project, source, manifest.id)
 
 
-def find(destinations: Iterable[str], project: str) -> Found:
-    """Every snapshot of ``project`` under ``destinations`` (each real folder read once)."""
+def find(
+    destinations: Iterable[str],
+    project: str,
+    sealed: Callable[[str], Snapshot | None] | None = None,
+) -> Found:
+    """Every snapshot of ``project`` under ``destinations`` (each real folder read once);
+    ``sealed`` reads an encrypted one (``manifest.json.age``), which is left out without."""
     snapshots: list[Snapshot] = []
     unfinished: list[str] = []
     unreadable: list[str] = []
@@ -259,10 +264,14 @@ def find(destinations: Iterable[str], project: str) -> Found:
         seen.add(root)
         for source_dir in _subdirs(root):
             for folder in _subdirs(source_dir):
-                if not os.path.lexists(os.path.join(folder, MANIFEST)):
+                plain = os.path.lexists(os.path.join(folder, MANIFEST))
+                if not plain and os.path.lexists(os.path.join(folder, MANIFEST + ".age")):
+                    if sealed is None:
+                        continue
+                elif not plain:
                     unfinished.append(folder)
                     continue
-                snapshot = load(folder, project)
+                snapshot = load(folder, project) if plain else sealed(folder)  # type: ignore[misc]
                 if snapshot is None:
                     unreadable.append(folder)
                 else:
@@ -288,6 +297,13 @@ def load(folder: str, project: str) -> Snapshot | None:
     except (OSError, ValidationError, ValueError) as err:
         log.warning("manifest_unreadable", folder=folder, error=str(err).splitlines()[0])
         return None
+    return placed_in(folder, project, manifest)
+
+
+def placed_in(
+    folder: str, project: str, manifest: Manifest, archive: str = ARCHIVE
+) -> Snapshot | None:
+    """The snapshot ``manifest`` describes, if it is the one of ``folder``."""
     source = Source.parse(manifest.source)
     if (
         manifest.id != os.path.basename(folder)
@@ -296,17 +312,21 @@ def load(folder: str, project: str) -> Snapshot | None:
     ):
         log.warning("manifest_misplaced", folder=folder, id=manifest.id)
         return None
-    status, problem = _status(folder, manifest)
+    status, problem = _status(folder, manifest, archive)
     return Snapshot(manifest, folder, status, problem)
 
 
-def _status(folder: str, manifest: Manifest) -> tuple[str, str]:
+def _status(folder: str, manifest: Manifest, archive: str = ARCHIVE) -> tuple[str, str]:
     """Cheap checks only (size, the last verify): ``verify`` reads the archive itself."""
     try:
-        size = os.lstat(os.path.join(folder, ARCHIVE)).st_size
+        size = os.lstat(os.path.join(folder, archive)).st_size
     except OSError:
         return DAMAGED, "the archive is missing"
-    if size != manifest.archive_size:
+    sealed_least = manifest.archive_size + (manifest.archive_size // (64 << 10) + 1) * 16
+    if archive != ARCHIVE:  # age adds a header and 16 bytes a 64 KiB chunk
+        if size < sealed_least:
+            return DAMAGED, f"the archive has {size} bytes, too few for its manifest"
+    elif size != manifest.archive_size:
         return DAMAGED, f"the archive has {size} bytes, its manifest says {manifest.archive_size}"
     try:
         with open(os.path.join(folder, VERIFY), "rb") as handle:
@@ -329,8 +349,9 @@ def record_verify(snapshot: Snapshot, error: str | None) -> None:
 
 def remove(folder: str) -> None:
     """Remove a snapshot: the manifest first, so that a half-removed one is invisible."""
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(os.path.join(folder, MANIFEST))
+    for name in (MANIFEST, MANIFEST + ".age"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(folder, name))
     shutil.rmtree(folder, ignore_errors=True)
 
 

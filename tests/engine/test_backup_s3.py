@@ -96,6 +96,7 @@ def rule(s3: S3Server, bucket: str, volume: str, recipient: str | None, **more: 
 def test_volume_round_trip_through_s3(
     dsr: DsrRunner,
     tmp_spec: Callable[..., Path],
+    tmp_path: Path,
     docker_client: docker.DockerClient,
     s3: S3Server,
     bucket: str,
@@ -103,9 +104,12 @@ def test_volume_round_trip_through_s3(
     age_key: tuple[Path, str],
     encrypted: bool,
 ) -> None:
+    """Plain: to the store alone. Encrypted: to a folder and the store (3-2-1), both sealed."""
     key, recipient = age_key
     volume = f"{prefix}-data"
-    spec = tmp_spec(rule(s3, bucket, volume, recipient if encrypted else None))
+    local = tmp_path / "local"
+    where = f"[{local}, s3://{bucket}/dsr]" if encrypted else f"s3://{bucket}/dsr"
+    spec = tmp_spec(rule(s3, bucket, volume, recipient if encrypted else None, destination=where))
     env = env_of(s3)
     dsr("apply", spec, check=True)
     root = mountpoint(docker_client, volume)
@@ -122,16 +126,26 @@ def test_volume_round_trip_through_s3(
     }
     assert not open_uploads(s3, bucket)
     if encrypted:  # nothing but sizes and times: no file name, no volume option
-        for name in stored:
-            body = s3.client().get_object(Bucket=bucket, Key=name)["Body"].read()
+        bodies = [s3.client().get_object(Bucket=bucket, Key=n)["Body"].read() for n in stored]
+        bodies += [p.read_bytes() for p in local.rglob("*") if p.is_file()]
+        assert {p.name for p in local.rglob("*") if p.is_file()} == {
+            "archive.tar.zst.age",
+            "manifest.json.age",
+        }
+        for body in bodies:
             assert body.startswith(b"age-encryption.org/v1\n")
-            for secret in (b"with space", b"hardlink", b"gold", b"tier", volume.encode()):
+            for secret in (b"with space", b"hardlink", b"gold", b"tier"):
                 assert secret not in body
-        failed = dsr("backups", "list", spec, env=env, check=1)
+        # The host that wrote them lists them without the key; a fresh host needs it.
+        assert len(listed(dsr, spec, env)) == 2
+        fresh = {**env, "DSR_STATE_DIR": str(tmp_path / "fresh-state")}
+        failed = dsr("backups", "list", spec, env=fresh, check=1)
         assert "--identity" in failed.stderr and "DSR_AGE_IDENTITY" in failed.stderr
         env["DSR_AGE_IDENTITY"] = str(key)
-    [entry] = listed(dsr, spec, env)
-    assert entry["status"] == "complete" and entry["destination"] == f"s3://{bucket}/dsr"
+        assert len(listed(dsr, spec, {**fresh, "DSR_AGE_IDENTITY": str(key)})) == 2
+    entries = listed(dsr, spec, env)
+    assert all(e["status"] == "complete" for e in entries)
+    assert entries[-1]["destination"] == f"s3://{bucket}/dsr"
     dsr("backups", "verify", spec, env=env, check=True)
 
     wipe(root)
@@ -142,7 +156,7 @@ def test_volume_round_trip_through_s3(
         other = key.parent / "other.txt"
         subprocess.run(["age-keygen", "-o", str(other)], capture_output=True, check=True)
         wrong = dsr("restore", spec, volume, "--identity", str(other), env=env, check=1)
-        assert "no identity matched" in wrong.stderr.lower() or "decrypt" in wrong.stderr
+        assert "identity" in wrong.stderr, wrong.stderr
 
 
 def test_the_format_is_open_age_zstd_tar(
