@@ -76,8 +76,8 @@ def take(
     """The ``take`` of ``run.run_rule``: one source's snapshot, stored in ``places``."""
 
     def one(source: Source, options: run.Options) -> Manifest:
-        taken = frozenset().union(*(p.taken(project) for p in places[1:])) if places else None
-        options = _with_taken(options, taken or frozenset())
+        taken: frozenset[str] = frozenset().union(*(p.taken(project) for p in places))
+        options = _with_taken(options, taken)
         first = places[0]
         if isinstance(first, Folder) and not first.encrypts:
             manifest = run.backup_source(engine, project, source, first.url, options)
@@ -116,7 +116,5 @@ def _store(
             log.error("store_failed", id=manifest.id, destination=place.url, error=str(err))
             failed.append(f"{place.url}: {err}")
     if failed:
-        kept = ", ".join(p.url for p in done) or "nowhere"
-        raise BackupError(
-            f"snapshot {manifest.id} is stored in {kept}; not in " + "; ".join(failed)
-        )
+        kept = f"is stored in {', '.join(p.url for p in done)}" if done else "was stored nowhere"
+        raise BackupError(f"snapshot {manifest.id} {kept}; not in " + "; ".join(failed))

@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -392,3 +394,52 @@ def test_a_store_that_dies_mid_upload(
         assert entry["status"] == "complete"
     finally:
         server.stop()
+
+
+def test_the_daemons_scheduled_backup_reports_a_store_failure(
+    tmp_spec: Callable[..., Path],
+    tmp_path: Path,
+    dsr_state_dir: Path,
+    s3: S3Server,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """The daemon's runner (the same subprocesses `dsr run` starts) against a store that
+    does not answer: the failure is counted in the metrics and logged with the store's
+    error."""
+    from reconciler.daemon.metrics import Metrics
+    from reconciler.daemon.schedule import CommandRunner
+
+    folder = tmp_path / "site"
+    folder.mkdir()
+    (folder / "f").write_text("x")
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()[1]
+    spec = tmp_spec(f"""
+        version: 1
+        backups:
+          off:
+            paths: [{folder}]
+            destination: s3://nowhere-bucket/p
+            endpoint: http://127.0.0.1:{dead}
+        """)
+    for name, value in s3.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("DSR_STATE_DIR", str(dsr_state_dir))
+    metrics = Metrics()
+    failed: list[tuple[str, str]] = []
+
+    def on_failure(rule: str, step: str) -> None:
+        failed.append((rule, step))
+        metrics.backup_failures.labels(rule, step).inc()
+
+    runner = CommandRunner(str(spec), (), metrics.set_backups, on_failure)
+    assert runner("off") is False
+    assert failed == [("off", "backup")]
+    scraped = metrics.text().decode()
+    assert re.search(r'dsr_backup_failures\w*\{[^}]*rule="off",step="backup"\} 1\.0', scraped), (
+        scraped
+    )
+    logged = capfd.readouterr()
+    assert "cannot reach the store" in logged.out + logged.err
