@@ -277,6 +277,7 @@ class _Executor:
         tree digest; then the migration that took it is over."""
         from reconciler.backup import restore as restoring
         from reconciler.backup import store
+        from reconciler.backup.manifest import signature_problem
 
         snapshot = store.load(folder, self.project)
         if snapshot is None:
@@ -284,6 +285,9 @@ class _Executor:
                 f"the backup {folder} of {volume}'s migration is missing or incomplete; "
                 "restore it by hand (dsr restore) before anything else"
             )
+        problem = self.state and signature_problem(snapshot.manifest, self.state.backup_key())
+        if problem:
+            raise RuntimeError(f"the backup {folder} of {volume}'s migration: {problem}")
         # Never stop=True: a container running on it now was not planned for, and what it
         # wrote would be wiped; the restore refuses, naming it, and the record stays.
         restoring.restore_volume(self.engine, snapshot, volume, stop=False)
@@ -376,8 +380,9 @@ class _Executor:
 
         if not destination:
             raise RuntimeError(f"no backup destination for {volume}: run dsr apply with its spec")
+        key = self.state.backup_key() if self.state is not None else b""
         manifest = backup_volume(
-            self.engine, self.project, volume, destination, Options(policy="dsr-apply")
+            self.engine, self.project, volume, destination, Options(policy="dsr-apply", key=key)
         )
         log.info("volume_backup", volume=volume, snapshot=manifest.id, size=manifest.size)
         source = store.Source("volume", volume)

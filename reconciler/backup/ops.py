@@ -10,6 +10,7 @@ the CLI as a subprocess.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from reconciler import logs
-from reconciler.backup import crypt, engine_io, places, run
+from reconciler.backup import crypt, engine_io, places, run, store
 from reconciler.backup import restore as restoring
 from reconciler.backup.errors import BackupError, ChecksumError
 from reconciler.backup.manifest import backup_time
@@ -25,12 +26,14 @@ from reconciler.backup.retention import apply_keep, is_empty, newest_first
 from reconciler.backup.store import COMPLETE, Folder, Place, Snapshot, Source
 from reconciler.engine import Engine, engine_url
 from reconciler.errors import DsrError
+from reconciler.escape import escape_controls
 from reconciler.hostinfo import engine_host
 from reconciler.plan.params import volume_params
 from reconciler.snapshot import MANAGED, PROJECT
 from reconciler.spec import Desired, Policy, load_policy, load_spec
 from reconciler.spec.backups import Backup
 from reconciler.spec.models import Volume
+from reconciler.spec.policy import is_under
 from reconciler.spec.share import share
 from reconciler.statedir import StateDir, default_state_dir, locked
 
@@ -112,7 +115,9 @@ def backup(
         moment, zone = backup_time(time)
     except ValueError as err:
         raise BackupError(f"--time {time!r} is not an ISO 8601 time: {err}") from err
-    options = run.Options(time=moment, zone=zone, via=via, progress=progress)
+    options = run.Options(
+        time=moment, zone=zone, via=via, progress=progress, key=request.state.backup_key()
+    )
     needs_engine = any(
         r.volumes or r.quiesce or r.hooks.before or r.hooks.after for r in rules.values()
     )
@@ -166,17 +171,60 @@ def listing(request: Request) -> Listed:
     return _found(desired, request)
 
 
+def listing_all(request: Request) -> tuple[Listed, list[dict[str, str | None]]]:
+    """``listing``, and each snapshot whose manifest is unreadable, as damaged (its
+    folder's name for an id): one bad snapshot never hides the others."""
+    desired, _ = load(request)
+    damaged: list[dict[str, str | None]] = []
+    return _found(desired, request, damaged), damaged
+
+
+def _damaged(found: store.Found, place: Place, project: str) -> list[dict[str, str | None]]:
+    out: list[dict[str, str | None]] = []
+    for item in found.unreadable:
+        problem = "its manifest is unreadable"
+        if isinstance(place, Folder):
+            problem = store.read_manifest(item, project)[1]
+        out.append(
+            {
+                "id": escape_controls(os.path.basename(item.rstrip("/"))),
+                "policy": None,
+                "source": None,
+                "time": None,
+                "status": store.DAMAGED,
+                "problem": problem,
+            }
+        )
+    return out
+
+
+def _signed(place: Place, found: store.Found, key: bytes) -> store.Found:
+    """A folder's snapshots must carry this state directory's keyed digest. A remote
+    store's are read by hosts that never had that key (a restore after the host is lost:
+    the point of keeping them off it): the store's credentials guard who writes there,
+    and the archive's sha256 and tree digest are checked against the manifest anyway."""
+    return found if place.remote else store.signed(found, key)
+
+
 def _keys(request: Request) -> tuple[Any, ...]:
     return tuple(crypt.identities(request.identity))
 
 
-def _found(desired: Desired, request: Request) -> Listed:
+def _found(
+    desired: Desired, request: Request, damaged: list[dict[str, str | None]] | None = None
+) -> Listed:
+    """Every place's snapshots; one whose manifest this state directory's backup-key did
+    not sign is damaged (refused by its id), and never hides the others."""
     out: list[Snapshot] = []
     problems: list[str] = []
     every = places.every_place(desired, request.state, _keys(request))
+    key = request.state.backup_key()
     for place in every:
         try:
-            out += place.find(desired.project).snapshots
+            here = _signed(place, place.find(desired.project), key)
+            out += here.snapshots
+            if damaged is not None:
+                damaged += _damaged(here, place, desired.project)
         except BackupError as err:
             log.error("list_failed", destination=place.url, error=str(err))
             problems.append(str(err))
@@ -259,7 +307,7 @@ def prune(request: Request, *, dry_run: bool = False) -> Pruned:
     result = Pruned()
     with _locked(request, desired.project):
         for place in places.every_place(desired, request.state, _keys(request)):  # one by one
-            found = place.find(desired.project)
+            found = _signed(place, place.find(desired.project), request.state.backup_key())
             mine = plan_prune(desired, list(found.snapshots))
             mine.unfinished = list(found.unfinished)
             result.add(mine)
@@ -283,6 +331,9 @@ def plan_prune(desired: Desired, snapshots: list[Snapshot]) -> Pruned:
     result = Pruned()
     now = datetime.now(UTC)
     for (policy, _), group in sorted(groups.items()):
+        foreign = [s for s in group if store.is_unsigned(s)]
+        result.keep += [(s, ("its manifest is not signed here: left alone",)) for s in foreign]
+        group = [s for s in group if not store.is_unsigned(s)]
         good = newest_first([s for s in group if s.status == COMPLETE])
         rule = desired.backups.get(policy)
         if rule is None or is_empty(rule.keep):
@@ -324,11 +375,17 @@ def restore(
     with _locked(request, desired.project), _place(chosen).fetched(chosen) as snapshot:
         if source.kind == "path":
             folder = os.path.normpath(into or source.name)
-            refused = policy.check(folder)
-            if refused:
-                raise BackupError(refused)
-            os.makedirs(folder, exist_ok=True)
-            restoring.restore_dir(snapshot, folder, progress)
+            dests = [
+                p.url for p in places.every_place(desired, request.state) if isinstance(p, Folder)
+            ]
+            _check_target(folder, policy, dests, request.state)
+            top = _make_target(folder)
+            try:
+                restoring.restore_dir(snapshot, folder, progress)
+            except BaseException:
+                if top:  # a folder this restore made: gone again, with what it wrote
+                    shutil.rmtree(top, ignore_errors=True)
+                raise
             return snapshot
         engine = _engine(request)
         try:
@@ -349,6 +406,36 @@ def restore(
         finally:
             engine.close()
     return chosen
+
+
+def _check_target(folder: str, policy: Policy, dests: list[str], state: StateDir) -> None:
+    """A restore target is never a backup destination (a restore empties its target), dsr's
+    state directory, or anything the policy protects, nor lies under or holds one."""
+    refused = policy.check(folder)
+    if refused:
+        raise BackupError(refused)
+    real = os.path.realpath(folder)
+    for protected, what in [(d, "the backup destination") for d in dests] + [
+        (state.root, "dsr's state directory")
+    ]:
+        other = os.path.realpath(protected)
+        if is_under(real, other) or is_under(other, real):
+            raise BackupError(
+                f"{folder} cannot be a restore target: it is, lies in or holds {what} {other}"
+            )
+    if os.path.lexists(folder) and not os.path.isdir(folder):
+        raise BackupError(f"{folder} cannot be a restore target: it is not a directory")
+
+
+def _make_target(folder: str) -> str | None:
+    """Create the target folder (and missing parents); the topmost folder made, if any."""
+    made = None
+    path = folder
+    while not os.path.lexists(path):
+        made = path
+        path = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    return made
 
 
 def _choose(snapshots: list[Snapshot], source: Source, backup_id: str) -> Snapshot:
@@ -398,17 +485,14 @@ def _prepare_volume(
                 "so dsr never changes it; restore --into a new volume instead"
             )
         return False
-    spec = desired.volumes.get(name) if not new else None
-    if spec is None:
-        info = snapshot.manifest.volume
-        user_labels = {
-            k: v for k, v in (info.labels if info else {}).items() if not k.startswith("dsr.")
-        }
-        spec = Volume(
-            driver=info.driver if info else "local",
-            driver_opts=dict(info.options) if info else {},
-            labels=user_labels,
-        )
+    # Never the driver or options a manifest records (anyone who can write the backup
+    # folder could make them a bind of dsr's state directory): the spec's volume of that
+    # name (for --into: of the snapshot's volume), checked with the spec; else a plain
+    # local volume.
+    source_name = Source.parse(snapshot.manifest.source).name
+    spec = desired.volumes.get(source_name if new else name)
+    if spec is None or (new and spec.external):
+        spec = Volume()
     elif spec.external:
         raise BackupError(f"the volume {name} is external: dsr never creates it")
     params = volume_params(desired.project, name, spec)

@@ -10,6 +10,7 @@ others: the snapshot is kept where it was stored, and the error names the places
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
@@ -92,15 +93,7 @@ def take(
 
 
 def _with_taken(options: run.Options, taken: frozenset[str]) -> run.Options:
-    return run.Options(
-        policy=options.policy,
-        spec_hash=options.spec_hash,
-        time=options.time,
-        zone=options.zone,
-        via=options.via,
-        progress=options.progress,
-        taken=options.taken | taken,
-    )
+    return dataclasses.replace(options, taken=options.taken | taken)
 
 
 def _store(

@@ -30,13 +30,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
-
 from reconciler import logs
 from reconciler.backup import crypt, staging
 from reconciler.backup.errors import BackupError, ChecksumError
-from reconciler.backup.manifest import ARCHIVE, MANIFEST, Manifest
+from reconciler.backup.manifest import ARCHIVE, MANIFEST, Manifest, ManifestError, parse_manifest
 from reconciler.backup.store import COMPLETE, DAMAGED, VERIFY, Found, Place, Snapshot
+from reconciler.escape import escape_controls
 from reconciler.files import write_json
 from reconciler.spec.backups import s3_parts
 
@@ -187,8 +186,8 @@ class S3(Place):
             if encrypted:
                 data = crypt.decrypt(data, self.identities, f"{self.url}: {key}")
         try:
-            return Manifest.model_validate_json(data)
-        except (ValidationError, ValueError):
+            return parse_manifest(data)  # the same strict, bounded schema as a folder's
+        except ManifestError:
             return None
 
     def _known_file(self, key: str) -> str:
@@ -242,7 +241,9 @@ class S3(Place):
             with contextlib.suppress(BackupError, ValueError):
                 verified = json.loads(self._get_small(f"{folder}/{VERIFY}"))
                 if isinstance(verified, dict) and verified.get("ok") is False:
-                    return DAMAGED, str(verified.get("error", "the last verify failed"))
+                    error = verified.get("error")
+                    text = error if isinstance(error, str) else "the last verify failed"
+                    return DAMAGED, escape_controls(text)[:1000]
         return COMPLETE, ""
 
     @contextlib.contextmanager

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -20,6 +20,7 @@ import click
 from reconciler.cli import cli, fail
 from reconciler.cli.options import _NAMES, Settings, _options, global_options
 from reconciler.errors import DsrError
+from reconciler.escape import escape_controls
 
 if TYPE_CHECKING:
     from reconciler.backup.ops import Request
@@ -130,24 +131,27 @@ def backups_group() -> None:
 @global_options
 def list_command(settings: Settings, path: str, fmt: str, identity: str | None) -> None:
     """List snapshots, per rule and source, newest first."""
-    from reconciler.backup.ops import listing
+    from reconciler.backup.ops import listing_all
 
     try:
-        snapshots = listing(_request(settings, path, identity))
+        snapshots, damaged = listing_all(_request(settings, path, identity))
     except DsrError as err:
         fail(err, fmt)
     if fmt == "json":
-        doc = {"format_version": 1, "backups": [s.listing() for s in snapshots]}
-        click.echo(json.dumps(doc, indent=2))
+        rows: list[dict[str, object]] = [
+            {**s.listing(), **({"problem": s.problem} if s.problem else {})} for s in snapshots
+        ]
+        rows += [{**d, "size": None, "files": None, "sha256": None} for d in damaged]
+        click.echo(json.dumps({"format_version": 1, "backups": rows}, indent=2))
     else:
-        _table(snapshots)
+        _table(snapshots, damaged)
     for problem in snapshots.problems:
         click.echo(f"dsr: {problem}", err=True)
     if snapshots.problems:
         sys.exit(1)
 
 
-def _table(snapshots: list[Snapshot]) -> None:
+def _table(snapshots: list[Snapshot], damaged: Sequence[Mapping[str, str | None]] = ()) -> None:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -169,10 +173,13 @@ def _table(snapshots: list[Snapshot]) -> None:
         )
         if where:
             row = (*row, s.place.url if s.place is not None else "")
-        table.add_row(*(escape(cell) for cell in row))
+        table.add_row(*(escape(escape_controls(cell)) for cell in row))
+    for d in damaged:
+        cells = (d["id"] or "?", "?", "?", "?", "?", "?", f"{d['status']}: {d['problem']}")
+        table.add_row(*(escape(escape_controls(c)) for c in cells + (("?",) if where else ())))
     # Off a terminal (a pipe, a log) nothing is cut to 80 columns.
     width = None if sys.stdout.isatty() else 10_000
-    Console(width=width, soft_wrap=True).print(table if snapshots else "no backups")
+    Console(width=width, soft_wrap=True).print(table if snapshots or damaged else "no backups")
 
 
 @backups_group.command("prune")

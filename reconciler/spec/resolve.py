@@ -86,12 +86,12 @@ def resolve(
                     continue
                 first_seen[(namespace, key)] = (spec, loc)
                 reserved = [x for x in (NEW_SUFFIX, OLD_SUFFIX) if key.endswith(x)]
-                if namespace == "container" and reserved:
+                if reserved and section != "backups":
                     issues.append(
                         spec.issue(
                             loc,
                             f"'{key}' ends with {reserved[0]}, which dsr reserves for the "
-                            "containers of a replace in progress",
+                            "objects of a replace or migration in progress",
                         )
                     )
                 merged[section][key] = value

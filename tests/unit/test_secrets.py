@@ -218,4 +218,5 @@ def test_a_container_labelled_before_display_forms_never_shows_its_old_values(
     new = load_spec(path, env={**ENV, "SECRET": "new-secret-2"})
     out = render_text(plan(new, observed, {}))
     assert "old-secret-1" not in out and "new-secret-2" not in out
-    assert "command was '(stored expanded, not shown)'" in out
+    # hidden value by value: each field keeps its shape (a mounts list stays one)
+    assert "command was ['sh', '-c', '(stored expanded, not shown)']" in out
