@@ -107,6 +107,15 @@ def _container(raw: dict[str, Any]) -> LiveContainer:
             )
             for m in raw.get("Mounts") or ()
         ),
+        ports=tuple(
+            sorted(
+                {
+                    f"{p['PublicPort']}/{p.get('Type') or 'tcp'}"
+                    for p in raw.get("Ports") or ()
+                    if p.get("PublicPort")
+                }
+            )
+        ),
     )
 
 

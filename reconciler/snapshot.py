@@ -53,6 +53,9 @@ class LiveContainer(_Labelled):
     labels: Mapping[str, str] = field(default_factory=dict)
     mounts: tuple[LiveMount, ...] = ()
     size_rw: int | None = None  # bytes in the writable layer; None when not measured
+    # The host ports it holds now (running), as PORT/PROTO: what a new container must wait
+    # for when it publishes one of them.
+    ports: tuple[str, ...] = ()
 
     def mount_at(self, target: str) -> LiveMount | None:
         for mount in self.mounts:

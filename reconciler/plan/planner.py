@@ -11,13 +11,14 @@ from collections.abc import Iterator, Mapping
 from typing import cast
 
 from reconciler.kinds import Kind
-from reconciler.plan import adopt, drift, leftovers, migrate, packed, reclaim
+from reconciler.plan import adopt, drift, leftovers, migrate, operations, packed, reclaim
 from reconciler.plan.context import Planning, adopted
 from reconciler.plan.model import (
     Action,
     Change,
     ContainerParams,
     ImageParams,
+    Order,
     Plan,
     ReasonCode,
     Risk,
@@ -31,7 +32,7 @@ from reconciler.plan.params import (
     stop_timeout,
     volume_params,
 )
-from reconciler.plan.reasons import human_size, stopping, writable_layer
+from reconciler.plan.reasons import human_size, replace_downtime, stopping, writable_layer
 from reconciler.snapshot import (
     CONFIG_HASH,
     KIND,
@@ -82,7 +83,10 @@ def plan(
     shown = desired.redaction.text
     return Plan(
         project=desired.project,
-        changes=tuple(dataclasses.replace(c, reason=shown(c.reason)) for c in planner.changes),
+        changes=tuple(
+            operations.with_operations(dataclasses.replace(c, reason=shown(c.reason)), shown)
+            for c in planner.changes
+        ),
         orphans=tuple(sorted(planner.orphans)),
         errors=tuple(shown(e) for e in planner.errors),
     )
@@ -99,6 +103,7 @@ class _Planner(Planning):
             self.container(kind, name, spec)
         packed.cleanup(self)
         reclaim.left_volumes(self)
+        operations.handovers(self)
 
     # -- images and volumes ------------------------------------------------------------
     def internal_images(self) -> None:
@@ -335,6 +340,8 @@ class _Planner(Planning):
                 target_id=live.id,
                 container=params,
                 stop_timeout=stop_timeout(live),
+                order=Order.CREATE_THEN_DELETE,
+                downtime=replace_downtime(live, params),
             )
         if params.start and live.state not in ("running", "restarting", "removing"):
             return Change(

@@ -6,7 +6,7 @@ import click
 
 from reconciler.escape import escape_controls
 from reconciler.plan.model import Plan, Risk
-from reconciler.render.words import COLOR, SYMBOL, VERB, summary_line
+from reconciler.render.words import COLOR, SYMBOL, VERB, summary_line, telling
 
 
 def render_text(plan: Plan, *, color: bool = False) -> str:
@@ -29,8 +29,14 @@ def render_text(plan: Plan, *, color: bool = False) -> str:
                 head += f" (risk: {change.risk.value})"
             lines.append(paint(head, COLOR[change.action], bold=True))
             lines.append(f"      reason: {e(change.reason)}")
+            if change.order is not None:
+                downtime = change.downtime or "none"
+                lines.append(f"      order:  {change.order.value}; downtime: {e(downtime)}")
             if change.depends_on:
                 lines.append(f"      after:  {e(', '.join(change.depends_on))}")
+            if telling(change):
+                calls = ", ".join(str(o) for o in change.operations)
+                lines.append(f"      calls:  {e(calls)}")
         lines.append("")
     if plan.orphans:
         lines.append("Orphans (managed, no longer in the spec, kept):")

@@ -132,6 +132,8 @@ def test_changed_mount_mode_replaces_with_the_reason(tmp_path: Path) -> None:
 
         -/+ container:app will be replaced (risk: restart)
               reason: mounts differ: /data was read-write, spec says read-only; its writable layer was not measured; stopping it may take up to 10 s
+              order:  create-then-delete; downtime: from the old container's stop (up to 10 s) until the new one starts
+              calls:  create-container app_dsr_new, stop-container app, rename-container app -> app_dsr_old, rename-container app_dsr_new -> app, start-container app, remove-container app_dsr_old
 
         Plan: 0 to create, 1 to replace, 0 to update, 0 to start, 0 to delete, 0 to build, 0 blocked.
         """)
@@ -172,7 +174,9 @@ def test_added_volume_container_is_created_and_its_user_replaced(tmp_path: Path)
               after:  image:dsr/empty:1
         -/+ container:app will be replaced (risk: restart)
               reason: volumes_from was none, spec says vc; vc is created, and volumes_from mounts are fixed when a container is created; its writable layer was not measured; stopping it may take up to 10 s
+              order:  create-then-delete; downtime: from the old container's stop (up to 10 s) until the new one starts
               after:  volume_container:vc
+              calls:  create-container app_dsr_new, stop-container app, rename-container app -> app_dsr_old, rename-container app_dsr_new -> app, start-container app, remove-container app_dsr_old
 
         Plan: 1 to create, 1 to replace, 0 to update, 0 to start, 0 to delete, 1 to build, 0 blocked.
         """)
@@ -192,6 +196,10 @@ def test_json_format(tmp_path: Path) -> None:
                 "reason_code": "left-spec",
                 "risk": "none",
                 "depends_on": [],
+                "operations": [
+                    {"op": "stop-container", "target": "worker"},
+                    {"op": "remove-container", "target": "worker"},
+                ],
             },
             {
                 "resource": "container:app",
@@ -201,6 +209,16 @@ def test_json_format(tmp_path: Path) -> None:
                 "reason_code": "config-changed",
                 "risk": "restart",
                 "depends_on": [],
+                "order": "create-then-delete",
+                "downtime": "from the old container's stop (up to 10 s) until the new one starts",
+                "operations": [
+                    {"op": "create-container", "target": "app_dsr_new"},
+                    {"op": "stop-container", "target": "app"},
+                    {"op": "rename-container", "target": "app", "to": "app_dsr_old"},
+                    {"op": "rename-container", "target": "app_dsr_new", "to": "app"},
+                    {"op": "start-container", "target": "app"},
+                    {"op": "remove-container", "target": "app_dsr_old"},
+                ],
             },
         ],
         "orphans": ["volume:cache"],
@@ -238,9 +256,9 @@ def test_markdown_format(tmp_path: Path) -> None:
 
         **0 to create, 1 to replace, 0 to update, 0 to start, 0 to delete, 0 to build, 0 blocked.**
 
-        | | Resource | Action | Risk | Reason |
-        |---|---|---|---|---|
-        | `-/+` | `container:app` | replace | **restart** | `mounts differ: /data was read-write, spec says read-only; its writable layer was not measured; stopping it may take up to 10 s` |
+        | | Resource | Action | Risk | Reason | Operations |
+        |---|---|---|---|---|---|
+        | `-/+` | `container:app` | replace | **restart** | `mounts differ: /data was read-write, spec says read-only; its writable layer was not measured; stopping it may take up to 10 s (create-then-delete; downtime: from the old container's stop (up to 10 s) until the new one starts)` | `create-container app_dsr_new`<br>`stop-container app`<br>`rename-container app -> app_dsr_old`<br>`rename-container app_dsr_new -> app`<br>`start-container app`<br>`remove-container app_dsr_old` |
         """)
 
 
