@@ -254,7 +254,8 @@ def check_saved_plan(
         state_dir=request.state_dir,
     )
     with timer.stage("observe"):
-        observed = with_sizes(observe(engine), engine, measured_targets(saved.plan))
+        observed = observe(engine, saved.plan.project)
+        observed = with_sizes(observed, engine, measured_targets(saved.plan))
     check_saved(request.path, saved.plan, observed, policy)
     check_fresh(observed, saved)
     return observed
@@ -383,7 +384,7 @@ def compute_plan(
     timer = timer or _Timer({})
     tags = {key: image.tag for key, image in packed.items()}
     with timer.stage("observe"):
-        observed = observe(engine)
+        observed = observe(engine, desired.project)
     with timer.stage("plan"):
         known = {
             **_known_manifests(state, observed),

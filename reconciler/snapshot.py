@@ -42,6 +42,25 @@ class _Labelled:
 
 
 @dataclass(frozen=True)
+class LiveConfig:
+    """The settings a spec sets that only ``docker inspect`` reports, as Docker holds them:
+    what drift is compared against, field by field (the label hash says only what dsr
+    asked for when it made the container)."""
+
+    command: tuple[str, ...] | None = None
+    entrypoint: tuple[str, ...] | None = None
+    env: tuple[str, ...] = ()
+    working_dir: str = ""
+    user: str = ""
+    stop_signal: str = ""
+    stop_timeout: int | None = None
+    init: bool = False
+    restart: str = "no"  # as specs write it: no | always | unless-stopped | on-failure[:N]
+    # Host port bindings, each CONTAINER_PORT/PROTO=HOST_IP:HOST_PORT (IP or port may be "").
+    bindings: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
 class LiveContainer(_Labelled):
     """A container of any owner; ``labels`` tell whether dsr manages it."""
 
@@ -56,6 +75,8 @@ class LiveContainer(_Labelled):
     # The host ports it holds now (running), as PORT/PROTO: what a new container must wait
     # for when it publishes one of them.
     ports: tuple[str, ...] = ()
+    # Read with docker inspect for this project's own containers; None when not read.
+    config: LiveConfig | None = None
 
     def mount_at(self, target: str) -> LiveMount | None:
         for mount in self.mounts:

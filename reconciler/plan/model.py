@@ -67,6 +67,8 @@ class ReasonCode(StrEnum):
     VOLUME_IN_USE = "volume-in-use"  # blocked: a volume to reclaim is still used
     VOLUME_REPLACED = "volume-replaced"  # made again after the volume it uses was replaced
     MIGRATION = "migration"  # the rest of a volume migration that was interrupted
+    SETTINGS_DRIFTED = "settings-drifted"  # drift: a live setting differs from the spec
+    RESTART_DRIFTED = "restart-drifted"  # drift: the restart policy was changed in place
     ADOPT = "adopt"  # an object that is not dsr's, taken over because the spec says adopt
 
     @property
@@ -82,6 +84,8 @@ DRIFT = frozenset(
         ReasonCode.STOPPED,
         ReasonCode.PAUSED,
         ReasonCode.RENAMED,
+        ReasonCode.SETTINGS_DRIFTED,
+        ReasonCode.RESTART_DRIFTED,
     }
 )
 

@@ -98,7 +98,9 @@ def _container(change: Change) -> tuple[Operation, ...]:
     if change.action is Action.DELETE:
         return (Operation(Op.STOP_CONTAINER, name), Operation(Op.REMOVE_CONTAINER, name))
     if change.action is Action.UPDATE:
-        return (Operation(Op.UPDATE_CONTAINER, name),)
+        update = Operation(Op.UPDATE_CONTAINER, name, f"restart {params.restart}" if params else "")
+        start = params is not None and params.start
+        return (update, Operation(Op.START_CONTAINER, name)) if start else (update,)
     if params is None:
         return ()
     ops = [Operation(Op.PULL_IMAGE, params.image)] if params.pull else []

@@ -309,7 +309,7 @@ class _Planner(Planning):
         if problem:
             return Change(resource, Action.BLOCKED, *problem)
         reasons = drift.replace_reasons(
-            self, spec, live, image, params.labels[CONFIG_HASH], params.labels[SPEC]
+            self, spec, live, image, params.labels[CONFIG_HASH], params.labels[SPEC], params
         )
         protect = isinstance(spec, Container) and spec.writable_layer == "protect"
         if reasons and protect and live.size_rw:
@@ -343,6 +343,9 @@ class _Planner(Planning):
                 order=Order.CREATE_THEN_DELETE,
                 downtime=replace_downtime(live, params),
             )
+        update = None if reasons else drift.restart_change(resource, live, params, planned)
+        if update is not None:
+            return update
         if params.start and live.state not in ("running", "restarting", "removing"):
             return Change(
                 resource,
