@@ -12,8 +12,10 @@ slowest.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -190,6 +192,64 @@ def live_config(raw: dict[str, Any]) -> LiveConfig:
         restart=restart,
         bindings=bindings,
     )
+
+
+def compare_packed(
+    engine: Engine, volumes: Mapping[str, str], manifests: Mapping[str, Mapping[str, str]]
+) -> dict[str, bool]:
+    """For each volume (name -> the tag of the build that filled it): whether it holds
+    exactly the files that build's manifest lists (content and links; modes aside). False
+    when it differs, or cannot be read here (a remote engine), or the manifest is unknown."""
+    out = {}
+    for name, tag in sorted(volumes.items()):
+        manifest = manifests.get(tag)
+        try:
+            raw = engine.api.inspect_volume(name)
+        except docker.errors.NotFound:
+            continue
+        except (docker.errors.DockerException, OSError) as err:
+            raise EngineError(f"cannot inspect volume {name}: {err}") from err
+        root = str(raw.get("Mountpoint") or "")
+        local = engine.url.startswith("unix://") and os.path.isdir(root)
+        out[name] = bool(manifest) and local and holds_build(root, manifest or {})
+    return out
+
+
+def holds_build(root: str, manifest: Mapping[str, str]) -> bool:
+    """``root`` holds exactly ``manifest``'s entries: the same paths first (cheap), then
+    each link's target and each file's content, stopping at the first difference."""
+    wanted = {path: entry.split(":", 2) for path, entry in manifest.items()}
+    found: dict[str, str] = {}
+    for folder, dirs, files in os.walk(root):
+        for entry in (*dirs, *files):
+            path = os.path.join(folder, entry)
+            found[os.path.relpath(path, root)] = path
+    if set(found) != set(wanted):
+        return False
+    for rel, parts in wanted.items():
+        path = found[rel]
+        kind = parts[0]
+        if kind == "link":
+            if not os.path.islink(path) or os.readlink(path) != entry_rest(parts):
+                return False
+        elif kind == "dir":
+            if os.path.islink(path) or not os.path.isdir(path):
+                return False
+        elif os.path.islink(path) or not os.path.isfile(path) or file_sha256(path) != parts[-1]:
+            return False
+    return True
+
+
+def entry_rest(parts: list[str]) -> str:
+    return ":".join(parts[1:])
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _volume(raw: dict[str, Any]) -> LiveVolume:

@@ -29,8 +29,9 @@ from reconciler.errors import DsrError, PlanError, SpecError, SpecIssue
 from reconciler.files import write_json
 from reconciler.images import ContextError, PackedImage, pack
 from reconciler.kinds import Kind
-from reconciler.observe import measure_writable_layers, observe
+from reconciler.observe import compare_packed, measure_writable_layers, observe
 from reconciler.plan import Action, Plan, adopt, plan
+from reconciler.plan import packed as packed_plan
 from reconciler.saved import (
     SavedPlan,
     check_fresh,
@@ -390,6 +391,12 @@ def compute_plan(
             **_known_manifests(state, observed),
             **{image.tag: image.manifest for image in packed.values()},
         }
+        compare = packed_plan.compared(desired, observed, tags)
+    if compare:
+        with timer.stage("observe"):
+            same = compare_packed(engine, compare, known)
+            observed = dataclasses.replace(observed, packed_volumes=same)
+    with timer.stage("plan"):
         record = state.read_record(desired.project) if state else {}
         volumes, migrations = record.get("volumes"), record.get("migrations")
         reclaim = {

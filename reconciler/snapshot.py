@@ -113,6 +113,10 @@ class Observed:
     containers: Mapping[str, LiveContainer] = field(default_factory=dict)  # by Docker name
     volumes: Mapping[str, LiveVolume] = field(default_factory=dict)
     images: Mapping[str, LiveImage] = field(default_factory=dict)  # by tag and by id
+    # Anonymous volumes of data-packed volume containers a refresh replaces, compared with
+    # the files their build put there: True holds exactly those, False differs (or could
+    # not be read). Only those a consumer mounted read-write are compared.
+    packed_volumes: Mapping[str, bool] = field(default_factory=dict)
 
     def volume_users(self, volume: str) -> list[str]:
         """Names of the containers (of any owner) that mount ``volume``."""

@@ -67,6 +67,7 @@ class ReasonCode(StrEnum):
     VOLUME_IN_USE = "volume-in-use"  # blocked: a volume to reclaim is still used
     VOLUME_REPLACED = "volume-replaced"  # made again after the volume it uses was replaced
     MIGRATION = "migration"  # the rest of a volume migration that was interrupted
+    CONSUMER_DATA = "consumer-data"  # kept: a consumer changed a replaced data-packed volume
     SETTINGS_DRIFTED = "settings-drifted"  # drift: a live setting differs from the spec
     RESTART_DRIFTED = "restart-drifted"  # drift: the restart policy was changed in place
     ADOPT = "adopt"  # an object that is not dsr's, taken over because the spec says adopt
@@ -269,6 +270,9 @@ class Plan:
     changes: tuple[Change, ...] = ()
     orphans: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
+    # Objects the plan keeps on purpose, each with why (action blocked: nothing is done to
+    # them, and they are no blocked change: an apply does not fail for them).
+    kept: tuple[Change, ...] = ()
     # What the plan depends on, token by token: set when it is saved (saved.fingerprint).
     fingerprint: Mapping[str, str] = field(default_factory=dict)
 
@@ -289,6 +293,7 @@ class Plan:
             "changes": [_change_dict(c) for c in self.changes],
             "orphans": list(self.orphans),
             "errors": list(self.errors),
+            "kept": [_change_dict(c) for c in self.kept],
             "fingerprint": dict(self.fingerprint),
         }
 
@@ -299,6 +304,7 @@ class Plan:
             changes=tuple(_change_from(c) for c in data["changes"]),
             orphans=tuple(data.get("orphans", ())),
             errors=tuple(data.get("errors", ())),
+            kept=tuple(_change_from(c) for c in data.get("kept", ())),
             fingerprint=dict(data.get("fingerprint", {})),
         )
 

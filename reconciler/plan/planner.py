@@ -88,6 +88,7 @@ def plan(
             for c in planner.changes
         ),
         orphans=tuple(sorted(planner.orphans)),
+        kept=tuple(dataclasses.replace(c, reason=shown(c.reason)) for c in planner.kept),
         errors=tuple(shown(e) for e in planner.errors),
     )
 

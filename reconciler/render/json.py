@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 
-from reconciler.plan.model import Plan
+from reconciler.plan.model import Change, Plan
+
+
+def kept(change: Change) -> dict[str, str]:
+    """What a plan keeps on purpose: the resource, why, and the reason's code."""
+    return {"resource": change.resource, "reason": change.reason, "reason_code": change.code}
 
 
 def render_json(plan: Plan) -> str:
@@ -13,6 +18,7 @@ def render_json(plan: Plan) -> str:
             "format_version": 1,
             "changes": [change.public() for change in plan.changes],
             "orphans": list(plan.orphans),
+            **({"kept": [kept(c) for c in plan.kept]} if plan.kept else {}),
             "summary": plan.summary(),
         },
         indent=2,

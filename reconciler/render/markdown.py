@@ -52,6 +52,8 @@ def render_markdown(plan: Plan) -> str:
             "> [!WARNING]",
             f"> {len(blocked)} change(s) are blocked and will not be applied.",
         ]
+    for change in plan.kept:
+        lines += ["", f"Kept ({change.code.value}): {code(change.resource)}: {code(change.reason)}"]
     if plan.orphans:
         lines += ["", "<details><summary>Orphans kept</summary>", ""]
         lines += [f"- {code(orphan)}" for orphan in plan.orphans]

@@ -42,6 +42,11 @@ def render_text(plan: Plan, *, color: bool = False) -> str:
         lines.append("Orphans (managed, no longer in the spec, kept):")
         lines.extend(f"      {e(orphan)}" for orphan in plan.orphans)
         lines.append("")
+    for change in plan.kept:
+        lines.append(f"    = {e(change.resource)} is kept ({change.code.value})")
+        lines.append(f"      reason: {e(change.reason)}")
+    if plan.kept:
+        lines.append("")
     for error in plan.errors:
         lines.append(paint(f"Error: {e(error)}", "red", bold=True))
     if plan.changes:

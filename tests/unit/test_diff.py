@@ -355,21 +355,24 @@ def test_changed_data_packed_image_is_rebuilt_from_the_old_build(tmp_path: Path)
 
 
 def test_a_refresh_keeps_the_old_volume_a_consumer_could_write(tmp_path: Path) -> None:
-    """volumes_from without :ro mounts the packed volume read-write: what the consumer
-    wrote there is in no build, so deleting the old volume is data-loss, and blocked."""
+    """volumes_from without :ro mounts the packed volume read-write: offline, what the
+    consumer may have written there cannot be compared with the build, so the old volume
+    is kept (consumer-data) and listed as an orphan; no change is blocked for it."""
     old_path = packed_spec(tmp_path / "old", "hello\n")
     new_path = packed_spec(tmp_path / "new", "hello, world\n")
     result = CliRunner().invoke(cli, ["diff", old_path, new_path, "--format", "json"])
     assert result.exit_code == 0, result.output
-    changes = json.loads(result.output)["changes"]
+    document = json.loads(result.output)
+    changes = document["changes"]
     assert [(c["resource"].split(":")[0], c["action"], c["risk"]) for c in changes] == [
         ("image", "build", "none"),
         ("volume_container", "replace", "restart"),
         ("container", "replace", "restart"),
-        ("volume", "blocked", "data-loss"),
     ]
-    assert changes[3]["reason_code"] == "volume-data"
-    assert "web mounted it read-write and may have written to it" in changes[3]["reason"]
+    (kept,) = document["kept"]
+    assert kept["reason_code"] == "consumer-data"
+    assert "web mounted it read-write and what it holds could not be compared" in kept["reason"]
+    assert kept["resource"] in document["orphans"]
 
 
 def test_old_checked_out_in_a_folder_that_names_no_project(tmp_path: Path) -> None:
