@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from reconciler import lastpass, logs
 from reconciler.apply import Outcome, Progress, apply_plan
@@ -389,10 +390,11 @@ def record_reclaim(state: StateDir, desired: Desired, observed: Observed) -> Non
         state.write_record(desired.project, record)
     volumes = record.get("volumes")
     kept = {
-        name: value
+        name: _departed(value, observed.volumes[name].instance, name in desired.volumes)
         for name, value in (volumes.items() if isinstance(volumes, dict) else [])
         if name in observed.volumes and isinstance(value, dict)
     }
+    kept = {name: value for name, value in kept.items() if value is not None}
     kept.update(reclaim_of(desired, state.backups))
     if kept != volumes:
         record = {**record, "volumes": kept}
@@ -402,6 +404,16 @@ def record_reclaim(state: StateDir, desired: Desired, observed: Observed) -> Non
         if left != migrations:
             record = {**record, "migrations": left}
     state.write_record(desired.project, record)
+
+
+def _departed(entry: dict[str, Any], instance: str, in_spec: bool) -> dict[str, Any] | None:
+    """A volume's reclaim record: bound to the volume it was decided for once it left the
+    spec (its ``dsr.instance``), dropped when the volume there now is another one."""
+    if in_spec:
+        return entry
+    if "instance" not in entry:
+        return {**entry, "instance": instance}
+    return entry if entry["instance"] == instance else None
 
 
 def _settled(desired: Desired, observed: Observed, name: str, entry: object) -> bool:
