@@ -9,6 +9,7 @@ the CLI as a subprocess.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ from reconciler.backup import restore as restoring
 from reconciler.backup.errors import BackupError, ChecksumError
 from reconciler.backup.manifest import backup_time
 from reconciler.backup.retention import apply_keep, is_empty, newest_first
-from reconciler.backup.store import COMPLETE, Folder, Place, Snapshot, Source
+from reconciler.backup.store import COMPLETE, DAMAGED, Folder, Place, Snapshot, Source
 from reconciler.engine import Engine, engine_url
 from reconciler.errors import DsrError
 from reconciler.hostinfo import engine_host
@@ -33,6 +34,7 @@ from reconciler.spec.models import Volume
 from reconciler.spec.share import share
 from reconciler.statedir import StateDir, default_state_dir, locked
 
+UNREADABLE = "unreadable"  # a damaged status that a re-read could not confirm
 log = logs.get_logger("dsr.backup")
 
 
@@ -231,7 +233,8 @@ def prune(request: Request, *, dry_run: bool = False) -> Pruned:
     with _locked(request, desired.project):
         for place in places.every_place(desired, request.state):  # each place on its own
             found = place.find(desired.project)
-            mine = plan_prune(desired, list(found.snapshots))
+            checked = [_rechecked(place, s, record=not dry_run) for s in found.snapshots]
+            mine = plan_prune(desired, checked)
             mine.unfinished = list(found.unfinished)
             result.add(mine)
             if dry_run:
@@ -243,6 +246,28 @@ def prune(request: Request, *, dry_run: bool = False) -> Pruned:
                 place.remove_unfinished(item)
                 log.info("pruned_unfinished", folder=item)
     return result
+
+
+def _rechecked(place: Place, snapshot: Snapshot, *, record: bool) -> Snapshot:
+    """A damaged snapshot read again before prune decides on it: an archive that was
+    unreadable for a moment during a verify is good again, and one that cannot be read
+    now is not known to be damaged (``UNREADABLE``: never removed)."""
+    if snapshot.status != DAMAGED:
+        return snapshot
+    try:
+        with place.fetched(snapshot) as local:
+            restoring.check(local)
+    except (DsrError, OSError) as err:
+        if isinstance(err, OSError) or isinstance(err.__cause__, OSError):
+            log.warning("prune_unreadable", id=snapshot.id, error=str(err))
+            return dataclasses.replace(snapshot, status=UNREADABLE, problem=str(err))
+        if record:
+            place.record_verify(snapshot, str(err))
+        return dataclasses.replace(snapshot, problem=str(err))
+    if record:
+        place.record_verify(snapshot, None)
+    log.info("prune_recheck", id=snapshot.id, ok=True, was=snapshot.problem)
+    return dataclasses.replace(snapshot, status=COMPLETE, problem="")
 
 
 def plan_prune(desired: Desired, snapshots: list[Snapshot]) -> Pruned:
@@ -264,6 +289,11 @@ def plan_prune(desired: Desired, snapshots: list[Snapshot]) -> Pruned:
             kept = [(k.snapshot, k.reasons) for k in held]  # type: ignore[misc]
             if good and all(s is not good[0] for s, _ in kept):
                 kept.insert(0, (good[0], ("newest verified snapshot",)))
+        kept += [
+            (s, ("unreadable now, not known to be damaged",))
+            for s in group
+            if s.status == UNREADABLE
+        ]
         ids = {s.folder for s, _ in kept}
         ordered = newest_first(group)
         result.keep += sorted(kept, key=lambda k: ordered.index(k[0]))
