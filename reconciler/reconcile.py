@@ -25,6 +25,7 @@ from typing import Any
 
 from reconciler import lastpass, logs
 from reconciler.apply import Outcome, Progress, apply_plan
+from reconciler.backup.journal import Journal, finish
 from reconciler.engine import Engine
 from reconciler.errors import DsrError, PlanError, SpecError, SpecIssue
 from reconciler.files import write_json
@@ -214,6 +215,10 @@ def _run(
                     held.enter_context(
                         locked(state, engine.url, project, timeout=request.lock_timeout)
                     )
+                    # A quiesced backup or restore --stop killed meanwhile stopped these.
+                    journal = Journal(state, project)
+                    if journal.stopped():
+                        finish(engine, journal)
             if saved is not None:
                 result.saved = True
                 result.observed = check_saved_plan(request, engine, saved, timer)

@@ -20,6 +20,7 @@ from reconciler import logs
 from reconciler.backup import engine_io, places, run
 from reconciler.backup import restore as restoring
 from reconciler.backup.errors import BackupError, ChecksumError
+from reconciler.backup.journal import Journal, finish
 from reconciler.backup.manifest import backup_time
 from reconciler.backup.retention import apply_keep, is_empty, newest_first
 from reconciler.backup.store import COMPLETE, DAMAGED, Folder, Place, Snapshot, Source
@@ -120,12 +121,16 @@ def backup(
     taken: list[run.Taken] = []
     try:
         with _locked(request, desired.project):
+            journal = Journal(request.state, desired.project)
             if engine is not None:
                 engine_io.remove_stale_helpers(engine, desired.project)
+                finish(engine, journal)
             for name, spec in rules.items():
                 where = places.places_of(spec, request.state)
                 take = places.take(engine, desired.project, where, request.state.staging)
-                taken += run.run_rule(engine, desired.project, name, spec, take, options, volume)
+                taken += run.run_rule(
+                    engine, desired.project, name, spec, take, options, volume, journal
+                )
     finally:
         if engine is not None:
             engine.close()
@@ -329,27 +334,78 @@ def restore(
             if refused:
                 raise BackupError(refused)
             os.makedirs(folder, exist_ok=True)
-            restoring.restore_dir(snapshot, folder, progress)
+            try:
+                restoring.restore_dir(snapshot, folder, progress)
+            except OSError as err:
+                raise BackupError(_partial(snapshot.id, folder, err, False)) from err
             return snapshot
         engine = _engine(request)
+        journal = Journal(request.state, desired.project)
         try:
             engine_io.remove_stale_helpers(engine, desired.project)
+            finish(engine, journal)
             name = into or source.name
+            if into is not None and journal.half_restored(name):
+                _remove_half_restored(engine, desired.project, name)
             adopted = adoptions(request.state, desired.project)
-            made = _prepare_volume(
-                engine, desired, snapshot, name, new=into is not None, adopted=adopted
-            )
+            if into is not None and engine_io.inspect_volume(engine, name) is None:
+                journal.restoring(name, snapshot.id)  # before the volume exists
             try:
-                restoring.restore_volume(
-                    engine, snapshot, name, stop=stop, via=via, progress=progress, made=made
+                made = _prepare_volume(
+                    engine, desired, snapshot, name, new=into is not None, adopted=adopted
                 )
             except BaseException:
+                if engine_io.inspect_volume(engine, name) is None:
+                    journal.restored(name)
+                raise
+            try:
+                restoring.restore_volume(
+                    engine,
+                    snapshot,
+                    name,
+                    stop=stop,
+                    via=via,
+                    progress=progress,
+                    made=made,
+                    journal=journal,
+                )
+            except BaseException as err:
                 if made:  # a volume this restore made: gone, as if it had never run
                     engine_io.remove_made_volume(engine, name)
+                if isinstance(err, OSError):  # a full disk: said, not a traceback
+                    raise BackupError(_partial(snapshot.id, name, err, made)) from err
                 raise
+            finally:
+                if made and journal.half_restored(name):
+                    journal.restored(name)  # done, or removed: nothing left to finish
         finally:
             engine.close()
     return chosen
+
+
+def _partial(snapshot: str, target: str, err: OSError, made: bool) -> str:
+    where = "it was removed again" if made else f"{target} may hold part of it"
+    return (
+        f"restoring {snapshot} into {target} failed: {err.strerror or err}; {where}. The "
+        "snapshot is intact: free the space (or fix the cause) and run the restore again"
+    )
+
+
+def _remove_half_restored(engine: Engine, project: str, name: str) -> None:
+    """What a killed ``restore --into`` left: its volume, half filled, removed so that
+    this restore makes it again (only this project's, and only while nothing uses it)."""
+    live = engine_io.inspect_volume(engine, name)
+    if live is None:
+        return
+    labels = live.get("Labels") or {}
+    users = engine_io.users(engine, volume=name)
+    if labels.get(MANAGED) != "true" or labels.get(PROJECT) != project or users:
+        raise BackupError(
+            f"the volume {name} was left half filled by a restore --into that was "
+            "interrupted, but it is used or no longer this project's; remove it by hand"
+        )
+    engine.api.remove_volume(name)
+    log.info("volume_removed", volume=name, reason="a restore --into into it was interrupted")
 
 
 def _choose(snapshots: list[Snapshot], source: Source, backup_id: str) -> Snapshot:
