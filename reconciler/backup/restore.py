@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import queue
 import threading
 from collections.abc import Iterator
@@ -34,6 +35,7 @@ from reconciler.backup.run import IterReader
 from reconciler.backup.store import Snapshot
 from reconciler.backup.tree import FILE, TreeDigest, file_sha256, gc_paused
 from reconciler.engine import Engine
+from reconciler.files import open_regular
 from reconciler.snapshot import INSTANCE, new_instance
 
 
@@ -143,7 +145,11 @@ def _write_dir(snapshot: Snapshot, root: str, progress: Progress | None) -> None
         _scan(snapshot, contents=False)
         extract.wipe(root)
     try:
-        with gc_paused(), open(snapshot.archive, "rb") as file, Prefetched(file) as source:
+        with (
+            gc_paused(),
+            os.fdopen(open_regular(snapshot.archive), "rb") as file,
+            Prefetched(file) as source,
+        ):
             extract.extract(source, root, progress, most=(m.size, m.files))
             _same_bytes(snapshot, source.finish())  # the archive changed since it was checked
     except BaseException as err:
@@ -279,7 +285,7 @@ def _prefixed(snapshot: Snapshot, progress: Progress | None) -> Iterator[bytes]:
         sink = _Queue(chunks, stop)
         try:
             writer = TarWriter(sink, TreeDigest(), prefix="v/", progress=progress)  # type: ignore[arg-type]
-            with open(snapshot.archive, "rb") as file:
+            with os.fdopen(open_regular(snapshot.archive), "rb") as file:
                 for entry, content in read_tar(Decompressed(file).plain()):
                     if stop.is_set():
                         return

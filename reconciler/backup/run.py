@@ -11,6 +11,7 @@ source stopped while it is copied and started again, exactly those that were run
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import time
@@ -22,7 +23,7 @@ from reconciler import logs
 from reconciler.backup import archive, engine_io, sink, store
 from reconciler.backup.errors import BackupError
 from reconciler.backup.journal import Journal
-from reconciler.backup.manifest import ARCHIVE, Manifest, VolumeInfo, backup_time, snapshot_id
+from reconciler.backup.manifest import ARCHIVE, Manifest, VolumeInfo, backup_time, sign, snapshot_id
 from reconciler.backup.store import Source
 from reconciler.backup.tree import TreeDigest, gc_paused
 from reconciler.engine import Engine
@@ -58,6 +59,7 @@ class Options:
     via: str = "auto"  # auto: the volume's directory when dsr can read it, else the API
     progress: Progress | None = None
     taken: frozenset[str] = frozenset()  # snapshot ids in use in other places
+    key: bytes = b""  # the state directory's backup-key: the manifest's keyed digest
 
 
 def backup_volume(
@@ -83,6 +85,8 @@ def backup_source(
     try:
         manifest = _write(engine, project, source, folder, options, moment, zone or "UTC")
         manifest = manifest.model_copy(update={"seconds": round(time.monotonic() - started, 3)})
+        if options.key:
+            manifest = sign(manifest, options.key)
         store.write_manifest(folder, manifest)  # a full disk here too: nothing is left
     except BaseException:
         store.remove(folder)  # best effort; a killed backup leaves a folder prune removes
@@ -289,15 +293,7 @@ def run_rule(
 ) -> list[Taken]:
     """Hooks before; each source (quiesced if asked); hooks after, whatever happened.
     ``journal`` records the containers a quiesce stops, for a run killed meanwhile."""
-    options = Options(
-        policy=name,
-        spec_hash=spec_hash(rule),
-        time=options.time,
-        zone=options.zone,
-        via=options.via,
-        progress=options.progress,
-        taken=options.taken,
-    )
+    options = dataclasses.replace(options, policy=name, spec_hash=spec_hash(rule))
     sources = sources_of(rule, volume)
     taken: list[Taken] = []
     try:

@@ -174,7 +174,7 @@ def test_a_spec_changed_again_mid_migration_refills_from_the_recorded_backup(
     """The state a migration killed after making the volume again (settings b, still
     empty) leaves, then the spec says a again: the next apply refills the volume from the
     recorded backup. (Backing the empty volume up as a new migration would lose it all.)"""
-    from reconciler.backup.run import backup_volume
+    from reconciler.backup.run import Options, backup_volume
     from reconciler.backup.store import Source, snapshot_folder
     from reconciler.engine import Engine
     from reconciler.statedir import StateDir
@@ -183,7 +183,9 @@ def test_a_spec_changed_again_mid_migration_refills_from_the_recorded_backup(
     state = StateDir(str(dsr_state_dir))
     engine = Engine()
     try:
-        manifest = backup_volume(engine, prefix, f"{prefix}-data", state.backups)
+        manifest = backup_volume(
+            engine, prefix, f"{prefix}-data", state.backups, Options(key=state.backup_key())
+        )
     finally:
         engine.close()
     folder = snapshot_folder(state.backups, prefix, Source("volume", f"{prefix}-data"), manifest.id)
