@@ -5,7 +5,6 @@ leaves no manifest.json.tmp, no partial archive and no traceback."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -24,10 +23,9 @@ BIG = "head -c 60000000 /dev/urandom > /v/big && echo small > /v/small"
 
 
 def record_of(state_dir: Path, project: str) -> dict[str, object]:
-    try:
-        return dict(json.loads((state_dir / "records" / f"{project}.json").read_text()))
-    except (OSError, ValueError):
-        return {}
+    from reconciler.statedir import StateDir
+
+    return dict(StateDir(str(state_dir)).read_record(project))
 
 
 def kill_when(argv: list[str], state_dir: Path, ready: Callable[[], bool]) -> bool:
