@@ -23,6 +23,7 @@ import docker.errors
 
 from reconciler import logs
 from reconciler.backup.errors import BackupError
+from reconciler.backup.journal import Journal
 from reconciler.engine import Engine
 from reconciler.kinds import Kind
 from reconciler.plan.params import EMPTY_IMAGE, NEVER_STARTED
@@ -105,9 +106,39 @@ def remove_made_volume(engine: Engine, name: str) -> None:
         engine.api.remove_volume(name)
 
 
+def mounted_elsewhere(volume: dict[str, Any]) -> str:
+    """Why the volume's folder under Docker's data root is not its data, or ``""``.
+
+    A volume of another driver, or a ``local`` one with driver options (``type``, ``o``,
+    ``device``: a bind, NFS, tmpfs or a block device), holds its data in storage Docker
+    mounts on that folder only while a container uses it; while none does (a quiesced
+    backup, a restore, a migration) the folder is empty, and what is written there is
+    hidden by the mount the next container gets. Such a volume is read and written through
+    a helper container that mounts it, as every container sees it."""
+    driver = str(volume.get("Driver") or "local")
+    if driver != "local":
+        return f"its driver is {driver}"
+    options = volume.get("Options") or {}
+    if options:
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(options.items()) if k != "o")
+        return f"its driver options ({shown or 'o'}) mount its storage on use"
+    return ""
+
+
+def storage_outlives(volume: dict[str, Any]) -> bool:
+    """Whether the volume's data survives removing the volume: a ``device`` (a bind, NFS,
+    a block device) keeps its files when Docker removes and makes the volume again; only a
+    plain local volume or a tmpfs is emptied that way. Another driver: not known, so yes."""
+    if str(volume.get("Driver") or "local") != "local":
+        return True
+    options = volume.get("Options") or {}
+    return bool(options.get("device")) and options.get("type") != "tmpfs"
+
+
 def local_mountpoint(engine: Engine, volume: dict[str, Any], *, write: bool) -> str | None:
-    """The volume's directory when dsr can use it directly: a local engine, a readable dir."""
-    if not engine.url.startswith("unix://"):
+    """The volume's directory when dsr can use it directly: a local engine, a readable dir,
+    and the directory is where the volume's data lives (``mounted_elsewhere``)."""
+    if not engine.url.startswith("unix://") or mounted_elsewhere(volume):
         return None
     path = volume.get("Mountpoint") or ""
     mode = os.R_OK | os.X_OK | (os.W_OK if write else 0)
@@ -142,15 +173,49 @@ def users(engine: Engine, *, volume: str = "", path: str = "") -> list[User]:
     return out
 
 
+def quiet_users(engine: Engine, volume: str) -> dict[str, str]:
+    """Each container that mounts ``volume`` (helpers aside), with when it last started;
+    refused while one runs: a backup taken then may miss what it writes."""
+    found = {}
+    for c in engine.api.containers(all=True, filters={"volume": volume}):
+        if (c.get("Labels") or {}).get(KIND) == HELPER:
+            continue
+        state = engine.api.inspect_container(c["Id"])["State"]
+        name = (c.get("Names") or ["/" + c["Id"][:12]])[0].lstrip("/")
+        if state.get("Running") or state.get("Restarting"):
+            raise BackupError(
+                f"{name} runs on {volume}, so a backup could miss what it writes; nothing "
+                "was removed"
+            )
+        found[c["Id"]] = f"{name} {state.get('StartedAt')}"
+    return found
+
+
+def still_quiet(engine: Engine, volume: str, quiet: dict[str, str]) -> None:
+    """Nothing started on ``volume`` since ``quiet`` was taken (``restart: always`` after an
+    engine restart, or anyone): else a backup taken meanwhile may lack its writes, and
+    restoring it would lose them."""
+    now = quiet_users(engine, volume)
+    if now != quiet:
+        moved = sorted({v.split(" ")[0] for v in set(now.values()) ^ set(quiet.values())})
+        raise BackupError(
+            f"{', '.join(moved)} started on {volume} during its backup, which may lack what "
+            "it wrote; nothing was removed, the next pass backs it up again"
+        )
+
+
 def _overlaps(source: str, path: str) -> bool:
     a, b = source.rstrip("/") + "/", path.rstrip("/") + "/"
     return a.startswith(b) or b.startswith(a)
 
 
 @contextlib.contextmanager
-def stopped(engine: Engine, running: list[User]) -> Iterator[None]:
-    """Stop ``running`` for the block; start again exactly those, also when it failed."""
+def stopped(engine: Engine, running: list[User], journal: Journal | None = None) -> Iterator[None]:
+    """Stop ``running`` for the block; start again exactly those, also when it failed.
+    ``journal`` records them first, so that a run killed meanwhile is undone by the next."""
     done: list[User] = []
+    if journal is not None:
+        journal.stopping({u.id: u.name for u in running})
     try:
         for user in running:
             engine.api.stop(user.id)
@@ -158,13 +223,16 @@ def stopped(engine: Engine, running: list[User]) -> Iterator[None]:
             log.info("container_stopped", container=user.name)
         yield
     finally:
-        errors = []
+        errors, started = [], [u.id for u in running if u not in done]
         for user in done:
             try:
                 engine.api.start(user.id)
                 log.info("container_started", container=user.name)
+                started.append(user.id)
             except docker.errors.APIError as err:
                 errors.append(f"{user.name}: {err.explanation or err}")
+        if journal is not None:
+            journal.started(started)
         if errors:
             raise BackupError("could not start again: " + "; ".join(errors))
 

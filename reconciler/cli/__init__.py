@@ -29,11 +29,25 @@ def _group_options(func: Any) -> Any:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @_group_options
-@click.version_option(package_name="docker-storage-reconciler", prog_name="dsr")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=lambda ctx, _param, value: _show_version(ctx) if value else None,
+    help="Show the version and the git commit, then exit.",
+)
 @click.pass_context
 def cli(ctx: click.Context, /, **options: Any) -> None:
     """dsr: declarative, GitOps-style reconciler for Docker storage."""
     ctx.obj = Settings(**options)
+
+
+def _show_version(ctx: click.Context) -> None:
+    from reconciler.version import describe
+
+    click.echo(describe())
+    ctx.exit(0)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -50,6 +64,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     except DsrError as err:
         report(err)
+        sys.exit(1)
+    except OSError as err:  # a full disk, a folder gone: one line, never a traceback
+        click.echo(f"error: {err}", err=True)
         sys.exit(1)
     sys.exit(0)
 
@@ -93,6 +110,6 @@ def error_document(err: DsrError) -> dict[str, Any]:
 
 
 # The command modules register themselves on `cli`.
-from reconciler.cli import backup, commands, run  # noqa: E402
+from reconciler.cli import backup, commands, run, status  # noqa: E402
 
-__all__ = ["backup", "cli", "commands", "main", "run"]
+__all__ = ["backup", "cli", "commands", "main", "run", "status"]

@@ -32,6 +32,7 @@ class Reach(Scope):
 
     engine_timeout: float
     lock_timeout: float
+    host: str | None
 
 
 @dataclass
@@ -45,6 +46,7 @@ class Settings:
     log_format: LogFormat | None = None  # None: JSON lines unless stderr is a terminal
     engine_timeout: float = 30.0
     lock_timeout: float = 60.0
+    host: str | None = None
 
     def logs(self) -> LogFormat:
         """The log format: the one given, else console on a terminal and JSON lines
@@ -78,6 +80,7 @@ class Settings:
             **self.scope(),
             "engine_timeout": self.engine_timeout,
             "lock_timeout": self.lock_timeout,
+            "host": self.host,
         }
 
 
@@ -89,6 +92,7 @@ _NAMES = (
     "log_format",
     "engine_timeout",
     "lock_timeout",
+    "host",
 )
 _SECONDS = click.FloatRange(min=0)
 
@@ -125,6 +129,12 @@ def _options(with_defaults: bool) -> tuple[Callable[[F], F], ...]:
             type=_SECONDS,
             default=default(60.0),
             help="Seconds to wait for another dsr holding the lock (default 60; 0: none).",
+        ),
+        click.option(
+            "--host",
+            "host",
+            metavar="NAME",
+            help="Act on this host's share of the spec (default: the engine's name).",
         ),
     )
 

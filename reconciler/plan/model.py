@@ -71,6 +71,7 @@ class ReasonCode(StrEnum):
     SETTINGS_DRIFTED = "settings-drifted"  # drift: a live setting differs from the spec
     RESTART_DRIFTED = "restart-drifted"  # drift: the restart policy was changed in place
     ADOPT = "adopt"  # an object that is not dsr's, taken over because the spec says adopt
+    HANDOFF = "handoff"  # a volume moving between hosts (its `hosts` changed)
 
     @property
     def drift(self) -> bool:
@@ -205,6 +206,19 @@ class Order(StrEnum):
 
 
 @dataclass(frozen=True)
+class HandoffParams:
+    """What this host states about a volume moving between hosts once the change
+    succeeded (``reconciler.handoff``): in ``destination``, as ``host``."""
+
+    destination: str
+    host: str
+    state: str  # offered | restored | released
+    placement: str = ""  # digest of the volume's hosts in the spec planned
+    snapshot: str = ""  # restored: the snapshot restored (an offer names the one it takes)
+    source: str = ""  # restored: the host that offered it
+
+
+@dataclass(frozen=True)
 class Change:
     """One step of a plan. ``target_id`` is the live object acted on, when there is one."""
 
@@ -232,6 +246,8 @@ class Change:
     downtime: str = ""
     # Each engine or backup call the change makes, in order (plan.operations fills them).
     operations: tuple[Operation, ...] = ()
+    # A volume moving between hosts: the statement written once this change succeeded.
+    handoff: HandoffParams | None = None
     volume: VolumeParams | None = None
     container: ContainerParams | None = None
     image: ImageParams | None = None
@@ -332,6 +348,7 @@ def _change_from(data: Mapping[str, Any]) -> Change:
         container = ContainerParams(**container)
     volume = data.get("volume")
     image = data.get("image")
+    handoff = data.get("handoff")
     return Change(
         resource=data["resource"],
         action=Action(data["action"]),
@@ -351,6 +368,7 @@ def _change_from(data: Mapping[str, Any]) -> Change:
             Operation(Op(o["op"]), str(o["target"]), str(o.get("to", "")))
             for o in data.get("operations", ())
         ),
+        handoff=HandoffParams(**handoff) if handoff else None,
         volume=VolumeParams(**volume) if volume else None,
         container=container,
         image=ImageParams(**image) if image else None,

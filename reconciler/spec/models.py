@@ -39,6 +39,7 @@ from reconciler.spec.fields import (
     image_text,
     no_control,
 )
+from reconciler.spec.hosts import Hosts
 from reconciler.spec.mounts import is_host_path, parse_short
 from reconciler.spec.names import (
     PROJECT_NAME,
@@ -73,6 +74,7 @@ class Volume(SpecModel):
     adopt: StrictBool = Field(
         False, description="take over an existing object of this name that is not dsr's"
     )
+    hosts: Hosts = Field(None, description="the hosts it belongs on (default: every host)")
 
     _check_labels = field_validator("labels")(check_labels)
 
@@ -124,6 +126,7 @@ class Image(SpecModel):
     context: str = Field(description="a folder, relative to this file")
     path: str = Field(description="absolute path in the image where the files land")
     base: str = "scratch"
+    hosts: Hosts = Field(None, description="the hosts it belongs on (default: every host)")
 
     _check_context = field_validator("context")(host_path)
 
@@ -232,6 +235,7 @@ class VolumeContainer(SpecModel):
     adopt: StrictBool = Field(
         False, description="take over an existing object of this name that is not dsr's"
     )
+    hosts: Hosts = Field(None, description="the hosts it belongs on (default: every host)")
 
     _check_labels = field_validator("labels")(check_labels)
     _check_mounts = field_validator("mounts")(_unique_targets)
@@ -268,6 +272,7 @@ class Container(SpecModel):
     adopt: StrictBool = Field(
         False, description="take over an existing object of this name that is not dsr's"
     )
+    hosts: Hosts = Field(None, description="the hosts it belongs on (default: every host)")
 
     _check_labels = field_validator("labels")(check_labels)
     _check_mounts = field_validator("mounts")(_unique_targets)
@@ -370,6 +375,7 @@ class SpecFile(SpecModel):
     volume_containers: dict[ContainerName, VolumeContainer] = {}
     containers: dict[ContainerName, Container] = {}
     backups: dict[BackupName, Backup] = {}
+    hosts: Hosts = Field(None, description="default hosts of this file's resources")
 
     @field_validator(
         "volumes", "images", "volume_containers", "containers", "backups", mode="before"

@@ -13,7 +13,7 @@ from reconciler.plan.model import Action, Order
 from reconciler.plan.operations import host_ports
 from reconciler.plan.simulate import simulate
 from reconciler.render import render_text
-from reconciler.snapshot import Observed
+from reconciler.snapshot import INSTANCE, Observed
 from reconciler.spec import Desired, load_spec
 
 APP = """
@@ -128,29 +128,52 @@ def test_a_resumed_migration_does_only_what_is_left(tmp_path: Path) -> None:
     old, new = load(tmp_path), load(tmp_path, tier="b")
     folder = "/b/web/volume-data/data-1"
     migrations = {"data": folder}
+    finish = [f"restore-volume data -> {folder}", "record end of the migration of data"]
     # Cut after the volume was removed: made again, then refilled.
     gone = dataclasses.replace(simulate(old, {}), volumes={})
     assert calls(plan(new, gone, migrations=migrations))["volume:data"] == [
         "create-volume data",
-        f"restore-volume data -> {folder}",
-        "record end of the migration of data",
+        *finish,
     ]
-    # Cut after the volume was made again: only refilled.
-    made = simulate(new, {})
-    assert calls(plan(new, made, migrations=migrations))["volume:data"] == [
-        f"restore-volume data -> {folder}",
-        "record end of the migration of data",
-    ]
-    # Cut before the volume went: made again from the recorded backup, never backed up again.
+    # Cut after the volume was made again (its users not made yet): only refilled.
+    made = dataclasses.replace(simulate(new, {}), containers={})
+    assert calls(plan(new, made, migrations=migrations))["volume:data"] == finish
+    # Cut before the volume went: it holds every byte, so a new backup is taken first.
     untouched = simulate(old, {})
-    app_id = untouched.containers["app"].id[:12]
-    assert calls(plan(new, untouched, migrations=migrations, reclaim={}))["volume:data"] == [
-        f"stop-container {app_id}",
-        f"remove-container {app_id}",
+    untouched = dataclasses.replace(
+        untouched,
+        volumes={
+            n: dataclasses.replace(v, labels={**v.labels, INSTANCE: "a1a1"})
+            for n, v in untouched.volumes.items()
+        },
+    )
+    app = untouched.containers["app"].id[:12]
+    record = {"data": {"folder": folder, "original": "a1a1"}}
+    planned = plan(new, untouched, migrations=record, reclaim={"data": {"destination": "/b"}})
+    assert calls(planned)["volume:data"] == [
+        f"stop-container {app}",
+        "back-up-volume data -> /b",
+        "record migration of data",
+        f"remove-container {app}",
         "remove-volume data",
         "create-volume data",
-        f"restore-volume data -> {folder}",
+        "restore-volume data -> the backup just taken",
         "record end of the migration of data",
+    ]
+    # The spec changed back mid-migration, the volume made again and empty: made again
+    # from the recorded backup, never backed up again.
+    emptied = simulate(new, {})
+    emptied = dataclasses.replace(
+        emptied,
+        containers={n: dataclasses.replace(c, state="created") for n, c in emptied.containers.items()},
+    )  # fmt: skip
+    app = emptied.containers["app"].id[:12]
+    assert calls(plan(old, emptied, migrations=migrations, reclaim={}))["volume:data"] == [
+        f"stop-container {app}",
+        f"remove-container {app}",
+        "remove-volume data",
+        "create-volume data",
+        *finish,
     ]
 
 

@@ -212,7 +212,7 @@ CASES = [
             """),
         [
             f"{F}:4: volumes.data: unknown key 'state'; valid keys: "
-            "driver, driver_opts, labels, external, reclaim, on_change, adopt"
+            "driver, driver_opts, labels, external, reclaim, on_change, adopt, hosts"
         ],
     ),
     case(
