@@ -126,7 +126,10 @@ class S3(Place):
             code = str(err.response.get("Error", {}).get("Code", ""))
             raise BackupError(f"{self.where}: {doing}: {_explain(code, self.bucket, err)}") from err
         except (e.EndpointConnectionError, e.ConnectionClosedError, e.ReadTimeoutError) as err:
-            raise BackupError(f"{self.where}: {doing}: cannot reach the store: {err}") from err
+            # An OSError cause: "cannot read now", never "damaged" (prune keeps such ones).
+            raise BackupError(
+                f"{self.where}: {doing}: cannot reach the store: {err}"
+            ) from ConnectionError(str(err))
         except e.BotoCoreError as err:
             raise BackupError(f"{self.where}: {doing}: {err}") from err
 

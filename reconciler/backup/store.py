@@ -400,11 +400,16 @@ def write_manifest(folder: str, manifest: Manifest) -> None:
     path = os.path.join(folder, MANIFEST)
     tmp = path + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(manifest.to_json(), handle, indent=2)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(manifest.to_json(), handle, indent=2)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # ENOSPC: no half-written manifest.json.tmp stays behind
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     fsync_dir(folder)
 
 

@@ -65,6 +65,9 @@ def main(argv: list[str] | None = None) -> None:
     except DsrError as err:
         report(err)
         sys.exit(1)
+    except OSError as err:  # a full disk, a folder gone: one line, never a traceback
+        click.echo(f"error: {err}", err=True)
+        sys.exit(1)
     sys.exit(0)
 
 
