@@ -8,6 +8,7 @@ from an sdist takes the file the sdist carries. A checkout run in place reads gi
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 
 from setuptools import setup
@@ -37,7 +38,10 @@ def _commit() -> str | None:
         with open(os.path.join(HERE, COMMIT_FILE), encoding="ascii") as handle:
             return handle.read(64).strip() or None
     except OSError:
-        return None
+        pass
+    # A GitHub Action's copy has no .git: its workflow passes the ref it was used at.
+    given = os.environ.get("DSR_BUILD_COMMIT", "").strip()
+    return given if re.fullmatch(r"[0-9a-f]{7,64}", given) else None
 
 
 def _write(folder: str) -> None:

@@ -17,20 +17,24 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 import docker.errors
 import docker.types
 
 from reconciler import dockerargs, logs
 from reconciler.engine import Engine, timed_out
+from reconciler.errors import PlanError
 from reconciler.images import DOCKERFILE, write_build_context
 from reconciler.kinds import Kind
 from reconciler.plan.model import (
     Action,
     Change,
     ContainerParams,
+    HandoffParams,
     ImageParams,
+    Op,
     Plan,
     VolumeParams,
 )
@@ -189,10 +193,12 @@ class _Executor:
     def create_volume(self, change: Change) -> None:
         params = change.volume
         assert params is not None
-        if change.restore_from is not None:  # the end of an interrupted migration
+        if change.restore_from is not None:  # the end of a migration, or a handoff
             if not self.volume_exists(params.name):
                 self.make_volume(params)
             self.restore(change.restore_from, params.name)
+            if change.handoff is not None:  # restored and verified: the old host may let go
+                self.state_handoff(change, change.handoff)
             return
         self.make_volume(params)
 
@@ -229,9 +235,30 @@ class _Executor:
         log.info("volume_adopted", volume=name, created_at=created)
 
     def update_volume(self, change: Change) -> None:
-        """Refill a volume from the backup of its interrupted migration."""
-        assert change.restore_from is not None and change.target_id is not None
+        """Refill a volume from the backup of its interrupted migration; or, for a volume
+        that moved to another host, back it up and offer that snapshot (``handoff``)."""
+        assert change.target_id is not None
+        if change.handoff is not None and change.backup_to is not None:
+            folder = self.back_up(change.target_id, change.backup_to)
+            snapshot = os.path.basename(folder)
+            self.state_handoff(change, replace(change.handoff, snapshot=snapshot))
+            return
+        assert change.restore_from is not None
         self.restore(change.restore_from, change.target_id)
+
+    def state_handoff(self, change: Change, params: HandoffParams) -> None:
+        """Write this host's statement about a moving volume (``reconciler.handoff``)."""
+        from reconciler import handoff
+
+        statement = handoff.Statement(
+            host=params.host,
+            state=params.state,  # type: ignore[arg-type]
+            placement=params.placement,
+            snapshot=params.snapshot,
+            source=params.source,
+            time=datetime.now(UTC).isoformat(),
+        )
+        handoff.write_statement(params.destination, self.project, change.name, statement)
 
     def replace_volume(self, change: Change) -> None:
         """Recreate (or migrate) a volume: Docker cannot change one in place. A migration
@@ -404,6 +431,19 @@ class _Executor:
         else:
             self.api.start(change.target_id)
 
+    def update_container(self, change: Change) -> None:
+        """``docker update`` in place (no new container, no restart), as the plan lists."""
+        params, target = change.container, change.target_id
+        if params is None or target is None:
+            raise PlanError(f"{change.resource}: an update without its container or target")
+        for operation in change.operations:
+            if operation.op is Op.UPDATE_CONTAINER:
+                policy = dockerargs.restart(params.restart) or {"Name": "no"}
+                # The stubs know only always and on-failure; the engine takes every name.
+                self.api.update_container(target, restart_policy=policy)  # type: ignore[arg-type]
+            elif operation.op is Op.START_CONTAINER:
+                self.api.start(target)
+
     def delete_container(self, change: Change) -> None:
         assert change.target_id is not None
         with contextlib.suppress(docker.errors.NotFound):  # already gone is done
@@ -502,6 +542,7 @@ _HANDLERS: dict[tuple[Kind, Action], Callable[[_Executor, Change], None]] = {
     (Kind.CONTAINER, Action.REPLACE): _Executor.replace_container,
     (Kind.VOLUME_CONTAINER, Action.REPLACE): _Executor.replace_container,
     (Kind.CONTAINER, Action.START): _Executor.start_container,
+    (Kind.CONTAINER, Action.UPDATE): _Executor.update_container,
     (Kind.VOLUME_CONTAINER, Action.START): _Executor.start_container,
     (Kind.CONTAINER, Action.DELETE): _Executor.delete_container,
     (Kind.VOLUME_CONTAINER, Action.DELETE): _Executor.delete_container,

@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> None:
     except DsrError as err:
         report(err)
         sys.exit(1)
-    except OSError as err:  # a file or folder dsr was told to use: named, never a traceback
+    except OSError as err:  # a full disk, a folder gone, a file dsr was told to use: one
+        # line naming it, never a traceback
         where = f": {err.filename}" if err.filename else ""
         click.echo(escape_controls(f"dsr: {err.strerror or err}{where}"), err=True)
         sys.exit(1)

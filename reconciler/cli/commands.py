@@ -27,9 +27,20 @@ def pass_request(settings: Settings, path: str, *, apply: bool, workers: int = 4
     return PassRequest(path=path, apply=apply, workers=workers, **settings.request())
 
 
-def load_with(settings: Settings, path: str, *, project_optional: bool = False) -> Desired:
-    """The spec set at ``path``, checked with the global options (policy, socket, state)."""
-    return load_checked(path, project_optional=project_optional, **settings.scope())
+def load_with(
+    settings: Settings, path: str, *, project_optional: bool = False, host_facts: bool = True
+) -> Desired:
+    """The spec set at ``path``, checked with the global options (policy, socket, state).
+    ``host_facts=False``: where the spec is reviewed, not on its host (validate, diff)."""
+    return load_checked(
+        path, project_optional=project_optional, host_facts=host_facts, **settings.scope()
+    )
+
+
+def say_unchecked(desired: Desired, err: bool = False) -> None:
+    """What validate and diff could not check where they run (host facts)."""
+    for note in desired.unchecked:
+        click.echo(f"not checked here: {escape_controls(note)}", err=err)
 
 
 @cli.command()
@@ -41,10 +52,11 @@ def load_with(settings: Settings, path: str, *, project_optional: bool = False) 
 def validate(settings: Settings, path: str, inventory: str | None) -> None:
     """Check spec files offline: syntax, schema, references, host-path policy."""
     try:
-        desired = load_with(settings, path)
+        desired = load_with(settings, path, host_facts=False)
         _check_shares(settings, desired, inventory)
     except DsrError as err:
         fail(err)
+    say_unchecked(desired)
     click.echo(f"valid: {describe_counts(desired)} (project {desired.project})")
 
 
@@ -226,18 +238,26 @@ def diff_command(
     """Offline: the plan from the OLD spec to the NEW one, for pull requests."""
     from reconciler.reconcile import offline_plan
     from reconciler.render import render
+    from reconciler.spec.rebase import mapper, rebase, relative_to, roots
 
+    # Relative paths of OLD resolve against OLD's own root, as NEW's against NEW's: the
+    # same spec checked out in two folders names the same host paths (spec.rebase).
+    old_root, new_root = roots(old_path, new_path)
     # OLD is the same spec set at another revision, often checked out in a folder whose
     # name is no project name (tmp.Xy12): its project comes from NEW below.
     try:
-        old = load_with(settings, old_path, project_optional=True)
-        new = load_with(settings, new_path)
+        try:
+            old = load_with(settings, old_path, project_optional=True, host_facts=False)
+        except DsrError as err:
+            fail(unrooted(err, old_root, new_root, base=old_root != new_root), fmt)
+        old = rebase(old, mapper(old_root, new_root))
+        new = load_with(settings, new_path, host_facts=False)
         if old.project != new.project and old.project_from_folder:
             # OLD is the same spec set at another revision, often checked out in a folder of
             # another name: that folder's name says nothing about the project its objects have.
             old = replace(old, project=new.project)
         if inventory is not None:
-            _fleet_diff(old, new, inventory, fmt, detailed_exitcode)
+            _fleet_diff(old, new, inventory, fmt, detailed_exitcode, (old_root, new_root))
         if settings.host is not None:  # one host's share, that host's labels unknown here
             from reconciler.spec.hosts import Host
             from reconciler.spec.share import share
@@ -245,19 +265,55 @@ def diff_command(
             old, new = share(old, Host(settings.host)), share(new, Host(settings.host))
         the_plan = offline_plan(old, new)
     except DsrError as err:
-        fail(err, fmt)
-    click.echo(render(the_plan, fmt, color=fmt == "text" and sys.stdout.isatty()))
+        fail(unrooted(err, old_root, new_root), fmt)
+    for note in (*old.unchecked, *new.unchecked):
+        click.echo(
+            f"not checked here: {relative_to(escape_controls(note), old_root, new_root)}", err=True
+        )
+    text = render(the_plan, fmt, color=fmt == "text" and sys.stdout.isatty())
+    click.echo(relative_to(text, old_root, new_root))
     sys.exit(plan_exit(the_plan, detailed_exitcode))
 
 
-def _fleet_diff(old: Desired, new: Desired, inventory: str, fmt: str, detailed: bool) -> NoReturn:
+def unrooted(err: DsrError, old_root: str, new_root: str, base: bool = False) -> DsrError:
+    """``err`` with the checkouts' folders written relative in its messages, and OLD's
+    files (``base``) named relative to OLD's root and said to be the base's: no runner's
+    temporary folder lands in a pull-request comment. NEW's files are named as given."""
+    from reconciler.errors import SpecError
+    from reconciler.spec.rebase import relative_to
+
+    if not isinstance(err, SpecError):
+        return err
+    issues = [
+        replace(
+            i,
+            file=relative_to(i.file, old_root) if base else i.file,
+            message=("in the base revision: " if base else "")
+            + relative_to(i.message, old_root, new_root),
+        )
+        for i in err.issues
+    ]
+    return SpecError(issues)
+
+
+def _fleet_diff(
+    old: Desired,
+    new: Desired,
+    inventory: str,
+    fmt: str,
+    detailed: bool,
+    roots: tuple[str, str],
+) -> NoReturn:
     """One plan per inventory host; exits 1 when a host's share is invalid, else as plan."""
     from reconciler.fleet import fleet_plan
     from reconciler.render.fleet import render_fleet
     from reconciler.spec.inventory import load_inventory
 
     fleet = fleet_plan(old, new, load_inventory(inventory).host_list())
-    click.echo(render_fleet(fleet, fmt, color=fmt == "text" and sys.stdout.isatty()))
+    from reconciler.spec.rebase import relative_to
+
+    text = render_fleet(fleet, fmt, color=fmt == "text" and sys.stdout.isatty())
+    click.echo(relative_to(text, *roots))
     if fleet.errors:
         sys.exit(EXIT_ERROR)
     sys.exit(EXIT_PENDING if detailed and fleet.changes else EXIT_OK)

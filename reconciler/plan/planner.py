@@ -10,14 +10,25 @@ import dataclasses
 from collections.abc import Iterator, Mapping
 from typing import cast
 
+from reconciler.handoff import Statement
 from reconciler.kinds import Kind
-from reconciler.plan import adopt, drift, leftovers, migrate, packed, reclaim
+from reconciler.plan import (
+    adopt,
+    drift,
+    handoff,
+    leftovers,
+    migrate,
+    operations,
+    packed,
+    reclaim,
+)
 from reconciler.plan.context import Migration, Planning, adopted
 from reconciler.plan.model import (
     Action,
     Change,
     ContainerParams,
     ImageParams,
+    Order,
     Plan,
     ReasonCode,
     Risk,
@@ -31,7 +42,7 @@ from reconciler.plan.params import (
     stop_timeout,
     volume_params,
 )
-from reconciler.plan.reasons import human_size, stopping, writable_layer
+from reconciler.plan.reasons import human_size, replace_downtime, stopping, writable_layer
 from reconciler.snapshot import (
     CONFIG_HASH,
     KIND,
@@ -57,6 +68,7 @@ def plan(
     reclaim: Mapping[str, Mapping[str, str]] | None = None,
     migrations: Mapping[str, object] | None = None,
     adoptions: Mapping[str, str] | None = None,
+    handoffs: Mapping[str, Mapping[str, Statement]] | None = None,
 ) -> Plan:
     """What to do so that the engine holds what ``desired`` says.
 
@@ -65,7 +77,8 @@ def plan(
     ``reclaim`` maps volumes to what the last apply recorded of them (``reclaim``,
     ``destination``), for those that left the spec since; ``migrations`` maps volumes to
     the backup of a migration that was interrupted; ``adoptions`` maps the volumes this
-    project adopted to the creation time of the one adopted.
+    project adopted to the creation time of the one adopted; ``handoffs`` maps volumes
+    that move between hosts to each host's statement about them (``plan.handoff``).
     """
     planner = _Planner(
         desired,
@@ -75,6 +88,7 @@ def plan(
         dict(reclaim or {}),
         {k: m for k, v in (migrations or {}).items() if (m := Migration.of(v)) is not None},
         adopted=dict(adoptions or {}),
+        handoffs=dict(handoffs or {}),
     )
     planner.run()
     # Reasons and errors are printed (and posted to pull requests): none may quote a value
@@ -82,8 +96,12 @@ def plan(
     shown = desired.redaction.text
     return Plan(
         project=desired.project,
-        changes=tuple(dataclasses.replace(c, reason=shown(c.reason)) for c in planner.changes),
+        changes=tuple(
+            operations.with_operations(dataclasses.replace(c, reason=shown(c.reason)), shown)
+            for c in planner.changes
+        ),
         orphans=tuple(sorted(planner.orphans)),
+        kept=tuple(dataclasses.replace(c, reason=shown(c.reason)) for c in planner.kept),
         errors=tuple(shown(e) for e in planner.errors),
     )
 
@@ -99,6 +117,7 @@ class _Planner(Planning):
             self.container(kind, name, spec)
         packed.cleanup(self)
         reclaim.left_volumes(self)
+        operations.handovers(self)
 
     # -- images and volumes ------------------------------------------------------------
     def internal_images(self) -> None:
@@ -132,6 +151,8 @@ class _Planner(Planning):
             return
         params = volume_params(self.project, name, spec)
         rest = migrate.unfinished(self, name, live, params)
+        if live is None and rest is None:
+            rest = handoff.arriving(self, name, params)
         if live is None:
             missing = Change(resource, Action.CREATE, "it does not exist", R.MISSING, volume=params)
             self.add(rest or missing)
@@ -304,7 +325,7 @@ class _Planner(Planning):
         if problem:
             return Change(resource, Action.BLOCKED, *problem)
         reasons = drift.replace_reasons(
-            self, spec, live, image, params.labels[CONFIG_HASH], params.labels[SPEC]
+            self, spec, live, image, params.labels[CONFIG_HASH], params.labels[SPEC], params
         )
         protect = isinstance(spec, Container) and spec.writable_layer == "protect"
         if reasons and protect and live.size_rw:
@@ -335,7 +356,12 @@ class _Planner(Planning):
                 target_id=live.id,
                 container=params,
                 stop_timeout=stop_timeout(live),
+                order=Order.CREATE_THEN_DELETE,
+                downtime=replace_downtime(live, params),
             )
+        update = None if reasons else drift.restart_change(resource, live, params, planned)
+        if update is not None:
+            return update
         if params.start and live.state not in ("running", "restarting", "removing"):
             return Change(
                 resource,

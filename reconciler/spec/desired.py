@@ -95,6 +95,12 @@ class Desired:
     # never reclaimed as if it had left the spec).
     host: str | None = None
     elsewhere: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Placed volumes -> the folder where a move between hosts is handed over: the first
+    # folder destination of a backup rule (of the whole spec) that lists the volume.
+    handoff_to: Mapping[str, str] = field(default_factory=dict)
+    # Loaded without host facts (validate, diff): what was not checked here, one
+    # ``FILE:LINE: path: message`` each (a bind source that does not exist on this machine).
+    unchecked: tuple[str, ...] = ()
 
     def shown(self, section: str, name: str, model: M | None = None) -> M:
         """A display copy of a resource (or of ``model``, one of its values): every value
