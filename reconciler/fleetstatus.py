@@ -113,7 +113,7 @@ def _overdue(status: Mapping[str, Any]) -> int:
 
 def rows(results: list[AgentStatus]) -> list[tuple[str, ...]]:
     """The table's rows: host, state, in sync, resources, last pass, backups overdue."""
-    out = []
+    out: list[tuple[str, ...]] = []
     for r in results:
         if r.state != UP:
             out.append((_text(r.agent.host), r.state.upper(), "-", _text(r.error), "-", "-"))

@@ -6,7 +6,7 @@ import json
 import socket
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
@@ -20,16 +20,37 @@ if TYPE_CHECKING:
 
 
 @cli.command("status")
-@click.argument("path", type=click.Path())
+@click.argument("path", type=click.Path(), required=False)
 @click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", help="Output format."
 )
+@click.option(
+    "--fleet",
+    "inventory",
+    metavar="INVENTORY",
+    help="Ask every agent of this inventory for its /status.json; one table.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=5.0,
+    help="With --fleet: seconds each agent may take to answer (default 5).",
+)
 @global_options
-def status_command(settings: Settings, path: str, fmt: str) -> None:
-    """What dsr manages here and whether it is in sync. Exit 0 in sync, 2 differs, 1 error."""
+def status_command(
+    settings: Settings, path: str | None, fmt: str, inventory: str | None, timeout: float
+) -> None:
+    """What dsr manages here and whether it is in sync. Exit 0 in sync, 2 differs, 1 error.
+
+    With --fleet INVENTORY (no PATH): every host's agent, asked at once; a host that is down
+    is reported as such. Exit 0 when all answer and are in sync, else 2."""
+    if inventory is not None:
+        _fleet(inventory, fmt, timeout)
+    if path is None:
+        raise click.UsageError("give a spec PATH, or --fleet INVENTORY")
     from reconciler import lastpass
     from reconciler.engine import Engine
-    from reconciler.reconcile import compute_plan, pack_images
+    from reconciler.reconcile import compute_plan, host_share, pack_images
     from reconciler.statedir import StateDir
     from reconciler.status import Status, backup_states, resource_states, to_text
     from reconciler.statusread import daemon_of, safe_newest_backups
@@ -39,9 +60,11 @@ def status_command(settings: Settings, path: str, fmt: str) -> None:
         state = StateDir(settings.resolved_state_dir())
         engine = Engine(settings.docker_host, timeout=settings.engine_timeout)
         try:
+            # This host's share (--host, else the engine's name) of a spec placed on hosts.
+            desired = host_share(desired, engine, settings.host)
             # Read-only: no lock, no manifest written, nothing applied.
             the_plan, _ = compute_plan(engine, desired, pack_images(desired, None), state)
-            host = _engine_name(engine)
+            host = desired.host or settings.host or _engine_name(engine)
         finally:
             engine.close()
     except DsrError as err:
@@ -80,3 +103,23 @@ def _engine_name(engine: Engine) -> str:
     except (DockerException, RequestException, OSError):
         name = None
     return str(name) if name else socket.gethostname()
+
+
+def _fleet(inventory: str, fmt: str, timeout: float) -> NoReturn:
+    from reconciler import fleetstatus
+    from reconciler.spec.inventory import load_inventory
+
+    try:
+        hosts = load_inventory(inventory).hosts
+    except DsrError as err:
+        if fmt == "json":
+            click.echo(json.dumps({"format_version": 1, "error": {"message": str(err)}}))
+        report(err)
+        sys.exit(1)
+    agents = [fleetstatus.Agent(name, h.address) for name, h in sorted(hosts.items())]
+    results = fleetstatus.fleet_status(agents, timeout)
+    if fmt == "json":
+        click.echo(json.dumps(fleetstatus.to_json(results), indent=1))
+    else:
+        click.echo(fleetstatus.to_text(results))
+    sys.exit(2 if fleetstatus.differs(results) else 0)
