@@ -91,8 +91,10 @@ def _check_urls(urls: tuple[str, ...]) -> tuple[str, ...]:
 @click.option(
     "--metrics-addr",
     metavar="HOST:PORT",
+    envvar="DSR_METRICS_ADDR",
     callback=lambda ctx, param, value: _check_addr(value),
-    help="Serve /healthz, /readyz, /metrics, the status page / and /status.json.",
+    help="Serve /healthz, /readyz, /metrics, the status page / and /status.json "
+    "(also DSR_METRICS_ADDR, e.g. a Swarm template).",
 )
 @click.option("--allow-empty", is_flag=True, help="Let an empty spec delete the whole project.")
 @click.option("--suspend-file", metavar="FILE", help="While FILE exists, apply nothing.")
@@ -118,6 +120,7 @@ def _check_urls(urls: tuple[str, ...]) -> tuple[str, ...]:
 @click.option(
     "--git-credentials",
     metavar="FILE",
+    envvar="DSR_GIT_CREDENTIALS",
     help="With --git: a git credential-store file (https://user:token@host), e.g. a secret.",
 )
 @global_options
