@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import Any
 
 import docker.errors
 import docker.types
@@ -30,6 +31,7 @@ from reconciler.plan.model import (
     Action,
     Change,
     ContainerParams,
+    EndpointParams,
     ImageParams,
     Plan,
     VolumeParams,
@@ -215,16 +217,48 @@ class _Executor:
                 f"the volume {name} is not the one planned for adoption (created {created}, "
                 f"the plan saw {change.identity}); run dsr plan again"
             )
+        self.record_adoption(Kind.VOLUME, name, created)
+
+    # -- networks ---------------------------------------------------------------------------
+    def create_network(self, change: Change) -> None:
+        params = change.network
+        assert params is not None
+        self.api.create_network(
+            params.name,
+            driver=params.driver,
+            internal=params.internal,
+            labels=dict(params.labels),
+            check_duplicate=True,
+        )
+
+    def replace_network(self, change: Change) -> None:
+        assert change.target_id is not None
+        with contextlib.suppress(docker.errors.NotFound):
+            self.api.remove_network(change.target_id)  # refused by Docker while in use
+        self.create_network(change)
+
+    def delete_network(self, change: Change) -> None:
+        assert change.target_id is not None
+        with contextlib.suppress(docker.errors.NotFound):
+            self.api.remove_network(change.target_id)
+
+    def adopt_network(self, change: Change) -> None:
+        """Take over a network as it is, recorded by its id (Docker cannot relabel one)."""
+        assert change.target_id is not None
+        live = self.api.inspect_network(change.target_id)
+        self.record_adoption(Kind.NETWORK, str(live["Name"]), str(live["Id"]))
+
+    def record_adoption(self, kind: Kind, name: str, identity: str) -> None:
         if self.state is None:
             raise RuntimeError("an adoption needs dsr's state directory to record it")
         with self.record_lock:
             record = self.state.read_record(self.project)
             adopted = dict(record.get("adopted") or {})
-            volumes = dict(adopted.get(Kind.VOLUME.value) or {})
-            volumes[name] = created
-            adopted[Kind.VOLUME.value] = volumes
+            table = dict(adopted.get(kind.value) or {})
+            table[name] = identity
+            adopted[kind.value] = table
             self.state.write_record(self.project, {**record, "adopted": adopted})
-        log.info("volume_adopted", volume=name, created_at=created)
+        log.info("adopted", kind=kind.value, name=name, identity=identity)
 
     def update_volume(self, change: Change) -> None:
         """Refill a volume from the backup of its interrupted migration."""
@@ -438,13 +472,18 @@ class _Executor:
         if params.pull:
             self.pull(params.image)
         exposed, bindings = dockerargs.ports(params.ports)
+        # The engine takes one network at creation (API < 1.44); the others are joined
+        # before the container starts.
+        first, *others = params.networks or (None,)
         host_config = self.api.create_host_config(
             mounts=[dockerargs.mount(m) for m in params.mounts if not m.selinux],
             binds=[dockerargs.bind(m) for m in params.mounts if m.selinux] or None,
             volumes_from=list(params.volumes_from) or None,
             port_bindings=bindings or None,
             restart_policy=dockerargs.restart(params.restart),
-            network_mode="none" if params.network_disabled else None,
+            network_mode="none"
+            if params.network_disabled
+            else (first.network if first is not None else None),
             init=params.init or None,
         )
         created = self.api.create_container(
@@ -461,8 +500,24 @@ class _Executor:
             network_disabled=params.network_disabled,
             stop_signal=params.stop_signal or None,
             stop_timeout=params.stop_timeout,
+            networking_config=self.endpoints(first),
         )
-        return str(created["Id"])
+        new_id = str(created["Id"])
+        for endpoint in others:
+            assert endpoint is not None
+            self.api.connect_container_to_network(
+                new_id, endpoint.network, aliases=list(endpoint.aliases) or None
+            )
+        return new_id
+
+    def endpoints(self, first: EndpointParams | None) -> dict[str, Any] | None:
+        if first is None:
+            return None
+        endpoint = self.api.create_endpoint_config(aliases=list(first.aliases) or None)
+        config: dict[str, Any] = self.api.create_networking_config(
+            {first.network: endpoint}  # type: ignore[arg-type]  # the stub says one; it is a map
+        )
+        return config
 
     def pull(self, image: str) -> None:
         repository, tag = dockerargs.split_reference(image)
@@ -477,6 +532,10 @@ _HANDLERS: dict[tuple[Kind, Action], Callable[[_Executor, Change], None]] = {
     (Kind.VOLUME, Action.UPDATE): _Executor.update_volume,
     (Kind.VOLUME, Action.REPLACE): _Executor.replace_volume,
     (Kind.VOLUME, Action.ADOPT): _Executor.adopt_volume,
+    (Kind.NETWORK, Action.CREATE): _Executor.create_network,
+    (Kind.NETWORK, Action.REPLACE): _Executor.replace_network,
+    (Kind.NETWORK, Action.DELETE): _Executor.delete_network,
+    (Kind.NETWORK, Action.ADOPT): _Executor.adopt_network,
     # A container is adopted by replacing it with dsr's own (the plan carried its mounts).
     (Kind.CONTAINER, Action.ADOPT): _Executor.replace_container,
     (Kind.VOLUME_CONTAINER, Action.ADOPT): _Executor.replace_container,

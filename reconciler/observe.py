@@ -17,17 +17,28 @@ import docker.errors
 
 from reconciler.engine import Engine, describe, timed_out
 from reconciler.errors import EngineError
-from reconciler.snapshot import LiveContainer, LiveImage, LiveMount, LiveVolume, Observed
+from reconciler.snapshot import (
+    LiveContainer,
+    LiveImage,
+    LiveMount,
+    LiveNetwork,
+    LiveVolume,
+    Observed,
+)
 
 
-def observe(engine: Engine) -> Observed:
-    """Containers, volumes and images of the engine, as they are now."""
+def observe(engine: Engine, *, networks: bool = False) -> Observed:
+    """Containers, volumes and images of the engine, as they are now; with ``networks``,
+    its networks too (a fourth list call, sent with the others)."""
+    calls: list[Callable[[], Any]] = [
+        lambda: engine.api.containers(all=True),
+        lambda: engine.api.volumes().get("Volumes") or [],
+        lambda: engine.api.images(),
+    ]
+    if networks:
+        calls.append(lambda: engine.api.networks())
     try:
-        containers, volumes, images = _together(
-            lambda: engine.api.containers(all=True),
-            lambda: engine.api.volumes().get("Volumes") or [],
-            lambda: engine.api.images(),
-        )
+        containers, volumes, images, *listed = _together(*calls)
     except (docker.errors.DockerException, OSError) as err:
         if timed_out(err):
             raise describe(err, engine.url, engine.timeout) from err
@@ -47,6 +58,7 @@ def observe(engine: Engine) -> Observed:
         containers={c.name: c for c in map(_container, containers)},
         volumes={v.name: v for v in map(_volume, volumes)},
         images=live_images,
+        networks={n.name: n for n in map(_network, listed[0] if listed else [])},
     )
 
 
@@ -107,6 +119,17 @@ def _container(raw: dict[str, Any]) -> LiveContainer:
             )
             for m in raw.get("Mounts") or ()
         ),
+        networks=tuple(sorted((raw.get("NetworkSettings") or {}).get("Networks") or {})),
+    )
+
+
+def _network(raw: dict[str, Any]) -> LiveNetwork:
+    return LiveNetwork(
+        id=raw["Id"],
+        name=raw["Name"],
+        driver=raw.get("Driver") or "",
+        internal=bool(raw.get("Internal")),
+        labels=raw.get("Labels") or {},
     )
 
 

@@ -53,6 +53,7 @@ class LiveContainer(_Labelled):
     labels: Mapping[str, str] = field(default_factory=dict)
     mounts: tuple[LiveMount, ...] = ()
     size_rw: int | None = None  # bytes in the writable layer; None when not measured
+    networks: tuple[str, ...] = ()  # the networks it is attached to, by name
 
     def mount_at(self, target: str) -> LiveMount | None:
         for mount in self.mounts:
@@ -73,6 +74,17 @@ class LiveVolume(_Labelled):
 
 
 @dataclass(frozen=True)
+class LiveNetwork(_Labelled):
+    """A Docker network."""
+
+    id: str
+    name: str
+    driver: str = "bridge"
+    internal: bool = False
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class LiveImage:
     """A local image with its tags."""
 
@@ -89,12 +101,19 @@ class Observed:
     containers: Mapping[str, LiveContainer] = field(default_factory=dict)  # by Docker name
     volumes: Mapping[str, LiveVolume] = field(default_factory=dict)
     images: Mapping[str, LiveImage] = field(default_factory=dict)  # by tag and by id
+    # By name; only listed when the spec or the project's record has networks (a spec
+    # without any keeps its plan at three list calls).
+    networks: Mapping[str, LiveNetwork] = field(default_factory=dict)
 
     def volume_users(self, volume: str) -> list[str]:
         """Names of the containers (of any owner) that mount ``volume``."""
         return sorted(
             c.name for c in self.containers.values() if any(m.name == volume for m in c.mounts)
         )
+
+    def network_users(self, network: str) -> list[str]:
+        """Names of the containers (of any owner) attached to ``network``."""
+        return sorted(c.name for c in self.containers.values() if network in c.networks)
 
     def image_id(self, reference: str) -> str | None:
         image = self.images.get(normalize_reference(reference))

@@ -66,6 +66,8 @@ class ReasonCode(StrEnum):
     VOLUME_IN_USE = "volume-in-use"  # blocked: a volume to reclaim is still used
     VOLUME_REPLACED = "volume-replaced"  # made again after the volume it uses was replaced
     MIGRATION = "migration"  # the rest of a volume migration that was interrupted
+    NETWORKS_DRIFTED = "networks-drifted"  # drift: attached to other networks than the spec's
+    NETWORK_IN_USE = "network-in-use"  # blocked: a network to remove or remake has users
     ADOPT = "adopt"  # an object that is not dsr's, taken over because the spec says adopt
 
     @property
@@ -81,6 +83,7 @@ DRIFT = frozenset(
         ReasonCode.STOPPED,
         ReasonCode.PAUSED,
         ReasonCode.RENAMED,
+        ReasonCode.NETWORKS_DRIFTED,
     }
 )
 
@@ -113,6 +116,24 @@ class MountParams:
 
 
 @dataclass(frozen=True)
+class NetworkParams:
+    """``docker network create``."""
+
+    name: str
+    labels: Mapping[str, str]
+    driver: str = "bridge"
+    internal: bool = False
+
+
+@dataclass(frozen=True)
+class EndpointParams:
+    """A network a container joins, with the other names it answers to there."""
+
+    network: str
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ContainerParams:
     """``docker create`` (and ``docker start`` when ``start``)."""
 
@@ -135,6 +156,8 @@ class ContainerParams:
     start: bool = True
     pull: bool = False  # the image is not on the engine yet
     make_dirs: tuple[str, ...] = ()  # bind sources with create: true
+    # User-defined networks to join (none: Docker's default bridge, as before networks).
+    networks: tuple[EndpointParams, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -174,6 +197,7 @@ class Change:
     volume: VolumeParams | None = None
     container: ContainerParams | None = None
     image: ImageParams | None = None
+    network: NetworkParams | None = None
 
     @property
     def kind(self) -> Kind:
@@ -258,9 +282,14 @@ def _change_from(data: Mapping[str, Any]) -> Change:
                 container[key] = tuple(container[key])
         for key in ("env", "ports", "volumes_from", "make_dirs"):
             container[key] = tuple(container[key])
+        container["networks"] = tuple(
+            EndpointParams(network=e["network"], aliases=tuple(e["aliases"]))
+            for e in container.get("networks", ())
+        )
         container = ContainerParams(**container)
     volume = data.get("volume")
     image = data.get("image")
+    network = data.get("network")
     return Change(
         resource=data["resource"],
         action=Action(data["action"]),
@@ -277,4 +306,5 @@ def _change_from(data: Mapping[str, Any]) -> Change:
         volume=VolumeParams(**volume) if volume else None,
         container=container,
         image=ImageParams(**image) if image else None,
+        network=NetworkParams(**network) if network else None,
     )

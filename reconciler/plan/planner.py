@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from typing import cast
 
 from reconciler.kinds import Kind
-from reconciler.plan import adopt, drift, leftovers, migrate, packed, reclaim
+from reconciler.plan import adopt, drift, leftovers, migrate, networks, packed, reclaim
 from reconciler.plan.context import Planning, adopted
 from reconciler.plan.model import (
     Action,
@@ -57,6 +57,7 @@ def plan(
     reclaim: Mapping[str, Mapping[str, str]] | None = None,
     migrations: Mapping[str, str] | None = None,
     adoptions: Mapping[str, str] | None = None,
+    network_adoptions: Mapping[str, str] | None = None,
 ) -> Plan:
     """What to do so that the engine holds what ``desired`` says.
 
@@ -65,7 +66,8 @@ def plan(
     ``reclaim`` maps volumes to what the last apply recorded of them (``reclaim``,
     ``destination``), for those that left the spec since; ``migrations`` maps volumes to
     the backup of a migration that was interrupted; ``adoptions`` maps the volumes this
-    project adopted to the creation time of the one adopted.
+    project adopted to the creation time of the one adopted, ``network_adoptions`` its
+    adopted networks to their ids.
     """
     planner = _Planner(
         desired,
@@ -75,6 +77,7 @@ def plan(
         dict(reclaim or {}),
         dict(migrations or {}),
         adopted=dict(adoptions or {}),
+        adopted_networks=dict(network_adoptions or {}),
     )
     planner.run()
     # Reasons and errors are printed (and posted to pull requests): none may quote a value
@@ -93,12 +96,14 @@ class _Planner(Planning):
         leftovers.cleanups(self)
         self.internal_images()
         packed.builds(self)
+        networks.desired(self)
         for name, volume_spec in sorted(self.desired.volumes.items()):
             self.volume(name, volume_spec)
         for kind, name, spec in self.ordered_containers():
             self.container(kind, name, spec)
         packed.cleanup(self)
         reclaim.left_volumes(self)
+        networks.left(self)
 
     # -- images and volumes ------------------------------------------------------------
     def internal_images(self) -> None:
@@ -217,6 +222,7 @@ class _Planner(Planning):
         ]
         if isinstance(spec, Container):
             deps += [self.resource_of(v.name) for v in spec.volumes_from]
+            deps += [Kind.NETWORK.resource(n) for n in sorted(spec.networks)]
         if image_dep:
             deps.append(image_dep)
         live = self.observed.containers.get(name)
