@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import docker.errors
@@ -141,3 +143,72 @@ def _volume(raw: dict[str, Any]) -> LiveVolume:
         labels=raw.get("Labels") or {},
         created_at=raw.get("CreatedAt", ""),
     )
+
+
+@dataclass(frozen=True)
+class ImportSource:
+    """What ``dsr import engine`` reads: containers, volumes, networks and images as the
+    Engine API inspects them (raw JSON; the importer turns them into a spec)."""
+
+    containers: list[dict[str, Any]]
+    volumes: dict[str, dict[str, Any]]
+    networks: dict[str, dict[str, Any]]
+    images: dict[str, dict[str, Any]]  # by image id
+
+
+def inspect_for_import(
+    engine: Engine, names: list[str], compose_project: str | None = None
+) -> ImportSource:
+    """The containers named (every one when none is, or those of ``compose_project``),
+    the containers they take volumes from, and every volume, network and image they use.
+    One list call per kind, then one inspect per container and image, four at a time."""
+    filters = (
+        {"label": [f"com.docker.compose.project={compose_project}"]} if compose_project else {}
+    )
+    try:
+        listed, volumes, networks = _together(
+            lambda: engine.api.containers(all=True, filters=filters),
+            lambda: engine.api.volumes().get("Volumes") or [],
+            lambda: engine.api.networks(),
+        )
+        wanted = [
+            c for c in listed if not names or (c.get("Names") or [""])[0].lstrip("/") in names
+        ]
+        missing = sorted(set(names) - {(c.get("Names") or [""])[0].lstrip("/") for c in wanted})
+        if missing:
+            raise EngineError(f"no container named {', '.join(missing)} on {engine.url}")
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            containers = list(pool.map(lambda c: engine.api.inspect_container(c["Id"]), wanted))
+            known = {c["Id"] for c in containers}
+            sources = {
+                v.split(":", 1)[0]
+                for c in containers
+                for v in (c.get("HostConfig") or {}).get("VolumesFrom") or ()
+            }
+            extra = [s for s in sorted(sources) if s not in known]
+            containers += [
+                c for c in pool.map(engine.api.inspect_container, extra) if c["Id"] not in known
+            ]
+            image_ids = sorted({c.get("Image", "") for c in containers} - {""})
+            images = dict(zip(image_ids, pool.map(_inspect_image(engine), image_ids), strict=True))
+    except (docker.errors.DockerException, OSError) as err:
+        if timed_out(err):
+            raise describe(err, engine.url, engine.timeout) from err
+        raise EngineError(f"cannot read the engine's objects at {engine.url}: {err}") from err
+    return ImportSource(
+        containers=containers,
+        volumes={v["Name"]: v for v in volumes},
+        networks={n["Name"]: n for n in networks},
+        images=images,
+    )
+
+
+def _inspect_image(engine: Engine) -> Callable[[str], dict[str, Any]]:
+    def run(image_id: str) -> dict[str, Any]:
+        try:
+            found: dict[str, Any] = engine.api.inspect_image(image_id)  # type: ignore[no-untyped-call]
+        except docker.errors.NotFound:
+            return {}
+        return found
+
+    return run

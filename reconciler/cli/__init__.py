@@ -60,6 +60,6 @@ def report(err: DsrError) -> None:
 
 
 # The command modules register themselves on `cli`.
-from reconciler.cli import backup, commands, run  # noqa: E402
+from reconciler.cli import backup, commands, importing, run  # noqa: E402
 
-__all__ = ["backup", "cli", "commands", "main", "run"]
+__all__ = ["backup", "cli", "commands", "importing", "main", "run"]
