@@ -63,6 +63,18 @@ for tool in age zstd; do
     command -v "$tool" >/dev/null 2>&1 || apt_install "$tool"
 done
 
+# What the deployment tests use: a browser for the status page, mmdebstrap for the
+# container image's base, systemd-analyze for the unit, sshd for a git remote over ssh.
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+command -v sshd >/dev/null 2>&1 || [[ -x /usr/sbin/sshd ]] || missing+=(openssh-server)
+command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
+if ((${#missing[@]})); then
+    apt_install "${missing[@]}"
+fi
+
 # --- engine ---------------------------------------------------------------------------------
 if docker_answers; then
     log "docker engine answers${DOCKER_HOST:+ at $DOCKER_HOST}"

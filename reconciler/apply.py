@@ -17,7 +17,8 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import docker.errors
@@ -32,10 +33,12 @@ from reconciler.plan.model import (
     Change,
     ContainerParams,
     EndpointParams,
+    HandoffParams,
     ImageParams,
     Plan,
     VolumeParams,
 )
+from reconciler.snapshot import INSTANCE, new_instance
 from reconciler.spec.models import NEW_SUFFIX, OLD_SUFFIX
 from reconciler.statedir import StateDir
 
@@ -144,7 +147,8 @@ def _record(
     progress: Progress | None,
 ) -> None:
     outcomes[outcome.change.resource] = outcome
-    event = log.info if outcome.status == "ok" else log.error
+    # A terminal's progress lines already tell each change: its event would say it twice.
+    event = log.debug if progress else log.info if outcome.status == "ok" else log.error
     event(
         "change",
         pass_id=pass_id,
@@ -189,10 +193,12 @@ class _Executor:
     def create_volume(self, change: Change) -> None:
         params = change.volume
         assert params is not None
-        if change.restore_from is not None:  # the end of an interrupted migration
+        if change.restore_from is not None:  # the end of a migration, or a handoff
             if not self.volume_exists(params.name):
                 self.make_volume(params)
             self.restore(change.restore_from, params.name)
+            if change.handoff is not None:  # restored and verified: the old host may let go
+                self.state_handoff(change, change.handoff)
             return
         self.make_volume(params)
 
@@ -201,7 +207,7 @@ class _Executor:
             name=params.name,
             driver=params.driver,
             driver_opts=dict(params.driver_opts),
-            labels=dict(params.labels),
+            labels={**params.labels, INSTANCE: new_instance()},
         )
 
     def adopt_volume(self, change: Change) -> None:
@@ -261,15 +267,38 @@ class _Executor:
         log.info("adopted", kind=kind.value, name=name, identity=identity)
 
     def update_volume(self, change: Change) -> None:
-        """Refill a volume from the backup of its interrupted migration."""
-        assert change.restore_from is not None and change.target_id is not None
+        """Refill a volume from the backup of its interrupted migration; or, for a volume
+        that moved to another host, back it up and offer that snapshot (``handoff``)."""
+        assert change.target_id is not None
+        if change.handoff is not None and change.backup_to is not None:
+            folder = self.back_up(change.target_id, change.backup_to)
+            snapshot = os.path.basename(folder)
+            self.state_handoff(change, replace(change.handoff, snapshot=snapshot))
+            return
+        assert change.restore_from is not None
         self.restore(change.restore_from, change.target_id)
+
+    def state_handoff(self, change: Change, params: HandoffParams) -> None:
+        """Write this host's statement about a moving volume (``reconciler.handoff``)."""
+        from reconciler import handoff
+
+        statement = handoff.Statement(
+            host=params.host,
+            state=params.state,  # type: ignore[arg-type]
+            placement=params.placement,
+            snapshot=params.snapshot,
+            source=params.source,
+            time=datetime.now(UTC).isoformat(),
+        )
+        handoff.write_statement(params.destination, self.project, change.name, statement)
 
     def replace_volume(self, change: Change) -> None:
         """Recreate (or migrate) a volume: Docker cannot change one in place. A migration
         stops the volume's users first (nothing writes after the backup), then records its
         verified backup before it removes anything, so that a migration cut short anywhere
         is finished by the next pass from that backup (``restore_from``: the end of one)."""
+        from reconciler.backup import engine_io
+
         params, name = change.volume, change.target_id
         assert params is not None and name is not None
         running = []
@@ -280,11 +309,14 @@ class _Executor:
         folder = change.restore_from
         if change.backup_to is not None:
             try:
+                quiet = engine_io.quiet_users(self.engine, name)
+                original = (self.api.inspect_volume(name).get("Labels") or {}).get(INSTANCE, "")
                 folder = self.back_up(name, change.backup_to)
+                engine_io.still_quiet(self.engine, name, quiet)
             except BaseException:
                 self.start_again(running)  # nothing was removed: back as they were
                 raise
-            self.set_migration(name, folder)
+            self.set_migration(name, {"folder": folder, "original": original})
         for container in change.removes:
             with contextlib.suppress(docker.errors.NotFound):
                 self.remove(container)
@@ -304,6 +336,7 @@ class _Executor:
         tree digest; then the migration that took it is over."""
         from reconciler.backup import restore as restoring
         from reconciler.backup import store
+        from reconciler.backup.manifest import signature_problem
 
         snapshot = store.load(folder, self.project)
         if snapshot is None:
@@ -311,11 +344,16 @@ class _Executor:
                 f"the backup {folder} of {volume}'s migration is missing or incomplete; "
                 "restore it by hand (dsr restore) before anything else"
             )
-        restoring.restore_volume(self.engine, snapshot, volume, stop=True)
+        problem = self.state and signature_problem(snapshot.manifest, self.state.backup_key())
+        if problem:
+            raise RuntimeError(f"the backup {folder} of {volume}'s migration: {problem}")
+        # Never stop=True: a container running on it now was not planned for, and what it
+        # wrote would be wiped; the restore refuses, naming it, and the record stays.
+        restoring.restore_volume(self.engine, snapshot, volume, stop=False)
         self.set_migration(volume, None)
         log.info("migration_restored", volume=volume, snapshot=snapshot.id)
 
-    def set_migration(self, volume: str, folder: str | None) -> None:
+    def set_migration(self, volume: str, folder: dict[str, str] | None) -> None:
         if self.state is None:
             raise RuntimeError("a volume migration needs dsr's state directory")
         with self.record_lock:
@@ -401,8 +439,9 @@ class _Executor:
 
         if not destination:
             raise RuntimeError(f"no backup destination for {volume}: run dsr apply with its spec")
+        key = self.state.backup_key() if self.state is not None else b""
         manifest = backup_volume(
-            self.engine, self.project, volume, destination, Options(policy="dsr-apply")
+            self.engine, self.project, volume, destination, Options(policy="dsr-apply", key=key)
         )
         log.info("volume_backup", volume=volume, snapshot=manifest.id, size=manifest.size)
         source = store.Source("volume", volume)

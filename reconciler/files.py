@@ -100,3 +100,45 @@ def _kind(mode: int) -> str:
 
 def _size(limit: int) -> str:
     return f"{limit >> 20} MiB" if limit % (1 << 20) == 0 else f"{limit} bytes"
+
+
+def open_regular(path: str, limit: int | None = None) -> int:
+    """A descriptor of the regular file ``path``, never through a symlink at its last
+    component (``O_NOFOLLOW``) and never blocking on a FIFO (``O_NONBLOCK`` until ``fstat``
+    says it is a regular file, then blocking again); at most ``limit`` bytes when given.
+    For files dsr wrote and reads back (manifests, verify results, archives): a person or
+    a disk may have replaced them with anything."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise InputFileError("it is a symlink, which dsr does not follow here", path) from err
+        raise
+    try:
+        info = os.fstat(fd)
+        _check_regular(info, limit if limit is not None else info.st_size, path)
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_regular(path: str, limit: int) -> bytes:
+    """The bytes of the regular file ``path`` (``open_regular``), at most ``limit``."""
+    fd = open_regular(path, limit)
+    try:
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit:
+            chunk = os.read(fd, min(1 << 16, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    if size > limit:
+        raise InputFileError(f"it is larger than the {_size(limit)} dsr reads", path)
+    return b"".join(chunks)

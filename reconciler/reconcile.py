@@ -22,15 +22,19 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
-from reconciler import logs
+from reconciler import lastpass, logs
 from reconciler.apply import Outcome, Progress, apply_plan
 from reconciler.engine import Engine
 from reconciler.errors import DsrError, PlanError, SpecError, SpecIssue
 from reconciler.files import write_json
+from reconciler.handoff import Statement
+from reconciler.hostinfo import engine_host
 from reconciler.images import ContextError, PackedImage, pack
 from reconciler.kinds import Kind
 from reconciler.observe import measure_writable_layers, observe
 from reconciler.plan import Action, Plan, adopt, plan
+from reconciler.plan.context import Migration
+from reconciler.plan.params import volume_params
 from reconciler.saved import (
     SavedPlan,
     check_fresh,
@@ -38,8 +42,9 @@ from reconciler.saved import (
     measured_targets,
     read_saved_plan,
 )
-from reconciler.snapshot import KIND, Observed
+from reconciler.snapshot import CONFIG_HASH, KIND, Observed
 from reconciler.spec import Desired, load_checked, load_policy
+from reconciler.spec.share import share
 from reconciler.statedir import StateDir, locked
 
 log = logs.get_logger("dsr.pass")
@@ -61,6 +66,13 @@ class PassRequest:
     lock_timeout: float = 60.0
     workers: int = 4
     accept_saved_plan: bool = True
+    host: str | None = None  # --host: whose share of the spec (default: the engine's name)
+    # dsr apply without --allow-empty: a spec that declares nothing must not delete the
+    # project (the daemon's gate says the same for dsr run).
+    refuse_empty: bool = False
+    # Record how an applying pass went in the state directory (``dsr status`` reads it);
+    # the daemon records its own, with its own words (suspended, deferred...).
+    record_pass: bool = True
 
 
 @dataclass
@@ -74,6 +86,7 @@ class PassResult:
     seconds: dict[str, float] = field(default_factory=dict)
     error: DsrError | None = None
     saved: bool = False  # the plan came from a saved plan file
+    applied: bool = False  # the applier ran (before_apply did not veto it)
     pass_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     engine: Engine | None = field(default=None, repr=False)
     observed: Observed | None = field(default=None, repr=False)  # what the plan was made from
@@ -132,6 +145,11 @@ def run_pass(
         if own_engine and result.engine is not None:
             result.engine.close()
     _log_pass(request, result, time.perf_counter() - started)
+    if request.apply and request.record_pass and request.state_dir:
+        project = result.plan.project if result.plan else ""
+        project = project or (result.desired.project if result.desired else "")
+        record = lastpass.of(result, lastpass.label(result), by="dsr apply")
+        lastpass.write(StateDir(request.state_dir), project, record)
     return result
 
 
@@ -147,6 +165,8 @@ def _log_pass(request: PassRequest, result: PassResult, seconds: float) -> None:
         "pass",
         pass_id=result.pass_id,
         apply=request.apply,
+        # A pass whose apply was vetoed (a suspended daemon) changed nothing: not "applied".
+        applied=result.applied,
         project=result.plan.project if result.plan else None,
         changes={k: v for k, v in summary.items() if v},
         failed=len(result.failed),
@@ -186,6 +206,8 @@ def _run(
     result.engine = engine
     calls_before = engine.calls
     try:
+        if desired is not None:
+            desired = result.desired = host_share(desired, engine, request.host)
         with ExitStack() as held:
             if request.apply and state is not None:
                 with timer.stage("lock"):
@@ -203,15 +225,23 @@ def _run(
                 result.plan, result.observed = compute_plan(engine, desired, packed, state, timer)
                 if request.apply and state is not None:
                     record_reclaim(state, desired, result.observed)
+                    record_held(desired, result.observed)
             if not request.apply or not result.plan.actionable:
                 return
             to_apply = result.plan
+            if request.refuse_empty and deletes_everything(to_apply, desired):
+                raise PlanError(
+                    "the spec declares nothing, so this apply would delete every managed "
+                    f"object of the project {project}; nothing was changed (--allow-empty "
+                    "lets it)"
+                )
             if before_apply is not None:
                 verdict = before_apply(result.plan)
                 if verdict is False:
                     return
                 if isinstance(verdict, Plan):
                     to_apply = verdict
+            result.applied = True
             with timer.stage("apply"):
                 outcomes = apply_plan(
                     engine,
@@ -223,8 +253,24 @@ def _run(
                     should_stop=should_stop,
                 )
             result.outcomes = tuple(outcomes)
+            if desired is not None and desired.host is not None:
+                made = {
+                    o.change.name
+                    for o in outcomes
+                    if o.status == "ok" and o.change.kind is Kind.VOLUME and o.change.volume
+                }
+                record_held(desired, result.observed, made)
     finally:
         result.calls = engine.calls - calls_before
+
+
+def deletes_everything(plan: Plan, desired: Desired | None) -> bool:
+    """The spec declares nothing and the plan deletes what the project has. A host's share
+    that is empty while the spec places resources elsewhere declares nothing here on
+    purpose: that is the spec speaking, not a half-done checkout."""
+    if desired is None or names_of(desired) or desired.images or desired.elsewhere:
+        return False
+    return any(c.action is Action.DELETE for c in plan.actionable)
 
 
 def check_saved_plan(
@@ -273,6 +319,14 @@ def load(request: PassRequest) -> Desired:
         docker_host=request.docker_host,
         state_dir=request.state_dir,
     )
+
+
+def host_share(desired: Desired, engine: Engine, host: str | None) -> Desired:
+    """The share of ``desired`` that belongs on ``engine`` (``--host``, else the engine's
+    name); a spec that places nothing is every host's whole share, asked of no engine."""
+    if not desired.placements:
+        return desired
+    return share(desired, engine_host(engine, host))
 
 
 def pack_images(desired: Desired, state: StateDir | None) -> dict[str, PackedImage]:
@@ -338,6 +392,39 @@ def adopted_of(record: Mapping[str, object], kind: Kind) -> dict[str, str]:
     return {k: v for k, v in table.items() if isinstance(k, str) and isinstance(v, str)}
 
 
+def _handoffs(desired: Desired, observed: Observed) -> dict[str, dict[str, Statement]]:
+    """Each host's statements about the placed volumes that may be moving here or away:
+    those of the share missing here, and those here placed elsewhere (files only)."""
+    if desired.host is None or not desired.handoff_to:
+        return {}
+    from reconciler import handoff
+
+    moving = {
+        name: destination
+        for name, destination in desired.handoff_to.items()
+        if (name in desired.volumes) != (name in observed.volumes)
+    }
+    return handoff.read_all(moving, desired.project)
+
+
+def record_held(desired: Desired, observed: Observed | None, made: set[str] | None = None) -> None:
+    """State, in their handoff folders, that this host holds the placed volumes of its
+    share that it has (``observed``, and ``made`` by the apply that just ran): a host they
+    move to waits for this host's offer rather than make them empty."""
+    if desired.host is None or not desired.handoff_to:
+        return
+    from reconciler import handoff
+
+    mine = {
+        name: (destination, handoff.placement_digest(desired.placements.get(f"volume:{name}")))
+        for name, destination in desired.handoff_to.items()
+        if name in desired.volumes
+        and (name in (made or ()) or (observed is not None and name in observed.volumes))
+    }
+    known = handoff.read_all({n: desired.handoff_to[n] for n in mine}, desired.project)
+    handoff.hold(desired.project, desired.host, mine, known)
+
+
 def record_reclaim(state: StateDir, desired: Desired, observed: Observed) -> None:
     """Record the reclaim policy of every volume of the spec being applied: the one in
     force once it leaves the spec. Records of volumes gone from the engine are dropped,
@@ -380,7 +467,24 @@ def record_reclaim(state: StateDir, desired: Desired, observed: Observed) -> Non
     }
     kept.update(reclaim_of(desired, state.backups))
     if kept != volumes:
-        state.write_record(desired.project, {**record, "volumes": kept})
+        record = {**record, "volumes": kept}
+    migrations = record.get("migrations")
+    if isinstance(migrations, dict):
+        left = {k: v for k, v in migrations.items() if not _settled(desired, observed, k, v)}
+        if left != migrations:
+            record = {**record, "migrations": left}
+    state.write_record(desired.project, record)
+
+
+def _settled(desired: Desired, observed: Observed, name: str, entry: object) -> bool:
+    """An interrupted migration with nothing left to do: the spec went back to the settings
+    of the original volume, which was never removed (so it still holds every byte)."""
+    migration = Migration.of(entry)
+    live, spec = observed.volumes.get(name), desired.volumes.get(name)
+    if migration is None or not migration.original or live is None or spec is None:
+        return False
+    wanted = volume_params(desired.project, name, spec).labels[CONFIG_HASH]
+    return live.instance == migration.original and live.labels.get(CONFIG_HASH) == wanted
 
 
 def compute_plan(
@@ -397,6 +501,7 @@ def compute_plan(
     record = state.read_record(desired.project) if state else {}
     with timer.stage("observe"):
         observed = observe(engine, networks=bool(desired.networks or record.get("networks")))
+        handoffs = _handoffs(desired, observed)
     with timer.stage("plan"):
         known = {
             **_known_manifests(state, observed),
@@ -419,6 +524,7 @@ def compute_plan(
             migrations=migrating,
             adoptions=adoptions,
             network_adoptions=network_adoptions,
+            handoffs=handoffs,
         )
     ids = [
         c.target_id
@@ -441,19 +547,31 @@ def compute_plan(
             migrations=migrating,
             adoptions=adoptions,
             network_adoptions=network_adoptions,
+            handoffs=handoffs,
         )
         return again, measured
 
 
-def offline_plan(old: Desired, new: Desired) -> Plan:
-    """``dsr diff``: the plan from ``old`` applied to ``new``, with no engine and no state."""
+def offline_plan(
+    old: Desired,
+    new: Desired,
+    packed: tuple[Mapping[str, PackedImage], Mapping[str, PackedImage]] | None = None,
+    handoffs: Mapping[str, Mapping[str, Statement]] | None = None,
+) -> Plan:
+    """``dsr diff``: the plan from ``old`` applied to ``new``, with no engine and no state.
+    ``packed``: OLD's and NEW's images, hashed already (a fleet diff hashes them once);
+    ``handoffs``: the statements other hosts would have made (a fleet diff's moves)."""
     from reconciler.plan.simulate import simulate
 
-    old_packed, new_packed = pack_images(old, None), pack_images(new, None)
+    if packed is None:
+        packed = pack_images(old, None), pack_images(new, None)
+    old_packed = {k: v for k, v in packed[0].items() if k in old.images}
+    new_packed = {k: v for k, v in packed[1].items() if k in new.images}
     manifests = {i.tag: i.manifest for i in [*old_packed.values(), *new_packed.values()]}
     before = simulate(old, {key: image.tag for key, image in old_packed.items()})
     tags = {key: image.tag for key, image in new_packed.items()}
-    return plan(new, before, tags, manifests=manifests, reclaim=reclaim_of(old, ""))
+    reclaim = reclaim_of(old, "")
+    return plan(new, before, tags, manifests=manifests, reclaim=reclaim, handoffs=handoffs)
 
 
 def names_of(desired: Desired) -> set[str]:
@@ -465,6 +583,8 @@ __all__ = [
     "PassRequest",
     "PassResult",
     "compute_plan",
+    "deletes_everything",
+    "host_share",
     "names_of",
     "offline_plan",
     "pack_images",

@@ -14,6 +14,16 @@ PROJECT = "dsr.project"
 CONFIG_HASH = "dsr.config-hash"
 KIND = "dsr.kind"  # volume | container | volume_container | image
 NAME = "dsr.name"  # the spec key; differs from the Docker name only mid-replace
+# One volume's identity: a random token dsr sets when it makes a volume. A name is reused
+# (a volume deleted and made again, brought back by a restore, made by a migration), and
+# Docker's CreatedAt of a local volume is its folder's mtime, which every write moves.
+INSTANCE = "dsr.instance"
+
+
+def new_instance() -> str:
+    import secrets
+
+    return secrets.token_hex(8)
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,11 @@ class LiveVolume(_Labelled):
     options: Mapping[str, str] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
     created_at: str = ""
+
+    @property
+    def instance(self) -> str:
+        """The token dsr set when it made this volume (``""``: not made by this dsr)."""
+        return self.labels.get(INSTANCE, "")
 
 
 @dataclass(frozen=True)

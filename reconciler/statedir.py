@@ -7,15 +7,20 @@ Layout (``--state-dir``, default ``/var/lib/dsr`` for root, else ``$XDG_STATE_HO
     ├── hash-cache/     per image key: (size, mtime, inode, ctime) -> content hash
     ├── backups/        the default backup destination: PROJECT/SOURCE/SNAPSHOT/
     ├── staging/        PID/: an archive on its way to or from a store (S3, encrypted)
-    ├── records/        PROJECT.json: what the last apply recorded (e.g. each volume's reclaim)
+    ├── records/        DIGEST.json: what the last apply of a project recorded (each volume's
+    │                   reclaim...), DIGEST the sha256 of the whole project name
+    ├── passes/         DIGEST.json: the last pass that could apply (time, result, changes)
+    ├── daemons/        DIGEST.json: the running daemon's pid and suspend file
     ├── locks/          one flock file per engine and project
-    └── plan-key        the key that signs saved plans made on this machine (mode 0600)
+    ├── plan-key        the key that signs saved plans made on this machine (mode 0600)
+    └── backup-key      the key of the snapshots' keyed digests (HMAC of each manifest)
 
 Only this module builds paths inside the state directory; everything else asks it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -31,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.errors import LockError
-from reconciler.files import write_json
+from reconciler.files import read_regular, write_json
 
 
 def default_state_dir() -> str:
@@ -42,6 +47,13 @@ def default_state_dir() -> str:
         return "/var/lib/dsr"
     base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
     return os.path.join(base, "dsr")
+
+
+MAX_RECORD_BYTES = 16 << 20  # a record of thousands of volumes is well under 1 MiB
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _safe(text: str) -> str:
@@ -78,6 +90,14 @@ class StateDir:
         return os.path.join(self.root, "records")
 
     @property
+    def passes(self) -> str:
+        return os.path.join(self.root, "passes")
+
+    @property
+    def daemons(self) -> str:
+        return os.path.join(self.root, "daemons")
+
+    @property
     def locks(self) -> str:
         return os.path.join(self.root, "locks")
 
@@ -85,25 +105,89 @@ class StateDir:
     def plan_key_file(self) -> str:
         return os.path.join(self.root, "plan-key")
 
+    @property
+    def backup_key_file(self) -> str:
+        return os.path.join(self.root, "backup-key")
+
     def manifest(self, tag: str) -> str:
         """The manifest file of the data-packed build tagged ``tag``."""
         return os.path.join(self.manifests, tag.replace("/", "_").replace(":", "@") + ".json")
 
     def record(self, project: str) -> str:
-        return os.path.join(self.records, _safe(project) + ".json")
+        """The record file of ``project``: named by a digest of the whole name, so two
+        projects never share one (names that agreed in their first 80 characters did)."""
+        return os.path.join(self.records, f"{_digest(project)}.json")
+
+    def _old_record(self, project: str) -> str | None:
+        """The record file earlier versions kept (``records/NAME.json``), when that name
+        can only have been this project's: a name of at most 80 characters that ``_safe``
+        leaves as it is. A longer one may hold another project's record: not read."""
+        if len(project) >= 80 or _safe(project) != project:
+            return None
+        return os.path.join(self.records, f"{project}.json")
 
     def read_record(self, project: str) -> dict[str, Any]:
-        """What the last apply of ``project`` recorded; empty when nothing (or garbage)."""
-        try:
-            with open(self.record(project), encoding="utf-8") as handle:
-                value = json.load(handle)
-        except (OSError, ValueError):
-            return {}
-        return value if isinstance(value, dict) else {}
+        """What the last apply of ``project`` recorded; empty when nothing (or garbage).
+        Read as input: a regular file of at most 16 MiB, a JSON object."""
+        for path in (self.record(project), self._old_record(project)):
+            if path is None:
+                continue
+            try:
+                value = json.loads(read_regular(path, MAX_RECORD_BYTES))
+            except FileNotFoundError:
+                continue
+            except (OSError, ValueError):
+                return {}
+            return value if isinstance(value, dict) else {}
+        return {}
 
     def write_record(self, project: str, record: dict[str, Any]) -> None:
-        if self.read_record(project) != record:
+        old = self._old_record(project)
+        if self.read_record(project) != record or not os.path.lexists(self.record(project)):
             write_json(self.record(project), record, indent=1)
+        if old is not None and os.path.lexists(old):  # migrated: the new file has it all
+            with contextlib.suppress(OSError):
+                os.unlink(old)
+
+    def last_pass_file(self, project: str) -> str:
+        return os.path.join(self.passes, _digest(project) + ".json")
+
+    def read_last_pass(self, project: str) -> dict[str, Any] | None:
+        """The last pass recorded for ``project`` (``dsr status``); None when none or garbage."""
+        return _read_small_json(self.last_pass_file(project))
+
+    def write_last_pass(self, project: str, record: dict[str, Any]) -> None:
+        write_json(self.last_pass_file(project), record, indent=1)
+
+    def daemon_file(self, project: str) -> str:
+        return os.path.join(self.daemons, _digest(project) + ".json")
+
+    def read_daemon(self, project: str) -> dict[str, Any] | None:
+        return _read_small_json(self.daemon_file(project))
+
+    def write_daemon(self, project: str, record: dict[str, Any]) -> None:
+        write_json(self.daemon_file(project), record, indent=1)
+
+    def lock_holder(self, engine_url: str, project: str) -> int | None:
+        """The pid holding the lock of ``engine_url`` and ``project`` now, or None.
+
+        Never takes the lock, not even for a moment (a daemon starting then would fail):
+        the kernel's table of flock locks (``/proc/locks``) says whether the file's inode is
+        locked; the pid comes from the file's text, which its holder wrote.
+        """
+        path = self.lock_file(engine_url, project)
+        try:
+            info = os.stat(path)
+            with open(path, "rb") as handle:
+                text = handle.read(256).decode("utf-8", "replace")
+        except OSError:
+            return None
+        first = text.split(" ", 1)[0].strip()
+        pid = int(first) if first.isdigit() else None
+        held = _flocked(info)
+        if held is None:  # no /proc/locks: trust a pid that still lives
+            held = pid is not None and _alive(pid)
+        return pid if held else None
 
     def lock_file(self, engine_url: str, project: str) -> str:
         engine = hashlib.sha256(engine_url.encode()).hexdigest()[:12]
@@ -111,8 +195,15 @@ class StateDir:
 
     def plan_key(self) -> bytes:
         """This state directory's plan-signing key, made on first use (never leaves it)."""
+        return self._key(self.plan_key_file)
+
+    def backup_key(self) -> bytes:
+        """The key of this state directory's snapshot digests, made on first use."""
+        return self._key(self.backup_key_file)
+
+    def _key(self, file: str) -> bytes:
         try:
-            with open(self.plan_key_file, "rb") as handle:
+            with open(file, "rb") as handle:
                 key = handle.read(64)
             if len(key) == 64:
                 return key
@@ -120,17 +211,17 @@ class StateDir:
             pass
         os.makedirs(self.root, mode=0o700, exist_ok=True)
         key = secrets.token_bytes(64)
-        tmp = f"{self.plan_key_file}.{os.getpid()}.tmp"
+        tmp = f"{file}.{os.getpid()}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(key)
         try:
-            os.link(tmp, self.plan_key_file)  # the first writer wins; others read its key
+            os.link(tmp, file)  # the first writer wins; others read its key
         except FileExistsError:
             pass
         finally:
             os.unlink(tmp)
-        with open(self.plan_key_file, "rb") as handle:
+        with open(file, "rb") as handle:
             return handle.read(64)
 
 
@@ -184,3 +275,45 @@ def _held_message(fd: int, path: str, timeout: float) -> str:
     holder = f"process {pid} ({command})" if pid.isdigit() else "another dsr process"
     waited = f"after waiting {timeout:g} s" if timeout > 0 else "(--lock-timeout 0)"
     return f"{holder} holds the lock {path} {waited}; try again when it has finished"
+
+
+def _read_small_json(path: str) -> dict[str, Any] | None:
+    try:
+        with open(path, "rb") as handle:
+            value = json.loads(handle.read(1 << 20))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _flocked(info: os.stat_result) -> bool | None:
+    """Whether an flock lock is held on the file ``info`` describes; None when unknown."""
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as handle:
+            lines = handle.read(1 << 22).splitlines()
+    except OSError:
+        return None
+    wanted = (os.major(info.st_dev), os.minor(info.st_dev), info.st_ino)
+    for line in lines:
+        fields = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 1234 fe:00:5678 0 EOF" ("->" marks a waiter)
+        if "->" in fields or len(fields) < 6 or fields[1] != "FLOCK":
+            continue
+        parts = fields[5].split(":")
+        try:
+            found = (int(parts[0], 16), int(parts[1], 16), int(parts[2]))
+        except (IndexError, ValueError):
+            continue
+        if found == wanted:
+            return True
+    return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The shell steps of deploy/github/dsr-pr.yml, in a script so that a test can run them.
+# The comment step of the dsr GitHub Action (action.yml at the repository's root), in a
+# script so that a test can run it.
 #
 #   pr-comment.sh diff   validate the spec, then post `dsr diff BASE HEAD --format markdown`
 #   pr-comment.sh plan   post `dsr plan --format markdown` (needs the engine: self-hosted)
@@ -9,7 +10,12 @@
 # the live plan) through `gh api`.
 #
 # Environment: REPO (owner/name), PR_NUMBER, GH_TOKEN (for gh), BASE_SHA (diff), SPEC_PATH
-# (default: specs), DSR (the dsr command; default: dsr). Exit: dsr's (1 when invalid).
+# (default: specs), DSR (the dsr command; default: dsr), BODY_FILE (where the comment's
+# text is kept; default: a temporary file). Exit: dsr's (1 when invalid).
+#
+# Run from the root of the pull request's checkout. Bind sources that exist only on the
+# host are not checked here (validate and diff say so in the comment); the host's
+# `dsr plan` / `dsr run` checks them.
 set -euo pipefail
 
 mode=${1:?usage: pr-comment.sh diff|plan}
@@ -19,7 +25,7 @@ read -ra dsr <<<"${DSR:-dsr}"
 
 work=$(mktemp -d)
 trap 'git worktree remove --force "$work/base" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
-body=$work/body.md
+body=${BODY_FILE:-$work/body.md}
 status=0
 
 fence() { printf '```\n'; cat; printf '```\n'; }
@@ -34,10 +40,20 @@ diff_body() {
     git worktree add --quiet --detach "$work/base" "${BASE_SHA:?}"
     if [[ ! -e $work/base/$spec ]]; then
         printf 'The base has no `%s` yet: everything in the spec is new.\n\n' "$spec"
-        "${dsr[@]}" validate "$spec" | fence
+        fence <"$work/validate.txt"
         return 0
     fi
-    "${dsr[@]}" diff "$work/base/$spec" "$spec" --format markdown
+    local rc=0
+    "${dsr[@]}" diff "$work/base/$spec" "$spec" --format markdown 2>"$work/diff.err" || rc=$?
+    if ((rc != 0)); then
+        printf 'dsr diff failed:\n\n'
+        fence <"$work/diff.err"
+        return "$rc"
+    fi
+    if grep -q '^not checked here: ' "$work/validate.txt"; then
+        printf '\nChecked on the host, not here (a pull request runner is not the host):\n\n'
+        grep '^not checked here: ' "$work/validate.txt" | sed 's/^not checked here: //' | fence
+    fi
 }
 
 plan_body() {

@@ -105,9 +105,39 @@ def remove_made_volume(engine: Engine, name: str) -> None:
         engine.api.remove_volume(name)
 
 
+def mounted_elsewhere(volume: dict[str, Any]) -> str:
+    """Why the volume's folder under Docker's data root is not its data, or ``""``.
+
+    A volume of another driver, or a ``local`` one with driver options (``type``, ``o``,
+    ``device``: a bind, NFS, tmpfs or a block device), holds its data in storage Docker
+    mounts on that folder only while a container uses it; while none does (a quiesced
+    backup, a restore, a migration) the folder is empty, and what is written there is
+    hidden by the mount the next container gets. Such a volume is read and written through
+    a helper container that mounts it, as every container sees it."""
+    driver = str(volume.get("Driver") or "local")
+    if driver != "local":
+        return f"its driver is {driver}"
+    options = volume.get("Options") or {}
+    if options:
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(options.items()) if k != "o")
+        return f"its driver options ({shown or 'o'}) mount its storage on use"
+    return ""
+
+
+def storage_outlives(volume: dict[str, Any]) -> bool:
+    """Whether the volume's data survives removing the volume: a ``device`` (a bind, NFS,
+    a block device) keeps its files when Docker removes and makes the volume again; only a
+    plain local volume or a tmpfs is emptied that way. Another driver: not known, so yes."""
+    if str(volume.get("Driver") or "local") != "local":
+        return True
+    options = volume.get("Options") or {}
+    return bool(options.get("device")) and options.get("type") != "tmpfs"
+
+
 def local_mountpoint(engine: Engine, volume: dict[str, Any], *, write: bool) -> str | None:
-    """The volume's directory when dsr can use it directly: a local engine, a readable dir."""
-    if not engine.url.startswith("unix://"):
+    """The volume's directory when dsr can use it directly: a local engine, a readable dir,
+    and the directory is where the volume's data lives (``mounted_elsewhere``)."""
+    if not engine.url.startswith("unix://") or mounted_elsewhere(volume):
         return None
     path = volume.get("Mountpoint") or ""
     mode = os.R_OK | os.X_OK | (os.W_OK if write else 0)
@@ -140,6 +170,37 @@ def users(engine: Engine, *, volume: str = "", path: str = "") -> list[User]:
                 out.append(User(c["Id"], name, c.get("State") == "running"))
                 break
     return out
+
+
+def quiet_users(engine: Engine, volume: str) -> dict[str, str]:
+    """Each container that mounts ``volume`` (helpers aside), with when it last started;
+    refused while one runs: a backup taken then may miss what it writes."""
+    found = {}
+    for c in engine.api.containers(all=True, filters={"volume": volume}):
+        if (c.get("Labels") or {}).get(KIND) == HELPER:
+            continue
+        state = engine.api.inspect_container(c["Id"])["State"]
+        name = (c.get("Names") or ["/" + c["Id"][:12]])[0].lstrip("/")
+        if state.get("Running") or state.get("Restarting"):
+            raise BackupError(
+                f"{name} runs on {volume}, so a backup could miss what it writes; nothing "
+                "was removed"
+            )
+        found[c["Id"]] = f"{name} {state.get('StartedAt')}"
+    return found
+
+
+def still_quiet(engine: Engine, volume: str, quiet: dict[str, str]) -> None:
+    """Nothing started on ``volume`` since ``quiet`` was taken (``restart: always`` after an
+    engine restart, or anyone): else a backup taken meanwhile may lack its writes, and
+    restoring it would lose them."""
+    now = quiet_users(engine, volume)
+    if now != quiet:
+        moved = sorted({v.split(" ")[0] for v in set(now.values()) ^ set(quiet.values())})
+        raise BackupError(
+            f"{', '.join(moved)} started on {volume} during its backup, which may lack what "
+            "it wrote; nothing was removed, the next pass backs it up again"
+        )
 
 
 def _overlaps(source: str, path: str) -> bool:

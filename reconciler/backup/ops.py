@@ -10,13 +10,15 @@ the CLI as a subprocess.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from reconciler import logs
-from reconciler.backup import engine_io, places, run
+from reconciler.backup import crypt, engine_io, places, run, store
 from reconciler.backup import restore as restoring
 from reconciler.backup.errors import BackupError, ChecksumError
 from reconciler.backup.manifest import backup_time
@@ -24,11 +26,15 @@ from reconciler.backup.retention import apply_keep, is_empty, newest_first
 from reconciler.backup.store import COMPLETE, Folder, Place, Snapshot, Source
 from reconciler.engine import Engine, engine_url
 from reconciler.errors import DsrError
+from reconciler.escape import escape_controls
+from reconciler.hostinfo import engine_host
 from reconciler.plan.params import volume_params
 from reconciler.snapshot import MANAGED, PROJECT
 from reconciler.spec import Desired, Policy, load_policy, load_spec
 from reconciler.spec.backups import Backup
 from reconciler.spec.models import Volume
+from reconciler.spec.policy import is_under
+from reconciler.spec.share import share
 from reconciler.statedir import StateDir, default_state_dir, locked
 
 log = logs.get_logger("dsr.backup")
@@ -45,6 +51,8 @@ class Request:
     state_dir: str | None = None
     engine_timeout: float = 30.0
     lock_timeout: float = 60.0
+    host: str | None = None  # --host: whose share of the spec (default: the engine's name)
+    identity: str | None = None  # --identity FILE (else DSR_AGE_IDENTITY)
 
     @property
     def state(self) -> StateDir:
@@ -58,7 +66,14 @@ def load(request: Request) -> tuple[Desired, Policy]:
         docker_host=request.docker_host,
         state_dir=request.state.root,
     )
-    return load_spec(request.path, project=request.project, policy=policy), policy
+    desired = load_spec(request.path, project=request.project, policy=policy)
+    if desired.placements:  # only this host's rules and volumes (see spec.share)
+        engine = _engine(request)
+        try:
+            desired = share(desired, engine_host(engine, request.host))
+        finally:
+            engine.close()
+    return desired, policy
 
 
 def folders(rule: Backup, state: StateDir) -> list[str]:
@@ -100,7 +115,9 @@ def backup(
         moment, zone = backup_time(time)
     except ValueError as err:
         raise BackupError(f"--time {time!r} is not an ISO 8601 time: {err}") from err
-    options = run.Options(time=moment, zone=zone, via=via, progress=progress)
+    options = run.Options(
+        time=moment, zone=zone, via=via, progress=progress, key=request.state.backup_key()
+    )
     needs_engine = any(
         r.volumes or r.quiesce or r.hooks.before or r.hooks.after for r in rules.values()
     )
@@ -140,23 +157,84 @@ def _rules(desired: Desired, rule: str | None, volume: str | None) -> dict[str, 
 # -- list, verify ---------------------------------------------------------------------------
 
 
-def listing(request: Request) -> list[Snapshot]:
+class Listed(list[Snapshot]):
+    """Snapshots found, and why some places could not be read (``problems``)."""
+
+    problems: list[str]
+
+
+def listing(request: Request) -> Listed:
     """Every snapshot of the project with a manifest, per policy and source, newest first
-    (one entry per place a snapshot is stored in)."""
+    (one entry per place a snapshot is stored in). A place that cannot be read does not
+    hide the others: its error is in ``problems``."""
     desired, _ = load(request)
-    return _found(desired, request.state)
+    return _found(desired, request)
 
 
-def _found(desired: Desired, state: StateDir) -> list[Snapshot]:
+def listing_all(request: Request) -> tuple[Listed, list[dict[str, str | None]]]:
+    """``listing``, and each snapshot whose manifest is unreadable, as damaged (its
+    folder's name for an id): one bad snapshot never hides the others."""
+    desired, _ = load(request)
+    damaged: list[dict[str, str | None]] = []
+    return _found(desired, request, damaged), damaged
+
+
+def _damaged(found: store.Found, place: Place, project: str) -> list[dict[str, str | None]]:
+    out: list[dict[str, str | None]] = []
+    for item in found.unreadable:
+        problem = "its manifest is unreadable"
+        if isinstance(place, Folder):
+            problem = store.read_manifest(item, project)[1]
+        out.append(
+            {
+                "id": escape_controls(os.path.basename(item.rstrip("/"))),
+                "policy": None,
+                "source": None,
+                "time": None,
+                "status": store.DAMAGED,
+                "problem": problem,
+            }
+        )
+    return out
+
+
+def _keys(request: Request) -> tuple[Any, ...]:
+    return tuple(crypt.identities(request.identity))
+
+
+def _found(
+    desired: Desired, request: Request, damaged: list[dict[str, str | None]] | None = None
+) -> Listed:
+    """Every place's snapshots; one whose manifest this state directory's backup-key did
+    not sign is damaged (refused by its id), and never hides the others."""
     out: list[Snapshot] = []
-    for place in places.every_place(desired, state):
-        out += place.find(desired.project).snapshots
-    return sorted(out, key=lambda s: (s.manifest.policy, s.manifest.source, -s.time.timestamp()))
+    problems: list[str] = []
+    every = places.every_place(desired, request.state, _keys(request))
+    key = request.state.backup_key()
+    for place in every:
+        try:
+            here = store.signed(place.find(desired.project), key)
+            out += here.snapshots
+            if damaged is not None:
+                damaged += _damaged(here, place, desired.project)
+        except BackupError as err:
+            log.error("list_failed", destination=place.url, error=str(err))
+            problems.append(str(err))
+    if problems and len(problems) == len(every):
+        raise BackupError("; ".join(problems))
+    found = Listed(
+        sorted(out, key=lambda s: (s.manifest.policy, s.manifest.source, -s.time.timestamp()))
+    )
+    found.problems = problems
+    return found
 
 
 def verify(request: Request, backup_id: str | None = None) -> list[tuple[Snapshot, str | None]]:
     """Re-read archives (all, or one): (snapshot, the problem or ``None``) each."""
-    snapshots = listing(request)
+    found = listing(request)
+    if found.problems:  # a verify that skipped a place would say all is well
+        raise BackupError("; ".join(found.problems))
+    snapshots: list[Snapshot] = list(found)
     if backup_id is not None:
         snapshots = [s for s in snapshots if s.id == backup_id]
         if not snapshots:
@@ -211,7 +289,8 @@ class Pruned:
 
 def _brief(s: Snapshot) -> dict[str, object]:
     m = s.manifest
-    return {"id": m.id, "policy": m.policy, "source": m.source, "time": m.time.isoformat()}
+    where = {"destination": s.place.url} if s.place is not None else {}
+    return {"id": m.id, "policy": m.policy, "source": m.source, "time": m.time.isoformat(), **where}
 
 
 def prune(request: Request, *, dry_run: bool = False) -> Pruned:
@@ -219,8 +298,8 @@ def prune(request: Request, *, dry_run: bool = False) -> Pruned:
     desired, _ = load(request)
     result = Pruned()
     with _locked(request, desired.project):
-        for place in places.every_place(desired, request.state):  # each place on its own
-            found = place.find(desired.project)
+        for place in places.every_place(desired, request.state, _keys(request)):  # one by one
+            found = store.signed(place.find(desired.project), request.state.backup_key())
             mine = plan_prune(desired, list(found.snapshots))
             mine.unfinished = list(found.unfinished)
             result.add(mine)
@@ -244,6 +323,9 @@ def plan_prune(desired: Desired, snapshots: list[Snapshot]) -> Pruned:
     result = Pruned()
     now = datetime.now(UTC)
     for (policy, _), group in sorted(groups.items()):
+        foreign = [s for s in group if store.is_unsigned(s)]
+        result.keep += [(s, ("its manifest is not signed here: left alone",)) for s in foreign]
+        group = [s for s in group if not store.is_unsigned(s)]
         good = newest_first([s for s in group if s.status == COMPLETE])
         rule = desired.backups.get(policy)
         if rule is None or is_empty(rule.keep):
@@ -281,15 +363,21 @@ def restore(
         if target.startswith("/")
         else Source("volume", target)
     )
-    chosen = _choose(_found(desired, request.state), source, backup_id)
+    chosen = _choose(_found(desired, request), source, backup_id)
     with _locked(request, desired.project), _place(chosen).fetched(chosen) as snapshot:
         if source.kind == "path":
             folder = os.path.normpath(into or source.name)
-            refused = policy.check(folder)
-            if refused:
-                raise BackupError(refused)
-            os.makedirs(folder, exist_ok=True)
-            restoring.restore_dir(snapshot, folder, progress)
+            dests = [
+                p.url for p in places.every_place(desired, request.state) if isinstance(p, Folder)
+            ]
+            _check_target(folder, policy, dests, request.state)
+            top = _make_target(folder)
+            try:
+                restoring.restore_dir(snapshot, folder, progress)
+            except BaseException:
+                if top:  # a folder this restore made: gone again, with what it wrote
+                    shutil.rmtree(top, ignore_errors=True)
+                raise
             return snapshot
         engine = _engine(request)
         try:
@@ -310,6 +398,36 @@ def restore(
         finally:
             engine.close()
     return chosen
+
+
+def _check_target(folder: str, policy: Policy, dests: list[str], state: StateDir) -> None:
+    """A restore target is never a backup destination (a restore empties its target), dsr's
+    state directory, or anything the policy protects, nor lies under or holds one."""
+    refused = policy.check(folder)
+    if refused:
+        raise BackupError(refused)
+    real = os.path.realpath(folder)
+    for protected, what in [(d, "the backup destination") for d in dests] + [
+        (state.root, "dsr's state directory")
+    ]:
+        other = os.path.realpath(protected)
+        if is_under(real, other) or is_under(other, real):
+            raise BackupError(
+                f"{folder} cannot be a restore target: it is, lies in or holds {what} {other}"
+            )
+    if os.path.lexists(folder) and not os.path.isdir(folder):
+        raise BackupError(f"{folder} cannot be a restore target: it is not a directory")
+
+
+def _make_target(folder: str) -> str | None:
+    """Create the target folder (and missing parents); the topmost folder made, if any."""
+    made = None
+    path = folder
+    while not os.path.lexists(path):
+        made = path
+        path = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    return made
 
 
 def _choose(snapshots: list[Snapshot], source: Source, backup_id: str) -> Snapshot:
@@ -359,17 +477,14 @@ def _prepare_volume(
                 "so dsr never changes it; restore --into a new volume instead"
             )
         return False
-    spec = desired.volumes.get(name) if not new else None
-    if spec is None:
-        info = snapshot.manifest.volume
-        user_labels = {
-            k: v for k, v in (info.labels if info else {}).items() if not k.startswith("dsr.")
-        }
-        spec = Volume(
-            driver=info.driver if info else "local",
-            driver_opts=dict(info.options) if info else {},
-            labels=user_labels,
-        )
+    # Never the driver or options a manifest records (anyone who can write the backup
+    # folder could make them a bind of dsr's state directory): the spec's volume of that
+    # name (for --into: of the snapshot's volume), checked with the spec; else a plain
+    # local volume.
+    source_name = Source.parse(snapshot.manifest.source).name
+    spec = desired.volumes.get(source_name if new else name)
+    if spec is None or (new and spec.external):
+        spec = Volume()
     elif spec.external:
         raise BackupError(f"the volume {name} is external: dsr never creates it")
     params = volume_params(desired.project, name, spec)

@@ -10,13 +10,13 @@ others: the snapshot is kept where it was stored, and the error names the places
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-from collections.abc import Iterable, Iterator
+import dataclasses
+from collections.abc import Iterable
+from typing import Any
 
 from reconciler import logs
 from reconciler.backup import run, store
+from reconciler.backup import staging as staged
 from reconciler.backup.errors import BackupError
 from reconciler.backup.manifest import Manifest
 from reconciler.backup.store import Folder, Place, Source
@@ -28,23 +28,34 @@ from reconciler.statedir import StateDir
 log = logs.get_logger("dsr.backup")
 
 
-def place_of(url: str, rule: Backup | None = None) -> Place:
-    """The place a destination names (``rule`` gives an S3 place its endpoint and region)."""
+def place_of(url: str, rule: Backup, state: StateDir, keys: tuple[Any, ...] = ()) -> Place:
+    """The place a destination names, with the rule's endpoint, region and recipients;
+    ``keys``: the age identities that read encrypted snapshots."""
     if s3_parts(url) is None:
         return Folder(url)
-    raise BackupError(f"{url}: this build of dsr cannot write S3 stores yet")
+    from reconciler.backup.s3store import S3
+
+    return S3(
+        url,
+        endpoint=rule.endpoint,
+        region=rule.region,
+        recipients=tuple(rule.encrypt_to),
+        identities=keys,
+        staging=state.staging,
+    )
 
 
-def places_of(rule: Backup, state: StateDir) -> list[Place]:
+def places_of(rule: Backup, state: StateDir, keys: tuple[Any, ...] = ()) -> list[Place]:
     """Where ``rule`` stores its snapshots, in the order written."""
-    return [place_of(url, rule) for url in rule.destinations] or [Folder(state.backups)]
+    places = [place_of(url, rule, state, keys) for url in rule.destinations]
+    return places or [Folder(state.backups)]
 
 
-def every_place(desired: Desired, state: StateDir) -> list[Place]:
+def every_place(desired: Desired, state: StateDir, keys: tuple[Any, ...] = ()) -> list[Place]:
     """Every rule's places and the default one, each store once."""
     found: dict[str, Place] = {}
     for _, rule in sorted(desired.backups.items()):
-        for place in places_of(rule, state):
+        for place in places_of(rule, state, keys):
             found.setdefault(place.key, place)
     default = Folder(state.backups)
     found.setdefault(default.key, default)
@@ -67,8 +78,7 @@ def take(
             manifest = run.backup_source(engine, project, source, first.url, options)
             _store(project, places[1:], store.folder_of(first.url, manifest), manifest, [first])
             return manifest
-        os.makedirs(staging, mode=0o700, exist_ok=True)
-        with _staged(staging) as folder:
+        with staged.folder(staging) as folder:
             manifest = run.backup_source(engine, project, source, folder, options)
             _store(project, places, store.folder_of(folder, manifest), manifest, [])
         return manifest
@@ -77,15 +87,8 @@ def take(
 
 
 def _with_taken(options: run.Options, taken: frozenset[str]) -> run.Options:
-    return run.Options(
-        policy=options.policy,
-        spec_hash=options.spec_hash,
-        time=options.time,
-        zone=options.zone,
-        via=options.via,
-        progress=options.progress,
-        taken=options.taken | taken,
-    )
+    # replace, not a copy field by field: a field added later (the backup-key) is kept
+    return dataclasses.replace(options, taken=options.taken | taken)
 
 
 def _store(
@@ -105,34 +108,3 @@ def _store(
         raise BackupError(
             f"snapshot {manifest.id} is stored in {kept}; not in " + "; ".join(failed)
         )
-
-
-@contextlib.contextmanager
-def _staged(staging: str) -> Iterator[str]:
-    """A folder of its own under ``staging``, removed after (also one a killed run left)."""
-    clean_staging(staging)
-    folder = os.path.join(staging, f"{os.getpid()}")
-    shutil.rmtree(folder, ignore_errors=True)
-    os.makedirs(folder, mode=0o700)
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def clean_staging(staging: str) -> None:
-    """Remove what runs that no longer exist left in ``staging`` (a SIGKILL, a reboot)."""
-    with contextlib.suppress(OSError), os.scandir(staging) as it:
-        for entry in it:
-            if entry.name.isdigit() and not _alive(int(entry.name)):
-                shutil.rmtree(entry.path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return pid != 0

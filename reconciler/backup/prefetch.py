@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import queue
 import threading
 from typing import BinaryIO
@@ -20,6 +21,7 @@ import zstandard
 from reconciler.backup.archive import CHUNK, Decompressed, beyond, read_tar
 from reconciler.backup.errors import ArchiveError
 from reconciler.backup.tree import FILE, TreeDigest
+from reconciler.files import open_regular
 
 DEPTH = 8  # pieces waiting in the queue
 TRAILER = 1 << 20  # plain bytes allowed after the end-of-archive blocks (tar pads records)
@@ -118,7 +120,7 @@ def scan(
     holds more is refused as soon as it does, as is one with more than ``TRAILER`` bytes
     after its end, so a crafted archive cannot keep dsr decompressing for hours."""
     tree = TreeDigest()
-    with open(path, "rb") as file, Prefetched(file) as source:
+    with os.fdopen(open_regular(path), "rb") as file, Prefetched(file) as source:
         for entry, content in read_tar(source):
             if entry.kind == FILE and contents:
                 digest = hashlib.sha256()

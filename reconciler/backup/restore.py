@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import queue
 import threading
 from collections.abc import Iterator
@@ -33,6 +34,8 @@ from reconciler.backup.run import IterReader
 from reconciler.backup.store import Snapshot
 from reconciler.backup.tree import FILE, TreeDigest, file_sha256, gc_paused
 from reconciler.engine import Engine
+from reconciler.files import open_regular
+from reconciler.snapshot import INSTANCE, new_instance
 
 
 def check_bytes(snapshot: Snapshot) -> None:
@@ -113,7 +116,11 @@ def restore_volume(
     with engine_io.stopped(engine, running):
         mountpoint = None if via == "api" else engine_io.local_mountpoint(engine, live, write=True)
         if via == "direct" and mountpoint is None:
-            raise BackupError(f"cannot write the volume {volume}'s directory on this host")
+            why = engine_io.mounted_elsewhere(live) or "it is not writable from here"
+            raise BackupError(
+                f"cannot write the volume {volume}'s directory on this host: {why}; use "
+                "--via api (a helper container that mounts it)"
+            )
         if mountpoint is not None:
             _write_dir(snapshot, mountpoint, progress)
         else:
@@ -136,7 +143,11 @@ def _write_dir(snapshot: Snapshot, root: str, progress: Progress | None) -> None
         _scan(snapshot, contents=False)
         extract.wipe(root)
     try:
-        with gc_paused(), open(snapshot.archive, "rb") as file, Prefetched(file) as source:
+        with (
+            gc_paused(),
+            os.fdopen(open_regular(snapshot.archive), "rb") as file,
+            Prefetched(file) as source,
+        ):
             extract.extract(source, root, progress, most=(m.size, m.files))
             _same_bytes(snapshot, source.finish())  # the archive changed since it was checked
     except BaseException as err:
@@ -170,6 +181,14 @@ def _restore_api(
     with engine_io.helper(engine, project, volume, read_only=True) as helper_id:
         empty = _is_empty(engine, helper_id)
     if not empty:
+        if engine_io.storage_outlives(live):
+            raise BackupError(
+                f"the volume {volume} holds files in storage that outlives it "
+                f"({engine_io.mounted_elsewhere(live)}): removing and making it again, the "
+                "only way to empty it through the Engine API, would not empty it, and "
+                "restoring over its files would mix both trees; empty it, or restore --into "
+                "a new volume"
+            )
         if referenced:
             raise BackupError(
                 f"the volume {volume} holds files and containers reference it; through the "
@@ -264,7 +283,7 @@ def _prefixed(snapshot: Snapshot, progress: Progress | None) -> Iterator[bytes]:
         sink = _Queue(chunks, stop)
         try:
             writer = TarWriter(sink, TreeDigest(), prefix="v/", progress=progress)  # type: ignore[arg-type]
-            with open(snapshot.archive, "rb") as file:
+            with os.fdopen(open_regular(snapshot.archive), "rb") as file:
                 for entry, content in read_tar(Decompressed(file).plain()):
                     if stop.is_set():
                         return
@@ -300,7 +319,10 @@ def create_volume(
         raise BackupError(f"the volume {name} exists already; --into needs a new name")
     try:
         engine.api.create_volume(
-            name=name, driver=driver, driver_opts=options or None, labels=labels
+            name=name,
+            driver=driver,
+            driver_opts=options or None,
+            labels={**labels, INSTANCE: new_instance()},  # another volume than the backup's
         )
     except docker.errors.APIError as err:
         raise BackupError(f"cannot create the volume {name}: {err.explanation or err}") from err

@@ -11,6 +11,7 @@ source stopped while it is copied and started again, exactly those that were run
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import time
@@ -21,7 +22,7 @@ from datetime import datetime
 from reconciler import logs
 from reconciler.backup import archive, engine_io, sink, store
 from reconciler.backup.errors import BackupError
-from reconciler.backup.manifest import ARCHIVE, Manifest, VolumeInfo, backup_time, snapshot_id
+from reconciler.backup.manifest import ARCHIVE, Manifest, VolumeInfo, backup_time, sign, snapshot_id
 from reconciler.backup.store import Source
 from reconciler.backup.tree import TreeDigest, gc_paused
 from reconciler.engine import Engine
@@ -57,6 +58,7 @@ class Options:
     via: str = "auto"  # auto: the volume's directory when dsr can read it, else the API
     progress: Progress | None = None
     taken: frozenset[str] = frozenset()  # snapshot ids in use in other places
+    key: bytes = b""  # the state directory's backup-key: the manifest's keyed digest
 
 
 def backup_volume(
@@ -85,6 +87,8 @@ def backup_source(
         store.remove(folder)  # best effort; a killed backup leaves a folder prune removes
         raise
     manifest = manifest.model_copy(update={"seconds": round(time.monotonic() - started, 3)})
+    if options.key:
+        manifest = sign(manifest, options.key)
     store.write_manifest(folder, manifest)
     log.info(
         "snapshot",
@@ -189,7 +193,11 @@ def _pack(
     )
     mountpoint = None if via == "api" else engine_io.local_mountpoint(engine, live, write=False)
     if via == "direct" and mountpoint is None:
-        raise BackupError(f"cannot read the volume {source.name}'s directory on this host")
+        why = engine_io.mounted_elsewhere(live) or "it is not readable from here"
+        raise BackupError(
+            f"cannot read the volume {source.name}'s directory on this host: {why}; "
+            "use --via api (a helper container that mounts it)"
+        )
     if mountpoint is not None:
         archive.pack_dir(mountpoint, writer, skipped)
         return info, "direct"
@@ -282,15 +290,7 @@ def run_rule(
     volume: str | None = None,
 ) -> list[Taken]:
     """Hooks before; each source (quiesced if asked); hooks after, whatever happened."""
-    options = Options(
-        policy=name,
-        spec_hash=spec_hash(rule),
-        time=options.time,
-        zone=options.zone,
-        via=options.via,
-        progress=options.progress,
-        taken=options.taken,
-    )
+    options = dataclasses.replace(options, policy=name, spec_hash=spec_hash(rule))
     sources = sources_of(rule, volume)
     taken: list[Taken] = []
     try:

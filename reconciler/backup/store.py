@@ -20,28 +20,42 @@ fetch one's archive, remove one manifest first); ``Folder`` is the folder store,
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
 import re
 import shutil
+import stat
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from pydantic import ValidationError
-
 from reconciler import logs
 from reconciler.backup.errors import BackupError
-from reconciler.backup.manifest import ARCHIVE, MANIFEST, Manifest
-from reconciler.files import write_json
+from reconciler.backup.manifest import (
+    ARCHIVE,
+    MANIFEST,
+    MAX_MANIFEST_BYTES,
+    Manifest,
+    ManifestError,
+    parse_manifest,
+    signature_problem,
+)
+from reconciler.escape import escape_controls
+from reconciler.files import read_regular, write_json
 
 log = logs.get_logger("dsr.backup")
 
 VERIFY = "verify.json"
+MAX_VERIFY_BYTES = 64 << 10
 COPY = 4 << 20
 COMPLETE, DAMAGED = "complete", "damaged"
+# The start of the problem of a snapshot whose manifest this state directory's key did not
+# sign: never restored, and never removed by a prune either (a lost key must not cost
+# every backup; an attacker who can edit manifests can delete them anyway).
+UNSIGNED = "not signed here: "
 
 
 @dataclass(frozen=True)
@@ -108,7 +122,7 @@ class Snapshot:
             "files": m.files,
             "sha256": m.sha256,
             "status": self.status,
-            **({"destination": self.place.url} if self.place and self.place.remote else {}),
+            **({"destination": self.place.url} if self.place else {}),
         }
 
 
@@ -253,7 +267,10 @@ def find(destinations: Iterable[str], project: str) -> Found:
     unreadable: list[str] = []
     seen: set[str] = set()
     for destination in destinations:
-        root = os.path.realpath(project_root(destination, project))
+        root = os.path.join(os.path.realpath(destination), project)
+        if os.path.islink(root):  # prune would follow it out of the destination
+            log.warning("project_folder_is_a_link", folder=escape_controls(root))
+            continue
         if root in seen or not os.path.isdir(root):
             continue
         seen.add(root)
@@ -281,40 +298,55 @@ def _subdirs(folder: str) -> list[str]:
 
 def load(folder: str, project: str) -> Snapshot | None:
     """The snapshot in ``folder``; ``None`` when its manifest is unreadable or not its own."""
+    manifest, problem = read_manifest(folder, project)
+    if manifest is None:
+        log.warning("manifest_unreadable", folder=escape_controls(folder), error=problem)
+        return None
+    status, problem = _status(folder, manifest)
+    return Snapshot(manifest, folder, status, problem)
+
+
+def read_manifest(folder: str, project: str) -> tuple[Manifest | None, str]:
+    """The manifest in ``folder`` (read as hostile input), or ``None`` and why not, in one
+    escaped line."""
     path = os.path.join(folder, MANIFEST)
     try:
-        with open(path, "rb") as handle:
-            manifest = Manifest.model_validate_json(handle.read(1 << 20))
-    except (OSError, ValidationError, ValueError) as err:
-        log.warning("manifest_unreadable", folder=folder, error=str(err).splitlines()[0])
-        return None
+        manifest = parse_manifest(read_regular(path, MAX_MANIFEST_BYTES))
+    except (OSError, ManifestError) as err:
+        return None, escape_controls(f"its manifest is unreadable: {err}")[:500]
     source = Source.parse(manifest.source)
     if (
         manifest.id != os.path.basename(folder)
         or manifest.project != project
         or source.folder != os.path.basename(os.path.dirname(folder))
     ):
-        log.warning("manifest_misplaced", folder=folder, id=manifest.id)
-        return None
-    status, problem = _status(folder, manifest)
-    return Snapshot(manifest, folder, status, problem)
+        return None, "its manifest describes another snapshot than its folder"
+    return manifest, ""
 
 
 def _status(folder: str, manifest: Manifest) -> tuple[str, str]:
     """Cheap checks only (size, the last verify): ``verify`` reads the archive itself."""
     try:
-        size = os.lstat(os.path.join(folder, ARCHIVE)).st_size
+        info = os.lstat(os.path.join(folder, ARCHIVE))
     except OSError:
         return DAMAGED, "the archive is missing"
-    if size != manifest.archive_size:
+    if not stat.S_ISREG(info.st_mode):
+        return DAMAGED, "the archive is not a regular file"
+    if info.st_size != manifest.archive_size:
+        size = info.st_size
         return DAMAGED, f"the archive has {size} bytes, its manifest says {manifest.archive_size}"
     try:
-        with open(os.path.join(folder, VERIFY), "rb") as handle:
-            verified = json.loads(handle.read(1 << 16))
-        if isinstance(verified, dict) and verified.get("ok") is False:
-            return DAMAGED, str(verified.get("error", "the last verify failed"))
-    except (OSError, ValueError):
-        pass
+        verified = json.loads(read_regular(os.path.join(folder, VERIFY), MAX_VERIFY_BYTES))
+    except FileNotFoundError:
+        return COMPLETE, ""
+    except (OSError, ValueError) as err:  # a verify result dsr did not write: not good
+        return DAMAGED, escape_controls(f"its verify.json is unreadable: {err}")[:500]
+    if not isinstance(verified, dict) or not isinstance(verified.get("ok"), bool):
+        return DAMAGED, "its verify.json is not one dsr wrote"
+    if verified["ok"] is False:
+        error = verified.get("error")
+        text = error if isinstance(error, str) else "the last verify failed"
+        return DAMAGED, escape_controls(text)[:1000]
     return COMPLETE, ""
 
 
@@ -353,3 +385,19 @@ def fsync_dir(folder: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def signed(found: Found, key: bytes) -> Found:
+    """``found`` with every snapshot whose manifest ``key`` did not sign marked damaged
+    (``UNSIGNED``): an edited manifest is refused by its id, and the others still show."""
+    out = []
+    for snapshot in found.snapshots:
+        problem = signature_problem(snapshot.manifest, key)
+        if problem is not None:
+            snapshot = dataclasses.replace(snapshot, status=DAMAGED, problem=UNSIGNED + problem)
+        out.append(snapshot)
+    return dataclasses.replace(found, snapshots=tuple(out))
+
+
+def is_unsigned(snapshot: Snapshot) -> bool:
+    return snapshot.problem.startswith(UNSIGNED)

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _json
 from typing import NamedTuple
 
+from reconciler.files import open_regular
+
 DIR, FILE, SYMLINK, HARDLINK, FIFO = "dir", "file", "symlink", "hardlink", "fifo"
 ROOT = "."
 
@@ -199,7 +201,7 @@ def digest_of(root: str, chunk: int = 1 << 20) -> TreeDigest:
 
 def file_sha256(path: str, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    fd = open_regular(path)  # no link followed, no FIFO waited for
     try:
         block = os.read(fd, chunk)  # most files: one read
         if len(block) < chunk:

@@ -1,15 +1,19 @@
 """The ``dsr`` command line. Sits on top of everything; nothing imports it.
 
-Exit codes follow the contract: 0 success, 1 error (usage errors included, so that a
-usage error can never pass for ``--detailed-exitcode``'s 2). Each command module
+Exit codes follow the contract: 0 done, 1 error (usage errors included, so that a usage
+error can never pass for ``--detailed-exitcode``'s 2), 2 changes pending (``plan
+--detailed-exitcode``, ``diff``), 3 ``apply`` finished with blocked changes and nothing
+failed. Data goes to stdout, diagnostics to stderr; with ``--format json`` stdout holds
+JSON even on error (``error_document``). Each command module
 registers its commands on ``cli``; the Docker client, the planner and the applier are
 imported by the commands that use them, so that ``dsr validate`` and ``--help`` start fast.
 """
 
 from __future__ import annotations
 
+import json
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -25,11 +29,25 @@ def _group_options(func: Any) -> Any:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @_group_options
-@click.version_option(package_name="docker-storage-reconciler", prog_name="dsr")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=lambda ctx, _param, value: _show_version(ctx) if value else None,
+    help="Show the version and the git commit, then exit.",
+)
 @click.pass_context
 def cli(ctx: click.Context, /, **options: Any) -> None:
     """dsr: declarative, GitOps-style reconciler for Docker storage."""
     ctx.obj = Settings(**options)
+
+
+def _show_version(ctx: click.Context) -> None:
+    from reconciler.version import describe
+
+    click.echo(describe())
+    ctx.exit(0)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -50,16 +68,45 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(0)
 
 
-def report(err: DsrError) -> None:
-    """A spec error as validate prints it (one ``FILE:LINE: path: message`` each), else one line."""
+EXIT_OK, EXIT_ERROR, EXIT_PENDING, EXIT_BLOCKED = 0, 1, 2, 3
+
+
+def report(err: DsrError, fmt: str = "text") -> None:
+    """A spec error as validate prints it (one ``FILE:LINE: path: message`` each), else one
+    line, on stderr; with ``fmt`` json, also the contract's error document on stdout."""
     if isinstance(err, SpecError):
         for issue in err.issues:
             click.echo(str(issue), err=True)
     else:
         click.echo(f"dsr: {err}", err=True)
+    if fmt == "json":
+        click.echo(json.dumps(error_document(err), indent=2))
+
+
+def fail(err: DsrError, fmt: str = "text") -> NoReturn:
+    """Report ``err`` (see ``report``) and exit 1."""
+    report(err, fmt)
+    sys.exit(EXIT_ERROR)
+
+
+def error_document(err: DsrError) -> dict[str, Any]:
+    """``{"format_version": 1, "error": {"message", "file", "line"}}``: the first spec
+    issue's place (every issue under ``issues``), or no place for other errors."""
+    if isinstance(err, SpecError) and err.issues:
+        issues = [
+            {
+                "message": f"{i.path}: {i.message}" if i.path else i.message,
+                "file": i.file,
+                "line": i.line,
+                "path": i.path,
+            }
+            for i in err.issues
+        ]
+        return {"format_version": 1, "error": {**issues[0], "issues": issues}}
+    return {"format_version": 1, "error": {"message": str(err), "file": None, "line": None}}
 
 
 # The command modules register themselves on `cli`.
-from reconciler.cli import backup, commands, importing, run  # noqa: E402
+from reconciler.cli import backup, commands, importing, run, status  # noqa: E402
 
-__all__ = ["backup", "cli", "commands", "importing", "main", "run"]
+__all__ = ["backup", "cli", "commands", "importing", "main", "run", "status"]

@@ -11,14 +11,16 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from reconciler.cli import cli
+from reconciler.cli import cli, fail
 from reconciler.cli.options import _NAMES, Settings, _options, global_options
+from reconciler.errors import DsrError
+from reconciler.escape import escape_controls
 
 if TYPE_CHECKING:
     from reconciler.backup.ops import Request
@@ -48,12 +50,14 @@ def _globals_but_policy(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _request(settings: Settings, path: str) -> Request:
-    from reconciler import logs
+IDENTITY_HELP = "age identity file that reads encrypted snapshots (default: $DSR_AGE_IDENTITY)."
+
+
+def _request(settings: Settings, path: str, identity: str | None = None) -> Request:
     from reconciler.backup.ops import Request
 
-    logs.configure(settings.log_format)
-    return Request(path=path, **settings.request())
+    settings.configure_logs()
+    return Request(path=path, identity=identity, **settings.request())
 
 
 @contextmanager
@@ -123,45 +127,77 @@ def backups_group() -> None:
 @backups_group.command("list")
 @click.argument("path", type=click.Path())
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option("--identity", type=click.Path(dir_okay=False), help=IDENTITY_HELP)
 @global_options
-def list_command(settings: Settings, path: str, fmt: str) -> None:
+def list_command(settings: Settings, path: str, fmt: str, identity: str | None) -> None:
     """List snapshots, per rule and source, newest first."""
-    from reconciler.backup.ops import listing
+    from reconciler.backup.ops import listing_all
 
-    snapshots = listing(_request(settings, path))
+    try:
+        snapshots, damaged = listing_all(_request(settings, path, identity))
+    except DsrError as err:
+        fail(err, fmt)
     if fmt == "json":
-        doc = {"format_version": 1, "backups": [s.listing() for s in snapshots]}
-        click.echo(json.dumps(doc, indent=2))
-        return
-    _table(snapshots)
+        rows: list[dict[str, object]] = [
+            {**s.listing(), **({"problem": s.problem} if s.problem else {})} for s in snapshots
+        ]
+        rows += [{**d, "size": None, "files": None, "sha256": None} for d in damaged]
+        click.echo(json.dumps({"format_version": 1, "backups": rows}, indent=2))
+    else:
+        _table(snapshots, damaged)
+    for problem in snapshots.problems:
+        click.echo(f"dsr: {problem}", err=True)
+    if snapshots.problems:
+        sys.exit(1)
 
 
-def _table(snapshots: list[Snapshot]) -> None:
+def _table(snapshots: list[Snapshot], damaged: Sequence[Mapping[str, str | None]] = ()) -> None:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table("id", "policy", "source", "time", "size", "files", "status", box=None)
+    where = any(s.place is not None and s.place.remote for s in snapshots)
+    columns = ("id", "policy", "source", "time", "size", "files", "status")
+    table = Table(*columns, *(("destination",) if where else ()), box=None)
     for s in snapshots:
         m = s.manifest
         status = s.status if not s.problem else f"{s.status}: {s.problem}"
-        row = (m.id, m.policy, m.source, m.time.isoformat(), _size(m.size), str(m.files), status)
-        table.add_row(*(escape(cell) for cell in row))
+        row: tuple[str, ...] = (
+            m.id,
+            m.policy,
+            m.source,
+            m.time.isoformat(),
+            _size(m.size),
+            str(m.files),
+            status,
+        )
+        if where:
+            row = (*row, s.place.url if s.place is not None else "")
+        table.add_row(*(escape(escape_controls(cell)) for cell in row))
+    for d in damaged:
+        cells = (d["id"] or "?", "?", "?", "?", "?", "?", f"{d['status']}: {d['problem']}")
+        table.add_row(*(escape(escape_controls(c)) for c in cells + (("?",) if where else ())))
     # Off a terminal (a pipe, a log) nothing is cut to 80 columns.
     width = None if sys.stdout.isatty() else 10_000
-    Console(width=width, soft_wrap=True).print(table if snapshots else "no backups")
+    Console(width=width, soft_wrap=True).print(table if snapshots or damaged else "no backups")
 
 
 @backups_group.command("prune")
 @click.argument("path", type=click.Path())
 @click.option("--dry-run", is_flag=True, help="Show what would be removed; remove nothing.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option("--identity", type=click.Path(dir_okay=False), help=IDENTITY_HELP)
 @global_options
-def prune_command(settings: Settings, path: str, dry_run: bool, fmt: str) -> None:
+def prune_command(
+    settings: Settings, path: str, dry_run: bool, fmt: str, identity: str | None
+) -> None:
     """Apply the keep rules (restic's forget semantics) and remove what they drop."""
     from reconciler.backup.ops import prune
 
-    result = prune(_request(settings, path), dry_run=dry_run)
+    try:
+        result = prune(_request(settings, path, identity), dry_run=dry_run)
+    except DsrError as err:
+        fail(err, fmt)
     if fmt == "json":
         click.echo(json.dumps(result.to_json(), indent=2))
         return
@@ -177,18 +213,22 @@ def prune_command(settings: Settings, path: str, dry_run: bool, fmt: str) -> Non
 @backups_group.command("verify")
 @click.argument("path", type=click.Path())
 @click.option("--backup", "backup_id", help="Only this snapshot id.")
+@click.option("--identity", type=click.Path(dir_okay=False), help=IDENTITY_HELP)
 @global_options
-def verify_command(settings: Settings, path: str, backup_id: str | None) -> None:
+def verify_command(
+    settings: Settings, path: str, backup_id: str | None, identity: str | None
+) -> None:
     """Re-read archives: check their sha256 and the digest of their tree."""
     from reconciler.backup.ops import verify
 
-    results = verify(_request(settings, path), backup_id)
+    results = verify(_request(settings, path, identity), backup_id)
+    # Every result is data (stdout); each failure is also a diagnostic (stderr).
     for snapshot, problem in results:
-        if problem:
-            click.echo(f"FAILED {snapshot.id}: {problem}", err=True)
-        else:
-            click.echo(f"ok     {snapshot.id}")
-    if any(problem for _, problem in results):
+        click.echo(f"FAILED {snapshot.id}: {problem}" if problem else f"ok     {snapshot.id}")
+    failed = [(snapshot, problem) for snapshot, problem in results if problem]
+    for snapshot, problem in failed:
+        click.echo(f"dsr: {snapshot.id} failed verification: {problem}", err=True)
+    if failed:
         sys.exit(1)
 
 
@@ -199,6 +239,7 @@ def verify_command(settings: Settings, path: str, backup_id: str | None) -> None
 @click.option("--into", help="Restore into this new volume (or folder) instead.")
 @click.option("--stop", is_flag=True, help="Stop running users of the volume, then restart them.")
 @click.option("--via", type=VIA, default="auto", help=VIA_HELP, hidden=True)
+@click.option("--identity", type=click.Path(dir_okay=False), help=IDENTITY_HELP)
 @global_options
 def restore_command(
     settings: Settings,
@@ -208,13 +249,14 @@ def restore_command(
     into: str | None,
     stop: bool,
     via: str,
+    identity: str | None,
 ) -> None:
     """Restore VOLUME (or a backed-up host folder) from a snapshot, verified by checksum."""
     from reconciler.backup.ops import restore
 
     with _progress("restoring") as progress:
         snapshot = restore(
-            _request(settings, path),
+            _request(settings, path, identity),
             volume,
             backup_id=backup_id,
             into=into,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
@@ -31,6 +32,7 @@ class Reach(Scope):
 
     engine_timeout: float
     lock_timeout: float
+    host: str | None
 
 
 @dataclass
@@ -41,9 +43,22 @@ class Settings:
     state_dir: str | None = None
     project: str | None = None
     policy: str | None = None
-    log_format: LogFormat = "console"
+    log_format: LogFormat | None = None  # None: JSON lines unless stderr is a terminal
     engine_timeout: float = 30.0
     lock_timeout: float = 60.0
+    host: str | None = None
+
+    def logs(self) -> LogFormat:
+        """The log format: the one given, else console on a terminal and JSON lines
+        elsewhere (a pipe, a CI log, journald), for every command alike."""
+        if self.log_format is not None:
+            return self.log_format
+        return "console" if sys.stderr.isatty() else "json"
+
+    def configure_logs(self) -> None:
+        from reconciler import logs
+
+        logs.configure(self.logs())
 
     def resolved_state_dir(self) -> str:
         return self.state_dir or default_state_dir()
@@ -65,6 +80,7 @@ class Settings:
             **self.scope(),
             "engine_timeout": self.engine_timeout,
             "lock_timeout": self.lock_timeout,
+            "host": self.host,
         }
 
 
@@ -76,6 +92,7 @@ _NAMES = (
     "log_format",
     "engine_timeout",
     "lock_timeout",
+    "host",
 )
 _SECONDS = click.FloatRange(min=0)
 
@@ -99,8 +116,7 @@ def _options(with_defaults: bool) -> tuple[Callable[[F], F], ...]:
         click.option(
             "--log-format",
             type=click.Choice(["json", "console"]),
-            default=default("console"),
-            help="Log format on stderr.",
+            help="Log format on stderr (default: console on a terminal, else JSON lines).",
         ),
         click.option(
             "--engine-timeout",
@@ -113,6 +129,12 @@ def _options(with_defaults: bool) -> tuple[Callable[[F], F], ...]:
             type=_SECONDS,
             default=default(60.0),
             help="Seconds to wait for another dsr holding the lock (default 60; 0: none).",
+        ),
+        click.option(
+            "--host",
+            "host",
+            metavar="NAME",
+            help="Act on this host's share of the spec (default: the engine's name).",
         ),
     )
 

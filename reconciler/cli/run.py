@@ -50,6 +50,7 @@ def _global_args(settings: Settings) -> tuple[str, ...]:
         ("--docker-host", settings.docker_host),
         ("--project", settings.project),
         ("--policy", settings.policy),
+        ("--host", settings.host),
     ):
         if value:
             args += [flag, value]
@@ -58,13 +59,14 @@ def _global_args(settings: Settings) -> tuple[str, ...]:
     return tuple(args)
 
 
-def _log_format(settings: Settings) -> str:
-    """JSON lines when stderr is not a terminal, unless --log-format was given."""
-    root = click.get_current_context().find_root()
-    given = root.get_parameter_source("log_format") != click.core.ParameterSource.DEFAULT
-    if given or settings.log_format == "json":
-        return settings.log_format
-    return "console" if sys.stderr.isatty() else "json"
+def _check_urls(urls: tuple[str, ...]) -> tuple[str, ...]:
+    from reconciler.daemon.alerts import check_url
+
+    for url in urls:
+        problem = check_url(url)
+        if problem:
+            raise click.BadParameter(problem, param_hint="--notify")
+    return urls
 
 
 @cli.command("run")
@@ -73,11 +75,24 @@ def _log_format(settings: Settings) -> str:
 @click.option(
     "--git-pull", type=Duration(), help="Fast-forward the spec's git checkout this often."
 )
-@click.option("--metrics-addr", metavar="HOST:PORT", help="Serve /healthz, /readyz, /metrics.")
+@click.option(
+    "--metrics-addr",
+    metavar="HOST:PORT",
+    help="Serve /healthz, /readyz, /metrics, the status page / and /status.json.",
+)
 @click.option("--allow-empty", is_flag=True, help="Let an empty spec delete the whole project.")
 @click.option("--suspend-file", metavar="FILE", help="While FILE exists, apply nothing.")
 @click.option("--pass-timeout", type=Duration(), default="5m", help="Deadline of one pass.")
 @click.option("--workers", type=click.IntRange(1, 32), default=4, help="Changes run at once.")
+@click.option(
+    "--notify",
+    "notify_urls",
+    metavar="URL",
+    multiple=True,
+    callback=lambda ctx, param, urls: _check_urls(urls),
+    help="POST a JSON event here for failed passes, blocked changes, failed or late "
+    "backups, failed git pulls (repeatable).",
+)
 @global_options
 def run_command(
     settings: Settings,
@@ -89,12 +104,12 @@ def run_command(
     suspend_file: str | None,
     pass_timeout: float,
     workers: int,
+    notify_urls: tuple[str, ...],
 ) -> None:
     """Keep the engine converged to PATH: on start, file changes, Docker events, a timer."""
-    from reconciler import logs
     from reconciler.daemon import Daemon, DaemonOptions
 
-    logs.configure(_log_format(settings))  # type: ignore[arg-type]
+    settings.configure_logs()
     options = DaemonOptions(
         request=pass_request(settings, path, apply=True, workers=workers),
         interval=interval,
@@ -104,6 +119,7 @@ def run_command(
         suspend_file=suspend_file,
         pass_timeout=pass_timeout,
         global_args=_global_args(settings),
+        notify=notify_urls,
     )
     try:
         daemon = Daemon(options)

@@ -71,12 +71,14 @@ class Puller(threading.Thread):
         interval: float,
         on_new_commit: Callable[[str], None],
         stop: threading.Event,
+        on_result: Callable[[bool, str], None] | None = None,
     ) -> None:
         super().__init__(name="dsr-git-pull", daemon=True)
         self.top = top
         self.interval = interval
         self.on_new_commit = on_new_commit
         self.stop_event = stop
+        self.on_result = on_result  # (succeeded, what git said) after every pull
         self.failures = 0
 
     def run(self) -> None:
@@ -91,7 +93,11 @@ class Puller(threading.Thread):
             self.failures += 1
             # The files are untouched by a failed fast-forward: the last good commit stays.
             log.error("git pull failed", folder=self.top, error=message, failures=self.failures)
+            if self.on_result is not None:
+                self.on_result(False, message)
             return
+        if self.on_result is not None:
+            self.on_result(True, message)
         after = head(self.top)
         if after != before and after is not None:
             log.info("git pull", folder=self.top, before=before, after=after)

@@ -21,6 +21,7 @@ import dataclasses
 import os
 import random
 import signal
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -31,18 +32,28 @@ import structlog
 from reconciler import logs
 from reconciler.apply import Outcome
 from reconciler.daemon import git
+from reconciler.daemon.alerts import Notifier
 from reconciler.daemon.backoff import Backoff, defer
 from reconciler.daemon.events import Event, EventListener, OwnChanges, relevant
 from reconciler.daemon.metrics import Health, Metrics, ProbeServer, resource_counts
 from reconciler.daemon.notify import Watchdog, notify, watchdog_interval
+from reconciler.daemon.page import Pages
+from reconciler.daemon.report import Reporter
 from reconciler.daemon.schedule import BackupRunner, CommandRunner, Scheduler
 from reconciler.daemon.specs import SpecSource
 from reconciler.daemon.trigger import Trigger
 from reconciler.daemon.watch import SETTLE, SpecWatcher
 from reconciler.engine import Engine, engine_url
-from reconciler.errors import EngineError, LockError
+from reconciler.errors import EngineError, LockError, SpecError, SpecIssue
 from reconciler.plan.model import Action, Plan
-from reconciler.reconcile import PassRequest, PassResult, names_of, run_pass
+from reconciler.reconcile import (
+    PassRequest,
+    PassResult,
+    deletes_everything,
+    host_share,
+    names_of,
+    run_pass,
+)
 from reconciler.spec import Desired
 from reconciler.statedir import StateDir, default_state_dir, locked
 
@@ -68,6 +79,7 @@ class DaemonOptions:
     pass_timeout: float = 300.0
     jitter: float = 0.1
     global_args: tuple[str, ...] = ()  # for the backup subprocesses
+    notify: tuple[str, ...] = ()  # --notify URLs
 
 
 class Daemon:
@@ -82,6 +94,7 @@ class Daemon:
             apply=True,
             accept_saved_plan=False,
             lock_timeout=min(options.request.lock_timeout, LOCK_WAIT),
+            record_pass=False,  # recorded with the daemon's own result (suspended...)
         )
         self.stop = threading.Event()
         self.trigger = Trigger()
@@ -100,8 +113,21 @@ class Daemon:
         self._names: set[str] = set()
         self._generation = -1
         self._gate_result = ""
+        self._last_label = ""
         self._own_counted = 0
         self._desired: Desired | None = None
+        self.state = StateDir(self.request.state_dir or default_state_dir())
+        notifier = Notifier(
+            options.notify,
+            lambda: self._project,
+            socket.gethostname(),
+            self.stop,
+            counted=lambda event, outcome: self.metrics.notifications.labels(event, outcome).inc(),
+        )
+        self.reporter = Reporter(self.state, socket.gethostname(), notifier, options.suspend_file)
+        self.health.suspended = self.reporter.suspended
+        self._shared: tuple[Desired, Desired] | None = None  # (spec in force, this host's share)
+        self._share_issues: tuple[SpecIssue, ...] = ()
         runner = backup_runner or CommandRunner(
             self.request.path, options.global_args, self.metrics.set_backups, self._backup_failed
         )
@@ -109,8 +135,9 @@ class Daemon:
         self.listener = EventListener(
             self.url, self._on_event, self._on_connect, self._on_disconnect, self.stop
         )
+        pages = Pages(self.reporter.serving).routes()
         self.server = (
-            ProbeServer(options.metrics_addr, self.metrics, self.health.ready)
+            ProbeServer(options.metrics_addr, self.metrics, self.health.ready, pages)
             if options.metrics_addr
             else None
         )
@@ -119,9 +146,10 @@ class Daemon:
     def run(self, install_signals: bool = True) -> int:
         self.specs.current(force=True)
         self._adopt(self.specs.last_good)
-        state = StateDir(self.request.state_dir or default_state_dir())
         project = self.specs.project()
-        with locked(state, self.url, project + ".daemon", timeout=0, what="dsr run"):
+        self.metrics.project = project
+        with locked(self.state, self.url, project + ".daemon", timeout=0, what="dsr run"):
+            self.reporter.started(project, self.options.metrics_addr)
             if install_signals:
                 self._install_signals()
             self._start_threads()
@@ -155,8 +183,11 @@ class Daemon:
             suspend = self.options.suspend_file
             SpecWatcher(suspend, lambda _: self.trigger.wake("suspend-file"), self.stop).start()
         self.scheduler.start()
+        self.reporter.notifier.start()
         if self.options.git_pull and self.top:
-            git.Puller(self.top, self.options.git_pull, self._on_commit, self.stop).start()
+            git.Puller(
+                self.top, self.options.git_pull, self._on_commit, self.stop, self._on_pull
+            ).start()
         every = watchdog_interval()
         if every:
             Watchdog(every, self._progressing, self.stop).start()
@@ -193,8 +224,8 @@ class Daemon:
         return time.monotonic() + self.options.interval * spread
 
     def _pass(self, reasons: set[str]) -> None:
-        desired = self.specs.current(force=bool(reasons & RELOAD_REASONS))
-        self.metrics.spec_errors.set(len(self.specs.issues))
+        desired = self._share(self.specs.current(force=bool(reasons & RELOAD_REASONS)))
+        self.metrics.spec_errors.set(len(self.specs.issues) + len(self._share_issues))
         self._adopt(desired)
         if desired is None:
             self.metrics.reconcile.labels("spec_error").inc()
@@ -223,6 +254,32 @@ class Daemon:
             if time.monotonic() > deadline:
                 log.error("pass timed out", pass_timeout=self.options.pass_timeout)
             self._after(result, reasons, time.monotonic() - started)
+            self.reporter.after_pass(result, self._last_label, self._desired, commit)
+
+    def _share(self, desired: Desired | None) -> Desired | None:
+        """This host's share of the spec in force (worked out once per spec): what the
+        passes plan and the backup schedules follow. A share whose references lead to
+        other hosts is a spec error: nothing is applied, as with any invalid spec."""
+        if desired is None or not desired.placements:
+            self._share_issues = ()
+            return desired
+        if self._shared is not None and self._shared[0] is desired:
+            return self._shared[1]
+        engine = self._connect()
+        if engine is None:
+            return desired  # run_pass reports the engine; it shares once it can
+        try:
+            narrowed = host_share(desired, engine, self.request.host)
+        except SpecError as err:
+            if tuple(err.issues) != self._share_issues:
+                log.error("spec invalid on this host", issues=[str(i) for i in err.issues])
+            self._share_issues = tuple(err.issues)
+            return None
+        except EngineError:
+            return desired
+        self._share_issues = ()
+        self._shared = (desired, narrowed)
+        return narrowed
 
     def _connect(self) -> Engine | None:
         """The daemon's engine connection (None lets run_pass report why there is none)."""
@@ -252,7 +309,7 @@ class Daemon:
             self._gate_result = "suspended"
             log.warning("suspended", suspend_file=suspend, changes=summary)
             return False
-        if not self.options.allow_empty and _deletes_everything(plan, self._desired):
+        if not self.options.allow_empty and deletes_everything(plan, self._desired):
             self._gate_result = "refused"
             log.error(
                 "refused",
@@ -274,8 +331,9 @@ class Daemon:
     def _after(self, result: PassResult, reasons: set[str], seconds: float) -> None:
         self.passes += 1
         now = time.monotonic()
-        label = self._result_label(result, now)
+        label = self._last_label = self._result_label(result, now)
         self.metrics.reconcile.labels(label).inc()
+        self.metrics.suspended.set(1 if label == "suspended" else 0)
         self.metrics.duration.observe(seconds)
         self.metrics.record_outcomes(result.outcomes)
         plan = result.plan
@@ -362,17 +420,18 @@ class Daemon:
 
     def _backup_failed(self, rule: str, step: str) -> None:
         self.metrics.backup_failures.labels(rule, step).inc()
+        self.reporter.backup_failed(rule, step)
+
+    def _on_pull(self, ok: bool, message: str) -> None:
+        """A failed pull leaves the last good commit in force and the daemon not ready."""
+        if not ok:
+            self.metrics.git_pull_failures.inc()
+        self.health.git_error = None if ok else message[:500]
+        self.reporter.git_pulled(ok, message)
 
     def _progressing(self) -> bool:
         started = self.health.pass_started
         return started is None or time.monotonic() - started < self.options.pass_timeout + 30
-
-
-def _deletes_everything(plan: Plan, desired: Desired | None) -> bool:
-    """The spec declares nothing and the plan deletes what the project has."""
-    if desired is None or names_of(desired) or desired.images:
-        return False
-    return any(c.action is Action.DELETE for c in plan.actionable)
 
 
 __all__ = ["Daemon", "DaemonOptions"]

@@ -1,8 +1,10 @@
 """Prometheus metrics in a private registry, and the small HTTP server for probes.
 
-``/healthz``: the process answers. ``/readyz``: the engine answers and the last completed
+``/healthz``: the process answers. ``/readyz``: the engine answers, the last completed
 pass is younger than twice the interval (a loop that stopped passing goes unready, so
-stale health cannot pass for good health). ``/metrics``: the registry, text format.
+stale health cannot pass for good health), the daemon is not suspended and ``git pull``
+works. ``/metrics``: the registry, text format, every series labelled with the project.
+``/`` and ``/status.json``: the status page and its JSON (``reconciler.daemon.page``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 from reconciler.apply import Outcome
 from reconciler.daemon.notify import block_signals
@@ -97,6 +102,22 @@ class Metrics:
             "Events caused by dsr's own changes, not acted on.",
             registry=r,
         )
+        self.git_pull_failures = Counter(
+            "dsr_git_pull_failures", "git pulls of the spec checkout that failed.", registry=r
+        )
+        self.notifications = Counter(
+            "dsr_notifications",
+            "Notifications (--notify), by event and outcome (sent, failed, dropped).",
+            ["event", "outcome"],
+            registry=r,
+        )
+        self.suspended = Gauge(
+            "dsr_suspended", "1 while the suspend file exists (nothing is applied).", registry=r
+        )
+        # Every series carries the project, so one dashboard serves many daemons.
+        self.project = ""
+        self.exposed = CollectorRegistry(auto_describe=False)
+        self.exposed.register(_WithProject(self))
 
     def record_outcomes(self, outcomes: Iterable[Outcome]) -> None:
         for o in outcomes:
@@ -129,15 +150,41 @@ class Metrics:
             self.backup_bytes.labels(source).set(size)
 
     def text(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self.exposed)
+
+
+class _WithProject(Collector):
+    """The metrics' registry with a ``project`` label added to every sample."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        project = self.metrics.project
+        for family in self.metrics.registry.collect():
+            out = Metric(family.name, family.documentation, family.type, family.unit)
+            out.samples = [
+                Sample(s.name, {"project": project, **s.labels}, *s[2:]) for s in family.samples
+            ]
+            yield out
+
+
+# The status page's documents: (body, content type), made when asked.
+Pages = Mapping[str, Callable[[], tuple[bytes, str]]]
 
 
 class ProbeServer:
-    """``/healthz``, ``/readyz`` and ``/metrics`` on HOST:PORT, in a thread."""
+    """``/healthz``, ``/readyz``, ``/metrics`` and ``pages`` on HOST:PORT, in a thread."""
 
-    def __init__(self, address: str, metrics: Metrics, ready: Callable[[], tuple[bool, str]]):
+    def __init__(
+        self,
+        address: str,
+        metrics: Metrics,
+        ready: Callable[[], tuple[bool, str]],
+        pages: Pages | None = None,
+    ):
         host, _, port = address.rpartition(":")
-        handler = _handler(metrics, ready)
+        handler = _handler(metrics, ready, pages or {})
         self.server = ThreadingHTTPServer((host.strip("[]") or "0.0.0.0", int(port)), handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self._serve, name="dsr-http", daemon=True)
@@ -159,7 +206,7 @@ class ProbeServer:
 
 
 def _handler(
-    metrics: Metrics, ready: Callable[[], tuple[bool, str]]
+    metrics: Metrics, ready: Callable[[], tuple[bool, str]], pages: Pages
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -171,6 +218,9 @@ def _handler(
                 self._send(200 if ok else 503, (why + "\n").encode())
             elif path == "/metrics":
                 self._send(200, metrics.text(), CONTENT_TYPE_LATEST)
+            elif path in pages:
+                body, kind = pages[path]()
+                self._send(200, body, kind)
             else:
                 self._send(404, b"not found\n")
 
@@ -178,6 +228,12 @@ def _handler(
             self.send_response(status)
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("X-Content-Type-Options", "nosniff")
+            if kind.startswith("text/html"):  # no script runs, nothing loads from elsewhere
+                self.send_header(
+                    "Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'"
+                )
             self.end_headers()
             self.wfile.write(body)
 
@@ -196,8 +252,15 @@ class Health:
         self.engine_up = False
         self.last_pass: float | None = None  # the last pass that reached the engine
         self.pass_started: float | None = None
+        self.suspended: Callable[[], str | None] = lambda: None  # why, while suspended
+        self.git_error: str | None = None  # the last git pull failed: what git said
 
     def ready(self) -> tuple[bool, str]:
+        why = self.suspended()
+        if why:
+            return False, f"suspended: {why}"
+        if self.git_error is not None:
+            return False, f"git pull failed: {self.git_error}"
         if not self.engine_up:
             return False, "the Docker engine does not answer"
         if self.last_pass is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from reconciler.handoff import Statement
 from reconciler.kinds import CONTAINER_KINDS, Kind
 from reconciler.plan.model import Action, Change
 from reconciler.snapshot import (
@@ -24,6 +25,28 @@ from reconciler.spec.desired import Desired
 OWNERSHIP = (MANAGED, PROJECT, KIND, NAME, CONFIG_HASH)
 
 
+@dataclass(frozen=True)
+class Migration:
+    """A volume migration in flight, as the project record holds it: the folder of its
+    verified backup, and the ``dsr.instance`` of the volume that backup was taken of
+    (``""`` in older records, or a volume dsr did not make: the original is not known)."""
+
+    folder: str
+    original: str = ""
+
+    @classmethod
+    def of(cls, value: object) -> Migration | None:
+        """A record entry (a folder, or ``{"folder", "original"}``); ``None`` if neither."""
+        if isinstance(value, Migration):
+            return value
+        if isinstance(value, str) and value:
+            return cls(value)
+        if isinstance(value, Mapping) and isinstance(value.get("folder"), str):
+            original = value.get("original")
+            return cls(value["folder"], original if isinstance(original, str) else "")
+        return None
+
+
 @dataclass
 class Planning:
     """What one planning run knows and has decided so far."""
@@ -33,7 +56,7 @@ class Planning:
     image_tags: dict[str, str]  # images key -> the tag its context builds
     manifests: dict[str, Mapping[str, str]]  # image tag -> its context's entries
     reclaim: dict[str, Mapping[str, str]]  # volume -> its last applied reclaim, destination
-    migrations: dict[str, str]  # volume -> the backup folder of an interrupted migration
+    migrations: dict[str, Migration]  # volume -> its interrupted migration
     changes: list[Change] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -42,6 +65,8 @@ class Planning:
     adopted: Mapping[str, str] = field(default_factory=dict)
     # Networks this project adopted: name -> the id of the one adopted.
     adopted_networks: Mapping[str, str] = field(default_factory=dict)
+    # Volumes moving between hosts: volume -> host -> what that host states (handoff).
+    handoffs: Mapping[str, Mapping[str, Statement]] = field(default_factory=dict)
 
     @property
     def project(self) -> str:

@@ -182,11 +182,25 @@ _TEMPLATE = re.compile(r"\$\{[^}]*\}")
 def _hide_expanded(old: dict[str, Any], new: dict[str, Any]) -> None:
     """A container made before ``dsr.spec`` held values as written stores them expanded:
     where the spec now writes a ``${VAR}`` the stored value lacks, the stored value may be
-    an old secret, and is not shown."""
+    an old secret, and is not shown. Hidden value by value (an env value, a mount's
+    source), so every field keeps its shape for the words that describe it."""
     for key, value in new.items():
-        wanted = set(_TEMPLATE.findall(json.dumps(value)))
-        if wanted and not wanted <= set(_TEMPLATE.findall(json.dumps(old.get(key)))):
-            old[key] = "(stored expanded, not shown)"
+        if key in old:
+            old[key] = _hidden(old[key], value)
+
+
+_HIDDEN = "(stored expanded, not shown)"
+
+
+def _hidden(old: Any, new: Any) -> Any:
+    if isinstance(old, dict) and isinstance(new, dict):
+        return {k: _hidden(v, new[k]) if k in new else v for k, v in old.items()}
+    if isinstance(old, list) and isinstance(new, list):
+        return [_hidden(o, n) for o, n in zip(old, new, strict=False)] + old[len(new) :]
+    wanted = set(_TEMPLATE.findall(json.dumps(new)))
+    if wanted and not wanted <= set(_TEMPLATE.findall(json.dumps(old))):
+        return _HIDDEN
+    return old
 
 
 def _json(text: str | None) -> dict[str, Any] | None:

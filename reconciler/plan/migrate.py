@@ -26,10 +26,18 @@ from reconciler.spec.models import Volume
 
 
 def unfinished(planning: Planning, name: str, live: LiveVolume | None, params: VolumeParams) -> Change | None:  # fmt: skip
-    """The rest of a migration of ``name`` that was interrupted, if one was."""
-    folder = planning.migrations.get(name)
-    if folder is None:
+    """The rest of a migration of ``name`` that was interrupted, if one was.
+
+    A backup may be restored only while nothing can have written since it was taken.
+    The original volume (its ``dsr.instance`` recorded with the backup) was never removed,
+    so it holds every byte, also what a user started again since wrote: the migration
+    starts again with a new backup. A volume the migration made held nothing until the
+    restore: a container that ran on it since may have written what a restore would
+    wipe, so such a user blocks it, as does any container that is not dsr's."""
+    migration = planning.migrations.get(name)
+    if migration is None:
         return None
+    folder = migration.folder
     resource = Kind.VOLUME.resource(name)
     why = f"a migration was interrupted; its data is restored from the verified backup {folder}"
     if live is None:
@@ -37,15 +45,6 @@ def unfinished(planning: Planning, name: str, live: LiveVolume | None, params: V
             resource, Action.CREATE, f"{why} into the volume made again", ReasonCode.MIGRATION,
             volume=params, target_id=name, restore_from=folder,
         )  # fmt: skip
-    if live.labels.get(CONFIG_HASH) == params.labels[CONFIG_HASH]:
-        return Change(
-            resource, Action.UPDATE, why, ReasonCode.MIGRATION, risk=Risk.RESTART,
-            volume=params, target_id=name, restore_from=folder,
-        )  # fmt: skip
-    # Settings other than the spec's (it changed since): the volume there is the original
-    # or one the migration made and had not refilled. Its users were stopped before the
-    # backup, so the recorded backup holds the data either way; a new backup of this
-    # volume could be of an emptied one. It is made again and refilled from the record.
     users = _Users.of(planning, name)
     if users.others:
         return Change(
@@ -53,6 +52,35 @@ def unfinished(planning: Planning, name: str, live: LiveVolume | None, params: V
             f"{why}, but {users.held_by}; the backup keeps the data until they are gone",
             ReasonCode.MIGRATION, risk=Risk.DATA_LOSS,
         )  # fmt: skip
+    matches = live.labels.get(CONFIG_HASH) == params.labels[CONFIG_HASH]
+    if migration.original and live.instance == migration.original:
+        if matches:  # the spec went back to the original's settings: nothing to finish
+            return None
+        destination = str((planning.reclaim.get(name) or {}).get("destination") or "")
+        return Change(
+            resource, Action.REPLACE,
+            "a migration was interrupted before it removed the volume, which still holds "
+            "every byte, also any written since its backup: it starts again with a new "
+            f"backup to {destination or 'the state directory'}{users.around}",
+            ReasonCode.MIGRATION, risk=Risk.RESTART, target_id=name, volume=params,
+            backup_to=destination, removes=users.ids,
+        )  # fmt: skip
+    if users.ran:
+        return Change(
+            resource, Action.BLOCKED,
+            f"{why}, but {', '.join(users.ran)} ran on the volume the migration made, and "
+            "restoring the backup would overwrite what they wrote; remove them (or restore "
+            "by hand) to finish it",
+            ReasonCode.MIGRATION, risk=Risk.DATA_LOSS,
+        )  # fmt: skip
+    if matches:
+        return Change(
+            resource, Action.UPDATE, why, ReasonCode.MIGRATION, risk=Risk.RESTART,
+            volume=params, target_id=name, restore_from=folder,
+        )  # fmt: skip
+    # Settings other than the spec's (it changed since): a volume the migration made and
+    # had not refilled; the recorded backup holds the data, and a new backup of this one
+    # could be of an emptied volume. It is made again and refilled from the record.
     return Change(
         resource, Action.REPLACE, f"{why} into the volume made again with the spec's "
         f"settings{users.around}", ReasonCode.MIGRATION, risk=Risk.RESTART, target_id=name,
@@ -77,6 +105,14 @@ def changed(planning: Planning, name: str, spec: Volume, params: VolumeParams, w
             ReasonCode.VOLUME_DATA,
             risk=Risk.DATA_LOSS,
         )
+    transient = _transient(planning, name, spec)
+    if spec.on_change == "migrate" and transient:
+        return Change(
+            resource, Action.BLOCKED,
+            f"{what}; on_change is migrate, but {transient}: its data exists only while a "
+            "container has it mounted, so a migration could not carry it (use recreate)",
+            ReasonCode.VOLUME_DATA, risk=Risk.DATA_LOSS,
+        )  # fmt: skip
     around, removes = users.around, users.ids
     if spec.on_change == "recreate":
         return Change(
@@ -98,6 +134,19 @@ def changed(planning: Planning, name: str, spec: Volume, params: VolumeParams, w
     )  # fmt: skip
 
 
+def _transient(planning: Planning, name: str, spec: Volume) -> str:
+    """Which side of a migration is a tmpfs volume, or ``""``: Docker mounts a fresh tmpfs
+    when the first container uses it and drops it with the last, so stopping the users
+    loses what the old one held, and what a helper writes into the new one is gone once
+    the helper lets go of it."""
+    live = planning.observed.volumes.get(name)
+    if live is not None and live.driver == "local" and live.options.get("type") == "tmpfs":
+        return "the volume is a tmpfs"
+    if spec.driver == "local" and spec.driver_opts.get("type") == "tmpfs":
+        return "the spec makes it a tmpfs"
+    return ""
+
+
 @dataclass(frozen=True)
 class _Users:
     """The containers that mount a volume: the ones a replace removes and makes again, and
@@ -106,6 +155,7 @@ class _Users:
     ids: tuple[str, ...]
     around: str  # what the plan's reason says happens to them
     others: list[str]
+    ran: list[str]  # those started at least once (not merely created)
 
     @classmethod
     def of(cls, planning: Planning, name: str) -> _Users:
@@ -115,6 +165,7 @@ class _Users:
             ids=tuple(sorted(u.id for u in users)),
             around=f"; {names} are stopped, removed and made again on it" if users else "",
             others=sorted(u.name for u in users if not planning.my_container(u)),
+            ran=sorted(u.name for u in users if u.state != "created"),
         )
 
     @property

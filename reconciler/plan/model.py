@@ -69,6 +69,7 @@ class ReasonCode(StrEnum):
     NETWORKS_DRIFTED = "networks-drifted"  # drift: attached to other networks than the spec's
     NETWORK_IN_USE = "network-in-use"  # blocked: a network to remove or remake has users
     ADOPT = "adopt"  # an object that is not dsr's, taken over because the spec says adopt
+    HANDOFF = "handoff"  # a volume moving between hosts (its `hosts` changed)
 
     @property
     def drift(self) -> bool:
@@ -172,6 +173,19 @@ class ImageParams:
 
 
 @dataclass(frozen=True)
+class HandoffParams:
+    """What this host states about a volume moving between hosts once the change
+    succeeded (``reconciler.handoff``): in ``destination``, as ``host``."""
+
+    destination: str
+    host: str
+    state: str  # offered | restored | released
+    placement: str = ""  # digest of the volume's hosts in the spec planned
+    snapshot: str = ""  # restored: the snapshot restored (an offer names the one it takes)
+    source: str = ""  # restored: the host that offered it
+
+
+@dataclass(frozen=True)
 class Change:
     """One step of a plan. ``target_id`` is the live object acted on, when there is one."""
 
@@ -194,6 +208,8 @@ class Change:
     # An adoption of a volume: the creation time of the one adopted, recorded with its
     # name, so that a volume made again under that name behind dsr's back is not taken.
     identity: str = ""
+    # A volume moving between hosts: the statement written once this change succeeded.
+    handoff: HandoffParams | None = None
     volume: VolumeParams | None = None
     container: ContainerParams | None = None
     image: ImageParams | None = None
@@ -290,6 +306,7 @@ def _change_from(data: Mapping[str, Any]) -> Change:
     volume = data.get("volume")
     image = data.get("image")
     network = data.get("network")
+    handoff = data.get("handoff")
     return Change(
         resource=data["resource"],
         action=Action(data["action"]),
@@ -303,6 +320,7 @@ def _change_from(data: Mapping[str, Any]) -> Change:
         restore_from=data.get("restore_from"),
         removes=tuple(data.get("removes", ())),
         identity=str(data.get("identity", "")),
+        handoff=HandoffParams(**handoff) if handoff else None,
         volume=VolumeParams(**volume) if volume else None,
         container=container,
         image=ImageParams(**image) if image else None,

@@ -14,7 +14,7 @@ from reconciler.kinds import Kind
 from reconciler.plan.context import Planning
 from reconciler.plan.model import Action, Change, ImageParams, ReasonCode, Risk
 from reconciler.plan.params import ANONYMOUS, dsr_labels
-from reconciler.plan.reasons import describe_changes
+from reconciler.plan.reasons import describe_changes, still
 from reconciler.snapshot import KIND, MANAGED, NAME, PROJECT, LiveContainer, LiveImage
 from reconciler.spec.models import Container, VolumeContainer
 
@@ -206,8 +206,8 @@ def _delete_build(planner: Planning, key: str, image: LiveImage) -> None:
                 Change(
                     resource=Kind.IMAGE.resource(tag),
                     action=Action.BLOCKED,
-                    reason=f"the images key {key} left the spec, but {', '.join(sorted(staying))} "
-                    "still use this build; an image in use is never removed",
+                    reason=f"the images key {key} left the spec, but {still(sorted(staying))} "
+                    "this build; an image in use is never removed",
                     code=ReasonCode.IMAGE_IN_USE,
                 )
             )

@@ -10,9 +10,10 @@ import dataclasses
 from collections.abc import Iterator, Mapping
 from typing import cast
 
+from reconciler.handoff import Statement
 from reconciler.kinds import Kind
-from reconciler.plan import adopt, drift, leftovers, migrate, networks, packed, reclaim
-from reconciler.plan.context import Planning, adopted
+from reconciler.plan import adopt, drift, handoff, leftovers, migrate, networks, packed, reclaim
+from reconciler.plan.context import Migration, Planning, adopted
 from reconciler.plan.model import (
     Action,
     Change,
@@ -55,9 +56,10 @@ def plan(
     *,
     manifests: Mapping[str, Mapping[str, str]] | None = None,
     reclaim: Mapping[str, Mapping[str, str]] | None = None,
-    migrations: Mapping[str, str] | None = None,
+    migrations: Mapping[str, object] | None = None,
     adoptions: Mapping[str, str] | None = None,
     network_adoptions: Mapping[str, str] | None = None,
+    handoffs: Mapping[str, Mapping[str, Statement]] | None = None,
 ) -> Plan:
     """What to do so that the engine holds what ``desired`` says.
 
@@ -67,7 +69,8 @@ def plan(
     ``destination``), for those that left the spec since; ``migrations`` maps volumes to
     the backup of a migration that was interrupted; ``adoptions`` maps the volumes this
     project adopted to the creation time of the one adopted, ``network_adoptions`` its
-    adopted networks to their ids.
+    adopted networks to their ids; ``handoffs`` maps volumes that move between hosts to
+    each host's statement about them (``plan.handoff``).
     """
     planner = _Planner(
         desired,
@@ -75,9 +78,10 @@ def plan(
         dict(image_tags or {}),
         dict(manifests or {}),
         dict(reclaim or {}),
-        dict(migrations or {}),
+        {k: m for k, v in (migrations or {}).items() if (m := Migration.of(v)) is not None},
         adopted=dict(adoptions or {}),
         adopted_networks=dict(network_adoptions or {}),
+        handoffs=dict(handoffs or {}),
     )
     planner.run()
     # Reasons and errors are printed (and posted to pull requests): none may quote a value
@@ -137,6 +141,8 @@ class _Planner(Planning):
             return
         params = volume_params(self.project, name, spec)
         rest = migrate.unfinished(self, name, live, params)
+        if live is None and rest is None:
+            rest = handoff.arriving(self, name, params)
         if live is None:
             missing = Change(resource, Action.CREATE, "it does not exist", R.MISSING, volume=params)
             self.add(rest or missing)

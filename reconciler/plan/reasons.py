@@ -18,6 +18,11 @@ def human_size(size: int) -> str:
     raise AssertionError("unreachable")
 
 
+def still(names: list[str]) -> str:
+    """``a still uses``, ``a, b still use``: the verb agrees with how many containers there are."""
+    return f"{', '.join(names)} still {'uses' if len(names) == 1 else 'use'}"
+
+
 def human_seconds(seconds: int) -> str:
     """``10 s``, ``1 min 30 s``, ``2 h``."""
     if seconds < 60:
@@ -46,10 +51,21 @@ def _describe_mount(mount: dict[str, Any]) -> str:
     return f"{mount['type']} {source}".strip()
 
 
-def mount_differences(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[str]:
+def _by_target(mounts: Any) -> dict[str, dict[str, Any]]:
+    """Mounts by target; what is not a list of mappings (a stored label is input) is none."""
+    if not isinstance(mounts, list):
+        return {}
+    return {
+        str(m.get("target")): {"type": "", **m}
+        for m in mounts
+        if isinstance(m, dict) and m.get("target") is not None
+    }
+
+
+def mount_differences(old: Any, new: Any) -> list[str]:
     """``/data was read-write, spec says read-only`` and the like, by target."""
-    before = {m["target"]: m for m in old}
-    after = {m["target"]: m for m in new}
+    before = _by_target(old)
+    after = _by_target(new)
     out = []
     for target in sorted(before.keys() | after.keys()):
         was, now = before.get(target), after.get(target)
@@ -82,12 +98,12 @@ def spec_differences(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
         elif key == "image":
             parts.append(f"image was {was}, spec says {now}")
         elif key == "env":
+            was_env = was if isinstance(was, dict) else {}
+            now_env = now if isinstance(now, dict) else {}
             names = sorted(
-                k
-                for k in (was or {}).keys() | (now or {}).keys()
-                if (was or {}).get(k) != (now or {}).get(k)
+                str(k) for k in was_env.keys() | now_env.keys() if was_env.get(k) != now_env.get(k)
             )
-            parts.append(f"env {', '.join(names)} changed")
+            parts.append(f"env {', '.join(names) or 'values'} changed")
         elif key == "volumes_from":
             parts.append(f"volumes_from was {_names(was)}, spec says {_names(now)}")
         else:
@@ -96,12 +112,15 @@ def spec_differences(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
 
 
 def _names(items: Any) -> str:
-    if not items:
+    if not items or not isinstance(items, list):
         return "none"
     out = []
     for item in items:
+        if not isinstance(item, dict):
+            out.append(str(item))
+            continue
         mode = item.get("read_only")
-        out.append(item["name"] + ("" if mode is None else (":ro" if mode else ":rw")))
+        out.append(str(item.get("name")) + ("" if mode is None else (":ro" if mode else ":rw")))
     return ", ".join(out)
 
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from reconciler.kinds import Kind
+from reconciler.plan import handoff
 from reconciler.plan.context import Planning
 from reconciler.plan.model import Action, Change, ReasonCode, Risk
+from reconciler.plan.reasons import still
 from reconciler.snapshot import KIND, LiveVolume
 
 RETAIN = "retain"
@@ -28,6 +30,8 @@ def left_volumes(planning: Planning) -> None:
             if not planning.observed.volume_users(volume.name):
                 planning.orphans.append(Kind.VOLUME.resource(volume.name))
             continue
+        if handoff.leaving(planning, volume):
+            continue  # placed on other hosts now: handed over first (see plan.handoff)
         record = planning.reclaim.get(volume.name) or {}
         policy = str(record.get("reclaim", RETAIN))
         if policy == RETAIN:
@@ -38,7 +42,7 @@ def left_volumes(planning: Planning) -> None:
 
 def _reclaim(planning: Planning, volume: LiveVolume, policy: str, destination: str) -> None:
     resource = Kind.VOLUME.resource(volume.name)
-    leaving = _leaving(planning)
+    leaving = leaving_containers(planning)
     users = planning.observed.volume_users(volume.name)
     staying = [u for u in users if u not in leaving]
     if staying:
@@ -47,7 +51,7 @@ def _reclaim(planning: Planning, volume: LiveVolume, policy: str, destination: s
                 resource,
                 Action.BLOCKED,
                 f"it left the spec and its reclaim policy is {policy}, but "
-                f"{', '.join(staying)} still use it; it is deleted once no container uses it",
+                f"{still(staying)} it; it is deleted once no container uses it",
                 ReasonCode.VOLUME_IN_USE,
                 risk=Risk.DATA_LOSS,
                 target_id=volume.name,
@@ -75,7 +79,7 @@ def _reclaim(planning: Planning, volume: LiveVolume, policy: str, destination: s
     )
 
 
-def _leaving(planning: Planning) -> Mapping[str, str]:
+def leaving_containers(planning: Planning) -> Mapping[str, str]:
     """Containers this plan deletes or replaces, by name: their change's resource."""
     by_id = {c.id: c.name for c in planning.observed.containers.values()}
     out = {}

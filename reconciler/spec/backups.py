@@ -10,6 +10,7 @@ from pydantic import Field, StrictBool, ValidationInfo, field_validator, model_v
 
 from reconciler.spec.base import ContainerName, Count, SpecModel, VolumeName, parse_seconds
 from reconciler.spec.fields import host_path
+from reconciler.spec.hosts import Hosts
 from reconciler.spec.names import cron_problem, matches
 
 _DURATION = r"([0-9]+[ymdh])+"
@@ -153,6 +154,7 @@ class Backup(SpecModel):
     encrypt_to: list[str] = Field([], description="age recipients: age1... or ssh-ed25519 ...")
     quiesce: StrictBool = False
     hooks: Hooks = Hooks()
+    hosts: Hosts = Field(None, description="the hosts it runs on (default: every host)")
 
     @field_validator("paths")
     @classmethod

@@ -50,6 +50,18 @@ class Origin:
 
 
 @dataclass(frozen=True)
+class Reference:
+    """One resource naming another (a mount's volume, an image key, volumes_from, a backup's
+    volume): wherever ``source`` is placed, ``target`` must be placed too."""
+
+    source: str  # a resource, e.g. container:web1
+    target: str  # e.g. volume:data
+    file: str
+    line: int
+    path: str  # the spec path that names it, e.g. containers.web1.mounts[0].source
+
+
+@dataclass(frozen=True)
 class Desired:
     """What the host should have, for one project. Keys are Docker names."""
 
@@ -75,6 +87,21 @@ class Desired:
     # of them at once (for text that names no resource: errors, pull messages).
     redactions: Mapping[tuple[str, str], Redaction] = field(default_factory=dict)
     redaction: Redaction = field(default_factory=Redaction)
+    # Host placement (see spec.share): each resource's `hosts` selectors (its own, else its
+    # file's); a resource missing here belongs on every host.
+    placements: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    references: tuple[Reference, ...] = ()
+    # Set once narrowed to one host's share: that host's name, and the resources of the
+    # whole spec placed on other hosts only (a volume here moved away: it is handed over,
+    # never reclaimed as if it had left the spec).
+    host: str | None = None
+    elsewhere: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Placed volumes -> the folder where a move between hosts is handed over: the first
+    # folder destination of a backup rule (of the whole spec) that lists the volume.
+    handoff_to: Mapping[str, str] = field(default_factory=dict)
+    # Loaded without host facts (validate, diff): what was not checked here, one
+    # ``FILE:LINE: path: message`` each (a bind source that does not exist on this machine).
+    unchecked: tuple[str, ...] = ()
 
     def shown(self, section: str, name: str, model: M | None = None) -> M:
         """A display copy of a resource (or of ``model``, one of its values): every value

@@ -26,7 +26,8 @@ from reconciler.spec.models import SECTIONS, Container, SpecFile, VolumeContaine
 from reconciler.spec.names import BACKUP_NAME, DOCKER_NAME, IMAGE_KEY
 from reconciler.spec.policy import Policy
 from reconciler.spec.redact import Redaction
-from reconciler.spec.resolve import resolve
+from reconciler.spec.resolve import missing_binds, resolve
+from reconciler.spec.share import placements, references
 from reconciler.spec.yamlload import Document, Loc, Plain, format_loc, load_yaml
 
 _SUFFIXES = (".yaml", ".yml")
@@ -53,8 +54,12 @@ def load_spec(
     policy: Policy | None = None,
     env: Mapping[str, str] | None = None,
     project_optional: bool = False,
+    host_facts: bool = True,
 ) -> Desired:
     """Load, check and merge a spec set; raise ``SpecError`` with every problem found.
+
+    ``host_facts=False`` (validate, diff): bind sources missing here are no error but
+    listed in ``Desired.unchecked`` (see ``resolve``).
 
     ``project_optional``: a folder name that is no valid project name is no error (the
     project is then ``default`` and ``project_from_folder`` is set), for ``dsr diff``'s OLD,
@@ -74,12 +79,20 @@ def load_spec(
         issues.extend(problems)
         if spec is not None:
             parsed.append(spec)
-    desired, problems = resolve(parsed, path, project, policy, project_optional)
+    desired, problems = resolve(parsed, path, project, policy, project_optional, host_facts)
     issues.extend(_redacted(problems, desired.redaction))
     if issues:
         raise SpecError(issues)
+    placed = placements(parsed)  # with no `hosts` anywhere, every host's share is all
+    if not host_facts:
+        notes = _redacted(list(missing_binds(parsed, policy)), desired.redaction)
+        desired = dataclasses.replace(desired, unchecked=tuple(str(n) for n in notes))
     return dataclasses.replace(
-        desired, bind_kinds=bind_kinds(desired), bind_real=bind_real(desired)
+        desired,
+        bind_kinds=bind_kinds(desired),
+        bind_real=bind_real(desired),
+        placements=placed,
+        references=references(parsed) if placed else (),
     )
 
 
@@ -327,6 +340,7 @@ def load_checked(
     docker_host: str | None = None,
     state_dir: str | None = None,
     project_optional: bool = False,
+    host_facts: bool = True,
 ) -> Desired:
     """The spec set at ``path``, checked against the admin policy file (if any) and the
     engine socket and state directory dsr runs with (both protected): what every command
@@ -335,4 +349,10 @@ def load_checked(
     from reconciler.spec.policy import load_policy
 
     policy = load_policy(policy_file, (path,), docker_host=docker_host, state_dir=state_dir)
-    return load_spec(path, project=project, policy=policy, project_optional=project_optional)
+    return load_spec(
+        path,
+        project=project,
+        policy=policy,
+        project_optional=project_optional,
+        host_facts=host_facts,
+    )

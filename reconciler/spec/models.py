@@ -40,6 +40,7 @@ from reconciler.spec.fields import (
     image_text,
     no_control,
 )
+from reconciler.spec.hosts import Hosts
 from reconciler.spec.mounts import is_host_path, parse_short
 from reconciler.spec.names import (
     PROJECT_NAME,
@@ -74,6 +75,7 @@ class Volume(SpecModel):
     adopt: StrictBool = Field(
         False, description="take over an existing object of this name that is not dsr's"
     )
+    hosts: Hosts = Field(None, description="the hosts it belongs on (default: every host)")
 
     _check_labels = field_validator("labels")(check_labels)
 
@@ -125,6 +127,7 @@ class Image(SpecModel):
     context: str = Field(description="a folder, relative to this file")
     path: str = Field(description="absolute path in the image where the files land")
     base: str = "scratch"
+    hosts: Hosts = Field(None, description="the hosts it belongs on (default: every host)")
 
     _check_context = field_validator("context")(host_path)
 
@@ -263,6 +266,7 @@ class VolumeContainer(SpecModel):
     adopt: StrictBool = Field(
         False, description="take over an existing object of this name that is not dsr's"
     )
+    hosts: Hosts = Field(None, description="the hosts it belongs on (default: every host)")
 
     _check_labels = field_validator("labels")(check_labels)
     _check_mounts = field_validator("mounts")(_unique_targets)
@@ -302,6 +306,7 @@ class Container(SpecModel):
     adopt: StrictBool = Field(
         False, description="take over an existing object of this name that is not dsr's"
     )
+    hosts: Hosts = Field(None, description="the hosts it belongs on (default: every host)")
 
     _check_labels = field_validator("labels")(check_labels)
     _check_mounts = field_validator("mounts")(_unique_targets)
@@ -419,6 +424,7 @@ class SpecFile(SpecModel):
     containers: dict[ContainerName, Container] = {}
     backups: dict[BackupName, Backup] = {}
     networks: dict[NetworkName, Network] = {}
+    hosts: Hosts = Field(None, description="default hosts of this file's resources")
 
     @field_validator(
         "volumes",

@@ -60,8 +60,13 @@ def resolve(
     project: str | None,
     policy: Policy,
     project_optional: bool = False,
+    host_facts: bool = True,
 ) -> tuple[Desired, list[SpecIssue]]:
-    """Merge the checked files into one ``Desired`` and list the set's problems."""
+    """Merge the checked files into one ``Desired`` and list the set's problems.
+
+    ``host_facts``: check that bind sources exist (``plan``, ``apply``, ``run``). Without,
+    (``validate``, ``diff``, which run where the spec is reviewed) a missing one is listed in
+    ``Desired.unchecked`` instead; the host-path policy applies either way."""
     issues: list[SpecIssue] = []
     name, named_by_folder, problems = _project(files, path, project)
     if project_optional and named_by_folder:
@@ -88,12 +93,12 @@ def resolve(
                     continue
                 first_seen[(namespace, key)] = (spec, loc)
                 reserved = [x for x in (NEW_SUFFIX, OLD_SUFFIX) if key.endswith(x)]
-                if namespace == "container" and reserved:
+                if reserved and section != "backups":
                     issues.append(
                         spec.issue(
                             loc,
                             f"'{key}' ends with {reserved[0]}, which dsr reserves for the "
-                            "containers of a replace in progress",
+                            "objects of a replace or migration in progress",
                         )
                     )
                 merged[section][key] = value
@@ -121,7 +126,7 @@ def resolve(
     issues.extend(_image_names(files, name))
     for spec in files:
         issues.extend(_references(spec, known, volumes, targets))
-        issues.extend(_host_paths(spec, policy))
+        issues.extend(_host_paths(spec, policy, host_facts))
     issues.extend(_cycles(files, desired))
     return desired, issues
 
@@ -265,7 +270,26 @@ def _references(
                 )
 
 
-def _host_paths(spec: FileSpec, policy: Policy) -> Iterator[SpecIssue]:
+def missing_binds(files: list[FileSpec], policy: Policy) -> Iterator[SpecIssue]:
+    """Bind sources that do not exist here (and that the policy allows): host facts."""
+    for spec in files:
+        yield from _missing_binds(spec, policy)
+
+
+def _missing_binds(spec: FileSpec, policy: Policy) -> Iterator[SpecIssue]:
+    for loc, mount in _mounts(spec):
+        source = mount.source
+        if mount.type != "bind" or not source or mount.create or os.path.lexists(source):
+            continue
+        if not policy.check(source):
+            yield spec.issue(
+                (*loc, "source"),
+                f"{source} does not exist here; not checked (plan, apply and run check it "
+                "on the host)",
+            )
+
+
+def _host_paths(spec: FileSpec, policy: Policy, host_facts: bool = True) -> Iterator[SpecIssue]:
     """Every host path the spec makes Docker or dsr touch, through the one policy check."""
     for loc, mount in _mounts(spec):
         if mount.type != "bind" or not mount.source:
@@ -275,7 +299,7 @@ def _host_paths(spec: FileSpec, policy: Policy) -> Iterator[SpecIssue]:
         refused = policy.check(source)
         if refused:
             yield spec.issue(where, refused)
-        elif not os.path.lexists(source) and not mount.create:
+        elif host_facts and not os.path.lexists(source) and not mount.create:
             yield spec.issue(
                 where,
                 f"{source} does not exist (a bind source must exist; for a directory, "

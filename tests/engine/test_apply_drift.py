@@ -354,7 +354,7 @@ def test_a_container_that_left_the_spec_is_deleted_unless_its_layer_holds_data(
     assert (blocked["action"], blocked["risk"]) == ("blocked", "data-loss")
     assert "writable layer holds" in blocked["reason"], blocked
 
-    result = dsr("apply", spec, check=1)
+    result = dsr("apply", spec, check=3)
 
     assert "blocked" in result.stdout
     with pytest.raises(NotFound):

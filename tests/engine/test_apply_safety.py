@@ -90,7 +90,7 @@ def test_unmanaged_objects_are_blocked_and_untouched_while_the_rest_applies(
     assert changes[f"container:{mine_container}"]["action"] == "create"
     assert planned["summary"]["blocked"] == 3
 
-    result = dsr("apply", spec, check=1)
+    result = dsr("apply", spec, check=3)
 
     assert "3 blocked" in result.stdout
     after = inspect(docker_client, theirs_container)
@@ -265,7 +265,7 @@ def test_projects_side_by_side_never_touch_each_other(
         f"volume_container:{one}-vc": "delete",
     }
     assert planned["orphans"] == [f"volume:{one}-data"]
-    dsr("apply", spec_one, check=True)
+    dsr("apply", "--allow-empty", spec_one, check=True)
 
     assert prefixed_containers(docker_client, one) == []
     assert {c["Id"] for c in prefixed_containers(docker_client, two)} == two_ids
@@ -281,7 +281,7 @@ def test_projects_side_by_side_never_touch_each_other(
     ]
     assert change["action"] == "blocked"
     assert f"belongs to the dsr project '{two}'" in change["reason"], change
-    dsr("apply", spec_one, check=1)
+    dsr("apply", spec_one, check=3)
     assert {c["Id"] for c in prefixed_containers(docker_client, two)} == two_ids
 
 

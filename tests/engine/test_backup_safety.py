@@ -20,6 +20,8 @@ import zstandard
 from backup_trees import describe
 
 from reconciler.backup import store
+from reconciler.backup.manifest import sign
+from reconciler.statedir import StateDir
 
 DsrRunner = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -154,17 +156,17 @@ def test_a_crafted_archive_restored_into_a_new_volume_is_refused_and_leaves_no_v
     folder = str(archive.parent)
     manifest = store.load(folder, archive.parent.parent.parent.name)
     assert manifest is not None
-    store.write_manifest(
-        folder,
-        manifest.manifest.model_copy(
-            update={
-                "sha256": hashlib.sha256(compressed).hexdigest(),
-                "archive_size": len(compressed),
-                "size": 1 << 20,
-                "files": 10,
-            }
-        ),
+    edited = manifest.manifest.model_copy(
+        update={
+            "sha256": hashlib.sha256(compressed).hexdigest(),
+            "archive_size": len(compressed),
+            "size": 1 << 20,
+            "files": 10,
+        }
     )
+    # signed again with the state directory's key (as only someone holding it could): the
+    # checks after the keyed digest must refuse the archive on their own
+    store.write_manifest(folder, sign(edited, StateDir(str(dsr_state_dir)).backup_key()))
     refused_into(dsr, docker_client, spec, volume, into, "'..' in its path")
 
 

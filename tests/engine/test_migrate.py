@@ -119,7 +119,7 @@ def test_block_keeps_and_recreate_empties(
 ) -> None:
     spec, before = filled
     spec.write_text(spec_text(prefix, busybox_image, "b", "block"))
-    blocked = dsr("apply", spec.parent, check=1)
+    blocked = dsr("apply", spec.parent, check=3)
     assert "on_change is block, so its data stays as it is" in blocked.stdout
     assert docker_client.volumes.get(f"{prefix}-data").attrs["Labels"]["tier"] == "a"
     assert run_in_volume(docker_client, busybox_image, f"{prefix}-data", LISTING, prefix) == before
@@ -174,7 +174,7 @@ def test_a_spec_changed_again_mid_migration_refills_from_the_recorded_backup(
     """The state a migration killed after making the volume again (settings b, still
     empty) leaves, then the spec says a again: the next apply refills the volume from the
     recorded backup. (Backing the empty volume up as a new migration would lose it all.)"""
-    from reconciler.backup.run import backup_volume
+    from reconciler.backup.run import Options, backup_volume
     from reconciler.backup.store import Source, snapshot_folder
     from reconciler.engine import Engine
     from reconciler.statedir import StateDir
@@ -183,17 +183,22 @@ def test_a_spec_changed_again_mid_migration_refills_from_the_recorded_backup(
     state = StateDir(str(dsr_state_dir))
     engine = Engine()
     try:
-        manifest = backup_volume(engine, prefix, f"{prefix}-data", state.backups)
+        manifest = backup_volume(
+            engine, prefix, f"{prefix}-data", state.backups, Options(key=state.backup_key())
+        )
     finally:
         engine.close()
     folder = snapshot_folder(state.backups, prefix, Source("volume", f"{prefix}-data"), manifest.id)
-    # Made again with b and not refilled: what `recreate` leaves, then the record of the
-    # migration whose backup holds the data.
+    original = docker_client.api.inspect_volume(f"{prefix}-data")["Labels"]["dsr.instance"]
+    # Made again with b and not refilled: what `recreate` leaves, its users removed (as a
+    # migration removes them), then the record of the migration whose backup holds the data.
     spec.write_text(spec_text(prefix, busybox_image, "b", "recreate"))
     dsr("apply", spec.parent, check=0)
     assert run_in_volume(docker_client, busybox_image, f"{prefix}-data", "ls -A /v", prefix) == ""
+    docker_client.containers.get(f"{prefix}-app").remove(force=True)
     record = state.read_record(prefix)
-    state.write_record(prefix, {**record, "migrations": {f"{prefix}-data": folder}})
+    migration = {"folder": folder, "original": original}
+    state.write_record(prefix, {**record, "migrations": {f"{prefix}-data": migration}})
 
     spec.write_text(spec_text(prefix, busybox_image, "a"))
     planned = dsr("plan", spec.parent, check=0).stdout

@@ -6,12 +6,17 @@ exists, so no container could read the host's /etc."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import docker
 from specgen import plan_json
+
+from reconciler.backup import store
+from reconciler.backup.manifest import VolumeInfo, sign
+from reconciler.statedir import StateDir
 
 DsrRunner = Callable[..., subprocess.CompletedProcess[str]]
 SpecWriter = Callable[..., Path]
@@ -103,3 +108,54 @@ def test_a_bind_source_is_bound_resolved_and_a_re_pointed_link_is_drift(
     dsr("apply", spec.parent, check=0)
     again = docker_client.containers.get(f"{prefix}-app")
     assert [m["Source"] for m in again.attrs["Mounts"]] == [str(second)]
+
+
+def test_a_restore_never_makes_a_volume_from_a_manifest_s_options(
+    prefix: str,
+    tmp_spec: SpecWriter,
+    dsr: DsrRunner,
+    dsr_state_dir: Path,
+    docker_client: docker.DockerClient,
+) -> None:
+    """Even a manifest signed with the state directory's own key (as only its holder
+    could) that records a bind of the state directory makes a plain local volume."""
+    volume, into = f"{prefix}-data", f"{prefix}-into"
+    spec = tmp_spec(
+        f"""
+        version: 1
+        volumes:
+          {volume}: {{}}
+        backups:
+          nightly:
+            volumes: [{volume}]
+        """
+    )
+    dsr("apply", spec.parent, check=0)
+    dsr("backup", spec.parent, check=0)
+    [manifest] = (dsr_state_dir / "backups").rglob("manifest.json")
+    folder = str(manifest.parent)
+    snapshot = store.load(folder, spec.parent.name)
+    assert snapshot is not None
+    bind = {"type": "none", "o": "bind", "device": str(dsr_state_dir)}
+    edited = snapshot.manifest.model_copy(
+        update={"volume": VolumeInfo(driver="local", options=bind, labels={})}
+    )
+    store.write_manifest(folder, sign(edited, StateDir(str(dsr_state_dir)).backup_key()))
+    before = sorted(p.name for p in dsr_state_dir.iterdir())
+    dsr("restore", spec.parent, volume, "--into", into, check=0)
+    assert docker_client.api.inspect_volume(into)["Options"] in (None, {})
+    assert sorted(p.name for p in dsr_state_dir.iterdir()) == before
+    assert not (dsr_state_dir / "data.bin").exists()
+
+    # and an edit without the key is refused by the snapshot's id
+    write_plain = {**json.loads(manifest.read_text()), "size": 1}
+    manifest.write_text(json.dumps(write_plain))
+    latest = dsr("restore", spec.parent, volume, "--into", f"{prefix}-other", check=1)
+    assert "no complete backup" in latest.stderr
+    by_id = dsr(
+        "restore", spec.parent, volume, "--backup", snapshot.id, "--into", f"{prefix}-other",
+        check=1,
+    )  # fmt: skip
+    assert f"backup {snapshot.id} is damaged" in by_id.stderr
+    assert "edited after the backup" in by_id.stderr
+    assert not docker_client.volumes.list(filters={"name": f"{prefix}-other"})

@@ -41,9 +41,10 @@ ENV = {"HOME": "/root"}
 # a new field is a decision, not an accident.
 NOT_HASHED = {
     # adopt: taking an object over is a planning rule; once dsr's, it is config as any other.
-    Volume: {"external", "reclaim", "on_change", "adopt"},
-    Container: {"state", "writable_layer", "adopt"},
-    VolumeContainer: {"adopt"},
+    # hosts places a resource; it is not its config (moving it must not recreate it).
+    Volume: {"external", "reclaim", "on_change", "adopt", "hosts"},
+    Container: {"state", "writable_layer", "adopt", "hosts"},
+    VolumeContainer: {"adopt", "hosts"},
     Mount: set(),
 }
 
@@ -175,3 +176,19 @@ def test_hashes_kept_by_identity_follow_each_model() -> None:
     container = Container(image="busybox", command=["true"])
     assert config_hash(container, "busybox:1") != config_hash(container, "busybox:2")
     assert config_hash(container, "busybox:1") == f"v2:{digest(hash_input(container, 'busybox:1'))}"
+
+
+@pytest.mark.parametrize(
+    ("model", "data"),
+    [
+        (Volume, {"driver_opts": {"type": "tmpfs", "device": "tmpfs"}}),
+        (Container, {"image": "busybox", "mounts": ["data:/data"]}),
+        (VolumeContainer, {"mounts": ["/srv/x"]}),
+    ],
+)
+def test_hosts_never_change_a_config_hash(model: type[BaseModel], data: dict[str, object]) -> None:
+    """Placing a resource on hosts (or moving it) is no reason to recreate it where it stays."""
+    plain = model.model_validate(data)
+    placed = model.model_validate({**data, "hosts": ["web-*", "role=db"]})
+    assert config_hash(placed, "busybox") == config_hash(plain, "busybox")
+    assert hash_input(placed, "busybox") == hash_input(plain, "busybox")

@@ -217,6 +217,7 @@ def test_notify_sends_datagrams_to_notify_socket(
 
 def test_probe_server_and_backup_metrics() -> None:
     metrics = Metrics()
+    metrics.project = "web"
     metrics.set_backups(
         [
             {"source": "volume:a", "time": "2026-11-29T03:00:00+00:00", "size": 10},
@@ -243,9 +244,11 @@ def test_probe_server_and_backup_metrics() -> None:
         text = urllib.request.urlopen(base + "/metrics").read().decode()
     finally:
         server.stop()
-    assert 'dsr_backup_bytes{source="volume:a"} 20.0' in text
+    assert 'dsr_backup_bytes{project="web",source="volume:a"} 20.0' in text
+    samples = [x for x in text.splitlines() if x and not x.startswith("#")]
+    assert samples and all('project="web"' in x for x in samples), samples
     newest = datetime.fromisoformat("2026-11-30T03:00:00+00:00").timestamp()
-    line = 'dsr_backup_last_success_timestamp_seconds{source="volume:a"} '
+    line = 'dsr_backup_last_success_timestamp_seconds{project="web",source="volume:a"} '
     assert [float(x.split()[-1]) for x in text.splitlines() if x.startswith(line)] == [newest]
 
 

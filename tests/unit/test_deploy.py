@@ -95,9 +95,13 @@ def test_compose_and_workflow_are_wired() -> None:
     assert service["command"][0] == "run"
     workflow = yaml.safe_load((DEPLOY / "github/dsr-pr.yml").read_text())
     assert "self-hosted" in workflow["jobs"]["plan"]["runs-on"]
-    steps = [s.get("run", "") for job in workflow["jobs"].values() for s in job["steps"]]
-    assert "deploy/github/pr-comment.sh diff" in steps
-    assert "deploy/github/pr-comment.sh plan" in steps
+    uses = {
+        job: [s["with"]["mode"] for s in spec["steps"] if s.get("uses") == "OWNER/dsr@REF"]
+        for job, spec in workflow["jobs"].items()
+    }
+    assert uses == {"diff": ["diff"], "plan": ["plan"]}
+    # Every job that runs dsr gets it from the action: none installs an unpublished package.
+    assert "pip install" not in (DEPLOY / "github/dsr-pr.yml").read_text()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 
 from reconciler.plan import Action, Risk, plan
 from reconciler.plan.simulate import simulate
-from reconciler.snapshot import LiveContainer, LiveMount, Observed
+from reconciler.snapshot import INSTANCE, LiveContainer, LiveMount, Observed
 from reconciler.spec import Desired, load_spec
 
 SPEC = """
@@ -89,15 +89,56 @@ def test_an_interrupted_migration_is_finished_from_its_backup(tmp_path: Path) ->
         "migration",
         migrations["data"],
     )
-    recreated = simulate(new, {})  # made again with the new settings, maybe half restored
-    (volume,) = plan(new, recreated, migrations=migrations).changes
+    # Made again with the new settings, maybe half restored; its users were removed.
+    recreated = dataclasses.replace(simulate(new, {}), containers={})
+    (volume, *_) = plan(new, recreated, migrations=migrations).changes
     assert (volume.action, volume.restore_from) == (Action.UPDATE, migrations["data"])
-    # Killed before the volume went: its users were stopped before the backup, so the
-    # recorded backup holds what the volume holds; it is made again from that backup.
-    untouched: Observed = simulate(old, {})
-    changes = plan(new, untouched, migrations=migrations, reclaim={}).changes
-    assert changes[0].action is Action.REPLACE
-    assert (changes[0].restore_from, changes[0].backup_to) == (migrations["data"], None)
+
+
+def with_created(observed: Observed, instance: str) -> Observed:
+    """Each volume made by dsr as the volume ``instance`` (its ``dsr.instance`` label)."""
+    volumes = {
+        n: dataclasses.replace(v, labels={**v.labels, INSTANCE: instance})
+        for n, v in observed.volumes.items()
+    }
+    return dataclasses.replace(observed, volumes=volumes)
+
+
+def test_an_interrupted_migration_of_the_untouched_volume_takes_a_new_backup(
+    tmp_path: Path,
+) -> None:
+    """Killed before the volume went: a user started again since (restart: always, or
+    anyone) may have written after the recorded backup, and the volume still holds every
+    byte: the migration starts again from a new backup, never from the stale one."""
+    old, new = load(tmp_path, "a", "migrate"), load(tmp_path, "b", "migrate")
+    untouched = with_created(simulate(old, {}), "a1a1")
+    record = {"data": {"folder": "/b/web/volume-data/data-1", "original": "a1a1"}}
+    changes = plan(new, untouched, migrations=record, reclaim={}).changes
+    assert changes[0].action is Action.REPLACE and changes[0].restore_from is None
+    assert changes[0].backup_to is not None and "new backup" in changes[0].reason
+    assert changes[0].removes  # its users are stopped before that backup
+    # The spec went back to the original's settings: nothing is left to finish.
+    assert plan(old, untouched, migrations=record, reclaim={}).changes == ()
+    # An older record does not say which volume the backup was of: a user that ran on the
+    # volume there blocks it rather than be overwritten by the backup.
+    (change, *_) = plan(new, untouched, migrations={"data": "/b/x"}, reclaim={}).changes
+    assert change.action is Action.BLOCKED and "app ran on the volume" in change.reason
+
+
+def test_a_container_on_the_volume_a_migration_made_blocks_its_end(tmp_path: Path) -> None:
+    """Someone else's container that mounted the half-made volume would be stopped and its
+    files wiped by the restore: it blocks, named, as it blocks a migration."""
+    new = load(tmp_path, "b", "migrate")
+    made = dataclasses.replace(with_created(simulate(new, {}), "b2b2"), containers={})
+    theirs = LiveContainer(
+        id="f" * 64, name="theirs", image="busybox", image_id="sha256:" + "1" * 64,
+        state="exited", mounts=(LiveMount(type="volume", target="/d", name="data"),),
+    )  # fmt: skip
+    engine = dataclasses.replace(made, containers={"theirs": theirs})
+    record = {"data": {"folder": "/b/web/volume-data/data-1", "original": "a1a1"}}
+    (change, *_) = plan(new, engine, migrations=record, reclaim={}).changes
+    assert change.action is Action.BLOCKED and "theirs" in change.reason
+    assert change.risk is Risk.DATA_LOSS
 
 
 def test_a_spec_changed_again_mid_migration_never_backs_up_the_emptied_volume(
@@ -108,7 +149,11 @@ def test_a_spec_changed_again_mid_migration_never_backs_up_the_emptied_volume(
     volume would replace it in the record. The volume is made again from the record."""
     old, new = load(tmp_path, "a", "migrate"), load(tmp_path, "b", "migrate")
     migrations = {"data": "/b/web/volume-data/data-1"}
-    emptied = simulate(new, {})  # the volume made with b, not yet refilled
+    made = simulate(new, {})  # the volume made with b, not yet refilled; its user made
+    emptied = dataclasses.replace(  # again but never started (a started one blocks it)
+        made,
+        containers={n: dataclasses.replace(c, state="created") for n, c in made.containers.items()},
+    )
     changes = plan(old, emptied, migrations=migrations, reclaim={}).changes
     volume = changes[0]
     assert (volume.resource, volume.action, volume.code) == (

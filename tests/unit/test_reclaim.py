@@ -85,7 +85,7 @@ def test_each_policy_does_what_it_says(tmp_path: Path) -> None:
     assert "deleted only once that backup verified" in save.reason
     used = changes["volume:in-use"]
     assert (used.action, used.code) == (Action.BLOCKED, "volume-in-use")
-    assert "someone still use it" in used.reason
+    assert "someone still uses it" in used.reason
     assert result.orphans == ("volume:keep-me",)
     assert result.actionable and all(c.action is not Action.BLOCKED for c in [drop, save])
 

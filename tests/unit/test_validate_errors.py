@@ -212,7 +212,7 @@ CASES = [
             """),
         [
             f"{F}:4: volumes.data: unknown key 'state'; valid keys: "
-            "driver, driver_opts, labels, external, reclaim, on_change, adopt"
+            "driver, driver_opts, labels, external, reclaim, on_change, adopt, hosts"
         ],
     ),
     case(
@@ -1349,7 +1349,8 @@ def test_cli_invalid_prints_sorted_lines_and_exits_1(workdir: Path) -> None:
     (specs / "sub" / "c.yml").write_text("version: 2\n")
     result = dsr("validate", "specs", cwd=workdir)
     assert result.returncode == 1, result.stderr
-    assert result.stdout.splitlines() == [
+    assert result.stdout == ""  # diagnostics on stderr, as every command writes them
+    assert result.stderr.splitlines() == [
         "specs/a.yaml:4: volumes.data: unknown key 'drivr'; did you mean 'driver'?",
         "specs/a.yaml:6: volumes.logs.reclaim: must be 'retain', 'delete' or "
         "'backup-then-delete', not 'never'",

@@ -1,0 +1,462 @@
+"""The S3 store: snapshots in any S3-compatible service (AWS, MinIO, SeaweedFS, Ceph, R2, B2).
+
+Layout (the contract's)::
+
+    s3://BUCKET/PREFIX/PROJECT/ID/
+        archive.tar.zst[.age]    stored by a multipart upload
+        manifest.json[.age]      stored last, once every part is stored and checked
+        verify.json              the last ``dsr backups verify`` of it: time and outcome
+
+An archive goes up in parts of ``PART`` bytes, one at a time (the memory holds one part,
+whatever the archive's size), each sent with its Content-MD5, which the store checks and
+refuses when it differs, and whose ETag must then be that MD5. The upload is completed,
+the object's size checked, and only then the manifest written: a snapshot without one
+lists as nothing (prune removes what it left), and a failed upload is aborted, its parts
+with it. Uploads that a killed run left open under the project are aborted by the next
+backup. Requests are retried with backoff on throttling, timeouts and dropped connections
+(botocore's standard retry mode). Credentials come from boto3's usual chain only: the
+``AWS_*`` variables, the shared credentials and config files, profiles (``AWS_PROFILE``);
+never from the spec.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from reconciler import logs
+from reconciler.backup import crypt, staging
+from reconciler.backup.errors import BackupError, ChecksumError
+from reconciler.backup.manifest import ARCHIVE, MANIFEST, Manifest, ManifestError, parse_manifest
+from reconciler.backup.store import COMPLETE, DAMAGED, VERIFY, Found, Place, Snapshot
+from reconciler.escape import escape_controls
+from reconciler.spec.backups import s3_parts
+
+log = logs.get_logger("dsr.backup")
+
+PART = 16 << 20  # bytes per uploaded part; S3 allows 10,000 parts
+MOST_PART = 64 << 20  # the largest part (archives beyond 640 GB take larger ones)
+MOST_MANIFEST = 1 << 20
+READ = 1 << 20
+AGE_CHUNK = 64 << 10  # age's payload chunk; each costs 16 bytes of tag
+
+
+class S3(Place):
+    """An ``s3://BUCKET/PREFIX`` destination."""
+
+    remote = True
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        endpoint: str | None = None,
+        region: str | None = None,
+        recipients: tuple[str, ...] = (),
+        identities: tuple[Any, ...] = (),
+        staging: str = "",
+    ) -> None:
+        parts = s3_parts(url)
+        if parts is None:
+            raise BackupError(f"{url} is not s3://BUCKET/PREFIX")
+        self.url = url
+        self.bucket, self.prefix = parts
+        self.endpoint = endpoint
+        self.region = region
+        self.recipients = recipients
+        self.identities = identities
+        self.staging = staging
+        self._client: Any = None
+
+    @property
+    def key(self) -> str:
+        return f"s3|{self.endpoint or 'aws'}|{self.bucket}|{self.prefix}"
+
+    @property
+    def where(self) -> str:
+        return self.url + (f" at {self.endpoint}" if self.endpoint else "")
+
+    # -- the client ----------------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+
+            config = Config(
+                retries={"mode": "standard", "max_attempts": 6},
+                connect_timeout=10,
+                read_timeout=60,
+                # Content-MD5 is sent by dsr itself; CRC headers are not every service's.
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+                s3={"addressing_style": "path"} if self.endpoint else {},
+            )
+            with self._errors("connect"):
+                session = boto3.session.Session()
+                self._client = session.client(
+                    "s3", endpoint_url=self.endpoint, region_name=self.region, config=config
+                )
+        return self._client
+
+    @contextlib.contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        """botocore's errors as ``BackupError``s that say what to do."""
+        from botocore import exceptions as e
+
+        try:
+            yield
+        except e.NoCredentialsError as err:
+            raise BackupError(
+                f"{self.where}: no S3 credentials: set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with a shared credentials file"
+            ) from err
+        except e.ClientError as err:
+            code = str(err.response.get("Error", {}).get("Code", ""))
+            raise BackupError(f"{self.where}: {doing}: {_explain(code, self.bucket, err)}") from err
+        except (e.EndpointConnectionError, e.ConnectionClosedError, e.ReadTimeoutError) as err:
+            raise BackupError(f"{self.where}: {doing}: cannot reach the store: {err}") from err
+        except e.BotoCoreError as err:
+            raise BackupError(f"{self.where}: {doing}: {err}") from err
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _root(self, project: str) -> str:
+        return f"{self.prefix}/{project}/" if self.prefix else f"{project}/"
+
+    def _objects(self, project: str) -> dict[str, dict[str, int]]:
+        """ID -> {file name: size} of every object under the project."""
+        root = self._root(project)
+        out: dict[str, dict[str, int]] = {}
+        with self._errors("list"):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=root
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    rest = str(item["Key"])[len(root) :]
+                    snapshot_id, _, name = rest.partition("/")
+                    if snapshot_id and name and "/" not in name:
+                        out.setdefault(snapshot_id, {})[name] = int(item["Size"])
+        return out
+
+    def taken(self, project: str) -> set[str]:
+        return set(self._objects(project))
+
+    def find(self, project: str) -> Found:
+        snapshots: list[Snapshot] = []
+        unfinished: list[str] = []
+        unreadable: list[str] = []
+        for snapshot_id, files in sorted(self._objects(project).items()):
+            folder = self._root(project) + snapshot_id
+            encrypted = MANIFEST + crypt.SUFFIX in files
+            if not encrypted and MANIFEST not in files:
+                unfinished.append(folder)
+                continue
+            manifest = self._manifest(folder, encrypted)
+            if manifest is None or manifest.id != snapshot_id or manifest.project != project:
+                log.warning("manifest_unreadable", folder=folder)
+                unreadable.append(folder)
+                continue
+            status, problem = self._status(folder, files, manifest, encrypted)
+            snapshots.append(Snapshot(manifest, folder, status, problem, self))
+        snapshots.sort(key=lambda s: (s.manifest.policy, s.manifest.source, -s.time.timestamp()))
+        return Found(tuple(snapshots), tuple(unfinished), tuple(unreadable))
+
+    def _manifest(self, folder: str, encrypted: bool) -> Manifest | None:
+        name = MANIFEST + (crypt.SUFFIX if encrypted else "")
+        data = self._get_small(f"{folder}/{name}")
+        if encrypted:
+            data = crypt.decrypt(data, self.identities, f"{self.url}: {folder}/{name}")
+        try:
+            return parse_manifest(data)  # the same strict, bounded schema as a folder's
+        except ManifestError:
+            return None
+
+    def _get_small(self, key: str) -> bytes:
+        with self._errors(f"read {key}"):
+            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            data: bytes = body.read(MOST_MANIFEST + 1)
+            body.close()
+        if len(data) > MOST_MANIFEST:
+            raise BackupError(f"{self.url}: {key} is larger than any manifest")
+        return data
+
+    def _status(
+        self, folder: str, files: dict[str, int], manifest: Manifest, encrypted: bool
+    ) -> tuple[str, str]:
+        name = ARCHIVE + (crypt.SUFFIX if encrypted else "")
+        size = files.get(name)
+        if size is None:
+            return DAMAGED, "the archive is missing"
+        least = manifest.archive_size + (manifest.archive_size // AGE_CHUNK + 1) * 16
+        if (not encrypted and size != manifest.archive_size) or (encrypted and size < least):
+            return DAMAGED, f"the archive has {size} bytes; its manifest says otherwise"
+        if VERIFY in files:
+            with contextlib.suppress(BackupError, ValueError):
+                verified = json.loads(self._get_small(f"{folder}/{VERIFY}"))
+                if isinstance(verified, dict) and verified.get("ok") is False:
+                    error = verified.get("error")
+                    text = error if isinstance(error, str) else "the last verify failed"
+                    return DAMAGED, escape_controls(text)[:1000]
+        return COMPLETE, ""
+
+    @contextlib.contextmanager
+    def fetched(self, snapshot: Snapshot) -> Iterator[Snapshot]:
+        """The archive downloaded (and decrypted) into the state directory's staging."""
+        encrypted = snapshot.folder + "/" + ARCHIVE + crypt.SUFFIX
+        files = self._objects(snapshot.manifest.project).get(snapshot.id, {})
+        key = encrypted if ARCHIVE + crypt.SUFFIX in files else f"{snapshot.folder}/{ARCHIVE}"
+        with staging.folder(self.staging, "-fetch") as local:
+            self._download(key, os.path.join(local, ARCHIVE), snapshot, key == encrypted)
+            yield Snapshot(snapshot.manifest, local, snapshot.status, snapshot.problem, None)
+
+    def _download(self, key: str, path: str, snapshot: Snapshot, encrypted: bool) -> None:
+        with self._errors(f"download {key}"):
+            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            try:
+                with open(path, "xb") as handle:
+                    out = _Hashed(handle)
+                    if encrypted:
+                        crypt.decrypt_stream(_Reader(body), out, self.identities, key)
+                    else:
+                        while block := body.read(READ):
+                            out.write(block)
+            except OSError as err:
+                raise BackupError(f"cannot write {path}: {err.strerror or err}") from err
+            finally:
+                body.close()
+        m = snapshot.manifest
+        if out.count != m.archive_size or out.digest.hexdigest() != m.sha256:
+            raise ChecksumError(
+                f"snapshot {m.id}: the archive in {self.url} is not the one its manifest "
+                f"names ({out.count} bytes, sha256 {out.digest.hexdigest()}); it is damaged"
+            )
+
+    # -- writing -------------------------------------------------------------------------
+
+    def put(self, project: str, folder: str, manifest: Manifest) -> None:
+        base = f"{self._root(project)}{manifest.id}"
+        if manifest.id in self._objects(project):
+            raise BackupError(f"{self.url}: {base} exists already")
+        self.abort_stale(project)
+        suffix = crypt.SUFFIX if self.encrypts else ""
+        to = crypt.recipients(self.recipients) if self.encrypts else []
+        archive_key = f"{base}/{ARCHIVE}{suffix}"
+        with open(os.path.join(folder, ARCHIVE), "rb") as source:
+            hashed = _HashedReader(source)
+            upload = _Upload(self, archive_key, _part_size(manifest.archive_size))
+            try:
+                if to:
+                    crypt.encrypt_stream(hashed, upload, to)
+                else:
+                    while block := hashed.read(READ):
+                        upload.write(block)
+                if hashed.digest.hexdigest() != manifest.sha256:
+                    raise BackupError(f"{folder}: the archive changed while it was stored")
+                upload.complete()
+                body = json.dumps(manifest.to_json(), indent=2).encode()
+                if to:
+                    body = crypt.encrypt(body, to)
+                self._put_small(f"{base}/{MANIFEST}{suffix}", body)  # last: now it lists
+            except BaseException:
+                upload.abort()
+                with contextlib.suppress(Exception):
+                    self._delete([archive_key])
+                raise
+
+    def _put_small(self, key: str, body: bytes) -> None:
+        md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
+        with self._errors(f"write {key}"):
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentMD5=md5)
+            size = self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"]
+        if size != len(body):
+            raise BackupError(f"{self.url}: {key} has {size} bytes, {len(body)} were written")
+
+    def abort_stale(self, project: str) -> int:
+        """Abort the multipart uploads left open under the project (killed runs): their
+        parts are stored, and billed, until someone does. Returns how many."""
+        aborted = 0
+        with self._errors("list open uploads"):
+            pages = self.client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=self._root(project)
+            )
+            for page in pages:
+                for item in page.get("Uploads", []):
+                    self.client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=item["Key"], UploadId=item["UploadId"]
+                    )
+                    log.info("upload_aborted", key=item["Key"], destination=self.url)
+                    aborted += 1
+        return aborted
+
+    def remove(self, snapshot: Snapshot) -> None:
+        base = snapshot.folder
+        files = self._objects(snapshot.manifest.project).get(snapshot.id, {})
+        manifests = [f"{base}/{n}" for n in files if n.startswith(MANIFEST)]
+        self._delete(manifests)  # first: a half-removed snapshot lists as nothing
+        self._delete([f"{base}/{n}" for n in files if not n.startswith(MANIFEST)])
+
+    def remove_unfinished(self, item: str) -> None:
+        project = item.rsplit("/", 2)[-2] if "/" in item else ""
+        snapshot_id = item.rsplit("/", 1)[-1]
+        files = self._objects(project).get(snapshot_id, {}) if project else {}
+        self._delete([f"{item}/{n}" for n in files])
+
+    def _delete(self, keys: list[str]) -> None:
+        with self._errors("delete"):
+            for key in keys:
+                self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def record_verify(self, snapshot: Snapshot, error: str | None) -> None:
+        doc: dict[str, object] = {"time": datetime.now(UTC).isoformat(), "ok": error is None}
+        if error and not self.encrypts and not snapshot.folder.endswith(crypt.SUFFIX):
+            doc["error"] = error[:500]
+        with contextlib.suppress(BackupError):
+            self._put_small(f"{snapshot.folder}/{VERIFY}", json.dumps(doc).encode())
+
+
+def _explain(code: str, bucket: str, err: Exception) -> str:
+    if code in ("NoSuchBucket",):
+        return f"the bucket {bucket} does not exist"
+    if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403"):
+        return f"the store refused the credentials ({code}): check AWS_* or the profile"
+    if code in ("BadDigest", "InvalidDigest"):
+        return f"the store received other bytes than were sent ({code})"
+    return str(err)
+
+
+def _part_size(size: int) -> int:
+    """Parts of ``PART`` bytes, larger for archives that 9,000 of those would not hold."""
+    need = (size + size // 1000 + (1 << 20)) // 9000 + 1
+    return min(max(PART, need), MOST_PART)
+
+
+class _Upload:
+    """A file-like ``write`` that stores what it is given as the parts of one upload."""
+
+    def __init__(self, store: S3, key: str, part: int) -> None:
+        self.store = store
+        self.key = key
+        self.part = part
+        self.buffer = bytearray()
+        self.parts: list[dict[str, object]] = []
+        self.count = 0
+        self.upload_id: str | None = None
+
+    def write(self, data: bytes) -> int:
+        self.buffer += data
+        if len(self.buffer) >= self.part:
+            self._send()
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def _send(self) -> None:
+        store = self.store
+        if self.upload_id is None:
+            with store._errors(f"start uploading {self.key}"):
+                made = store.client.create_multipart_upload(Bucket=store.bucket, Key=self.key)
+            self.upload_id = str(made["UploadId"])
+        data = bytes(self.buffer)
+        self.buffer.clear()
+        md5 = hashlib.md5(data)
+        number = len(self.parts) + 1
+        with store._errors(f"upload part {number} of {self.key}"):
+            sent = store.client.upload_part(
+                Bucket=store.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                PartNumber=number,
+                Body=data,
+                ContentMD5=base64.b64encode(md5.digest()).decode(),
+            )
+        etag = str(sent.get("ETag", "")).strip('"')
+        if etag and etag != md5.hexdigest():
+            raise BackupError(f"{store.url}: part {number} of {self.key} was stored as other bytes")
+        self.parts.append({"PartNumber": number, "ETag": sent["ETag"]})
+        self.count += len(data)
+
+    def complete(self) -> None:
+        if self.buffer or not self.parts:
+            self._send()
+        store = self.store
+        with store._errors(f"complete {self.key}"):
+            store.client.complete_multipart_upload(
+                Bucket=store.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                MultipartUpload={"Parts": self.parts},
+            )
+            self.upload_id = None
+            size = store.client.head_object(Bucket=store.bucket, Key=self.key)["ContentLength"]
+        if size != self.count:
+            raise BackupError(f"{store.url}: {self.key} has {size} bytes, {self.count} were sent")
+
+    def abort(self) -> None:
+        if self.upload_id is None:
+            return
+        with contextlib.suppress(Exception):
+            self.store.client.abort_multipart_upload(
+                Bucket=self.store.bucket, Key=self.key, UploadId=self.upload_id
+            )
+        self.upload_id = None
+
+
+class _HashedReader:
+    """``read`` of a file, hashing what it gives (the staged archive must be the made one)."""
+
+    def __init__(self, source: Any) -> None:
+        self.source = source
+        self.digest = hashlib.sha256()
+
+    def read(self, size: int = -1, /) -> bytes:
+        data: bytes = self.source.read(size if size and size > 0 else READ)
+        self.digest.update(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+
+class _Hashed:
+    """``write`` into a file, hashing and counting what goes through."""
+
+    def __init__(self, out: Any) -> None:
+        self.out = out
+        self.digest = hashlib.sha256()
+        self.count = 0
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        self.count += len(data)
+        self.out.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    def writable(self) -> bool:
+        return True
+
+
+class _Reader:
+    """``read(n)`` over a botocore streaming body, for pyrage."""
+
+    def __init__(self, body: Any) -> None:
+        self.body = body
+
+    def read(self, size: int = -1, /) -> bytes:
+        data: bytes = self.body.read(size if size and size > 0 else READ)
+        return data
+
+    def readable(self) -> bool:
+        return True
