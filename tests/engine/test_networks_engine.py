@@ -13,6 +13,8 @@ from pathlib import Path
 import docker
 from docker.errors import NotFound
 
+from reconciler.statedir import StateDir
+
 DsrRunner = Callable[..., subprocess.CompletedProcess[str]]
 SpecWriter = Callable[..., Path]
 
@@ -119,7 +121,7 @@ def test_a_network_made_by_hand_is_blocked_unless_adopted(
         plan = json.loads(dsr("plan", spec.parent, "--format", "json", check=0).stdout)
         assert [(c["action"], c["reason_code"]) for c in plan["changes"]] == [("adopt", "adopt")]
         dsr("apply", spec.parent, check=0)
-        record = json.loads((dsr_state_dir / "records" / f"{prefix}.json").read_text())
+        record = StateDir(str(dsr_state_dir)).read_record(prefix)
         assert record["adopted"]["network"] == {net: hand.id}
         dsr("plan", spec.parent, "--detailed-exitcode", check=0)
     finally:
