@@ -19,6 +19,7 @@ from reconciler.observe import ImportSource
 ANONYMOUS = re.compile(r"^[0-9a-f]{64}$")
 NEVER_STARTED = "0001-01-01T00:00:00Z"
 _COMPOSE = "com.docker.compose."
+_DROPPED = (_COMPOSE, "dsr.")  # compose's own bookkeeping, and dsr's reserved prefix
 _DEFAULT_NETWORKS = {"bridge", "default", ""}
 
 
@@ -106,7 +107,7 @@ def _volume(out: Imported, found: ImportSource, name: str) -> None:
     if live.get("Options"):
         spec["driver_opts"] = {k: _esc(str(v)) for k, v in live["Options"].items()}
     labels = {
-        k: _esc(v) for k, v in (live.get("Labels") or {}).items() if not k.startswith(_COMPOSE)
+        k: _esc(v) for k, v in (live.get("Labels") or {}).items() if not k.startswith(_DROPPED)
     }
     if labels:
         spec["labels"] = labels
@@ -157,7 +158,7 @@ def _container(out: Imported, found: ImportSource, raw: dict[str, Any], names: d
         spec["restart"] = policy
     image_labels = image.get("Labels") or {}
     labels = {k: _esc(v) for k, v in (config.get("Labels") or {}).items()
-              if image_labels.get(k) != v and not k.startswith(_COMPOSE)}  # fmt: skip
+              if image_labels.get(k) != v and not k.startswith(_DROPPED)}  # fmt: skip
     if labels:
         spec["labels"] = labels
     for key, field in (("WorkingDir", "working_dir"), ("User", "user")):
@@ -190,8 +191,11 @@ def _ports(bindings: dict[str, Any]) -> list[str]:
         number, _, proto = container_port.partition("/")
         suffix = f"/{proto}" if proto and proto != "tcp" else ""
         for host in hosts or [{}]:
-            parts = [p for p in (host.get("HostIp"), host.get("HostPort")) if p]
-            out.append(":".join([*parts, number]) + suffix)
+            ip, published = host.get("HostIp") or "", host.get("HostPort") or ""
+            if ip:  # a random host port on one address: IP::PORT, as docker -p writes it
+                out.append(f"{ip}:{published}:{number}{suffix}")
+            else:
+                out.append(f"{published}:{number}{suffix}" if published else number + suffix)
     return out
 
 
@@ -210,7 +214,7 @@ def _networks(out: Imported, found: ImportSource, raw: dict[str, Any], name: str
         spec: dict[str, Any] = {"adopt": True}
         if live.get("Internal"):
             spec["internal"] = True
-        labels = {k: v for k, v in (live.get("Labels") or {}).items() if not k.startswith(_COMPOSE)}
+        labels = {k: v for k, v in (live.get("Labels") or {}).items() if not k.startswith(_DROPPED)}
         if labels:
             spec["labels"] = labels
         out.networks.setdefault(network, spec)
