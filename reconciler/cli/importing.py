@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from reconciler.cli import cli
 from reconciler.cli.options import Settings, global_options
 from reconciler.importer.model import Imported
+
+if TYPE_CHECKING:
+    from reconciler.spec import Policy
 
 
 @cli.group("import")
@@ -24,6 +29,14 @@ def _emit(imported: Imported, out: str | None) -> None:
         return
     path = write(imported, out)
     click.echo(f"wrote {path}", err=True)
+
+
+def _policy(settings: Settings) -> Policy:
+    from reconciler.spec import load_policy
+
+    return load_policy(
+        settings.policy, (), docker_host=settings.docker_host, state_dir=settings.state_dir
+    )
 
 
 @import_group.command("compose")
@@ -48,7 +61,7 @@ def import_compose_command(
     from reconciler.importer.compose_read import read_compose
 
     compose = read_compose(list(files))
-    _emit(import_compose(compose, project_name, naming), out)
+    _emit(import_compose(compose, project_name, naming, _policy(settings)), out)
 
 
 @import_group.command("engine")
@@ -73,4 +86,4 @@ def import_engine_command(
     finally:
         engine.close()
     project = settings.project or compose_project or "imported"
-    _emit(import_engine(found, project, source=engine.url), out)
+    _emit(import_engine(found, project, source=engine.url, policy=_policy(settings)), out)

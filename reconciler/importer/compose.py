@@ -20,6 +20,7 @@ from reconciler.importer.compose_read import ComposeProject, plain, project_name
 from reconciler.importer.compose_service import convert_service
 from reconciler.importer.model import Imported, Note
 from reconciler.spec.names import PROJECT_NAME, matches
+from reconciler.spec.policy import Policy
 from reconciler.spec.yamlload import Loc, format_loc
 
 VOLUME_KEYS = {"driver", "driver_opts", "external", "name", "labels"}
@@ -29,8 +30,11 @@ NETWORK_KEYS = {"driver", "internal", "labels", "name", "external"}
 class Converter:
     """One compose project being converted; collects notes and errors as it goes."""
 
-    def __init__(self, compose: ComposeProject, project: str, naming: str) -> None:
+    def __init__(
+        self, compose: ComposeProject, project: str, naming: str, policy: Policy | None = None
+    ) -> None:
         self.compose = compose
+        self.policy = policy
         self.project = project
         self.naming = naming
         self.out = Imported(project=project, source=", ".join(compose.files))
@@ -43,6 +47,16 @@ class Converter:
     def note(self, loc: Loc, message: str) -> None:
         file, line = self.compose.where(loc)
         self.out.notes.append(Note(file, line, format_loc(loc), message))
+
+    def refused(self, loc: Loc, source: str) -> bool:
+        """A bind source the host-path policy refuses: noted, and left out of the spec
+        (which would otherwise not validate)."""
+        if self.policy is None or "$" in source or source.startswith("~"):
+            return False
+        why = self.policy.check(source)
+        if why:
+            self.note(loc, f"{why}; the bind is left out")
+        return bool(why)
 
     def error(self, loc: Loc, message: str) -> None:
         self.issues.append(self.compose.issue(loc, message))
@@ -173,7 +187,9 @@ def split_command(converter: Converter, loc: Loc, value: Any) -> list[str] | Non
         return None
 
 
-def import_compose(compose: ComposeProject, project: str | None, naming: str = "v2") -> Imported:
+def import_compose(
+    compose: ComposeProject, project: str | None, naming: str = "v2", policy: Policy | None = None
+) -> Imported:
     """The dsr spec of ``compose`` (see the module docstring). ``project``: compose's
     ``--project-name``; else the files' ``name:``, else the first file's folder."""
     given = project or (text(compose.data["name"]) if compose.data.get("name") else None)
@@ -182,4 +198,4 @@ def import_compose(compose: ComposeProject, project: str | None, naming: str = "
         raise SpecError(
             [SpecIssue(compose.files[0], 1, "name", f"'{given}' gives no valid project name")]
         )
-    return Converter(compose, name, naming).run()
+    return Converter(compose, name, naming, policy).run()

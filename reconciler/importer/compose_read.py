@@ -21,6 +21,9 @@ from reconciler.spec.yamlload import Loc, Plain, format_loc, load_yaml
 MAX_COMPOSE_BYTES = 4 << 20
 TOP_LEVEL = {"version", "name", "services", "volumes", "networks", "configs", "secrets", "include"}
 _VAR_NAMES = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
+# compose's "required" forms, ${VAR:?message} and ${VAR?message}: dsr's ${VAR} is an error
+# when VAR is unset too (a $$ before it is an escaped $, left alone).
+_REQUIRED = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*):?\?[^}]*\}")
 
 
 class Written(str):
@@ -64,6 +67,7 @@ def read_compose(files: list[str]) -> ComposeProject:
         except (InputFileError, OSError, UnicodeDecodeError) as err:
             issues.append(SpecIssue(path, 1, "", f"cannot read the compose file: {err}"))
             continue
+        text = _REQUIRED.sub(lambda m: "${" + m.group(1) + "}", text)
         # Every ${NAME} expands to a marker, then each such value is put back as written.
         env = {name: f"${{{name}}}" for name in _VAR_NAMES.findall(text)}
         doc = load_yaml(text, path, env=env)

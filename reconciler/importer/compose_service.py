@@ -231,6 +231,8 @@ def mount(converter: Converter, loc: Loc, item: Any) -> dict[str, Any] | None:
     out: dict[str, Any] = {"type": "volume", "target": target}
     if source.startswith(("/", ".", "~", "$")):
         out.update(type="bind", source=converter.path(source))
+        if converter.refused(loc, out["source"]):
+            return None
         if can_create(out["source"]):
             out["create"] = True  # compose makes a missing folder for the short syntax
     else:
@@ -275,6 +277,8 @@ def long_mount(converter: Converter, loc: Loc, item: dict[str, Any]) -> dict[str
         out["source"] = named
     elif kind == "bind":
         out["source"] = converter.path(source)
+        if converter.refused(loc, out["source"]):
+            return None
         bind = item.get("bind") or {}
         if plain(bind.get("create_host_path", True)) not in (False, "false") and can_create(out["source"]):  # fmt: skip
             out["create"] = True
@@ -335,9 +339,8 @@ def networks_of(converter: Converter, service: str, loc: Loc, spec: dict[str, An
     mode = text(spec["network_mode"]) if spec.get("network_mode") else ""
     if mode:
         if mode != "bridge":
-            converter.note((*loc, "network_mode"), f"network_mode {mode} is not carried over: "
-                           "the contract allows no host-namespace options, and dsr joins "
-                           "only its own networks")  # fmt: skip
+            converter.note((*loc, "network_mode"), f"{mode}: the contract allows no "
+                           "host-namespace options, and dsr joins only its own networks")  # fmt: skip
         return {}
     value = spec.get("networks")
     if value is None:

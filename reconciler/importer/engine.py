@@ -15,6 +15,7 @@ from typing import Any
 
 from reconciler.importer.model import Imported, Note
 from reconciler.observe import ImportSource
+from reconciler.spec.policy import Policy
 
 ANONYMOUS = re.compile(r"^[0-9a-f]{64}$")
 NEVER_STARTED = "0001-01-01T00:00:00Z"
@@ -27,9 +28,13 @@ def _esc(value: str) -> str:
     return value.replace("$", "$$")
 
 
-def import_engine(found: ImportSource, project: str, source: str = "the engine") -> Imported:
-    """The spec of ``found`` (see the module docstring)."""
+def import_engine(
+    found: ImportSource, project: str, source: str = "the engine", policy: Policy | None = None
+) -> Imported:
+    """The spec of ``found`` (see the module docstring); bind sources ``policy`` refuses
+    are noted and left out."""
     out = Imported(project=project, source=source)
+    out.policy = policy
     by_id = {c["Id"]: c for c in found.containers}
     names = {c["Id"]: c["Name"].lstrip("/") for c in found.containers}
     for c in found.containers:
@@ -84,6 +89,10 @@ def _mounts(out: Imported, found: ImportSource, raw: dict[str, Any], inherited: 
                           | ({"read_only": True} if read_only else {}))  # fmt: skip
             _volume(out, found, volume)
         elif m.get("Type") == "bind":
+            why = out.policy.check(m.get("Source", "")) if out.policy is not None else None
+            if why:
+                out.notes.append(Note("", 0, f"mounts[{target}]", f"{why}; the bind is left out"))
+                continue
             mount: dict[str, Any] = {"type": "bind", "source": _esc(m.get("Source", "")),
                                      "target": target}  # fmt: skip
             if read_only:

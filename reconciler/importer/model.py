@@ -31,6 +31,7 @@ class Imported:
     containers: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: list[Note] = field(default_factory=list)
     source: str = ""  # what it was made from, for the file's header
+    policy: Any = field(default=None, repr=False)  # the host-path policy binds must pass
 
     def document(self) -> dict[str, Any]:
         """The spec file's mapping, sections in the spec format's order, empty ones out."""
