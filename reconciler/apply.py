@@ -26,6 +26,7 @@ import docker.types
 
 from reconciler import dockerargs, logs
 from reconciler.engine import Engine, timed_out
+from reconciler.errors import PlanError
 from reconciler.images import DOCKERFILE, write_build_context
 from reconciler.kinds import Kind
 from reconciler.plan.model import (
@@ -35,6 +36,7 @@ from reconciler.plan.model import (
     EndpointParams,
     HandoffParams,
     ImageParams,
+    Op,
     Plan,
     VolumeParams,
 )
@@ -463,6 +465,19 @@ class _Executor:
         else:
             self.api.start(change.target_id)
 
+    def update_container(self, change: Change) -> None:
+        """``docker update`` in place (no new container, no restart), as the plan lists."""
+        params, target = change.container, change.target_id
+        if params is None or target is None:
+            raise PlanError(f"{change.resource}: an update without its container or target")
+        for operation in change.operations:
+            if operation.op is Op.UPDATE_CONTAINER:
+                policy = dockerargs.restart(params.restart) or {"Name": "no"}
+                # The stubs know only always and on-failure; the engine takes every name.
+                self.api.update_container(target, restart_policy=policy)  # type: ignore[arg-type]
+            elif operation.op is Op.START_CONTAINER:
+                self.api.start(target)
+
     def delete_container(self, change: Change) -> None:
         assert change.target_id is not None
         with contextlib.suppress(docker.errors.NotFound):  # already gone is done
@@ -586,6 +601,7 @@ _HANDLERS: dict[tuple[Kind, Action], Callable[[_Executor, Change], None]] = {
     (Kind.CONTAINER, Action.REPLACE): _Executor.replace_container,
     (Kind.VOLUME_CONTAINER, Action.REPLACE): _Executor.replace_container,
     (Kind.CONTAINER, Action.START): _Executor.start_container,
+    (Kind.CONTAINER, Action.UPDATE): _Executor.update_container,
     (Kind.VOLUME_CONTAINER, Action.START): _Executor.start_container,
     (Kind.CONTAINER, Action.DELETE): _Executor.delete_container,
     (Kind.VOLUME_CONTAINER, Action.DELETE): _Executor.delete_container,

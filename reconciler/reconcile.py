@@ -21,9 +21,11 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from reconciler import lastpass, logs
 from reconciler.apply import Outcome, Progress, apply_plan
+from reconciler.backup.journal import Journal, finish
 from reconciler.engine import Engine
 from reconciler.errors import DsrError, PlanError, SpecError, SpecIssue
 from reconciler.files import write_json
@@ -31,8 +33,9 @@ from reconciler.handoff import Statement
 from reconciler.hostinfo import engine_host
 from reconciler.images import ContextError, PackedImage, pack
 from reconciler.kinds import Kind
-from reconciler.observe import measure_writable_layers, observe
+from reconciler.observe import compare_packed, measure_writable_layers, observe
 from reconciler.plan import Action, Plan, adopt, plan
+from reconciler.plan import packed as packed_plan
 from reconciler.plan.context import Migration
 from reconciler.plan.params import volume_params
 from reconciler.saved import (
@@ -214,6 +217,10 @@ def _run(
                     held.enter_context(
                         locked(state, engine.url, project, timeout=request.lock_timeout)
                     )
+                    # A quiesced backup or restore --stop killed meanwhile stopped these.
+                    journal = Journal(state, project)
+                    if journal.stopped():
+                        finish(engine, journal)
             if saved is not None:
                 result.saved = True
                 result.observed = check_saved_plan(request, engine, saved, timer)
@@ -288,9 +295,8 @@ def check_saved_plan(
             c.kind is Kind.NETWORK or (c.container is not None and c.container.networks)
             for c in saved.plan.changes
         )
-        observed = with_sizes(
-            observe(engine, networks=networks), engine, measured_targets(saved.plan)
-        )
+        observed = observe(engine, saved.plan.project, networks=networks)
+        observed = with_sizes(observed, engine, measured_targets(saved.plan))
     check_saved(request.path, saved.plan, observed, policy)
     check_fresh(observed, saved)
     return observed
@@ -461,10 +467,11 @@ def record_reclaim(state: StateDir, desired: Desired, observed: Observed) -> Non
         state.write_record(desired.project, record)
     volumes = record.get("volumes")
     kept = {
-        name: value
+        name: _departed(value, observed.volumes[name].instance, name in desired.volumes)
         for name, value in (volumes.items() if isinstance(volumes, dict) else [])
         if name in observed.volumes and isinstance(value, dict)
     }
+    kept = {name: value for name, value in kept.items() if value is not None}
     kept.update(reclaim_of(desired, state.backups))
     if kept != volumes:
         record = {**record, "volumes": kept}
@@ -474,6 +481,16 @@ def record_reclaim(state: StateDir, desired: Desired, observed: Observed) -> Non
         if left != migrations:
             record = {**record, "migrations": left}
     state.write_record(desired.project, record)
+
+
+def _departed(entry: dict[str, Any], instance: str, in_spec: bool) -> dict[str, Any] | None:
+    """A volume's reclaim record: bound to the volume it was decided for once it left the
+    spec (its ``dsr.instance``), dropped when the volume there now is another one."""
+    if in_spec:
+        return entry
+    if "instance" not in entry:
+        return {**entry, "instance": instance}
+    return entry if entry["instance"] == instance else None
 
 
 def _settled(desired: Desired, observed: Observed, name: str, entry: object) -> bool:
@@ -500,13 +517,21 @@ def compute_plan(
     tags = {key: image.tag for key, image in packed.items()}
     record = state.read_record(desired.project) if state else {}
     with timer.stage("observe"):
-        observed = observe(engine, networks=bool(desired.networks or record.get("networks")))
+        observed = observe(
+            engine, desired.project, networks=bool(desired.networks or record.get("networks"))
+        )
         handoffs = _handoffs(desired, observed)
     with timer.stage("plan"):
         known = {
             **_known_manifests(state, observed),
             **{image.tag: image.manifest for image in packed.values()},
         }
+        compare = packed_plan.compared(desired, observed, tags)
+    if compare:
+        with timer.stage("observe"):
+            same = compare_packed(engine, compare, known)
+            observed = dataclasses.replace(observed, packed_volumes=same)
+    with timer.stage("plan"):
         volumes, migrations = record.get("volumes"), record.get("migrations")
         reclaim = {
             **(volumes if isinstance(volumes, dict) else {}),

@@ -290,6 +290,7 @@ def fingerprint(observed: Observed, plan: Plan, names: Iterable[str]) -> dict[st
         if c.project == project or c.name in names:
             tokens[Kind.CONTAINER.resource(c.name)] = _short(
                 [c.id, c.state, c.image_id, dict(c.labels), [m.name for m in c.mounts]]
+                + ([c.config.restart] if c.config is not None else [])
             )
     for v in observed.volumes.values():
         if v.project == project or v.name in names:

@@ -52,6 +52,25 @@ class _Labelled:
 
 
 @dataclass(frozen=True)
+class LiveConfig:
+    """The settings a spec sets that only ``docker inspect`` reports, as Docker holds them:
+    what drift is compared against, field by field (the label hash says only what dsr
+    asked for when it made the container)."""
+
+    command: tuple[str, ...] | None = None
+    entrypoint: tuple[str, ...] | None = None
+    env: tuple[str, ...] = ()
+    working_dir: str = ""
+    user: str = ""
+    stop_signal: str = ""
+    stop_timeout: int | None = None
+    init: bool = False
+    restart: str = "no"  # as specs write it: no | always | unless-stopped | on-failure[:N]
+    # Host port bindings, each CONTAINER_PORT/PROTO=HOST_IP:HOST_PORT (IP or port may be "").
+    bindings: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
 class LiveContainer(_Labelled):
     """A container of any owner; ``labels`` tell whether dsr manages it."""
 
@@ -64,6 +83,11 @@ class LiveContainer(_Labelled):
     mounts: tuple[LiveMount, ...] = ()
     size_rw: int | None = None  # bytes in the writable layer; None when not measured
     networks: tuple[str, ...] = ()  # the networks it is attached to, by name
+    # The host ports it holds now (running), as PORT/PROTO: what a new container must wait
+    # for when it publishes one of them.
+    ports: tuple[str, ...] = ()
+    # Read with docker inspect for this project's own containers; None when not read.
+    config: LiveConfig | None = None
 
     def mount_at(self, target: str) -> LiveMount | None:
         for mount in self.mounts:
@@ -119,6 +143,10 @@ class Observed:
     # By name; only listed when the spec or the project's record has networks (a spec
     # without any keeps its plan at three list calls).
     networks: Mapping[str, LiveNetwork] = field(default_factory=dict)
+    # Anonymous volumes of data-packed volume containers a refresh replaces, compared with
+    # the files their build put there: True holds exactly those, False differs (or could
+    # not be read). Only those a consumer mounted read-write are compared.
+    packed_volumes: Mapping[str, bool] = field(default_factory=dict)
 
     def volume_users(self, volume: str) -> list[str]:
         """Names of the containers (of any owner) that mount ``volume``."""

@@ -12,13 +12,24 @@ from typing import cast
 
 from reconciler.handoff import Statement
 from reconciler.kinds import Kind
-from reconciler.plan import adopt, drift, handoff, leftovers, migrate, networks, packed, reclaim
+from reconciler.plan import (
+    adopt,
+    drift,
+    handoff,
+    leftovers,
+    migrate,
+    networks,
+    operations,
+    packed,
+    reclaim,
+)
 from reconciler.plan.context import Migration, Planning, adopted
 from reconciler.plan.model import (
     Action,
     Change,
     ContainerParams,
     ImageParams,
+    Order,
     Plan,
     ReasonCode,
     Risk,
@@ -32,7 +43,7 @@ from reconciler.plan.params import (
     stop_timeout,
     volume_params,
 )
-from reconciler.plan.reasons import human_size, stopping, writable_layer
+from reconciler.plan.reasons import human_size, replace_downtime, stopping, writable_layer
 from reconciler.snapshot import (
     CONFIG_HASH,
     KIND,
@@ -89,8 +100,12 @@ def plan(
     shown = desired.redaction.text
     return Plan(
         project=desired.project,
-        changes=tuple(dataclasses.replace(c, reason=shown(c.reason)) for c in planner.changes),
+        changes=tuple(
+            operations.with_operations(dataclasses.replace(c, reason=shown(c.reason)), shown)
+            for c in planner.changes
+        ),
         orphans=tuple(sorted(planner.orphans)),
+        kept=tuple(dataclasses.replace(c, reason=shown(c.reason)) for c in planner.kept),
         errors=tuple(shown(e) for e in planner.errors),
     )
 
@@ -108,6 +123,7 @@ class _Planner(Planning):
         packed.cleanup(self)
         reclaim.left_volumes(self)
         networks.left(self)
+        operations.handovers(self)
 
     # -- images and volumes ------------------------------------------------------------
     def internal_images(self) -> None:
@@ -316,7 +332,7 @@ class _Planner(Planning):
         if problem:
             return Change(resource, Action.BLOCKED, *problem)
         reasons = drift.replace_reasons(
-            self, spec, live, image, params.labels[CONFIG_HASH], params.labels[SPEC]
+            self, spec, live, image, params.labels[CONFIG_HASH], params.labels[SPEC], params
         )
         protect = isinstance(spec, Container) and spec.writable_layer == "protect"
         if reasons and protect and live.size_rw:
@@ -347,7 +363,12 @@ class _Planner(Planning):
                 target_id=live.id,
                 container=params,
                 stop_timeout=stop_timeout(live),
+                order=Order.CREATE_THEN_DELETE,
+                downtime=replace_downtime(live, params),
             )
+        update = None if reasons else drift.restart_change(resource, live, params, planned)
+        if update is not None:
+            return update
         if params.start and live.state not in ("running", "restarting", "removing"):
             return Change(
                 resource,

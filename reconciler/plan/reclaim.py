@@ -2,7 +2,9 @@
 
 The policy in force is the one recorded by the last apply while the volume was in the
 spec (``reclaim`` in the state directory's record of the project); with no record, the
-volume is retained. ``retain`` keeps it as an orphan in every plan; ``delete`` deletes it
+volume is retained. The apply that sees it leave binds that decision to the volume's
+``dsr.instance``: a volume of the same name made again (``dsr restore``, by hand) is
+another volume, and is retained. ``retain`` keeps it as an orphan in every plan; ``delete`` deletes it
 once no container uses it; ``backup-then-delete`` deletes it only after a backup of it
 verified. Both are data-loss changes the spec allowed, so they are not blocked.
 """
@@ -34,6 +36,10 @@ def left_volumes(planning: Planning) -> None:
             continue  # placed on other hosts now: handed over first (see plan.handoff)
         record = planning.reclaim.get(volume.name) or {}
         policy = str(record.get("reclaim", RETAIN))
+        if str(record.get("instance", volume.instance)) != volume.instance:
+            # Decided when another volume of this name left (one restored since is not
+            # that one): the decision went with it, and this one is kept.
+            policy = RETAIN
         if policy == RETAIN:
             planning.orphans.append(Kind.VOLUME.resource(volume.name))
         else:

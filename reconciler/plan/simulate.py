@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 
+from reconciler.plan.drift import port_bindings
 from reconciler.plan.model import ContainerParams
 from reconciler.plan.params import digest, network_params, volume_params
 from reconciler.plan.planner import plan
 from reconciler.snapshot import (
+    LiveConfig,
     LiveContainer,
     LiveImage,
     LiveMount,
@@ -91,6 +93,18 @@ def _container(params: ContainerParams, earlier: dict[str, LiveContainer]) -> Li
         mounts=tuple(mounts),
         size_rw=None,
         networks=tuple(sorted(e.network for e in params.networks)),
+        config=LiveConfig(
+            command=params.command,
+            entrypoint=params.entrypoint,
+            env=params.env,
+            working_dir=params.working_dir or "",
+            user=params.user or "",
+            stop_signal=params.stop_signal,
+            stop_timeout=params.stop_timeout,
+            init=params.init,
+            restart=params.restart,
+            bindings=port_bindings(params.ports),
+        ),
     )
 
 
