@@ -35,6 +35,7 @@ from reconciler.plan.model import (
     ContainerParams,
     EndpointParams,
     HandoffParams,
+    HealthParams,
     ImageParams,
     Op,
     Plan,
@@ -45,6 +46,7 @@ from reconciler.spec.models import NEW_SUFFIX, OLD_SUFFIX
 from reconciler.statedir import StateDir
 
 log = logs.get_logger("dsr.apply")
+HEALTH_WAIT = 300  # seconds a dependent waits for its depends_on to become healthy
 
 
 @dataclass(frozen=True)
@@ -520,7 +522,27 @@ class _Executor:
                 raise
         self.remove(old)
 
+    def wait_healthy(self, names: tuple[str, ...]) -> None:
+        """Wait until each of ``names`` reports healthy (depends_on: service_healthy), as
+        compose does before it starts a dependent; bounded by HEALTH_WAIT seconds."""
+        deadline = time.monotonic() + HEALTH_WAIT
+        for name in names:
+            while True:
+                state = self.api.inspect_container(name)["State"]
+                health = (state.get("Health") or {}).get("Status")
+                if health is None:
+                    raise RuntimeError(f"{name} has no health check, so it is never healthy")
+                if health == "healthy":
+                    break
+                if not state.get("Running") or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"{name} is {health if state.get('Running') else 'not running'}: not "
+                        f"healthy within {HEALTH_WAIT} s, so its dependents are not started"
+                    )
+                time.sleep(0.5)
+
     def create(self, params: ContainerParams, name: str) -> str:
+        self.wait_healthy(params.wait_healthy)
         for path in params.make_dirs:
             os.makedirs(path, exist_ok=True)
         if params.pull:
@@ -539,6 +561,9 @@ class _Executor:
             if params.network_disabled
             else (first.network if first is not None else None),
             init=params.init or None,
+            mem_limit=params.memory,
+            nano_cpus=params.nano_cpus,
+            shm_size=params.shm_size,
         )
         created = self.api.create_container(
             image=params.image,
@@ -555,6 +580,7 @@ class _Executor:
             stop_signal=params.stop_signal or None,
             stop_timeout=params.stop_timeout,
             networking_config=self.endpoints(first),
+            healthcheck=_health(params.healthcheck),
         )
         new_id = str(created["Id"])
         for endpoint in others:
@@ -579,6 +605,18 @@ class _Executor:
             self.api.pull(repository, tag=tag)
         except docker.errors.APIError as err:
             raise RuntimeError(f"cannot pull image {image}: {_message(err)}") from err
+
+
+def _health(params: HealthParams | None) -> dict[str, Any] | None:
+    if params is None:
+        return None
+    return {
+        "test": list(params.test),
+        "interval": params.interval,
+        "timeout": params.timeout,
+        "retries": params.retries,
+        "start_period": params.start_period,
+    }
 
 
 _HANDLERS: dict[tuple[Kind, Action], Callable[[_Executor, Change], None]] = {
