@@ -93,6 +93,10 @@ def test_compose_and_workflow_are_wired() -> None:
     service = compose["services"]["dsr"]
     assert "/var/run/docker.sock:/var/run/docker.sock" in service["volumes"]
     assert service["command"][0] == "run"
+    # One project's folder, inside the checkout mounted at the same path as on the host.
+    assert "${DSR_CHECKOUT}:${DSR_CHECKOUT}" in service["volumes"]
+    assert service["command"][1].endswith("}/${DSR_SPEC:-specs}")
+    assert "build" not in service  # deploy/image.sh builds it: no registry, no base to pull
     workflow = yaml.safe_load((DEPLOY / "github/dsr-pr.yml").read_text())
     assert "self-hosted" in workflow["jobs"]["plan"]["runs-on"]
     uses = {
@@ -102,6 +106,31 @@ def test_compose_and_workflow_are_wired() -> None:
     assert uses == {"diff": ["diff"], "plan": ["plan"]}
     # Every job that runs dsr gets it from the action: none installs an unpublished package.
     assert "pip install" not in (DEPLOY / "github/dsr-pr.yml").read_text()
+
+
+def test_compose_renders_one_project_at_the_same_path() -> None:
+    compose = shutil.which("docker-compose")
+    if compose is None:
+        pytest.skip("docker-compose is missing")
+    env = {**os.environ, "DSR_CHECKOUT": "/srv/dsr/repo", "DSR_SPEC": "specs/web"}
+    done = subprocess.run(
+        [compose, "-p", "dsr", "-f", str(DEPLOY / "compose.yaml"), "config"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    service = yaml.safe_load(done.stdout)["services"]["dsr"]
+    assert service["command"][:2] == ["run", "/srv/dsr/repo/specs/web"]
+    assert "/srv/dsr/repo:/srv/dsr/repo:rw" in service["volumes"]
+    unset = {k: v for k, v in env.items() if k != "DSR_CHECKOUT"}
+    refused = subprocess.run(
+        [compose, "-p", "dsr", "-f", str(DEPLOY / "compose.yaml"), "config"],
+        env=unset,
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode != 0 and "DSR_CHECKOUT" in refused.stderr
 
 
 @pytest.fixture
