@@ -64,14 +64,14 @@ def test_the_systemd_unit_verifies(tmp_path: Path) -> None:
     dsr = Path(sys.executable).with_name("dsr")
     unit = tmp_path / "dsr.service"
     text = (DEPLOY / "systemd/dsr.service").read_text()
-    unit.write_text(text.replace("/usr/local/bin/dsr", str(dsr)))
+    unit.write_text(text.replace("/opt/dsr/bin/dsr", str(dsr)))
     done = subprocess.run(
         ["systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True, text=True
     )
     assert done.returncode == 0 and not done.stderr.strip(), done.stderr
     # And verify does catch a broken unit, so the check above means something.
     unit.write_text(
-        text.replace("Type=notify", "Type=notifyy").replace("/usr/local/bin/dsr", str(dsr))
+        text.replace("Type=notify", "Type=notifyy").replace("/opt/dsr/bin/dsr", str(dsr))
     )
     broken = subprocess.run(
         ["systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True, text=True
@@ -84,7 +84,12 @@ def test_the_unit_notifies_watches_restarts_and_reaches_socket_and_state() -> No
     keys = dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
     assert keys["Type"] == "notify" and keys["Restart"] == "on-failure"
     assert keys["WatchdogSec"] and keys["ProtectSystem"] == "strict"
-    assert "/var/lib/dsr" in keys["ReadWritePaths"] and "docker.sock" in keys["ReadWritePaths"]
+    writable = keys["ReadWritePaths"].split()
+    assert "/var/lib/dsr" in writable and "-/run/docker.sock" in writable
+    # --git-pull writes the checkout's .git: ProtectSystem=strict must leave it writable.
+    checkout = keys["ExecStart"].split(" run ", 1)[1].split()[0]
+    assert any(checkout.startswith(p.lstrip("-") + "/") for p in writable), (checkout, writable)
+    assert keys["ExecStart"].startswith("/opt/dsr/bin/dsr ")  # what install.sh makes
     assert keys["NoNewPrivileges"] == "yes" and keys["ExecReload"].endswith("-HUP $MAINPID")
 
 
