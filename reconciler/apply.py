@@ -17,20 +17,26 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
 
 import docker.errors
 import docker.types
 
 from reconciler import dockerargs, logs
 from reconciler.engine import Engine, timed_out
+from reconciler.errors import PlanError
 from reconciler.images import DOCKERFILE, write_build_context
 from reconciler.kinds import Kind
 from reconciler.plan.model import (
     Action,
     Change,
     ContainerParams,
+    EndpointParams,
+    HandoffParams,
     ImageParams,
+    Op,
     Plan,
     VolumeParams,
 )
@@ -189,10 +195,12 @@ class _Executor:
     def create_volume(self, change: Change) -> None:
         params = change.volume
         assert params is not None
-        if change.restore_from is not None:  # the end of an interrupted migration
+        if change.restore_from is not None:  # the end of a migration, or a handoff
             if not self.volume_exists(params.name):
                 self.make_volume(params)
             self.restore(change.restore_from, params.name)
+            if change.handoff is not None:  # restored and verified: the old host may let go
+                self.state_handoff(change, change.handoff)
             return
         self.make_volume(params)
 
@@ -217,21 +225,74 @@ class _Executor:
                 f"the volume {name} is not the one planned for adoption (created {created}, "
                 f"the plan saw {change.identity}); run dsr plan again"
             )
+        self.record_adoption(Kind.VOLUME, name, created)
+
+    # -- networks ---------------------------------------------------------------------------
+    def create_network(self, change: Change) -> None:
+        params = change.network
+        assert params is not None
+        self.api.create_network(
+            params.name,
+            driver=params.driver,
+            internal=params.internal,
+            labels=dict(params.labels),
+            check_duplicate=True,
+        )
+
+    def replace_network(self, change: Change) -> None:
+        assert change.target_id is not None
+        with contextlib.suppress(docker.errors.NotFound):
+            self.api.remove_network(change.target_id)  # refused by Docker while in use
+        self.create_network(change)
+
+    def delete_network(self, change: Change) -> None:
+        assert change.target_id is not None
+        with contextlib.suppress(docker.errors.NotFound):
+            self.api.remove_network(change.target_id)
+
+    def adopt_network(self, change: Change) -> None:
+        """Take over a network as it is, recorded by its id (Docker cannot relabel one)."""
+        assert change.target_id is not None
+        live = self.api.inspect_network(change.target_id)
+        self.record_adoption(Kind.NETWORK, str(live["Name"]), str(live["Id"]))
+
+    def record_adoption(self, kind: Kind, name: str, identity: str) -> None:
         if self.state is None:
             raise RuntimeError("an adoption needs dsr's state directory to record it")
         with self.record_lock:
             record = self.state.read_record(self.project)
             adopted = dict(record.get("adopted") or {})
-            volumes = dict(adopted.get(Kind.VOLUME.value) or {})
-            volumes[name] = created
-            adopted[Kind.VOLUME.value] = volumes
+            table = dict(adopted.get(kind.value) or {})
+            table[name] = identity
+            adopted[kind.value] = table
             self.state.write_record(self.project, {**record, "adopted": adopted})
-        log.info("volume_adopted", volume=name, created_at=created)
+        log.info("adopted", kind=kind.value, name=name, identity=identity)
 
     def update_volume(self, change: Change) -> None:
-        """Refill a volume from the backup of its interrupted migration."""
-        assert change.restore_from is not None and change.target_id is not None
+        """Refill a volume from the backup of its interrupted migration; or, for a volume
+        that moved to another host, back it up and offer that snapshot (``handoff``)."""
+        assert change.target_id is not None
+        if change.handoff is not None and change.backup_to is not None:
+            folder = self.back_up(change.target_id, change.backup_to)
+            snapshot = os.path.basename(folder)
+            self.state_handoff(change, replace(change.handoff, snapshot=snapshot))
+            return
+        assert change.restore_from is not None
         self.restore(change.restore_from, change.target_id)
+
+    def state_handoff(self, change: Change, params: HandoffParams) -> None:
+        """Write this host's statement about a moving volume (``reconciler.handoff``)."""
+        from reconciler import handoff
+
+        statement = handoff.Statement(
+            host=params.host,
+            state=params.state,  # type: ignore[arg-type]
+            placement=params.placement,
+            snapshot=params.snapshot,
+            source=params.source,
+            time=datetime.now(UTC).isoformat(),
+        )
+        handoff.write_statement(params.destination, self.project, change.name, statement)
 
     def replace_volume(self, change: Change) -> None:
         """Recreate (or migrate) a volume: Docker cannot change one in place. A migration
@@ -404,6 +465,19 @@ class _Executor:
         else:
             self.api.start(change.target_id)
 
+    def update_container(self, change: Change) -> None:
+        """``docker update`` in place (no new container, no restart), as the plan lists."""
+        params, target = change.container, change.target_id
+        if params is None or target is None:
+            raise PlanError(f"{change.resource}: an update without its container or target")
+        for operation in change.operations:
+            if operation.op is Op.UPDATE_CONTAINER:
+                policy = dockerargs.restart(params.restart) or {"Name": "no"}
+                # The stubs know only always and on-failure; the engine takes every name.
+                self.api.update_container(target, restart_policy=policy)  # type: ignore[arg-type]
+            elif operation.op is Op.START_CONTAINER:
+                self.api.start(target)
+
     def delete_container(self, change: Change) -> None:
         assert change.target_id is not None
         with contextlib.suppress(docker.errors.NotFound):  # already gone is done
@@ -452,13 +526,18 @@ class _Executor:
         if params.pull:
             self.pull(params.image)
         exposed, bindings = dockerargs.ports(params.ports)
+        # The engine takes one network at creation (API < 1.44); the others are joined
+        # before the container starts.
+        first, *others = params.networks or (None,)
         host_config = self.api.create_host_config(
             mounts=[dockerargs.mount(m) for m in params.mounts if not m.selinux],
             binds=[dockerargs.bind(m) for m in params.mounts if m.selinux] or None,
             volumes_from=list(params.volumes_from) or None,
             port_bindings=bindings or None,
             restart_policy=dockerargs.restart(params.restart),
-            network_mode="none" if params.network_disabled else None,
+            network_mode="none"
+            if params.network_disabled
+            else (first.network if first is not None else None),
             init=params.init or None,
         )
         created = self.api.create_container(
@@ -475,8 +554,24 @@ class _Executor:
             network_disabled=params.network_disabled,
             stop_signal=params.stop_signal or None,
             stop_timeout=params.stop_timeout,
+            networking_config=self.endpoints(first),
         )
-        return str(created["Id"])
+        new_id = str(created["Id"])
+        for endpoint in others:
+            assert endpoint is not None
+            self.api.connect_container_to_network(
+                new_id, endpoint.network, aliases=list(endpoint.aliases) or None
+            )
+        return new_id
+
+    def endpoints(self, first: EndpointParams | None) -> dict[str, Any] | None:
+        if first is None:
+            return None
+        endpoint = self.api.create_endpoint_config(aliases=list(first.aliases) or None)
+        config: dict[str, Any] = self.api.create_networking_config(
+            {first.network: endpoint}  # type: ignore[arg-type]  # the stub says one; it is a map
+        )
+        return config
 
     def pull(self, image: str) -> None:
         repository, tag = dockerargs.split_reference(image)
@@ -491,6 +586,10 @@ _HANDLERS: dict[tuple[Kind, Action], Callable[[_Executor, Change], None]] = {
     (Kind.VOLUME, Action.UPDATE): _Executor.update_volume,
     (Kind.VOLUME, Action.REPLACE): _Executor.replace_volume,
     (Kind.VOLUME, Action.ADOPT): _Executor.adopt_volume,
+    (Kind.NETWORK, Action.CREATE): _Executor.create_network,
+    (Kind.NETWORK, Action.REPLACE): _Executor.replace_network,
+    (Kind.NETWORK, Action.DELETE): _Executor.delete_network,
+    (Kind.NETWORK, Action.ADOPT): _Executor.adopt_network,
     # A container is adopted by replacing it with dsr's own (the plan carried its mounts).
     (Kind.CONTAINER, Action.ADOPT): _Executor.replace_container,
     (Kind.VOLUME_CONTAINER, Action.ADOPT): _Executor.replace_container,
@@ -502,6 +601,7 @@ _HANDLERS: dict[tuple[Kind, Action], Callable[[_Executor, Change], None]] = {
     (Kind.CONTAINER, Action.REPLACE): _Executor.replace_container,
     (Kind.VOLUME_CONTAINER, Action.REPLACE): _Executor.replace_container,
     (Kind.CONTAINER, Action.START): _Executor.start_container,
+    (Kind.CONTAINER, Action.UPDATE): _Executor.update_container,
     (Kind.VOLUME_CONTAINER, Action.START): _Executor.start_container,
     (Kind.CONTAINER, Action.DELETE): _Executor.delete_container,
     (Kind.VOLUME_CONTAINER, Action.DELETE): _Executor.delete_container,

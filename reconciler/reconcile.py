@@ -21,17 +21,21 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from reconciler import lastpass, logs
 from reconciler.apply import Outcome, Progress, apply_plan
+from reconciler.backup.journal import Journal, finish
 from reconciler.engine import Engine
 from reconciler.errors import DsrError, PlanError, SpecError, SpecIssue
 from reconciler.files import write_json
+from reconciler.handoff import Statement
 from reconciler.hostinfo import engine_host
 from reconciler.images import ContextError, PackedImage, pack
 from reconciler.kinds import Kind
-from reconciler.observe import measure_writable_layers, observe
+from reconciler.observe import compare_packed, measure_writable_layers, observe
 from reconciler.plan import Action, Plan, adopt, plan
+from reconciler.plan import packed as packed_plan
 from reconciler.plan.context import Migration
 from reconciler.plan.params import volume_params
 from reconciler.saved import (
@@ -213,6 +217,10 @@ def _run(
                     held.enter_context(
                         locked(state, engine.url, project, timeout=request.lock_timeout)
                     )
+                    # A quiesced backup or restore --stop killed meanwhile stopped these.
+                    journal = Journal(state, project)
+                    if journal.stopped():
+                        finish(engine, journal)
             if saved is not None:
                 result.saved = True
                 result.observed = check_saved_plan(request, engine, saved, timer)
@@ -224,6 +232,7 @@ def _run(
                 result.plan, result.observed = compute_plan(engine, desired, packed, state, timer)
                 if request.apply and state is not None:
                     record_reclaim(state, desired, result.observed)
+                    record_held(desired, result.observed)
             if not request.apply or not result.plan.actionable:
                 return
             to_apply = result.plan
@@ -251,13 +260,22 @@ def _run(
                     should_stop=should_stop,
                 )
             result.outcomes = tuple(outcomes)
+            if desired is not None and desired.host is not None:
+                made = {
+                    o.change.name
+                    for o in outcomes
+                    if o.status == "ok" and o.change.kind is Kind.VOLUME and o.change.volume
+                }
+                record_held(desired, result.observed, made)
     finally:
         result.calls = engine.calls - calls_before
 
 
 def deletes_everything(plan: Plan, desired: Desired | None) -> bool:
-    """The spec declares nothing and the plan deletes what the project has."""
-    if desired is None or names_of(desired) or desired.images:
+    """The spec declares nothing and the plan deletes what the project has. A host's share
+    that is empty while the spec places resources elsewhere declares nothing here on
+    purpose: that is the spec speaking, not a half-done checkout."""
+    if desired is None or names_of(desired) or desired.images or desired.elsewhere:
         return False
     return any(c.action is Action.DELETE for c in plan.actionable)
 
@@ -273,7 +291,12 @@ def check_saved_plan(
         state_dir=request.state_dir,
     )
     with timer.stage("observe"):
-        observed = with_sizes(observe(engine), engine, measured_targets(saved.plan))
+        networks = any(
+            c.kind is Kind.NETWORK or (c.container is not None and c.container.networks)
+            for c in saved.plan.changes
+        )
+        observed = observe(engine, saved.plan.project, networks=networks)
+        observed = with_sizes(observed, engine, measured_targets(saved.plan))
     check_saved(request.path, saved.plan, observed, policy)
     check_fresh(observed, saved)
     return observed
@@ -375,6 +398,39 @@ def adopted_of(record: Mapping[str, object], kind: Kind) -> dict[str, str]:
     return {k: v for k, v in table.items() if isinstance(k, str) and isinstance(v, str)}
 
 
+def _handoffs(desired: Desired, observed: Observed) -> dict[str, dict[str, Statement]]:
+    """Each host's statements about the placed volumes that may be moving here or away:
+    those of the share missing here, and those here placed elsewhere (files only)."""
+    if desired.host is None or not desired.handoff_to:
+        return {}
+    from reconciler import handoff
+
+    moving = {
+        name: destination
+        for name, destination in desired.handoff_to.items()
+        if (name in desired.volumes) != (name in observed.volumes)
+    }
+    return handoff.read_all(moving, desired.project)
+
+
+def record_held(desired: Desired, observed: Observed | None, made: set[str] | None = None) -> None:
+    """State, in their handoff folders, that this host holds the placed volumes of its
+    share that it has (``observed``, and ``made`` by the apply that just ran): a host they
+    move to waits for this host's offer rather than make them empty."""
+    if desired.host is None or not desired.handoff_to:
+        return
+    from reconciler import handoff
+
+    mine = {
+        name: (destination, handoff.placement_digest(desired.placements.get(f"volume:{name}")))
+        for name, destination in desired.handoff_to.items()
+        if name in desired.volumes
+        and (name in (made or ()) or (observed is not None and name in observed.volumes))
+    }
+    known = handoff.read_all({n: desired.handoff_to[n] for n in mine}, desired.project)
+    handoff.hold(desired.project, desired.host, mine, known)
+
+
 def record_reclaim(state: StateDir, desired: Desired, observed: Observed) -> None:
     """Record the reclaim policy of every volume of the spec being applied: the one in
     force once it leaves the spec. Records of volumes gone from the engine are dropped,
@@ -382,17 +438,40 @@ def record_reclaim(state: StateDir, desired: Desired, observed: Observed) -> Non
     record = state.read_record(desired.project)
     adoptions = adopted_of(record, Kind.VOLUME)
     kept_adoptions = adopt.recorded(adoptions, observed.volumes)
-    if kept_adoptions != adoptions:
+    networks = adopted_of(record, Kind.NETWORK)
+    kept_networks = {
+        n: i for n, i in networks.items() if n in observed.networks and observed.networks[n].id == i
+    }
+    # Whether the project has networks on the engine: the next pass lists them only then.
+    has_networks = (
+        bool(desired.networks)
+        or any(n.project == desired.project for n in observed.networks.values())
+        or bool(kept_networks)
+    )
+    if (kept_adoptions, kept_networks, has_networks) != (
+        adoptions,
+        networks,
+        bool(record.get("networks")),
+    ):
         adopted = record.get("adopted")
         table = dict(adopted) if isinstance(adopted, dict) else {}
-        record = {**record, "adopted": {**table, Kind.VOLUME.value: kept_adoptions}}
+        record = {
+            **record,
+            "adopted": {
+                **table,
+                Kind.VOLUME.value: kept_adoptions,
+                Kind.NETWORK.value: kept_networks,
+            },
+            "networks": has_networks,
+        }
         state.write_record(desired.project, record)
     volumes = record.get("volumes")
     kept = {
-        name: value
+        name: _departed(value, observed.volumes[name].instance, name in desired.volumes)
         for name, value in (volumes.items() if isinstance(volumes, dict) else [])
         if name in observed.volumes and isinstance(value, dict)
     }
+    kept = {name: value for name, value in kept.items() if value is not None}
     kept.update(reclaim_of(desired, state.backups))
     if kept != volumes:
         record = {**record, "volumes": kept}
@@ -402,6 +481,16 @@ def record_reclaim(state: StateDir, desired: Desired, observed: Observed) -> Non
         if left != migrations:
             record = {**record, "migrations": left}
     state.write_record(desired.project, record)
+
+
+def _departed(entry: dict[str, Any], instance: str, in_spec: bool) -> dict[str, Any] | None:
+    """A volume's reclaim record: bound to the volume it was decided for once it left the
+    spec (its ``dsr.instance``), dropped when the volume there now is another one."""
+    if in_spec:
+        return entry
+    if "instance" not in entry:
+        return {**entry, "instance": instance}
+    return entry if entry["instance"] == instance else None
 
 
 def _settled(desired: Desired, observed: Observed, name: str, entry: object) -> bool:
@@ -426,14 +515,23 @@ def compute_plan(
     Returns the plan and the snapshot it was made from (sizes measured)."""
     timer = timer or _Timer({})
     tags = {key: image.tag for key, image in packed.items()}
+    record = state.read_record(desired.project) if state else {}
     with timer.stage("observe"):
-        observed = observe(engine)
+        observed = observe(
+            engine, desired.project, networks=bool(desired.networks or record.get("networks"))
+        )
+        handoffs = _handoffs(desired, observed)
     with timer.stage("plan"):
         known = {
             **_known_manifests(state, observed),
             **{image.tag: image.manifest for image in packed.values()},
         }
-        record = state.read_record(desired.project) if state else {}
+        compare = packed_plan.compared(desired, observed, tags)
+    if compare:
+        with timer.stage("observe"):
+            same = compare_packed(engine, compare, known)
+            observed = dataclasses.replace(observed, packed_volumes=same)
+    with timer.stage("plan"):
         volumes, migrations = record.get("volumes"), record.get("migrations")
         reclaim = {
             **(volumes if isinstance(volumes, dict) else {}),
@@ -441,6 +539,7 @@ def compute_plan(
         }
         migrating = migrations if isinstance(migrations, dict) else {}
         adoptions = adopted_of(record, Kind.VOLUME)
+        network_adoptions = adopted_of(record, Kind.NETWORK)
         first = plan(
             desired,
             observed,
@@ -449,6 +548,8 @@ def compute_plan(
             reclaim=reclaim,
             migrations=migrating,
             adoptions=adoptions,
+            network_adoptions=network_adoptions,
+            handoffs=handoffs,
         )
     ids = [
         c.target_id
@@ -470,6 +571,8 @@ def compute_plan(
             reclaim=reclaim,
             migrations=migrating,
             adoptions=adoptions,
+            network_adoptions=network_adoptions,
+            handoffs=handoffs,
         )
         return again, measured
 
@@ -478,9 +581,11 @@ def offline_plan(
     old: Desired,
     new: Desired,
     packed: tuple[Mapping[str, PackedImage], Mapping[str, PackedImage]] | None = None,
+    handoffs: Mapping[str, Mapping[str, Statement]] | None = None,
 ) -> Plan:
     """``dsr diff``: the plan from ``old`` applied to ``new``, with no engine and no state.
-    ``packed``: OLD's and NEW's images, hashed already (a fleet diff hashes them once)."""
+    ``packed``: OLD's and NEW's images, hashed already (a fleet diff hashes them once);
+    ``handoffs``: the statements other hosts would have made (a fleet diff's moves)."""
     from reconciler.plan.simulate import simulate
 
     if packed is None:
@@ -490,7 +595,8 @@ def offline_plan(
     manifests = {i.tag: i.manifest for i in [*old_packed.values(), *new_packed.values()]}
     before = simulate(old, {key: image.tag for key, image in old_packed.items()})
     tags = {key: image.tag for key, image in new_packed.items()}
-    return plan(new, before, tags, manifests=manifests, reclaim=reclaim_of(old, ""))
+    reclaim = reclaim_of(old, "")
+    return plan(new, before, tags, manifests=manifests, reclaim=reclaim, handoffs=handoffs)
 
 
 def names_of(desired: Desired) -> set[str]:

@@ -23,6 +23,7 @@ import docker.errors
 
 from reconciler import logs
 from reconciler.backup.errors import BackupError
+from reconciler.backup.journal import Journal
 from reconciler.engine import Engine
 from reconciler.kinds import Kind
 from reconciler.plan.params import EMPTY_IMAGE, NEVER_STARTED
@@ -209,9 +210,12 @@ def _overlaps(source: str, path: str) -> bool:
 
 
 @contextlib.contextmanager
-def stopped(engine: Engine, running: list[User]) -> Iterator[None]:
-    """Stop ``running`` for the block; start again exactly those, also when it failed."""
+def stopped(engine: Engine, running: list[User], journal: Journal | None = None) -> Iterator[None]:
+    """Stop ``running`` for the block; start again exactly those, also when it failed.
+    ``journal`` records them first, so that a run killed meanwhile is undone by the next."""
     done: list[User] = []
+    if journal is not None:
+        journal.stopping({u.id: u.name for u in running})
     try:
         for user in running:
             engine.api.stop(user.id)
@@ -219,13 +223,16 @@ def stopped(engine: Engine, running: list[User]) -> Iterator[None]:
             log.info("container_stopped", container=user.name)
         yield
     finally:
-        errors = []
+        errors, started = [], [u.id for u in running if u not in done]
         for user in done:
             try:
                 engine.api.start(user.id)
                 log.info("container_started", container=user.name)
+                started.append(user.id)
             except docker.errors.APIError as err:
                 errors.append(f"{user.name}: {err.explanation or err}")
+        if journal is not None:
+            journal.started(started)
         if errors:
             raise BackupError("could not start again: " + "; ".join(errors))
 

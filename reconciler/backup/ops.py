@@ -9,6 +9,7 @@ the CLI as a subprocess.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from collections.abc import Iterator, Mapping
@@ -21,9 +22,10 @@ from reconciler import logs
 from reconciler.backup import crypt, engine_io, places, run, store
 from reconciler.backup import restore as restoring
 from reconciler.backup.errors import BackupError, ChecksumError
+from reconciler.backup.journal import Journal, finish
 from reconciler.backup.manifest import backup_time
 from reconciler.backup.retention import apply_keep, is_empty, newest_first
-from reconciler.backup.store import COMPLETE, Folder, Place, Snapshot, Source
+from reconciler.backup.store import COMPLETE, DAMAGED, Folder, Place, Snapshot, Source
 from reconciler.engine import Engine, engine_url
 from reconciler.errors import DsrError
 from reconciler.escape import escape_controls
@@ -37,6 +39,7 @@ from reconciler.spec.policy import is_under
 from reconciler.spec.share import share
 from reconciler.statedir import StateDir, default_state_dir, locked
 
+UNREADABLE = "unreadable"  # a damaged status that a re-read could not confirm
 log = logs.get_logger("dsr.backup")
 
 
@@ -125,12 +128,16 @@ def backup(
     taken: list[run.Taken] = []
     try:
         with _locked(request, desired.project):
+            journal = Journal(request.state, desired.project)
             if engine is not None:
                 engine_io.remove_stale_helpers(engine, desired.project)
+                finish(engine, journal)
             for name, spec in rules.items():
                 where = places.places_of(spec, request.state)
                 take = places.take(engine, desired.project, where, request.state.staging)
-                taken += run.run_rule(engine, desired.project, name, spec, take, options, volume)
+                taken += run.run_rule(
+                    engine, desired.project, name, spec, take, options, volume, journal
+                )
     finally:
         if engine is not None:
             engine.close()
@@ -198,6 +205,14 @@ def _damaged(found: store.Found, place: Place, project: str) -> list[dict[str, s
     return out
 
 
+def _signed(place: Place, found: store.Found, key: bytes) -> store.Found:
+    """A folder's snapshots must carry this state directory's keyed digest. A remote
+    store's are read by hosts that never had that key (a restore after the host is lost:
+    the point of keeping them off it): the store's credentials guard who writes there,
+    and the archive's sha256 and tree digest are checked against the manifest anyway."""
+    return found if place.remote else store.signed(found, key)
+
+
 def _keys(request: Request) -> tuple[Any, ...]:
     return tuple(crypt.identities(request.identity))
 
@@ -213,7 +228,7 @@ def _found(
     key = request.state.backup_key()
     for place in every:
         try:
-            here = store.signed(place.find(desired.project), key)
+            here = _signed(place, place.find(desired.project), key)
             out += here.snapshots
             if damaged is not None:
                 damaged += _damaged(here, place, desired.project)
@@ -299,8 +314,9 @@ def prune(request: Request, *, dry_run: bool = False) -> Pruned:
     result = Pruned()
     with _locked(request, desired.project):
         for place in places.every_place(desired, request.state, _keys(request)):  # one by one
-            found = store.signed(place.find(desired.project), request.state.backup_key())
-            mine = plan_prune(desired, list(found.snapshots))
+            found = _signed(place, place.find(desired.project), request.state.backup_key())
+            checked = [_rechecked(place, s, record=not dry_run) for s in found.snapshots]
+            mine = plan_prune(desired, checked)
             mine.unfinished = list(found.unfinished)
             result.add(mine)
             if dry_run:
@@ -312,6 +328,28 @@ def prune(request: Request, *, dry_run: bool = False) -> Pruned:
                 place.remove_unfinished(item)
                 log.info("pruned_unfinished", folder=item)
     return result
+
+
+def _rechecked(place: Place, snapshot: Snapshot, *, record: bool) -> Snapshot:
+    """A damaged snapshot read again before prune decides on it: an archive that was
+    unreadable for a moment during a verify is good again, and one that cannot be read
+    now is not known to be damaged (``UNREADABLE``: never removed)."""
+    if snapshot.status != DAMAGED or store.is_unsigned(snapshot):
+        return snapshot  # an edited manifest stays refused, whatever its archive holds
+    try:
+        with place.fetched(snapshot) as local:
+            restoring.check(local)
+    except (DsrError, OSError) as err:
+        if isinstance(err, OSError) or isinstance(err.__cause__, OSError):
+            log.warning("prune_unreadable", id=snapshot.id, error=str(err))
+            return dataclasses.replace(snapshot, status=UNREADABLE, problem=str(err))
+        if record:
+            place.record_verify(snapshot, str(err))
+        return dataclasses.replace(snapshot, problem=str(err))
+    if record:
+        place.record_verify(snapshot, None)
+    log.info("prune_recheck", id=snapshot.id, ok=True, was=snapshot.problem)
+    return dataclasses.replace(snapshot, status=COMPLETE, problem="")
 
 
 def plan_prune(desired: Desired, snapshots: list[Snapshot]) -> Pruned:
@@ -336,6 +374,11 @@ def plan_prune(desired: Desired, snapshots: list[Snapshot]) -> Pruned:
             kept = [(k.snapshot, k.reasons) for k in held]  # type: ignore[misc]
             if good and all(s is not good[0] for s, _ in kept):
                 kept.insert(0, (good[0], ("newest verified snapshot",)))
+        kept += [
+            (s, ("unreadable now, not known to be damaged",))
+            for s in group
+            if s.status == UNREADABLE
+        ]
         ids = {s.folder for s, _ in kept}
         ordered = newest_first(group)
         result.keep += sorted(kept, key=lambda k: ordered.index(k[0]))
@@ -374,30 +417,80 @@ def restore(
             top = _make_target(folder)
             try:
                 restoring.restore_dir(snapshot, folder, progress)
-            except BaseException:
+            except BaseException as err:
                 if top:  # a folder this restore made: gone again, with what it wrote
                     shutil.rmtree(top, ignore_errors=True)
+                if isinstance(err, OSError):  # a full disk: said, not a traceback
+                    raise BackupError(_partial(snapshot.id, folder, err, bool(top))) from err
                 raise
             return snapshot
         engine = _engine(request)
+        journal = Journal(request.state, desired.project)
         try:
             engine_io.remove_stale_helpers(engine, desired.project)
+            finish(engine, journal)
             name = into or source.name
+            if into is not None and journal.half_restored(name):
+                _remove_half_restored(engine, desired.project, name)
             adopted = adoptions(request.state, desired.project)
-            made = _prepare_volume(
-                engine, desired, snapshot, name, new=into is not None, adopted=adopted
-            )
+            if into is not None and engine_io.inspect_volume(engine, name) is None:
+                journal.restoring(name, snapshot.id)  # before the volume exists
             try:
-                restoring.restore_volume(
-                    engine, snapshot, name, stop=stop, via=via, progress=progress, made=made
+                made = _prepare_volume(
+                    engine, desired, snapshot, name, new=into is not None, adopted=adopted
                 )
             except BaseException:
+                if engine_io.inspect_volume(engine, name) is None:
+                    journal.restored(name)
+                raise
+            try:
+                restoring.restore_volume(
+                    engine,
+                    snapshot,
+                    name,
+                    stop=stop,
+                    via=via,
+                    progress=progress,
+                    made=made,
+                    journal=journal,
+                )
+            except BaseException as err:
                 if made:  # a volume this restore made: gone, as if it had never run
                     engine_io.remove_made_volume(engine, name)
+                if isinstance(err, OSError):  # a full disk: said, not a traceback
+                    raise BackupError(_partial(snapshot.id, name, err, made)) from err
                 raise
+            finally:
+                if made and journal.half_restored(name):
+                    journal.restored(name)  # done, or removed: nothing left to finish
         finally:
             engine.close()
     return chosen
+
+
+def _partial(snapshot: str, target: str, err: OSError, made: bool) -> str:
+    where = "it was removed again" if made else f"{target} may hold part of it"
+    return (
+        f"restoring {snapshot} into {target} failed: {err.strerror or err}; {where}. The "
+        "snapshot is intact: free the space (or fix the cause) and run the restore again"
+    )
+
+
+def _remove_half_restored(engine: Engine, project: str, name: str) -> None:
+    """What a killed ``restore --into`` left: its volume, half filled, removed so that
+    this restore makes it again (only this project's, and only while nothing uses it)."""
+    live = engine_io.inspect_volume(engine, name)
+    if live is None:
+        return
+    labels = live.get("Labels") or {}
+    users = engine_io.users(engine, volume=name)
+    if labels.get(MANAGED) != "true" or labels.get(PROJECT) != project or users:
+        raise BackupError(
+            f"the volume {name} was left half filled by a restore --into that was "
+            "interrupted, but it is used or no longer this project's; remove it by hand"
+        )
+    engine.api.remove_volume(name)
+    log.info("volume_removed", volume=name, reason="a restore --into into it was interrupted")
 
 
 def _check_target(folder: str, policy: Policy, dests: list[str], state: StateDir) -> None:

@@ -29,6 +29,7 @@ import docker.errors
 from reconciler.backup import engine_io, extract, rehash
 from reconciler.backup.archive import CHUNK, Decompressed, Progress, TarWriter, read_tar
 from reconciler.backup.errors import ArchiveError, BackupError, ChecksumError, InUseError
+from reconciler.backup.journal import Journal
 from reconciler.backup.prefetch import Prefetched, scan
 from reconciler.backup.run import IterReader
 from reconciler.backup.store import Snapshot
@@ -97,6 +98,7 @@ def restore_volume(
     via: str = "auto",
     progress: Progress | None = None,
     made: bool = False,
+    journal: Journal | None = None,
 ) -> None:
     """Make the existing volume ``volume`` hold exactly the snapshot's tree.
 
@@ -113,7 +115,7 @@ def restore_volume(
     live = engine_io.inspect_volume(engine, volume)
     if live is None:
         raise BackupError(f"the volume {volume} does not exist")
-    with engine_io.stopped(engine, running):
+    with engine_io.stopped(engine, running, journal):
         mountpoint = None if via == "api" else engine_io.local_mountpoint(engine, live, write=True)
         if via == "direct" and mountpoint is None:
             why = engine_io.mounted_elsewhere(live) or "it is not writable from here"

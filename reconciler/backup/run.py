@@ -22,6 +22,7 @@ from datetime import datetime
 from reconciler import logs
 from reconciler.backup import archive, engine_io, sink, store
 from reconciler.backup.errors import BackupError
+from reconciler.backup.journal import Journal
 from reconciler.backup.manifest import ARCHIVE, Manifest, VolumeInfo, backup_time, sign, snapshot_id
 from reconciler.backup.store import Source
 from reconciler.backup.tree import TreeDigest, gc_paused
@@ -83,13 +84,13 @@ def backup_source(
     folder = _new_folder(destination, project, source, moment, options.taken)
     try:
         manifest = _write(engine, project, source, folder, options, moment, zone or "UTC")
+        manifest = manifest.model_copy(update={"seconds": round(time.monotonic() - started, 3)})
+        if options.key:
+            manifest = sign(manifest, options.key)
+        store.write_manifest(folder, manifest)  # a full disk here too: nothing is left
     except BaseException:
         store.remove(folder)  # best effort; a killed backup leaves a folder prune removes
         raise
-    manifest = manifest.model_copy(update={"seconds": round(time.monotonic() - started, 3)})
-    if options.key:
-        manifest = sign(manifest, options.key)
-    store.write_manifest(folder, manifest)
     log.info(
         "snapshot",
         id=manifest.id,
@@ -288,8 +289,10 @@ def run_rule(
     take: Take,
     options: Options,
     volume: str | None = None,
+    journal: Journal | None = None,
 ) -> list[Taken]:
-    """Hooks before; each source (quiesced if asked); hooks after, whatever happened."""
+    """Hooks before; each source (quiesced if asked); hooks after, whatever happened.
+    ``journal`` records the containers a quiesce stops, for a run killed meanwhile."""
     options = dataclasses.replace(options, policy=name, spec_hash=spec_hash(rule))
     sources = sources_of(rule, volume)
     taken: list[Taken] = []
@@ -298,7 +301,7 @@ def run_rule(
         if error:
             return [Taken(name, s, error=error) for s in sources]
         for source in sources:
-            taken.append(_one(engine, name, rule, source, take, options))
+            taken.append(_one(engine, name, rule, source, take, options, journal))
     finally:
         error = _hooks(engine, name, "after", rule.hooks.after)
         if error:
@@ -307,10 +310,16 @@ def run_rule(
 
 
 def _one(
-    engine: Engine | None, name: str, rule: Backup, source: Source, take: Take, options: Options
+    engine: Engine | None,
+    name: str,
+    rule: Backup,
+    source: Source,
+    take: Take,
+    options: Options,
+    journal: Journal | None,
 ) -> Taken:
     try:
-        with _quiesced(engine, rule, source):
+        with _quiesced(engine, rule, source, journal):
             manifest = take(source, options)
         return Taken(name, source, manifest)
     except (BackupError, OSError) as err:
@@ -322,13 +331,15 @@ def _one(
 
 
 @contextlib.contextmanager
-def _quiesced(engine: Engine | None, rule: Backup, source: Source) -> Iterator[None]:
+def _quiesced(
+    engine: Engine | None, rule: Backup, source: Source, journal: Journal | None
+) -> Iterator[None]:
     if not rule.quiesce or engine is None:
         yield
         return
     kind = {"volume": source.name} if source.kind == "volume" else {"path": source.name}
     running = [u for u in engine_io.users(engine, **kind) if u.running]
-    with engine_io.stopped(engine, running):
+    with engine_io.stopped(engine, running, journal):
         yield
 
 

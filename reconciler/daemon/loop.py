@@ -46,7 +46,7 @@ from reconciler.daemon.trigger import Trigger
 from reconciler.daemon.watch import SETTLE, SpecWatcher
 from reconciler.engine import Engine, engine_url
 from reconciler.errors import EngineError, LockError, SpecError, SpecIssue
-from reconciler.plan.model import Action, Plan
+from reconciler.plan.model import Action, Plan, Risk
 from reconciler.reconcile import (
     PassRequest,
     PassResult,
@@ -325,6 +325,11 @@ class Daemon:
                 "object of the project; run with --allow-empty to let it",
             )
             return False
+        if any(c.risk is Risk.DATA_LOSS for c in plan.actionable) and not self.specs.unchanged():
+            # Read mid-write, or changed since: what deletes data must come from files at rest.
+            self._gate_result = "deferred"
+            log.warning("deferred", changes=summary, reason="the spec changed while planned")
+            return False  # the watch (or the interval) brings the pass that reads it whole
         waiting = self.backoff.waiting(time.monotonic())
         waiting &= {c.resource for c in plan.actionable}
         if not waiting:

@@ -115,13 +115,18 @@ class CommandRunner:
         self.on_failure = on_failure
 
     def __call__(self, rule: str) -> bool:
+        # Prune also after a failed backup: what a backup that ran out of disk left is
+        # removed by prune, and a full disk would otherwise stay full.
+        ok = True
         for step in (["backup", self.path, "--policy", rule], ["backups", "prune", self.path]):
             done = self._run(step)
             if done is None or done.returncode != 0:
                 error = done.stderr.strip()[-2000:] if done else "timed out"
                 log.error("scheduled backup failed", rule=rule, step=step[0], error=error)
                 self.on_failure(rule, step[0])
-                return False
+                ok = False
+        if not ok:
+            return False
         listed = self._run(["backups", "list", self.path, "--format", "json"])
         if listed is not None and listed.returncode == 0:
             try:

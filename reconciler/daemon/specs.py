@@ -8,7 +8,9 @@ the same way unless ``--allow-empty``, which then means: the project wants nothi
 
 from __future__ import annotations
 
+import hashlib
 import os
+import time
 from dataclasses import replace
 
 from reconciler import logs
@@ -21,6 +23,15 @@ from reconciler.spec.resolve import compose_project_name
 log = logs.get_logger("dsr.spec")
 
 Fingerprint = tuple[tuple[str, int, int, int, int], ...]
+
+# A spec file is read once it has rested this long (its size and mtime unchanged): a file
+# rewritten in place in two writes, 150 ms apart, was read between them and its second
+# half (a volume with reclaim: delete) taken as gone. Files a checkout wrote long ago do
+# not wait; an edit is applied this much later.
+QUIET = 0.3
+MOST_WAIT = 10.0  # a file rewritten without end is read anyway, and re-checked (digest)
+MOST_BYTES = 1 << 26  # spec files are far smaller; a larger one is refused when loaded
+READS = 5  # loads whose files changed under them, before this pass gives up
 
 
 def fingerprint(request: PassRequest) -> Fingerprint:
@@ -38,6 +49,31 @@ def fingerprint(request: PassRequest) -> Fingerprint:
     return tuple(out)
 
 
+def settled(request: PassRequest, seen: Fingerprint) -> Fingerprint:
+    """The files' fingerprint once none changed for ``QUIET`` (at most ``MOST_WAIT``)."""
+    deadline = time.monotonic() + MOST_WAIT
+    while seen and time.monotonic() < deadline:
+        age = time.time() - max(st[3] for st in seen) / 1e9
+        if age >= QUIET or age < -QUIET:  # rested, or a clock ahead: the digest still checks
+            return seen
+        time.sleep(min(QUIET - age, 0.1))
+        seen = fingerprint(request)
+    return seen
+
+
+def digest(seen: Fingerprint) -> str:
+    """The sha256 of the named files' bytes (a missing one counts as such)."""
+    out = hashlib.sha256()
+    for path, *_ in seen:
+        out.update(os.fsencode(path) + b"\0")
+        try:
+            with open(path, "rb") as handle:
+                out.update(hashlib.sha256(handle.read(MOST_BYTES)).digest())
+        except OSError as err:
+            out.update(f"unreadable {err.errno}".encode())
+    return out.hexdigest()
+
+
 class SpecSource:
     """Loads the spec at ``request.path``; ``last_good`` is what the daemon enforces."""
 
@@ -49,6 +85,7 @@ class SpecSource:
         self.generation = 0  # grows with every spec that loads and differs from the last
         self.empty_refused = False
         self._seen: Fingerprint | None = None
+        self.digest = ""  # of the files the spec in force was read from
 
     def project(self) -> str:
         """The project the daemon locks: the spec's, else --project, else the folder's."""
@@ -66,12 +103,31 @@ class SpecSource:
         """The spec in force after reading the files again when they (may) have changed."""
         seen = fingerprint(self.request)
         if force or seen != self._seen:
+            seen = settled(self.request, seen)
             self._seen = seen
             self._reload(bool(seen))
         return self.last_good
 
+    def unchanged(self) -> bool:
+        """The files hold now, and have held for ``QUIET``, what the spec in force was read
+        from: asked again before a change that loses data is applied."""
+        seen = fingerprint(self.request)
+        return seen == settled(self.request, seen) and digest(seen) == self.digest
+
     def _reload(self, has_files: bool) -> None:
         self.empty_refused = False
+        for _ in range(READS):  # the same bytes before and after the load, or again
+            before = digest(self._seen or ())
+            self._load(has_files)
+            if digest(self._seen or ()) == before:
+                self.digest = before
+                return
+            log.warning("spec changed while read; reading it again", path=self.request.path)
+            self._seen = settled(self.request, fingerprint(self.request))
+            has_files = bool(self._seen)
+        self.digest = ""  # never proven stable: no data-loss change until it is
+
+    def _load(self, has_files: bool) -> None:
         if not has_files and self.allow_empty:
             self._accept(Desired(project=self.project()))
             return

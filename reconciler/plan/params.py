@@ -21,11 +21,19 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from reconciler.kinds import Kind
-from reconciler.plan.model import ContainerParams, MountParams, VolumeParams
+from reconciler.plan.model import (
+    ContainerParams,
+    EndpointParams,
+    MountParams,
+    NetworkParams,
+    VolumeParams,
+)
 from reconciler.snapshot import CONFIG_HASH, KIND, MANAGED, NAME, PROJECT, LiveContainer
 from reconciler.spec.models import (
     Container,
     Mount,
+    Network,
+    NetworkAttachment,
     Volume,
     VolumeContainer,
     VolumesFrom,
@@ -47,7 +55,7 @@ HASHED: Mapping[type[BaseModel], tuple[str, ...]] = {
     Volume: ("driver", "driver_opts", "labels"),
     Container: (
         "image", "command", "entrypoint", "env", "ports", "restart", "labels", "working_dir",
-        "user", "stop_signal", "stop_timeout", "init", "mounts", "volumes_from",
+        "user", "stop_signal", "stop_timeout", "init", "mounts", "volumes_from", "networks",
     ),
     VolumeContainer: ("image", "mounts", "labels"),
     Mount: (
@@ -55,6 +63,8 @@ HASHED: Mapping[type[BaseModel], tuple[str, ...]] = {
         "tmpfs_size",
     ),
     VolumesFrom: ("name", "read_only"),
+    Network: ("driver", "internal", "labels"),
+    NetworkAttachment: ("aliases",),
 }  # fmt: skip
 # The fields dsr 0.1.0 hashed, defaults included: its objects must not be replaced.
 HASHED_V1: Mapping[type[BaseModel], tuple[str, ...]] = {
@@ -211,6 +221,11 @@ def volume_params(project: str, name: str, spec: Volume) -> VolumeParams:
     )
 
 
+def network_params(project: str, name: str, spec: Network) -> NetworkParams:
+    labels = {**spec.labels, **dsr_labels(project, Kind.NETWORK, name, config_hash(spec))}
+    return NetworkParams(name=name, labels=labels, driver=spec.driver, internal=spec.internal)
+
+
 def container_params(
     project: str,
     kind: str,
@@ -285,6 +300,10 @@ def container_params(
         start=spec.state == "running",
         pull=pull,
         make_dirs=make_dirs,
+        networks=tuple(
+            EndpointParams(network=network, aliases=tuple(attachment.aliases))
+            for network, attachment in sorted(spec.networks.items())
+        ),
     )
 
 

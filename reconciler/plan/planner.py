@@ -10,14 +10,26 @@ import dataclasses
 from collections.abc import Iterator, Mapping
 from typing import cast
 
+from reconciler.handoff import Statement
 from reconciler.kinds import Kind
-from reconciler.plan import adopt, drift, leftovers, migrate, packed, reclaim
+from reconciler.plan import (
+    adopt,
+    drift,
+    handoff,
+    leftovers,
+    migrate,
+    networks,
+    operations,
+    packed,
+    reclaim,
+)
 from reconciler.plan.context import Migration, Planning, adopted
 from reconciler.plan.model import (
     Action,
     Change,
     ContainerParams,
     ImageParams,
+    Order,
     Plan,
     ReasonCode,
     Risk,
@@ -31,7 +43,7 @@ from reconciler.plan.params import (
     stop_timeout,
     volume_params,
 )
-from reconciler.plan.reasons import human_size, stopping, writable_layer
+from reconciler.plan.reasons import human_size, replace_downtime, stopping, writable_layer
 from reconciler.snapshot import (
     CONFIG_HASH,
     KIND,
@@ -57,6 +69,8 @@ def plan(
     reclaim: Mapping[str, Mapping[str, str]] | None = None,
     migrations: Mapping[str, object] | None = None,
     adoptions: Mapping[str, str] | None = None,
+    network_adoptions: Mapping[str, str] | None = None,
+    handoffs: Mapping[str, Mapping[str, Statement]] | None = None,
 ) -> Plan:
     """What to do so that the engine holds what ``desired`` says.
 
@@ -65,7 +79,9 @@ def plan(
     ``reclaim`` maps volumes to what the last apply recorded of them (``reclaim``,
     ``destination``), for those that left the spec since; ``migrations`` maps volumes to
     the backup of a migration that was interrupted; ``adoptions`` maps the volumes this
-    project adopted to the creation time of the one adopted.
+    project adopted to the creation time of the one adopted, ``network_adoptions`` its
+    adopted networks to their ids; ``handoffs`` maps volumes that move between hosts to
+    each host's statement about them (``plan.handoff``).
     """
     planner = _Planner(
         desired,
@@ -75,6 +91,8 @@ def plan(
         dict(reclaim or {}),
         {k: m for k, v in (migrations or {}).items() if (m := Migration.of(v)) is not None},
         adopted=dict(adoptions or {}),
+        adopted_networks=dict(network_adoptions or {}),
+        handoffs=dict(handoffs or {}),
     )
     planner.run()
     # Reasons and errors are printed (and posted to pull requests): none may quote a value
@@ -82,8 +100,12 @@ def plan(
     shown = desired.redaction.text
     return Plan(
         project=desired.project,
-        changes=tuple(dataclasses.replace(c, reason=shown(c.reason)) for c in planner.changes),
+        changes=tuple(
+            operations.with_operations(dataclasses.replace(c, reason=shown(c.reason)), shown)
+            for c in planner.changes
+        ),
         orphans=tuple(sorted(planner.orphans)),
+        kept=tuple(dataclasses.replace(c, reason=shown(c.reason)) for c in planner.kept),
         errors=tuple(shown(e) for e in planner.errors),
     )
 
@@ -93,12 +115,15 @@ class _Planner(Planning):
         leftovers.cleanups(self)
         self.internal_images()
         packed.builds(self)
+        networks.desired(self)
         for name, volume_spec in sorted(self.desired.volumes.items()):
             self.volume(name, volume_spec)
         for kind, name, spec in self.ordered_containers():
             self.container(kind, name, spec)
         packed.cleanup(self)
         reclaim.left_volumes(self)
+        networks.left(self)
+        operations.handovers(self)
 
     # -- images and volumes ------------------------------------------------------------
     def internal_images(self) -> None:
@@ -132,6 +157,8 @@ class _Planner(Planning):
             return
         params = volume_params(self.project, name, spec)
         rest = migrate.unfinished(self, name, live, params)
+        if live is None and rest is None:
+            rest = handoff.arriving(self, name, params)
         if live is None:
             missing = Change(resource, Action.CREATE, "it does not exist", R.MISSING, volume=params)
             self.add(rest or missing)
@@ -217,6 +244,7 @@ class _Planner(Planning):
         ]
         if isinstance(spec, Container):
             deps += [self.resource_of(v.name) for v in spec.volumes_from]
+            deps += [Kind.NETWORK.resource(n) for n in sorted(spec.networks)]
         if image_dep:
             deps.append(image_dep)
         live = self.observed.containers.get(name)
@@ -304,7 +332,7 @@ class _Planner(Planning):
         if problem:
             return Change(resource, Action.BLOCKED, *problem)
         reasons = drift.replace_reasons(
-            self, spec, live, image, params.labels[CONFIG_HASH], params.labels[SPEC]
+            self, spec, live, image, params.labels[CONFIG_HASH], params.labels[SPEC], params
         )
         protect = isinstance(spec, Container) and spec.writable_layer == "protect"
         if reasons and protect and live.size_rw:
@@ -335,7 +363,12 @@ class _Planner(Planning):
                 target_id=live.id,
                 container=params,
                 stop_timeout=stop_timeout(live),
+                order=Order.CREATE_THEN_DELETE,
+                downtime=replace_downtime(live, params),
             )
+        update = None if reasons else drift.restart_change(resource, live, params, planned)
+        if update is not None:
+            return update
         if params.start and live.state not in ("running", "restarting", "removing"):
             return Change(
                 resource,

@@ -2,7 +2,9 @@
 
 The policy in force is the one recorded by the last apply while the volume was in the
 spec (``reclaim`` in the state directory's record of the project); with no record, the
-volume is retained. ``retain`` keeps it as an orphan in every plan; ``delete`` deletes it
+volume is retained. The apply that sees it leave binds that decision to the volume's
+``dsr.instance``: a volume of the same name made again (``dsr restore``, by hand) is
+another volume, and is retained. ``retain`` keeps it as an orphan in every plan; ``delete`` deletes it
 once no container uses it; ``backup-then-delete`` deletes it only after a backup of it
 verified. Both are data-loss changes the spec allowed, so they are not blocked.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from reconciler.kinds import Kind
+from reconciler.plan import handoff
 from reconciler.plan.context import Planning
 from reconciler.plan.model import Action, Change, ReasonCode, Risk
 from reconciler.plan.reasons import still
@@ -29,12 +32,14 @@ def left_volumes(planning: Planning) -> None:
             if not planning.observed.volume_users(volume.name):
                 planning.orphans.append(Kind.VOLUME.resource(volume.name))
             continue
-        if Kind.VOLUME.resource(volume.name) in planning.desired.elsewhere:
-            # Placed on other hosts now: kept here until handed over (see plan.handoff).
-            planning.orphans.append(Kind.VOLUME.resource(volume.name))
-            continue
+        if handoff.leaving(planning, volume):
+            continue  # placed on other hosts now: handed over first (see plan.handoff)
         record = planning.reclaim.get(volume.name) or {}
         policy = str(record.get("reclaim", RETAIN))
+        if str(record.get("instance", volume.instance)) != volume.instance:
+            # Decided when another volume of this name left (one restored since is not
+            # that one): the decision went with it, and this one is kept.
+            policy = RETAIN
         if policy == RETAIN:
             planning.orphans.append(Kind.VOLUME.resource(volume.name))
         else:
@@ -43,7 +48,7 @@ def left_volumes(planning: Planning) -> None:
 
 def _reclaim(planning: Planning, volume: LiveVolume, policy: str, destination: str) -> None:
     resource = Kind.VOLUME.resource(volume.name)
-    leaving = _leaving(planning)
+    leaving = leaving_containers(planning)
     users = planning.observed.volume_users(volume.name)
     staying = [u for u in users if u not in leaving]
     if staying:
@@ -80,7 +85,7 @@ def _reclaim(planning: Planning, volume: LiveVolume, policy: str, destination: s
     )
 
 
-def _leaving(planning: Planning) -> Mapping[str, str]:
+def leaving_containers(planning: Planning) -> Mapping[str, str]:
     """Containers this plan deletes or replaces, by name: their change's resource."""
     by_id = {c.id: c.name for c in planning.observed.containers.values()}
     out = {}

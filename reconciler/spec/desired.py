@@ -9,7 +9,7 @@ from typing import TypeVar
 from pydantic import BaseModel
 
 from reconciler.spec.backups import Backup
-from reconciler.spec.models import Container, Image, SpecFile, Volume, VolumeContainer
+from reconciler.spec.models import Container, Image, Network, SpecFile, Volume, VolumeContainer
 from reconciler.spec.redact import Redaction
 from reconciler.spec.yamlload import Loc, Located, Templated
 
@@ -73,6 +73,7 @@ class Desired:
     volume_containers: Mapping[str, VolumeContainer] = field(default_factory=dict)
     containers: Mapping[str, Container] = field(default_factory=dict)
     backups: Mapping[str, Backup] = field(default_factory=dict)
+    networks: Mapping[str, Network] = field(default_factory=dict)
     origins: Mapping[str, Origin] = field(default_factory=dict)
     files: tuple[str, ...] = ()
     # Each bind source's kind at load time ("dir" or "file"): compared with the kind it had
@@ -95,6 +96,9 @@ class Desired:
     # never reclaimed as if it had left the spec).
     host: str | None = None
     elsewhere: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Placed volumes -> the folder where a move between hosts is handed over: the first
+    # folder destination of a backup rule (of the whole spec) that lists the volume.
+    handoff_to: Mapping[str, str] = field(default_factory=dict)
     # Loaded without host facts (validate, diff): what was not checked here, one
     # ``FILE:LINE: path: message`` each (a bind source that does not exist on this machine).
     unchecked: tuple[str, ...] = ()
@@ -116,4 +120,5 @@ class Desired:
             "volume container": len(self.volume_containers),
             "container": len(self.containers),
             "backup": len(self.backups),
+            **({"network": len(self.networks)} if self.networks else {}),
         }

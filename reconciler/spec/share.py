@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 from reconciler.errors import SpecError, SpecIssue
+from reconciler.spec.backups import Backup
 from reconciler.spec.desired import Desired, FileSpec, Reference
 from reconciler.spec.hosts import Host, describe, matches
 from reconciler.spec.yamlload import Loc, format_loc
@@ -85,8 +87,7 @@ def references(files: Iterable[FileSpec]) -> tuple[Reference, ...]:
                 loc = ("containers", name, "networks", index)
                 ref(spec, f"container:{name}", f"network:{network}", loc)
         for name, backup in model.backups.items():
-            for index, volume in enumerate(backup.volumes):
-                ref(spec, f"backup:{name}", f"volume:{volume}", ("backups", name, "volumes", index))
+            # A rule's volumes need not share its hosts: each host backs up those it has.
             for when in ("before", "after"):
                 for index, hook in enumerate(getattr(backup.hooks, when)):
                     loc = ("backups", name, "hooks", when, index, "container")
@@ -119,10 +120,10 @@ def share(desired: Desired, host: Host) -> Desired:
     issues = problems(desired, host)
     if issues:
         raise SpecError(issues)
-    kept: dict[str, object] = {}
+    kept: dict[str, dict[str, Any]] = {}
     elsewhere: dict[str, tuple[str, ...]] = {}
     for section, kind, entries in _sections(desired):
-        mine = {}
+        mine: dict[str, Any] = {}
         for key, value in entries.items():
             resource = f"{kind}:{key}"
             if placed(desired, resource, host):
@@ -130,7 +131,42 @@ def share(desired: Desired, host: Host) -> Desired:
             else:
                 elsewhere[resource] = desired.placements[resource]
         kept[section] = mine
-    return dataclasses.replace(desired, host=host.name, elsewhere=elsewhere, **kept)  # type: ignore[arg-type]
+    kept["backups"] = _rules_here(kept["backups"], set(kept["volumes"]))
+    return dataclasses.replace(
+        desired,
+        host=host.name,
+        elsewhere=elsewhere,
+        handoff_to=handoff_places(desired),
+        **kept,  # type: ignore[arg-type]
+    )
+
+
+def _rules_here(rules: Mapping[str, Backup], volumes: set[str]) -> dict[str, Backup]:
+    """The backup rules of a share, each with only the volumes on this host; a rule left
+    with nothing to back up here is not this host's."""
+    out = {}
+    for name, rule in rules.items():
+        here = [v for v in rule.volumes if v in volumes]
+        if here == rule.volumes:
+            out[name] = rule
+        elif here or rule.paths:
+            out[name] = rule.model_copy(update={"volumes": here})
+    return out
+
+
+def handoff_places(desired: Desired) -> dict[str, str]:
+    """Each placed volume's handoff folder: the first folder destination of the first
+    backup rule (by name, in the whole spec) that lists it. Volumes without one cannot
+    move between hosts (a move of one is blocked on its old host)."""
+    out: dict[str, str] = {}
+    for _, rule in sorted(desired.backups.items()):
+        folders = rule.folders
+        if not folders:
+            continue
+        for volume in rule.volumes:
+            if f"volume:{volume}" in desired.placements:
+                out.setdefault(volume, folders[0])
+    return out
 
 
 def problems(desired: Desired, host: Host) -> list[SpecIssue]:

@@ -4,7 +4,6 @@ after the backup was recorded, a user started again, a foreign container on the 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -23,7 +22,9 @@ SpecWriter = Callable[..., Path]
 def killed_once_recorded(spec: Path, state_dir: Path, project: str) -> bool:
     """Run ``dsr apply``; SIGKILL it the moment its record names a migration in flight
     (after the verified backup, before anything is removed). True if it was caught so."""
-    record = state_dir / "records" / f"{project}.json"
+    from reconciler.statedir import StateDir
+
+    state = StateDir(str(state_dir))
     process = subprocess.Popen(
         [sys.executable, "-m", "reconciler", "apply", str(spec)],
         env={**os.environ, "DSR_STATE_DIR": str(state_dir)},
@@ -34,13 +35,10 @@ def killed_once_recorded(spec: Path, state_dir: Path, project: str) -> bool:
     deadline = time.monotonic() + 120
     caught = False
     while process.poll() is None and time.monotonic() < deadline:
-        try:
-            if json.loads(record.read_text()).get("migrations"):
-                process.send_signal(signal.SIGSTOP)  # frozen at once, then killed
-                caught = True
-                break
-        except (OSError, ValueError):
-            pass
+        if state.read_record(project).get("migrations"):
+            process.send_signal(signal.SIGSTOP)  # frozen at once, then killed
+            caught = True
+            break
         time.sleep(0.0005)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
@@ -92,7 +90,7 @@ def test_a_foreign_container_on_a_half_migrated_volume_blocks_its_end(
 ) -> None:
     """The state a migration killed after making the volume again leaves (its users
     removed, the new volume not refilled); then someone else's container mounts it."""
-    from reconciler.backup.run import backup_volume
+    from reconciler.backup.run import Options, backup_volume
     from reconciler.backup.store import Source, snapshot_folder
     from reconciler.engine import Engine
     from reconciler.statedir import StateDir
@@ -105,7 +103,9 @@ def test_a_foreign_container_on_a_half_migrated_volume_blocks_its_end(
     original = docker_client.api.inspect_volume(volume)["Labels"]["dsr.instance"]
     engine = Engine()
     try:
-        manifest = backup_volume(engine, prefix, volume, state.backups)
+        manifest = backup_volume(
+            engine, prefix, volume, state.backups, Options(key=state.backup_key())
+        )
     finally:
         engine.close()
     folder = snapshot_folder(state.backups, prefix, Source("volume", volume), manifest.id)

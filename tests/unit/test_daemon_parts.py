@@ -310,3 +310,5 @@ def test_the_command_runner_backs_up_prunes_then_reads_the_list(tmp_path: Path) 
     ]
     assert seen[0][0]["size"] == 5
     assert not runner("bad") and failures == [("bad", "backup")]
+    # A failed backup (a full disk) is still followed by prune, which removes what it left.
+    assert calls.read_text().splitlines()[-1] == "--state-dir /x backups prune spec"

@@ -16,8 +16,6 @@ from click.testing import CliRunner
 from reconciler.cli import cli
 from reconciler.errors import SpecError
 from reconciler.fleet import fleet_plan
-from reconciler.plan import plan
-from reconciler.snapshot import Observed
 from reconciler.spec import load_spec
 from reconciler.spec.hosts import Host, matches, selector_problem
 from reconciler.spec.inventory import load_inventory
@@ -127,13 +125,24 @@ def _stray() -> str:
     return "  stray:\n    image: busybox:1\n    hosts: [role=db]\n    mounts: [cache:/c]\n"
 
 
-def test_a_backup_of_a_volume_placed_elsewhere_is_an_error(tmp_path: Path) -> None:
-    folder = write(tmp_path, SPEC.replace("    hosts: [role=db]\n    volumes", "    volumes"))
+def test_a_backup_rule_backs_up_the_volumes_each_host_has(tmp_path: Path) -> None:
+    """A rule on every host lists volumes of several hosts: each backs up its own."""
+    rule = "    hosts: null\n    volumes: [pgdata, cache]"
+    folder = write(tmp_path, SPEC.replace("    hosts: [role=db]\n    volumes: [pgdata]", rule))
+    desired = load_spec(str(folder))
+    assert share(desired, DB).backups["nightly"].volumes == ["pgdata"]
+    assert share(desired, WEB).backups["nightly"].volumes == ["cache"]
+    assert not share(desired, OTHER).backups  # nothing of it here
+
+
+def test_a_backup_hook_in_a_container_placed_elsewhere_is_an_error(tmp_path: Path) -> None:
+    hook = "    hooks: {before: [{container: app, command: [sync]}]}\n"
+    folder = write(tmp_path, SPEC + hook)
     desired = load_spec(str(folder))
     with pytest.raises(SpecError) as caught:
-        share(desired, WEB)
-    assert "backups.nightly.volumes[0]: volume 'pgdata' is placed on [role=db]" in str(
-        caught.value.issues[0]
+        share(desired, DB)
+    assert "backups.nightly.hooks.before[0].container: container 'app' is placed on [web-*]" in (
+        str(caught.value.issues[0])
     )
 
 
@@ -159,22 +168,6 @@ def test_bad_hosts_are_spec_errors_with_line(tmp_path: Path, hosts: str, message
 def test_a_single_selector_may_be_written_alone(tmp_path: Path) -> None:
     desired = load_spec(str(write(tmp_path, "version: 1\nvolumes:\n  aa: {hosts: web-1}\n")))
     assert desired.placements == {"volume:aa": ("web-1",)}
-
-
-def test_a_volume_moved_away_is_kept_not_reclaimed(tmp_path: Path) -> None:
-    """On the host it left, a volume still in the spec is never deleted as if it had left
-    the spec, whatever its reclaim policy (it is handed over)."""
-    from reconciler.plan.params import volume_params
-    from reconciler.snapshot import LiveVolume
-
-    spec = "version: 1\nproject: p\nvolumes:\n  vol: {hosts: [db-2], reclaim: delete}\n"
-    full = load_spec(str(write(tmp_path, spec)))
-    labels = dict(volume_params("p", "vol", full.volumes["vol"]).labels)
-    observed = Observed(volumes={"vol": LiveVolume(name="vol", driver="local", labels=labels)})
-    reclaim = {"vol": {"reclaim": "delete", "destination": ""}}
-    result = plan(share(full, DB), observed, reclaim=reclaim)
-    assert not result.changes
-    assert result.orphans == ("volume:vol",)
 
 
 INVENTORY = """\
