@@ -23,6 +23,7 @@ worked and the plan held only adoptions (with ``--strict``: and the targets were
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -75,14 +76,10 @@ def cleanup(client: docker.DockerClient, prefix: str) -> None:
             client.api.remove_container(c["Id"], v=True, force=True)
     for v in client.api.volumes().get("Volumes") or []:
         if v["Name"].startswith(prefix):
-            try:
+            with contextlib.suppress(docker.errors.APIError):
                 client.api.remove_volume(v["Name"])
-            except docker.errors.APIError:
-                pass
-    try:
+    with contextlib.suppress(docker.errors.APIError):
         client.api.remove_image(f"{prefix}/busybox:1")
-    except docker.errors.APIError:
-        pass
 
 
 def timed(argv: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess[str]]:
