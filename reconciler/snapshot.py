@@ -52,6 +52,25 @@ class _Labelled:
 
 
 @dataclass(frozen=True)
+class LiveConfig:
+    """The settings a spec sets that only ``docker inspect`` reports, as Docker holds them:
+    what drift is compared against, field by field (the label hash says only what dsr
+    asked for when it made the container)."""
+
+    command: tuple[str, ...] | None = None
+    entrypoint: tuple[str, ...] | None = None
+    env: tuple[str, ...] = ()
+    working_dir: str = ""
+    user: str = ""
+    stop_signal: str = ""
+    stop_timeout: int | None = None
+    init: bool = False
+    restart: str = "no"  # as specs write it: no | always | unless-stopped | on-failure[:N]
+    # Host port bindings, each CONTAINER_PORT/PROTO=HOST_IP:HOST_PORT (IP or port may be "").
+    bindings: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
 class LiveContainer(_Labelled):
     """A container of any owner; ``labels`` tell whether dsr manages it."""
 
@@ -63,6 +82,12 @@ class LiveContainer(_Labelled):
     labels: Mapping[str, str] = field(default_factory=dict)
     mounts: tuple[LiveMount, ...] = ()
     size_rw: int | None = None  # bytes in the writable layer; None when not measured
+    networks: tuple[str, ...] = ()  # the networks it is attached to, by name
+    # The host ports it holds now (running), as PORT/PROTO: what a new container must wait
+    # for when it publishes one of them.
+    ports: tuple[str, ...] = ()
+    # Read with docker inspect for this project's own containers; None when not read.
+    config: LiveConfig | None = None
 
     def mount_at(self, target: str) -> LiveMount | None:
         for mount in self.mounts:
@@ -88,6 +113,17 @@ class LiveVolume(_Labelled):
 
 
 @dataclass(frozen=True)
+class LiveNetwork(_Labelled):
+    """A Docker network."""
+
+    id: str
+    name: str
+    driver: str = "bridge"
+    internal: bool = False
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class LiveImage:
     """A local image with its tags."""
 
@@ -104,12 +140,23 @@ class Observed:
     containers: Mapping[str, LiveContainer] = field(default_factory=dict)  # by Docker name
     volumes: Mapping[str, LiveVolume] = field(default_factory=dict)
     images: Mapping[str, LiveImage] = field(default_factory=dict)  # by tag and by id
+    # By name; only listed when the spec or the project's record has networks (a spec
+    # without any keeps its plan at three list calls).
+    networks: Mapping[str, LiveNetwork] = field(default_factory=dict)
+    # Anonymous volumes of data-packed volume containers a refresh replaces, compared with
+    # the files their build put there: True holds exactly those, False differs (or could
+    # not be read). Only those a consumer mounted read-write are compared.
+    packed_volumes: Mapping[str, bool] = field(default_factory=dict)
 
     def volume_users(self, volume: str) -> list[str]:
         """Names of the containers (of any owner) that mount ``volume``."""
         return sorted(
             c.name for c in self.containers.values() if any(m.name == volume for m in c.mounts)
         )
+
+    def network_users(self, network: str) -> list[str]:
+        """Names of the containers (of any owner) attached to ``network``."""
+        return sorted(c.name for c in self.containers.values() if network in c.networks)
 
     def image_id(self, reference: str) -> str | None:
         image = self.images.get(normalize_reference(reference))

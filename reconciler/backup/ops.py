@@ -205,6 +205,14 @@ def _damaged(found: store.Found, place: Place, project: str) -> list[dict[str, s
     return out
 
 
+def _signed(place: Place, found: store.Found, key: bytes) -> store.Found:
+    """A folder's snapshots must carry this state directory's keyed digest. A remote
+    store's are read by hosts that never had that key (a restore after the host is lost:
+    the point of keeping them off it): the store's credentials guard who writes there,
+    and the archive's sha256 and tree digest are checked against the manifest anyway."""
+    return found if place.remote else store.signed(found, key)
+
+
 def _keys(request: Request) -> tuple[Any, ...]:
     return tuple(crypt.identities(request.identity))
 
@@ -220,7 +228,7 @@ def _found(
     key = request.state.backup_key()
     for place in every:
         try:
-            here = store.signed(place.find(desired.project), key)
+            here = _signed(place, place.find(desired.project), key)
             out += here.snapshots
             if damaged is not None:
                 damaged += _damaged(here, place, desired.project)
@@ -306,7 +314,7 @@ def prune(request: Request, *, dry_run: bool = False) -> Pruned:
     result = Pruned()
     with _locked(request, desired.project):
         for place in places.every_place(desired, request.state, _keys(request)):  # one by one
-            found = store.signed(place.find(desired.project), request.state.backup_key())
+            found = _signed(place, place.find(desired.project), request.state.backup_key())
             checked = [_rechecked(place, s, record=not dry_run) for s in found.snapshots]
             mine = plan_prune(desired, checked)
             mine.unfinished = list(found.unfinished)

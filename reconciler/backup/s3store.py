@@ -36,6 +36,7 @@ from reconciler.backup.errors import BackupError, ChecksumError
 from reconciler.backup.manifest import ARCHIVE, MANIFEST, Manifest, ManifestError, parse_manifest
 from reconciler.backup.store import COMPLETE, DAMAGED, VERIFY, Found, Place, Snapshot
 from reconciler.escape import escape_controls
+from reconciler.files import write_json
 from reconciler.spec.backups import s3_parts
 
 log = logs.get_logger("dsr.backup")
@@ -61,6 +62,7 @@ class S3(Place):
         recipients: tuple[str, ...] = (),
         identities: tuple[Any, ...] = (),
         staging: str = "",
+        known: str = "",
     ) -> None:
         parts = s3_parts(url)
         if parts is None:
@@ -72,7 +74,9 @@ class S3(Place):
         self.recipients = recipients
         self.identities = identities
         self.staging = staging
+        self.known = known
         self._client: Any = None
+        self._etags: dict[str, str] = {}
 
     @property
     def key(self) -> str:
@@ -122,7 +126,10 @@ class S3(Place):
             code = str(err.response.get("Error", {}).get("Code", ""))
             raise BackupError(f"{self.where}: {doing}: {_explain(code, self.bucket, err)}") from err
         except (e.EndpointConnectionError, e.ConnectionClosedError, e.ReadTimeoutError) as err:
-            raise BackupError(f"{self.where}: {doing}: cannot reach the store: {err}") from err
+            # An OSError cause: "cannot read now", never "damaged" (prune keeps such ones).
+            raise BackupError(
+                f"{self.where}: {doing}: cannot reach the store: {err}"
+            ) from ConnectionError(str(err))
         except e.BotoCoreError as err:
             raise BackupError(f"{self.where}: {doing}: {err}") from err
 
@@ -145,6 +152,7 @@ class S3(Place):
                     snapshot_id, _, name = rest.partition("/")
                     if snapshot_id and name and "/" not in name:
                         out.setdefault(snapshot_id, {})[name] = int(item["Size"])
+                        self._etags[str(item["Key"])] = str(item.get("ETag", "")).strip('"')
         return out
 
     def taken(self, project: str) -> set[str]:
@@ -172,13 +180,46 @@ class S3(Place):
 
     def _manifest(self, folder: str, encrypted: bool) -> Manifest | None:
         name = MANIFEST + (crypt.SUFFIX if encrypted else "")
-        data = self._get_small(f"{folder}/{name}")
-        if encrypted:
-            data = crypt.decrypt(data, self.identities, f"{self.url}: {folder}/{name}")
+        key = f"{folder}/{name}"
+        known = self._known(key)
+        if encrypted and not self.identities and known is not None:
+            data = known  # this host wrote it, and the store still holds that very object
+        else:
+            data = self._get_small(key)
+            if encrypted:
+                data = crypt.decrypt(data, self.identities, f"{self.url}: {key}")
         try:
             return parse_manifest(data)  # the same strict, bounded schema as a folder's
         except ManifestError:
             return None
+
+    def _known_file(self, key: str) -> str:
+        digest = hashlib.sha256(f"{self.key}|{key}".encode()).hexdigest()
+        return os.path.join(self.known, digest[:2], digest + ".json")
+
+    def _known(self, key: str) -> bytes | None:
+        """The plain manifest this host stored as ``key``, while the store's object (by its
+        ETag) is still the one stored: a host prunes and lists its own encrypted snapshots
+        without holding the identity that decrypts them."""
+        if not self.known or not self._etags.get(key):
+            return None
+        try:
+            with open(self._known_file(key), encoding="utf-8") as handle:
+                doc = json.loads(handle.read(MOST_MANIFEST))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(doc, dict) or doc.get("etag") != self._etags[key]:
+            return None
+        manifest = doc.get("manifest")
+        return json.dumps(manifest).encode() if isinstance(manifest, dict) else None
+
+    def _remember(self, key: str, etag: str, manifest: Manifest) -> None:
+        if not self.known or not etag:
+            return
+        path = self._known_file(key)
+        with contextlib.suppress(OSError):
+            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+            write_json(path, {"etag": etag, "manifest": manifest.to_json()})
 
     def _get_small(self, key: str) -> bytes:
         with self._errors(f"read {key}"):
@@ -265,20 +306,26 @@ class S3(Place):
                 body = json.dumps(manifest.to_json(), indent=2).encode()
                 if to:
                     body = crypt.encrypt(body, to)
-                self._put_small(f"{base}/{MANIFEST}{suffix}", body)  # last: now it lists
+                etag = self._put_small(f"{base}/{MANIFEST}{suffix}", body)  # last: it lists
+                if to:
+                    self._remember(f"{base}/{MANIFEST}{suffix}", etag, manifest)
             except BaseException:
                 upload.abort()
                 with contextlib.suppress(Exception):
                     self._delete([archive_key])
                 raise
 
-    def _put_small(self, key: str, body: bytes) -> None:
+    def _put_small(self, key: str, body: bytes) -> str:
+        """Store ``body`` as ``key``, checked; its ETag."""
         md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
         with self._errors(f"write {key}"):
             self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentMD5=md5)
-            size = self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"]
-        if size != len(body):
-            raise BackupError(f"{self.url}: {key} has {size} bytes, {len(body)} were written")
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+        if head["ContentLength"] != len(body):
+            raise BackupError(
+                f"{self.url}: {key} has {head['ContentLength']} bytes, not {len(body)}"
+            )
+        return str(head.get("ETag", "")).strip('"')
 
     def abort_stale(self, project: str) -> int:
         """Abort the multipart uploads left open under the project (killed runs): their

@@ -59,10 +59,14 @@ class Planning:
     migrations: dict[str, Migration]  # volume -> its interrupted migration
     changes: list[Change] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)
+    # What the plan leaves in place on purpose and says why (not a change: nothing is done).
+    kept: list[Change] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     planned: dict[str, Change] = field(default_factory=dict)  # by resource
     # Volumes this project adopted: name -> the creation time of the one adopted.
     adopted: Mapping[str, str] = field(default_factory=dict)
+    # Networks this project adopted: name -> the id of the one adopted.
+    adopted_networks: Mapping[str, str] = field(default_factory=dict)
     # Volumes moving between hosts: volume -> host -> what that host states (handoff).
     handoffs: Mapping[str, Mapping[str, Statement]] = field(default_factory=dict)
 

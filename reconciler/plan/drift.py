@@ -8,6 +8,7 @@ comes with its code; the first one found is the change's.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Mapping
@@ -15,7 +16,7 @@ from typing import Any
 
 from reconciler.plan import packed
 from reconciler.plan.context import Planning
-from reconciler.plan.model import Action, ReasonCode
+from reconciler.plan.model import Action, Change, ContainerParams, ReasonCode
 from reconciler.plan.params import BIND_KINDS, SPEC, expand, matches
 from reconciler.plan.reasons import spec_differences
 from reconciler.snapshot import CONFIG_HASH, NAME, LiveContainer
@@ -32,6 +33,7 @@ def replace_reasons(
     image: str,
     config_hash: str,
     shown: str,
+    params: ContainerParams | None = None,
 ) -> list[Reason]:
     """Why ``live`` must be replaced to become ``spec``: its hash is ``config_hash``, and
     ``shown`` the JSON text of the hash input as the spec writes it (``${VAR}`` unexpanded),
@@ -46,6 +48,14 @@ def replace_reasons(
                 "behind dsr's back",
             )
         )
+    if isinstance(spec, Container) and spec.networks and set(live.networks) != set(spec.networks):
+        reasons.append(
+            (
+                ReasonCode.NETWORKS_DRIFTED,
+                f"it is attached to {', '.join(live.networks) or 'no network'}, spec says "
+                f"{', '.join(sorted(spec.networks))}",
+            )
+        )
     if live.state == "dead":
         reasons.append((ReasonCode.STOPPED, "it is dead, and Docker cannot start it again"))
     reasons += [
@@ -53,7 +63,8 @@ def replace_reasons(
         for text in packed.image_change_reasons(planning, spec, live, image)
     ]
     explained: set[str] = set()  # mount targets the spec difference already names
-    if not matches(live.labels.get(CONFIG_HASH), spec, image, now=config_hash):
+    changed = not matches(live.labels.get(CONFIG_HASH), spec, image, now=config_hash)
+    if changed:
         model = type(spec)
         stored = _json(live.labels.get(SPEC))
         old = expand(model, stored) if stored is not None else None
@@ -63,7 +74,11 @@ def replace_reasons(
             _hide_expanded(old, new)
         if reasons and old is not None:
             old["image"] = new["image"]  # the data-packed image's own reason says it better
-        if old != new:
+        if old is not None and _only_in_place(old, new, live, spec, image):
+            # Only what docker update changes in place (the restart policy): an update,
+            # planned from the live value (``restart_change``), not a replace.
+            changed = False
+        elif old != new:
             reasons.append((ReasonCode.CONFIG_CHANGED, spec_differences(old, new)))
             explained = _changed_targets(old, new)
         elif not reasons:
@@ -82,6 +97,8 @@ def replace_reasons(
                 f"{live.image_id[7:19]}",
             )
         )
+    if not changed and params is not None:  # the spec is as made: did the engine move?
+        reasons += [(ReasonCode.SETTINGS_DRIFTED, text) for text in settings_drift(params, live)]
     drifted = mount_drift(
         spec, live, explained, planning.desired.bind_kinds, planning.desired.bind_real
     )
@@ -89,6 +106,109 @@ def replace_reasons(
     if isinstance(spec, Container):
         reasons += volumes_from_drift(planning, spec, live)
     return reasons
+
+
+IN_PLACE = frozenset({"restart"})  # what docker update changes without a new container
+
+
+def _only_in_place(
+    old: dict[str, Any],
+    new: dict[str, Any],
+    live: LiveContainer,
+    spec: Container | VolumeContainer,
+    image: str,
+) -> bool:
+    """The spec changed only what ``docker update`` changes: the stored and new inputs
+    differ in those fields alone, and the spec with the stored values hashes to the live
+    hash (so no ``${VAR}`` value changed behind an unchanged display form)."""
+    keys = set(old) | set(new)
+    differ = {k for k in keys if old.get(k) != new.get(k)}
+    if not differ or not differ <= IN_PLACE or not isinstance(spec, Container):
+        return False
+    try:
+        before = spec.model_copy(update={k: old.get(k) for k in differ})
+    except ValueError:
+        return False
+    return matches(live.labels.get(CONFIG_HASH), before, image)
+
+
+def settings_drift(params: ContainerParams, live: LiveContainer) -> list[str]:
+    """Settings the spec sets whose live value (docker inspect) is not what dsr made:
+    each needs a new container. Values are named, never printed (env may hold secrets)."""
+    have = live.config
+    if have is None:
+        return []
+    out = []
+    for what, wanted, actual in (
+        ("command", params.command, have.command),
+        ("entrypoint", params.entrypoint or None, have.entrypoint),
+        ("working_dir", params.working_dir or None, have.working_dir),
+        ("user", params.user or None, have.user),
+        ("stop_signal", params.stop_signal or None, have.stop_signal),
+        ("stop_timeout", params.stop_timeout, have.stop_timeout),
+    ):
+        if wanted is not None and wanted != actual:
+            out.append(f"its live {what} is not the one the spec sets")
+    present = set(have.env)
+    missing = sorted(e.split("=", 1)[0] for e in params.env if e not in present)
+    if missing:
+        out.append(f"its live env differs in {', '.join(missing)}")
+    if params.init and not have.init:
+        out.append("it runs without Docker's init, spec says init: true")
+    if not params.network_disabled and port_bindings(params.ports) != have.bindings:
+        out.append("its live port bindings are not the ones the spec publishes")
+    return out
+
+
+def port_bindings(ports: tuple[str, ...]) -> frozenset[str]:
+    """``ports`` as ``LiveConfig.bindings`` holds them: CONTAINER/PROTO=HOST_IP:HOST_PORT."""
+    out = set()
+    for entry in ports:
+        spec, _, proto = entry.partition("/")
+        ip, host, container = "", "", spec
+        if spec.startswith("["):
+            end = spec.index("]")
+            ip, rest = spec[1:end], spec[end + 2 :]
+            host, _, container = rest.rpartition(":")
+        else:
+            parts = spec.split(":")
+            if len(parts) == 3:
+                ip, host, container = parts
+            elif len(parts) == 2:
+                host, container = parts
+        outside = _range(host) if host else []
+        for offset, port in enumerate(_range(container)):
+            host_port = str(outside[offset]) if outside else ""
+            out.add(f"{port}/{proto or 'tcp'}={ip}:{host_port}")
+    return frozenset(out)
+
+
+def _range(text: str) -> list[int]:
+    first, _, last = text.partition("-")
+    return list(range(int(first), int(last or first) + 1))
+
+
+def restart_change(
+    resource: str, live: LiveContainer, params: ContainerParams, planned: tuple[str, ...]
+) -> Change | None:
+    """An in-place ``docker update`` when the live restart policy is not the spec's (set by
+    hand, or the spec changed only that): no new container, no restart."""
+    if live.config is None or live.config.restart == params.restart:
+        return None
+    stored = _json(live.labels.get(SPEC)) or {}
+    by_hand = stored.get("restart", "no") == params.restart
+    start = params.start and live.state not in ("running", "restarting", "removing")
+    return Change(
+        resource,
+        Action.UPDATE,
+        f"its restart policy is {live.config.restart} on the engine, spec says "
+        f"{params.restart}: changed in place with docker update, without a restart"
+        + ("; it is then started" if start else ""),
+        ReasonCode.RESTART_DRIFTED if by_hand else ReasonCode.CONFIG_CHANGED,
+        depends_on=planned,
+        target_id=live.id,
+        container=dataclasses.replace(params, start=start),
+    )
 
 
 def mount_drift(

@@ -7,6 +7,7 @@ can be applied later, exactly as it was shown.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -66,6 +67,11 @@ class ReasonCode(StrEnum):
     VOLUME_IN_USE = "volume-in-use"  # blocked: a volume to reclaim is still used
     VOLUME_REPLACED = "volume-replaced"  # made again after the volume it uses was replaced
     MIGRATION = "migration"  # the rest of a volume migration that was interrupted
+    NETWORKS_DRIFTED = "networks-drifted"  # drift: attached to other networks than the spec's
+    NETWORK_IN_USE = "network-in-use"  # blocked: a network to remove or remake has users
+    CONSUMER_DATA = "consumer-data"  # kept: a consumer changed a replaced data-packed volume
+    SETTINGS_DRIFTED = "settings-drifted"  # drift: a live setting differs from the spec
+    RESTART_DRIFTED = "restart-drifted"  # drift: the restart policy was changed in place
     ADOPT = "adopt"  # an object that is not dsr's, taken over because the spec says adopt
     HANDOFF = "handoff"  # a volume moving between hosts (its `hosts` changed)
 
@@ -82,6 +88,9 @@ DRIFT = frozenset(
         ReasonCode.STOPPED,
         ReasonCode.PAUSED,
         ReasonCode.RENAMED,
+        ReasonCode.NETWORKS_DRIFTED,
+        ReasonCode.SETTINGS_DRIFTED,
+        ReasonCode.RESTART_DRIFTED,
     }
 )
 
@@ -114,6 +123,36 @@ class MountParams:
 
 
 @dataclass(frozen=True)
+class NetworkParams:
+    """``docker network create``."""
+
+    name: str
+    labels: Mapping[str, str]
+    driver: str = "bridge"
+    internal: bool = False
+
+
+@dataclass(frozen=True)
+class EndpointParams:
+    """A network a container joins, with the other names it answers to there."""
+
+    network: str
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class HealthParams:
+    """A container's health check, as the Engine API takes it (durations in ns; 0: Docker's
+    default)."""
+
+    test: tuple[str, ...]
+    interval: int = 0
+    timeout: int = 0
+    retries: int = 0
+    start_period: int = 0
+
+
+@dataclass(frozen=True)
 class ContainerParams:
     """``docker create`` (and ``docker start`` when ``start``)."""
 
@@ -136,6 +175,14 @@ class ContainerParams:
     start: bool = True
     pull: bool = False  # the image is not on the engine yet
     make_dirs: tuple[str, ...] = ()  # bind sources with create: true
+    # User-defined networks to join (none: Docker's default bridge, as before networks).
+    networks: tuple[EndpointParams, ...] = ()
+    healthcheck: HealthParams | None = None
+    memory: int | None = None  # bytes
+    nano_cpus: int | None = None
+    shm_size: int | None = None  # bytes
+    # Containers that must be healthy before this one starts (depends_on: service_healthy).
+    wait_healthy: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -147,6 +194,56 @@ class ImageParams:
     context: str = ""  # data-packed: the folder copied to ``path`` and declared a VOLUME
     path: str = ""
     base: str = ""
+
+
+class Op(StrEnum):
+    """One engine or backup call: what a change is made of, in order."""
+
+    CREATE_VOLUME = "create-volume"
+    REMOVE_VOLUME = "remove-volume"
+    BACK_UP_VOLUME = "back-up-volume"
+    RESTORE_VOLUME = "restore-volume"
+    RECORD = "record"  # a write of the project's record in the state directory
+    BUILD_IMAGE = "build-image"
+    IMPORT_IMAGE = "import-image"
+    PULL_IMAGE = "pull-image"
+    REMOVE_IMAGE = "remove-image"
+    CREATE_CONTAINER = "create-container"
+    START_CONTAINER = "start-container"
+    UNPAUSE_CONTAINER = "unpause-container"
+    STOP_CONTAINER = "stop-container"
+    RENAME_CONTAINER = "rename-container"
+    REMOVE_CONTAINER = "remove-container"
+    UPDATE_CONTAINER = "update-container"
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One call of a change: ``op`` on the object named ``target``; ``to`` is a rename's
+    new name, a backup's destination or a restore's snapshot folder."""
+
+    op: Op
+    target: str
+    to: str = ""
+
+    def public(self) -> dict[str, str]:
+        return {"op": self.op.value, "target": self.target, **({"to": self.to} if self.to else {})}
+
+    def __str__(self) -> str:
+        target = self.target[:12] if _ID.fullmatch(self.target) else self.target
+        return f"{self.op.value} {target}" + (f" -> {self.to}" if self.to else "")
+
+
+_ID = re.compile(r"[0-9a-f]{64}")  # a container's id: shown short, as docker ps shows it
+
+
+class Order(StrEnum):
+    """How a replace (or a create that takes what another change frees) is sequenced."""
+
+    # The new object is made before the old one goes (the old one only stops first).
+    CREATE_THEN_DELETE = "create-then-delete"
+    # The old object goes first: the new one needs its host port or name free.
+    DELETE_THEN_CREATE = "delete-then-create"
 
 
 @dataclass(frozen=True)
@@ -185,11 +282,17 @@ class Change:
     # An adoption of a volume: the creation time of the one adopted, recorded with its
     # name, so that a volume made again under that name behind dsr's back is not taken.
     identity: str = ""
+    # A replace's sequence, and the downtime it implies ("": none), as the plan shows them.
+    order: Order | None = None
+    downtime: str = ""
+    # Each engine or backup call the change makes, in order (plan.operations fills them).
+    operations: tuple[Operation, ...] = ()
     # A volume moving between hosts: the statement written once this change succeeded.
     handoff: HandoffParams | None = None
     volume: VolumeParams | None = None
     container: ContainerParams | None = None
     image: ImageParams | None = None
+    network: NetworkParams | None = None
 
     @property
     def kind(self) -> Kind:
@@ -208,6 +311,9 @@ class Change:
             "reason_code": self.code.value,
             "risk": self.risk.value,
             "depends_on": list(self.depends_on),
+            **({"order": self.order.value} if self.order else {}),
+            **({"downtime": self.downtime} if self.downtime else {}),
+            "operations": [o.public() for o in self.operations],
         }
 
 
@@ -222,6 +328,9 @@ class Plan:
     changes: tuple[Change, ...] = ()
     orphans: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
+    # Objects the plan keeps on purpose, each with why (action blocked: nothing is done to
+    # them, and they are no blocked change: an apply does not fail for them).
+    kept: tuple[Change, ...] = ()
     # What the plan depends on, token by token: set when it is saved (saved.fingerprint).
     fingerprint: Mapping[str, str] = field(default_factory=dict)
 
@@ -242,6 +351,7 @@ class Plan:
             "changes": [_change_dict(c) for c in self.changes],
             "orphans": list(self.orphans),
             "errors": list(self.errors),
+            "kept": [_change_dict(c) for c in self.kept],
             "fingerprint": dict(self.fingerprint),
         }
 
@@ -252,6 +362,7 @@ class Plan:
             changes=tuple(_change_from(c) for c in data["changes"]),
             orphans=tuple(data.get("orphans", ())),
             errors=tuple(data.get("errors", ())),
+            kept=tuple(_change_from(c) for c in data.get("kept", ())),
             fingerprint=dict(data.get("fingerprint", {})),
         )
 
@@ -261,6 +372,8 @@ def _change_dict(change: Change) -> dict[str, Any]:
     out["action"] = change.action.value
     out["code"] = change.code.value
     out["risk"] = change.risk.value
+    out["order"] = change.order.value if change.order else None
+    out["operations"] = [o.public() for o in change.operations]
     return out
 
 
@@ -274,9 +387,18 @@ def _change_from(data: Mapping[str, Any]) -> Change:
                 container[key] = tuple(container[key])
         for key in ("env", "ports", "volumes_from", "make_dirs"):
             container[key] = tuple(container[key])
+        container["networks"] = tuple(
+            EndpointParams(network=e["network"], aliases=tuple(e["aliases"]))
+            for e in container.get("networks", ())
+        )
+        health = container.get("healthcheck")
+        if health is not None:
+            container["healthcheck"] = HealthParams(**{**health, "test": tuple(health["test"])})
+        container["wait_healthy"] = tuple(container.get("wait_healthy", ()))
         container = ContainerParams(**container)
     volume = data.get("volume")
     image = data.get("image")
+    network = data.get("network")
     handoff = data.get("handoff")
     return Change(
         resource=data["resource"],
@@ -291,8 +413,15 @@ def _change_from(data: Mapping[str, Any]) -> Change:
         restore_from=data.get("restore_from"),
         removes=tuple(data.get("removes", ())),
         identity=str(data.get("identity", "")),
+        order=Order(data["order"]) if data.get("order") else None,
+        downtime=str(data.get("downtime", "")),
+        operations=tuple(
+            Operation(Op(o["op"]), str(o["target"]), str(o.get("to", "")))
+            for o in data.get("operations", ())
+        ),
         handoff=HandoffParams(**handoff) if handoff else None,
         volume=VolumeParams(**volume) if volume else None,
         container=container,
         image=ImageParams(**image) if image else None,
+        network=NetworkParams(**network) if network else None,
     )

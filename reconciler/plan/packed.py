@@ -12,10 +12,19 @@ from collections.abc import Mapping
 
 from reconciler.kinds import Kind
 from reconciler.plan.context import Planning
-from reconciler.plan.model import Action, Change, ImageParams, ReasonCode, Risk
+from reconciler.plan.model import Action, Change, ImageParams, ReasonCode
 from reconciler.plan.params import ANONYMOUS, dsr_labels
 from reconciler.plan.reasons import describe_changes, still
-from reconciler.snapshot import KIND, MANAGED, NAME, PROJECT, LiveContainer, LiveImage
+from reconciler.snapshot import (
+    KIND,
+    MANAGED,
+    NAME,
+    PROJECT,
+    LiveContainer,
+    LiveImage,
+    Observed,
+)
+from reconciler.spec.desired import Desired
 from reconciler.spec.models import Container, VolumeContainer
 
 
@@ -108,6 +117,32 @@ def _consumers(planner: Planning, name: str) -> list[str]:
     )
 
 
+def compared(desired: Desired, observed: Observed, image_tags: Mapping[str, str]) -> dict[str, str]:
+    """The anonymous volumes a refresh of a data-packed volume container leaves behind
+    that a consumer mounts read-write, each with the tag of the build that filled it: what
+    to compare (``Observed.packed_volumes``) before planning their deletion."""
+    out = {}
+    for name, vc in sorted(desired.volume_containers.items()):
+        live = observed.containers.get(name)
+        image = desired.images.get(vc.image) if vc.image else None
+        tag = image_tags.get(vc.image) if vc.image else None
+        if live is None or image is None or tag is None or live.image == tag:
+            continue
+        mount = live.mount_at(image.path)
+        if mount is None or not ANONYMOUS.match(mount.name):
+            continue
+        users = observed.volume_users(mount.name)
+        writers = [
+            u
+            for u in users
+            if u != name
+            and any(m.name == mount.name and not m.read_only for m in observed.containers[u].mounts)
+        ]
+        if writers:
+            out[mount.name] = live.image
+    return out
+
+
 def _old_packed_volumes(planner: Planning) -> None:
     for name, vc in sorted(planner.desired.volume_containers.items()):
         change = planner.planned.get(Kind.VOLUME_CONTAINER.resource(name))
@@ -130,27 +165,39 @@ def _old_packed_volumes(planner: Planning) -> None:
         resource = Kind.VOLUME.resource(mount.name)
         what = f"the anonymous volume of the replaced data-packed volume container {name}"
         writers = _writers(planner, mount.name, users - {name})
-        if writers:
-            # What a consumer wrote there is in no build: deleting it would lose it.
-            planner.add(
+        same = planner.observed.packed_volumes.get(mount.name)
+        if writers and not same:
+            # What a consumer wrote there is in no build: deleting it would lose it. It is
+            # kept, as a managed volume nothing uses once the refresh is done (an orphan).
+            planner.kept.append(
                 Change(
                     resource=resource,
                     action=Action.BLOCKED,
-                    reason=f"{what}; {', '.join(writers)} mounted it read-write and may have "
-                    "written to it, so it is kept: remove it yourself (docker volume rm "
-                    f"{mount.name}) once nothing in it is needed",
-                    code=ReasonCode.VOLUME_DATA,
-                    risk=Risk.DATA_LOSS,
+                    reason=f"{what}; {', '.join(writers)} mounted it read-write and "
+                    + (
+                        "changed what the build put there"
+                        if same is False
+                        else "what it holds could not be compared with the build"
+                    )
+                    + f", so it is kept: remove it yourself (docker volume rm {mount.name}) "
+                    "once nothing in it is needed",
+                    code=ReasonCode.CONSUMER_DATA,
                     target_id=mount.name,
                 )
             )
+            planner.orphans.append(resource)
             continue
+        how = (
+            f"{', '.join(writers)} mounted it read-write but it holds exactly the files the "
+            "build put there"
+            if writers
+            else "its consumers mounted it read-only"
+        )
         planner.add(
             Change(
                 resource=resource,
                 action=Action.DELETE,
-                reason=f"{what}; its files are in the previous build of {vc.image}, and its "
-                "consumers mounted it read-only",
+                reason=f"{what}; its files are in the previous build of {vc.image}, and {how}",
                 code=ReasonCode.REPLACED_VOLUME,
                 depends_on=(change.resource, *(m.resource for m in moving if m)),
                 target_id=mount.name,

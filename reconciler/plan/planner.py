@@ -12,13 +12,24 @@ from typing import cast
 
 from reconciler.handoff import Statement
 from reconciler.kinds import Kind
-from reconciler.plan import adopt, drift, handoff, leftovers, migrate, packed, reclaim
+from reconciler.plan import (
+    adopt,
+    drift,
+    handoff,
+    leftovers,
+    migrate,
+    networks,
+    operations,
+    packed,
+    reclaim,
+)
 from reconciler.plan.context import Migration, Planning, adopted
 from reconciler.plan.model import (
     Action,
     Change,
     ContainerParams,
     ImageParams,
+    Order,
     Plan,
     ReasonCode,
     Risk,
@@ -32,7 +43,7 @@ from reconciler.plan.params import (
     stop_timeout,
     volume_params,
 )
-from reconciler.plan.reasons import human_size, stopping, writable_layer
+from reconciler.plan.reasons import human_size, replace_downtime, stopping, writable_layer
 from reconciler.snapshot import (
     CONFIG_HASH,
     KIND,
@@ -58,6 +69,7 @@ def plan(
     reclaim: Mapping[str, Mapping[str, str]] | None = None,
     migrations: Mapping[str, object] | None = None,
     adoptions: Mapping[str, str] | None = None,
+    network_adoptions: Mapping[str, str] | None = None,
     handoffs: Mapping[str, Mapping[str, Statement]] | None = None,
 ) -> Plan:
     """What to do so that the engine holds what ``desired`` says.
@@ -67,8 +79,9 @@ def plan(
     ``reclaim`` maps volumes to what the last apply recorded of them (``reclaim``,
     ``destination``), for those that left the spec since; ``migrations`` maps volumes to
     the backup of a migration that was interrupted; ``adoptions`` maps the volumes this
-    project adopted to the creation time of the one adopted; ``handoffs`` maps volumes
-    that move between hosts to each host's statement about them (``plan.handoff``).
+    project adopted to the creation time of the one adopted, ``network_adoptions`` its
+    adopted networks to their ids; ``handoffs`` maps volumes that move between hosts to
+    each host's statement about them (``plan.handoff``).
     """
     planner = _Planner(
         desired,
@@ -78,6 +91,7 @@ def plan(
         dict(reclaim or {}),
         {k: m for k, v in (migrations or {}).items() if (m := Migration.of(v)) is not None},
         adopted=dict(adoptions or {}),
+        adopted_networks=dict(network_adoptions or {}),
         handoffs=dict(handoffs or {}),
     )
     planner.run()
@@ -86,8 +100,12 @@ def plan(
     shown = desired.redaction.text
     return Plan(
         project=desired.project,
-        changes=tuple(dataclasses.replace(c, reason=shown(c.reason)) for c in planner.changes),
+        changes=tuple(
+            operations.with_operations(dataclasses.replace(c, reason=shown(c.reason)), shown)
+            for c in planner.changes
+        ),
         orphans=tuple(sorted(planner.orphans)),
+        kept=tuple(dataclasses.replace(c, reason=shown(c.reason)) for c in planner.kept),
         errors=tuple(shown(e) for e in planner.errors),
     )
 
@@ -97,12 +115,15 @@ class _Planner(Planning):
         leftovers.cleanups(self)
         self.internal_images()
         packed.builds(self)
+        networks.desired(self)
         for name, volume_spec in sorted(self.desired.volumes.items()):
             self.volume(name, volume_spec)
         for kind, name, spec in self.ordered_containers():
             self.container(kind, name, spec)
         packed.cleanup(self)
         reclaim.left_volumes(self)
+        networks.left(self)
+        operations.handovers(self)
 
     # -- images and volumes ------------------------------------------------------------
     def internal_images(self) -> None:
@@ -205,6 +226,8 @@ class _Planner(Planning):
             if isinstance(spec, Container):
                 for source in spec.volumes_from:
                     yield from visit(source.name)
+                for other in sorted(spec.depends_on):
+                    yield from visit(other)
             yield kind, name, spec
 
         # Volume containers first: they take volumes from no one, and a plan reads best
@@ -223,6 +246,8 @@ class _Planner(Planning):
         ]
         if isinstance(spec, Container):
             deps += [self.resource_of(v.name) for v in spec.volumes_from]
+            deps += [Kind.NETWORK.resource(n) for n in sorted(spec.networks)]
+            deps += [Kind.CONTAINER.resource(n) for n in sorted(spec.depends_on)]
         if image_dep:
             deps.append(image_dep)
         live = self.observed.containers.get(name)
@@ -310,7 +335,7 @@ class _Planner(Planning):
         if problem:
             return Change(resource, Action.BLOCKED, *problem)
         reasons = drift.replace_reasons(
-            self, spec, live, image, params.labels[CONFIG_HASH], params.labels[SPEC]
+            self, spec, live, image, params.labels[CONFIG_HASH], params.labels[SPEC], params
         )
         protect = isinstance(spec, Container) and spec.writable_layer == "protect"
         if reasons and protect and live.size_rw:
@@ -341,7 +366,12 @@ class _Planner(Planning):
                 target_id=live.id,
                 container=params,
                 stop_timeout=stop_timeout(live),
+                order=Order.CREATE_THEN_DELETE,
+                downtime=replace_downtime(live, params),
             )
+        update = None if reasons else drift.restart_change(resource, live, params, planned)
+        if update is not None:
+            return update
         if params.start and live.state not in ("running", "restarting", "removing"):
             return Change(
                 resource,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from reconciler.plan.model import ContainerParams
 from reconciler.plan.params import stop_timeout
 from reconciler.snapshot import LiveContainer
 
@@ -145,3 +146,15 @@ def stopping(live: LiveContainer) -> str:
     if live.state not in ("running", "restarting", "paused"):
         return ""
     return f"; stopping it may take up to {human_seconds(stop_timeout(live))}"
+
+
+def replace_downtime(live: LiveContainer, params: ContainerParams) -> str:
+    """What a replace of ``live`` costs its users: nothing when it does not run."""
+    if live.state not in ("running", "restarting", "paused"):
+        return ""
+    if not params.start:
+        return "it stops, and its replacement is only created (state: created)"
+    return (
+        f"from the old container's stop (up to {human_seconds(stop_timeout(live))}) until "
+        "the new one starts"
+    )

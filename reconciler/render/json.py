@@ -5,7 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from reconciler.plan.model import Plan
+from reconciler.plan.model import Change, Plan
+
+
+def kept(change: Change) -> dict[str, str]:
+    """What a plan keeps on purpose: the resource, why, and the reason's code."""
+    return {"resource": change.resource, "reason": change.reason, "reason_code": change.code}
 
 
 def plan_dict(plan: Plan) -> dict[str, Any]:
@@ -14,6 +19,7 @@ def plan_dict(plan: Plan) -> dict[str, Any]:
         "format_version": 1,
         "changes": [change.public() for change in plan.changes],
         "orphans": list(plan.orphans),
+        **({"kept": [kept(c) for c in plan.kept]} if plan.kept else {}),
         "summary": plan.summary(),
     }
 

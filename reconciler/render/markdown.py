@@ -33,13 +33,17 @@ def render_markdown(plan: Plan) -> str:
     else:
         lines.append(f"**{summary_line(plan)}**")
         lines.append("")
-        lines.append("| | Resource | Action | Risk | Reason |")
-        lines.append("|---|---|---|---|---|")
+        lines.append("| | Resource | Action | Risk | Reason | Operations |")
+        lines.append("|---|---|---|---|---|---|")
         for change in plan.changes:
             risk = change.risk.value if change.risk is Risk.NONE else f"**{change.risk.value}**"
+            reason = change.reason
+            if change.order is not None:
+                reason += f" ({change.order.value}; downtime: {change.downtime or 'none'})"
+            calls = "<br>".join(code(str(o), cell=True) for o in change.operations)
             lines.append(
                 f"| `{SYMBOL[change.action]}` | {code(change.resource, cell=True)} "
-                f"| {change.action.value} | {risk} | {code(change.reason, cell=True)} |"
+                f"| {change.action.value} | {risk} | {code(reason, cell=True)} | {calls} |"
             )
     blocked = [c for c in plan.changes if c.action is Action.BLOCKED]
     if blocked:
@@ -48,6 +52,8 @@ def render_markdown(plan: Plan) -> str:
             "> [!WARNING]",
             f"> {len(blocked)} change(s) are blocked and will not be applied.",
         ]
+    for change in plan.kept:
+        lines += ["", f"Kept ({change.code.value}): {code(change.resource)}: {code(change.reason)}"]
     if plan.orphans:
         lines += ["", "<details><summary>Orphans kept</summary>", ""]
         lines += [f"- {code(orphan)}" for orphan in plan.orphans]

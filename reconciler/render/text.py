@@ -6,7 +6,7 @@ import click
 
 from reconciler.escape import escape_controls
 from reconciler.plan.model import Plan, Risk
-from reconciler.render.words import COLOR, SYMBOL, VERB, summary_line
+from reconciler.render.words import COLOR, SYMBOL, VERB, summary_line, telling
 
 
 def render_text(plan: Plan, *, color: bool = False) -> str:
@@ -29,12 +29,23 @@ def render_text(plan: Plan, *, color: bool = False) -> str:
                 head += f" (risk: {change.risk.value})"
             lines.append(paint(head, COLOR[change.action], bold=True))
             lines.append(f"      reason: {e(change.reason)}")
+            if change.order is not None:
+                downtime = change.downtime or "none"
+                lines.append(f"      order:  {change.order.value}; downtime: {e(downtime)}")
             if change.depends_on:
                 lines.append(f"      after:  {e(', '.join(change.depends_on))}")
+            if telling(change):
+                calls = ", ".join(str(o) for o in change.operations)
+                lines.append(f"      calls:  {e(calls)}")
         lines.append("")
     if plan.orphans:
         lines.append("Orphans (managed, no longer in the spec, kept):")
         lines.extend(f"      {e(orphan)}" for orphan in plan.orphans)
+        lines.append("")
+    for change in plan.kept:
+        lines.append(f"    = {e(change.resource)} is kept ({change.code.value})")
+        lines.append(f"      reason: {e(change.reason)}")
+    if plan.kept:
         lines.append("")
     for error in plan.errors:
         lines.append(paint(f"Error: {e(error)}", "red", bold=True))

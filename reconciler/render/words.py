@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reconciler.plan.model import Action, Plan
+from reconciler.plan.model import Action, Change, Op, Plan
 
 SYMBOL = {
     Action.CREATE: "+",
@@ -45,3 +45,15 @@ def summary_line(plan: Plan) -> str:
         f"{s['start']} to start, {s['delete']} to delete, {s['build']} to build, "
         f"{adopt}{s['blocked']} blocked."
     )
+
+
+# Calls a change's action does not already say: a plan that shows them tells how it is done.
+_TELLING = frozenset(
+    {Op.RENAME_CONTAINER, Op.BACK_UP_VOLUME, Op.RESTORE_VOLUME, Op.RECORD, Op.UPDATE_CONTAINER}
+)
+
+
+def telling(change: Change) -> bool:
+    """Whether the text form lists the change's calls (JSON and markdown always do): a
+    replace, a migration, a backup before a delete; not a plain create or delete."""
+    return change.order is not None or any(o.op in _TELLING for o in change.operations)

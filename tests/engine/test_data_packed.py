@@ -736,9 +736,9 @@ def test_a_refresh_keeps_the_old_volume_a_consumer_wrote_to(
     dsr: DsrRunner,
     docker_client: docker.DockerClient,
 ) -> None:
-    """A consumer that takes the packed volume read-write may have written into it: the
-    refresh moves everyone to the new build, and the old volume is kept, blocked as
-    data-loss, with the consumer's file still in it."""
+    """A consumer that takes the packed volume read-write and wrote into it: the refresh
+    moves everyone to the new build, and the old volume is kept (reason code
+    consumer-data) with the consumer's file still in it; the apply does not fail for it."""
     spec = write(htdocs_spec(prefix, busybox_image, consumers=1, mode=""))
     ctx = make_context(spec.parent, {"index.html": page("v1")})
     vc, web = f"{prefix}-vc", f"{prefix}-web1"
@@ -747,15 +747,13 @@ def test_a_refresh_keeps_the_old_volume_a_consumer_wrote_to(
     docker_client.containers.get(web).exec_run(["sh", "-c", f"echo mine > {HTDOCS}/upload.txt"])
 
     (ctx / "index.html").write_text(page("v2"))
-    changes = by_resource(plan_json(dsr, spec))
-    kept = changes[f"volume:{old_volume}"]
-    assert (kept["action"], kept["risk"], kept["reason_code"]) == (
-        "blocked",
-        "data-loss",
-        "volume-data",
-    )
-    assert f"{web} mounted it read-write" in kept["reason"]
-    dsr("apply", spec, check=1)  # everything applied but the blocked delete
+    planned = plan_json(dsr, spec)
+    assert f"volume:{old_volume}" not in by_resource(planned)
+    (kept,) = planned["kept"]
+    assert (kept["resource"], kept["reason_code"]) == (f"volume:{old_volume}", "consumer-data")
+    assert f"{web} mounted it read-write and changed what the build put there" in kept["reason"]
+    assert f"volume:{old_volume}" in planned["orphans"]
+    dsr("apply", spec, check=0)
     assert fetch(docker_client, web) == page("v2")
     assert volume_exists(docker_client, old_volume)
     docker_client.volumes.get(old_volume)  # still there, with the upload in it
@@ -769,3 +767,39 @@ def test_a_refresh_keeps_the_old_volume_a_consumer_wrote_to(
     )
     assert reader == b"mine\n"
     dsr("plan", spec, "--detailed-exitcode", check=0)  # the refresh is over; it is an orphan
+
+
+def test_a_refresh_deletes_the_old_volume_a_read_write_consumer_left_as_built(
+    prefix: str,
+    busybox_image: str,
+    write: Callable[[dict[str, Any]], Path],
+    dsr: DsrRunner,
+    docker_client: docker.DockerClient,
+) -> None:
+    """The seed's own form (--volumes-from read-write) with a consumer that wrote nothing:
+    the old volume holds exactly what the build put there, so it goes; exit 0, no extra
+    volume left."""
+    spec = write(htdocs_spec(prefix, busybox_image, consumers=1, mode=""))
+    ctx = make_context(spec.parent, {"index.html": page("v1"), "sub/a.css": "body {}"})
+    vc, web = f"{prefix}-vc", f"{prefix}-web1"
+    dsr("apply", spec, check=True)
+    old_volume = mount_at(docker_client, vc, HTDOCS)["Name"]
+
+    def project_volumes() -> set[str]:
+        listed = docker_client.volumes.list(filters={"label": f"dsr.project={prefix}"})
+        return {v.name for v in listed}
+
+    volumes_before = project_volumes()
+    assert old_volume in volumes_before
+
+    (ctx / "index.html").write_text(page("v2"))
+    changes = by_resource(plan_json(dsr, spec))
+    gone = changes[f"volume:{old_volume}"]
+    assert (gone["action"], gone["reason_code"]) == ("delete", "replaced-volume")
+    assert "holds exactly the files the build put there" in gone["reason"]
+    dsr("apply", spec, check=0)
+    assert fetch(docker_client, web) == page("v2")
+    assert not volume_exists(docker_client, old_volume)
+    new_volume = mount_at(docker_client, vc, HTDOCS)["Name"]
+    assert project_volumes() == volumes_before - {old_volume} | {new_volume}
+    dsr("plan", spec, "--detailed-exitcode", check=0)

@@ -132,6 +132,8 @@ def test_changed_mount_mode_replaces_with_the_reason(tmp_path: Path) -> None:
 
         -/+ container:app will be replaced (risk: restart)
               reason: mounts differ: /data was read-write, spec says read-only; its writable layer was not measured; stopping it may take up to 10 s
+              order:  create-then-delete; downtime: from the old container's stop (up to 10 s) until the new one starts
+              calls:  create-container app_dsr_new, stop-container app, rename-container app -> app_dsr_old, rename-container app_dsr_new -> app, start-container app, remove-container app_dsr_old
 
         Plan: 0 to create, 1 to replace, 0 to update, 0 to start, 0 to delete, 0 to build, 0 blocked.
         """)
@@ -172,7 +174,9 @@ def test_added_volume_container_is_created_and_its_user_replaced(tmp_path: Path)
               after:  image:dsr/empty:1
         -/+ container:app will be replaced (risk: restart)
               reason: volumes_from was none, spec says vc; vc is created, and volumes_from mounts are fixed when a container is created; its writable layer was not measured; stopping it may take up to 10 s
+              order:  create-then-delete; downtime: from the old container's stop (up to 10 s) until the new one starts
               after:  volume_container:vc
+              calls:  create-container app_dsr_new, stop-container app, rename-container app -> app_dsr_old, rename-container app_dsr_new -> app, start-container app, remove-container app_dsr_old
 
         Plan: 1 to create, 1 to replace, 0 to update, 0 to start, 0 to delete, 1 to build, 0 blocked.
         """)
@@ -192,6 +196,10 @@ def test_json_format(tmp_path: Path) -> None:
                 "reason_code": "left-spec",
                 "risk": "none",
                 "depends_on": [],
+                "operations": [
+                    {"op": "stop-container", "target": "worker"},
+                    {"op": "remove-container", "target": "worker"},
+                ],
             },
             {
                 "resource": "container:app",
@@ -201,6 +209,16 @@ def test_json_format(tmp_path: Path) -> None:
                 "reason_code": "config-changed",
                 "risk": "restart",
                 "depends_on": [],
+                "order": "create-then-delete",
+                "downtime": "from the old container's stop (up to 10 s) until the new one starts",
+                "operations": [
+                    {"op": "create-container", "target": "app_dsr_new"},
+                    {"op": "stop-container", "target": "app"},
+                    {"op": "rename-container", "target": "app", "to": "app_dsr_old"},
+                    {"op": "rename-container", "target": "app_dsr_new", "to": "app"},
+                    {"op": "start-container", "target": "app"},
+                    {"op": "remove-container", "target": "app_dsr_old"},
+                ],
             },
         ],
         "orphans": ["volume:cache"],
@@ -238,9 +256,9 @@ def test_markdown_format(tmp_path: Path) -> None:
 
         **0 to create, 1 to replace, 0 to update, 0 to start, 0 to delete, 0 to build, 0 blocked.**
 
-        | | Resource | Action | Risk | Reason |
-        |---|---|---|---|---|
-        | `-/+` | `container:app` | replace | **restart** | `mounts differ: /data was read-write, spec says read-only; its writable layer was not measured; stopping it may take up to 10 s` |
+        | | Resource | Action | Risk | Reason | Operations |
+        |---|---|---|---|---|---|
+        | `-/+` | `container:app` | replace | **restart** | `mounts differ: /data was read-write, spec says read-only; its writable layer was not measured; stopping it may take up to 10 s (create-then-delete; downtime: from the old container's stop (up to 10 s) until the new one starts)` | `create-container app_dsr_new`<br>`stop-container app`<br>`rename-container app -> app_dsr_old`<br>`rename-container app_dsr_new -> app`<br>`start-container app`<br>`remove-container app_dsr_old` |
         """)
 
 
@@ -337,21 +355,24 @@ def test_changed_data_packed_image_is_rebuilt_from_the_old_build(tmp_path: Path)
 
 
 def test_a_refresh_keeps_the_old_volume_a_consumer_could_write(tmp_path: Path) -> None:
-    """volumes_from without :ro mounts the packed volume read-write: what the consumer
-    wrote there is in no build, so deleting the old volume is data-loss, and blocked."""
+    """volumes_from without :ro mounts the packed volume read-write: offline, what the
+    consumer may have written there cannot be compared with the build, so the old volume
+    is kept (consumer-data) and listed as an orphan; no change is blocked for it."""
     old_path = packed_spec(tmp_path / "old", "hello\n")
     new_path = packed_spec(tmp_path / "new", "hello, world\n")
     result = CliRunner().invoke(cli, ["diff", old_path, new_path, "--format", "json"])
     assert result.exit_code == 0, result.output
-    changes = json.loads(result.output)["changes"]
+    document = json.loads(result.output)
+    changes = document["changes"]
     assert [(c["resource"].split(":")[0], c["action"], c["risk"]) for c in changes] == [
         ("image", "build", "none"),
         ("volume_container", "replace", "restart"),
         ("container", "replace", "restart"),
-        ("volume", "blocked", "data-loss"),
     ]
-    assert changes[3]["reason_code"] == "volume-data"
-    assert "web mounted it read-write and may have written to it" in changes[3]["reason"]
+    (kept,) = document["kept"]
+    assert kept["reason_code"] == "consumer-data"
+    assert "web mounted it read-write and what it holds could not be compared" in kept["reason"]
+    assert kept["resource"] in document["orphans"]
 
 
 def test_old_checked_out_in_a_folder_that_names_no_project(tmp_path: Path) -> None:

@@ -388,6 +388,8 @@ CASES = [
 
         -/+ container:app will be replaced (risk: restart)
               reason: mounts differ: /data was read-write, spec says read-only; its writable layer is empty; stopping it may take up to 10 s
+              order:  create-then-delete; downtime: from the old container's stop (up to 10 s) until the new one starts
+              calls:  create-container app_dsr_new, stop-container app, rename-container app -> app_dsr_old, rename-container app_dsr_new -> app, start-container app, remove-container app_dsr_old
 
         Plan: 0 to create, 1 to replace, 0 to update, 0 to start, 0 to delete, 0 to build, 0 blocked.
         """,
@@ -429,6 +431,8 @@ CASES = [
 
         -/+ container:app will be replaced (risk: restart)
               reason: mounts differ: /data was read-write, spec says read-only
+              order:  create-then-delete; downtime: none
+              calls:  create-container app_dsr_new, stop-container app, rename-container app -> app_dsr_old, rename-container app_dsr_new -> app, remove-container app_dsr_old
 
         Plan: 0 to create, 1 to replace, 0 to update, 0 to start, 0 to delete, 0 to build, 0 blocked.
         """,
@@ -442,6 +446,8 @@ CASES = [
 
         -/+ container:app will be replaced (risk: restart)
               reason: mounts differ: /data was read-write, spec says read-only; its writable layer holds 1.5 KiB, which goes with it; stopping it may take up to 10 s
+              order:  create-then-delete; downtime: from the old container's stop (up to 10 s) until the new one starts
+              calls:  create-container app_dsr_new, stop-container app, rename-container app -> app_dsr_old, rename-container app_dsr_new -> app, start-container app, remove-container app_dsr_old
 
         Plan: 0 to create, 1 to replace, 0 to update, 0 to start, 0 to delete, 0 to build, 0 blocked.
         """,
@@ -480,6 +486,8 @@ CASES = [
 
         -/+ container:app will be replaced (risk: restart)
               reason: mounts differ: /data was read-write, spec says read-only; its writable layer is empty; stopping it may take up to 10 s
+              order:  create-then-delete; downtime: from the old container's stop (up to 10 s) until the new one starts
+              calls:  create-container app_dsr_new, stop-container app, rename-container app -> app_dsr_old, rename-container app_dsr_new -> app, start-container app, remove-container app_dsr_old
 
         Plan: 0 to create, 1 to replace, 0 to update, 0 to start, 0 to delete, 0 to build, 0 blocked.
         """,
@@ -499,6 +507,8 @@ CASES = [
 
         -/+ container:app will be replaced (risk: restart)
               reason: init was False, spec says True; its writable layer is empty; stopping it may take up to 1 min 30 s
+              order:  create-then-delete; downtime: from the old container's stop (up to 1 min 30 s) until the new one starts
+              calls:  create-container app_dsr_new, stop-container app, rename-container app -> app_dsr_old, rename-container app_dsr_new -> app, start-container app, remove-container app_dsr_old
 
         Plan: 0 to create, 1 to replace, 0 to update, 0 to start, 0 to delete, 0 to build, 0 blocked.
         """,
@@ -513,6 +523,8 @@ CASES = [
 
         -/+ container:app will be replaced (risk: restart)
               reason: mounts differ: /data was read-write, spec says read-only; its writable layer holds 1.5 KiB, which goes with it
+              order:  create-then-delete; downtime: none
+              calls:  create-container app_dsr_new, stop-container app, rename-container app -> app_dsr_old, rename-container app_dsr_new -> app, start-container app, remove-container app_dsr_old
 
         Plan: 0 to create, 1 to replace, 0 to update, 0 to start, 0 to delete, 0 to build, 0 blocked.
         """,
@@ -527,6 +539,8 @@ CASES = [
 
         -/+ container:app will be replaced (risk: restart)
               reason: command was ['sleep', '3600'], spec says ['sleep', '60']; env TZ changed; its writable layer is empty; stopping it may take up to 10 s
+              order:  create-then-delete; downtime: from the old container's stop (up to 10 s) until the new one starts
+              calls:  create-container app_dsr_new, stop-container app, rename-container app -> app_dsr_old, rename-container app_dsr_new -> app, start-container app, remove-container app_dsr_old
 
         Plan: 0 to create, 1 to replace, 0 to update, 0 to start, 0 to delete, 0 to build, 0 blocked.
         """,
@@ -541,6 +555,8 @@ CASES = [
 
         -/+ container:app will be replaced (risk: restart)
               reason: its configuration changed; mounts differ: /data was read-write, spec says read-only; its writable layer is empty; stopping it may take up to 10 s
+              order:  create-then-delete; downtime: from the old container's stop (up to 10 s) until the new one starts
+              calls:  create-container app_dsr_new, stop-container app, rename-container app -> app_dsr_old, rename-container app_dsr_new -> app, start-container app, remove-container app_dsr_old
 
         Plan: 0 to create, 1 to replace, 0 to update, 0 to start, 0 to delete, 0 to build, 0 blocked.
         """,
@@ -555,6 +571,8 @@ CASES = [
 
         -/+ container:app will be replaced (risk: restart)
               reason: image busybox:1.36 now points to 222222222222, the container runs 111111111111; its writable layer is empty; stopping it may take up to 10 s
+              order:  create-then-delete; downtime: from the old container's stop (up to 10 s) until the new one starts
+              calls:  create-container app_dsr_new, stop-container app, rename-container app -> app_dsr_old, rename-container app_dsr_new -> app, start-container app, remove-container app_dsr_old
 
         Plan: 0 to create, 1 to replace, 0 to update, 0 to start, 0 to delete, 0 to build, 0 blocked.
         """,
@@ -570,6 +588,8 @@ CASES = [
 
         -/+ container:app will be replaced (risk: restart)
               reason: /data mounts volume other, spec says data; its writable layer is empty; stopping it may take up to 10 s
+              order:  create-then-delete; downtime: from the old container's stop (up to 10 s) until the new one starts
+              calls:  create-container app_dsr_new, stop-container app, rename-container app -> app_dsr_old, rename-container app_dsr_new -> app, start-container app, remove-container app_dsr_old
 
         Plan: 0 to create, 1 to replace, 0 to update, 0 to start, 0 to delete, 0 to build, 0 blocked.
         """,
@@ -583,6 +603,8 @@ CASES = [
 
         -/+ container:app will be replaced (risk: restart)
               reason: /data is not mounted on the live container; its writable layer is empty; stopping it may take up to 10 s
+              order:  create-then-delete; downtime: from the old container's stop (up to 10 s) until the new one starts
+              calls:  create-container app_dsr_new, stop-container app, rename-container app -> app_dsr_old, rename-container app_dsr_new -> app, start-container app, remove-container app_dsr_old
 
         Plan: 0 to create, 1 to replace, 0 to update, 0 to start, 0 to delete, 0 to build, 0 blocked.
         """,
@@ -596,6 +618,8 @@ CASES = [
 
         -/+ container:app will be replaced (risk: restart)
               reason: mounts differ: /data was read-only, spec says read-write; its writable layer is empty; stopping it may take up to 10 s
+              order:  create-then-delete; downtime: from the old container's stop (up to 10 s) until the new one starts
+              calls:  create-container app_dsr_new, stop-container app, rename-container app -> app_dsr_old, rename-container app_dsr_new -> app, start-container app, remove-container app_dsr_old
 
         Plan: 0 to create, 1 to replace, 0 to update, 0 to start, 0 to delete, 0 to build, 0 blocked.
         """,
@@ -609,9 +633,13 @@ CASES = [
 
         -/+ volume_container:vc_logs will be replaced (risk: restart)
               reason: mounts differ: /logs was read-write, spec says read-only
+              order:  create-then-delete; downtime: none
+              calls:  create-container vc_logs_dsr_new, stop-container vc_logs, rename-container vc_logs -> vc_logs_dsr_old, rename-container vc_logs_dsr_new -> vc_logs, remove-container vc_logs_dsr_old
         -/+ container:app will be replaced (risk: restart)
               reason: vc_logs is replaced, and volumes_from mounts are fixed when a container is created; its writable layer is empty; stopping it may take up to 10 s
+              order:  create-then-delete; downtime: from the old container's stop (up to 10 s) until the new one starts
               after:  volume_container:vc_logs
+              calls:  create-container app_dsr_new, stop-container app, rename-container app -> app_dsr_old, rename-container app_dsr_new -> app, start-container app, remove-container app_dsr_old
 
         Plan: 0 to create, 2 to replace, 0 to update, 0 to start, 0 to delete, 0 to build, 0 blocked.
         """,
@@ -653,6 +681,8 @@ CASES = [
 
         -/+ container:app will be replaced (risk: restart)
               reason: its volumes from vc_logs are stale (/logs differs); its writable layer is empty; stopping it may take up to 10 s
+              order:  create-then-delete; downtime: from the old container's stop (up to 10 s) until the new one starts
+              calls:  create-container app_dsr_new, stop-container app, rename-container app -> app_dsr_old, rename-container app_dsr_new -> app, start-container app, remove-container app_dsr_old
 
         Plan: 0 to create, 1 to replace, 0 to update, 0 to start, 0 to delete, 0 to build, 0 blocked.
         """,
@@ -732,7 +762,9 @@ CASES = [
               after:  volume_container:vc_logs
         -/+ container:app will be replaced (risk: restart)
               reason: vc_logs is created, and volumes_from mounts are fixed when a container is created; its writable layer is empty; stopping it may take up to 10 s
+              order:  create-then-delete; downtime: from the old container's stop (up to 10 s) until the new one starts
               after:  volume_container:vc_logs
+              calls:  create-container app_dsr_new, stop-container app, rename-container app -> app_dsr_old, rename-container app_dsr_new -> app, start-container app, remove-container app_dsr_old
 
         Plan: 1 to create, 1 to replace, 0 to update, 0 to start, 2 to delete, 0 to build, 0 blocked.
         """,
@@ -755,7 +787,9 @@ CASES = [
               reason: left over from an interrupted replace of app; its volumes are kept
         -/+ container:app will be replaced (risk: restart)
               reason: mounts differ: /data was read-write, spec says read-only; its writable layer is empty; stopping it may take up to 10 s
+              order:  create-then-delete; downtime: from the old container's stop (up to 10 s) until the new one starts
               after:  container:app_dsr_new
+              calls:  create-container app_dsr_new, stop-container app, rename-container app -> app_dsr_old, rename-container app_dsr_new -> app, start-container app, remove-container app_dsr_old
 
         Plan: 0 to create, 1 to replace, 0 to update, 0 to start, 1 to delete, 0 to build, 0 blocked.
         """,
@@ -825,6 +859,7 @@ CASES = [
               reason: volume containers without an image are created from an empty image, made locally with docker import (no registry needed)
          <= volume:data will be adopted
               reason: a volume named data exists and dsr does not manage it; adopt is true, so dsr takes it over as it is (its data, driver and options are kept; it is recorded with its creation time, 2026-12-07T10:00:00Z)
+              calls:  record adoption of data
           + volume:logs will be created
               reason: it does not exist
           + volume_container:vc_logs will be created
@@ -833,6 +868,7 @@ CASES = [
          <= container:app will be adopted (risk: restart)
               reason: a container named app exists and dsr does not manage it; adopt is true, so it is replaced by dsr's own of the same name, keeping its volumes and anonymous volumes; its writable layer was not measured; stopping it may take up to 10 s; image busybox:1.36 is not on the engine and will be pulled
               after:  volume:data, volume_container:vc_logs
+              calls:  pull-image busybox:1.36, create-container app_dsr_new, stop-container app, rename-container app -> app_dsr_old, rename-container app_dsr_new -> app, start-container app, remove-container app_dsr_old
 
         Plan: 2 to create, 0 to replace, 0 to update, 0 to start, 0 to delete, 1 to build, 2 to adopt, 0 blocked.
         """,
@@ -1074,7 +1110,11 @@ def test_plan(c: Case, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     assert [f"{ch.resource} {ch.code}" for ch in result.changes] == list(codes)
     document = json.loads(render_json(result))
     assert_contract_shape(document, result)
-    if c.json is not None:
+    if c.json is not None:  # the contract's keys; operations are pinned in test_operations
+        contract = ("order", "downtime", "operations")
+        for change in document["changes"]:
+            for key in contract:
+                change.pop(key, None)
         assert document == c.json
     for resource, expected in c.mounts.items():
         params = next(ch.container for ch in result.changes if ch.resource == resource)
@@ -1087,7 +1127,12 @@ def assert_contract_shape(document: dict[str, Any], result: Plan) -> None:
     assert list(document) == ["format_version", "changes", "orphans", "summary"]
     assert document["format_version"] == 1
     keys = ["resource", "action", "reason", "reason_code", "risk", "depends_on"]
-    assert all(list(c) == keys for c in document["changes"])
+    ordered = [*keys, "order", "downtime"]
+    for c in document["changes"]:
+        # The contract's keys in its order; a replace's order and downtime when it has
+        # them; each change's operations last.
+        assert list(c)[:6] == keys and list(c)[-1] == "operations", c
+        assert list(c)[6:-1] in (ordered[6:], ["order"], []), c
     assert document["changes"] == [
         {
             "resource": c.resource,
@@ -1096,9 +1141,16 @@ def assert_contract_shape(document: dict[str, Any], result: Plan) -> None:
             "reason_code": c.code.value,
             "risk": c.risk.value,
             "depends_on": list(c.depends_on),
+            **({"order": c.order.value} if c.order else {}),
+            **({"downtime": c.downtime} if c.downtime else {}),
+            "operations": [o.public() for o in c.operations],
         }
         for c in result.changes
     ]
+    blocked = [c for c in document["changes"] if c["action"] == "blocked"]
+    assert all(c["operations"] == [] for c in blocked), "a blocked change makes no call"
+    acting = [c for c in document["changes"] if c["action"] != "blocked"]
+    assert all(c["operations"] for c in acting), "every change that acts makes calls"
     assert document["orphans"] == list(result.orphans)
     assert list(document["summary"]) == list(SUMMARY_ORDER)
     actions = [c["action"] for c in document["changes"]]
@@ -1139,13 +1191,13 @@ MARKDOWN_CASES = [
 
         **2 to create, 0 to replace, 0 to update, 0 to start, 0 to delete, 1 to build, 2 blocked.**
 
-        | | Resource | Action | Risk | Reason |
-        |---|---|---|---|---|
-        | `*` | `image:dsr/empty:1` | build | none | `volume containers without an image are created from an empty image, made locally with docker import (no registry needed)` |
-        | `!` | `volume:data` | blocked | none | `it is external, so dsr never creates it, and it does not exist` |
-        | `+` | `volume:logs` | create | none | `it does not exist` |
-        | `+` | `volume_container:vc_logs` | create | none | `it does not exist` |
-        | `!` | `container:app` | blocked | none | `it depends on volume:data, which is blocked` |
+        | | Resource | Action | Risk | Reason | Operations |
+        |---|---|---|---|---|---|
+        | `*` | `image:dsr/empty:1` | build | none | `volume containers without an image are created from an empty image, made locally with docker import (no registry needed)` | `import-image dsr/empty:1` |
+        | `!` | `volume:data` | blocked | none | `it is external, so dsr never creates it, and it does not exist` |  |
+        | `+` | `volume:logs` | create | none | `it does not exist` | `create-volume logs` |
+        | `+` | `volume_container:vc_logs` | create | none | `it does not exist` | `create-container vc_logs` |
+        | `!` | `container:app` | blocked | none | `it depends on volume:data, which is blocked` |  |
 
         > [!WARNING]
         > 2 change(s) are blocked and will not be applied.
@@ -1169,12 +1221,12 @@ MARKDOWN_CASES = [
 
         **0 to create, 2 to replace, 0 to update, 0 to start, 1 to delete, 0 to build, 1 blocked.**
 
-        | | Resource | Action | Risk | Reason |
-        |---|---|---|---|---|
-        | `!` | `container:keep-me` | blocked | **data-loss** | `it left the spec, but its writable layer holds 1.0 MiB, which goes with it; remove it yourself (docker rm keep-me) once that data is safe` |
-        | `-` | `container:old-app` | delete | none | `it left the spec; its volumes are kept and its writable layer is empty; stopping it may take up to 10 s` |
-        | `-/+` | `volume_container:vc_logs` | replace | **restart** | `mounts differ: /logs was read-write, spec says read-only` |
-        | `-/+` | `container:app` | replace | **restart** | `vc_logs is replaced, and volumes_from mounts are fixed when a container is created; its writable layer is empty; stopping it may take up to 10 s` |
+        | | Resource | Action | Risk | Reason | Operations |
+        |---|---|---|---|---|---|
+        | `!` | `container:keep-me` | blocked | **data-loss** | `it left the spec, but its writable layer holds 1.0 MiB, which goes with it; remove it yourself (docker rm keep-me) once that data is safe` |  |
+        | `-` | `container:old-app` | delete | none | `it left the spec; its volumes are kept and its writable layer is empty; stopping it may take up to 10 s` | `stop-container old-app`<br>`remove-container old-app` |
+        | `-/+` | `volume_container:vc_logs` | replace | **restart** | `mounts differ: /logs was read-write, spec says read-only (create-then-delete; downtime: none)` | `create-container vc_logs_dsr_new`<br>`stop-container vc_logs`<br>`rename-container vc_logs -> vc_logs_dsr_old`<br>`rename-container vc_logs_dsr_new -> vc_logs`<br>`remove-container vc_logs_dsr_old` |
+        | `-/+` | `container:app` | replace | **restart** | `vc_logs is replaced, and volumes_from mounts are fixed when a container is created; its writable layer is empty; stopping it may take up to 10 s (create-then-delete; downtime: from the old container's stop (up to 10 s) until the new one starts)` | `create-container app_dsr_new`<br>`stop-container app`<br>`rename-container app -> app_dsr_old`<br>`rename-container app_dsr_new -> app`<br>`start-container app`<br>`remove-container app_dsr_old` |
 
         > [!WARNING]
         > 1 change(s) are blocked and will not be applied.

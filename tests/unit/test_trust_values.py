@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from test_trust_policy import Case, engine_socket, run_validate
 
-from reconciler.plan.model import Action, Change, Plan, ReasonCode
+from reconciler.plan.model import Action, Change, Op, Operation, Order, Plan, ReasonCode
 from reconciler.render import render_markdown, render_text
 
 __all__ = ["engine_socket"]  # the fixture, used by name
@@ -348,6 +348,9 @@ def hostile_plan(text: str) -> Plan:
         Action.REPLACE,
         f"labels was {text!r}, spec says {text}",
         ReasonCode.CONFIG_CHANGED,
+        order=Order.DELETE_THEN_CREATE,
+        downtime=text,
+        operations=(Operation(Op.RENAME_CONTAINER, text, text), Operation(Op.STOP_CONTAINER, text)),
     )
     return Plan(project=text, changes=(change,), orphans=(f"volume:{text}",), errors=(text,))
 
@@ -368,7 +371,9 @@ def test_markdown_plan_puts_untrusted_text_in_code_spans(text: str) -> None:
         for bad in ("<img", "](", "@org", "\x1b", "\u202e"):
             assert bad not in outside, (bad, line)
     row = next(line for line in out.splitlines() if line.startswith("| `-/+`"))
-    assert len(_outside_code_spans(row).replace("\\|", "").split("|")) == 7
+    assert (
+        len(_outside_code_spans(row).replace("\\|", "").split("|")) == 8
+    )  # six columns, operations last
 
 
 def _outside_code_spans(line: str) -> str:
