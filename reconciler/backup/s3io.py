@@ -11,7 +11,7 @@ from typing import Any
 
 from reconciler.backup.errors import BackupError
 
-PART = 16 << 20  # bytes per uploaded part; S3 allows 10,000 parts
+PART = 8 << 20  # bytes per uploaded part; S3 allows 10,000 parts
 MOST_PART = 64 << 20  # the largest part (archives beyond 640 GB take larger ones)
 READ = 1 << 20
 
