@@ -30,6 +30,12 @@ def _group_options(func: Any) -> Any:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @_group_options
 @click.option(
+    "--last-good",
+    is_flag=True,
+    hidden=True,
+    help="Backup commands: take the backup rules the daemon last loaded from a valid spec.",
+)
+@click.option(
     "--version",
     is_flag=True,
     expose_value=False,

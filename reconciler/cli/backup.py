@@ -57,7 +57,7 @@ def _request(settings: Settings, path: str, identity: str | None = None) -> Requ
     from reconciler.backup.ops import Request
 
     settings.configure_logs()
-    return Request(path=path, identity=identity, **settings.request())
+    return Request(path=path, identity=identity, last_good=settings.last_good, **settings.request())
 
 
 @contextmanager
