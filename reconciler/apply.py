@@ -35,6 +35,7 @@ from reconciler.plan.model import (
     ContainerParams,
     EndpointParams,
     HandoffParams,
+    HealthParams,
     ImageParams,
     Op,
     Plan,
@@ -45,6 +46,7 @@ from reconciler.spec.models import NEW_SUFFIX, OLD_SUFFIX
 from reconciler.statedir import StateDir
 
 log = logs.get_logger("dsr.apply")
+HEALTH_WAIT = 300  # seconds a dependent waits for its depends_on to become healthy
 
 
 @dataclass(frozen=True)
@@ -275,7 +277,7 @@ class _Executor:
         that moved to another host, back it up and offer that snapshot (``handoff``)."""
         assert change.target_id is not None
         if change.handoff is not None and change.backup_to is not None:
-            folder = self.back_up(change.target_id, change.backup_to)
+            folder, _ = self.back_up(change.target_id, change.backup_to)
             snapshot = os.path.basename(folder)
             self.state_handoff(change, replace(change.handoff, snapshot=snapshot))
             return
@@ -315,8 +317,14 @@ class _Executor:
             try:
                 quiet = engine_io.quiet_users(self.engine, name)
                 original = (self.api.inspect_volume(name).get("Labels") or {}).get(INSTANCE, "")
-                folder = self.back_up(name, change.backup_to)
+                folder, skipped = self.back_up(name, change.backup_to)
                 engine_io.still_quiet(self.engine, name, quiet)
+                lost = engine_io.uncarried(self.engine, name, skipped)
+                if lost:
+                    raise RuntimeError(
+                        f"a migration of {name} would lose {lost}; nothing was removed "
+                        "(on_change: recreate drops the data, or remove them first)"
+                    )
             except BaseException:
                 self.start_again(running)  # nothing was removed: back as they were
                 raise
@@ -435,9 +443,9 @@ class _Executor:
             return False
         return True
 
-    def back_up(self, volume: str, destination: str) -> str:
+    def back_up(self, volume: str, destination: str) -> tuple[str, list[str]]:
         """A snapshot of ``volume``, read back and checked, before anything deletes it;
-        returns its folder."""
+        returns its folder and what it left out (``skipped``)."""
         from reconciler.backup import store
         from reconciler.backup.run import Options, backup_volume
 
@@ -449,7 +457,8 @@ class _Executor:
         )
         log.info("volume_backup", volume=volume, snapshot=manifest.id, size=manifest.size)
         source = store.Source("volume", volume)
-        return store.snapshot_folder(destination, self.project, source, manifest.id)
+        folder = store.snapshot_folder(destination, self.project, source, manifest.id)
+        return folder, list(manifest.skipped)
 
     # -- containers -------------------------------------------------------------------------
     def create_container(self, change: Change) -> None:
@@ -522,7 +531,27 @@ class _Executor:
                 raise
         self.remove(old)
 
+    def wait_healthy(self, names: tuple[str, ...]) -> None:
+        """Wait until each of ``names`` reports healthy (depends_on: service_healthy), as
+        compose does before it starts a dependent; bounded by HEALTH_WAIT seconds."""
+        deadline = time.monotonic() + HEALTH_WAIT
+        for name in names:
+            while True:
+                state = self.api.inspect_container(name)["State"]
+                health = (state.get("Health") or {}).get("Status")
+                if health is None:
+                    raise RuntimeError(f"{name} has no health check, so it is never healthy")
+                if health == "healthy":
+                    break
+                if not state.get("Running") or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"{name} is {health if state.get('Running') else 'not running'}: not "
+                        f"healthy within {HEALTH_WAIT} s, so its dependents are not started"
+                    )
+                time.sleep(0.5)
+
     def create(self, params: ContainerParams, name: str) -> str:
+        self.wait_healthy(params.wait_healthy)
         for path in params.make_dirs:
             os.makedirs(path, exist_ok=True)
         if params.pull:
@@ -541,6 +570,9 @@ class _Executor:
             if params.network_disabled
             else (first.network if first is not None else None),
             init=params.init or None,
+            mem_limit=params.memory,
+            nano_cpus=params.nano_cpus,
+            shm_size=params.shm_size,
         )
         created = self.api.create_container(
             image=params.image,
@@ -557,6 +589,7 @@ class _Executor:
             stop_signal=params.stop_signal or None,
             stop_timeout=params.stop_timeout,
             networking_config=self.endpoints(first),
+            healthcheck=_health(params.healthcheck),
         )
         new_id = str(created["Id"])
         for endpoint in others:
@@ -581,6 +614,18 @@ class _Executor:
             self.api.pull(repository, tag=tag)
         except docker.errors.APIError as err:
             raise RuntimeError(f"cannot pull image {image}: {_message(err)}") from err
+
+
+def _health(params: HealthParams | None) -> dict[str, Any] | None:
+    if params is None:
+        return None
+    return {
+        "test": list(params.test),
+        "interval": params.interval,
+        "timeout": params.timeout,
+        "retries": params.retries,
+        "start_period": params.start_period,
+    }
 
 
 _HANDLERS: dict[tuple[Kind, Action], Callable[[_Executor, Change], None]] = {

@@ -18,11 +18,9 @@ CARRIED = {
     "image", "build", "container_name", "command", "entrypoint", "environment", "env_file",
     "ports", "restart", "labels", "user", "working_dir", "init", "stop_grace_period",
     "stop_signal", "volumes", "volumes_from", "tmpfs", "networks", "network_mode",
+    "healthcheck", "depends_on", "shm_size", "mem_limit", "cpus",
 }  # fmt: skip
 WHY = {
-    "depends_on": "dsr has no start order or health conditions between containers; each "
-    "container is made when what it mounts exists",
-    "healthcheck": "dsr has no health checks (the image's own HEALTHCHECK still runs)",
     "cap_add": "the contract allows no capability options in specs",
     "cap_drop": "the contract allows no capability options in specs",
     "privileged": "the contract allows no privileged containers in specs",
@@ -31,13 +29,11 @@ WHY = {
     "ipc": "the contract allows no host-namespace options in specs",
     "userns_mode": "the contract allows no host-namespace options in specs",
     "security_opt": "the contract allows no security options in specs",
-    "deploy": "dsr has no resource limits or replicas",
-    "mem_limit": "dsr has no resource limits",
+    "deploy": "dsr has no replicas or placement; deploy.resources.limits memory and cpus "
+    "are carried over",
     "memswap_limit": "dsr has no resource limits",
     "mem_reservation": "dsr has no resource limits",
-    "cpus": "dsr has no resource limits",
     "cpu_shares": "dsr has no resource limits",
-    "shm_size": "dsr has no shm_size; a tmpfs mount at /dev/shm does the same",
     "scale": "dsr makes one container per spec entry",
 }
 KNOWN = CARRIED | set(WHY) | {
@@ -98,7 +94,72 @@ def convert_service(converter: Converter, service: str, spec: dict[str, Any]) ->
     networks = networks_of(converter, service, loc, spec)
     if networks:
         out["networks"] = networks
+    runtime(converter, loc, spec, out)
     converter.out.containers[name] = out
+
+
+def runtime(converter: Converter, loc: Loc, spec: dict[str, Any], out: dict[str, Any]) -> None:
+    """Health check, start order and limits."""
+    check = spec.get("healthcheck")
+    if isinstance(check, dict) and plain(check.get("disable")) not in (True, "true"):
+        test = check.get("test")
+        test = [text(t) for t in test] if isinstance(test, list) else text(test)
+        if isinstance(test, list) and test[:1] == ["NONE"]:
+            pass
+        elif test:
+            health: dict[str, Any] = {"test": test}
+            for key in ("interval", "timeout", "start_period"):
+                if check.get(key) is not None:
+                    seconds = stop_grace(converter, (*loc, "healthcheck", key), check[key])
+                    if seconds:
+                        health[key] = seconds
+            if plain(check.get("retries")) is not None:
+                health["retries"] = plain(check["retries"])
+            for extra in sorted(set(check) - {"test", "interval", "timeout", "start_period", "retries", "disable"}):  # fmt: skip
+                converter.note(
+                    (*loc, "healthcheck", extra), "dsr health checks have no such setting"
+                )
+            out["healthcheck"] = health
+    depends = spec.get("depends_on")
+    if depends:
+        names = depends if isinstance(depends, list) else list(depends)
+        order: dict[str, Any] = {}
+        for service in names:
+            service = text(service)
+            if service not in converter.container_names:
+                converter.error(
+                    (*loc, "depends_on", service), f"service '{service}' is not defined"
+                )
+                continue
+            entry = depends.get(service) if isinstance(depends, dict) else None
+            condition = text((entry or {}).get("condition") or "service_started")
+            if condition not in ("service_started", "service_healthy"):
+                converter.note((*loc, "depends_on", service), f"condition {condition} is "
+                               "read as service_started")  # fmt: skip
+                condition = "service_started"
+            target = converter.container_names[service]
+            order[target] = {"condition": condition} if condition != "service_started" else {}
+        if order:
+            out["depends_on"] = order
+    limits = ((spec.get("deploy") or {}).get("resources") or {}).get("limits") or {}
+    for key, field, value in (("mem_limit", "memory", spec.get("mem_limit")),
+                              ("cpus", "cpus", spec.get("cpus")),
+                              ("shm_size", "shm_size", spec.get("shm_size")),
+                              ("deploy", "memory", limits.get("memory")),
+                              ("deploy", "cpus", limits.get("cpus"))):  # fmt: skip
+        if value is None or field in out:
+            continue
+        if field == "cpus":
+            try:
+                out[field] = float(plain(value) if not isinstance(value, str) else value)
+            except (TypeError, ValueError):
+                converter.note((*loc, key), f"'{value}' is not a number of CPUs")
+            continue
+        size = size_bytes(value)
+        if size:
+            out[field] = size
+        else:
+            converter.note((*loc, key), f"'{text(value)}' is not a size")
 
 
 def image_of(converter: Converter, service: str, spec: dict[str, Any]) -> str:

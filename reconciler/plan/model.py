@@ -141,6 +141,18 @@ class EndpointParams:
 
 
 @dataclass(frozen=True)
+class HealthParams:
+    """A container's health check, as the Engine API takes it (durations in ns; 0: Docker's
+    default)."""
+
+    test: tuple[str, ...]
+    interval: int = 0
+    timeout: int = 0
+    retries: int = 0
+    start_period: int = 0
+
+
+@dataclass(frozen=True)
 class ContainerParams:
     """``docker create`` (and ``docker start`` when ``start``)."""
 
@@ -165,6 +177,12 @@ class ContainerParams:
     make_dirs: tuple[str, ...] = ()  # bind sources with create: true
     # User-defined networks to join (none: Docker's default bridge, as before networks).
     networks: tuple[EndpointParams, ...] = ()
+    healthcheck: HealthParams | None = None
+    memory: int | None = None  # bytes
+    nano_cpus: int | None = None
+    shm_size: int | None = None  # bytes
+    # Containers that must be healthy before this one starts (depends_on: service_healthy).
+    wait_healthy: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -373,6 +391,10 @@ def _change_from(data: Mapping[str, Any]) -> Change:
             EndpointParams(network=e["network"], aliases=tuple(e["aliases"]))
             for e in container.get("networks", ())
         )
+        health = container.get("healthcheck")
+        if health is not None:
+            container["healthcheck"] = HealthParams(**{**health, "test": tuple(health["test"])})
+        container["wait_healthy"] = tuple(container.get("wait_healthy", ()))
         container = ContainerParams(**container)
     volume = data.get("volume")
     image = data.get("image")

@@ -24,6 +24,7 @@ from reconciler.kinds import Kind
 from reconciler.plan.model import (
     ContainerParams,
     EndpointParams,
+    HealthParams,
     MountParams,
     NetworkParams,
     VolumeParams,
@@ -38,6 +39,7 @@ from reconciler.spec.models import (
     VolumeContainer,
     VolumesFrom,
 )
+from reconciler.spec.runtime import Healthcheck
 
 SPEC = "dsr.spec"
 BIND_KINDS = "dsr.bind-kinds"  # {target: "dir" | "file"} of the binds, when made
@@ -56,6 +58,7 @@ HASHED: Mapping[type[BaseModel], tuple[str, ...]] = {
     Container: (
         "image", "command", "entrypoint", "env", "ports", "restart", "labels", "working_dir",
         "user", "stop_signal", "stop_timeout", "init", "mounts", "volumes_from", "networks",
+        "healthcheck", "memory", "cpus", "shm_size",
     ),
     VolumeContainer: ("image", "mounts", "labels"),
     Mount: (
@@ -65,6 +68,7 @@ HASHED: Mapping[type[BaseModel], tuple[str, ...]] = {
     VolumesFrom: ("name", "read_only"),
     Network: ("driver", "internal", "labels"),
     NetworkAttachment: ("aliases",),
+    Healthcheck: ("test", "interval", "timeout", "retries", "start_period"),
 }  # fmt: skip
 # The fields dsr 0.1.0 hashed, defaults included: its objects must not be replaced.
 HASHED_V1: Mapping[type[BaseModel], tuple[str, ...]] = {
@@ -304,6 +308,26 @@ def container_params(
             EndpointParams(network=network, aliases=tuple(attachment.aliases))
             for network, attachment in sorted(spec.networks.items())
         ),
+        healthcheck=_health(spec.healthcheck),
+        memory=spec.memory,
+        nano_cpus=round(spec.cpus * 1e9) if spec.cpus else None,
+        shm_size=spec.shm_size,
+        wait_healthy=tuple(
+            sorted(n for n, d in spec.depends_on.items() if d.condition == "service_healthy")
+        ),
+    )
+
+
+def _health(check: Healthcheck | None) -> HealthParams | None:
+    if check is None:
+        return None
+    seconds = 1_000_000_000  # the Engine API takes nanoseconds
+    return HealthParams(
+        test=tuple(check.test),
+        interval=(check.interval or 0) * seconds,
+        timeout=(check.timeout or 0) * seconds,
+        retries=check.retries or 0,
+        start_period=(check.start_period or 0) * seconds,
     )
 
 

@@ -226,6 +226,8 @@ class _Planner(Planning):
             if isinstance(spec, Container):
                 for source in spec.volumes_from:
                     yield from visit(source.name)
+                for other in sorted(spec.depends_on):
+                    yield from visit(other)
             yield kind, name, spec
 
         # Volume containers first: they take volumes from no one, and a plan reads best
@@ -245,6 +247,7 @@ class _Planner(Planning):
         if isinstance(spec, Container):
             deps += [self.resource_of(v.name) for v in spec.volumes_from]
             deps += [Kind.NETWORK.resource(n) for n in sorted(spec.networks)]
+            deps += [Kind.CONTAINER.resource(n) for n in sorted(spec.depends_on)]
         if image_dep:
             deps.append(image_dep)
         live = self.observed.containers.get(name)

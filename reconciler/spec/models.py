@@ -48,6 +48,7 @@ from reconciler.spec.names import (
     matches,
     port_problem,
 )
+from reconciler.spec.runtime import DependsOn, Healthcheck, depends_on_form, size_bytes
 
 _RESTART = r"no|always|unless-stopped|on-failure(:[0-9]+)?"
 
@@ -303,6 +304,13 @@ class Container(SpecModel):
     networks: dict[NetworkName, NetworkAttachment] = Field(
         {}, description="networks keys to join (a list, or a map with aliases)"
     )
+    healthcheck: Healthcheck | None = None
+    depends_on: dict[ContainerName, DependsOn] = Field(
+        {}, description="containers made and started first (service_healthy: once healthy)"
+    )
+    memory: int | None = Field(None, ge=6 << 20, description="memory limit: bytes, or 512m, 1g")
+    cpus: float | None = Field(None, gt=0, le=1024, description="CPU limit, like 0.5 or 2")
+    shm_size: int | None = Field(None, ge=1, description="size of /dev/shm: bytes, or 64m")
     adopt: StrictBool = Field(
         False, description="take over an existing object of this name that is not dsr's"
     )
@@ -310,6 +318,8 @@ class Container(SpecModel):
 
     _check_labels = field_validator("labels")(check_labels)
     _check_mounts = field_validator("mounts")(_unique_targets)
+    _sizes = field_validator("memory", "shm_size", mode="before")(size_bytes)
+    _depends_form = field_validator("depends_on", mode="before")(depends_on_form)
     _check_image = field_validator("image")(image_text)
     _check_text = field_validator("working_dir", "user")(no_control)
 

@@ -241,6 +241,16 @@ def _references(
                     ("containers", name, "volumes_from", index),
                     _missing("container", source.name, targets, excluding=name),
                 )
+    containers = Suggester(known["containers"])
+    for name, container in model.containers.items():
+        for other in container.depends_on:
+            if other not in known["containers"] or other == name:
+                yield spec.issue(
+                    ("containers", name, "depends_on", other),
+                    "a container cannot depend on itself"
+                    if other == name
+                    else _missing("container", other, containers, excluding=name),
+                )
     networks = Suggester(known["networks"])
     for name, container in model.containers.items():
         for network in container.networks:

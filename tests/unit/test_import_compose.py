@@ -155,8 +155,8 @@ def test_the_cli_writes_the_file_and_lists_notes_on_stderr(tmp_path: Path) -> No
     )
     assert result.exit_code == 0, result.output
     written = (tmp_path / "compose.yaml").read_text()
-    assert "services.server.depends_on: not carried over" in written
-    assert "services.server.depends_on: not carried over" in result.stderr
+    assert "services.server.volumes[1]: not carried over" in written
+    assert "services.server.volumes[1]: not carried over" in result.stderr
     assert "/etc/timezone" in result.stderr  # a bind the host-path policy refuses is named
 
 
