@@ -69,7 +69,7 @@ def notifier(
     return n
 
 
-def wait(condition: Any, timeout: float = 10) -> None:
+def wait(condition: Any, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "timed out"
