@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from reconciler import lastpass
+from reconciler import lastpass, logs
 from reconciler.daemon import alerts
 from reconciler.daemon.alerts import Notifier, check_url
 from reconciler.daemon.report import Reporter
@@ -52,6 +52,12 @@ class Server:
         self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.http.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.http.server_address[1]}/hook?token=secret"
+
+
+@pytest.fixture(autouse=True)
+def _logs_to_this_tests_stderr() -> None:
+    """Earlier in-process CLI tests leave structlog writing to a capture that is closed."""
+    logs.configure("json")
 
 
 @pytest.fixture
