@@ -142,7 +142,12 @@ def list_command(settings: Settings, path: str, fmt: str, identity: str | None) 
             {**s.listing(), **({"problem": s.problem} if s.problem else {})} for s in snapshots
         ]
         rows += [{**d, "size": None, "files": None, "sha256": None} for d in damaged]
-        click.echo(json.dumps({"format_version": 1, "backups": rows}, indent=2))
+        # One line per snapshot, each by the C encoder: indent=2 takes Python's own, a
+        # second for 10,000 snapshots.
+        body = ",\n".join("    " + json.dumps(row) for row in rows)
+        click.echo(
+            '{\n  "format_version": 1,\n  "backups": [' + (f"\n{body}\n  " if rows else "") + "]\n}"
+        )
     else:
         _table(snapshots, damaged)
     for problem in snapshots.problems:
