@@ -136,6 +136,6 @@ def error_document(err: DsrError) -> dict[str, Any]:
 
 
 # The command modules register themselves on `cli`.
-from reconciler.cli import backup, commands, run, status  # noqa: E402
+from reconciler.cli import backup, commands, importing, run, status  # noqa: E402
 
-__all__ = ["backup", "cli", "commands", "main", "run", "status"]
+__all__ = ["backup", "cli", "commands", "importing", "main", "run", "status"]

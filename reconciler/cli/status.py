@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from reconciler.cli import cli, report
+from reconciler.cli import EXIT_OK, EXIT_PENDING, cli, fail
 from reconciler.cli.commands import load_with
 from reconciler.cli.options import Settings, global_options
 from reconciler.errors import DsrError
@@ -45,10 +45,7 @@ def status_command(settings: Settings, path: str, fmt: str) -> None:
         finally:
             engine.close()
     except DsrError as err:
-        if fmt == "json":
-            click.echo(json.dumps({"format_version": 1, "error": {"message": str(err)}}))
-        report(err)
-        sys.exit(1)
+        fail(err, fmt)  # with --format json, the contract's error document on stdout
     newest, problem = safe_newest_backups(desired, state)
     pid, suspended = daemon_of(state, engine.url, desired.project)
     status = Status(
@@ -67,7 +64,7 @@ def status_command(settings: Settings, path: str, fmt: str) -> None:
         click.echo(json.dumps(status.to_json(now), indent=1))
     else:
         click.echo(to_text(status, now))
-    sys.exit(2 if status.differs(now) else 0)
+    sys.exit(EXIT_PENDING if status.differs(now) else EXIT_OK)
 
 
 def _engine_name(engine: Engine) -> str:
