@@ -398,15 +398,20 @@ def restore(
     stop: bool = False,
     via: str = "auto",
     progress: run.Progress | None = None,
+    trust_unsigned: bool = False,
 ) -> Snapshot:
-    """``dsr restore``: a volume (or, for a host-folder snapshot, a folder) from a snapshot."""
+    """``dsr restore``: a volume (or, for a host-folder snapshot, a folder) from a snapshot.
+
+    ``trust_unsigned``: a snapshot whose manifest this state directory's key did not sign
+    (the host and its state directory are gone) counts as complete; its archive is still
+    checked against its manifest's sha256 and tree digest."""
     desired, policy = load(request)
     source = (
         Source("path", os.path.normpath(target))
         if target.startswith("/")
         else Source("volume", target)
     )
-    chosen = _choose(_found(desired, request), source, backup_id)
+    chosen = _choose(_found(desired, request), source, backup_id, trust_unsigned)
     with _locked(request, desired.project), _place(chosen).fetched(chosen) as snapshot:
         if source.kind == "path":
             folder = os.path.normpath(into or source.name)
@@ -523,7 +528,14 @@ def _make_target(folder: str) -> str | None:
     return made
 
 
-def _choose(snapshots: list[Snapshot], source: Source, backup_id: str) -> Snapshot:
+def _choose(
+    snapshots: list[Snapshot], source: Source, backup_id: str, trust_unsigned: bool = False
+) -> Snapshot:
+    if trust_unsigned:
+        snapshots = [
+            dataclasses.replace(s, status=COMPLETE, problem="") if store.is_unsigned(s) else s
+            for s in snapshots
+        ]
     mine = newest_first([s for s in snapshots if s.manifest.source == str(source)])
     if backup_id == "latest":
         good = [s for s in mine if s.status == COMPLETE]
