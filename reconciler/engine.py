@@ -39,6 +39,8 @@ class Engine:
             self.api = docker.APIClient(base_url=url, version="auto", timeout=timeout)  # type: ignore[arg-type]
         except docker.errors.DockerException as err:
             raise describe(err, url, timeout) from err
+        except (ValueError, TypeError) as err:  # urllib's words for a malformed address
+            raise EngineError(f"the engine address {url!r} is not valid: {err}") from err
         self.api.hooks["response"].append(self._count)
         if url.startswith(("unix://", "npipe://")):
             # No proxy, netrc or CA bundle applies to a local socket, and requests reads the

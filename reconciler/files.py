@@ -14,9 +14,28 @@ from typing import Any
 def write_json(path: str, value: Any, *, indent: int | None = None) -> None:
     """Write ``value`` as JSON to ``path`` atomically: a whole new file or the old one."""
     folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=folder, delete=False, suffix=".tmp") as handle:
+            try:
+                json.dump(value, handle, indent=indent)
+            except BaseException:
+                os.unlink(handle.name)
+                raise
+        os.replace(handle.name, path)
+    except OSError as err:  # named by the file asked for, not by a temporary one
+        raise OSError(err.errno, f"cannot write it: {err.strerror}", path) from err
+
+
+def write_text(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` atomically: a whole new file or the old one."""
+    folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=folder, delete=False, suffix=".tmp") as handle:
-        json.dump(value, handle, indent=indent)
+    with tempfile.NamedTemporaryFile(
+        "w", dir=folder, delete=False, suffix=".tmp", encoding="utf-8"
+    ) as handle:
+        handle.write(text)
+    os.chmod(handle.name, 0o644)
     os.replace(handle.name, path)
 
 

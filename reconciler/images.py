@@ -16,10 +16,11 @@ import stat
 import tarfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 from reconciler.escape import has_control
 from reconciler.files import InputFileError, read_bounded, write_json
+from reconciler.globmatch import BadPattern, Glob
 
 if TYPE_CHECKING:  # the spec checks contexts with this module: no import cycle at run time
     from reconciler.spec.models import Image
@@ -56,7 +57,13 @@ def ignore_patterns(context: str) -> list[str]:
         return []
     # Docker reads it as bytes; surrogateescape keeps odd bytes as os.listdir does.
     lines = data.decode("utf-8", errors="surrogateescape").splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    for pattern in patterns:
+        try:
+            Glob(pattern.lstrip("!"))
+        except BadPattern as err:
+            raise InputFileError(f"a pattern Docker cannot read: {err}", path) from err
+    return patterns
 
 
 def entries(context: str) -> Iterator[str]:
@@ -76,7 +83,15 @@ def entries(context: str) -> Iterator[str]:
     # pay for importing the Docker client.
     from docker.utils.build import PatternMatcher
 
-    yield from sorted(PatternMatcher(patterns).walk(context))
+    yield from sorted(linear_matcher(PatternMatcher(patterns)).walk(context))
+
+
+def linear_matcher(matcher: Any) -> Any:
+    """docker's ``PatternMatcher`` with each pattern matched by ``globmatch.Glob``, in
+    linear time: its regular expressions backtrack exponentially on ``**/**/**/...``."""
+    for pattern in matcher.patterns:
+        pattern.match = Glob(pattern.cleaned_pattern).match
+    return matcher
 
 
 def _raise(err: OSError) -> None:

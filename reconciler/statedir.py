@@ -6,6 +6,7 @@ Layout (``--state-dir``, default ``/var/lib/dsr`` for root, else ``$XDG_STATE_HO
     ├── manifests/      one JSON per data-packed build: its context's entries, for reasons
     ├── hash-cache/     per image key: (size, mtime, inode, ctime) -> content hash
     ├── backups/        the default backup destination: PROJECT/SOURCE/SNAPSHOT/
+    ├── backup-manifests/  plain copies of the encrypted manifests this host stored
     ├── staging/        PID/: an archive on its way to or from a store (S3, encrypted)
     ├── records/        DIGEST.json: what the last apply of a project recorded (each volume's
     │                   reclaim...), DIGEST the sha256 of the whole project name
@@ -84,6 +85,11 @@ class StateDir:
     def staging(self) -> str:
         """Archives being made for, or fetched from, a store that is not a plain folder."""
         return os.path.join(self.root, "staging")
+
+    @property
+    def known_manifests(self) -> str:
+        """The plain manifests of the encrypted snapshots this host stored (to prune them)."""
+        return os.path.join(self.root, "backup-manifests")
 
     @property
     def records(self) -> str:

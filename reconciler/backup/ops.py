@@ -247,6 +247,14 @@ def _damaged(found: store.Found, place: Place, project: str) -> list[dict[str, s
     return out
 
 
+def _signed(place: Place, found: store.Found, key: bytes) -> store.Found:
+    """A folder's snapshots must carry this state directory's keyed digest. A remote
+    store's are read by hosts that never had that key (a restore after the host is lost:
+    the point of keeping them off it): the store's credentials guard who writes there,
+    and the archive's sha256 and tree digest are checked against the manifest anyway."""
+    return found if place.remote else store.signed(found, key)
+
+
 def _keys(request: Request) -> tuple[Any, ...]:
     return tuple(crypt.identities(request.identity))
 
@@ -262,7 +270,7 @@ def _found(
     key = request.state.backup_key()
     for place in every:
         try:
-            here = store.signed(place.find(desired.project), key)
+            here = _signed(place, place.find(desired.project), key)
             out += here.snapshots
             if damaged is not None:
                 damaged += _damaged(here, place, desired.project)
@@ -348,7 +356,7 @@ def prune(request: Request, *, dry_run: bool = False) -> Pruned:
     result = Pruned()
     with _locked(request, desired.project):
         for place in places.every_place(desired, request.state, _keys(request)):  # one by one
-            found = store.signed(place.find(desired.project), request.state.backup_key())
+            found = _signed(place, place.find(desired.project), request.state.backup_key())
             checked = [_rechecked(place, s, record=not dry_run) for s in found.snapshots]
             mine = plan_prune(desired, checked)
             mine.unfinished = list(found.unfinished)
@@ -432,15 +440,20 @@ def restore(
     stop: bool = False,
     via: str = "auto",
     progress: run.Progress | None = None,
+    trust_unsigned: bool = False,
 ) -> Snapshot:
-    """``dsr restore``: a volume (or, for a host-folder snapshot, a folder) from a snapshot."""
+    """``dsr restore``: a volume (or, for a host-folder snapshot, a folder) from a snapshot.
+
+    ``trust_unsigned``: a snapshot whose manifest this state directory's key did not sign
+    (the host and its state directory are gone) counts as complete; its archive is still
+    checked against its manifest's sha256 and tree digest."""
     desired, policy = load(request)
     source = (
         Source("path", os.path.normpath(target))
         if target.startswith("/")
         else Source("volume", target)
     )
-    chosen = _choose(_found(desired, request), source, backup_id)
+    chosen = _choose(_found(desired, request), source, backup_id, trust_unsigned)
     with _locked(request, desired.project), _place(chosen).fetched(chosen) as snapshot:
         if source.kind == "path":
             folder = os.path.normpath(into or source.name)
@@ -557,7 +570,14 @@ def _make_target(folder: str) -> str | None:
     return made
 
 
-def _choose(snapshots: list[Snapshot], source: Source, backup_id: str) -> Snapshot:
+def _choose(
+    snapshots: list[Snapshot], source: Source, backup_id: str, trust_unsigned: bool = False
+) -> Snapshot:
+    if trust_unsigned:
+        snapshots = [
+            dataclasses.replace(s, status=COMPLETE, problem="") if store.is_unsigned(s) else s
+            for s in snapshots
+        ]
     mine = newest_first([s for s in snapshots if s.manifest.source == str(source)])
     if backup_id == "latest":
         good = [s for s in mine if s.status == COMPLETE]

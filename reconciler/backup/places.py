@@ -19,6 +19,7 @@ from reconciler.backup import run, store
 from reconciler.backup import staging as staged
 from reconciler.backup.errors import BackupError
 from reconciler.backup.manifest import Manifest
+from reconciler.backup.sealed import SealedFolder
 from reconciler.backup.store import Folder, Place, Source
 from reconciler.engine import Engine
 from reconciler.spec import Desired
@@ -32,7 +33,7 @@ def place_of(url: str, rule: Backup, state: StateDir, keys: tuple[Any, ...] = ()
     """The place a destination names, with the rule's endpoint, region and recipients;
     ``keys``: the age identities that read encrypted snapshots."""
     if s3_parts(url) is None:
-        return Folder(url)
+        return _folder(url, state, keys, tuple(rule.encrypt_to))
     from reconciler.backup.s3store import S3
 
     return S3(
@@ -42,13 +43,18 @@ def place_of(url: str, rule: Backup, state: StateDir, keys: tuple[Any, ...] = ()
         recipients=tuple(rule.encrypt_to),
         identities=keys,
         staging=state.staging,
+        known=state.known_manifests,
     )
 
 
 def places_of(rule: Backup, state: StateDir, keys: tuple[Any, ...] = ()) -> list[Place]:
     """Where ``rule`` stores its snapshots, in the order written."""
     places = [place_of(url, rule, state, keys) for url in rule.destinations]
-    return places or [Folder(state.backups)]
+    return places or [_folder(state.backups, state, keys, tuple(rule.encrypt_to))]
+
+
+def _folder(url: str, state: StateDir, keys: tuple[Any, ...], to: tuple[str, ...]) -> Place:
+    return SealedFolder(url, to, keys, state.staging, state.known_manifests)
 
 
 def every_place(desired: Desired, state: StateDir, keys: tuple[Any, ...] = ()) -> list[Place]:
@@ -57,7 +63,7 @@ def every_place(desired: Desired, state: StateDir, keys: tuple[Any, ...] = ()) -
     for _, rule in sorted(desired.backups.items()):
         for place in places_of(rule, state, keys):
             found.setdefault(place.key, place)
-    default = Folder(state.backups)
+    default = _folder(state.backups, state, keys, ())
     found.setdefault(default.key, default)
     return list(found.values())
 
@@ -71,14 +77,15 @@ def take(
     """The ``take`` of ``run.run_rule``: one source's snapshot, stored in ``places``."""
 
     def one(source: Source, options: run.Options) -> Manifest:
-        taken = frozenset().union(*(p.taken(project) for p in places[1:])) if places else None
-        options = _with_taken(options, taken or frozenset())
+        taken: frozenset[str] = frozenset().union(*(p.taken(project) for p in places))
+        options = _with_taken(options, taken)
         first = places[0]
         if isinstance(first, Folder) and not first.encrypts:
             manifest = run.backup_source(engine, project, source, first.url, options)
             _store(project, places[1:], store.folder_of(first.url, manifest), manifest, [first])
             return manifest
         with staged.folder(staging) as folder:
+            options = dataclasses.replace(options, staged=True)
             manifest = run.backup_source(engine, project, source, folder, options)
             _store(project, places, store.folder_of(folder, manifest), manifest, [])
         return manifest
@@ -87,7 +94,6 @@ def take(
 
 
 def _with_taken(options: run.Options, taken: frozenset[str]) -> run.Options:
-    # replace, not a copy field by field: a field added later (the backup-key) is kept
     return dataclasses.replace(options, taken=options.taken | taken)
 
 
@@ -104,7 +110,5 @@ def _store(
             log.error("store_failed", id=manifest.id, destination=place.url, error=str(err))
             failed.append(f"{place.url}: {err}")
     if failed:
-        kept = ", ".join(p.url for p in done) or "nowhere"
-        raise BackupError(
-            f"snapshot {manifest.id} is stored in {kept}; not in " + "; ".join(failed)
-        )
+        kept = f"is stored in {', '.join(p.url for p in done)}" if done else "was stored nowhere"
+        raise BackupError(f"snapshot {manifest.id} {kept}; not in " + "; ".join(failed))

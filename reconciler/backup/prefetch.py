@@ -122,6 +122,10 @@ def scan(
     tree = TreeDigest()
     with os.fdopen(open_regular(path), "rb") as file, Prefetched(file) as source:
         for entry, content in read_tar(source):
+            # The size a header claims is compared before any of it is read: an 8 GiB
+            # entry in a small archive is refused before it is decompressed and hashed.
+            if most is not None and tree.size + entry.size > most[0]:
+                raise beyond(most)
             if entry.kind == FILE and contents:
                 digest = hashlib.sha256()
                 for block in content:

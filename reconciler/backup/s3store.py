@@ -34,14 +34,14 @@ from reconciler import logs
 from reconciler.backup import crypt, staging
 from reconciler.backup.errors import BackupError, ChecksumError
 from reconciler.backup.manifest import ARCHIVE, MANIFEST, Manifest, ManifestError, parse_manifest
+from reconciler.backup.s3io import Hashed, HashedReader, Reader, Upload, part_size
 from reconciler.backup.store import COMPLETE, DAMAGED, VERIFY, Found, Place, Snapshot
 from reconciler.escape import escape_controls
+from reconciler.files import write_json
 from reconciler.spec.backups import s3_parts
 
 log = logs.get_logger("dsr.backup")
 
-PART = 16 << 20  # bytes per uploaded part; S3 allows 10,000 parts
-MOST_PART = 64 << 20  # the largest part (archives beyond 640 GB take larger ones)
 MOST_MANIFEST = 1 << 20
 READ = 1 << 20
 AGE_CHUNK = 64 << 10  # age's payload chunk; each costs 16 bytes of tag
@@ -61,6 +61,7 @@ class S3(Place):
         recipients: tuple[str, ...] = (),
         identities: tuple[Any, ...] = (),
         staging: str = "",
+        known: str = "",
     ) -> None:
         parts = s3_parts(url)
         if parts is None:
@@ -72,7 +73,9 @@ class S3(Place):
         self.recipients = recipients
         self.identities = identities
         self.staging = staging
+        self.known = known
         self._client: Any = None
+        self._etags: dict[str, str] = {}
 
     @property
     def key(self) -> str:
@@ -122,7 +125,10 @@ class S3(Place):
             code = str(err.response.get("Error", {}).get("Code", ""))
             raise BackupError(f"{self.where}: {doing}: {_explain(code, self.bucket, err)}") from err
         except (e.EndpointConnectionError, e.ConnectionClosedError, e.ReadTimeoutError) as err:
-            raise BackupError(f"{self.where}: {doing}: cannot reach the store: {err}") from err
+            # An OSError cause: "cannot read now", never "damaged" (prune keeps such ones).
+            raise BackupError(
+                f"{self.where}: {doing}: cannot reach the store: {err}"
+            ) from ConnectionError(str(err))
         except e.BotoCoreError as err:
             raise BackupError(f"{self.where}: {doing}: {err}") from err
 
@@ -145,6 +151,7 @@ class S3(Place):
                     snapshot_id, _, name = rest.partition("/")
                     if snapshot_id and name and "/" not in name:
                         out.setdefault(snapshot_id, {})[name] = int(item["Size"])
+                        self._etags[str(item["Key"])] = str(item.get("ETag", "")).strip('"')
         return out
 
     def taken(self, project: str) -> set[str]:
@@ -172,13 +179,46 @@ class S3(Place):
 
     def _manifest(self, folder: str, encrypted: bool) -> Manifest | None:
         name = MANIFEST + (crypt.SUFFIX if encrypted else "")
-        data = self._get_small(f"{folder}/{name}")
-        if encrypted:
-            data = crypt.decrypt(data, self.identities, f"{self.url}: {folder}/{name}")
+        key = f"{folder}/{name}"
+        known = self._known(key)
+        if encrypted and not self.identities and known is not None:
+            data = known  # this host wrote it, and the store still holds that very object
+        else:
+            data = self._get_small(key)
+            if encrypted:
+                data = crypt.decrypt(data, self.identities, f"{self.url}: {key}")
         try:
             return parse_manifest(data)  # the same strict, bounded schema as a folder's
         except ManifestError:
             return None
+
+    def _known_file(self, key: str) -> str:
+        digest = hashlib.sha256(f"{self.key}|{key}".encode()).hexdigest()
+        return os.path.join(self.known, digest[:2], digest + ".json")
+
+    def _known(self, key: str) -> bytes | None:
+        """The plain manifest this host stored as ``key``, while the store's object (by its
+        ETag) is still the one stored: a host prunes and lists its own encrypted snapshots
+        without holding the identity that decrypts them."""
+        if not self.known or not self._etags.get(key):
+            return None
+        try:
+            with open(self._known_file(key), encoding="utf-8") as handle:
+                doc = json.loads(handle.read(MOST_MANIFEST))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(doc, dict) or doc.get("etag") != self._etags[key]:
+            return None
+        manifest = doc.get("manifest")
+        return json.dumps(manifest).encode() if isinstance(manifest, dict) else None
+
+    def _remember(self, key: str, etag: str, manifest: Manifest) -> None:
+        if not self.known or not etag:
+            return
+        path = self._known_file(key)
+        with contextlib.suppress(OSError):
+            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+            write_json(path, {"etag": etag, "manifest": manifest.to_json()})
 
     def _get_small(self, key: str) -> bytes:
         with self._errors(f"read {key}"):
@@ -223,9 +263,9 @@ class S3(Place):
             body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
             try:
                 with open(path, "xb") as handle:
-                    out = _Hashed(handle)
+                    out = Hashed(handle)
                     if encrypted:
-                        crypt.decrypt_stream(_Reader(body), out, self.identities, key)
+                        crypt.decrypt_stream(Reader(body), out, self.identities, key)
                     else:
                         while block := body.read(READ):
                             out.write(block)
@@ -251,8 +291,8 @@ class S3(Place):
         to = crypt.recipients(self.recipients) if self.encrypts else []
         archive_key = f"{base}/{ARCHIVE}{suffix}"
         with open(os.path.join(folder, ARCHIVE), "rb") as source:
-            hashed = _HashedReader(source)
-            upload = _Upload(self, archive_key, _part_size(manifest.archive_size))
+            hashed = HashedReader(source)
+            upload = Upload(self, archive_key, part_size(manifest.archive_size))
             try:
                 if to:
                     crypt.encrypt_stream(hashed, upload, to)
@@ -265,20 +305,26 @@ class S3(Place):
                 body = json.dumps(manifest.to_json(), indent=2).encode()
                 if to:
                     body = crypt.encrypt(body, to)
-                self._put_small(f"{base}/{MANIFEST}{suffix}", body)  # last: now it lists
+                etag = self._put_small(f"{base}/{MANIFEST}{suffix}", body)  # last: it lists
+                if to:
+                    self._remember(f"{base}/{MANIFEST}{suffix}", etag, manifest)
             except BaseException:
                 upload.abort()
                 with contextlib.suppress(Exception):
                     self._delete([archive_key])
                 raise
 
-    def _put_small(self, key: str, body: bytes) -> None:
+    def _put_small(self, key: str, body: bytes) -> str:
+        """Store ``body`` as ``key``, checked; its ETag."""
         md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
         with self._errors(f"write {key}"):
             self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentMD5=md5)
-            size = self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"]
-        if size != len(body):
-            raise BackupError(f"{self.url}: {key} has {size} bytes, {len(body)} were written")
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+        if head["ContentLength"] != len(body):
+            raise BackupError(
+                f"{self.url}: {key} has {head['ContentLength']} bytes, not {len(body)}"
+            )
+        return str(head.get("ETag", "")).strip('"')
 
     def abort_stale(self, project: str) -> int:
         """Abort the multipart uploads left open under the project (killed runs): their
@@ -331,132 +377,3 @@ def _explain(code: str, bucket: str, err: Exception) -> str:
     if code in ("BadDigest", "InvalidDigest"):
         return f"the store received other bytes than were sent ({code})"
     return str(err)
-
-
-def _part_size(size: int) -> int:
-    """Parts of ``PART`` bytes, larger for archives that 9,000 of those would not hold."""
-    need = (size + size // 1000 + (1 << 20)) // 9000 + 1
-    return min(max(PART, need), MOST_PART)
-
-
-class _Upload:
-    """A file-like ``write`` that stores what it is given as the parts of one upload."""
-
-    def __init__(self, store: S3, key: str, part: int) -> None:
-        self.store = store
-        self.key = key
-        self.part = part
-        self.buffer = bytearray()
-        self.parts: list[dict[str, object]] = []
-        self.count = 0
-        self.upload_id: str | None = None
-
-    def write(self, data: bytes) -> int:
-        self.buffer += data
-        if len(self.buffer) >= self.part:
-            self._send()
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def _send(self) -> None:
-        store = self.store
-        if self.upload_id is None:
-            with store._errors(f"start uploading {self.key}"):
-                made = store.client.create_multipart_upload(Bucket=store.bucket, Key=self.key)
-            self.upload_id = str(made["UploadId"])
-        data = bytes(self.buffer)
-        self.buffer.clear()
-        md5 = hashlib.md5(data)
-        number = len(self.parts) + 1
-        with store._errors(f"upload part {number} of {self.key}"):
-            sent = store.client.upload_part(
-                Bucket=store.bucket,
-                Key=self.key,
-                UploadId=self.upload_id,
-                PartNumber=number,
-                Body=data,
-                ContentMD5=base64.b64encode(md5.digest()).decode(),
-            )
-        etag = str(sent.get("ETag", "")).strip('"')
-        if etag and etag != md5.hexdigest():
-            raise BackupError(f"{store.url}: part {number} of {self.key} was stored as other bytes")
-        self.parts.append({"PartNumber": number, "ETag": sent["ETag"]})
-        self.count += len(data)
-
-    def complete(self) -> None:
-        if self.buffer or not self.parts:
-            self._send()
-        store = self.store
-        with store._errors(f"complete {self.key}"):
-            store.client.complete_multipart_upload(
-                Bucket=store.bucket,
-                Key=self.key,
-                UploadId=self.upload_id,
-                MultipartUpload={"Parts": self.parts},
-            )
-            self.upload_id = None
-            size = store.client.head_object(Bucket=store.bucket, Key=self.key)["ContentLength"]
-        if size != self.count:
-            raise BackupError(f"{store.url}: {self.key} has {size} bytes, {self.count} were sent")
-
-    def abort(self) -> None:
-        if self.upload_id is None:
-            return
-        with contextlib.suppress(Exception):
-            self.store.client.abort_multipart_upload(
-                Bucket=self.store.bucket, Key=self.key, UploadId=self.upload_id
-            )
-        self.upload_id = None
-
-
-class _HashedReader:
-    """``read`` of a file, hashing what it gives (the staged archive must be the made one)."""
-
-    def __init__(self, source: Any) -> None:
-        self.source = source
-        self.digest = hashlib.sha256()
-
-    def read(self, size: int = -1, /) -> bytes:
-        data: bytes = self.source.read(size if size and size > 0 else READ)
-        self.digest.update(data)
-        return data
-
-    def readable(self) -> bool:
-        return True
-
-
-class _Hashed:
-    """``write`` into a file, hashing and counting what goes through."""
-
-    def __init__(self, out: Any) -> None:
-        self.out = out
-        self.digest = hashlib.sha256()
-        self.count = 0
-
-    def write(self, data: bytes) -> int:
-        self.digest.update(data)
-        self.count += len(data)
-        self.out.write(data)
-        return len(data)
-
-    def flush(self) -> None:
-        self.out.flush()
-
-    def writable(self) -> bool:
-        return True
-
-
-class _Reader:
-    """``read(n)`` over a botocore streaming body, for pyrage."""
-
-    def __init__(self, body: Any) -> None:
-        self.body = body
-
-    def read(self, size: int = -1, /) -> bytes:
-        data: bytes = self.body.read(size if size and size > 0 else READ)
-        return data
-
-    def readable(self) -> bool:
-        return True

@@ -28,7 +28,7 @@ import re
 import shutil
 import stat
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -260,8 +260,13 @@ def folder_of(destination: str, manifest: Manifest) -> str:
     return snapshot_folder(destination, manifest.project, source, manifest.id)
 
 
-def find(destinations: Iterable[str], project: str) -> Found:
-    """Every snapshot of ``project`` under ``destinations`` (each real folder read once)."""
+def find(
+    destinations: Iterable[str],
+    project: str,
+    sealed: Callable[[str], Snapshot | None] | None = None,
+) -> Found:
+    """Every snapshot of ``project`` under ``destinations`` (each real folder read once);
+    ``sealed`` reads an encrypted one (``manifest.json.age``), which is left out without."""
     snapshots: list[Snapshot] = []
     unfinished: list[str] = []
     unreadable: list[str] = []
@@ -276,10 +281,14 @@ def find(destinations: Iterable[str], project: str) -> Found:
         seen.add(root)
         for source_dir in _subdirs(root):
             for folder in _subdirs(source_dir):
-                if not os.path.lexists(os.path.join(folder, MANIFEST)):
+                plain = os.path.lexists(os.path.join(folder, MANIFEST))
+                if not plain and os.path.lexists(os.path.join(folder, MANIFEST + ".age")):
+                    if sealed is None:
+                        continue
+                elif not plain:
                     unfinished.append(folder)
                     continue
-                snapshot = load(folder, project)
+                snapshot = load(folder, project) if plain else sealed(folder)  # type: ignore[misc]
                 if snapshot is None:
                     unreadable.append(folder)
                 else:
@@ -314,26 +323,45 @@ def read_manifest(folder: str, project: str) -> tuple[Manifest | None, str]:
         manifest = parse_manifest(read_regular(path, MAX_MANIFEST_BYTES))
     except (OSError, ManifestError) as err:
         return None, escape_controls(f"its manifest is unreadable: {err}")[:500]
-    source = Source.parse(manifest.source)
-    if (
-        manifest.id != os.path.basename(folder)
-        or manifest.project != project
-        or source.folder != os.path.basename(os.path.dirname(folder))
-    ):
+    if not _placed_in(folder, project, manifest):
         return None, "its manifest describes another snapshot than its folder"
     return manifest, ""
 
 
-def _status(folder: str, manifest: Manifest) -> tuple[str, str]:
+def _placed_in(folder: str, project: str, manifest: Manifest) -> bool:
+    source = Source.parse(manifest.source)
+    return (
+        manifest.id == os.path.basename(folder)
+        and manifest.project == project
+        and source.folder == os.path.basename(os.path.dirname(folder))
+    )
+
+
+def placed_in(
+    folder: str, project: str, manifest: Manifest, archive: str = ARCHIVE
+) -> Snapshot | None:
+    """The snapshot a manifest read some other way (decrypted) describes, if it is the
+    one of ``folder``; ``archive``: its archive's file name."""
+    if not _placed_in(folder, project, manifest):
+        log.warning("manifest_misplaced", folder=escape_controls(folder), id=manifest.id)
+        return None
+    status, problem = _status(folder, manifest, archive)
+    return Snapshot(manifest, folder, status, problem)
+
+
+def _status(folder: str, manifest: Manifest, archive: str = ARCHIVE) -> tuple[str, str]:
     """Cheap checks only (size, the last verify): ``verify`` reads the archive itself."""
     try:
-        info = os.lstat(os.path.join(folder, ARCHIVE))
+        info = os.lstat(os.path.join(folder, archive))
     except OSError:
         return DAMAGED, "the archive is missing"
     if not stat.S_ISREG(info.st_mode):
         return DAMAGED, "the archive is not a regular file"
-    if info.st_size != manifest.archive_size:
-        size = info.st_size
+    size = info.st_size
+    if archive != ARCHIVE:  # age adds a header and 16 bytes a 64 KiB chunk
+        if size < manifest.archive_size + (manifest.archive_size // (64 << 10) + 1) * 16:
+            return DAMAGED, f"the archive has {size} bytes, too few for its manifest"
+    elif size != manifest.archive_size:
         return DAMAGED, f"the archive has {size} bytes, its manifest says {manifest.archive_size}"
     try:
         verified = json.loads(read_regular(os.path.join(folder, VERIFY), MAX_VERIFY_BYTES))
@@ -361,8 +389,9 @@ def record_verify(snapshot: Snapshot, error: str | None) -> None:
 
 def remove(folder: str) -> None:
     """Remove a snapshot: the manifest first, so that a half-removed one is invisible."""
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(os.path.join(folder, MANIFEST))
+    for name in (MANIFEST, MANIFEST + ".age"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(folder, name))
     shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -398,7 +427,7 @@ def signed(found: Found, key: bytes) -> Found:
     out = []
     for snapshot in found.snapshots:
         problem = signature_problem(snapshot.manifest, key)
-        if problem is not None:
+        if problem is not None and snapshot.status == COMPLETE:  # a damaged one stays so
             snapshot = dataclasses.replace(snapshot, status=DAMAGED, problem=UNSIGNED + problem)
         out.append(snapshot)
     return dataclasses.replace(found, snapshots=tuple(out))

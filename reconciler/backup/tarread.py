@@ -9,6 +9,7 @@ names. Anything else is the caller's to refuse.
 
 from __future__ import annotations
 
+import math
 import tarfile
 from collections.abc import Iterator
 from typing import Protocol
@@ -19,6 +20,13 @@ BLOCK = tarfile.BLOCKSIZE
 CHUNK = 1 << 20
 _PAX_FIELDS = {"path": "name", "linkpath": "linkname", "uid": "uid", "gid": "gid"}
 _MAX_META = 1 << 20  # a PAX header or a long name larger than this is not a real one
+# Bounds on PAX work, tied to the archive: all its PAX and long-name data together, and the
+# keys in force at once (global and pending). Each member merges at most _MAX_PAX_KEYS
+# keys, so the work per member is bounded whatever the headers before it held.
+_MAX_META_TOTAL = 8 << 20
+_MAX_PAX_KEYS = 128
+_MAX_ID = (1 << 32) - 1
+_MAX_MTIME = 253402300799  # 9999-12-31T23:59:59Z
 
 
 class Readable(Protocol):
@@ -97,15 +105,24 @@ def members(source: Readable) -> Iterator[tuple[tarfile.TarInfo, Content]]:
     stream = TarStream(source)
     global_pax: dict[str, str] = {}
     pending: dict[str, str] = {}
+    meta = 0
     while True:
         header = stream.exact(BLOCK) if stream.more() else b""
         if not header.strip(b"\0"):
             return  # the end-of-archive blocks (or a stream that simply ends)
         info = _header(header)
         padded = info.size + (-info.size % BLOCK)
+        if info.type in _META_TYPES:
+            meta += padded
+            if meta > _MAX_META_TOTAL:
+                raise ArchiveError(
+                    f"the archive has more than {_MAX_META_TOTAL >> 20} MiB of metadata headers"
+                )
         if info.type in (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE):
             records = _pax(stream.exact(_bounded(padded))[: info.size])
             (global_pax if info.type == tarfile.XGLTYPE else pending).update(records)
+            if len(global_pax) + len(pending) > _MAX_PAX_KEYS:
+                raise ArchiveError(f"the archive has more than {_MAX_PAX_KEYS} PAX keys at once")
             continue
         if info.type in (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK):
             text = stream.exact(_bounded(padded))[: info.size].split(b"\0", 1)[0]
@@ -113,11 +130,21 @@ def members(source: Readable) -> Iterator[tuple[tarfile.TarInfo, Content]]:
             pending[key] = text.decode("utf-8", "surrogateescape")
             continue
         _apply({**global_pax, **pending}, info)
+        _in_range(info)
         pending = {}
         has_data = info.type in tarfile.REGULAR_TYPES or info.type == tarfile.GNUTYPE_SPARSE
         content = Content(stream, info.size if has_data else 0)
         yield info, content
         stream.skip(content.left + (-info.size % BLOCK if has_data else 0))
+
+
+_META_TYPES = (
+    tarfile.XHDTYPE,
+    tarfile.XGLTYPE,
+    tarfile.SOLARIS_XHDTYPE,
+    tarfile.GNUTYPE_LONGNAME,
+    tarfile.GNUTYPE_LONGLINK,
+)
 
 
 def _header(block: bytes) -> tarfile.TarInfo:
@@ -203,3 +230,11 @@ def _apply(pax: dict[str, str], info: tarfile.TarInfo) -> None:
         raise ArchiveError(f"the archive has a damaged PAX value: {err}") from err
     if any(k.startswith("GNU.sparse") for k in pax):
         info.type = tarfile.GNUTYPE_SPARSE  # refused by the caller
+
+
+def _in_range(info: tarfile.TarInfo) -> None:
+    """Numbers a file system can hold: no ``nan`` time, no negative size or owner."""
+    if not (0 <= info.uid <= _MAX_ID and 0 <= info.gid <= _MAX_ID and info.size >= 0):
+        raise ArchiveError(f"entry {info.name!r}: an owner or size out of range")
+    if not (math.isfinite(info.mtime) and -_MAX_MTIME <= info.mtime <= _MAX_MTIME):
+        raise ArchiveError(f"entry {info.name!r}: a modification time out of range")

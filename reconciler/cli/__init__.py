@@ -12,6 +12,7 @@ imported by the commands that use them, so that ``dsr validate`` and ``--help`` 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any, NoReturn
 
@@ -19,6 +20,8 @@ import click
 
 from reconciler.cli.options import GROUP_OPTIONS, Settings
 from reconciler.errors import DsrError, SpecError
+from reconciler.escape import escape_controls
+from reconciler.spec.redact import Scrubbed
 
 
 def _group_options(func: Any) -> Any:
@@ -58,6 +61,21 @@ def _show_version(ctx: click.Context) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``dsr`` and ``python -m reconciler``."""
+    if any("\0" in arg for arg in (sys.argv[1:] if argv is None else argv)):
+        # execve cannot pass one; only a caller in-process can, and no path holds one
+        click.echo("dsr: an argument contains a NUL character", err=True)
+        sys.exit(1)
+    # One redaction at the edge: whatever a command prints, values from ${VAR} and env
+    # values of the specs it loaded leave as the spec writes them.
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = Scrubbed(out), Scrubbed(err)
+    try:
+        _main(argv)
+    finally:
+        sys.stdout, sys.stderr = out, err
+
+
+def _main(argv: list[str] | None) -> None:
     try:
         cli.main(args=argv, prog_name="dsr", standalone_mode=False)
     except click.exceptions.Exit as done:
@@ -71,8 +89,16 @@ def main(argv: list[str] | None = None) -> None:
     except DsrError as err:
         report(err)
         sys.exit(1)
-    except OSError as err:  # a full disk, a folder gone: one line, never a traceback
-        click.echo(f"error: {err}", err=True)
+    except OSError as err:  # a full disk, a folder gone, a file dsr was told to use: one
+        # line naming it, never a traceback
+        where = f": {err.filename}" if err.filename else ""
+        click.echo(escape_controls(f"dsr: {err.strerror or err}{where}"), err=True)
+        sys.exit(1)
+    except Exception as err:  # no command ends in a traceback; DSR_DEBUG=1 shows it
+        if os.environ.get("DSR_DEBUG"):
+            raise
+        text = escape_controls(str(err).splitlines()[0] if str(err) else "")[:500]
+        click.echo(f"dsr: internal error: {type(err).__name__}: {text}", err=True)
         sys.exit(1)
     sys.exit(0)
 
@@ -116,6 +142,6 @@ def error_document(err: DsrError) -> dict[str, Any]:
 
 
 # The command modules register themselves on `cli`.
-from reconciler.cli import backup, commands, run, status  # noqa: E402
+from reconciler.cli import backup, commands, importing, run, status  # noqa: E402
 
-__all__ = ["backup", "cli", "commands", "main", "run", "status"]
+__all__ = ["backup", "cli", "commands", "importing", "main", "run", "status"]

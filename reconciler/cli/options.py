@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import math
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -96,7 +98,35 @@ _NAMES = (
     "lock_timeout",
     "host",
 )
-_SECONDS = click.FloatRange(min=0)
+
+
+class Seconds(click.ParamType[float]):
+    """A number of seconds: finite, 0 or more, at most a year (``nan`` would compare false
+    with every deadline and wait forever; ``inf`` is no deadline)."""
+
+    name = "seconds"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not math.isfinite(seconds) or not 0 <= seconds <= 366 * 86400:
+            self.fail(f"{value!r} is not a number of seconds from 0 to a year", param, ctx)
+        return seconds
+
+
+def _state_dir(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and (
+        "\0" in value or (os.path.lexists(value) and not os.path.isdir(value))
+    ):
+        raise click.BadParameter(f"{value!r} is not a folder", ctx, param)
+    return value
+
+
+_SECONDS = Seconds()
 
 
 def _options(with_defaults: bool) -> tuple[Callable[[F], F], ...]:
@@ -109,6 +139,7 @@ def _options(with_defaults: bool) -> tuple[Callable[[F], F], ...]:
         ),
         click.option(
             "--state-dir",
+            callback=_state_dir,
             help="Where dsr keeps its state (default /var/lib/dsr for root).",
         ),
         click.option("--project", help="Project name when the spec does not set one."),

@@ -11,6 +11,7 @@ import click
 from reconciler.cli import cli
 from reconciler.cli.commands import pass_request
 from reconciler.cli.options import Settings, global_options
+from reconciler.escape import has_control
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -61,6 +62,18 @@ def _global_args(settings: Settings) -> tuple[str, ...]:
     return tuple(args)
 
 
+def _check_addr(value: str | None) -> str | None:
+    """``HOST:PORT`` with a port from 0 to 65535 (``[::1]:9100`` for IPv6)."""
+    if value is None:
+        return None
+    _, colon, port = value.rpartition(":")
+    if not colon or not port.isdigit() or int(port) > 65535 or has_control(value):
+        raise click.BadParameter(
+            f"{value!r} is not HOST:PORT with a port from 0 to 65535", param_hint="--metrics-addr"
+        )
+    return value
+
+
 def _check_urls(urls: tuple[str, ...]) -> tuple[str, ...]:
     from reconciler.daemon.alerts import check_url
 
@@ -80,6 +93,7 @@ def _check_urls(urls: tuple[str, ...]) -> tuple[str, ...]:
 @click.option(
     "--metrics-addr",
     metavar="HOST:PORT",
+    callback=lambda ctx, param, value: _check_addr(value),
     help="Serve /healthz, /readyz, /metrics, the status page / and /status.json.",
 )
 @click.option("--allow-empty", is_flag=True, help="Let an empty spec delete the whole project.")
@@ -125,6 +139,6 @@ def run_command(
     )
     try:
         daemon = Daemon(options)
-    except OSError as err:  # the metrics address is taken or invalid
+    except (OSError, ValueError, OverflowError) as err:  # the address is taken or invalid
         raise click.ClickException(f"cannot listen on {metrics_addr}: {err}") from err
     sys.exit(daemon.run())

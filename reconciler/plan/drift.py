@@ -48,6 +48,14 @@ def replace_reasons(
                 "behind dsr's back",
             )
         )
+    if isinstance(spec, Container) and spec.networks and set(live.networks) != set(spec.networks):
+        reasons.append(
+            (
+                ReasonCode.NETWORKS_DRIFTED,
+                f"it is attached to {', '.join(live.networks) or 'no network'}, spec says "
+                f"{', '.join(sorted(spec.networks))}",
+            )
+        )
     if live.state == "dead":
         reasons.append((ReasonCode.STOPPED, "it is dead, and Docker cannot start it again"))
     reasons += [

@@ -25,7 +25,7 @@ from reconciler.spec.desired import Desired, FileSpec
 from reconciler.spec.models import SECTIONS, Container, SpecFile, VolumeContainer
 from reconciler.spec.names import BACKUP_NAME, DOCKER_NAME, IMAGE_KEY
 from reconciler.spec.policy import Policy
-from reconciler.spec.redact import Redaction
+from reconciler.spec.redact import Redaction, remember
 from reconciler.spec.resolve import missing_binds, resolve
 from reconciler.spec.share import placements, references
 from reconciler.spec.yamlload import Document, Loc, Plain, format_loc, load_yaml
@@ -87,6 +87,8 @@ def load_spec(
     if not host_facts:
         notes = _redacted(list(missing_binds(parsed, policy)), desired.redaction)
         desired = dataclasses.replace(desired, unchecked=tuple(str(n) for n in notes))
+    env_values = {name: dict(c.env) for name, c in desired.containers.items()}
+    remember(desired.redaction, env_values)  # the edge hides them from every output from now on
     return dataclasses.replace(
         desired,
         bind_kinds=bind_kinds(desired),

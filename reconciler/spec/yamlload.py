@@ -264,6 +264,9 @@ class _Builder:
         """How many values ``node`` builds, aliases inside it expanded (memoized)."""
         known = self.sizes.get(id(node))
         if known is None:
+            # While it is counted, a node that contains itself (``&r [1, *r]``) counts as
+            # more than any alias may expand to: refused, never an endless count.
+            self.sizes[id(node)] = MAX_ALIAS_NODES + 1
             if isinstance(node, yaml.SequenceNode):
                 known = 1 + sum(self.size(item) for item in node.value)
             elif isinstance(node, yaml.MappingNode):
@@ -291,7 +294,10 @@ class _Builder:
                 return value
             return text
         if node.tag in (_NULL, _BOOL, _INT, _FLOAT):
-            value = _core_value(node.tag, text)
+            try:
+                value = _core_value(node.tag, text)
+            except ValueError:  # an integer of over 4,300 digits: no number, its text
+                return Plain(text, text)
             return Plain(text, value) if node.style in (None, "") else value
         return text  # other tags stay text, as written
 
@@ -356,6 +362,9 @@ def load_yaml(text: str, file: str, env: Mapping[str, str] | None = None) -> Doc
         return doc
     except yaml.YAMLError as err:
         doc.issues.append(SpecIssue(file, 1, "", f"YAML error: {' '.join(str(err).split())}"))
+        return doc
+    except RecursionError:  # the parser recurses per level: thousands of "[" end here
+        doc.issues.append(SpecIssue(file, 1, "", f"values nest more than {MAX_DEPTH} levels deep"))
         return doc
     if node is None:
         return doc
