@@ -152,7 +152,9 @@ def _record(
 ) -> None:
     outcomes[outcome.change.resource] = outcome
     # A terminal's progress lines already tell each change: its event would say it twice.
-    event = log.debug if progress else log.info if outcome.status == "ok" else log.error
+    # Other progress callbacks (the daemon's) print nothing: their events stay.
+    terminal = getattr(progress, "terminal", False)
+    event = log.debug if terminal else log.info if outcome.status == "ok" else log.error
     event(
         "change",
         pass_id=pass_id,
@@ -275,7 +277,7 @@ class _Executor:
         that moved to another host, back it up and offer that snapshot (``handoff``)."""
         assert change.target_id is not None
         if change.handoff is not None and change.backup_to is not None:
-            folder = self.back_up(change.target_id, change.backup_to)
+            folder, _ = self.back_up(change.target_id, change.backup_to)
             snapshot = os.path.basename(folder)
             self.state_handoff(change, replace(change.handoff, snapshot=snapshot))
             return
@@ -315,8 +317,14 @@ class _Executor:
             try:
                 quiet = engine_io.quiet_users(self.engine, name)
                 original = (self.api.inspect_volume(name).get("Labels") or {}).get(INSTANCE, "")
-                folder = self.back_up(name, change.backup_to)
+                folder, skipped = self.back_up(name, change.backup_to)
                 engine_io.still_quiet(self.engine, name, quiet)
+                lost = engine_io.uncarried(self.engine, name, skipped)
+                if lost:
+                    raise RuntimeError(
+                        f"a migration of {name} would lose {lost}; nothing was removed "
+                        "(on_change: recreate drops the data, or remove them first)"
+                    )
             except BaseException:
                 self.start_again(running)  # nothing was removed: back as they were
                 raise
@@ -435,9 +443,9 @@ class _Executor:
             return False
         return True
 
-    def back_up(self, volume: str, destination: str) -> str:
+    def back_up(self, volume: str, destination: str) -> tuple[str, list[str]]:
         """A snapshot of ``volume``, read back and checked, before anything deletes it;
-        returns its folder."""
+        returns its folder and what it left out (``skipped``)."""
         from reconciler.backup import store
         from reconciler.backup.run import Options, backup_volume
 
@@ -449,7 +457,8 @@ class _Executor:
         )
         log.info("volume_backup", volume=volume, snapshot=manifest.id, size=manifest.size)
         source = store.Source("volume", volume)
-        return store.snapshot_folder(destination, self.project, source, manifest.id)
+        folder = store.snapshot_folder(destination, self.project, source, manifest.id)
+        return folder, list(manifest.skipped)
 
     # -- containers -------------------------------------------------------------------------
     def create_container(self, change: Change) -> None:

@@ -32,6 +32,7 @@ import structlog
 
 from reconciler import logs
 from reconciler.apply import Outcome
+from reconciler.backup.ops import save_last_good
 from reconciler.daemon import git
 from reconciler.daemon.alerts import Notifier
 from reconciler.daemon.backoff import Backoff, defer
@@ -113,6 +114,7 @@ class Daemon:
         self._project = ""
         self._names: set[str] = set()
         self._generation = -1
+        self._pending: set[str] = set()  # changes the last pass planned and did not finish
         self._gate_result = ""
         self._last_label = ""
         self._own_counted = 0
@@ -130,7 +132,11 @@ class Daemon:
         self._shared: tuple[Desired, Desired] | None = None  # (spec in force, this host's share)
         self._share_issues: tuple[SpecIssue, ...] = ()
         runner = backup_runner or CommandRunner(
-            self.request.path, options.global_args, self.metrics.set_backups, self._backup_failed
+            self.request.path,
+            options.global_args,
+            self.metrics.set_backups,
+            self._backup_failed,
+            project=lambda: self._project,
         )
         self.scheduler = Scheduler(runner, self.stop)
         self.listener = EventListener(
@@ -230,7 +236,8 @@ class Daemon:
 
     def _pass(self, reasons: set[str]) -> None:
         desired = self._share(self.specs.current(force=bool(reasons & RELOAD_REASONS)))
-        self.metrics.spec_errors.set(len(self.specs.issues) + len(self._share_issues))
+        refused = 1 if self.specs.empty_refused else 0  # an empty or deleted spec folder
+        self.metrics.spec_errors.set(len(self.specs.issues) + len(self._share_issues) + refused)
         self._adopt(desired)
         if desired is None:
             self.metrics.reconcile.labels("spec_error").inc()
@@ -305,6 +312,10 @@ class Daemon:
         self._project = desired.project
         self._names = names_of(desired)
         rules = {name: b.schedule for name, b in desired.backups.items() if b.schedule}
+        try:  # what the scheduled backups run from (dsr backup --last-good)
+            save_last_good(self.state, desired)
+        except OSError as err:
+            log.error("cannot record the last good spec", error=str(err))
         self.scheduler.set_rules(rules)
 
     # -- before the apply ------------------------------------------------------------------
@@ -351,8 +362,10 @@ class Daemon:
         plan = result.plan
         if plan is not None:
             if self.specs.generation == self._generation:
-                self.metrics.record_drift(plan.changes)
+                self.metrics.record_drift(plan.changes, self._pending)
             self._generation = self.specs.generation
+            done = {o.change.resource for o in result.outcomes if o.status == "ok"}
+            self._pending = {c.resource for c in plan.actionable} - done
             self.backoff.record(result.outcomes, now)
             self.backoff.forget_absent({c.resource for c in plan.actionable})
             counts = resource_counts(
@@ -388,6 +401,8 @@ class Daemon:
             return self._gate_result
         if result.failed:
             return "failed"
+        if self.specs.issues or self.specs.empty_refused or self._share_issues:
+            return "spec_error"  # the last good spec was enforced; the files are not good
         self.metrics.last_success.set(time.time())
         return "ok"
 
