@@ -300,6 +300,7 @@ class Daemon:
         if self.engine is None:
             try:
                 self.engine = Engine(self.request.docker_host, timeout=self.request.engine_timeout)
+                self.engine.keep_inspected = True  # forgotten on every container event
             except EngineError:
                 return None
         return self.engine
@@ -414,6 +415,8 @@ class Daemon:
             self.own.changed([outcome.change.name], time.time())
 
     def _on_event(self, event: Event) -> None:
+        if event.kind == "container":
+            self._forget_inspected()  # a container changed: the next pass inspects again
         if not relevant(event, self._project, self._names):
             return
         if self.own.offer(event):
@@ -427,7 +430,14 @@ class Daemon:
             self.metrics.own_events.inc(ignored - self._own_counted)
             self._own_counted = ignored
 
+    def _forget_inspected(self) -> None:
+        engine = self.engine
+        if engine is not None:
+            engine.inspected_epoch += 1
+            engine.inspected = {}
+
     def _on_connect(self, first: bool) -> None:
+        self._forget_inspected()  # events may have been missed while the stream was down
         self.health.engine_up = True
         if not first:
             self.metrics.reconnects.inc()
