@@ -152,7 +152,9 @@ def _record(
 ) -> None:
     outcomes[outcome.change.resource] = outcome
     # A terminal's progress lines already tell each change: its event would say it twice.
-    event = log.debug if progress else log.info if outcome.status == "ok" else log.error
+    # Other progress callbacks (the daemon's) print nothing: their events stay.
+    terminal = getattr(progress, "terminal", False)
+    event = log.debug if terminal else log.info if outcome.status == "ok" else log.error
     event(
         "change",
         pass_id=pass_id,

@@ -32,6 +32,7 @@ import structlog
 
 from reconciler import logs
 from reconciler.apply import Outcome
+from reconciler.backup.ops import save_last_good
 from reconciler.daemon import git
 from reconciler.daemon.alerts import Notifier
 from reconciler.daemon.backoff import Backoff, defer
@@ -131,7 +132,11 @@ class Daemon:
         self._shared: tuple[Desired, Desired] | None = None  # (spec in force, this host's share)
         self._share_issues: tuple[SpecIssue, ...] = ()
         runner = backup_runner or CommandRunner(
-            self.request.path, options.global_args, self.metrics.set_backups, self._backup_failed
+            self.request.path,
+            options.global_args,
+            self.metrics.set_backups,
+            self._backup_failed,
+            project=lambda: self._project,
         )
         self.scheduler = Scheduler(runner, self.stop)
         self.listener = EventListener(
@@ -295,6 +300,7 @@ class Daemon:
         if self.engine is None:
             try:
                 self.engine = Engine(self.request.docker_host, timeout=self.request.engine_timeout)
+                self.engine.keep_inspected = True  # forgotten on every container event
             except EngineError:
                 return None
         return self.engine
@@ -307,6 +313,10 @@ class Daemon:
         self._project = desired.project
         self._names = names_of(desired)
         rules = {name: b.schedule for name, b in desired.backups.items() if b.schedule}
+        try:  # what the scheduled backups run from (dsr backup --last-good)
+            save_last_good(self.state, desired)
+        except OSError as err:
+            log.error("cannot record the last good spec", error=str(err))
         self.scheduler.set_rules(rules)
 
     # -- before the apply ------------------------------------------------------------------
@@ -405,6 +415,8 @@ class Daemon:
             self.own.changed([outcome.change.name], time.time())
 
     def _on_event(self, event: Event) -> None:
+        if event.kind == "container":
+            self._forget_inspected()  # a container changed: the next pass inspects again
         if not relevant(event, self._project, self._names):
             return
         if self.own.offer(event):
@@ -418,7 +430,14 @@ class Daemon:
             self.metrics.own_events.inc(ignored - self._own_counted)
             self._own_counted = ignored
 
+    def _forget_inspected(self) -> None:
+        engine = self.engine
+        if engine is not None:
+            engine.inspected_epoch += 1
+            engine.inspected = {}
+
     def _on_connect(self, first: bool) -> None:
+        self._forget_inspected()  # events may have been missed while the stream was down
         self.health.engine_up = True
         if not first:
             self.metrics.reconnects.inc()
