@@ -71,6 +71,8 @@ command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 command -v sshd >/dev/null 2>&1 || [[ -x /usr/sbin/sshd ]] || missing+=(openssh-server)
 command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
+# dsr import compose is tested against a project Debian's docker-compose (1.x) made.
+command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 if ((${#missing[@]})); then
     apt_install "${missing[@]}"
 fi

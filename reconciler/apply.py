@@ -19,6 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 import docker.errors
 import docker.types
@@ -32,7 +33,9 @@ from reconciler.plan.model import (
     Action,
     Change,
     ContainerParams,
+    EndpointParams,
     HandoffParams,
+    HealthParams,
     ImageParams,
     Op,
     Plan,
@@ -43,6 +46,7 @@ from reconciler.spec.models import NEW_SUFFIX, OLD_SUFFIX
 from reconciler.statedir import StateDir
 
 log = logs.get_logger("dsr.apply")
+HEALTH_WAIT = 300  # seconds a dependent waits for its depends_on to become healthy
 
 
 @dataclass(frozen=True)
@@ -148,7 +152,9 @@ def _record(
 ) -> None:
     outcomes[outcome.change.resource] = outcome
     # A terminal's progress lines already tell each change: its event would say it twice.
-    event = log.debug if progress else log.info if outcome.status == "ok" else log.error
+    # Other progress callbacks (the daemon's) print nothing: their events stay.
+    terminal = getattr(progress, "terminal", False)
+    event = log.debug if terminal else log.info if outcome.status == "ok" else log.error
     event(
         "change",
         pass_id=pass_id,
@@ -231,23 +237,55 @@ class _Executor:
                 f"the volume {name} is not the one planned for adoption (created {created}, "
                 f"the plan saw {change.identity}); run dsr plan again"
             )
+        self.record_adoption(Kind.VOLUME, name, created)
+
+    # -- networks ---------------------------------------------------------------------------
+    def create_network(self, change: Change) -> None:
+        params = change.network
+        assert params is not None
+        self.api.create_network(
+            params.name,
+            driver=params.driver,
+            internal=params.internal,
+            labels=dict(params.labels),
+            check_duplicate=True,
+        )
+
+    def replace_network(self, change: Change) -> None:
+        assert change.target_id is not None
+        with contextlib.suppress(docker.errors.NotFound):
+            self.api.remove_network(change.target_id)  # refused by Docker while in use
+        self.create_network(change)
+
+    def delete_network(self, change: Change) -> None:
+        assert change.target_id is not None
+        with contextlib.suppress(docker.errors.NotFound):
+            self.api.remove_network(change.target_id)
+
+    def adopt_network(self, change: Change) -> None:
+        """Take over a network as it is, recorded by its id (Docker cannot relabel one)."""
+        assert change.target_id is not None
+        live = self.api.inspect_network(change.target_id)
+        self.record_adoption(Kind.NETWORK, str(live["Name"]), str(live["Id"]))
+
+    def record_adoption(self, kind: Kind, name: str, identity: str) -> None:
         if self.state is None:
             raise RuntimeError("an adoption needs dsr's state directory to record it")
         with self.record_lock:
             record = self.state.read_record(self.project)
             adopted = dict(record.get("adopted") or {})
-            volumes = dict(adopted.get(Kind.VOLUME.value) or {})
-            volumes[name] = created
-            adopted[Kind.VOLUME.value] = volumes
+            table = dict(adopted.get(kind.value) or {})
+            table[name] = identity
+            adopted[kind.value] = table
             self.state.write_record(self.project, {**record, "adopted": adopted})
-        log.info("volume_adopted", volume=name, created_at=created)
+        log.info("adopted", kind=kind.value, name=name, identity=identity)
 
     def update_volume(self, change: Change) -> None:
         """Refill a volume from the backup of its interrupted migration; or, for a volume
         that moved to another host, back it up and offer that snapshot (``handoff``)."""
         assert change.target_id is not None
         if change.handoff is not None and change.backup_to is not None:
-            folder = self.back_up(change.target_id, change.backup_to)
+            folder, _ = self.back_up(change.target_id, change.backup_to)
             snapshot = os.path.basename(folder)
             self.state_handoff(change, replace(change.handoff, snapshot=snapshot))
             return
@@ -287,8 +325,14 @@ class _Executor:
             try:
                 quiet = engine_io.quiet_users(self.engine, name)
                 original = (self.api.inspect_volume(name).get("Labels") or {}).get(INSTANCE, "")
-                folder = self.back_up(name, change.backup_to)
+                folder, skipped = self.back_up(name, change.backup_to)
                 engine_io.still_quiet(self.engine, name, quiet)
+                lost = engine_io.uncarried(self.engine, name, skipped)
+                if lost:
+                    raise RuntimeError(
+                        f"a migration of {name} would lose {lost}; nothing was removed "
+                        "(on_change: recreate drops the data, or remove them first)"
+                    )
             except BaseException:
                 self.start_again(running)  # nothing was removed: back as they were
                 raise
@@ -407,9 +451,9 @@ class _Executor:
             return False
         return True
 
-    def back_up(self, volume: str, destination: str) -> str:
+    def back_up(self, volume: str, destination: str) -> tuple[str, list[str]]:
         """A snapshot of ``volume``, read back and checked, before anything deletes it;
-        returns its folder."""
+        returns its folder and what it left out (``skipped``)."""
         from reconciler.backup import store
         from reconciler.backup.run import Options, backup_volume
 
@@ -421,7 +465,8 @@ class _Executor:
         )
         log.info("volume_backup", volume=volume, snapshot=manifest.id, size=manifest.size)
         source = store.Source("volume", volume)
-        return store.snapshot_folder(destination, self.project, source, manifest.id)
+        folder = store.snapshot_folder(destination, self.project, source, manifest.id)
+        return folder, list(manifest.skipped)
 
     # -- containers -------------------------------------------------------------------------
     def create_container(self, change: Change) -> None:
@@ -494,20 +539,48 @@ class _Executor:
                 raise
         self.remove(old)
 
+    def wait_healthy(self, names: tuple[str, ...]) -> None:
+        """Wait until each of ``names`` reports healthy (depends_on: service_healthy), as
+        compose does before it starts a dependent; bounded by HEALTH_WAIT seconds."""
+        deadline = time.monotonic() + HEALTH_WAIT
+        for name in names:
+            while True:
+                state = self.api.inspect_container(name)["State"]
+                health = (state.get("Health") or {}).get("Status")
+                if health is None:
+                    raise RuntimeError(f"{name} has no health check, so it is never healthy")
+                if health == "healthy":
+                    break
+                if not state.get("Running") or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"{name} is {health if state.get('Running') else 'not running'}: not "
+                        f"healthy within {HEALTH_WAIT} s, so its dependents are not started"
+                    )
+                time.sleep(0.5)
+
     def create(self, params: ContainerParams, name: str) -> str:
+        self.wait_healthy(params.wait_healthy)
         for path in params.make_dirs:
             os.makedirs(path, exist_ok=True)
         if params.pull:
             self.pull(params.image)
         exposed, bindings = dockerargs.ports(params.ports)
+        # The engine takes one network at creation (API < 1.44); the others are joined
+        # before the container starts.
+        first, *others = params.networks or (None,)
         host_config = self.api.create_host_config(
             mounts=[dockerargs.mount(m) for m in params.mounts if not m.selinux],
             binds=[dockerargs.bind(m) for m in params.mounts if m.selinux] or None,
             volumes_from=list(params.volumes_from) or None,
             port_bindings=bindings or None,
             restart_policy=dockerargs.restart(params.restart),
-            network_mode="none" if params.network_disabled else None,
+            network_mode="none"
+            if params.network_disabled
+            else (first.network if first is not None else None),
             init=params.init or None,
+            mem_limit=params.memory,
+            nano_cpus=params.nano_cpus,
+            shm_size=params.shm_size,
         )
         created = self.api.create_container(
             image=params.image,
@@ -523,8 +596,25 @@ class _Executor:
             network_disabled=params.network_disabled,
             stop_signal=params.stop_signal or None,
             stop_timeout=params.stop_timeout,
+            networking_config=self.endpoints(first),
+            healthcheck=_health(params.healthcheck),
         )
-        return str(created["Id"])
+        new_id = str(created["Id"])
+        for endpoint in others:
+            assert endpoint is not None
+            self.api.connect_container_to_network(
+                new_id, endpoint.network, aliases=list(endpoint.aliases) or None
+            )
+        return new_id
+
+    def endpoints(self, first: EndpointParams | None) -> dict[str, Any] | None:
+        if first is None:
+            return None
+        endpoint = self.api.create_endpoint_config(aliases=list(first.aliases) or None)
+        config: dict[str, Any] = self.api.create_networking_config(
+            {first.network: endpoint}  # type: ignore[arg-type]  # the stub says one; it is a map
+        )
+        return config
 
     def pull(self, image: str) -> None:
         repository, tag = dockerargs.split_reference(image)
@@ -534,11 +624,27 @@ class _Executor:
             raise RuntimeError(f"cannot pull image {image}: {_message(err)}") from err
 
 
+def _health(params: HealthParams | None) -> dict[str, Any] | None:
+    if params is None:
+        return None
+    return {
+        "test": list(params.test),
+        "interval": params.interval,
+        "timeout": params.timeout,
+        "retries": params.retries,
+        "start_period": params.start_period,
+    }
+
+
 _HANDLERS: dict[tuple[Kind, Action], Callable[[_Executor, Change], None]] = {
     (Kind.VOLUME, Action.CREATE): _Executor.create_volume,
     (Kind.VOLUME, Action.UPDATE): _Executor.update_volume,
     (Kind.VOLUME, Action.REPLACE): _Executor.replace_volume,
     (Kind.VOLUME, Action.ADOPT): _Executor.adopt_volume,
+    (Kind.NETWORK, Action.CREATE): _Executor.create_network,
+    (Kind.NETWORK, Action.REPLACE): _Executor.replace_network,
+    (Kind.NETWORK, Action.DELETE): _Executor.delete_network,
+    (Kind.NETWORK, Action.ADOPT): _Executor.adopt_network,
     # A container is adopted by replacing it with dsr's own (the plan carried its mounts).
     (Kind.CONTAINER, Action.ADOPT): _Executor.replace_container,
     (Kind.VOLUME_CONTAINER, Action.ADOPT): _Executor.replace_container,

@@ -27,6 +27,18 @@ def write_json(path: str, value: Any, *, indent: int | None = None) -> None:
         raise OSError(err.errno, f"cannot write it: {err.strerror}", path) from err
 
 
+def write_text(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` atomically: a whole new file or the old one."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    with tempfile.NamedTemporaryFile(
+        "w", dir=folder, delete=False, suffix=".tmp", encoding="utf-8"
+    ) as handle:
+        handle.write(text)
+    os.chmod(handle.name, 0o644)
+    os.replace(handle.name, path)
+
+
 # The most dsr reads of one input file it did not write (a spec file, the admin policy, a
 # context's .dockerignore). Real specs are a few KiB; this leaves room for generated ones
 # and keeps a hostile file from filling memory.

@@ -12,6 +12,7 @@ class Kind(StrEnum):
     IMAGE = "image"  # a data-packed build, or dsr's empty image
     VOLUME_CONTAINER = "volume_container"
     CONTAINER = "container"
+    NETWORK = "network"
     # A volume Docker named, created for one of dsr's containers (never a spec resource).
     ANONYMOUS_VOLUME = "anonymous_volume"
 

@@ -17,6 +17,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import docker.errors
@@ -28,20 +29,25 @@ from reconciler.snapshot import (
     LiveContainer,
     LiveImage,
     LiveMount,
+    LiveNetwork,
     LiveVolume,
     Observed,
 )
 
 
-def observe(engine: Engine, project: str | None = None) -> Observed:
+def observe(engine: Engine, project: str | None = None, *, networks: bool = False) -> Observed:
     """Containers, volumes and images of the engine, as they are now; the containers dsr
-    made for ``project`` also with the settings only ``docker inspect`` reports."""
+    made for ``project`` also with the settings only ``docker inspect`` reports; with
+    ``networks``, its networks too (a fourth list call, sent with the others)."""
+    calls: list[Callable[[], Any]] = [
+        lambda: engine.api.containers(all=True),
+        lambda: engine.api.volumes().get("Volumes") or [],
+        lambda: engine.api.images(),
+    ]
+    if networks:
+        calls.append(lambda: engine.api.networks())
     try:
-        containers, volumes, images = _together(
-            lambda: engine.api.containers(all=True),
-            lambda: engine.api.volumes().get("Volumes") or [],
-            lambda: engine.api.images(),
-        )
+        containers, volumes, images, *listed = _together(*calls)
     except (docker.errors.DockerException, OSError) as err:
         if timed_out(err):
             raise describe(err, engine.url, engine.timeout) from err
@@ -64,6 +70,7 @@ def observe(engine: Engine, project: str | None = None) -> Observed:
         containers={c.name: c for c in live},
         volumes={v.name: v for v in map(_volume, volumes)},
         images=live_images,
+        networks={n.name: n for n in map(_network, listed[0] if listed else [])},
     )
 
 
@@ -133,6 +140,17 @@ def _container(raw: dict[str, Any]) -> LiveContainer:
                 }
             )
         ),
+        networks=tuple(sorted((raw.get("NetworkSettings") or {}).get("Networks") or {})),
+    )
+
+
+def _network(raw: dict[str, Any]) -> LiveNetwork:
+    return LiveNetwork(
+        id=raw["Id"],
+        name=raw["Name"],
+        driver=raw.get("Driver") or "",
+        internal=bool(raw.get("Internal")),
+        labels=raw.get("Labels") or {},
     )
 
 
@@ -143,10 +161,16 @@ def _with_configs(
     engine: Engine, containers: list[LiveContainer], project: str
 ) -> list[LiveContainer]:
     """``containers`` with ``config`` read for those labelled as ``project``'s: one
-    inspect each, several at once. One gone meanwhile keeps ``config`` None."""
+    inspect each, several at once, but for those the engine connection still knows (the
+    daemon's: it forgets them on every container event). One gone meanwhile keeps
+    ``config`` None."""
     mine = [c for c in containers if c.managed and c.project == project]
     if not mine:
         return containers
+    kept: dict[str, LiveConfig] = engine.inspected if engine.keep_inspected else {}
+    epoch = engine.inspected_epoch
+    known = {c.id: v for c in mine if (v := kept.get(c.id)) is not None}
+    unknown = [c for c in mine if c.id not in known]
 
     def inspect(container: LiveContainer) -> LiveConfig | None:
         try:
@@ -154,13 +178,19 @@ def _with_configs(
         except docker.errors.NotFound:
             return None
 
+    configs: dict[str, LiveConfig | None] = dict(known)
     try:
-        with ThreadPoolExecutor(max_workers=INSPECTORS) as pool:
-            configs = dict(zip((c.id for c in mine), pool.map(inspect, mine), strict=True))
+        if unknown:
+            with ThreadPoolExecutor(max_workers=INSPECTORS) as pool:
+                found = pool.map(inspect, unknown)
+                configs.update(zip((c.id for c in unknown), found, strict=True))
     except (docker.errors.DockerException, OSError) as err:
         if timed_out(err):
             raise describe(err, engine.url, engine.timeout) from err
         raise EngineError(f"cannot inspect containers: {err}") from err
+    if engine.keep_inspected and engine.inspected_epoch == epoch:
+        # Kept only if no container event came meanwhile (it may be about one read here).
+        engine.inspected = {k: v for k, v in configs.items() if v is not None}
     return [
         dataclasses.replace(c, config=configs[c.id]) if configs.get(c.id) else c for c in containers
     ]
@@ -260,3 +290,72 @@ def _volume(raw: dict[str, Any]) -> LiveVolume:
         labels=raw.get("Labels") or {},
         created_at=raw.get("CreatedAt", ""),
     )
+
+
+@dataclass(frozen=True)
+class ImportSource:
+    """What ``dsr import engine`` reads: containers, volumes, networks and images as the
+    Engine API inspects them (raw JSON; the importer turns them into a spec)."""
+
+    containers: list[dict[str, Any]]
+    volumes: dict[str, dict[str, Any]]
+    networks: dict[str, dict[str, Any]]
+    images: dict[str, dict[str, Any]]  # by image id
+
+
+def inspect_for_import(
+    engine: Engine, names: list[str], compose_project: str | None = None
+) -> ImportSource:
+    """The containers named (every one when none is, or those of ``compose_project``),
+    the containers they take volumes from, and every volume, network and image they use.
+    One list call per kind, then one inspect per container and image, four at a time."""
+    filters = (
+        {"label": [f"com.docker.compose.project={compose_project}"]} if compose_project else {}
+    )
+    try:
+        listed, volumes, networks = _together(
+            lambda: engine.api.containers(all=True, filters=filters),
+            lambda: engine.api.volumes().get("Volumes") or [],
+            lambda: engine.api.networks(),
+        )
+        wanted = [
+            c for c in listed if not names or (c.get("Names") or [""])[0].lstrip("/") in names
+        ]
+        missing = sorted(set(names) - {(c.get("Names") or [""])[0].lstrip("/") for c in wanted})
+        if missing:
+            raise EngineError(f"no container named {', '.join(missing)} on {engine.url}")
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            containers = list(pool.map(lambda c: engine.api.inspect_container(c["Id"]), wanted))
+            known = {c["Id"] for c in containers}
+            sources = {
+                v.split(":", 1)[0]
+                for c in containers
+                for v in (c.get("HostConfig") or {}).get("VolumesFrom") or ()
+            }
+            extra = [s for s in sorted(sources) if s not in known]
+            containers += [
+                c for c in pool.map(engine.api.inspect_container, extra) if c["Id"] not in known
+            ]
+            image_ids = sorted({c.get("Image", "") for c in containers} - {""})
+            images = dict(zip(image_ids, pool.map(_inspect_image(engine), image_ids), strict=True))
+    except (docker.errors.DockerException, OSError) as err:
+        if timed_out(err):
+            raise describe(err, engine.url, engine.timeout) from err
+        raise EngineError(f"cannot read the engine's objects at {engine.url}: {err}") from err
+    return ImportSource(
+        containers=containers,
+        volumes={v["Name"]: v for v in volumes},
+        networks={n["Name"]: n for n in networks},
+        images=images,
+    )
+
+
+def _inspect_image(engine: Engine) -> Callable[[str], dict[str, Any]]:
+    def run(image_id: str) -> dict[str, Any]:
+        try:
+            found: dict[str, Any] = engine.api.inspect_image(image_id)  # type: ignore[no-untyped-call]
+        except docker.errors.NotFound:
+            return {}
+        return found
+
+    return run

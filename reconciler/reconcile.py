@@ -291,7 +291,11 @@ def check_saved_plan(
         state_dir=request.state_dir,
     )
     with timer.stage("observe"):
-        observed = observe(engine, saved.plan.project)
+        networks = any(
+            c.kind is Kind.NETWORK or (c.container is not None and c.container.networks)
+            for c in saved.plan.changes
+        )
+        observed = observe(engine, saved.plan.project, networks=networks)
         observed = with_sizes(observed, engine, measured_targets(saved.plan))
     check_saved(request.path, saved.plan, observed, policy)
     check_fresh(observed, saved)
@@ -434,10 +438,32 @@ def record_reclaim(state: StateDir, desired: Desired, observed: Observed) -> Non
     record = state.read_record(desired.project)
     adoptions = adopted_of(record, Kind.VOLUME)
     kept_adoptions = adopt.recorded(adoptions, observed.volumes)
-    if kept_adoptions != adoptions:
+    networks = adopted_of(record, Kind.NETWORK)
+    kept_networks = {
+        n: i for n, i in networks.items() if n in observed.networks and observed.networks[n].id == i
+    }
+    # Whether the project has networks on the engine: the next pass lists them only then.
+    has_networks = (
+        bool(desired.networks)
+        or any(n.project == desired.project for n in observed.networks.values())
+        or bool(kept_networks)
+    )
+    if (kept_adoptions, kept_networks, has_networks) != (
+        adoptions,
+        networks,
+        bool(record.get("networks")),
+    ):
         adopted = record.get("adopted")
         table = dict(adopted) if isinstance(adopted, dict) else {}
-        record = {**record, "adopted": {**table, Kind.VOLUME.value: kept_adoptions}}
+        record = {
+            **record,
+            "adopted": {
+                **table,
+                Kind.VOLUME.value: kept_adoptions,
+                Kind.NETWORK.value: kept_networks,
+            },
+            "networks": has_networks,
+        }
         state.write_record(desired.project, record)
     volumes = record.get("volumes")
     kept = {
@@ -489,8 +515,11 @@ def compute_plan(
     Returns the plan and the snapshot it was made from (sizes measured)."""
     timer = timer or _Timer({})
     tags = {key: image.tag for key, image in packed.items()}
+    record = state.read_record(desired.project) if state else {}
     with timer.stage("observe"):
-        observed = observe(engine, desired.project)
+        observed = observe(
+            engine, desired.project, networks=bool(desired.networks or record.get("networks"))
+        )
         handoffs = _handoffs(desired, observed)
     with timer.stage("plan"):
         known = {
@@ -503,7 +532,6 @@ def compute_plan(
             same = compare_packed(engine, compare, known)
             observed = dataclasses.replace(observed, packed_volumes=same)
     with timer.stage("plan"):
-        record = state.read_record(desired.project) if state else {}
         volumes, migrations = record.get("volumes"), record.get("migrations")
         reclaim = {
             **(volumes if isinstance(volumes, dict) else {}),
@@ -511,6 +539,7 @@ def compute_plan(
         }
         migrating = migrations if isinstance(migrations, dict) else {}
         adoptions = adopted_of(record, Kind.VOLUME)
+        network_adoptions = adopted_of(record, Kind.NETWORK)
         first = plan(
             desired,
             observed,
@@ -519,6 +548,7 @@ def compute_plan(
             reclaim=reclaim,
             migrations=migrating,
             adoptions=adoptions,
+            network_adoptions=network_adoptions,
             handoffs=handoffs,
         )
     ids = [
@@ -541,6 +571,7 @@ def compute_plan(
             reclaim=reclaim,
             migrations=migrating,
             adoptions=adoptions,
+            network_adoptions=network_adoptions,
             handoffs=handoffs,
         )
         return again, measured

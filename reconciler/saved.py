@@ -205,6 +205,9 @@ def _target_problem(
         labels = observed.volumes[target].labels
     elif change.kind is Kind.IMAGE and target in observed.images:
         labels = observed.images[target].labels
+    elif change.kind is Kind.NETWORK:
+        network = next((n for n in observed.networks.values() if n.id == target), None)
+        labels = network.labels if network is not None else None
     if labels is None:
         return [f"{what} does not exist"]
     if labels.get(MANAGED) != "true" or labels.get(PROJECT) != project:
@@ -226,6 +229,11 @@ def _adopt_problem(
         if live.managed and not inherited(live, observed):
             return [f"{what} is a dsr object, which is never adopted"]
         return []
+    if change.kind is Kind.NETWORK:
+        net = next((n for n in observed.networks.values() if n.id == target), None)
+        if net is None or net.name != change.name:
+            return [f"{what} does not exist"]
+        return [f"{what} is a dsr object, which is never adopted"] if net.managed else []
     if change.kind is Kind.VOLUME and target == change.name and target in observed.volumes:
         if observed.volumes[target].managed:
             return [f"{what} is a dsr object, which is never adopted"]
@@ -241,6 +249,8 @@ def _labels_made(change: Change) -> Iterable[Mapping[str, str]]:
         yield from (m.labels for m in change.container.mounts if m.labels)
     if change.image is not None and change.image.context:
         yield change.image.labels
+    if change.network is not None:
+        yield change.network.labels
 
 
 def _names(change: Change) -> Iterable[tuple[str, str]]:
@@ -248,6 +258,8 @@ def _names(change: Change) -> Iterable[tuple[str, str]]:
         yield change.name, change.volume.name
     if change.container is not None:
         yield change.name, change.container.name
+    if change.network is not None:
+        yield change.name, change.network.name
 
 
 def _host_paths(change: Change) -> Iterable[tuple[str, Role]]:

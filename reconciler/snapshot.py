@@ -82,6 +82,7 @@ class LiveContainer(_Labelled):
     labels: Mapping[str, str] = field(default_factory=dict)
     mounts: tuple[LiveMount, ...] = ()
     size_rw: int | None = None  # bytes in the writable layer; None when not measured
+    networks: tuple[str, ...] = ()  # the networks it is attached to, by name
     # The host ports it holds now (running), as PORT/PROTO: what a new container must wait
     # for when it publishes one of them.
     ports: tuple[str, ...] = ()
@@ -112,6 +113,17 @@ class LiveVolume(_Labelled):
 
 
 @dataclass(frozen=True)
+class LiveNetwork(_Labelled):
+    """A Docker network."""
+
+    id: str
+    name: str
+    driver: str = "bridge"
+    internal: bool = False
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class LiveImage:
     """A local image with its tags."""
 
@@ -128,6 +140,9 @@ class Observed:
     containers: Mapping[str, LiveContainer] = field(default_factory=dict)  # by Docker name
     volumes: Mapping[str, LiveVolume] = field(default_factory=dict)
     images: Mapping[str, LiveImage] = field(default_factory=dict)  # by tag and by id
+    # By name; only listed when the spec or the project's record has networks (a spec
+    # without any keeps its plan at three list calls).
+    networks: Mapping[str, LiveNetwork] = field(default_factory=dict)
     # Anonymous volumes of data-packed volume containers a refresh replaces, compared with
     # the files their build put there: True holds exactly those, False differs (or could
     # not be read). Only those a consumer mounted read-write are compared.
@@ -138,6 +153,10 @@ class Observed:
         return sorted(
             c.name for c in self.containers.values() if any(m.name == volume for m in c.mounts)
         )
+
+    def network_users(self, network: str) -> list[str]:
+        """Names of the containers (of any owner) attached to ``network``."""
+        return sorted(c.name for c in self.containers.values() if network in c.networks)
 
     def image_id(self, reference: str) -> str | None:
         image = self.images.get(normalize_reference(reference))

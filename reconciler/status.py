@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from croniter import croniter
 
+from reconciler.escape import escape_controls
 from reconciler.lastpass import LastPass
 from reconciler.plan.model import Action, Change, ReasonCode
 
@@ -140,6 +141,7 @@ def spec_resources(desired: Desired) -> list[str]:
         *(f"image:{n}" for n in desired.images),
         *(f"volume_container:{n}" for n in desired.volume_containers),
         *(f"container:{n}" for n in desired.containers),
+        *(f"network:{n}" for n in desired.networks),
     ]
 
 
@@ -247,4 +249,6 @@ def to_text(status: Status, now: float) -> str:
         state = "suspended" if status.suspended else "running"
         lines.append(f"daemon: pid {status.daemon_pid}, {state}")
     lines.extend(f"error: {e}" for e in status.errors)
-    return "\n".join(lines)
+    # Reasons and errors quote names and paths from the spec and the engine: one line each,
+    # never a terminal escape.
+    return "\n".join(escape_controls(line) for line in lines)

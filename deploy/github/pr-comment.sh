@@ -28,7 +28,8 @@ trap 'git worktree remove --force "$work/base" >/dev/null 2>&1 || true; rm -rf "
 body=${BODY_FILE:-$work/body.md}
 status=0
 
-fence() { printf '```\n'; cat; printf '```\n'; }
+# A fence no spec text can close early (a line of ``` in an error would end a ``` fence).
+fence() { printf '~~~~~~~~text\n'; sed 's/^~~~~~~~/ ~~~~~~~~/'; printf '~~~~~~~~\n'; }
 
 diff_body() {
     printf '%s\n### dsr: what this pull request changes\n\n' "<!-- dsr-plan -->"

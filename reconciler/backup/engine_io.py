@@ -204,6 +204,37 @@ def still_quiet(engine: Engine, volume: str, quiet: dict[str, str]) -> None:
         )
 
 
+def uncarried(engine: Engine, volume: str, skipped: list[str], most: int = 5) -> str:
+    """What a backup of ``volume`` (users stopped) did not carry, said for a migration that
+    would lose it, or ``""``: entries no restore writes (``skipped``: links leading out of
+    the volume, sockets, devices), and extended attributes (xattrs, ACLs, capabilities),
+    which archives do not hold. xattrs are seen only in a volume's folder read directly;
+    through the Engine API (driver options, a remote engine) they cannot be seen."""
+    out = []
+    if skipped:
+        out.append(f"{len(skipped)} entries no restore writes ({', '.join(skipped[:most])})")
+    live = inspect_volume(engine, volume)
+    root = local_mountpoint(engine, live, write=False) if live else None
+    found = with_xattrs(root, most) if root else []
+    if found:
+        out.append(f"the extended attributes of {', '.join(found)}")
+    return "; ".join(out)
+
+
+def with_xattrs(root: str, most: int) -> list[str]:
+    """Up to ``most`` paths under ``root`` (links not followed) that carry xattrs."""
+    found: list[str] = []
+    for folder, dirs, files in os.walk(root):
+        for name in [*dirs, *files]:
+            path = os.path.join(folder, name)
+            with contextlib.suppress(OSError):
+                if os.listxattr(path, follow_symlinks=False):
+                    found.append(os.path.relpath(path, root))
+                    if len(found) >= most:
+                        return found
+    return found
+
+
 def _overlaps(source: str, path: str) -> bool:
     a, b = source.rstrip("/") + "/", path.rstrip("/") + "/"
     return a.startswith(b) or b.startswith(a)

@@ -215,6 +215,7 @@ def progress_printer() -> Progress | None:
             err=True,
         )
 
+    show.terminal = True  # type: ignore[attr-defined]  # apply's change events step aside
     return show
 
 

@@ -6,17 +6,13 @@ import json
 import socket
 import sys
 import time
-from typing import TYPE_CHECKING, NoReturn
 
 import click
 
-from reconciler.cli import cli, report
+from reconciler.cli import EXIT_OK, EXIT_PENDING, cli, fail
 from reconciler.cli.commands import load_with
 from reconciler.cli.options import Settings, global_options
 from reconciler.errors import DsrError
-
-if TYPE_CHECKING:
-    from reconciler.engine import Engine
 
 
 @cli.command("status")
@@ -50,6 +46,7 @@ def status_command(
         raise click.UsageError("give a spec PATH, or --fleet INVENTORY")
     from reconciler import lastpass
     from reconciler.engine import Engine
+    from reconciler.hostinfo import engine_host
     from reconciler.reconcile import compute_plan, host_share, pack_images
     from reconciler.statedir import StateDir
     from reconciler.status import Status, backup_states, resource_states, to_text
@@ -60,18 +57,15 @@ def status_command(
         state = StateDir(settings.resolved_state_dir())
         engine = Engine(settings.docker_host, timeout=settings.engine_timeout)
         try:
-            # This host's share (--host, else the engine's name) of a spec placed on hosts.
+            # This host's share of the spec (--host, else the engine's name), as plan has it.
             desired = host_share(desired, engine, settings.host)
             # Read-only: no lock, no manifest written, nothing applied.
             the_plan, _ = compute_plan(engine, desired, pack_images(desired, None), state)
-            host = desired.host or settings.host or _engine_name(engine)
+            host = engine_host(engine, settings.host).name or socket.gethostname()
         finally:
             engine.close()
     except DsrError as err:
-        if fmt == "json":
-            click.echo(json.dumps({"format_version": 1, "error": {"message": str(err)}}))
-        report(err)
-        sys.exit(1)
+        fail(err, fmt)  # with --format json, the contract's error document on stdout
     newest, problem = safe_newest_backups(desired, state)
     pid, suspended = daemon_of(state, engine.url, desired.project)
     status = Status(
@@ -90,36 +84,21 @@ def status_command(
         click.echo(json.dumps(status.to_json(now), indent=1))
     else:
         click.echo(to_text(status, now))
-    sys.exit(2 if status.differs(now) else 0)
+    sys.exit(EXIT_PENDING if status.differs(now) else EXIT_OK)
 
 
-def _engine_name(engine: Engine) -> str:
-    """The engine's host name (``docker info``), else this machine's."""
-    from docker.errors import DockerException
-    from requests import RequestException
-
-    try:
-        name = engine.api.info().get("Name")
-    except (DockerException, RequestException, OSError):
-        name = None
-    return str(name) if name else socket.gethostname()
-
-
-def _fleet(inventory: str, fmt: str, timeout: float) -> NoReturn:
+def _fleet(inventory: str, fmt: str, timeout: float) -> None:
     from reconciler import fleetstatus
     from reconciler.spec.inventory import load_inventory
 
     try:
         hosts = load_inventory(inventory).hosts
     except DsrError as err:
-        if fmt == "json":
-            click.echo(json.dumps({"format_version": 1, "error": {"message": str(err)}}))
-        report(err)
-        sys.exit(1)
+        fail(err, fmt)
     agents = [fleetstatus.Agent(name, h.address) for name, h in sorted(hosts.items())]
     results = fleetstatus.fleet_status(agents, timeout)
     if fmt == "json":
         click.echo(json.dumps(fleetstatus.to_json(results), indent=1))
     else:
         click.echo(fleetstatus.to_text(results))
-    sys.exit(2 if fleetstatus.differs(results) else 0)
+    sys.exit(EXIT_PENDING if fleetstatus.differs(results) else EXIT_OK)

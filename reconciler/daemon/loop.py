@@ -22,6 +22,7 @@ import os
 import random
 import signal
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ import structlog
 
 from reconciler import logs
 from reconciler.apply import Outcome
+from reconciler.backup.ops import save_last_good
 from reconciler.daemon import git
 from reconciler.daemon.alerts import Notifier
 from reconciler.daemon.backoff import Backoff, defer
@@ -113,6 +115,7 @@ class Daemon:
         self._project = ""
         self._names: set[str] = set()
         self._generation = -1
+        self._pending: set[str] = set()  # changes the last pass planned and did not finish
         self._gate_result = ""
         self._last_label = ""
         self._own_counted = 0
@@ -131,15 +134,19 @@ class Daemon:
         self._share_issues: tuple[SpecIssue, ...] = ()
         self._host_name: str | None = None
         runner = backup_runner or CommandRunner(
-            self.request.path, options.global_args, self.metrics.set_backups, self._backup_failed
+            self.request.path,
+            options.global_args,
+            self.metrics.set_backups,
+            self._backup_failed,
+            project=lambda: self._project,
         )
         self.scheduler = Scheduler(runner, self.stop)
         self.listener = EventListener(
             self.url, self._on_event, self._on_connect, self._on_disconnect, self.stop
         )
-        pages = Pages(self.reporter.serving).routes()
+        self.pages = Pages(self.reporter.serving)
         self.server = (
-            ProbeServer(options.metrics_addr, self.metrics, self.health.ready, pages)
+            ProbeServer(options.metrics_addr, self.metrics, self.health.ready, self.pages.routes())
             if options.metrics_addr
             else None
         )
@@ -178,6 +185,10 @@ class Daemon:
 
     def _start_threads(self) -> None:
         if self.server is not None:
+            # A pass is pure Python and holds the GIL; the HTTP thread needs it a few times
+            # per request. Handing it over every 1 ms instead of 5 keeps the status page
+            # and the probes answering in milliseconds while a large pass runs.
+            sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
             self.server.start()
         self.listener.start()
         SpecWatcher(self.request.path, self._on_files, self.stop).start()
@@ -227,7 +238,8 @@ class Daemon:
 
     def _pass(self, reasons: set[str]) -> None:
         desired = self._share(self.specs.current(force=bool(reasons & RELOAD_REASONS)))
-        self.metrics.spec_errors.set(len(self.specs.issues) + len(self._share_issues))
+        refused = 1 if self.specs.empty_refused else 0  # an empty or deleted spec folder
+        self.metrics.spec_errors.set(len(self.specs.issues) + len(self._share_issues) + refused)
         self._adopt(desired)
         if desired is None:
             self.metrics.reconcile.labels("spec_error").inc()
@@ -257,6 +269,8 @@ class Daemon:
                 log.error("pass timed out", pass_timeout=self.options.pass_timeout)
             self._after(result, reasons, time.monotonic() - started)
             self.reporter.after_pass(result, self._last_label, self._desired, commit)
+            if self.server is not None:
+                self.pages.warm()
 
     def _share(self, desired: Desired | None) -> Desired | None:
         """This host's share of the spec in force (worked out once per spec): what the
@@ -306,6 +320,7 @@ class Daemon:
         if self.engine is None:
             try:
                 self.engine = Engine(self.request.docker_host, timeout=self.request.engine_timeout)
+                self.engine.keep_inspected = True  # forgotten on every container event
             except EngineError:
                 return None
         return self.engine
@@ -318,6 +333,10 @@ class Daemon:
         self._project = desired.project
         self._names = names_of(desired)
         rules = {name: b.schedule for name, b in desired.backups.items() if b.schedule}
+        try:  # what the scheduled backups run from (dsr backup --last-good)
+            save_last_good(self.state, desired)
+        except OSError as err:
+            log.error("cannot record the last good spec", error=str(err))
         self.scheduler.set_rules(rules)
 
     # -- before the apply ------------------------------------------------------------------
@@ -364,8 +383,10 @@ class Daemon:
         plan = result.plan
         if plan is not None:
             if self.specs.generation == self._generation:
-                self.metrics.record_drift(plan.changes)
+                self.metrics.record_drift(plan.changes, self._pending)
             self._generation = self.specs.generation
+            done = {o.change.resource for o in result.outcomes if o.status == "ok"}
+            self._pending = {c.resource for c in plan.actionable} - done
             self.backoff.record(result.outcomes, now)
             self.backoff.forget_absent({c.resource for c in plan.actionable})
             counts = resource_counts(
@@ -401,6 +422,8 @@ class Daemon:
             return self._gate_result
         if result.failed:
             return "failed"
+        if self.specs.issues or self.specs.empty_refused or self._share_issues:
+            return "spec_error"  # the last good spec was enforced; the files are not good
         self.metrics.last_success.set(time.time())
         return "ok"
 
@@ -412,6 +435,8 @@ class Daemon:
             self.own.changed([outcome.change.name], time.time())
 
     def _on_event(self, event: Event) -> None:
+        if event.kind == "container":
+            self._forget_inspected()  # a container changed: the next pass inspects again
         if not relevant(event, self._project, self._names):
             return
         if self.own.offer(event):
@@ -425,7 +450,14 @@ class Daemon:
             self.metrics.own_events.inc(ignored - self._own_counted)
             self._own_counted = ignored
 
+    def _forget_inspected(self) -> None:
+        engine = self.engine
+        if engine is not None:
+            engine.inspected_epoch += 1
+            engine.inspected = {}
+
     def _on_connect(self, first: bool) -> None:
+        self._forget_inspected()  # events may have been missed while the stream was down
         self.health.engine_up = True
         if not first:
             self.metrics.reconnects.inc()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -32,8 +32,9 @@ from prometheus_client.samples import Sample
 
 from reconciler.apply import Outcome
 from reconciler.daemon.notify import block_signals
-from reconciler.plan.model import Action, Change, Plan
+from reconciler.plan.model import Action, Change, Plan, ReasonCode
 from reconciler.spec import Desired
+from reconciler.spec.redact import scrub
 
 
 def reason_code(change: Change) -> str:
@@ -129,9 +130,14 @@ class Metrics:
         for o in outcomes:
             self.changes.labels(o.change.action.value, o.status, reason_code(o.change)).inc()
 
-    def record_drift(self, changes: Iterable[Change]) -> None:
+    def record_drift(self, changes: Iterable[Change], pending: Collection[str] = ()) -> None:
+        """Count what the engine moved behind dsr's back, the spec unchanged: drift codes,
+        and objects missing that the last pass left in sync (removed, or renamed away)."""
         for change in changes:
-            if change.action is not Action.BLOCKED and change.code.drift:
+            if change.action is Action.BLOCKED:
+                continue
+            gone = change.code is ReasonCode.MISSING and change.resource not in pending
+            if change.code.drift or gone:
                 self.drift.labels(reason_code(change)).inc()
 
     def set_resources(self, counts: Mapping[tuple[str, str], int]) -> None:
@@ -170,7 +176,12 @@ class _WithProject(Collector):
         for family in self.metrics.registry.collect():
             out = Metric(family.name, family.documentation, family.type, family.unit)
             out.samples = [
-                Sample(s.name, {"project": project, **s.labels}, *s[2:]) for s in family.samples
+                Sample(
+                    s.name,
+                    {"project": scrub(project), **{k: scrub(v) for k, v in s.labels.items()}},
+                    *s[2:],
+                )
+                for s in family.samples
             ]
             yield out
 

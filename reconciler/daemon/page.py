@@ -35,6 +35,12 @@ class Pages:
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[float, int, bytes]] = {}
 
+    def warm(self) -> None:
+        """Render both documents now (the loop calls it after each pass), so that requests
+        find them made instead of rendering while a pass holds the interpreter."""
+        self._render("html")
+        self._render("json")
+
     def routes(self) -> dict[str, Callable[[], tuple[bytes, str]]]:
         return {
             "/": lambda: (self._render("html"), HTML),
@@ -55,7 +61,7 @@ class Pages:
                 else _page("dsr", "<p>No pass has run yet.</p>")
             ).encode()
         elif what == "json":
-            body = json.dumps(status.to_json(now), indent=1).encode()
+            body = json.dumps(status.to_json(now), separators=(",", ":")).encode()
         else:
             body = render_html(status, now).encode()
         with self._lock:

@@ -25,6 +25,7 @@ DEBOUNCE_MS = 200
 STEP_MS = 20
 SETTLE = 0.1  # seconds of quiet before a pass reads the files; see trigger.py
 SUFFIXES = (".yaml", ".yml")
+REPLACED_CHECK = 0.25  # seconds between checks that the watched folder is still the same
 
 
 def watched(path: str) -> tuple[str, Callable[[str], bool]]:
@@ -59,19 +60,38 @@ class SpecWatcher(threading.Thread):
     def run(self) -> None:
         block_signals()
         while not self.stop_event.is_set():
+            watching = _identity(self.folder)
+            if watching is None:  # deleted: watched again once it is back
+                self.stop_event.wait(REPLACED_CHECK)
+                continue
             try:
                 for batch in watchfiles.watch(
                     self.folder,
                     debounce=DEBOUNCE_MS,
                     step=STEP_MS,
                     stop_event=self.stop_event,
-                    rust_timeout=1000,
-                    yield_on_timeout=False,
+                    rust_timeout=int(REPLACED_CHECK * 1000),
+                    yield_on_timeout=True,
                     raise_interrupt=False,
                 ):
                     paths = sorted({p for _, p in batch if self.matters(p)})
                     if paths:
                         self.on_change(paths)
+                    if _identity(self.folder) != watching:
+                        # Renamed away, or deleted and made again: the watch follows the old
+                        # folder, and edits to the new one would wait for the interval.
+                        log.info("spec folder replaced; watching it again", folder=self.folder)
+                        self.on_change([self.folder])
+                        break
             except (OSError, RuntimeError) as err:  # the folder vanished, inotify limits...
                 log.warning("watch failed; retrying", folder=self.folder, error=str(err))
-                self.stop_event.wait(1.0)
+                self.on_change([self.folder])
+                self.stop_event.wait(REPLACED_CHECK)
+
+
+def _identity(folder: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)

@@ -65,6 +65,8 @@ class Planning:
     planned: dict[str, Change] = field(default_factory=dict)  # by resource
     # Volumes this project adopted: name -> the creation time of the one adopted.
     adopted: Mapping[str, str] = field(default_factory=dict)
+    # Networks this project adopted: name -> the id of the one adopted.
+    adopted_networks: Mapping[str, str] = field(default_factory=dict)
     # Volumes moving between hosts: volume -> host -> what that host states (handoff).
     handoffs: Mapping[str, Mapping[str, Statement]] = field(default_factory=dict)
 

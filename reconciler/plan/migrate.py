@@ -128,7 +128,10 @@ def changed(planning: Planning, name: str, spec: Volume, params: VolumeParams, w
         resource, Action.REPLACE,
         f"{what}; on_change is migrate: it is backed up to {where} and verified, made "
         f"again with the new settings, and the backup is restored into it and "
-        f"verified{around}",
+        f"verified{around}. Not carried: extended attributes (xattrs, ACLs, capabilities), "
+        "links leading outside the volume, sockets and devices; if the volume holds any, "
+        "the migration stops before anything is removed (through the Engine API, "
+        "extended attributes cannot be seen and are lost)",
         ReasonCode.CONFIG_CHANGED, risk=Risk.RESTART, target_id=name, volume=params,
         backup_to=destination, removes=removes,
     )  # fmt: skip

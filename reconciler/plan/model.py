@@ -67,6 +67,8 @@ class ReasonCode(StrEnum):
     VOLUME_IN_USE = "volume-in-use"  # blocked: a volume to reclaim is still used
     VOLUME_REPLACED = "volume-replaced"  # made again after the volume it uses was replaced
     MIGRATION = "migration"  # the rest of a volume migration that was interrupted
+    NETWORKS_DRIFTED = "networks-drifted"  # drift: attached to other networks than the spec's
+    NETWORK_IN_USE = "network-in-use"  # blocked: a network to remove or remake has users
     CONSUMER_DATA = "consumer-data"  # kept: a consumer changed a replaced data-packed volume
     SETTINGS_DRIFTED = "settings-drifted"  # drift: a live setting differs from the spec
     RESTART_DRIFTED = "restart-drifted"  # drift: the restart policy was changed in place
@@ -86,6 +88,7 @@ DRIFT = frozenset(
         ReasonCode.STOPPED,
         ReasonCode.PAUSED,
         ReasonCode.RENAMED,
+        ReasonCode.NETWORKS_DRIFTED,
         ReasonCode.SETTINGS_DRIFTED,
         ReasonCode.RESTART_DRIFTED,
     }
@@ -120,6 +123,36 @@ class MountParams:
 
 
 @dataclass(frozen=True)
+class NetworkParams:
+    """``docker network create``."""
+
+    name: str
+    labels: Mapping[str, str]
+    driver: str = "bridge"
+    internal: bool = False
+
+
+@dataclass(frozen=True)
+class EndpointParams:
+    """A network a container joins, with the other names it answers to there."""
+
+    network: str
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class HealthParams:
+    """A container's health check, as the Engine API takes it (durations in ns; 0: Docker's
+    default)."""
+
+    test: tuple[str, ...]
+    interval: int = 0
+    timeout: int = 0
+    retries: int = 0
+    start_period: int = 0
+
+
+@dataclass(frozen=True)
 class ContainerParams:
     """``docker create`` (and ``docker start`` when ``start``)."""
 
@@ -142,6 +175,14 @@ class ContainerParams:
     start: bool = True
     pull: bool = False  # the image is not on the engine yet
     make_dirs: tuple[str, ...] = ()  # bind sources with create: true
+    # User-defined networks to join (none: Docker's default bridge, as before networks).
+    networks: tuple[EndpointParams, ...] = ()
+    healthcheck: HealthParams | None = None
+    memory: int | None = None  # bytes
+    nano_cpus: int | None = None
+    shm_size: int | None = None  # bytes
+    # Containers that must be healthy before this one starts (depends_on: service_healthy).
+    wait_healthy: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -251,6 +292,7 @@ class Change:
     volume: VolumeParams | None = None
     container: ContainerParams | None = None
     image: ImageParams | None = None
+    network: NetworkParams | None = None
 
     @property
     def kind(self) -> Kind:
@@ -345,9 +387,18 @@ def _change_from(data: Mapping[str, Any]) -> Change:
                 container[key] = tuple(container[key])
         for key in ("env", "ports", "volumes_from", "make_dirs"):
             container[key] = tuple(container[key])
+        container["networks"] = tuple(
+            EndpointParams(network=e["network"], aliases=tuple(e["aliases"]))
+            for e in container.get("networks", ())
+        )
+        health = container.get("healthcheck")
+        if health is not None:
+            container["healthcheck"] = HealthParams(**{**health, "test": tuple(health["test"])})
+        container["wait_healthy"] = tuple(container.get("wait_healthy", ()))
         container = ContainerParams(**container)
     volume = data.get("volume")
     image = data.get("image")
+    network = data.get("network")
     handoff = data.get("handoff")
     return Change(
         resource=data["resource"],
@@ -372,4 +423,5 @@ def _change_from(data: Mapping[str, Any]) -> Change:
         volume=VolumeParams(**volume) if volume else None,
         container=container,
         image=ImageParams(**image) if image else None,
+        network=NetworkParams(**network) if network else None,
     )

@@ -21,15 +21,25 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from reconciler.kinds import Kind
-from reconciler.plan.model import ContainerParams, MountParams, VolumeParams
+from reconciler.plan.model import (
+    ContainerParams,
+    EndpointParams,
+    HealthParams,
+    MountParams,
+    NetworkParams,
+    VolumeParams,
+)
 from reconciler.snapshot import CONFIG_HASH, KIND, MANAGED, NAME, PROJECT, LiveContainer
 from reconciler.spec.models import (
     Container,
     Mount,
+    Network,
+    NetworkAttachment,
     Volume,
     VolumeContainer,
     VolumesFrom,
 )
+from reconciler.spec.runtime import Healthcheck
 
 SPEC = "dsr.spec"
 BIND_KINDS = "dsr.bind-kinds"  # {target: "dir" | "file"} of the binds, when made
@@ -47,7 +57,8 @@ HASHED: Mapping[type[BaseModel], tuple[str, ...]] = {
     Volume: ("driver", "driver_opts", "labels"),
     Container: (
         "image", "command", "entrypoint", "env", "ports", "restart", "labels", "working_dir",
-        "user", "stop_signal", "stop_timeout", "init", "mounts", "volumes_from",
+        "user", "stop_signal", "stop_timeout", "init", "mounts", "volumes_from", "networks",
+        "healthcheck", "memory", "cpus", "shm_size",
     ),
     VolumeContainer: ("image", "mounts", "labels"),
     Mount: (
@@ -55,6 +66,9 @@ HASHED: Mapping[type[BaseModel], tuple[str, ...]] = {
         "tmpfs_size",
     ),
     VolumesFrom: ("name", "read_only"),
+    Network: ("driver", "internal", "labels"),
+    NetworkAttachment: ("aliases",),
+    Healthcheck: ("test", "interval", "timeout", "retries", "start_period"),
 }  # fmt: skip
 # The fields dsr 0.1.0 hashed, defaults included: its objects must not be replaced.
 HASHED_V1: Mapping[type[BaseModel], tuple[str, ...]] = {
@@ -211,6 +225,11 @@ def volume_params(project: str, name: str, spec: Volume) -> VolumeParams:
     )
 
 
+def network_params(project: str, name: str, spec: Network) -> NetworkParams:
+    labels = {**spec.labels, **dsr_labels(project, Kind.NETWORK, name, config_hash(spec))}
+    return NetworkParams(name=name, labels=labels, driver=spec.driver, internal=spec.internal)
+
+
 def container_params(
     project: str,
     kind: str,
@@ -285,6 +304,30 @@ def container_params(
         start=spec.state == "running",
         pull=pull,
         make_dirs=make_dirs,
+        networks=tuple(
+            EndpointParams(network=network, aliases=tuple(attachment.aliases))
+            for network, attachment in sorted(spec.networks.items())
+        ),
+        healthcheck=_health(spec.healthcheck),
+        memory=spec.memory,
+        nano_cpus=round(spec.cpus * 1e9) if spec.cpus else None,
+        shm_size=spec.shm_size,
+        wait_healthy=tuple(
+            sorted(n for n, d in spec.depends_on.items() if d.condition == "service_healthy")
+        ),
+    )
+
+
+def _health(check: Healthcheck | None) -> HealthParams | None:
+    if check is None:
+        return None
+    seconds = 1_000_000_000  # the Engine API takes nanoseconds
+    return HealthParams(
+        test=tuple(check.test),
+        interval=(check.interval or 0) * seconds,
+        timeout=(check.timeout or 0) * seconds,
+        retries=check.retries or 0,
+        start_period=(check.start_period or 0) * seconds,
     )
 
 

@@ -18,6 +18,7 @@ from reconciler.plan import (
     handoff,
     leftovers,
     migrate,
+    networks,
     operations,
     packed,
     reclaim,
@@ -68,6 +69,7 @@ def plan(
     reclaim: Mapping[str, Mapping[str, str]] | None = None,
     migrations: Mapping[str, object] | None = None,
     adoptions: Mapping[str, str] | None = None,
+    network_adoptions: Mapping[str, str] | None = None,
     handoffs: Mapping[str, Mapping[str, Statement]] | None = None,
 ) -> Plan:
     """What to do so that the engine holds what ``desired`` says.
@@ -77,8 +79,9 @@ def plan(
     ``reclaim`` maps volumes to what the last apply recorded of them (``reclaim``,
     ``destination``), for those that left the spec since; ``migrations`` maps volumes to
     the backup of a migration that was interrupted; ``adoptions`` maps the volumes this
-    project adopted to the creation time of the one adopted; ``handoffs`` maps volumes
-    that move between hosts to each host's statement about them (``plan.handoff``).
+    project adopted to the creation time of the one adopted, ``network_adoptions`` its
+    adopted networks to their ids; ``handoffs`` maps volumes that move between hosts to
+    each host's statement about them (``plan.handoff``).
     """
     planner = _Planner(
         desired,
@@ -88,6 +91,7 @@ def plan(
         dict(reclaim or {}),
         {k: m for k, v in (migrations or {}).items() if (m := Migration.of(v)) is not None},
         adopted=dict(adoptions or {}),
+        adopted_networks=dict(network_adoptions or {}),
         handoffs=dict(handoffs or {}),
     )
     planner.run()
@@ -111,12 +115,14 @@ class _Planner(Planning):
         leftovers.cleanups(self)
         self.internal_images()
         packed.builds(self)
+        networks.desired(self)
         for name, volume_spec in sorted(self.desired.volumes.items()):
             self.volume(name, volume_spec)
         for kind, name, spec in self.ordered_containers():
             self.container(kind, name, spec)
         packed.cleanup(self)
         reclaim.left_volumes(self)
+        networks.left(self)
         operations.handovers(self)
 
     # -- images and volumes ------------------------------------------------------------
@@ -220,6 +226,8 @@ class _Planner(Planning):
             if isinstance(spec, Container):
                 for source in spec.volumes_from:
                     yield from visit(source.name)
+                for other in sorted(spec.depends_on):
+                    yield from visit(other)
             yield kind, name, spec
 
         # Volume containers first: they take volumes from no one, and a plan reads best
@@ -238,6 +246,8 @@ class _Planner(Planning):
         ]
         if isinstance(spec, Container):
             deps += [self.resource_of(v.name) for v in spec.volumes_from]
+            deps += [Kind.NETWORK.resource(n) for n in sorted(spec.networks)]
+            deps += [Kind.CONTAINER.resource(n) for n in sorted(spec.depends_on)]
         if image_dep:
             deps.append(image_dep)
         live = self.observed.containers.get(name)

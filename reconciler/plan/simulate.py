@@ -6,13 +6,14 @@ import dataclasses
 
 from reconciler.plan.drift import port_bindings
 from reconciler.plan.model import ContainerParams
-from reconciler.plan.params import digest, volume_params
+from reconciler.plan.params import digest, network_params, volume_params
 from reconciler.plan.planner import plan
 from reconciler.snapshot import (
     LiveConfig,
     LiveContainer,
     LiveImage,
     LiveMount,
+    LiveNetwork,
     LiveVolume,
     Observed,
 )
@@ -27,6 +28,16 @@ def simulate(desired: Desired, image_tags: dict[str, str]) -> Observed:
         volumes[name] = LiveVolume(
             name=name, driver=spec.driver, options=dict(spec.driver_opts), labels=labels
         )
+    networks = {
+        name: LiveNetwork(
+            id=digest(["network", name]),
+            name=name,
+            driver=spec.driver,
+            internal=spec.internal,
+            labels=dict(network_params(desired.project, name, spec).labels),
+        )
+        for name, spec in desired.networks.items()
+    }
     images: dict[str, LiveImage] = {}
     containers: dict[str, LiveContainer] = {}
     # Creating from an engine with only the volumes gives exactly the parameters the
@@ -34,7 +45,7 @@ def simulate(desired: Desired, image_tags: dict[str, str]) -> Observed:
     # without them every container using one would be blocked, so left out. Images are
     # what the plan builds (with their labels) and what the containers use: the empty
     # image only when a volume container needed it.
-    for change in plan(desired, Observed(volumes=volumes), image_tags).changes:
+    for change in plan(desired, Observed(volumes=volumes, networks=networks), image_tags).changes:
         if change.image is not None:
             tag = change.image.tag
             built = LiveImage(id=_image_id(tag), tags=(tag,), labels=dict(change.image.labels))
@@ -46,7 +57,7 @@ def simulate(desired: Desired, image_tags: dict[str, str]) -> Observed:
             used = LiveImage(id=_image_id(params.image), tags=(params.image,))
             images[params.image] = images[used.id] = used
         containers[params.name] = _container(params, containers)
-    return Observed(containers=containers, volumes=volumes, images=images)
+    return Observed(containers=containers, volumes=volumes, images=images, networks=networks)
 
 
 def _container(params: ContainerParams, earlier: dict[str, LiveContainer]) -> LiveContainer:
@@ -81,6 +92,7 @@ def _container(params: ContainerParams, earlier: dict[str, LiveContainer]) -> Li
         labels=dict(params.labels),
         mounts=tuple(mounts),
         size_rw=None,
+        networks=tuple(sorted(e.network for e in params.networks)),
         config=LiveConfig(
             command=params.command,
             entrypoint=params.entrypoint,

@@ -32,6 +32,7 @@ class SpecModel(BaseModel):
 
 VolumeName = Annotated[str, StringConstraints(pattern=DOCKER_NAME)]
 ContainerName = Annotated[str, StringConstraints(pattern=DOCKER_NAME)]
+NetworkName = Annotated[str, StringConstraints(pattern=DOCKER_NAME)]
 ImageKey = Annotated[str, StringConstraints(pattern=IMAGE_KEY)]
 BackupName = Annotated[str, StringConstraints(pattern=BACKUP_NAME)]
 Count = Annotated[int, Field(ge=-1, description="how many to keep; -1 keeps all")]

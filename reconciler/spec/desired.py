@@ -9,7 +9,7 @@ from typing import TypeVar
 from pydantic import BaseModel
 
 from reconciler.spec.backups import Backup
-from reconciler.spec.models import Container, Image, SpecFile, Volume, VolumeContainer
+from reconciler.spec.models import Container, Image, Network, SpecFile, Volume, VolumeContainer
 from reconciler.spec.redact import Redaction
 from reconciler.spec.yamlload import Loc, Located, Templated
 
@@ -73,6 +73,7 @@ class Desired:
     volume_containers: Mapping[str, VolumeContainer] = field(default_factory=dict)
     containers: Mapping[str, Container] = field(default_factory=dict)
     backups: Mapping[str, Backup] = field(default_factory=dict)
+    networks: Mapping[str, Network] = field(default_factory=dict)
     origins: Mapping[str, Origin] = field(default_factory=dict)
     files: tuple[str, ...] = ()
     # Each bind source's kind at load time ("dir" or "file"): compared with the kind it had
@@ -119,4 +120,5 @@ class Desired:
             "volume container": len(self.volume_containers),
             "container": len(self.containers),
             "backup": len(self.backups),
+            **({"network": len(self.networks)} if self.networks else {}),
         }

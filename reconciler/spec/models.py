@@ -27,6 +27,7 @@ from reconciler.spec.base import (
     BackupName,
     ContainerName,
     ImageKey,
+    NetworkName,
     SpecModel,
     VolumeName,
     parse_seconds,
@@ -47,6 +48,7 @@ from reconciler.spec.names import (
     matches,
     port_problem,
 )
+from reconciler.spec.runtime import DependsOn, Healthcheck, depends_on_form, size_bytes
 
 _RESTART = r"no|always|unless-stopped|on-failure(:[0-9]+)?"
 
@@ -200,6 +202,36 @@ class Mount(SpecModel):
         return self.type == "volume" and not self.source
 
 
+_ALIAS = r"[a-zA-Z0-9][a-zA-Z0-9_.-]*"
+
+
+class Network(SpecModel):
+    """A user-defined network (as compose makes one per project); its key is its name."""
+
+    driver: Literal["bridge"] = "bridge"
+    internal: StrictBool = Field(False, description="no route out of the host")
+    labels: dict[str, str] = {}
+    adopt: StrictBool = Field(
+        False, description="take over an existing network of this name that is not dsr's"
+    )
+
+    _check_labels = field_validator("labels")(check_labels)
+
+
+class NetworkAttachment(SpecModel):
+    """How a container joins a network: the other names it answers to there."""
+
+    aliases: list[str] = []
+
+    @field_validator("aliases")
+    @classmethod
+    def _aliases(cls, value: list[str]) -> list[str]:
+        for alias in value:
+            if not matches(_ALIAS, alias) or len(alias) > 253:
+                raise ValueError(f"'{alias}' is not a host name")
+        return value
+
+
 class VolumesFrom(SpecModel):
     """``name`` or ``name:ro`` / ``name:rw``, as ``docker --volumes-from`` reads it."""
 
@@ -269,6 +301,16 @@ class Container(SpecModel):
     )
     mounts: list[Mount] = []
     volumes_from: list[VolumesFrom] = []
+    networks: dict[NetworkName, NetworkAttachment] = Field(
+        {}, description="networks keys to join (a list, or a map with aliases)"
+    )
+    healthcheck: Healthcheck | None = None
+    depends_on: dict[ContainerName, DependsOn] = Field(
+        {}, description="containers made and started first (service_healthy: once healthy)"
+    )
+    memory: int | None = Field(None, ge=6 << 20, description="memory limit: bytes, or 512m, 1g")
+    cpus: float | None = Field(None, gt=0, le=1024, description="CPU limit, like 0.5 or 2")
+    shm_size: int | None = Field(None, ge=1, description="size of /dev/shm: bytes, or 64m")
     adopt: StrictBool = Field(
         False, description="take over an existing object of this name that is not dsr's"
     )
@@ -276,6 +318,8 @@ class Container(SpecModel):
 
     _check_labels = field_validator("labels")(check_labels)
     _check_mounts = field_validator("mounts")(_unique_targets)
+    _sizes = field_validator("memory", "shm_size", mode="before")(size_bytes)
+    _depends_form = field_validator("depends_on", mode="before")(depends_on_form)
     _check_image = field_validator("image")(image_text)
     _check_text = field_validator("working_dir", "user")(no_control)
 
@@ -346,6 +390,20 @@ class Container(SpecModel):
             raise ValueError(f"'{value}': expected no, always, unless-stopped or on-failure[:N]")
         return value
 
+    @field_validator("networks", mode="before")
+    @classmethod
+    def _network_list(cls, value: Any) -> Any:
+        # compose's two forms: a list of names, or a map whose entries may be empty.
+        if isinstance(value, list):
+            if not all(isinstance(item, str) for item in value):
+                return value  # pydantic names the bad item
+            if len(set(value)) != len(value):
+                raise ValueError("a network is listed twice")
+            return {key: {} for key in value}
+        if isinstance(value, dict):
+            return {k: ({} if v is None else v) for k, v in value.items()}
+        return value
+
     @field_validator("volumes_from")
     @classmethod
     def _unique_sources(cls, value: list[VolumesFrom]) -> list[VolumesFrom]:
@@ -375,16 +433,23 @@ class SpecFile(SpecModel):
     volume_containers: dict[ContainerName, VolumeContainer] = {}
     containers: dict[ContainerName, Container] = {}
     backups: dict[BackupName, Backup] = {}
+    networks: dict[NetworkName, Network] = {}
     hosts: Hosts = Field(None, description="default hosts of this file's resources")
 
     @field_validator(
-        "volumes", "images", "volume_containers", "containers", "backups", mode="before"
+        "volumes",
+        "images",
+        "volume_containers",
+        "containers",
+        "backups",
+        "networks",
+        mode="before",
     )
     @classmethod
     def _empty_section(cls, value: Any) -> Any:
         return {} if value is None else value
 
-    @field_validator("volumes", "volume_containers", "containers", mode="before")
+    @field_validator("volumes", "volume_containers", "containers", "networks", mode="before")
     @classmethod
     def _empty_entries(cls, value: Any) -> Any:
         # `data:` with nothing under it means "a volume with every default".
@@ -393,4 +458,4 @@ class SpecFile(SpecModel):
         return value
 
 
-SECTIONS = ("volumes", "images", "volume_containers", "containers", "backups")
+SECTIONS = ("volumes", "images", "volume_containers", "containers", "backups", "networks")

@@ -35,6 +35,7 @@ _NAMESPACES = {
     "volume_containers": "container",
     "containers": "container",
     "backups": "backup",
+    "networks": "network",
 }
 _RESOURCE = {
     "volumes": Kind.VOLUME.value,
@@ -42,6 +43,7 @@ _RESOURCE = {
     "volume_containers": Kind.VOLUME_CONTAINER.value,
     "containers": Kind.CONTAINER.value,
     "backups": "backup",
+    "networks": Kind.NETWORK.value,
 }
 
 
@@ -109,6 +111,7 @@ def resolve(
         volume_containers=merged["volume_containers"],  # type: ignore[arg-type]
         containers=merged["containers"],  # type: ignore[arg-type]
         backups=merged["backups"],  # type: ignore[arg-type]
+        networks=merged["networks"],  # type: ignore[arg-type]
         origins=origins,
         files=tuple(f.file for f in files),
         redactions=(redactions := _redactions(files)),
@@ -237,6 +240,24 @@ def _references(
                 yield spec.issue(
                     ("containers", name, "volumes_from", index),
                     _missing("container", source.name, targets, excluding=name),
+                )
+    containers = Suggester(known["containers"])
+    for name, container in model.containers.items():
+        for other in container.depends_on:
+            if other not in known["containers"] or other == name:
+                yield spec.issue(
+                    ("containers", name, "depends_on", other),
+                    "a container cannot depend on itself"
+                    if other == name
+                    else _missing("container", other, containers, excluding=name),
+                )
+    networks = Suggester(known["networks"])
+    for name, container in model.containers.items():
+        for network in container.networks:
+            if network not in known["networks"]:
+                yield spec.issue(
+                    ("containers", name, "networks", network),
+                    _missing("network", network, networks),
                 )
     for name, backup in model.backups.items():
         for index, volume in enumerate(backup.volumes):

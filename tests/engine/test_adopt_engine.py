@@ -13,6 +13,8 @@ from pathlib import Path
 import docker
 from docker.errors import NotFound
 
+from reconciler.statedir import StateDir
+
 DsrRunner = Callable[..., subprocess.CompletedProcess[str]]
 SpecWriter = Callable[..., Path]
 
@@ -135,7 +137,7 @@ def test_a_volume_made_again_behind_dsrs_back_is_not_the_adopted_one(
     docker_client.volumes.create(data, labels=labels)
     spec = tmp_spec(f"version: 1\nvolumes:\n  {data}: {{adopt: true}}\n")
     dsr("apply", spec.parent, check=0)
-    record = json.loads((dsr_state_dir / "records" / f"{prefix}.json").read_text())
+    record = StateDir(str(dsr_state_dir)).read_record(prefix)
     assert data in record["adopted"]["volume"]
     dsr("plan", spec.parent, "--detailed-exitcode", check=0)
     docker_client.volumes.get(data).remove()

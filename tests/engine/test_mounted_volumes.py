@@ -143,3 +143,56 @@ containers:
     assert in_volume(docker_client, busybox_image, volume, LISTING, prefix) == before
     assert docker_client.containers.get(f"{prefix}-app").status == "running"
     dsr("plan", spec.parent, "--detailed-exitcode", check=0)
+
+
+def test_a_migration_that_would_drop_links_or_xattrs_stops_before_removing_anything(
+    prefix: str,
+    busybox_image: str,
+    tmp_spec: SpecWriter,
+    dsr: DsrRunner,
+    docker_client: docker.DockerClient,
+) -> None:
+    import os
+
+    volume = f"{prefix}-data"
+    plain = f"""version: 1
+volumes:
+  {volume}: {{on_change: migrate, labels: {{tier: a}}}}
+containers:
+  {prefix}-app:
+    image: {busybox_image}
+    command: [sh, -c, "exec sleep 3600"]
+    init: true
+    mounts: ["{volume}:/data"]
+"""
+    spec = tmp_spec(plain)
+    dsr("apply", spec.parent, check=0)
+    in_volume(
+        docker_client, busybox_image, volume, "echo x > /v/f && ln -s ../../out /v/up", prefix
+    )
+    before = in_volume(docker_client, busybox_image, volume, "ls -la /v | tail -n +2", prefix)
+    spec.write_text(plain.replace("tier: a", "tier: b"))
+    planned = dsr("plan", spec.parent, check=0).stdout
+    assert "Not carried: extended attributes" in planned and "links leading outside" in planned
+    failed = dsr("apply", spec.parent, check=1)
+    assert "would lose 1 entries no restore writes (up)" in failed.stdout + failed.stderr
+    assert docker_client.api.inspect_volume(volume)["Labels"]["tier"] == "a"
+    assert (
+        in_volume(docker_client, busybox_image, volume, "ls -la /v | tail -n +2", prefix) == before
+    )
+    assert docker_client.containers.get(f"{prefix}-app").status == "running"
+
+    # Without the link, an xattr (seen in the volume's folder) stops it the same way.
+    in_volume(docker_client, busybox_image, volume, "rm /v/up", prefix)
+    root = docker_client.api.inspect_volume(volume)["Mountpoint"]
+    try:
+        os.setxattr(os.path.join(root, "f"), "user.dsr-test", b"kept")
+    except OSError as err:
+        import pytest
+
+        pytest.skip(f"this filesystem takes no user xattrs: {err}")
+    failed = dsr("apply", spec.parent, check=1)
+    assert "the extended attributes of f" in failed.stdout + failed.stderr
+    os.removexattr(os.path.join(root, "f"), "user.dsr-test")
+    dsr("apply", spec.parent, check=0)
+    assert docker_client.api.inspect_volume(volume)["Labels"]["tier"] == "b"

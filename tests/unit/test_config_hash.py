@@ -43,7 +43,7 @@ NOT_HASHED = {
     # adopt: taking an object over is a planning rule; once dsr's, it is config as any other.
     # hosts places a resource; it is not its config (moving it must not recreate it).
     Volume: {"external", "reclaim", "on_change", "adopt", "hosts"},
-    Container: {"state", "writable_layer", "adopt", "hosts"},
+    Container: {"state", "writable_layer", "adopt", "depends_on", "hosts"},
     VolumeContainer: {"adopt", "hosts"},
     Mount: set(),
 }

@@ -64,14 +64,14 @@ def test_the_systemd_unit_verifies(tmp_path: Path) -> None:
     dsr = Path(sys.executable).with_name("dsr")
     unit = tmp_path / "dsr.service"
     text = (DEPLOY / "systemd/dsr.service").read_text()
-    unit.write_text(text.replace("/usr/local/bin/dsr", str(dsr)))
+    unit.write_text(text.replace("/opt/dsr/bin/dsr", str(dsr)))
     done = subprocess.run(
         ["systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True, text=True
     )
     assert done.returncode == 0 and not done.stderr.strip(), done.stderr
     # And verify does catch a broken unit, so the check above means something.
     unit.write_text(
-        text.replace("Type=notify", "Type=notifyy").replace("/usr/local/bin/dsr", str(dsr))
+        text.replace("Type=notify", "Type=notifyy").replace("/opt/dsr/bin/dsr", str(dsr))
     )
     broken = subprocess.run(
         ["systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True, text=True
@@ -84,7 +84,12 @@ def test_the_unit_notifies_watches_restarts_and_reaches_socket_and_state() -> No
     keys = dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
     assert keys["Type"] == "notify" and keys["Restart"] == "on-failure"
     assert keys["WatchdogSec"] and keys["ProtectSystem"] == "strict"
-    assert "/var/lib/dsr" in keys["ReadWritePaths"] and "docker.sock" in keys["ReadWritePaths"]
+    writable = keys["ReadWritePaths"].split()
+    assert "/var/lib/dsr" in writable and "-/run/docker.sock" in writable
+    # --git-pull writes the checkout's .git: ProtectSystem=strict must leave it writable.
+    checkout = keys["ExecStart"].split(" run ", 1)[1].split()[0]
+    assert any(checkout.startswith(p.lstrip("-") + "/") for p in writable), (checkout, writable)
+    assert keys["ExecStart"].startswith("/opt/dsr/bin/dsr ")  # what install.sh makes
     assert keys["NoNewPrivileges"] == "yes" and keys["ExecReload"].endswith("-HUP $MAINPID")
 
 
@@ -93,6 +98,10 @@ def test_compose_and_workflow_are_wired() -> None:
     service = compose["services"]["dsr"]
     assert "/var/run/docker.sock:/var/run/docker.sock" in service["volumes"]
     assert service["command"][0] == "run"
+    # One project's folder, inside the checkout mounted at the same path as on the host.
+    assert "${DSR_CHECKOUT}:${DSR_CHECKOUT}" in service["volumes"]
+    assert service["command"][1].endswith("}/${DSR_SPEC:-specs}")
+    assert "build" not in service  # deploy/image.sh builds it: no registry, no base to pull
     workflow = yaml.safe_load((DEPLOY / "github/dsr-pr.yml").read_text())
     assert "self-hosted" in workflow["jobs"]["plan"]["runs-on"]
     uses = {
@@ -102,6 +111,31 @@ def test_compose_and_workflow_are_wired() -> None:
     assert uses == {"diff": ["diff"], "plan": ["plan"]}
     # Every job that runs dsr gets it from the action: none installs an unpublished package.
     assert "pip install" not in (DEPLOY / "github/dsr-pr.yml").read_text()
+
+
+def test_compose_renders_one_project_at_the_same_path() -> None:
+    compose = shutil.which("docker-compose")
+    if compose is None:
+        pytest.skip("docker-compose is missing")
+    env = {**os.environ, "DSR_CHECKOUT": "/srv/dsr/repo", "DSR_SPEC": "specs/web"}
+    done = subprocess.run(
+        [compose, "-p", "dsr", "-f", str(DEPLOY / "compose.yaml"), "config"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    service = yaml.safe_load(done.stdout)["services"]["dsr"]
+    assert service["command"][:2] == ["run", "/srv/dsr/repo/specs/web"]
+    assert "/srv/dsr/repo:/srv/dsr/repo:rw" in service["volumes"]
+    unset = {k: v for k, v in env.items() if k != "DSR_CHECKOUT"}
+    refused = subprocess.run(
+        [compose, "-p", "dsr", "-f", str(DEPLOY / "compose.yaml"), "config"],
+        env=unset,
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode != 0 and "DSR_CHECKOUT" in refused.stderr
 
 
 @pytest.fixture

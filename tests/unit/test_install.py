@@ -5,6 +5,7 @@ version and the commit it was built from."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -45,15 +46,31 @@ def test_sdist_then_wheel_then_a_fresh_venv(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         assert archive.read("reconciler/_commit").decode().strip() == commit
 
-    venv = tmp_path / "venv"
-    run(sys.executable, "-m", "venv", venv)
-    run(venv / "bin" / "python", "-m", "pip", "install", "-q", wheel)
-    out = run(venv / "bin" / "dsr", "--version", cwd=tmp_path)
+    # The systemd route: install.sh makes the venv, links the command, installs the unit.
+    opt, bin_dir, units = tmp_path / "opt", tmp_path / "bin", tmp_path / "units"
+    env = {"DSR_PREFIX": str(opt), "DSR_BIN_DIR": str(bin_dir), "DSR_UNIT_DIR": str(units)}
+    done = subprocess.run(
+        ["bash", str(ROOT / "deploy/systemd/install.sh"), str(wheel)],
+        env={**{k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}, **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = run(bin_dir / "dsr", "--version", cwd=tmp_path)
     version = run(
-        venv / "bin" / "python",
+        opt / "bin" / "python",
         "-c",
         "import importlib.metadata as m; print(m.version('docker-storage-reconciler'))",
     ).strip()
     assert out.strip() == f"dsr {version} (commit {commit})"
-    out = run(venv / "bin" / "python", "-m", "reconciler", "--version", cwd=tmp_path)
-    assert commit in out
+    assert (bin_dir / "dsr").resolve() == (opt / "bin" / "dsr").resolve()
+    unit = (units / "dsr.service").read_text()
+    assert f"ExecStart={opt}/bin/dsr " in unit
+    if shutil.which("systemd-analyze"):
+        verify = subprocess.run(
+            ["systemd-analyze", "verify", "--man=no", str(units / "dsr.service")],
+            capture_output=True,
+            text=True,
+        )
+        assert verify.returncode == 0 and not verify.stderr.strip(), verify.stderr
