@@ -62,6 +62,18 @@ class Outcome:
 Progress = Callable[[Outcome, int, int], None]
 
 
+@dataclass(frozen=True)
+class TerminalProgress:
+    """A progress callback that tells a person each finished change. The change's own
+    event would say it a second time, so it is logged at debug level; any other callback
+    (the daemon's watchdog) leaves the events as they are."""
+
+    show: Progress
+
+    def __call__(self, outcome: Outcome, done: int, total: int) -> None:
+        self.show(outcome, done, total)
+
+
 def apply_plan(
     engine: Engine,
     plan: Plan,
@@ -151,8 +163,10 @@ def _record(
     progress: Progress | None,
 ) -> None:
     outcomes[outcome.change.resource] = outcome
-    # A terminal's progress lines already tell each change: its event would say it twice.
-    event = log.debug if progress else log.info if outcome.status == "ok" else log.error
+    if isinstance(progress, TerminalProgress):
+        event = log.debug
+    else:
+        event = log.info if outcome.status == "ok" else log.error
     event(
         "change",
         pass_id=pass_id,

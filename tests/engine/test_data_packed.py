@@ -250,6 +250,7 @@ def test_consumers_serve_the_packed_files_and_follow_a_change(
         "start": 0,
         "delete": 1,
         "build": 1,
+        "adopt": 0,
         "blocked": 0,
     }
 
