@@ -40,6 +40,7 @@ def _apply() -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _scrubbed,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_wanted["level"]),
@@ -47,6 +48,13 @@ def _apply() -> None:
         cache_logger_on_first_use=False,
     )
     _pending = False
+
+
+def _scrubbed(logger: Any, method: str, event: Any) -> Any:
+    """Every text value of an event as the spec writes it (``redact.scrub``)."""
+    from reconciler.spec.redact import scrub
+
+    return {k: scrub(v) if isinstance(v, str) else v for k, v in event.items()}
 
 
 class Logger:

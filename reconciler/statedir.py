@@ -132,6 +132,11 @@ class StateDir:
             return None
         return os.path.join(self.records, f"{project}.json")
 
+    def last_good(self, project: str) -> str:
+        """The backup rules of the spec the daemon of ``project`` last loaded whole (its
+        scheduled backups run from it while the spec on disk is broken)."""
+        return os.path.join(self.records, _safe(project) + ".last-good.json")
+
     def read_record(self, project: str) -> dict[str, Any]:
         """What the last apply of ``project`` recorded; empty when nothing (or garbage).
         Read as input: a regular file of at most 16 MiB, a JSON object."""

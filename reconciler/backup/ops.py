@@ -10,6 +10,7 @@ the CLI as a subprocess.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 from collections.abc import Iterator, Mapping
@@ -29,6 +30,7 @@ from reconciler.backup.store import COMPLETE, DAMAGED, Folder, Place, Snapshot, 
 from reconciler.engine import Engine, engine_url
 from reconciler.errors import DsrError
 from reconciler.escape import escape_controls
+from reconciler.files import write_json
 from reconciler.hostinfo import engine_host
 from reconciler.plan.params import volume_params
 from reconciler.snapshot import MANAGED, PROJECT
@@ -56,6 +58,7 @@ class Request:
     lock_timeout: float = 60.0
     host: str | None = None  # --host: whose share of the spec (default: the engine's name)
     identity: str | None = None  # --identity FILE (else DSR_AGE_IDENTITY)
+    last_good: bool = False  # the daemon's: the rules of the last spec that loaded whole
 
     @property
     def state(self) -> StateDir:
@@ -69,6 +72,8 @@ def load(request: Request) -> tuple[Desired, Policy]:
         docker_host=request.docker_host,
         state_dir=request.state.root,
     )
+    if request.last_good:
+        return last_good(request), policy
     desired = load_spec(request.path, project=request.project, policy=policy)
     if desired.placements:  # only this host's rules and volumes (see spec.share)
         engine = _engine(request)
@@ -77,6 +82,43 @@ def load(request: Request) -> tuple[Desired, Policy]:
         finally:
             engine.close()
     return desired, policy
+
+
+def save_last_good(state: StateDir, desired: Desired) -> None:
+    """Record the backup rules of ``desired`` (this host's share of a spec that loaded
+    whole) for the daemon's scheduled backups: they run from it while the spec is broken."""
+    rules = {name: rule.model_dump(mode="json") for name, rule in desired.backups.items()}
+    document = {"project": desired.project, "backups": rules}
+    path = state.last_good(desired.project)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            if json.load(handle) == document:
+                return
+    except (OSError, ValueError):
+        pass
+    write_json(path, document, indent=1)
+
+
+def last_good(request: Request) -> Desired:
+    """The spec of the daemon's last good load, as ``save_last_good`` recorded it."""
+    project = request.project
+    if not project:
+        raise BackupError("--last-good needs --project: the spec on disk may not load")
+    path = request.state.last_good(project)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            document = json.load(handle)
+        rules = {
+            str(name): Backup.model_validate(rule)
+            for name, rule in dict(document["backups"]).items()
+        }
+        if document["project"] != project:
+            raise ValueError(f"it is the record of the project {document['project']!r}")
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise BackupError(
+            f"no usable record of the last good spec of {project} ({path}): {err}"
+        ) from err
+    return Desired(project=project, backups=rules)
 
 
 def folders(rule: Backup, state: StateDir) -> list[str]:
@@ -398,15 +440,20 @@ def restore(
     stop: bool = False,
     via: str = "auto",
     progress: run.Progress | None = None,
+    trust_unsigned: bool = False,
 ) -> Snapshot:
-    """``dsr restore``: a volume (or, for a host-folder snapshot, a folder) from a snapshot."""
+    """``dsr restore``: a volume (or, for a host-folder snapshot, a folder) from a snapshot.
+
+    ``trust_unsigned``: a snapshot whose manifest this state directory's key did not sign
+    (the host and its state directory are gone) counts as complete; its archive is still
+    checked against its manifest's sha256 and tree digest."""
     desired, policy = load(request)
     source = (
         Source("path", os.path.normpath(target))
         if target.startswith("/")
         else Source("volume", target)
     )
-    chosen = _choose(_found(desired, request), source, backup_id)
+    chosen = _choose(_found(desired, request), source, backup_id, trust_unsigned)
     with _locked(request, desired.project), _place(chosen).fetched(chosen) as snapshot:
         if source.kind == "path":
             folder = os.path.normpath(into or source.name)
@@ -523,7 +570,14 @@ def _make_target(folder: str) -> str | None:
     return made
 
 
-def _choose(snapshots: list[Snapshot], source: Source, backup_id: str) -> Snapshot:
+def _choose(
+    snapshots: list[Snapshot], source: Source, backup_id: str, trust_unsigned: bool = False
+) -> Snapshot:
+    if trust_unsigned:
+        snapshots = [
+            dataclasses.replace(s, status=COMPLETE, problem="") if store.is_unsigned(s) else s
+            for s in snapshots
+        ]
     mine = newest_first([s for s in snapshots if s.manifest.source == str(source)])
     if backup_id == "latest":
         good = [s for s in mine if s.status == COMPLETE]

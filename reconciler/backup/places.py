@@ -85,6 +85,7 @@ def take(
             _store(project, places[1:], store.folder_of(first.url, manifest), manifest, [first])
             return manifest
         with staged.folder(staging) as folder:
+            options = dataclasses.replace(options, staged=True)
             manifest = run.backup_source(engine, project, source, folder, options)
             _store(project, places, store.folder_of(folder, manifest), manifest, [])
         return manifest

@@ -60,6 +60,7 @@ class Options:
     progress: Progress | None = None
     taken: frozenset[str] = frozenset()  # snapshot ids in use in other places
     key: bytes = b""  # the state directory's backup-key: the manifest's keyed digest
+    staged: bool = False  # a copy on its way to a store, which rehashes it as it sends it
 
 
 def backup_volume(
@@ -138,7 +139,7 @@ def _write(
     tree = TreeDigest()
     skipped: list[str] = []
     try:
-        out = sink.ArchiveSink(fd)
+        out = sink.ArchiveSink(fd, durable=not options.staged)
         try:
             writer = archive.TarWriter(out, tree, progress=options.progress)  # type: ignore[arg-type]
             with gc_paused():

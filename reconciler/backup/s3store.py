@@ -34,6 +34,7 @@ from reconciler import logs
 from reconciler.backup import crypt, staging
 from reconciler.backup.errors import BackupError, ChecksumError
 from reconciler.backup.manifest import ARCHIVE, MANIFEST, Manifest, ManifestError, parse_manifest
+from reconciler.backup.s3io import Hashed, HashedReader, Reader, Upload, part_size
 from reconciler.backup.store import COMPLETE, DAMAGED, VERIFY, Found, Place, Snapshot
 from reconciler.escape import escape_controls
 from reconciler.files import write_json
@@ -41,8 +42,6 @@ from reconciler.spec.backups import s3_parts
 
 log = logs.get_logger("dsr.backup")
 
-PART = 16 << 20  # bytes per uploaded part; S3 allows 10,000 parts
-MOST_PART = 64 << 20  # the largest part (archives beyond 640 GB take larger ones)
 MOST_MANIFEST = 1 << 20
 READ = 1 << 20
 AGE_CHUNK = 64 << 10  # age's payload chunk; each costs 16 bytes of tag
@@ -264,9 +263,9 @@ class S3(Place):
             body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
             try:
                 with open(path, "xb") as handle:
-                    out = _Hashed(handle)
+                    out = Hashed(handle)
                     if encrypted:
-                        crypt.decrypt_stream(_Reader(body), out, self.identities, key)
+                        crypt.decrypt_stream(Reader(body), out, self.identities, key)
                     else:
                         while block := body.read(READ):
                             out.write(block)
@@ -292,8 +291,8 @@ class S3(Place):
         to = crypt.recipients(self.recipients) if self.encrypts else []
         archive_key = f"{base}/{ARCHIVE}{suffix}"
         with open(os.path.join(folder, ARCHIVE), "rb") as source:
-            hashed = _HashedReader(source)
-            upload = _Upload(self, archive_key, _part_size(manifest.archive_size))
+            hashed = HashedReader(source)
+            upload = Upload(self, archive_key, part_size(manifest.archive_size))
             try:
                 if to:
                     crypt.encrypt_stream(hashed, upload, to)
@@ -378,132 +377,3 @@ def _explain(code: str, bucket: str, err: Exception) -> str:
     if code in ("BadDigest", "InvalidDigest"):
         return f"the store received other bytes than were sent ({code})"
     return str(err)
-
-
-def _part_size(size: int) -> int:
-    """Parts of ``PART`` bytes, larger for archives that 9,000 of those would not hold."""
-    need = (size + size // 1000 + (1 << 20)) // 9000 + 1
-    return min(max(PART, need), MOST_PART)
-
-
-class _Upload:
-    """A file-like ``write`` that stores what it is given as the parts of one upload."""
-
-    def __init__(self, store: S3, key: str, part: int) -> None:
-        self.store = store
-        self.key = key
-        self.part = part
-        self.buffer = bytearray()
-        self.parts: list[dict[str, object]] = []
-        self.count = 0
-        self.upload_id: str | None = None
-
-    def write(self, data: bytes) -> int:
-        self.buffer += data
-        if len(self.buffer) >= self.part:
-            self._send()
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def _send(self) -> None:
-        store = self.store
-        if self.upload_id is None:
-            with store._errors(f"start uploading {self.key}"):
-                made = store.client.create_multipart_upload(Bucket=store.bucket, Key=self.key)
-            self.upload_id = str(made["UploadId"])
-        data = bytes(self.buffer)
-        self.buffer.clear()
-        md5 = hashlib.md5(data)
-        number = len(self.parts) + 1
-        with store._errors(f"upload part {number} of {self.key}"):
-            sent = store.client.upload_part(
-                Bucket=store.bucket,
-                Key=self.key,
-                UploadId=self.upload_id,
-                PartNumber=number,
-                Body=data,
-                ContentMD5=base64.b64encode(md5.digest()).decode(),
-            )
-        etag = str(sent.get("ETag", "")).strip('"')
-        if etag and etag != md5.hexdigest():
-            raise BackupError(f"{store.url}: part {number} of {self.key} was stored as other bytes")
-        self.parts.append({"PartNumber": number, "ETag": sent["ETag"]})
-        self.count += len(data)
-
-    def complete(self) -> None:
-        if self.buffer or not self.parts:
-            self._send()
-        store = self.store
-        with store._errors(f"complete {self.key}"):
-            store.client.complete_multipart_upload(
-                Bucket=store.bucket,
-                Key=self.key,
-                UploadId=self.upload_id,
-                MultipartUpload={"Parts": self.parts},
-            )
-            self.upload_id = None
-            size = store.client.head_object(Bucket=store.bucket, Key=self.key)["ContentLength"]
-        if size != self.count:
-            raise BackupError(f"{store.url}: {self.key} has {size} bytes, {self.count} were sent")
-
-    def abort(self) -> None:
-        if self.upload_id is None:
-            return
-        with contextlib.suppress(Exception):
-            self.store.client.abort_multipart_upload(
-                Bucket=self.store.bucket, Key=self.key, UploadId=self.upload_id
-            )
-        self.upload_id = None
-
-
-class _HashedReader:
-    """``read`` of a file, hashing what it gives (the staged archive must be the made one)."""
-
-    def __init__(self, source: Any) -> None:
-        self.source = source
-        self.digest = hashlib.sha256()
-
-    def read(self, size: int = -1, /) -> bytes:
-        data: bytes = self.source.read(size if size and size > 0 else READ)
-        self.digest.update(data)
-        return data
-
-    def readable(self) -> bool:
-        return True
-
-
-class _Hashed:
-    """``write`` into a file, hashing and counting what goes through."""
-
-    def __init__(self, out: Any) -> None:
-        self.out = out
-        self.digest = hashlib.sha256()
-        self.count = 0
-
-    def write(self, data: bytes) -> int:
-        self.digest.update(data)
-        self.count += len(data)
-        self.out.write(data)
-        return len(data)
-
-    def flush(self) -> None:
-        self.out.flush()
-
-    def writable(self) -> bool:
-        return True
-
-
-class _Reader:
-    """``read(n)`` over a botocore streaming body, for pyrage."""
-
-    def __init__(self, body: Any) -> None:
-        self.body = body
-
-    def read(self, size: int = -1, /) -> bytes:
-        data: bytes = self.body.read(size if size and size > 0 else READ)
-        return data
-
-    def readable(self) -> bool:
-        return True

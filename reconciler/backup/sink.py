@@ -45,9 +45,10 @@ class ArchiveSink:
     """A file-like ``write`` of tar bytes into ``fd``, compressed; ``close`` gives
     (sha256 of the compressed bytes, their count) once they are all on disk."""
 
-    def __init__(self, fd: int, level: int = ZSTD_LEVEL) -> None:
+    def __init__(self, fd: int, level: int = ZSTD_LEVEL, *, durable: bool = True) -> None:
         self.level = level
-        self.output = _Output(fd)
+        self.durable = durable
+        self.output = _Output(fd, durable)
         self.parts: list[bytes] = []
         self.pending = 0
         self.items: queue.Queue[bytes] = queue.Queue(maxsize=QUEUE)
@@ -120,7 +121,9 @@ class ArchiveSink:
                 zstd.write(item)
             if not self.aborted:
                 zstd.flush(zstandard.FLUSH_FRAME)
-                self.read_back = out.check.finish(out.count)
+                # A staged copy is not kept: the store's upload rehashes it as it reads it.
+                durable = self.durable
+                self.read_back = out.check.finish(out.count) if durable else out.digest.hexdigest()
         except BaseException as err:  # raised in the caller
             self.error = err
         finally:
@@ -130,10 +133,11 @@ class ArchiveSink:
 class _Output:
     """Where zstd writes (on the worker): hash, write, and have the disk checked now and then."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, durable: bool = True) -> None:
         self.fd = fd
         self.digest = hashlib.sha256()
         self.count = 0
+        self.durable = durable
         self.check = ReadBack(fd)
 
     def write(self, data: bytes) -> int:
@@ -143,7 +147,7 @@ class _Output:
             view = view[os.write(self.fd, view) :]
         before = self.count
         self.count += len(data)
-        if self.count // SYNC_EVERY != before // SYNC_EVERY:
+        if self.durable and self.count // SYNC_EVERY != before // SYNC_EVERY:
             self.check.kick(self.count)
         return len(data)
 

@@ -427,7 +427,7 @@ def signed(found: Found, key: bytes) -> Found:
     out = []
     for snapshot in found.snapshots:
         problem = signature_problem(snapshot.manifest, key)
-        if problem is not None:
+        if problem is not None and snapshot.status == COMPLETE:  # a damaged one stays so
             snapshot = dataclasses.replace(snapshot, status=DAMAGED, problem=UNSIGNED + problem)
         out.append(snapshot)
     return dataclasses.replace(found, snapshots=tuple(out))

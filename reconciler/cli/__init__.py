@@ -21,6 +21,7 @@ import click
 from reconciler.cli.options import GROUP_OPTIONS, Settings
 from reconciler.errors import DsrError, SpecError
 from reconciler.escape import escape_controls
+from reconciler.spec.redact import Scrubbed
 
 
 def _group_options(func: Any) -> Any:
@@ -31,6 +32,12 @@ def _group_options(func: Any) -> Any:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @_group_options
+@click.option(
+    "--last-good",
+    is_flag=True,
+    hidden=True,
+    help="Backup commands: take the backup rules the daemon last loaded from a valid spec.",
+)
 @click.option(
     "--version",
     is_flag=True,
@@ -58,6 +65,17 @@ def main(argv: list[str] | None = None) -> None:
         # execve cannot pass one; only a caller in-process can, and no path holds one
         click.echo("dsr: an argument contains a NUL character", err=True)
         sys.exit(1)
+    # One redaction at the edge: whatever a command prints, values from ${VAR} and env
+    # values of the specs it loaded leave as the spec writes them.
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = Scrubbed(out), Scrubbed(err)
+    try:
+        _main(argv)
+    finally:
+        sys.stdout, sys.stderr = out, err
+
+
+def _main(argv: list[str] | None) -> None:
     try:
         cli.main(args=argv, prog_name="dsr", standalone_mode=False)
     except click.exceptions.Exit as done:

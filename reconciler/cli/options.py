@@ -46,6 +46,8 @@ class Settings:
     project: str | None = None
     policy: str | None = None
     log_format: LogFormat | None = None  # None: JSON lines unless stderr is a terminal
+    # The daemon's backup subprocesses: the rules of the last spec that loaded whole.
+    last_good: bool = False
     engine_timeout: float = 30.0
     lock_timeout: float = 60.0
     host: str | None = None

@@ -46,7 +46,9 @@ class Duration(click.ParamType[float]):
 
 def _global_args(settings: Settings) -> tuple[str, ...]:
     """The global options again, for the backup commands the daemon runs as subprocesses."""
-    args = ["--state-dir", settings.resolved_state_dir(), "--log-format", "json"]
+    # --last-good: a scheduled backup runs from the spec the daemon enforces (the last one
+    # that loaded whole), not from files on disk that may be broken since.
+    args = ["--state-dir", settings.resolved_state_dir(), "--log-format", "json", "--last-good"]
     for flag, value in (
         ("--docker-host", settings.docker_host),
         ("--project", settings.project),

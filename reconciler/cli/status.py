@@ -6,7 +6,6 @@ import json
 import socket
 import sys
 import time
-from typing import TYPE_CHECKING
 
 import click
 
@@ -14,9 +13,6 @@ from reconciler.cli import EXIT_OK, EXIT_PENDING, cli, fail
 from reconciler.cli.commands import load_with
 from reconciler.cli.options import Settings, global_options
 from reconciler.errors import DsrError
-
-if TYPE_CHECKING:
-    from reconciler.engine import Engine
 
 
 @cli.command("status")
@@ -29,7 +25,8 @@ def status_command(settings: Settings, path: str, fmt: str) -> None:
     """What dsr manages here and whether it is in sync. Exit 0 in sync, 2 differs, 1 error."""
     from reconciler import lastpass
     from reconciler.engine import Engine
-    from reconciler.reconcile import compute_plan, pack_images
+    from reconciler.hostinfo import engine_host
+    from reconciler.reconcile import compute_plan, host_share, pack_images
     from reconciler.statedir import StateDir
     from reconciler.status import Status, backup_states, resource_states, to_text
     from reconciler.statusread import daemon_of, safe_newest_backups
@@ -39,9 +36,11 @@ def status_command(settings: Settings, path: str, fmt: str) -> None:
         state = StateDir(settings.resolved_state_dir())
         engine = Engine(settings.docker_host, timeout=settings.engine_timeout)
         try:
+            # This host's share of the spec (--host, else the engine's name), as plan has it.
+            desired = host_share(desired, engine, settings.host)
             # Read-only: no lock, no manifest written, nothing applied.
             the_plan, _ = compute_plan(engine, desired, pack_images(desired, None), state)
-            host = _engine_name(engine)
+            host = engine_host(engine, settings.host).name or socket.gethostname()
         finally:
             engine.close()
     except DsrError as err:
@@ -65,15 +64,3 @@ def status_command(settings: Settings, path: str, fmt: str) -> None:
     else:
         click.echo(to_text(status, now))
     sys.exit(EXIT_PENDING if status.differs(now) else EXIT_OK)
-
-
-def _engine_name(engine: Engine) -> str:
-    """The engine's host name (``docker info``), else this machine's."""
-    from docker.errors import DockerException
-    from requests import RequestException
-
-    try:
-        name = engine.api.info().get("Name")
-    except (DockerException, RequestException, OSError):
-        name = None
-    return str(name) if name else socket.gethostname()

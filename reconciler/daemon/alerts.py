@@ -120,7 +120,10 @@ class Notifier:
                 body = self._queue.popleft()
             data = json.dumps(body, default=str).encode()[:MAX_BODY]
             for url in self.urls:
-                ok = self._post(url, data)
+                try:
+                    ok = self._post(url, data)
+                except Exception:  # even a log stream gone bad must not end this thread
+                    ok = False
                 self.counted(body["event"], "sent" if ok else "failed")
 
     def _post(self, url: str, data: bytes) -> bool:

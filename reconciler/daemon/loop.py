@@ -32,6 +32,7 @@ import structlog
 
 from reconciler import logs
 from reconciler.apply import Outcome
+from reconciler.backup.ops import save_last_good
 from reconciler.daemon import git
 from reconciler.daemon.alerts import Notifier
 from reconciler.daemon.backoff import Backoff, defer
@@ -131,7 +132,11 @@ class Daemon:
         self._shared: tuple[Desired, Desired] | None = None  # (spec in force, this host's share)
         self._share_issues: tuple[SpecIssue, ...] = ()
         runner = backup_runner or CommandRunner(
-            self.request.path, options.global_args, self.metrics.set_backups, self._backup_failed
+            self.request.path,
+            options.global_args,
+            self.metrics.set_backups,
+            self._backup_failed,
+            project=lambda: self._project,
         )
         self.scheduler = Scheduler(runner, self.stop)
         self.listener = EventListener(
@@ -307,6 +312,10 @@ class Daemon:
         self._project = desired.project
         self._names = names_of(desired)
         rules = {name: b.schedule for name, b in desired.backups.items() if b.schedule}
+        try:  # what the scheduled backups run from (dsr backup --last-good)
+            save_last_good(self.state, desired)
+        except OSError as err:
+            log.error("cannot record the last good spec", error=str(err))
         self.scheduler.set_rules(rules)
 
     # -- before the apply ------------------------------------------------------------------

@@ -34,6 +34,7 @@ from reconciler.apply import Outcome
 from reconciler.daemon.notify import block_signals
 from reconciler.plan.model import Action, Change, Plan, ReasonCode
 from reconciler.spec import Desired
+from reconciler.spec.redact import scrub
 
 
 def reason_code(change: Change) -> str:
@@ -169,7 +170,12 @@ class _WithProject(Collector):
         for family in self.metrics.registry.collect():
             out = Metric(family.name, family.documentation, family.type, family.unit)
             out.samples = [
-                Sample(s.name, {"project": project, **s.labels}, *s[2:]) for s in family.samples
+                Sample(
+                    s.name,
+                    {"project": scrub(project), **{k: scrub(v) for k, v in s.labels.items()}},
+                    *s[2:],
+                )
+                for s in family.samples
             ]
             yield out
 

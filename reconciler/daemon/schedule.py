@@ -108,9 +108,12 @@ class CommandRunner:
         global_args: Sequence[str],
         on_backups: Callable[[list[dict[str, Any]]], None],
         on_failure: Callable[[str, str], None],
+        project: Callable[[], str] | None = None,
     ) -> None:
         self.path = path
         self.base = [sys.executable, "-m", "reconciler", *global_args]
+        # The project of the spec in force: --last-good reads its recorded rules.
+        self.project = project
         self.on_backups = on_backups
         self.on_failure = on_failure
 
@@ -136,9 +139,10 @@ class CommandRunner:
         return True
 
     def _run(self, args: list[str]) -> subprocess.CompletedProcess[str] | None:
+        project = ["--project", self.project()] if self.project is not None else []
         try:
             return subprocess.run(
-                [*self.base, *args],
+                [*self.base, *project, *args],
                 capture_output=True,
                 text=True,
                 timeout=BACKUP_TIMEOUT,

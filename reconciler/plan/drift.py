@@ -17,7 +17,7 @@ from typing import Any
 from reconciler.plan import packed
 from reconciler.plan.context import Planning
 from reconciler.plan.model import Action, Change, ContainerParams, ReasonCode
-from reconciler.plan.params import BIND_KINDS, SPEC, expand, matches
+from reconciler.plan.params import BIND_KINDS, DEFAULT_STOP, SPEC, expand, matches
 from reconciler.plan.reasons import spec_differences
 from reconciler.snapshot import CONFIG_HASH, NAME, LiveContainer
 from reconciler.spec.models import Container, VolumeContainer
@@ -145,7 +145,8 @@ def settings_drift(params: ContainerParams, live: LiveContainer) -> list[str]:
         ("working_dir", params.working_dir or None, have.working_dir),
         ("user", params.user or None, have.user),
         ("stop_signal", params.stop_signal or None, have.stop_signal),
-        ("stop_timeout", params.stop_timeout, have.stop_timeout),
+        # Docker holds no stop timeout for a container made without one: its default, 10.
+        ("stop_timeout", params.stop_timeout, _or(have.stop_timeout, DEFAULT_STOP)),
     ):
         if wanted is not None and wanted != actual:
             out.append(f"its live {what} is not the one the spec sets")
@@ -323,3 +324,7 @@ def _json(text: str | None) -> dict[str, Any] | None:
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
+
+
+def _or(value: int | None, default: int) -> int:
+    return default if value is None else value

@@ -50,7 +50,8 @@ def render_markdown(plan: Plan) -> str:
         lines += [
             "",
             "> [!WARNING]",
-            f"> {len(blocked)} change(s) are blocked and will not be applied.",
+            f"> {len(blocked)} change{' is' if len(blocked) == 1 else 's are'} blocked and "
+            "will not be applied.",
         ]
     for change in plan.kept:
         lines += ["", f"Kept ({change.code.value}): {code(change.resource)}: {code(change.reason)}"]

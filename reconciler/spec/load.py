@@ -25,7 +25,7 @@ from reconciler.spec.desired import Desired, FileSpec
 from reconciler.spec.models import SECTIONS, Container, SpecFile, VolumeContainer
 from reconciler.spec.names import BACKUP_NAME, DOCKER_NAME, IMAGE_KEY
 from reconciler.spec.policy import Policy
-from reconciler.spec.redact import Redaction
+from reconciler.spec.redact import Redaction, remember
 from reconciler.spec.resolve import missing_binds, resolve
 from reconciler.spec.share import placements, references
 from reconciler.spec.yamlload import Document, Loc, Plain, format_loc, load_yaml
@@ -87,6 +87,8 @@ def load_spec(
     if not host_facts:
         notes = _redacted(list(missing_binds(parsed, policy)), desired.redaction)
         desired = dataclasses.replace(desired, unchecked=tuple(str(n) for n in notes))
+    env_values = {name: dict(c.env) for name, c in desired.containers.items()}
+    remember(desired.redaction, env_values)  # the edge hides them from every output from now on
     return dataclasses.replace(
         desired,
         bind_kinds=bind_kinds(desired),
@@ -169,6 +171,15 @@ def _check(doc: Document) -> tuple[FileSpec | None, list[SpecIssue]]:
         return None, [
             SpecIssue(file, 1, "", "a spec file must be a mapping that starts with 'version: 1'")
         ]
+    if "services" in doc.data and "containers" not in doc.data:
+        return None, [
+            doc.issue(
+                ("services",),
+                "this is a docker compose file (it has services:), not a dsr spec: dsr "
+                "reads 'version: 1' and containers: (compose's volumes: is mounts:, "
+                "environment: is env:); dsr schema prints the whole format",
+            )
+        ]
     data = {k: v for k, v in doc.data.items() if not k.startswith("x-")}
     context = {"base_dir": os.path.dirname(os.path.abspath(file))}
     issues = list(doc.issues)
@@ -217,7 +228,7 @@ def _issue(doc: Document, error: Any) -> SpecIssue:
         return doc.issue(loc[:-1], f"required key '{loc[-1]}' is missing")
     if kind == "extra_forbidden":
         key = str(loc[-1])
-        hint = _suggest(key, _fields_at(loc[:-1]))
+        hint = _compose_hint(loc) or _suggest(key, _fields_at(loc[:-1]))
         issue = doc.issue(loc[:-1], f"unknown key '{key}'{hint}")
         return SpecIssue(issue.file, doc.line_of(loc), issue.path, issue.message)
     if loc and loc[-1] == "[key]":
@@ -279,6 +290,26 @@ def _bad_name(loc: Loc, value: Any) -> str:
     if section == "backups":
         return f"'{value}' is not a valid backup name (must match {BACKUP_NAME})"
     return f"'{value}' is not a valid Docker name (must match {DOCKER_NAME})"
+
+
+# Keys a compose file gives a service, and what a dsr container says instead.
+_COMPOSE = {
+    "volumes": "mounts (the same short form: SOURCE:TARGET[:ro]; volumes_from takes "
+    "another container's)",
+    "environment": "env (a mapping of NAME: value)",
+    "container_name": "the container's key (it is the Docker name)",
+    "depends_on": "nothing: containers are made after those they take volumes from",
+    "build": "an images key (a data-packed image) or an image reference",
+}
+
+
+def _compose_hint(loc: Loc) -> str:
+    """A compose habit on a container (``volumes:``, ``environment:``): what dsr calls it."""
+    if len(loc) == 3 and loc[0] in ("containers", "volume_containers"):
+        instead = _COMPOSE.get(str(loc[-1]))
+        if instead:
+            return f"; compose's '{loc[-1]}' is {instead} in dsr"
+    return ""
 
 
 def _suggest(key: str, valid: list[str]) -> str:

@@ -9,8 +9,12 @@ what was written.
 
 from __future__ import annotations
 
+import json
+import os
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import IO, Any
 
 from pydantic import BaseModel
 
@@ -49,15 +53,16 @@ class Redaction:
     def merge(self, other: Redaction) -> Redaction:
         return Redaction({**other.exact, **self.exact}, {**other.values, **self.values})
 
-    def text(self, text: str) -> str:
-        """``text`` with every expanded value written as in the spec."""
+    def text(self, text: str, min_inner: int = MIN_INNER) -> str:
+        """``text`` with every expanded value written as in the spec (inside longer text,
+        values of at least ``min_inner`` characters)."""
         if text in self.exact:
             return self.exact[text]
         for value in sorted(self.exact, key=len, reverse=True):
-            if len(value) >= MIN_INNER and value in text:
+            if len(value) >= min_inner and value in text:
                 text = text.replace(value, self.exact[value])
         for value in sorted(self.values, key=len, reverse=True):
-            if len(value) >= MIN_INNER and value in text:
+            if len(value) >= min_inner and value in text:
                 text = text.replace(value, self.values[value])
         return text
 
@@ -80,5 +85,63 @@ class Redaction:
 
 def _forms(value: str) -> set[str]:
     """``value`` as messages may quote it: as is, inside a ``repr`` (a backslash doubled,
-    a newline as \\n) and with control characters escaped."""
-    return {value, repr(value)[1:-1], escape_controls(value)}
+    a newline as \\n), inside JSON, with control characters escaped, and as a path after
+    normalisation (``/a//b/`` is printed ``/a/b``)."""
+    forms = {value, repr(value)[1:-1], escape_controls(value), json.dumps(value)[1:-1]}
+    if "/" in value and "\0" not in value:
+        normal = os.path.normpath(value)
+        forms |= {normal, "/" + normal.lstrip("/") if value.startswith("/") else normal}
+    return {f for f in forms if f}
+
+
+# -- the edge -------------------------------------------------------------------------------
+# Every spec loaded in this process adds what it knows (``remember``); every string that
+# leaves dsr (stdout, stderr, logs, metrics labels) passes ``scrub``. One step, at the
+# edge: a path that forgot the display copy still prints no secret, whichever spec (OLD
+# or NEW of a diff) it came from.
+
+# At the edge, values shorter than this are replaced only where they are a whole write:
+# inside longer text they would hit resource names and ordinary words ("other", "latest"),
+# and the display copies (``Desired.shown``) already keep them out of plans and reasons.
+MIN_ENV = 8
+_EDGE: list[Redaction] = [Redaction()]
+_LOCK = threading.Lock()
+
+
+def remember(redaction: Redaction, env: Mapping[str, Mapping[str, str]] | None = None) -> None:
+    """Add ``redaction`` and the ``env`` values of a spec's containers (name -> env) to
+    what ``scrub`` hides."""
+    values: dict[str, str] = {}
+    for owner, variables in (env or {}).items():
+        for name, value in variables.items():
+            if len(value) >= MIN_ENV:
+                for form in _forms(value):
+                    values.setdefault(form, f"(env {name} of {owner})")
+    with _LOCK:
+        _EDGE[0] = _EDGE[0].merge(redaction).merge(Redaction({}, values))
+
+
+def scrub(text: str) -> str:
+    """``text`` with every value ``remember`` was told of written as in the spec."""
+    edge = _EDGE[0]
+    return edge.text(text, MIN_ENV) if edge else text
+
+
+def forget() -> None:
+    """Forget every value (tests, and a daemon before it loads its spec again)."""
+    with _LOCK:
+        _EDGE[0] = Redaction()
+
+
+class Scrubbed:
+    """A text stream whose every write passes ``scrub`` (stdout and stderr of a command)."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(scrub(text) if isinstance(text, str) else text)
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)

@@ -436,10 +436,51 @@ def test_the_daemons_scheduled_backup_reports_a_store_failure(
 
     runner = CommandRunner(str(spec), (), metrics.set_backups, on_failure)
     assert runner("off") is False
-    assert failed == [("off", "backup")]
+    assert failed[0] == ("off", "backup")  # (the prune after it fails on the store too)
     scraped = metrics.text().decode()
     assert re.search(r'dsr_backup_failures\w*\{[^}]*rule="off",step="backup"\} 1\.0', scraped), (
         scraped
     )
     logged = capfd.readouterr()
     assert "cannot reach the store" in logged.out + logged.err
+
+
+def test_a_full_local_disk_fails_clearly_and_leaves_nothing(
+    dsr: DsrRunner,
+    tmp_spec: Callable[..., Path],
+    tmp_path: Path,
+    s3: S3Server,
+    bucket: str,
+) -> None:
+    """The state directory (where an archive is staged, and fetched to) on a full disk: a
+    clear error, nothing listed, nothing staged left; with room, the same runs work."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    small = tmp_path / "small-state"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(small)], check=True)
+    try:
+        folder = tmp_path / "site"
+        _random_tree(folder, 16)
+        spec = tmp_spec(f"""
+            version: 1
+            backups:
+              files:
+                paths: [{folder}]
+                destination: s3://{bucket}/full
+                endpoint: {s3.endpoint}
+            """)
+        full = env_of(s3, DSR_STATE_DIR=str(small))
+        failed = dsr("backup", spec, env=full, check=1)
+        assert "No space left on device" in failed.stderr
+        assert listed(dsr, spec, full) == [] and objects(s3, bucket) == {}
+        assert not any((small / "staging").iterdir())
+        roomy = env_of(s3)
+        dsr("backup", spec, env=roomy, check=True)  # the same spec, a disk with room
+        failed = dsr("restore", spec, str(folder), "--into", str(tmp_path / "o"), env=full, check=1)
+        assert "No space left on device" in failed.stderr
+        assert not any((small / "staging").iterdir())
+        dsr("restore", spec, str(folder), "--into", str(tmp_path / "o"), env=roomy, check=True)
+        assert describe(tmp_path / "o") == describe(folder)
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)

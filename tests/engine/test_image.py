@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -54,8 +55,14 @@ def git(folder: Path, *args: str, env: dict[str, str] | None = None) -> str:
 @pytest.fixture
 def image(prefix: str) -> str:
     tag = f"{prefix}-dsr:test"
+    # The wheels are built with this test's python (it has pip; Debian's python3 may not).
+    env = {**os.environ, "PYTHON": sys.executable}
     done = subprocess.run(
-        ["bash", str(ROOT / "deploy/image.sh"), tag], capture_output=True, text=True, timeout=900
+        ["bash", str(ROOT / "deploy/image.sh"), tag],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
     )
     assert done.returncode == 0, done.stderr[-4000:]
     assert done.stdout.strip() == tag

@@ -141,3 +141,70 @@ def test_a_foreign_container_on_a_half_migrated_volume_blocks_its_end(
     listing = run_in_volume(docker_client, busybox_image, volume, LISTING, prefix)
     assert "big.bin" in listing and "theirs" not in listing
     assert docker_client.containers.get(f"{prefix}-app").status == "running"
+
+
+def test_a_user_started_during_the_migrations_backup_loses_nothing(
+    prefix: str,
+    busybox_image: str,
+    tmp_spec: SpecWriter,
+    tmp_path: Path,
+    dsr: DsrRunner,
+    docker_client: docker.DockerClient,
+) -> None:
+    """Anyone (restart: always, a script) starts the user again while the migration backs
+    the volume up: each start writes a line to the volume and to a host folder; every line
+    the volume got is still there once the migration is done."""
+    import threading
+
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+
+    def text(tier: str) -> str:
+        return f"""version: 1
+volumes:
+  {prefix}-data: {{labels: {{tier: {tier}}}, on_change: migrate}}
+containers:
+  {prefix}-app:
+    image: {busybox_image}
+    command: [sh, -c, "t=$(date +%s%N); echo $t >> /data/starts; echo $t >> /mirror/starts; exec sleep 3600"]
+    init: true
+    mounts: ["{prefix}-data:/data", "{mirror}:/mirror"]
+"""
+
+    spec = tmp_spec(text("a"))
+    dsr("apply", spec.parent, check=0)
+    run_in_volume(
+        docker_client,
+        busybox_image,
+        f"{prefix}-data",
+        "head -c 30000000 /dev/urandom > /v/big",
+        prefix,
+    )
+    stop = threading.Event()
+    starts = [0]
+
+    def restarter() -> None:
+        while not stop.is_set():
+            for c in docker_client.containers.list(all=True, filters={"name": f"{prefix}-app"}):
+                if c.status != "running":
+                    try:
+                        c.start()
+                        starts[0] += 1
+                    except docker.errors.APIError:
+                        pass
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=restarter, daemon=True)
+    spec.write_text(text("b"))
+    thread.start()
+    try:
+        for _ in range(4):  # failed migrations (a user started) leave all as it was
+            if dsr("apply", spec.parent, check=False).returncode == 0:
+                break
+    finally:
+        stop.set()
+        thread.join()
+    dsr("apply", spec.parent, check=0)
+    assert docker_client.volumes.get(f"{prefix}-data").attrs["Labels"]["tier"] == "b"
+    kept = run_in_volume(docker_client, busybox_image, f"{prefix}-data", "cat /v/starts", prefix)
+    assert kept == (mirror / "starts").read_text(), f"{starts[0]} starts by the writer"

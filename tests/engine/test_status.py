@@ -15,8 +15,8 @@ import docker
 DsrRunner = Callable[..., subprocess.CompletedProcess[str]]
 
 
-def status(dsr: DsrRunner, spec: Path, code: int) -> dict[str, Any]:
-    done = dsr("status", spec, "--format", "json", check=code)
+def status(dsr: DsrRunner, spec: Path, code: int, *flags: str) -> dict[str, Any]:
+    done = dsr("status", spec, "--format", "json", *flags, check=code)
     doc: dict[str, Any] = json.loads(done.stdout)
     assert doc["format_version"] == 1
     return doc
@@ -104,3 +104,20 @@ def test_status_through_apply_drift_block_and_backups(
     assert "OVERDUE" in dsr("status", other, check=2).stdout
     dsr("backup", other, check=True)
     assert status(dsr, other, 0)["backups"][0]["overdue"] is False
+
+
+def test_status_is_of_this_hosts_share(
+    dsr: DsrRunner, tmp_spec: Callable[..., Path], prefix: str
+) -> None:
+    spec = tmp_spec(f"""
+        version: 1
+        volumes:
+          {prefix}-here: {{}}
+          {prefix}-there: {{hosts: [dsr-test-some-other-host]}}
+        """)
+    dsr("apply", spec, check=True)
+    doc = status(dsr, spec, 0)
+    assert states(doc) == {f"volume:{prefix}-here": ("in-sync", None)}
+    doc = status(dsr, spec, 2, "--host", "dsr-test-some-other-host")
+    assert doc["host"] == "dsr-test-some-other-host"
+    assert states(doc)[f"volume:{prefix}-there"] == ("missing", "missing")

@@ -148,3 +148,29 @@ def test_an_empty_spec_that_deletes_is_what_apply_refuses() -> None:
     assert not deletes_everything(deleting, full)
     assert not deletes_everything(creating, empty)
     assert not deletes_everything(deleting, None)  # a saved plan: reviewed as it is
+
+
+def test_compose_habits_get_dsr_words(tmp_path: Path) -> None:
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web" / "a.yaml").write_text(
+        "version: 1\ncontainers:\n  web:\n    image: nginx\n    volumes: [./a:/a]\n"
+        "    environment: {A: b}\n"
+    )
+    done = dsr("validate", "web", cwd=tmp_path)
+    assert done.stderr.splitlines() == [
+        "web/a.yaml:5: containers.web: unknown key 'volumes'; compose's 'volumes' is mounts "
+        "(the same short form: SOURCE:TARGET[:ro]; volumes_from takes another container's) "
+        "in dsr",
+        "web/a.yaml:6: containers.web: unknown key 'environment'; compose's 'environment' is "
+        "env (a mapping of NAME: value) in dsr",
+    ]
+
+
+def test_a_compose_file_is_named_as_one(tmp_path: Path) -> None:
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web" / "compose.yaml").write_text(
+        "services:\n  web:\n    image: nginx\n    volumes: [./a:/a]\nvolumes:\n  data: {}\n"
+    )
+    done = dsr("validate", "web", cwd=tmp_path)
+    (line,) = done.stderr.splitlines()  # one problem, not a schema error per key
+    assert line.startswith("web/compose.yaml:1: services: this is a docker compose file")

@@ -1200,7 +1200,7 @@ MARKDOWN_CASES = [
         | `!` | `container:app` | blocked | none | `it depends on volume:data, which is blocked` |  |
 
         > [!WARNING]
-        > 2 change(s) are blocked and will not be applied.
+        > 2 changes are blocked and will not be applied.
 
         <details><summary>Orphans kept</summary>
 
@@ -1229,7 +1229,7 @@ MARKDOWN_CASES = [
         | `-/+` | `container:app` | replace | **restart** | `vc_logs is replaced, and volumes_from mounts are fixed when a container is created; its writable layer is empty; stopping it may take up to 10 s (create-then-delete; downtime: from the old container's stop (up to 10 s) until the new one starts)` | `create-container app_dsr_new`<br>`stop-container app`<br>`rename-container app -> app_dsr_old`<br>`rename-container app_dsr_new -> app`<br>`start-container app`<br>`remove-container app_dsr_old` |
 
         > [!WARNING]
-        > 1 change(s) are blocked and will not be applied.
+        > 1 change is blocked and will not be applied.
         """,
         before=BASE,
         edit=edits(

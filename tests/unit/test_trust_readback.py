@@ -243,3 +243,21 @@ def test_parse_manifest_refuses_with_one_line(text: bytes) -> None:
         parse_manifest(text)
     assert time.perf_counter() - start < 2.0
     assert "\n" not in str(refused.value)
+
+
+def test_another_state_dir_restores_only_when_told_to_trust_unsigned_snapshots(
+    two_snapshots: tuple[Path, Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A new host (its state directory, and so its backup-key, lost with the old one)."""
+    spec, _, _ = two_snapshots
+    monkeypatch.setenv("DSR_STATE_DIR", str(tmp_path / "new-state"))
+    target = tmp_path / "restored"
+    args = ["restore", str(spec), str(tmp_path / "data"), "--into", str(target)]
+    code, _, err = _run(args, capsys)
+    assert code == 1 and "no complete backup" in err and not target.exists()
+    code, _, err = _run([*args, "--trust-unsigned"], capsys)
+    assert code == 0, err
+    assert (target / "f").read_text() == "hello"

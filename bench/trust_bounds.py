@@ -1,0 +1,160 @@
+"""Issue 17's bounds, timed: ``dsr validate`` of a 1 MiB spec, and ``dsr backups list`` of
+a destination holding 10,000 snapshots, one of them crafted (its manifest a FIFO, which
+once hung the listing; a second run crafts a manifest with a time zone ``UTC+99:99`` and
+control characters instead).
+
+Each command runs as a subprocess (interpreter start-up included, as a user sees it);
+its wall time and its peak memory (``ru_maxrss`` from ``wait4``) are printed. Targets:
+under 2 s and under 150 MB each. Exit 1 when a target is missed or a command fails.
+
+    .venv/bin/python bench/trust_bounds.py [--snapshots N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from reconciler.backup.manifest import Manifest, sign
+from reconciler.backup.run import Options, backup_path
+from reconciler.backup.store import Source, write_manifest
+from reconciler.files import MAX_INPUT_BYTES
+from reconciler.statedir import StateDir
+
+TARGET_S = 2.0
+TARGET_MB = 150.0
+DSR = [sys.executable, "-m", "reconciler"]
+
+
+def measure(args: list[str], env: dict[str, str]) -> tuple[float, float, int, str]:
+    """(seconds, peak MB, exit code, output) of one dsr run."""
+    with tempfile.TemporaryFile() as errors:
+        start = time.perf_counter()
+        child = subprocess.Popen([*DSR, *args], env=env, stdout=subprocess.PIPE, stderr=errors)
+        assert child.stdout is not None
+        output = child.stdout.read()
+        _, status, usage = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - start
+    child.returncode = os.waitstatus_to_exitcode(status)
+    return seconds, usage.ru_maxrss / 1024, child.returncode, output.decode(errors="replace")
+
+
+def big_spec(folder: Path) -> int:
+    """One spec file just under the 1 MiB dsr reads: volumes and containers."""
+    lines = ["version: 1", "project: t17bench", "volumes:"]
+    size = sum(len(x) + 1 for x in lines)
+    n = 0
+    volumes, containers = [], ["containers:"]
+    while True:
+        vol = f"  vol-{n:06d}: {{labels: {{team: web, tier: gold}}}}"
+        con = (
+            f"  app-{n:06d}: {{image: busybox, command: [sleep, '1'], "
+            f"mounts: ['vol-{n:06d}:/data'], env: {{N: '{n}'}}}}"
+        )
+        grow = len(vol) + len(con) + 2
+        if size + grow + len(containers[0]) + 1 > MAX_INPUT_BYTES:
+            break
+        volumes.append(vol)
+        containers.append(con)
+        size += grow
+        n += 1
+    text = "\n".join(lines + volumes + containers) + "\n"
+    (folder / "spec.yaml").write_text(text)
+    return len(text.encode())
+
+
+def destination(root: Path, count: int, crafted: str) -> Path:
+    """A spec with a path rule whose destination holds ``count`` snapshots, all signed
+    with the state directory's key but one, crafted as ``crafted`` says."""
+    data = root / "data"
+    data.mkdir()
+    (data / "f").write_text("hello")
+    spec = root / "t17list"
+    spec.mkdir()
+    dest = root / "dest"
+    (spec / "spec.yaml").write_text(
+        f"version: 1\nbackups:\n  nightly:\n    paths: [{data}]\n    destination: {dest}\n"
+    )
+    key = StateDir(str(root / "state")).backup_key()
+    first = backup_path(None, "t17list", str(data), str(dest), Options(policy="nightly", key=key))
+    source = Source("path", str(data))
+    base = dest / "t17list" / source.folder
+    archive = base / first.id / "archive.tar.zst"
+    for n in range(1, count):
+        moment = first.time - timedelta(hours=n)
+        ident = f"{source.short}-{n:05d}"
+        folder = base / ident
+        folder.mkdir()
+        os.link(archive, folder / "archive.tar.zst")
+        manifest = first.model_copy(update={"id": ident, "time": moment})
+        if n == count // 2:  # the crafted one
+            _craft(folder, manifest, crafted, key)
+        else:
+            write_manifest(str(folder), sign(manifest, key))
+    return spec
+
+
+def _craft(folder: Path, manifest: Manifest, how: str, key: bytes) -> None:
+    path = folder / "manifest.json"
+    if how == "fifo":
+        os.mkfifo(path)
+        return
+    data = sign(manifest, key).to_json()
+    data.update(zone="UTC+99:99", policy="\x1b[2J\x1b]0;pwned\x07")
+    path.write_text(json.dumps(data))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--snapshots", type=int, default=10_000)
+    args = parser.parse_args()
+    failed = False
+    with tempfile.TemporaryDirectory(prefix="dsr-bench-17-") as tmp:
+        root = Path(tmp)
+        env = {**os.environ, "DSR_STATE_DIR": str(root / "state")}
+        specs = root / "big"
+        specs.mkdir()
+        size = big_spec(specs)
+        seconds, mb, code, out = measure(["validate", str(specs)], env)
+        print(f"dsr validate, one spec file of {size:,} bytes: {seconds:.2f} s, {mb:.0f} MB"
+              f" (exit {code}; {out.strip().splitlines()[-1][:100]})")  # fmt: skip
+        failed |= code != 0 or seconds > TARGET_S or mb > TARGET_MB
+        for crafted in ("fifo", "bad-zone-and-escapes"):
+            run = root / crafted
+            run.mkdir()
+            renv = {**env, "DSR_STATE_DIR": str(run / "state")}
+            built = time.perf_counter()
+            spec = destination(run, args.snapshots, crafted)
+            built = time.perf_counter() - built
+            for fmt in ("text", "json"):
+                seconds, mb, code, out = measure(
+                    ["backups", "list", str(spec), "--format", fmt], renv
+                )
+                if fmt == "json":
+                    rows = json.loads(out)["backups"]
+                    damaged = [r for r in rows if r["status"] != "complete"]
+                    what = f"{len(rows):,} listed, {len(damaged)} damaged: {damaged[0]['problem'][:70]}"
+                else:
+                    raw = "\x1b" in out
+                    what = f"{len(out.splitlines()):,} lines, raw escape sequences: {raw}"
+                print(
+                    f"dsr backups list --format {fmt}, {args.snapshots:,} snapshots, one "
+                    f"crafted ({crafted}): {seconds:.2f} s, {mb:.0f} MB (exit {code}; {what}; "
+                    f"made in {built:.1f} s)"
+                )
+                failed |= code != 0 or seconds > TARGET_S or mb > TARGET_MB
+            shutil.rmtree(run, ignore_errors=True)
+    print("targets: under 2 s and 150 MB each:", "missed" if failed else "met")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""The bytes of an S3 upload and download: parts sent ahead on worker threads, each with
+its Content-MD5, and file-likes that hash what goes through them."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from reconciler.backup.errors import BackupError
+
+PART = 8 << 20  # bytes per uploaded part; S3 allows 10,000 parts
+MOST_PART = 64 << 20  # the largest part (archives beyond 640 GB take larger ones)
+READ = 1 << 20
+
+
+def part_size(size: int) -> int:
+    """Parts of ``PART`` bytes, larger for archives that 9,000 of those would not hold."""
+    need = (size + size // 1000 + (1 << 20)) // 9000 + 1
+    return min(max(PART, need), MOST_PART)
+
+
+class Upload:
+    """A file-like ``write`` that stores what it is given as the parts of one upload.
+
+    A part is sent on a worker thread while the next one fills (the network and the store
+    work while dsr reads and encrypts): at most ``AHEAD`` parts wait or travel at once, so
+    the memory stays at a few parts whatever the archive's size."""
+
+    AHEAD = 2
+
+    def __init__(self, store: Any, key: str, part: int) -> None:
+        self.store = store
+        self.key = key
+        self.part = part
+        self.buffer = bytearray()
+        self.parts: dict[int, str] = {}
+        self.count = 0
+        self.upload_id: str | None = None
+        self.pool = ThreadPoolExecutor(max_workers=self.AHEAD, thread_name_prefix="dsr-upload")
+        self.pending: list[Future[None]] = []
+        self.number = 0
+
+    def write(self, data: bytes) -> int:
+        self.buffer += data
+        if len(self.buffer) >= self.part:
+            self._send()
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def _send(self) -> None:
+        store = self.store
+        if self.upload_id is None:
+            with store._errors(f"start uploading {self.key}"):
+                made = store.client.create_multipart_upload(Bucket=store.bucket, Key=self.key)
+            self.upload_id = str(made["UploadId"])
+        data = bytes(self.buffer)
+        self.buffer.clear()
+        self.number += 1
+        self.count += len(data)
+        while len(self.pending) >= self.AHEAD:  # wait for a slot; a failed part raises here
+            self.pending.pop(0).result()
+        self.pending.append(self.pool.submit(self._part, self.number, data))
+
+    def _part(self, number: int, data: bytes) -> None:
+        store = self.store
+        md5 = hashlib.md5(data)
+        with store._errors(f"upload part {number} of {self.key}"):
+            sent = store.client.upload_part(
+                Bucket=store.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                PartNumber=number,
+                Body=data,
+                ContentMD5=base64.b64encode(md5.digest()).decode(),
+            )
+        etag = str(sent.get("ETag", "")).strip('"')
+        if etag and etag != md5.hexdigest():
+            raise BackupError(f"{store.url}: part {number} of {self.key} was stored as other bytes")
+        self.parts[number] = str(sent["ETag"])
+
+    def complete(self) -> None:
+        if self.buffer or not self.number:
+            self._send()
+        for future in self.pending:
+            future.result()
+        self.pending.clear()
+        self.pool.shutdown()
+        store = self.store
+        parts = [{"PartNumber": n, "ETag": self.parts[n]} for n in sorted(self.parts)]
+        if len(parts) != self.number:
+            raise BackupError(f"{store.url}: {self.key}: a part is missing")
+        with store._errors(f"complete {self.key}"):
+            store.client.complete_multipart_upload(
+                Bucket=store.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+            self.upload_id = None
+            size = store.client.head_object(Bucket=store.bucket, Key=self.key)["ContentLength"]
+        if size != self.count:
+            raise BackupError(f"{store.url}: {self.key} has {size} bytes, {self.count} were sent")
+
+    def abort(self) -> None:
+        for future in self.pending:
+            future.cancel()
+        self.pool.shutdown(wait=True)
+        self.pending.clear()
+        if self.upload_id is None:
+            return
+        with contextlib.suppress(Exception):
+            self.store.client.abort_multipart_upload(
+                Bucket=self.store.bucket, Key=self.key, UploadId=self.upload_id
+            )
+        self.upload_id = None
+
+
+class HashedReader:
+    """``read`` of a file, hashing what it gives (the staged archive must be the made one)."""
+
+    def __init__(self, source: Any) -> None:
+        self.source = source
+        self.digest = hashlib.sha256()
+
+    def read(self, size: int = -1, /) -> bytes:
+        data: bytes = self.source.read(size if size and size > 0 else READ)
+        self.digest.update(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+
+class Hashed:
+    """``write`` into a file, hashing and counting what goes through."""
+
+    def __init__(self, out: Any) -> None:
+        self.out = out
+        self.digest = hashlib.sha256()
+        self.count = 0
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        self.count += len(data)
+        self.out.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    def writable(self) -> bool:
+        return True
+
+
+class Reader:
+    """``read(n)`` over a botocore streaming body, for pyrage."""
+
+    def __init__(self, body: Any) -> None:
+        self.body = body
+
+    def read(self, size: int = -1, /) -> bytes:
+        data: bytes = self.body.read(size if size and size > 0 else READ)
+        return data
+
+    def readable(self) -> bool:
+        return True
