@@ -29,6 +29,7 @@ from reconciler.engine import Engine, timed_out
 from reconciler.errors import PlanError
 from reconciler.images import DOCKERFILE, write_build_context
 from reconciler.kinds import Kind
+from reconciler.observe import on_this_host, volume_identity
 from reconciler.plan.model import (
     Action,
     Change,
@@ -230,18 +231,18 @@ class _Executor:
 
     def adopt_volume(self, change: Change) -> None:
         """Take over a volume as it is: Docker cannot relabel one, so it is recorded in the
-        project's record with its creation time (a volume made again under its name later
-        has another one, and is not taken)."""
+        project's record with its identity (a volume made again under its name later has
+        another one, and is not taken)."""
         name = change.target_id
         assert name is not None
         live = self.api.inspect_volume(name)
-        created = str(live.get("CreatedAt") or "")
-        if not change.identity or created != change.identity:
+        identity = volume_identity(live, local=on_this_host(self.engine))
+        if not change.identity or identity != change.identity:
             raise RuntimeError(
-                f"the volume {name} is not the one planned for adoption (created {created}, "
+                f"the volume {name} is not the one planned for adoption (it is {identity}, "
                 f"the plan saw {change.identity}); run dsr plan again"
             )
-        self.record_adoption(Kind.VOLUME, name, created)
+        self.record_adoption(Kind.VOLUME, name, identity)
 
     # -- networks ---------------------------------------------------------------------------
     def create_network(self, change: Change) -> None:
