@@ -215,7 +215,15 @@ class _Executor:
         if change.restore_from is not None:  # the end of a migration, or a handoff
             if not self.volume_exists(params.name):
                 self.make_volume(params)
-            self.restore(change.restore_from, params.name)
+            try:
+                self.restore(change.restore_from, params.name)
+            except RuntimeError as err:
+                if change.handoff is None:
+                    raise
+                raise RuntimeError(
+                    f"{err} (hosts that hand volumes over share one backup-key: "
+                    "DSR_BACKUP_KEY_FILE)"
+                ) from err
             if change.handoff is not None:  # restored and verified: the old host may let go
                 self.state_handoff(change, change.handoff)
             return

@@ -47,6 +47,12 @@ class Engine:
             # whole environment for them on every call: ~1 ms of CPU, a third of an apply's.
             self.api.trust_env = False
         self.calls = 1  # the version negotiation made one call before the hook existed
+        # What docker inspect said of the project's containers, by id, for a caller that
+        # keeps this connection and hears every container event (the daemon): it clears
+        # this on each one, so a pass inspects only what changed. Empty: inspect all.
+        self.inspected: dict[str, Any] = {}
+        self.keep_inspected = False
+        self.inspected_epoch = 0  # grows with each clear: a pass under way keeps nothing
 
     def _count(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         with self._counting:

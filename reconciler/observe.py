@@ -163,10 +163,16 @@ def _with_configs(
     engine: Engine, containers: list[LiveContainer], project: str
 ) -> list[LiveContainer]:
     """``containers`` with ``config`` read for those labelled as ``project``'s: one
-    inspect each, several at once. One gone meanwhile keeps ``config`` None."""
+    inspect each, several at once, but for those the engine connection still knows (the
+    daemon's: it forgets them on every container event). One gone meanwhile keeps
+    ``config`` None."""
     mine = [c for c in containers if c.managed and c.project == project]
     if not mine:
         return containers
+    kept: dict[str, LiveConfig] = engine.inspected if engine.keep_inspected else {}
+    epoch = engine.inspected_epoch
+    known = {c.id: v for c in mine if (v := kept.get(c.id)) is not None}
+    unknown = [c for c in mine if c.id not in known]
 
     def inspect(container: LiveContainer) -> LiveConfig | None:
         try:
@@ -174,13 +180,19 @@ def _with_configs(
         except docker.errors.NotFound:
             return None
 
+    configs: dict[str, LiveConfig | None] = dict(known)
     try:
-        with ThreadPoolExecutor(max_workers=INSPECTORS) as pool:
-            configs = dict(zip((c.id for c in mine), pool.map(inspect, mine), strict=True))
+        if unknown:
+            with ThreadPoolExecutor(max_workers=INSPECTORS) as pool:
+                found = pool.map(inspect, unknown)
+                configs.update(zip((c.id for c in unknown), found, strict=True))
     except (docker.errors.DockerException, OSError) as err:
         if timed_out(err):
             raise describe(err, engine.url, engine.timeout) from err
         raise EngineError(f"cannot inspect containers: {err}") from err
+    if engine.keep_inspected and engine.inspected_epoch == epoch:
+        # Kept only if no container event came meanwhile (it may be about one read here).
+        engine.inspected = {k: v for k, v in configs.items() if v is not None}
     return [
         dataclasses.replace(c, config=configs[c.id]) if configs.get(c.id) else c for c in containers
     ]

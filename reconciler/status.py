@@ -141,6 +141,7 @@ def spec_resources(desired: Desired) -> list[str]:
         *(f"image:{n}" for n in desired.images),
         *(f"volume_container:{n}" for n in desired.volume_containers),
         *(f"container:{n}" for n in desired.containers),
+        *(f"network:{n}" for n in desired.networks),
     ]
 
 

@@ -27,7 +27,8 @@ from reconciler.spec.models import NEW_SUFFIX, OLD_SUFFIX
 
 log = logs.get_logger("dsr.events")
 
-CONTAINER_ACTIONS = ("destroy", "die", "stop", "rename")
+# update: docker update (a restart policy changed in place is drift, as a stop is).
+CONTAINER_ACTIONS = ("destroy", "die", "stop", "rename", "update")
 VOLUME_ACTIONS = ("destroy",)
 FILTERS = {"type": ["container", "volume"], "event": sorted({*CONTAINER_ACTIONS, *VOLUME_ACTIONS})}
 SLACK = 0.01  # seconds: Docker stamps an event before it answers the call that caused it

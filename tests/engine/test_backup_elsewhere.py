@@ -30,11 +30,24 @@ def _ip(*args: str, check: bool = True) -> None:
     subprocess.run(["ip", *args], check=check, capture_output=True)
 
 
+def _bridge_in_use() -> bool:
+    """Whether a live dockerd (another test run's) was started on ``BRIDGE``."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+                if argv and argv[0].endswith(b"dockerd") and BRIDGE.encode() in argv:
+                    return True
+    return False
+
+
 @pytest.fixture(scope="module")
 def second_engine() -> Iterator[str]:
     """``unix://...`` of a dockerd of this test's own, on its own bridge and data root."""
     if os.geteuid() != 0 or not shutil.which("dockerd") or not shutil.which("ip"):
         pytest.skip("a second dockerd needs root, dockerd and ip")
+    if _bridge_in_use():
+        pytest.skip(f"another run's dockerd uses the bridge {BRIDGE}")
     root = Path(tempfile.mkdtemp(prefix="dsr2e-", dir="/tmp"))  # short: a socket path
     _ip("link", "del", BRIDGE, check=False)  # what a killed run of this test left
     _ip("link", "add", BRIDGE, "type", "bridge")

@@ -119,13 +119,17 @@ def test_a_compose_project_is_taken_over_without_moving_a_byte(
                 init: true
                 volumes: ["dbdata:/data"]
                 stop_grace_period: 5s
+                expose: ["80"]
+                healthcheck:
+                  test: ["CMD", "test", "-f", "/data/www/ping"]
+                  interval: 2s
               app:
                 build: ./app
                 init: true
                 environment:
                   DB_HOST: db
-                healthcheck:
-                  test: ["CMD", "true"]
+                depends_on:
+                  db: {{condition: service_healthy}}
             volumes:
               dbdata: {{}}
             """
@@ -150,9 +154,9 @@ def test_a_compose_project_is_taken_over_without_moving_a_byte(
         "import", "compose", compose_file, "--project-name", project, "--naming", "v1",
         "--out", out, check=0,
     )  # fmt: skip
-    assert "services.app.healthcheck: not carried over" in imported.stderr
+    assert "services.db.expose: not carried over" in imported.stderr
     spec = out / f"{project}.yaml"
-    assert "services.app.healthcheck" in spec.read_text()  # listed in the file too
+    assert "services.db.expose: not carried over" in spec.read_text()  # in the file too
     dsr("validate", spec, check=0)
     planned = changes(dsr, spec)
     assert {(c["resource"], c["action"], c["risk"]) for c in planned} == {

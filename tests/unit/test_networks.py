@@ -142,3 +142,18 @@ def test_a_network_that_left_the_spec_goes_after_its_users(tmp_path: Path) -> No
     )
     blocked = next(c for c in plan(desired, busy).changes if c.resource == "network:web_default")
     assert (blocked.action.value, blocked.code.value) == ("blocked", "network-in-use")
+
+
+def test_status_lists_the_spec_networks(tmp_path: Path) -> None:
+    from reconciler.status import resource_states
+
+    desired = load(tmp_path, SPEC)
+    states = {
+        s.resource: s.state for s in resource_states(desired, plan(desired, Observed()).changes)
+    }
+    assert states["network:web_default"] == "missing"
+    converged = simulate(desired, {})
+    states = {
+        s.resource: s.state for s in resource_states(desired, plan(desired, converged).changes)
+    }
+    assert states["network:web_default"] == "in-sync"

@@ -157,3 +157,50 @@ def test_one_failed_list_call_fails_the_snapshot(failing: str) -> None:
     with pytest.raises(EngineError, match="cannot read the engine"):
         observe(engine(api))
     assert sorted(endpoint for endpoint, _ in api.calls) == ["containers", "images", "volumes"]
+
+
+class InspectingAPI(FakeAPI):
+    """Also ``docker inspect``: every container restarts always and publishes 8080."""
+
+    def inspect_container(self, container_id: str) -> Any:
+        return self._answer(
+            "inspect",
+            {
+                "Config": {"Cmd": ["sleep", "60"], "Env": ["A=b"], "StopTimeout": 3},
+                "HostConfig": {
+                    "RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 2},
+                    "PortBindings": {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]},
+                    "Init": True,
+                },
+            },
+            id=container_id,
+        )
+
+
+def test_the_projects_containers_are_inspected_once_while_nothing_happens() -> None:
+    api = InspectingAPI()
+    fake = engine(api)
+    fake.inspected, fake.inspected_epoch, fake.keep_inspected = {}, 0, True
+    observed = observe(fake, "rec")
+    mine = [c for c in observed.containers.values() if c.project == "rec"]
+    inspected = [kw["id"] for endpoint, kw in api.calls if endpoint == "inspect"]
+    assert sorted(inspected) == sorted(c.id for c in mine) and len(mine) == 3
+    config = mine[0].config
+    assert config is not None
+    assert (config.restart, config.command, config.stop_timeout, config.init) == (
+        "on-failure:2",
+        ("sleep", "60"),
+        3,
+        True,
+    )
+    assert config.bindings == frozenset({"80/tcp=:8080"})
+    assert all(c.config is None for c in observed.containers.values() if c.project != "rec")
+
+    api.calls.clear()
+    again = observe(fake, "rec")  # the daemon's next pass: no event came
+    assert [e for e, _ in api.calls if e == "inspect"] == []
+    assert again.containers == observed.containers
+    fake.inspected_epoch += 1  # a container event: forget what was read
+    fake.inspected = {}
+    observe(fake, "rec")
+    assert len([e for e, _ in api.calls if e == "inspect"]) == 3
