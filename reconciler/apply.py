@@ -477,8 +477,7 @@ class _Executor:
             self.engine, self.project, volume, destination, Options(policy="dsr-apply", key=key)
         )
         log.info("volume_backup", volume=volume, snapshot=manifest.id, size=manifest.size)
-        source = store.Source("volume", volume)
-        folder = store.snapshot_folder(destination, self.project, source, manifest.id)
+        folder = store.snapshot_folder(destination, self.project, manifest.id)
         return folder, list(manifest.skipped)
 
     # -- containers -------------------------------------------------------------------------

@@ -64,12 +64,12 @@ def placement_digest(selectors: Iterable[str] | None) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def snapshot_of(destination: str, project: str, volume: str, snapshot: str) -> str:
+def snapshot_of(destination: str, project: str, snapshot: str) -> str:
     """The folder of a volume's snapshot ``snapshot`` under ``destination`` (by ID: a
     statement never names a path)."""
-    from reconciler.backup.store import Source, snapshot_folder
+    from reconciler.backup.store import snapshot_folder
 
-    return snapshot_folder(destination, project, Source("volume", volume), snapshot)
+    return snapshot_folder(destination, project, snapshot)
 
 
 def volume_folder(destination: str, project: str, volume: str) -> str:

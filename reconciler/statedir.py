@@ -5,7 +5,7 @@ Layout (``--state-dir``, default ``/var/lib/dsr`` for root, else ``$XDG_STATE_HO
     STATE_DIR/
     ├── manifests/      one JSON per data-packed build: its context's entries, for reasons
     ├── hash-cache/     per image key: (size, mtime, inode, ctime) -> content hash
-    ├── backups/        the default backup destination: PROJECT/SOURCE/SNAPSHOT/
+    ├── backups/        the default backup destination: PROJECT/ID/
     ├── backup-manifests/  plain copies of the encrypted manifests this host stored
     ├── staging/        PID/: an archive on its way to or from a store (S3, encrypted)
     ├── records/        DIGEST.json: what the last apply of a project recorded (each volume's

@@ -111,7 +111,7 @@ def _new_folder(
     destination: str, project: str, source: Source, moment: datetime, taken: frozenset[str]
 ) -> str:
     base = snapshot_id(source.short, moment)
-    parent = os.path.dirname(store.snapshot_folder(destination, project, source, base))
+    parent = os.path.dirname(store.snapshot_folder(destination, project, base))
     os.makedirs(parent, mode=0o700, exist_ok=True)
     for n in range(1, 1000):
         folder = os.path.join(parent, base if n == 1 else f"{base}-{n}")

@@ -3,14 +3,17 @@
 Layout under a destination (a rule's ``destination``, else the state directory's
 ``backups/``)::
 
-    DEST/PROJECT/SOURCE/SNAPSHOT/
+    DEST/PROJECT/ID/
         archive.tar.zst   the tree, a PAX tar compressed with zstd
         manifest.json     written last, by atomic rename
         verify.json       the last ``dsr backups verify`` of it, when there was one
 
-SOURCE is ``volume-NAME`` or ``path-...`` (the host path made one file name). A snapshot
-folder without a manifest is a backup that did not finish: it is invisible to every
-command and removed by the next prune.
+as the contract has it, in folders and S3 alike. ID is ``NAME-20261129T030000Z`` (the
+source's short name and the UTC time; ``-2``, ``-3`` … when taken). dsr before 0.2 wrote
+``DEST/PROJECT/SOURCE/ID/``, SOURCE being ``volume-NAME`` or ``path-...``: such snapshots
+are still found, listed, verified, restored and pruned where they are. A snapshot folder
+without a manifest is a backup that did not finish: it is invisible to every command and
+removed by the next prune.
 
 A ``Place`` is one destination seen through one interface (list the snapshots, store one,
 fetch one's archive, remove one manifest first); ``Folder`` is the folder store, and
@@ -200,8 +203,7 @@ class Folder(Place):
         )
 
     def taken(self, project: str) -> set[str]:
-        root = project_root(self.url, project)
-        return {os.path.basename(f) for d in _subdirs(root) for f in _subdirs(d)}
+        return {os.path.basename(f) for f in snapshot_dirs(project_root(self.url, project))}
 
     def put(self, project: str, folder: str, manifest: Manifest) -> None:
         target = folder_of(self.url, manifest)
@@ -250,14 +252,38 @@ def project_root(destination: str, project: str) -> str:
     return os.path.join(destination, project)
 
 
-def snapshot_folder(destination: str, project: str, source: Source, snapshot_id: str) -> str:
-    return os.path.join(project_root(destination, project), source.folder, snapshot_id)
+def snapshot_folder(destination: str, project: str, snapshot_id: str) -> str:
+    """Where a new snapshot ``snapshot_id`` of ``project`` goes under ``destination``."""
+    return os.path.join(project_root(destination, project), snapshot_id)
 
 
 def folder_of(destination: str, manifest: Manifest) -> str:
     """The folder of the snapshot ``manifest`` describes, under ``destination``."""
-    source = Source.parse(manifest.source)
-    return snapshot_folder(destination, manifest.project, source, manifest.id)
+    return snapshot_folder(destination, manifest.project, manifest.id)
+
+
+# The SOURCE folder of the layout before 0.2 (``Source.folder``), which holds snapshot
+# folders.
+_LEGACY_SOURCE = re.compile(r"volume-.+|path-.*-[0-9a-f]{8}")
+
+
+def snapshot_dirs(root: str) -> list[str]:
+    """The snapshot folders under a project's folder ``root``, finished or not: its own
+    subfolders, and those of an older dsr's SOURCE folders. A snapshot folder holds files
+    only, so a folder without a manifest that holds folders is a SOURCE folder when named
+    like one (read inside), else nothing dsr made (left alone: never listed as an
+    unfinished backup, which prune would remove)."""
+    found = []
+    for entry in _subdirs(root):
+        if _has_manifest(entry) or not _subdirs(entry):
+            found.append(entry)
+        elif _LEGACY_SOURCE.fullmatch(os.path.basename(entry)):
+            found += _subdirs(entry)
+    return found
+
+
+def _has_manifest(folder: str) -> bool:
+    return any(os.path.lexists(os.path.join(folder, MANIFEST + s)) for s in ("", ".age"))
 
 
 def find(
@@ -279,20 +305,19 @@ def find(
         if root in seen or not os.path.isdir(root):
             continue
         seen.add(root)
-        for source_dir in _subdirs(root):
-            for folder in _subdirs(source_dir):
-                plain = os.path.lexists(os.path.join(folder, MANIFEST))
-                if not plain and os.path.lexists(os.path.join(folder, MANIFEST + ".age")):
-                    if sealed is None:
-                        continue
-                elif not plain:
-                    unfinished.append(folder)
+        for folder in snapshot_dirs(root):
+            plain = os.path.lexists(os.path.join(folder, MANIFEST))
+            if not plain and os.path.lexists(os.path.join(folder, MANIFEST + ".age")):
+                if sealed is None:
                     continue
-                snapshot = load(folder, project) if plain else sealed(folder)  # type: ignore[misc]
-                if snapshot is None:
-                    unreadable.append(folder)
-                else:
-                    snapshots.append(snapshot)
+            elif not plain:
+                unfinished.append(folder)
+                continue
+            snapshot = load(folder, project) if plain else sealed(folder)  # type: ignore[misc]
+            if snapshot is None:
+                unreadable.append(folder)
+            else:
+                snapshots.append(snapshot)
     snapshots.sort(key=lambda s: (s.manifest.policy, s.manifest.source, -s.time.timestamp()))
     return Found(tuple(snapshots), tuple(unfinished), tuple(unreadable))
 
@@ -329,11 +354,17 @@ def read_manifest(folder: str, project: str) -> tuple[Manifest | None, str]:
 
 
 def _placed_in(folder: str, project: str, manifest: Manifest) -> bool:
+    """The manifest is the one of ``folder``: its id names the folder, which lies in its
+    project's folder (or in its source's folder there, as an older dsr wrote it)."""
+    parent = os.path.dirname(folder)
+    if manifest.id != os.path.basename(folder) or manifest.project != project:
+        return False
+    if os.path.basename(parent) == project:
+        return True
     source = Source.parse(manifest.source)
     return (
-        manifest.id == os.path.basename(folder)
-        and manifest.project == project
-        and source.folder == os.path.basename(os.path.dirname(folder))
+        source.folder == os.path.basename(parent)
+        and os.path.basename(os.path.dirname(parent)) == project
     )
 
 

@@ -51,7 +51,7 @@ def arriving(planning: Planning, name: str, params: VolumeParams) -> Change | No
     offers = [s for s in others if s.state == "offered" and s.snapshot]
     if offers:
         offer = max(offers, key=lambda s: (s.time, s.host))
-        folder = snapshot_of(destination, desired.project, name, offer.snapshot)
+        folder = snapshot_of(destination, desired.project, offer.snapshot)
         return Change(
             resource,
             Action.CREATE,

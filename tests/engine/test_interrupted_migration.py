@@ -91,7 +91,7 @@ def test_a_foreign_container_on_a_half_migrated_volume_blocks_its_end(
     """The state a migration killed after making the volume again leaves (its users
     removed, the new volume not refilled); then someone else's container mounts it."""
     from reconciler.backup.run import Options, backup_volume
-    from reconciler.backup.store import Source, snapshot_folder
+    from reconciler.backup.store import snapshot_folder
     from reconciler.engine import Engine
     from reconciler.statedir import StateDir
 
@@ -108,7 +108,7 @@ def test_a_foreign_container_on_a_half_migrated_volume_blocks_its_end(
         )
     finally:
         engine.close()
-    folder = snapshot_folder(state.backups, prefix, Source("volume", volume), manifest.id)
+    folder = snapshot_folder(state.backups, prefix, manifest.id)
     spec.write_text(spec_text(prefix, busybox_image, "b", "recreate"))
     dsr("apply", spec.parent, check=0)
     docker_client.containers.get(f"{prefix}-app").remove(force=True)

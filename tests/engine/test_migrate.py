@@ -175,7 +175,7 @@ def test_a_spec_changed_again_mid_migration_refills_from_the_recorded_backup(
     empty) leaves, then the spec says a again: the next apply refills the volume from the
     recorded backup. (Backing the empty volume up as a new migration would lose it all.)"""
     from reconciler.backup.run import Options, backup_volume
-    from reconciler.backup.store import Source, snapshot_folder
+    from reconciler.backup.store import snapshot_folder
     from reconciler.engine import Engine
     from reconciler.statedir import StateDir
 
@@ -188,7 +188,7 @@ def test_a_spec_changed_again_mid_migration_refills_from_the_recorded_backup(
         )
     finally:
         engine.close()
-    folder = snapshot_folder(state.backups, prefix, Source("volume", f"{prefix}-data"), manifest.id)
+    folder = snapshot_folder(state.backups, prefix, manifest.id)
     original = docker_client.api.inspect_volume(f"{prefix}-data")["Labels"]["dsr.instance"]
     # Made again with b and not refilled: what `recreate` leaves, its users removed (as a
     # migration removes them), then the record of the migration whose backup holds the data.

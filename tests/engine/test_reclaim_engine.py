@@ -99,9 +99,7 @@ backups:
     assert not exists(docker_client, drop)
     assert not exists(docker_client, save)
     assert exists(docker_client, hand.name)
-    manifests = list(backups.glob(f"*/volume-{save}*/*/manifest.json")) + list(
-        backups.glob(f"*/*{save}*/*/manifest.json")
-    )
+    manifests = list(backups.glob(f"*/{save}-*/manifest.json"))  # DEST/PROJECT/ID/
     assert manifests, sorted(str(p) for p in backups.rglob("*"))
 
     # The reclaimed data comes back from its verified backup.

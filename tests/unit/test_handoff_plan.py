@@ -142,7 +142,7 @@ def test_the_new_host_restores_the_offer(tmp_path: Path) -> None:
     assert changes(result)[0] == ("volume:vol", "create", "handoff")
     create = result.changes[0]
     assert create.restore_from == os.path.join(
-        tmp_path / "shared", "p", "volume-vol", "vol-20261207T000000Z"
+        tmp_path / "shared", "p", "vol-20261207T000000Z"
     )
     assert create.handoff is not None
     assert (create.handoff.state, create.handoff.source) == ("restored", "a")
