@@ -204,12 +204,7 @@ class Folder(Place):
         return {os.path.basename(f) for d in _subdirs(root) for f in _subdirs(d)}
 
     def put(self, project: str, folder: str, manifest: Manifest) -> None:
-        target = folder_of(self.url, manifest)
-        os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
-        try:
-            os.mkdir(target, 0o700)
-        except FileExistsError:
-            raise BackupError(f"{target} exists already") from None
+        target = make_folder(self.url, manifest)
         try:
             _copy_checked(os.path.join(folder, ARCHIVE), os.path.join(target, ARCHIVE), manifest)
             write_manifest(target, manifest)
@@ -258,6 +253,19 @@ def folder_of(destination: str, manifest: Manifest) -> str:
     """The folder of the snapshot ``manifest`` describes, under ``destination``."""
     source = Source.parse(manifest.source)
     return snapshot_folder(destination, manifest.project, source, manifest.id)
+
+
+def make_folder(destination: str, manifest: Manifest) -> str:
+    """Create the folder of the snapshot ``manifest`` describes (``folder_of``), private
+    and new: a folder already there is refused, never written into, so no two puts of one
+    id mix their files. Shared by the plain and the sealed folder store."""
+    target = folder_of(destination, manifest)
+    os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
+    try:
+        os.mkdir(target, 0o700)
+    except FileExistsError:
+        raise BackupError(f"{target} exists already") from None
+    return target
 
 
 def find(
