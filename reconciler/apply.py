@@ -29,6 +29,7 @@ from reconciler.engine import Engine, timed_out
 from reconciler.errors import PlanError
 from reconciler.images import DOCKERFILE, write_build_context
 from reconciler.kinds import Kind
+from reconciler.observe import on_this_host, volume_identity
 from reconciler.plan.model import (
     Action,
     Change,
@@ -60,6 +61,18 @@ class Outcome:
 
 
 Progress = Callable[[Outcome, int, int], None]
+
+
+@dataclass(frozen=True)
+class TerminalProgress:
+    """A progress callback that tells a person each finished change. The change's own
+    event would say it a second time, so it is logged at debug level; any other callback
+    (the daemon's watchdog) leaves the events as they are."""
+
+    show: Progress
+
+    def __call__(self, outcome: Outcome, done: int, total: int) -> None:
+        self.show(outcome, done, total)
 
 
 def apply_plan(
@@ -151,10 +164,10 @@ def _record(
     progress: Progress | None,
 ) -> None:
     outcomes[outcome.change.resource] = outcome
-    # A terminal's progress lines already tell each change: its event would say it twice.
-    # Other progress callbacks (the daemon's) print nothing: their events stay.
-    terminal = getattr(progress, "terminal", False)
-    event = log.debug if terminal else log.info if outcome.status == "ok" else log.error
+    if isinstance(progress, TerminalProgress):
+        event = log.debug
+    else:
+        event = log.info if outcome.status == "ok" else log.error
     event(
         "change",
         pass_id=pass_id,
@@ -202,7 +215,15 @@ class _Executor:
         if change.restore_from is not None:  # the end of a migration, or a handoff
             if not self.volume_exists(params.name):
                 self.make_volume(params)
-            self.restore(change.restore_from, params.name)
+            try:
+                self.restore(change.restore_from, params.name)
+            except RuntimeError as err:
+                if change.handoff is None:
+                    raise
+                raise RuntimeError(
+                    f"{err} (hosts that hand volumes over share one backup-key: "
+                    "DSR_BACKUP_KEY_FILE)"
+                ) from err
             if change.handoff is not None:  # restored and verified: the old host may let go
                 self.state_handoff(change, change.handoff)
             return
@@ -218,18 +239,18 @@ class _Executor:
 
     def adopt_volume(self, change: Change) -> None:
         """Take over a volume as it is: Docker cannot relabel one, so it is recorded in the
-        project's record with its creation time (a volume made again under its name later
-        has another one, and is not taken)."""
+        project's record with its identity (a volume made again under its name later has
+        another one, and is not taken)."""
         name = change.target_id
         assert name is not None
         live = self.api.inspect_volume(name)
-        created = str(live.get("CreatedAt") or "")
-        if not change.identity or created != change.identity:
+        identity = volume_identity(live, local=on_this_host(self.engine))
+        if not change.identity or identity != change.identity:
             raise RuntimeError(
-                f"the volume {name} is not the one planned for adoption (created {created}, "
+                f"the volume {name} is not the one planned for adoption (it is {identity}, "
                 f"the plan saw {change.identity}); run dsr plan again"
             )
-        self.record_adoption(Kind.VOLUME, name, created)
+        self.record_adoption(Kind.VOLUME, name, identity)
 
     # -- networks ---------------------------------------------------------------------------
     def create_network(self, change: Change) -> None:

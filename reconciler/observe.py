@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import stat
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,7 @@ import docker.errors
 from reconciler.engine import Engine, describe, timed_out
 from reconciler.errors import EngineError
 from reconciler.snapshot import (
+    MANAGED,
     LiveConfig,
     LiveContainer,
     LiveImage,
@@ -68,7 +70,7 @@ def observe(engine: Engine, project: str | None = None, *, networks: bool = Fals
         live = _with_configs(engine, live, project)
     return Observed(
         containers={c.name: c for c in live},
-        volumes={v.name: v for v in map(_volume, volumes)},
+        volumes={v.name: v for v in (_volume(raw, on_this_host(engine)) for raw in volumes)},
         images=live_images,
         networks={n.name: n for n in map(_network, listed[0] if listed else [])},
     )
@@ -240,7 +242,7 @@ def compare_packed(
         except (docker.errors.DockerException, OSError) as err:
             raise EngineError(f"cannot inspect volume {name}: {err}") from err
         root = str(raw.get("Mountpoint") or "")
-        local = engine.url.startswith("unix://") and os.path.isdir(root)
+        local = on_this_host(engine) and os.path.isdir(root)
         out[name] = bool(manifest) and local and holds_build(root, manifest or {})
     return out
 
@@ -282,14 +284,49 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def _volume(raw: dict[str, Any]) -> LiveVolume:
+def _volume(raw: dict[str, Any], local: bool) -> LiveVolume:
+    labels = raw.get("Labels") or {}
     return LiveVolume(
         name=raw["Name"],
         driver=raw.get("Driver", "local"),
         options=raw.get("Options") or {},
-        labels=raw.get("Labels") or {},
+        labels=labels,
         created_at=raw.get("CreatedAt", ""),
+        # Only a volume dsr did not make is ever told by it (an adopted one).
+        origin="" if labels.get(MANAGED) == "true" else volume_origin(raw, local=local),
     )
+
+
+def volume_identity(raw: Mapping[str, Any], *, local: bool) -> str:
+    """``LiveVolume.identity`` of a volume from the engine's inspect answer."""
+    return volume_origin(raw, local=local) or str(raw.get("CreatedAt") or "")
+
+
+def on_this_host(engine: Engine) -> bool:
+    """The engine runs here (a unix socket): the paths it reports are this host's."""
+    return engine.url.startswith("unix://")
+
+
+def volume_origin(raw: Mapping[str, Any], *, local: bool) -> str:
+    """The identity of a volume dsr cannot label (an adopted one), from the engine's list or
+    inspect answer, when the engine runs on this host (``local``) and the volume is the
+    local driver's: the inode and mtime of the volume's own folder, the parent of its
+    Mountpoint. Docker makes that folder and ``_data`` in it once, so no write into the
+    volume changes either, and a volume made again under the name has another folder.
+    Docker's CreatedAt is no such identity: for the local driver it is ``_data``'s mtime,
+    so a file made at the volume's top changes it. "" when this host cannot see it."""
+    mountpoint = str(raw.get("Mountpoint") or "")
+    if not local or str(raw.get("Driver") or "local") != "local":
+        return ""
+    if not mountpoint.startswith("/") or os.path.basename(mountpoint) != "_data":
+        return ""
+    try:
+        info = os.stat(os.path.dirname(mountpoint), follow_symlinks=False)
+    except OSError:
+        return ""
+    if not stat.S_ISDIR(info.st_mode):
+        return ""
+    return f"folder:{info.st_dev}:{info.st_ino}:{info.st_mtime_ns}"
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,15 @@ class LiveVolume(_Labelled):
     options: Mapping[str, str] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
     created_at: str = ""
+    # Where this host can see the volume's own folder: its inode and mtime (see
+    # ``volume_origin``); "" for a remote engine or another driver.
+    origin: str = ""
+
+    @property
+    def identity(self) -> str:
+        """What tells this volume from one made again under its name later: its origin on
+        this host, else the engine's CreatedAt ("" when neither is known)."""
+        return self.origin or self.created_at
 
     @property
     def instance(self) -> str:

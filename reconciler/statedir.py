@@ -113,7 +113,9 @@ class StateDir:
 
     @property
     def backup_key_file(self) -> str:
-        return os.path.join(self.root, "backup-key")
+        # A fleet shares one key (DSR_BACKUP_KEY_FILE, e.g. a Swarm secret of 64 bytes),
+        # so that a host trusts the snapshot another one offers when a volume moves.
+        return os.environ.get("DSR_BACKUP_KEY_FILE") or os.path.join(self.root, "backup-key")
 
     def manifest(self, tag: str) -> str:
         """The manifest file of the data-packed build tagged ``tag``."""

@@ -32,6 +32,7 @@ from reconciler.errors import DsrError
 from reconciler.escape import escape_controls
 from reconciler.files import write_json
 from reconciler.hostinfo import engine_host
+from reconciler.observe import on_this_host, volume_identity
 from reconciler.plan.params import volume_params
 from reconciler.snapshot import MANAGED, PROJECT
 from reconciler.spec import Desired, Policy, load_policy, load_spec
@@ -595,7 +596,7 @@ def _choose(
 
 
 def adoptions(state: StateDir, project: str) -> dict[str, str]:
-    """The volumes ``project`` adopted (name -> creation time), as its record says."""
+    """The volumes ``project`` adopted (name -> identity), as its record says."""
     adopted = state.read_record(project).get("adopted")
     table = adopted.get("volume") if isinstance(adopted, dict) else None
     return {k: v for k, v in (table or {}).items() if isinstance(v, str)}
@@ -615,8 +616,8 @@ def _prepare_volume(
     live = engine_io.inspect_volume(engine, name)
     if live is not None and not new:
         labels = live.get("Labels") or {}
-        created = str(live.get("CreatedAt") or "")
-        if labels.get(MANAGED) != "true" and created and adopted.get(name) == created:
+        identity = volume_identity(live, local=on_this_host(engine))
+        if labels.get(MANAGED) != "true" and identity and adopted.get(name) == identity:
             return False
         if labels.get(MANAGED) != "true" or labels.get(PROJECT) != desired.project:
             raise BackupError(

@@ -206,6 +206,7 @@ def progress_printer() -> Progress | None:
     """One line per finished change, on a terminal only."""
     if not sys.stderr.isatty():
         return None
+    from reconciler.apply import TerminalProgress
 
     def show(outcome: Outcome, done: int, total: int) -> None:
         mark = {"ok": "ok", "failed": "FAILED", "skipped": "skipped"}[outcome.status]
@@ -215,8 +216,7 @@ def progress_printer() -> Progress | None:
             err=True,
         )
 
-    show.terminal = True  # type: ignore[attr-defined]  # apply's change events step aside
-    return show
+    return TerminalProgress(show)
 
 
 @cli.command("diff")

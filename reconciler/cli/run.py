@@ -93,8 +93,10 @@ def _check_urls(urls: tuple[str, ...]) -> tuple[str, ...]:
 @click.option(
     "--metrics-addr",
     metavar="HOST:PORT",
+    envvar="DSR_METRICS_ADDR",
     callback=lambda ctx, param, value: _check_addr(value),
-    help="Serve /healthz, /readyz, /metrics, the status page / and /status.json.",
+    help="Serve /healthz, /readyz, /metrics, the status page / and /status.json "
+    "(also DSR_METRICS_ADDR, e.g. a Swarm template).",
 )
 @click.option("--allow-empty", is_flag=True, help="Let an empty spec delete the whole project.")
 @click.option("--suspend-file", metavar="FILE", help="While FILE exists, apply nothing.")
@@ -109,10 +111,27 @@ def _check_urls(urls: tuple[str, ...]) -> tuple[str, ...]:
     help="POST a JSON event here for failed passes, blocked changes, failed or late "
     "backups, failed git pulls (repeatable).",
 )
+@click.option(
+    "--git",
+    "git_url",
+    metavar="URL",
+    help="Clone (or reuse the clone of) this repository into the state directory; PATH is "
+    "then a folder inside it. Pulls every --git-pull (default 60 s).",
+)
+@click.option("--ref", metavar="BRANCH", help="With --git: the branch (default: the remote's).")
+@click.option(
+    "--git-credentials",
+    metavar="FILE",
+    envvar="DSR_GIT_CREDENTIALS",
+    help="With --git: a git credential-store file (https://user:token@host), e.g. a secret.",
+)
 @global_options
 def run_command(
     settings: Settings,
     path: str,
+    git_url: str | None,
+    ref: str | None,
+    git_credentials: str | None,
     interval: float,
     git_pull: float | None,
     metrics_addr: str | None,
@@ -126,6 +145,10 @@ def run_command(
     from reconciler.daemon import Daemon, DaemonOptions
 
     settings.configure_logs()
+    if git_url is not None:
+        path, git_pull = _clone(settings, git_url, ref, git_credentials, path, git_pull)
+    elif ref is not None or git_credentials is not None:
+        raise click.UsageError("--ref and --git-credentials go with --git URL")
     options = DaemonOptions(
         request=pass_request(settings, path, apply=True, workers=workers),
         interval=interval,
@@ -142,3 +165,23 @@ def run_command(
     except (OSError, ValueError, OverflowError) as err:  # the address is taken or invalid
         raise click.ClickException(f"cannot listen on {metrics_addr}: {err}") from err
     sys.exit(daemon.run())
+
+
+def _clone(
+    settings: Settings,
+    url: str,
+    ref: str | None,
+    credentials: str | None,
+    path: str,
+    git_pull: float | None,
+) -> tuple[str, float]:
+    """Clone (or update) the repository in the state directory: the spec path inside it,
+    and the pull interval (60 s unless given)."""
+    from reconciler.cli import fail
+    from reconciler.daemon.clone import CloneError, checkout, spec_path
+
+    try:
+        top = checkout(settings.resolved_state_dir(), url, ref, credentials)
+        return spec_path(top, path), git_pull or 60.0
+    except CloneError as err:
+        fail(err)

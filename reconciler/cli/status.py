@@ -16,13 +16,34 @@ from reconciler.errors import DsrError
 
 
 @cli.command("status")
-@click.argument("path", type=click.Path())
+@click.argument("path", type=click.Path(), required=False)
 @click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", help="Output format."
 )
+@click.option(
+    "--fleet",
+    "inventory",
+    metavar="INVENTORY",
+    help="Ask every agent of this inventory for its /status.json; one table.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=5.0,
+    help="With --fleet: seconds each agent may take to answer (default 5).",
+)
 @global_options
-def status_command(settings: Settings, path: str, fmt: str) -> None:
-    """What dsr manages here and whether it is in sync. Exit 0 in sync, 2 differs, 1 error."""
+def status_command(
+    settings: Settings, path: str | None, fmt: str, inventory: str | None, timeout: float
+) -> None:
+    """What dsr manages here and whether it is in sync. Exit 0 in sync, 2 differs, 1 error.
+
+    With --fleet INVENTORY (no PATH): every host's agent, asked at once; a host that is down
+    is reported as such. Exit 0 when all answer and are in sync, else 2."""
+    if inventory is not None:
+        _fleet(inventory, fmt, timeout)
+    if path is None:
+        raise click.UsageError("give a spec PATH, or --fleet INVENTORY")
     from reconciler import lastpass
     from reconciler.engine import Engine
     from reconciler.hostinfo import engine_host
@@ -64,3 +85,20 @@ def status_command(settings: Settings, path: str, fmt: str) -> None:
     else:
         click.echo(to_text(status, now))
     sys.exit(EXIT_PENDING if status.differs(now) else EXIT_OK)
+
+
+def _fleet(inventory: str, fmt: str, timeout: float) -> None:
+    from reconciler import fleetstatus
+    from reconciler.spec.inventory import load_inventory
+
+    try:
+        hosts = load_inventory(inventory).hosts
+    except DsrError as err:
+        fail(err, fmt)
+    agents = [fleetstatus.Agent(name, h.address) for name, h in sorted(hosts.items())]
+    results = fleetstatus.fleet_status(agents, timeout)
+    if fmt == "json":
+        click.echo(json.dumps(fleetstatus.to_json(results), indent=1))
+    else:
+        click.echo(fleetstatus.to_text(results))
+    sys.exit(EXIT_PENDING if fleetstatus.differs(results) else EXIT_OK)

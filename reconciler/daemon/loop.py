@@ -47,6 +47,7 @@ from reconciler.daemon.trigger import Trigger
 from reconciler.daemon.watch import SETTLE, SpecWatcher
 from reconciler.engine import Engine, engine_url
 from reconciler.errors import EngineError, LockError, SpecError, SpecIssue
+from reconciler.hostinfo import engine_host
 from reconciler.plan.model import Action, Plan, Risk
 from reconciler.reconcile import (
     PassRequest,
@@ -131,6 +132,7 @@ class Daemon:
         self.health.suspended = self.reporter.suspended
         self._shared: tuple[Desired, Desired] | None = None  # (spec in force, this host's share)
         self._share_issues: tuple[SpecIssue, ...] = ()
+        self._host_name: str | None = None
         runner = backup_runner or CommandRunner(
             self.request.path,
             options.global_args,
@@ -274,6 +276,7 @@ class Daemon:
         """This host's share of the spec in force (worked out once per spec): what the
         passes plan and the backup schedules follow. A share whose references lead to
         other hosts is a spec error: nothing is applied, as with any invalid spec."""
+        self._identify()
         if desired is None or not desired.placements:
             self._share_issues = ()
             return desired
@@ -294,6 +297,23 @@ class Daemon:
         self._share_issues = ()
         self._shared = (desired, narrowed)
         return narrowed
+
+    def _identify(self) -> None:
+        """Name this agent after its host (``--host``, else the engine's name) in its
+        status and metrics, once the engine has answered."""
+        if self._host_name is not None:
+            return
+        name = self.request.host
+        if name is None:
+            engine = self._connect()
+            if engine is None:
+                return
+            try:
+                name = engine_host(engine).name
+            except EngineError:
+                return
+        self._host_name = self.reporter.host = name
+        self.metrics.agent.labels(name).set(1)
 
     def _connect(self) -> Engine | None:
         """The daemon's engine connection (None lets run_pass report why there is none)."""

@@ -68,6 +68,12 @@ class Metrics:
             registry=r,
         )
         self.spec_errors = Gauge("dsr_spec_errors", "Problems in the spec on disk.", registry=r)
+        self.agent = Gauge(
+            "dsr_agent_info",
+            "1, labelled with the host whose share of the spec this agent applies.",
+            ["host"],
+            registry=r,
+        )
         self.last_success = Gauge(
             "dsr_last_success_timestamp_seconds", "When a pass last converged.", registry=r
         )

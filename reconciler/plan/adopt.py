@@ -2,9 +2,10 @@
 dsr's, as its own planned change (action ``adopt``, reason code ``adopt``).
 
 - A volume is taken as it is: Docker cannot relabel one, so the apply records it in the
-  project's record with its creation time (``adopted``), and from then on the planner
-  treats it as dsr's own (``Planning.my_volume``). A volume made again under that name
-  behind dsr's back has another creation time: it is not the adopted one. When its driver
+  project's record with its identity (``adopted``; ``LiveVolume.identity``: its folder on
+  this host, else its creation time), and from then on the planner treats it as dsr's own
+  (``Planning.my_volume``). A volume made again under that name behind dsr's back has
+  another identity: it is not the adopted one. When its driver
   or options differ from the spec, ``on_change`` decides, as for dsr's own volumes.
 - A container (or volume container) is replaced by dsr's own of the same name (risk
   ``restart``), keeping its mounts: the spec's anonymous volumes and every other anonymous
@@ -62,7 +63,7 @@ def differences(live: LiveVolume, spec: Volume) -> str:
 def volume(planning: Planning, name: str, spec: Volume, live: LiveVolume, params: VolumeParams) -> Change:  # fmt: skip
     """The change that takes over ``live``, which is not dsr's, for ``spec`` (adopt: true)."""
     resource = Kind.VOLUME.resource(name)
-    if not live.created_at:
+    if not live.identity:
         return Change(
             resource,
             A.BLOCKED,
@@ -79,10 +80,10 @@ def volume(planning: Planning, name: str, spec: Volume, live: LiveVolume, params
         A.ADOPT,
         f"a volume named {name} exists and dsr does not manage it; adopt is true, so dsr "
         "takes it over as it is (its data, driver and options are kept; it is recorded with "
-        f"its creation time, {live.created_at})",
+        f"{'its folder on this host' if live.origin else 'its creation time, ' + live.created_at})",
         R.ADOPT,
         target_id=name,
-        identity=live.created_at,
+        identity=live.identity,
     )
 
 
@@ -152,5 +153,5 @@ def recorded(adopted: Mapping[str, str], volumes: Mapping[str, LiveVolume]) -> d
     return {
         name: created
         for name, created in adopted.items()
-        if name in volumes and not volumes[name].managed and volumes[name].created_at == created
+        if name in volumes and not volumes[name].managed and volumes[name].identity == created
     }

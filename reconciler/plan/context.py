@@ -63,7 +63,7 @@ class Planning:
     kept: list[Change] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     planned: dict[str, Change] = field(default_factory=dict)  # by resource
-    # Volumes this project adopted: name -> the creation time of the one adopted.
+    # Volumes this project adopted: name -> the identity of the one adopted.
     adopted: Mapping[str, str] = field(default_factory=dict)
     # Networks this project adopted: name -> the id of the one adopted.
     adopted_networks: Mapping[str, str] = field(default_factory=dict)
@@ -92,7 +92,7 @@ class Planning:
 
     def my_volume(self, live: LiveVolume) -> bool:
         """The volume is this project's: made by dsr for it (its labels), or adopted by it
-        (Docker cannot relabel a volume: the record names it with its creation time, so a
+        (Docker cannot relabel a volume: the record names it with its identity, so a
         volume made again under that name behind dsr's back is not the adopted one)."""
         return self.mine(live.labels) or adopted(self.adopted, live)
 
@@ -114,8 +114,8 @@ class Planning:
 
 
 def adopted(record: Mapping[str, str], live: LiveVolume) -> bool:
-    """``live`` is the very volume ``record`` (name -> creation time) says was adopted."""
-    return not live.managed and bool(live.created_at) and record.get(live.name) == live.created_at
+    """``live`` is the very volume ``record`` (name -> identity) says was adopted."""
+    return not live.managed and bool(live.identity) and record.get(live.name) == live.identity
 
 
 def owns(project: str, live: LiveContainer, observed: Observed) -> bool:

@@ -214,6 +214,7 @@ class Network(SpecModel):
     adopt: StrictBool = Field(
         False, description="take over an existing network of this name that is not dsr's"
     )
+    hosts: Hosts = Field(None, description="the hosts it belongs on (default: every host)")
 
     _check_labels = field_validator("labels")(check_labels)
 

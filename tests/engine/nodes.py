@@ -95,7 +95,8 @@ def needs() -> str | None:
 class Nodes:
     """Start ``letters`` as nodes; a context manager that always cleans up."""
 
-    def __init__(self, letters: str) -> None:
+    def __init__(self, letters: str, labels: dict[str, dict[str, str]] | None = None) -> None:
+        self.labels = labels or {}  # letter -> engine labels (dockerd --label)
         self.root = Path(tempfile.mkdtemp(prefix="dsrt-nodes-"))
         self.nodes = [Node(letter, self.root / letter) for letter in letters]
         self.had_gwbridge = _link_exists("docker_gwbridge")
@@ -134,6 +135,7 @@ class Nodes:
             f"-H {node.url} --pidfile {node.root}/dockerd.pid "
             f"--containerd-namespace dsrt{node.letter} "
             f"--containerd-plugins-namespace dsrt{node.letter}-plugins"
+            + "".join(f" --label {k}={v}" for k, v in self.labels.get(node.letter, {}).items())
         )
         log = open(node.root / "dockerd.log", "wb")  # noqa: SIM115 - the child's stderr
         node.process = subprocess.Popen(
@@ -212,3 +214,19 @@ def _unmount_below(root: Path) -> None:
 def nodes(letters: str) -> Iterator[Nodes]:
     with Nodes(letters) as made:
         yield made
+
+
+def form_swarm(made: Nodes) -> None:
+    """A swarm of the nodes: the first one manager, each listening on its bridge address
+    (they share the machine's network namespace, so each needs its own address)."""
+    first, *rest = made.nodes
+    addr = first.address
+    _run("docker", "-H", first.url, "swarm", "init", "--advertise-addr", addr,
+         "--listen-addr", f"{addr}:2377", "--data-path-addr", addr)  # fmt: skip
+    first.swarm = True
+    token = _run("docker", "-H", first.url, "swarm", "join-token", "-q", "worker").stdout.strip()
+    for node in rest:
+        _run("docker", "-H", node.url, "swarm", "join", "--token", token,
+             "--advertise-addr", node.address, "--listen-addr", f"{node.address}:2377",
+             "--data-path-addr", node.address, f"{addr}:2377")  # fmt: skip
+        node.swarm = True

@@ -153,3 +153,41 @@ def test_a_volume_made_again_behind_dsrs_back_is_not_the_adopted_one(
     assert [(c["action"], c["reason_code"]) for c in plan["changes"]] == [  # type: ignore[union-attr, index]
         ("blocked", "unmanaged-clash")
     ]
+
+
+def test_an_adopted_volume_stays_adopted_when_a_file_is_made_at_its_top(
+    prefix: str,
+    busybox_image: str,
+    tmp_spec: SpecWriter,
+    dsr: DsrRunner,
+    docker_client: docker.DockerClient,
+    labels: dict[str, str],
+) -> None:
+    """Docker's CreatedAt of a local volume is its data folder's mtime: a database making
+    its pid file at the top moves it. The adoption must not hang on it."""
+    data = f"{prefix}-data"
+    docker_client.volumes.create(data, labels=labels)
+    created = docker_client.api.inspect_volume(data)["CreatedAt"]
+    spec = tmp_spec(f"version: 1\nvolumes:\n  {data}: {{adopt: true, reclaim: delete}}\n")
+    dsr("apply", spec.parent, check=0)
+    time.sleep(1.1)  # CreatedAt has whole seconds
+    docker_client.containers.run(
+        busybox_image,
+        ["sh", "-c", "echo 1 > /v/postmaster.pid"],
+        volumes={data: {"bind": "/v", "mode": "rw"}},
+        network_mode="none",
+        labels=labels,
+        remove=True,
+    )
+    assert docker_client.api.inspect_volume(data)["CreatedAt"] != created
+    dsr("plan", spec.parent, "--detailed-exitcode", check=0)
+    # Still dsr's: leaving the spec, it follows its reclaim.
+    tmp_spec(f"version: 1\nvolumes:\n  {prefix}-other: {{}}\n")
+    plan = plan_json(dsr, spec)
+    assert (f"volume:{data}", "delete") in {(c["resource"], c["action"]) for c in plan["changes"]}  # type: ignore[union-attr, index]
+    dsr("apply", spec.parent, check=0)
+    try:
+        docker_client.volumes.get(data)
+        raise AssertionError("the adopted volume was not reclaimed")
+    except NotFound:
+        pass

@@ -8,6 +8,7 @@ its copy (``reclaim: delete``). Every byte, mode, owner and link is kept.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import textwrap
 from collections.abc import Callable, Iterator
@@ -82,10 +83,14 @@ def test_a_volume_moves_between_hosts_with_every_byte(
     old = spec(tmp_path / "v1", a.hostname, shared)
     new = spec(tmp_path / "v2", b.hostname, shared)
     state_a, state_b = tmp_path / "state-a", tmp_path / "state-b"
+    # The fleet's one backup-key (a Swarm secret in deploy/swarm): b trusts a's snapshot.
+    key = tmp_path / "backup-key"
+    key.write_bytes(os.urandom(64))
 
     def on(node_url: str, state: Path, *args: object, check: int = 0) -> str:
         done = dsr(
             "--docker-host", node_url, "--state-dir", state, *args, check=check,
+            env={"DSR_BACKUP_KEY_FILE": str(key)},
         )  # fmt: skip
         return done.stdout + done.stderr
 

@@ -2,7 +2,7 @@
 --into and prune, interleaved with writers; every round ends with the volume holding every
 byte written so far, and every restore with the bytes of the backup it chose.
 
-Bounded in CI (``DSR_SOAK_ROUNDS``, default 12); for a long run:
+Bounded in CI (``DSR_SOAK_ROUNDS``, default 10); for a long run:
 ``DSR_SOAK_ROUNDS=300 pytest -m soak tests/engine/test_soak_kills.py``.
 The report line (kills, bytes compared, lost) is printed with ``-s``.
 """
@@ -27,7 +27,7 @@ from test_migrate import run_in_volume
 
 DsrRunner = Callable[..., subprocess.CompletedProcess[str]]
 SpecWriter = Callable[..., Path]
-ROUNDS = int(os.environ.get("DSR_SOAK_ROUNDS", "12"))
+ROUNDS = int(os.environ.get("DSR_SOAK_ROUNDS", "10"))
 SEED = int(os.environ.get("DSR_SOAK_SEED", str(int(time.time()))))
 LISTING = (
     'cd /v && for f in $(find . -type f | sort); do echo "$f $(wc -c < $f) $(md5sum < $f)"; done'

@@ -246,3 +246,20 @@ def test_validate_checks_each_inventory_hosts_share(tmp_path: Path) -> None:
     one = runner.invoke(cli, ["validate", str(folder), "--host", "db-9"])
     assert one.exit_code == 1
     assert "volume 'pgdata' is placed on [role=db], not on host db-9" in one.output
+
+
+def test_networks_are_placed_and_referenced_like_the_rest(tmp_path: Path) -> None:
+    text = (
+        "version: 1\n"
+        + "networks:\n  backend: {hosts: [role=db]}\n"
+        + "containers:\n  app:\n    image: busybox:1\n    hosts: [web-*]\n"
+        + "    networks: [backend]\n"
+    )
+    desired = load_spec(str(write(tmp_path, text)))
+    assert desired.placements["network:backend"] == ("role=db",)
+    assert set(share(desired, DB).networks) == {"backend"}
+    with pytest.raises(SpecError) as caught:
+        share(desired, WEB)
+    assert "containers.app.networks[0]: network 'backend' is placed on [role=db]" in str(
+        caught.value.issues[0]
+    )

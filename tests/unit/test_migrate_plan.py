@@ -164,3 +164,23 @@ def test_a_spec_changed_again_mid_migration_never_backs_up_the_emptied_volume(
     assert (volume.restore_from, volume.backup_to) == (migrations["data"], None)
     assert volume.volume is not None and volume.volume.labels["tier"] == "a"
     assert volume.removes  # its users go first, and are made again after
+
+
+def test_a_reclaim_decision_belongs_to_the_volume_that_left(tmp_path: Path) -> None:
+    """Bound to the dsr.instance of the volume that left the spec: a volume of that name
+    made since (brought back by a restore) is another one, and is retained."""
+    old = load(tmp_path, "a", "block")
+    empty = load_spec(str(_write(tmp_path / "empty", "version: 1\nproject: web\n")), env={})
+    engine = dataclasses.replace(with_created(simulate(old, {}), "one1"), containers={})
+    bound = {"data": {"reclaim": "delete", "destination": "", "instance": "one1"}}
+    (change,) = plan(empty, engine, reclaim=bound).changes
+    assert change.action is Action.DELETE
+    restored = with_created(engine, "two2")
+    assert plan(empty, restored, reclaim=bound).changes == ()
+    assert "volume:data" in plan(empty, restored, reclaim=bound).orphans
+
+
+def _write(folder: Path, text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "spec.yaml").write_text(text)
+    return folder / "spec.yaml"
