@@ -6,6 +6,8 @@ from typing import Any
 
 import docker.types
 
+# The planner's port parser, so that apply creates exactly what drift later compares.
+from reconciler.plan.drift import port_range, split_port
 from reconciler.plan.model import MountParams
 
 
@@ -55,32 +57,15 @@ def ports(ports: tuple[str, ...]) -> tuple[list[tuple[int, str]], dict[int | str
     """``[IP:][HOST:]CONTAINER[/PROTO]`` into create's ``ports`` and ``port_bindings``."""
     exposed: list[tuple[int, str]] = []
     bindings: dict[int | str, list[Any]] = {}
-    for spec in ports:
-        spec, _, proto = spec.partition("/")
-        proto = proto or "tcp"
-        ip, host, container = "", "", spec
-        if spec.startswith("["):  # an IPv6 address
-            end = spec.index("]")
-            ip, rest = spec[1:end], spec[end + 2 :]
-            host, _, container = rest.rpartition(":")
-        else:
-            parts = spec.split(":")
-            if len(parts) == 3:
-                ip, host, container = parts
-            elif len(parts) == 2:
-                host, container = parts
-        for offset, port in enumerate(expand(container)):
+    for entry in ports:
+        ip, host, container, proto = split_port(entry)
+        for offset, port in enumerate(port_range(container)):
             exposed.append((port, proto))
             key = f"{port}/{proto}"
-            host_ports = expand(host) if host else []
+            host_ports = port_range(host) if host else []
             host_port = host_ports[offset] if host_ports else None
             bindings.setdefault(key, []).append((ip, host_port) if ip else host_port)
     return exposed, bindings
-
-
-def expand(ports: str) -> list[int]:
-    first, _, last = ports.partition("-")
-    return list(range(int(first), int(last or first) + 1))
 
 
 def split_reference(image: str) -> tuple[str, str | None]:

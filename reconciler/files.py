@@ -70,6 +70,17 @@ def read_bounded(path: str, limit: int = MAX_INPUT_BYTES) -> bytes:
         if (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino):
             raise InputFileError("it changed while it was being opened", path)
         _check_regular(opened, limit, path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return _read_and_close(fd, limit, path)
+
+
+def _read_and_close(fd: int, limit: int, path: str) -> bytes:
+    """Read at most ``limit + 1`` bytes of ``fd`` (one more, to tell "too large" from
+    "exactly ``limit``" even if the file grew after its size was checked), then close it.
+    Shared by ``read_bounded`` and ``read_regular`` so both refuse the same way."""
+    try:
         chunks: list[bytes] = []
         size = 0
         while size <= limit:
@@ -134,18 +145,4 @@ def open_regular(path: str, limit: int | None = None) -> int:
 
 def read_regular(path: str, limit: int) -> bytes:
     """The bytes of the regular file ``path`` (``open_regular``), at most ``limit``."""
-    fd = open_regular(path, limit)
-    try:
-        chunks: list[bytes] = []
-        size = 0
-        while size <= limit:
-            chunk = os.read(fd, min(1 << 16, limit + 1 - size))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-    finally:
-        os.close(fd)
-    if size > limit:
-        raise InputFileError(f"it is larger than the {_size(limit)} dsr reads", path)
-    return b"".join(chunks)
+    return _read_and_close(open_regular(path, limit), limit, path)

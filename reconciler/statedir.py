@@ -199,7 +199,7 @@ class StateDir:
         pid = int(first) if first.isdigit() else None
         held = _flocked(info)
         if held is None:  # no /proc/locks: trust a pid that still lives
-            held = pid is not None and _alive(pid)
+            held = pid is not None and alive(pid)
         return pid if held else None
 
     def lock_file(self, engine_url: str, project: str) -> str:
@@ -322,7 +322,9 @@ def _flocked(info: os.stat_result) -> bool | None:
     return False
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (``kill(pid, 0)``; one we may not signal runs).
+    Also used by backup/staging to sweep folders of dead processes."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -28,8 +28,8 @@ from reconciler.backup.store import (
     Found,
     Snapshot,
     find,
-    folder_of,
     fsync_dir,
+    make_folder,
     placed_in,
     remove,
 )
@@ -86,12 +86,7 @@ class SealedFolder(Folder):
             super().put(project, folder, manifest)
             return
         to = crypt.recipients(self.recipients)
-        target = folder_of(self.url, manifest)
-        os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
-        try:
-            os.mkdir(target, 0o700)
-        except FileExistsError:
-            raise BackupError(f"{target} exists already") from None
+        target = make_folder(self.url, manifest)
         try:
             with (
                 open(os.path.join(folder, ARCHIVE), "rb") as source,

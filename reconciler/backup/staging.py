@@ -10,6 +10,8 @@ import re
 import shutil
 from collections.abc import Iterator
 
+from reconciler.statedir import alive
+
 _MINE = re.compile(r"^([0-9]+)(-fetch)?$")
 
 
@@ -37,12 +39,7 @@ def clean(staging: str) -> None:
 
 
 def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    # kill(0 or less, 0) asks about a process group, not one process: a folder named so
+    # is no process's and may go. The check stays here, not in statedir.alive, so that how
+    # a lock file naming pid 0 reads does not change.
+    return pid > 0 and alive(pid)

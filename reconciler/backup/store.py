@@ -206,12 +206,7 @@ class Folder(Place):
         return {os.path.basename(f) for f in snapshot_dirs(project_root(self.url, project))}
 
     def put(self, project: str, folder: str, manifest: Manifest) -> None:
-        target = folder_of(self.url, manifest)
-        os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
-        try:
-            os.mkdir(target, 0o700)
-        except FileExistsError:
-            raise BackupError(f"{target} exists already") from None
+        target = make_folder(self.url, manifest)
         try:
             _copy_checked(os.path.join(folder, ARCHIVE), os.path.join(target, ARCHIVE), manifest)
             write_manifest(target, manifest)
@@ -284,6 +279,19 @@ def snapshot_dirs(root: str) -> list[str]:
 
 def _has_manifest(folder: str) -> bool:
     return any(os.path.lexists(os.path.join(folder, MANIFEST + s)) for s in ("", ".age"))
+
+
+def make_folder(destination: str, manifest: Manifest) -> str:
+    """Create the folder of the snapshot ``manifest`` describes (``folder_of``), private
+    and new: a folder already there is refused, never written into, so no two puts of one
+    id mix their files. Shared by the plain and the sealed folder store."""
+    target = folder_of(destination, manifest)
+    os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
+    try:
+        os.mkdir(target, 0o700)
+    except FileExistsError:
+        raise BackupError(f"{target} exists already") from None
+    return target
 
 
 def find(

@@ -165,26 +165,35 @@ def port_bindings(ports: tuple[str, ...]) -> frozenset[str]:
     """``ports`` as ``LiveConfig.bindings`` holds them: CONTAINER/PROTO=HOST_IP:HOST_PORT."""
     out = set()
     for entry in ports:
-        spec, _, proto = entry.partition("/")
-        ip, host, container = "", "", spec
-        if spec.startswith("["):
-            end = spec.index("]")
-            ip, rest = spec[1:end], spec[end + 2 :]
-            host, _, container = rest.rpartition(":")
-        else:
-            parts = spec.split(":")
-            if len(parts) == 3:
-                ip, host, container = parts
-            elif len(parts) == 2:
-                host, container = parts
-        outside = _range(host) if host else []
-        for offset, port in enumerate(_range(container)):
+        ip, host, container, proto = split_port(entry)
+        outside = port_range(host) if host else []
+        for offset, port in enumerate(port_range(container)):
             host_port = str(outside[offset]) if outside else ""
-            out.add(f"{port}/{proto or 'tcp'}={ip}:{host_port}")
+            out.add(f"{port}/{proto}={ip}:{host_port}")
     return frozenset(out)
 
 
-def _range(text: str) -> list[int]:
+def split_port(entry: str) -> tuple[str, str, str, str]:
+    """``[IP:][HOST:]CONTAINER[/PROTO]`` as (ip, host, container, proto), proto "tcp" if
+    unset. One parser for drift and for ``dockerargs.ports``: if they read a port entry
+    differently, a container dsr just created would be seen as drifted."""
+    spec, _, proto = entry.partition("/")
+    ip, host, container = "", "", spec
+    if spec.startswith("["):  # an IPv6 address
+        end = spec.index("]")
+        ip, rest = spec[1:end], spec[end + 2 :]
+        host, _, container = rest.rpartition(":")
+    else:
+        parts = spec.split(":")
+        if len(parts) == 3:
+            ip, host, container = parts
+        elif len(parts) == 2:
+            host, container = parts
+    return ip, host, container, proto or "tcp"
+
+
+def port_range(text: str) -> list[int]:
+    """A port or range as a list: ``8000-8002`` is [8000, 8001, 8002], ``80`` is [80]."""
     first, _, last = text.partition("-")
     return list(range(int(first), int(last or first) + 1))
 
