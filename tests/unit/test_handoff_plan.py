@@ -141,9 +141,7 @@ def test_the_new_host_restores_the_offer(tmp_path: Path) -> None:
     result = plan(share(new, B), Observed(), handoffs=offered)
     assert changes(result)[0] == ("volume:vol", "create", "handoff")
     create = result.changes[0]
-    assert create.restore_from == os.path.join(
-        tmp_path / "shared", "p", "vol-20261207T000000Z"
-    )
+    assert create.restore_from == os.path.join(tmp_path / "shared", "p", "vol-20261207T000000Z")
     assert create.handoff is not None
     assert (create.handoff.state, create.handoff.source) == ("restored", "a")
     assert create.handoff.placement == placement_digest(["b"])
