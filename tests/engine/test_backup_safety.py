@@ -154,7 +154,8 @@ def test_a_crafted_archive_restored_into_a_new_volume_is_refused_and_leaves_no_v
     compressed = zstandard.ZstdCompressor().compress(crafted.getvalue())
     archive.write_bytes(compressed)
     folder = str(archive.parent)
-    manifest = store.load(folder, archive.parent.parent.parent.name)
+    # DEST/PROJECT/ID/archive.tar.zst
+    manifest = store.load(folder, archive.parent.parent.name)
     assert manifest is not None
     edited = manifest.manifest.model_copy(
         update={
