@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from reconciler.kinds import Kind
 from reconciler.plan import migrate
 from reconciler.plan.context import Planning, inherited
+from reconciler.plan.context import adopted as is_adopted
 from reconciler.plan.model import Action as A
 from reconciler.plan.model import (
     Change,
@@ -151,7 +152,7 @@ def container(
 def recorded(adopted: Mapping[str, str], volumes: Mapping[str, LiveVolume]) -> dict[str, str]:
     """The adoption record kept: entries whose volume is still the one adopted."""
     return {
-        name: created
-        for name, created in adopted.items()
-        if name in volumes and not volumes[name].managed and volumes[name].identity == created
+        name: identity
+        for name, identity in adopted.items()
+        if name in volumes and is_adopted(adopted, volumes[name])
     }
