@@ -23,6 +23,7 @@ import hashlib
 import os
 import queue
 import threading
+from typing import Any, Protocol
 
 import zstandard
 
@@ -45,10 +46,17 @@ class ArchiveSink:
     """A file-like ``write`` of tar bytes into ``fd``, compressed; ``close`` gives
     (sha256 of the compressed bytes, their count) once they are all on disk."""
 
-    def __init__(self, fd: int, level: int = ZSTD_LEVEL, *, durable: bool = True) -> None:
+    def __init__(
+        self,
+        fd: int,
+        level: int = ZSTD_LEVEL,
+        *,
+        durable: bool = True,
+        output: Output | None = None,
+    ) -> None:
         self.level = level
         self.durable = durable
-        self.output = _Output(fd, durable)
+        self.output: Output = output if output is not None else _Output(fd, durable)
         self.parts: list[bytes] = []
         self.pending = 0
         self.items: queue.Queue[bytes] = queue.Queue(maxsize=QUEUE)
@@ -121,13 +129,49 @@ class ArchiveSink:
                 zstd.write(item)
             if not self.aborted:
                 zstd.flush(zstandard.FLUSH_FRAME)
-                # A staged copy is not kept: the store's upload rehashes it as it reads it.
-                durable = self.durable
-                self.read_back = out.check.finish(out.count) if durable else out.digest.hexdigest()
+                self.read_back = out.finish()
         except BaseException as err:  # raised in the caller
             self.error = err
         finally:
-            out.check.stop()
+            out.stop()
+
+
+class Output(Protocol):
+    """Where the worker's compressed bytes go: ``digest``/``count`` of what was written;
+    ``finish`` (after the last write) gives the sha256 of the bytes as they were stored."""
+
+    digest: Any
+    count: int
+
+    def write(self, data: bytes) -> int: ...
+
+    def finish(self) -> str: ...
+
+    def stop(self) -> None: ...
+
+
+class Passed:
+    """The compressed bytes handed on to ``into`` (a store's upload), hashed and counted.
+
+    Nothing is written to this host's disk: the store checks each part it is sent (its
+    Content-MD5), and the upload checks the stored object's size before it counts."""
+
+    def __init__(self, into: Any) -> None:
+        self.into = into
+        self.digest = hashlib.sha256()
+        self.count = 0
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        self.count += len(data)
+        self.into.write(data)
+        return len(data)
+
+    def finish(self) -> str:
+        return self.digest.hexdigest()
+
+    def stop(self) -> None:
+        pass
 
 
 class _Output:
@@ -139,6 +183,13 @@ class _Output:
         self.count = 0
         self.durable = durable
         self.check = ReadBack(fd)
+
+    def finish(self) -> str:
+        # A staged copy is not kept: the store's upload rehashes it as it reads it.
+        return self.check.finish(self.count) if self.durable else self.digest.hexdigest()
+
+    def stop(self) -> None:
+        self.check.stop()
 
     def write(self, data: bytes) -> int:
         self.digest.update(data)
