@@ -20,6 +20,7 @@ import zstandard
 
 from reconciler.backup.archive import CHUNK, Decompressed, beyond, read_tar
 from reconciler.backup.errors import ArchiveError
+from reconciler.backup.sink import big_buffers_to_the_os
 from reconciler.backup.tree import FILE, TreeDigest
 from reconciler.files import open_regular
 
@@ -32,6 +33,7 @@ class Prefetched:
     bytes, as ``tarread`` asks); ``digest`` is its sha256 once it has been read whole."""
 
     def __init__(self, file: BinaryIO) -> None:
+        big_buffers_to_the_os()
         self.source = Decompressed(file)
         self.pieces: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=DEPTH)
         self.stopped = threading.Event()

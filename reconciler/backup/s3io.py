@@ -79,9 +79,7 @@ class Upload:
             with store._errors(f"start uploading {self.key}"):
                 made = store.client.create_multipart_upload(Bucket=store.bucket, Key=self.key)
             self.upload_id = str(made["UploadId"])
-        with memoryview(self.buffer) as view:
-            data = bytes(view[: self.part])
-        del self.buffer[: self.part]
+        data, self.buffer = self.buffer, bytearray()  # handed on as is: no copy
         self.number += 1
         self.count += len(data)
         if not self.fixed:
@@ -92,7 +90,7 @@ class Upload:
         if not self.ahead:
             self.pending.pop(0).result()
 
-    def _part(self, number: int, data: bytes) -> None:
+    def _part(self, number: int, data: bytearray) -> None:
         store = self.store
         md5 = hashlib.md5(data)
         with store._errors(f"upload part {number} of {self.key}"):
@@ -110,8 +108,6 @@ class Upload:
         self.parts[number] = str(sent["ETag"])
 
     def complete(self) -> None:
-        while len(self.buffer) >= self.part:
-            self._send()
         if self.buffer or not self.number:
             self._send()
         for future in self.pending:
