@@ -9,10 +9,10 @@ the CLI as a subprocess.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
-import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,7 +30,7 @@ from reconciler.backup.store import COMPLETE, DAMAGED, Folder, Place, Snapshot, 
 from reconciler.engine import Engine, engine_url
 from reconciler.errors import DsrError
 from reconciler.escape import escape_controls
-from reconciler.files import write_json
+from reconciler.files import remove_below, write_json
 from reconciler.hostinfo import engine_host
 from reconciler.observe import on_this_host, volume_identity
 from reconciler.plan.params import volume_params
@@ -467,7 +467,8 @@ def restore(
                 restoring.restore_dir(snapshot, folder, progress)
             except BaseException as err:
                 if top:  # a folder this restore made: gone again, with what it wrote
-                    shutil.rmtree(top, ignore_errors=True)
+                    with contextlib.suppress(OSError, RecursionError):
+                        remove_below(os.path.dirname(top), top)
                 if isinstance(err, OSError):  # a full disk: said, not a traceback
                     raise BackupError(_partial(snapshot.id, folder, err, bool(top))) from err
                 raise

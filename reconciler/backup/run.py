@@ -90,7 +90,9 @@ def backup_source(
             manifest = sign(manifest, options.key)
         store.write_manifest(folder, manifest)  # a full disk here too: nothing is left
     except BaseException:
-        store.remove(folder)  # best effort; a killed backup leaves a folder prune removes
+        store.remove(
+            folder, destination
+        )  # best effort; a killed backup leaves a folder prune removes
         raise
     log.info(
         "snapshot",

@@ -108,7 +108,7 @@ class SealedFolder(Folder):
             fsync_dir(target)
             self._remember(path, manifest)
         except BaseException:
-            remove(target)
+            remove(target, self.url)
             raise
 
     @contextlib.contextmanager
