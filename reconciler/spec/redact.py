@@ -28,6 +28,7 @@ from reconciler.spec.yamlload import Templated
 # text (a label value of "80"); inside longer texts it would replace ordinary words and
 # numbers. Such values are shown through the display copy (``Desired.shown``) only.
 MIN_INNER = 4
+_WORD = re.compile(r"[A-Za-z0-9_]+")
 
 
 @dataclass(frozen=True)
@@ -70,26 +71,37 @@ class Redaction:
         return text
 
     @functools.cached_property
-    def _short(self) -> tuple[re.Pattern[str], dict[str, str]] | None:
-        table = {
-            value: shown
-            for source in (self.values, self.exact)
-            for value, shown in source.items()
-            if MIN_TOKEN <= len(value) < MIN_ENV and value.lower() not in OWN_WORDS
-        }
-        if not table:
-            return None
-        words = "|".join(re.escape(v) for v in sorted(table, key=len, reverse=True))
-        return re.compile(rf"(?<![A-Za-z0-9_])(?:{words})(?![A-Za-z0-9_])"), table
+    def _short(self) -> tuple[dict[str, str], re.Pattern[str] | None]:
+        """Values of ``MIN_TOKEN`` to ``MIN_ENV - 1`` characters (dsr's own words aside):
+        those made of word characters only, looked up token by token in a dict (linear in
+        the text, however many values: a spec with 7,000 env values must not build one
+        regex of 7,000 branches), and a small regex for the others (``pa-5``)."""
+        words: dict[str, str] = {}
+        other: dict[str, str] = {}
+        for source in (self.values, self.exact):
+            for value, shown in source.items():
+                if MIN_TOKEN <= len(value) < MIN_ENV and value.lower() not in OWN_WORDS:
+                    (words if _WORD.fullmatch(value) else other).setdefault(value, shown)
+        pattern = None
+        if other:
+            alternatives = "|".join(re.escape(v) for v in sorted(other, key=len, reverse=True))
+            pattern = re.compile(rf"(?<![A-Za-z0-9_])(?:{alternatives})(?![A-Za-z0-9_])")
+        return {**other, **words}, pattern
 
     def tokens(self, text: str) -> str:
         """``text`` with every value of ``MIN_TOKEN`` to ``MIN_ENV - 1`` characters that is
         a whole token there written as in the spec."""
-        short = self._short
-        if short is None:
+        table, pattern = self._short
+        if not table:
             return text
-        pattern, table = short
-        return pattern.sub(lambda m: table[m.group(0)], text)
+        if pattern is not None:
+            text = pattern.sub(lambda m: table[m.group(0)], text)
+        hits = table.keys() & set(_WORD.findall(text))  # C loops; most texts have none
+        if not hits:
+            return text
+        alternatives = "|".join(re.escape(v) for v in sorted(hits, key=len, reverse=True))
+        found = re.compile(rf"(?<![A-Za-z0-9_])(?:{alternatives})(?![A-Za-z0-9_])")
+        return found.sub(lambda m: table[m.group(0)], text)
 
     def model(self, model: BaseModel) -> BaseModel:
         """A copy of ``model`` (nested models too) whose texts show what was written."""
