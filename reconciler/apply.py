@@ -30,6 +30,7 @@ from reconciler.errors import PlanError
 from reconciler.images import DOCKERFILE, write_build_context
 from reconciler.kinds import Kind
 from reconciler.observe import on_this_host, volume_identity
+from reconciler.plan.adopt import adopting_of
 from reconciler.plan.model import (
     Action,
     Change,
@@ -40,6 +41,7 @@ from reconciler.plan.model import (
     ImageParams,
     Op,
     Plan,
+    ReasonCode,
     VolumeParams,
 )
 from reconciler.snapshot import INSTANCE, new_instance
@@ -514,6 +516,12 @@ class _Executor:
         with contextlib.suppress(docker.errors.NotFound):  # already gone is done
             self.stop(change.target_id, change.stop_timeout)
             self.remove(change.target_id)
+        # The rest of an interrupted adoption: its record goes with it.
+        adopted = change.name.removesuffix(OLD_SUFFIX)
+        state = self.state if change.code is ReasonCode.LEFTOVER else None
+        recorded = adopting_of(state.read_record(self.project)) if state is not None else {}
+        if change.name != adopted and recorded.get(adopted) == change.target_id:
+            self.record_adopting(adopted, None)
 
     def stop(self, container: str, timeout: int) -> bool:
         """Stop ``container`` as it was made to stop: its own signal, then SIGKILL after
@@ -538,6 +546,9 @@ class _Executor:
         assert params is not None and old is not None
         new_id = self.create(params, params.name + NEW_SUFFIX)
         was_running = self.stop(old, change.stop_timeout)
+        adopting = change.action is Action.ADOPT
+        if adopting:  # the old one is not dsr's: only the record says dsr renamed it
+            self.record_adopting(params.name, old)
         self.api.rename(old, params.name + OLD_SUFFIX)
         self.api.rename(new_id, params.name)
         if params.start:
@@ -548,8 +559,28 @@ class _Executor:
                 self.api.rename(old, params.name)
                 if was_running:
                     self.api.start(old)
+                if adopting:
+                    self.record_adopting(params.name, None)
                 raise
         self.remove(old)
+        if adopting:
+            self.record_adopting(params.name, None)
+
+    def record_adopting(self, name: str, old: str | None) -> None:
+        """Record (``old``: its id) or forget that dsr renamed the container ``name`` it is
+        adopting to ``name_dsr_old``: a pass killed before that one is removed finishes
+        the adoption from the record (``leftovers``); without it, the renamed container,
+        which has no dsr labels, would be no one's forever."""
+        if self.state is None:
+            raise RuntimeError("an adoption needs dsr's state directory to record it")
+        with self.record_lock:
+            record = self.state.read_record(self.project)
+            table = adopting_of(record)
+            if old is None:
+                table.pop(name, None)
+            else:
+                table[name] = old
+            self.state.write_record(self.project, {**record, "adopting": {"container": table}})
 
     def wait_healthy(self, names: tuple[str, ...]) -> None:
         """Wait until each of ``names`` reports healthy (depends_on: service_healthy), as

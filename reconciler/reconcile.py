@@ -465,6 +465,12 @@ def record_reclaim(state: StateDir, desired: Desired, observed: Observed) -> Non
             "networks": has_networks,
         }
         state.write_record(desired.project, record)
+    adopting = adopt.adopting_of(record)
+    ids = {c.id for c in observed.containers.values()}
+    if any(i not in ids for i in adopting.values()):  # removed since, by dsr or by hand
+        kept_adopting = {n: i for n, i in adopting.items() if i in ids}
+        record = {**record, "adopting": {Kind.CONTAINER.value: kept_adopting}}
+        state.write_record(desired.project, record)
     volumes = record.get("volumes")
     kept = {
         name: _departed(value, observed.volumes[name].instance, name in desired.volumes)
@@ -549,6 +555,7 @@ def compute_plan(
             migrations=migrating,
             adoptions=adoptions,
             network_adoptions=network_adoptions,
+            adopting=adopt.adopting_of(record),
             handoffs=handoffs,
         )
     ids = [
@@ -572,6 +579,7 @@ def compute_plan(
             migrations=migrating,
             adoptions=adoptions,
             network_adoptions=network_adoptions,
+            adopting=adopt.adopting_of(record),
             handoffs=handoffs,
         )
         return again, measured

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from typing import Any
 
 from reconciler.kinds import Kind
 from reconciler.plan import migrate
@@ -36,7 +37,7 @@ from reconciler.plan.model import (
 from reconciler.plan.params import ANONYMOUS
 from reconciler.plan.reasons import human_seconds, human_size, writable_layer
 from reconciler.snapshot import MANAGED, LiveContainer, LiveVolume
-from reconciler.spec.models import Container, Volume, VolumeContainer
+from reconciler.spec.models import NEW_SUFFIX, Container, Volume, VolumeContainer
 
 R = ReasonCode
 
@@ -98,7 +99,9 @@ def kept_mounts(planning: Planning, live: LiveContainer, params: ContainerParams
         if m.type == "volume"
         and ANONYMOUS.match(m.name)
         and m.target not in taken
-        and planning.observed.volume_users(m.name) == [live.name]
+        # (the new half of an interrupted adoption, made with them, does not count)
+        and [u for u in planning.observed.volume_users(m.name) if not u.endswith(NEW_SUFFIX)]
+        == [live.name]
     )
     return dataclasses.replace(params, mounts=params.mounts + extra) if extra else params
 
@@ -156,3 +159,13 @@ def recorded(adopted: Mapping[str, str], volumes: Mapping[str, LiveVolume]) -> d
         for name, identity in adopted.items()
         if name in volumes and is_adopted(adopted, volumes[name])
     }
+
+
+def adopting_of(record: Mapping[str, Any]) -> dict[str, str]:
+    """The containers an adoption renamed (``NAME_dsr_old``) and has not removed yet, from
+    a project's record: NAME -> the id of the one renamed."""
+    table = record.get("adopting")
+    table = table.get("container") if isinstance(table, dict) else None
+    if not isinstance(table, dict):
+        return {}
+    return {k: v for k, v in table.items() if isinstance(k, str) and isinstance(v, str)}

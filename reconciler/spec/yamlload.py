@@ -48,6 +48,9 @@ MAX_DEPTH = 64
 # What ${VAR} expansion may add to one file: `${BIG}` written 100,000 times would otherwise
 # build gigabytes from a 1 MiB file.
 MAX_EXPANSION = 1 << 20
+# Tags compose gives a meaning to when files are merged; recorded (Document.tags), never
+# typed: the value under them is built as if untagged.
+MERGE_TAGS = ("!reset", "!override")
 
 
 class _Yaml12Loader(_Loader):
@@ -180,6 +183,8 @@ class Document(Located):
     lines: dict[Loc, int] = field(default_factory=dict)
     issues: list[SpecIssue] = field(default_factory=list)
     templated: dict[Loc, Templated] = field(default_factory=dict)
+    # Values tagged with compose's merge tags (``!reset``, ``!override``): loc -> tag.
+    tags: dict[Loc, str] = field(default_factory=dict)
 
 
 def expand_vars(
@@ -261,6 +266,8 @@ class _Builder:
             finally:
                 self.replaying -= 1
         self.seen.add(id(node))
+        if node.tag in MERGE_TAGS:
+            self.doc.tags[loc] = node.tag
         if isinstance(node, yaml.ScalarNode):  # a subclass, should one ever come
             return self.scalar(node, loc)
         if len(loc) >= MAX_DEPTH:
@@ -304,6 +311,8 @@ class _Builder:
         self.stopped = True
 
     def scalar(self, node: yaml.ScalarNode, loc: Loc) -> Any:
+        if node.tag in MERGE_TAGS:  # build and mapping call this directly for scalars
+            self.doc.tags[loc] = node.tag
         text = str(node.value)
         if node.tag == _STR:
             if "$" in text:
