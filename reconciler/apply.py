@@ -288,8 +288,8 @@ class _Executor:
             raise RuntimeError("an adoption needs dsr's state directory to record it")
         with self.record_lock:
             record = self.state.read_record(self.project)
-            adopted = dict(record.get("adopted") or {})
-            table = dict(adopted.get(kind.value) or {})
+            adopted = _mapping(record.get("adopted"))  # the record is input: any shape
+            table = _mapping(adopted.get(kind.value))
             table[name] = identity
             adopted[kind.value] = table
             self.state.write_record(self.project, {**record, "adopted": adopted})
@@ -393,7 +393,7 @@ class _Executor:
             raise RuntimeError("a volume migration needs dsr's state directory")
         with self.record_lock:
             record = self.state.read_record(self.project)
-            migrations = dict(record.get("migrations") or {})
+            migrations = _mapping(record.get("migrations"))
             if folder is None:
                 migrations.pop(volume, None)
             else:
@@ -704,3 +704,9 @@ _HANDLERS: dict[tuple[Kind, Action], Callable[[_Executor, Change], None]] = {
     (Kind.CONTAINER, Action.DELETE): _Executor.delete_container,
     (Kind.VOLUME_CONTAINER, Action.DELETE): _Executor.delete_container,
 }
+
+
+def _mapping(value: object) -> dict[str, Any]:
+    """A copy of a project record's table, or an empty one when the record holds another
+    shape there (the record is input: an edited or damaged one must not crash a pass)."""
+    return dict(value) if isinstance(value, dict) else {}

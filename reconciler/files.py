@@ -230,3 +230,18 @@ def _empty(fd: int) -> None:
         names = [e.name for e in it]
     for name in names:
         _remove_entry(fd, name, ())
+
+
+def parse_json(data: str | bytes) -> Any:
+    """JSON that dsr reads back or receives (records, manifests, saved plans, labels,
+    agents' answers): ``ValueError`` for anything that is not plain JSON, including
+    ``NaN``/``Infinity`` (no JSON writer makes them) and nesting deeper than the parser's
+    recursion (a RecursionError otherwise, which no caller expects)."""
+    try:
+        return json.loads(data, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("values nest too deeply") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")

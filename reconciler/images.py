@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
 from reconciler.escape import has_control
-from reconciler.files import InputFileError, read_bounded, write_json
+from reconciler.files import InputFileError, parse_json, read_bounded, write_json
 from reconciler.globmatch import BadPattern, Glob
 
 if TYPE_CHECKING:  # the spec checks contexts with this module: no import cycle at run time
@@ -148,7 +148,7 @@ class HashCache:
         if path:
             try:
                 with open(path, encoding="utf-8") as handle:
-                    self.entries = json.load(handle)
+                    self.entries = parse_json(handle.read())
             except (OSError, ValueError):
                 self.entries = {}
 

@@ -13,7 +13,6 @@ after loading the spec: a second writer waits for it and then observes afresh, s
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import time
@@ -28,7 +27,7 @@ from reconciler.apply import Outcome, Progress, apply_plan
 from reconciler.backup.journal import Journal, finish
 from reconciler.engine import Engine
 from reconciler.errors import DsrError, PlanError, SpecError, SpecIssue
-from reconciler.files import write_json
+from reconciler.files import parse_json, write_json
 from reconciler.handoff import Statement
 from reconciler.hostinfo import engine_host
 from reconciler.images import ContextError, PackedImage, pack
@@ -367,7 +366,7 @@ def _known_manifests(state: StateDir | None, observed: Observed) -> dict[str, Ma
             continue
         try:
             with open(state.manifest(tag), encoding="utf-8") as handle:
-                out[tag] = json.load(handle)
+                out[tag] = parse_json(handle.read())
         except (OSError, ValueError):
             continue
     return out
@@ -539,8 +538,12 @@ def compute_plan(
             observed = dataclasses.replace(observed, packed_volumes=same)
     with timer.stage("plan"):
         volumes, migrations = record.get("volumes"), record.get("migrations")
-        reclaim = {
-            **(volumes if isinstance(volumes, dict) else {}),
+        reclaim = {  # the record is input: only name -> {text: text} entries count
+            **{
+                name: {k: v for k, v in value.items() if isinstance(v, str)}
+                for name, value in (volumes.items() if isinstance(volumes, dict) else [])
+                if isinstance(value, dict)
+            },
             **reclaim_of(desired, state.backups if state else ""),
         }
         migrating = migrations if isinstance(migrations, dict) else {}

@@ -46,7 +46,7 @@ from reconciler.backup.manifest import (
     signature_problem,
 )
 from reconciler.escape import escape_controls
-from reconciler.files import read_regular, remove_below, write_json
+from reconciler.files import parse_json, read_regular, remove_below, write_json
 
 log = logs.get_logger("dsr.backup")
 
@@ -402,7 +402,7 @@ def _status(folder: str, manifest: Manifest, archive: str = ARCHIVE) -> tuple[st
     elif size != manifest.archive_size:
         return DAMAGED, f"the archive has {size} bytes, its manifest says {manifest.archive_size}"
     try:
-        verified = json.loads(read_regular(os.path.join(folder, VERIFY), MAX_VERIFY_BYTES))
+        verified = parse_json(read_regular(os.path.join(folder, VERIFY), MAX_VERIFY_BYTES))
     except FileNotFoundError:
         return COMPLETE, ""
     except (OSError, ValueError) as err:  # a verify result dsr did not write: not good
