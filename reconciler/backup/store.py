@@ -31,8 +31,10 @@ import re
 import stat
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from reconciler import logs
 from reconciler.backup.errors import BackupError
@@ -98,6 +100,9 @@ class Snapshot:
     status: str
     problem: str = ""
     place: Place | None = field(default=None, compare=False)
+    # Read from a store rather than a file: a context manager giving a file-like of the
+    # archive's bytes, checked as they are read (``reconciler.backup.restore``).
+    opener: Callable[[], AbstractContextManager[Any]] | None = field(default=None, compare=False)
 
     @property
     def id(self) -> str:
