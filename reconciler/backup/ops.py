@@ -296,15 +296,8 @@ def verify(request: Request, backup_id: str | None = None) -> list[tuple[Snapsho
         snapshots = [s for s in snapshots if s.id == backup_id]
         if not snapshots:
             raise BackupError(f"no backup {backup_id!r} in this project")
-    out: list[tuple[Snapshot, str | None]] = []
+    out = []
     for snapshot in snapshots:
-        if store.is_unsigned(snapshot):
-            # Anyone who can write the backup folder can make an archive of any shape (ten
-            # million folders in a few MB): one this state directory did not sign is
-            # reported as it is, never read (restore --trust-unsigned still checks it all).
-            log.warning("verify", id=snapshot.id, ok=False, error=snapshot.problem)
-            out.append((snapshot, snapshot.problem))
-            continue
         place = _place(snapshot)
         try:
             with place.fetched(snapshot) as local:
