@@ -12,7 +12,6 @@ import io
 import os
 import tarfile
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -42,6 +41,7 @@ from reconciler.plan.model import (
     Plan,
     VolumeParams,
 )
+from reconciler.record import Migration
 from reconciler.snapshot import INSTANCE, new_instance
 from reconciler.spec.models import NEW_SUFFIX, OLD_SUFFIX
 from reconciler.statedir import StateDir
@@ -196,7 +196,6 @@ class _Executor:
         self.engine = engine
         self.project = project
         self.state = state
-        self.record_lock = threading.Lock()  # changes run in threads; one record file
         self.api = engine.api
         self.seconds: dict[str, float] = {}
 
@@ -284,13 +283,10 @@ class _Executor:
     def record_adoption(self, kind: Kind, name: str, identity: str) -> None:
         if self.state is None:
             raise RuntimeError("an adoption needs dsr's state directory to record it")
-        with self.record_lock:
-            record = self.state.read_record(self.project)
-            adopted = dict(record.get("adopted") or {})
-            table = dict(adopted.get(kind.value) or {})
-            table[name] = identity
-            adopted[kind.value] = table
-            self.state.write_record(self.project, {**record, "adopted": adopted})
+        self.state.update_record(
+            self.project,
+            lambda r: r.with_adoptions(kind.value, {**r.adoptions(kind.value), name: identity}),
+        )
         log.info("adopted", kind=kind.value, name=name, identity=identity)
 
     def update_volume(self, change: Change) -> None:
@@ -349,7 +345,7 @@ class _Executor:
             except BaseException:
                 self.start_again(running)  # nothing was removed: back as they were
                 raise
-            self.set_migration(name, {"folder": folder, "original": original})
+            self.set_migration(name, Migration(folder, original))
         for container in change.removes:
             with contextlib.suppress(docker.errors.NotFound):
                 self.remove(container)
@@ -386,17 +382,10 @@ class _Executor:
         self.set_migration(volume, None)
         log.info("migration_restored", volume=volume, snapshot=snapshot.id)
 
-    def set_migration(self, volume: str, folder: dict[str, str] | None) -> None:
+    def set_migration(self, volume: str, migration: Migration | None) -> None:
         if self.state is None:
             raise RuntimeError("a volume migration needs dsr's state directory")
-        with self.record_lock:
-            record = self.state.read_record(self.project)
-            migrations = dict(record.get("migrations") or {})
-            if folder is None:
-                migrations.pop(volume, None)
-            else:
-                migrations[volume] = folder
-            self.state.write_record(self.project, {**record, "migrations": migrations})
+        self.state.update_record(self.project, lambda r: r.with_migration(volume, migration))
 
     def stop_timeout_of(self, container: str) -> int:
         timeout = self.api.inspect_container(container)["Config"].get("StopTimeout")

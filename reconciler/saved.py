@@ -22,9 +22,10 @@ from typing import Any
 from reconciler.errors import PlanError, StalePlanError
 from reconciler.files import InputFileError, read_bounded, write_json
 from reconciler.kinds import CONTAINER_KINDS, Kind
+from reconciler.labels import owned_by
 from reconciler.plan import Action, Change, Plan
 from reconciler.plan.context import inherited, owns
-from reconciler.snapshot import MANAGED, PROJECT, LiveContainer, Observed
+from reconciler.snapshot import LiveContainer, Observed
 from reconciler.spec import Policy
 from reconciler.spec.policy import Role
 
@@ -138,7 +139,7 @@ def _problems(
 ) -> list[str]:
     out = _target_problems(change, project, observed, by_id)
     for labels in _labels_made(change):
-        if labels.get(MANAGED) != "true" or labels.get(PROJECT) != project:
+        if not owned_by(labels, project):
             out.append(f"it would create an object that is not the project {project!r}'s")
     for name, params_name in _names(change):
         if name != params_name:
@@ -210,7 +211,7 @@ def _target_problem(
         labels = network.labels if network is not None else None
     if labels is None:
         return [f"{what} does not exist"]
-    if labels.get(MANAGED) != "true" or labels.get(PROJECT) != project:
+    if not owned_by(labels, project):
         return [f"{what} is not the project {project!r}'s"]
     return []
 

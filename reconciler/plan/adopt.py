@@ -35,7 +35,7 @@ from reconciler.plan.model import (
 )
 from reconciler.plan.params import ANONYMOUS
 from reconciler.plan.reasons import human_seconds, human_size, writable_layer
-from reconciler.snapshot import MANAGED, LiveContainer, LiveVolume
+from reconciler.snapshot import LiveContainer, LiveVolume
 from reconciler.spec.models import Container, Volume, VolumeContainer
 
 R = ReasonCode
@@ -45,7 +45,7 @@ def takeable(planning: Planning, live: LiveContainer) -> bool:
     """No dsr project owns ``live``: it has no dsr labels, or only its image's."""
     if planning.my_container(live):
         return False
-    return live.labels.get(MANAGED) != "true" or inherited(live, planning.observed)
+    return not live.managed or inherited(live, planning.observed)
 
 
 def differences(live: LiveVolume, spec: Volume) -> str:
