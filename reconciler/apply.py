@@ -25,7 +25,7 @@ import docker.types
 
 from reconciler import dockerargs, logs
 from reconciler.engine import Engine, timed_out
-from reconciler.errors import PlanError
+from reconciler.errors import ApplyError, PlanError
 from reconciler.images import DOCKERFILE, write_build_context
 from reconciler.kinds import Kind
 from reconciler.observe import on_this_host, volume_identity
@@ -39,6 +39,7 @@ from reconciler.plan.model import (
     ImageParams,
     Op,
     Plan,
+    Status,
     VolumeParams,
 )
 from reconciler.record import Migration
@@ -55,7 +56,7 @@ class Outcome:
     """How one change went."""
 
     change: Change
-    status: str  # ok | failed | skipped
+    status: Status
     seconds: float = 0.0
     error: str = ""
 
@@ -107,7 +108,7 @@ def apply_plan(
                 stop = "stopped before it started"
             if pending and stop:
                 for change in pending:
-                    outcome = Outcome(change, "skipped", error=stop)
+                    outcome = Outcome(change, Status.SKIPPED, error=stop)
                     _record(outcomes, outcome, pass_id, len(changes), progress)
                 pending.clear()
             for change in list(pending):
@@ -116,11 +117,11 @@ def apply_plan(
                     # futures given it, and 1,000 queued ones made an apply quadratic.
                     break
                 deps = [d for d in change.depends_on if d in by_resource]
-                failed = [d for d in deps if d in outcomes and outcomes[d].status != "ok"]
+                failed = [d for d in deps if d in outcomes and outcomes[d].status is not Status.OK]
                 if failed:
                     pending.remove(change)
                     outcome = Outcome(
-                        change, "skipped", error=f"{', '.join(failed)} did not succeed"
+                        change, Status.SKIPPED, error=f"{', '.join(failed)} did not succeed"
                     )
                     _record(outcomes, outcome, pass_id, len(changes), progress)
                 elif all(d in outcomes for d in deps):
@@ -130,7 +131,7 @@ def apply_plan(
                 for change in pending:  # only a dependency cycle can leave these waiting
                     _record(
                         outcomes,
-                        Outcome(change, "skipped", error="dependency cycle"),
+                        Outcome(change, Status.SKIPPED, error="dependency cycle"),
                         pass_id,
                         len(changes),
                         progress,
@@ -148,7 +149,7 @@ def apply_plan(
                     )
                 outcome = Outcome(
                     change,
-                    "failed" if error else "ok",
+                    Status.FAILED if error else Status.OK,
                     seconds=executor.seconds.get(change.resource, 0.0),
                     error=_message(error) if error else "",
                 )
@@ -167,13 +168,13 @@ def _record(
     if isinstance(progress, TerminalProgress):
         event = log.debug
     else:
-        event = log.info if outcome.status == "ok" else log.error
+        event = log.info if outcome.status is Status.OK else log.error
     event(
         "change",
         pass_id=pass_id,
         resource=outcome.change.resource,
         action=outcome.change.action.value,
-        outcome=outcome.status,
+        outcome=outcome.status.value,
         duration_ms=round(outcome.seconds * 1000),
         **({"error": outcome.error} if outcome.error else {}),
     )
@@ -216,10 +217,10 @@ class _Executor:
                 self.make_volume(params)
             try:
                 self.restore(change.restore_from, params.name)
-            except RuntimeError as err:
+            except ApplyError as err:
                 if change.handoff is None:
                     raise
-                raise RuntimeError(
+                raise ApplyError(
                     f"{err} (hosts that hand volumes over share one backup-key: "
                     "DSR_BACKUP_KEY_FILE)"
                 ) from err
@@ -245,7 +246,7 @@ class _Executor:
         live = self.api.inspect_volume(name)
         identity = volume_identity(live, local=on_this_host(self.engine))
         if not change.identity or identity != change.identity:
-            raise RuntimeError(
+            raise ApplyError(
                 f"the volume {name} is not the one planned for adoption (it is {identity}, "
                 f"the plan saw {change.identity}); run dsr plan again"
             )
@@ -282,7 +283,7 @@ class _Executor:
 
     def record_adoption(self, kind: Kind, name: str, identity: str) -> None:
         if self.state is None:
-            raise RuntimeError("an adoption needs dsr's state directory to record it")
+            raise ApplyError("an adoption needs dsr's state directory to record it")
         self.state.update_record(
             self.project,
             lambda r: r.with_adoptions(kind.value, {**r.adoptions(kind.value), name: identity}),
@@ -338,7 +339,7 @@ class _Executor:
                 engine_io.still_quiet(self.engine, name, quiet)
                 lost = engine_io.uncarried(self.engine, name, skipped)
                 if lost:
-                    raise RuntimeError(
+                    raise ApplyError(
                         f"a migration of {name} would lose {lost}; nothing was removed "
                         "(on_change: recreate drops the data, or remove them first)"
                     )
@@ -369,13 +370,13 @@ class _Executor:
 
         snapshot = store.load(folder, self.project)
         if snapshot is None:
-            raise RuntimeError(
+            raise ApplyError(
                 f"the backup {folder} of {volume}'s migration is missing or incomplete; "
                 "restore it by hand (dsr restore) before anything else"
             )
         problem = self.state and signature_problem(snapshot.manifest, self.state.backup_key())
         if problem:
-            raise RuntimeError(f"the backup {folder} of {volume}'s migration: {problem}")
+            raise ApplyError(f"the backup {folder} of {volume}'s migration: {problem}")
         # Never stop=True: a container running on it now was not planned for, and what it
         # wrote would be wiped; the restore refuses, naming it, and the record stays.
         restoring.restore_volume(self.engine, snapshot, volume, stop=False)
@@ -384,7 +385,7 @@ class _Executor:
 
     def set_migration(self, volume: str, migration: Migration | None) -> None:
         if self.state is None:
-            raise RuntimeError("a volume migration needs dsr's state directory")
+            raise ApplyError("a volume migration needs dsr's state directory")
         self.state.update_record(self.project, lambda r: r.with_migration(volume, migration))
 
     def stop_timeout_of(self, container: str) -> int:
@@ -412,7 +413,7 @@ class _Executor:
         with tempfile.TemporaryFile() as context:  # on disk: contexts can be large
             digest = write_build_context(params.context, params.base, params.path, context)
             if not params.tag.endswith(f":{digest}"):
-                raise RuntimeError(
+                raise ApplyError(
                     f"the context {params.context} changed since the plan was made, so it no "
                     f"longer makes {params.tag}; run dsr plan (or dsr apply PATH) again"
                 )
@@ -430,7 +431,7 @@ class _Executor:
             )
             for line in output:
                 if "error" in line:
-                    raise RuntimeError(f"building {params.tag} failed: {line['error'].strip()}")
+                    raise ApplyError(f"building {params.tag} failed: {line['error'].strip()}")
 
     def delete_image(self, change: Change) -> None:
         assert change.target_id is not None
@@ -460,7 +461,7 @@ class _Executor:
         from reconciler.backup.run import Options, backup_volume
 
         if not destination:
-            raise RuntimeError(f"no backup destination for {volume}: run dsr apply with its spec")
+            raise ApplyError(f"no backup destination for {volume}: run dsr apply with its spec")
         key = self.state.backup_key() if self.state is not None else b""
         manifest = backup_volume(
             self.engine, self.project, volume, destination, Options(policy="dsr-apply", key=key)
@@ -549,11 +550,11 @@ class _Executor:
                 state = self.api.inspect_container(name)["State"]
                 health = (state.get("Health") or {}).get("Status")
                 if health is None:
-                    raise RuntimeError(f"{name} has no health check, so it is never healthy")
+                    raise ApplyError(f"{name} has no health check, so it is never healthy")
                 if health == "healthy":
                     break
                 if not state.get("Running") or time.monotonic() > deadline:
-                    raise RuntimeError(
+                    raise ApplyError(
                         f"{name} is {health if state.get('Running') else 'not running'}: not "
                         f"healthy within {HEALTH_WAIT} s, so its dependents are not started"
                     )
@@ -622,7 +623,7 @@ class _Executor:
         try:
             self.api.pull(repository, tag=tag)
         except docker.errors.APIError as err:
-            raise RuntimeError(f"cannot pull image {image}: {_message(err)}") from err
+            raise ApplyError(f"cannot pull image {image}: {_message(err)}") from err
 
 
 def _health(params: HealthParams | None) -> dict[str, Any] | None:

@@ -35,6 +35,7 @@ from reconciler.kinds import Kind
 from reconciler.observe import compare_packed, measure_writable_layers, observe
 from reconciler.plan import Action, Plan, adopt, plan
 from reconciler.plan import packed as packed_plan
+from reconciler.plan.model import Status
 from reconciler.plan.params import volume_params
 from reconciler.record import Migration, ProjectRecord, VolumeRecord
 from reconciler.saved import (
@@ -42,6 +43,7 @@ from reconciler.saved import (
     check_fresh,
     check_saved,
     measured_targets,
+    names_of,
     read_saved_plan,
 )
 from reconciler.snapshot import CONFIG_HASH, KIND, Observed
@@ -95,7 +97,7 @@ class PassResult:
 
     @property
     def failed(self) -> tuple[Outcome, ...]:
-        return tuple(o for o in self.outcomes if o.status != "ok")
+        return tuple(o for o in self.outcomes if o.status is not Status.OK)
 
     @property
     def converged(self) -> bool:
@@ -263,7 +265,7 @@ def _run(
                 made = {
                     o.change.name
                     for o in outcomes
-                    if o.status == "ok" and o.change.kind is Kind.VOLUME and o.change.volume
+                    if o.status is Status.OK and o.change.kind is Kind.VOLUME and o.change.volume
                 }
                 record_held(desired, result.observed, made)
     finally:
@@ -567,10 +569,6 @@ def offline_plan(
     tags = {key: image.tag for key, image in new_packed.items()}
     reclaim = reclaim_of(old, "")
     return plan(new, before, tags, manifests=manifests, reclaim=reclaim, handoffs=handoffs)
-
-
-def names_of(desired: Desired) -> set[str]:
-    return {*desired.volumes, *desired.containers, *desired.volume_containers}
 
 
 __all__ = [

@@ -11,6 +11,7 @@ images behind the tags it uses.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -26,7 +27,7 @@ from reconciler.labels import owned_by
 from reconciler.plan import Action, Change, Plan
 from reconciler.plan.context import inherited, owns
 from reconciler.snapshot import LiveContainer, Observed
-from reconciler.spec import Policy
+from reconciler.spec import Desired, Policy
 from reconciler.spec.policy import Role
 
 SAVED_KIND = "dsr-saved-plan"
@@ -40,6 +41,22 @@ class SavedPlan:
 
     plan: Plan
     names: frozenset[str]
+
+
+def names_of(desired: Desired) -> set[str]:
+    """The names a spec gives engine objects: what a saved plan also depends on."""
+    return {*desired.volumes, *desired.containers, *desired.volume_containers}
+
+
+def save(path: str, plan: Plan, desired: Desired, observed: Observed, key: bytes) -> None:
+    """``dsr plan --out``: save ``plan``, made from ``desired`` and ``observed``, with the
+    fingerprint of what it depends on, signed with ``key`` (the state directory's)."""
+    from reconciler.render import render_json
+
+    names = names_of(desired)
+    tokens = fingerprint(observed, plan, names)
+    public = json.loads(render_json(plan))
+    save_plan(path, dataclasses.replace(plan, fingerprint=tokens), names, public, key)
 
 
 def save_plan(path: str, saved: Plan, names: set[str], public: dict[str, Any], key: bytes) -> None:

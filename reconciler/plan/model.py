@@ -29,6 +29,14 @@ class Action(StrEnum):
     BLOCKED = "blocked"
 
 
+class Status(StrEnum):
+    """How applying one change went (the applier's outcome of it)."""
+
+    OK = "ok"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # not run: what it depends on failed, or the apply stopped
+
+
 class Risk(StrEnum):
     """What a change may cost."""
 
