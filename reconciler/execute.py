@@ -240,6 +240,22 @@ def record_adoption(ex: Executors, kind: Kind, name: str, identity: str) -> None
     log.info("adopted", kind=key, name=name, identity=identity)
 
 
+@executes(p.RecordAdopting)
+def record_adopting(ex: Executors, run: Run, op: p.RecordAdopting) -> None:
+    state = ex.need_state("an adoption")
+    state.update_record(ex.project, lambda r: r.with_adopting(op.name, op.container))
+
+
+@executes(p.ForgetAdopting)
+def forget_adopting(ex: Executors, run: Run, op: p.ForgetAdopting) -> None:
+    if ex.state is None:
+        return  # nothing was recorded
+    ex.state.update_record(
+        ex.project,
+        lambda r: r.with_adopting(op.name, None) if r.adopting.get(op.name) == op.container else r,
+    )
+
+
 @executes(p.StateHandoff)
 def state_handoff(ex: Executors, run: Run, op: p.StateHandoff) -> None:
     """Write this host's statement about a moving volume (``reconciler.handoff``)."""

@@ -434,6 +434,7 @@ def _recorded(
     record: ProjectRecord, desired: Desired, observed: Observed, state: StateDir
 ) -> ProjectRecord:
     volume_key, network_key = Kind.VOLUME.value, Kind.NETWORK.value
+    ids = {c.id for c in observed.containers.values()}
     adoptions = adopt.recorded(record.adoptions(volume_key), observed.volumes)
     networks = {
         n: i
@@ -457,6 +458,8 @@ def _recorded(
         migrations={
             k: v for k, v in record.migrations.items() if not _settled(desired, observed, k, v)
         },
+        # An interrupted adoption's renamed container removed since (by dsr or by hand).
+        adopting={n: i for n, i in record.adopting.items() if i in ids},
     )
 
 
@@ -521,6 +524,7 @@ def compute_plan(
             migrations=migrating,
             adoptions=adoptions,
             network_adoptions=network_adoptions,
+            adopting=record.adopting,
             handoffs=handoffs,
         )
     ids = [
@@ -544,6 +548,7 @@ def compute_plan(
             migrations=migrating,
             adoptions=adoptions,
             network_adoptions=network_adoptions,
+            adopting=record.adopting,
             handoffs=handoffs,
         )
         return again, measured

@@ -10,6 +10,7 @@ upgrade reads old records and an older dsr reads new ones)::
       "volumes":     {NAME: {"reclaim", "destination", "instance"?}},   reclaim in force
       "migrations":  {NAME: {"folder", "original"}},                    (or FOLDER, older)
       "adopted":     {"volume": {NAME: IDENTITY}, "network": {NAME: ID}},
+      "adopting":    {"container": {NAME: ID}},   renamed NAME_dsr_old by an adoption
       "networks":    true | false,        the project has networks: the next pass lists them
       "interrupted": {"stopped": {ID: NAME}, "restoring": {VOLUME: SNAPSHOT}},
       ...                                 keys of a newer dsr: kept as they are
@@ -94,6 +95,9 @@ class ProjectRecord:
     migrations: Mapping[str, Migration] = field(default_factory=dict)
     # Objects taken over (spec: adopt): kind ("volume", "network") -> name -> identity.
     adopted: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # Containers an adoption renamed NAME_dsr_old and has not removed yet: NAME -> its id
+    # (it has no dsr labels: only this says it is the rest of an adoption to finish).
+    adopting: Mapping[str, str] = field(default_factory=dict)
     networks: bool = False
     # Work an interrupted backup or restore must finish (backup.journal): table -> entries.
     interrupted: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
@@ -114,6 +118,14 @@ class ProjectRecord:
             migrations[volume] = migration
         return replace(self, migrations=migrations)
 
+    def with_adopting(self, name: str, container: str | None) -> ProjectRecord:
+        """The record with the adoption of ``name`` renaming ``container`` (an id) recorded
+        (``None``: forgotten)."""
+        table = {k: v for k, v in self.adopting.items() if k != name}
+        if container is not None:
+            table[name] = container
+        return replace(self, adopting=table)
+
     def table(self, name: str) -> dict[str, str]:
         """One table of the interrupted work (``stopped``, ``restoring``)."""
         return dict(self.interrupted.get(name) or {})
@@ -128,6 +140,7 @@ class ProjectRecord:
             "volumes": {k: v.public() for k, v in self.volumes.items()},
             "migrations": {k: v.public() for k, v in self.migrations.items()},
             "adopted": {k: dict(v) for k, v in self.adopted.items()},
+            "adopting": {"container": dict(self.adopting)},
             "networks": self.networks,
             "interrupted": {k: dict(v) for k, v in self.interrupted.items()},
         }
@@ -151,13 +164,14 @@ class ProjectRecord:
             volumes=volumes,
             migrations=migrations,
             adopted=_tables(value.get("adopted")),
+            adopting=_tables(value.get("adopting")).get("container", {}),
             networks=value.get("networks") is True,
             interrupted=_tables(value.get("interrupted")),
             other={k: v for k, v in value.items() if isinstance(k, str) and k not in _KNOWN},
         )
 
 
-_KNOWN = frozenset({"volumes", "migrations", "adopted", "networks", "interrupted"})
+_KNOWN = frozenset({"volumes", "migrations", "adopted", "adopting", "networks", "interrupted"})
 
 
 def _mapping(value: object) -> dict[str, object]:

@@ -3,8 +3,7 @@
 YAML 1.2 as compose reads it (``reconciler.spec.yamlload``), with ``<<`` merge keys
 applied and ``${VAR}`` left as written: a value written with ``${...}`` is kept as its
 text (``Written``), so the spec expands it where dsr runs, as compose would where it runs.
-Several files merge as ``docker compose -f a -f b`` does for mappings (later keys win,
-mappings merge key by key); a list or scalar of a later file replaces the earlier one.
+Several files merge as ``docker compose -f a -f b`` merges them (``compose_merge``).
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ from typing import Any
 
 from reconciler.errors import SpecError, SpecIssue
 from reconciler.files import InputFileError, read_bounded
+from reconciler.importer.compose_merge import Origins, merge_file
 from reconciler.spec.yamlload import Loc, Plain, format_loc, load_yaml
 
 MAX_COMPOSE_BYTES = 4 << 20
@@ -81,10 +81,13 @@ def read_compose(files: list[str]) -> ComposeProject:
             issues.append(SpecIssue(path, 1, "", "a compose file must be a mapping"))
             continue
         data = _merge_keys(_nulls(data))
-        for loc, line in doc.lines.items():
-            project.origins[loc] = (path, line)
-        project.origins.setdefault((), (path, 1))
-        project.data = _deep_merge(project.data, data)
+        lines: Origins = {loc: (path, line) for loc, line in doc.lines.items()}
+        lines[()] = (path, 1)
+        data, project.origins, problems = merge_file(
+            project.data, project.origins, data, lines, doc.tags
+        )
+        issues.extend(problems)
+        project.data = data
     if not issues:
         issues.extend(_check(project))
     if issues:
@@ -129,15 +132,6 @@ def _merge_keys(value: Any) -> Any:
             out.update(_merge_keys(source))
     out.update({k: _merge_keys(v) for k, v in value.items() if k != "<<"})
     return out
-
-
-def _deep_merge(base: Any, over: Any) -> Any:
-    if isinstance(base, dict) and isinstance(over, dict):
-        out = dict(base)
-        for key, value in over.items():
-            out[key] = _deep_merge(base[key], value) if key in base else value
-        return out
-    return over
 
 
 def _check(project: ComposeProject) -> list[SpecIssue]:

@@ -387,7 +387,8 @@ def volumes_from(converter: Converter, loc: Loc, items: list[Any]) -> list[str]:
             converter.note((*loc, index), f"{name} is not a service: add it to the spec (dsr "
                            "import engine writes one) for this reference to resolve")  # fmt: skip
         else:
-            service, _, mode = value.partition(":")
+            # ``service:NAME`` is how docker-compose 1.x's ``config`` writes a service.
+            service, _, mode = value.removeprefix("service:").partition(":")
             if service not in converter.container_names:
                 converter.error((*loc, index), f"service '{service}' is not defined")
                 continue

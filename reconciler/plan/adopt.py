@@ -36,7 +36,7 @@ from reconciler.plan.model import (
 from reconciler.plan.params import ANONYMOUS
 from reconciler.plan.reasons import human_seconds, human_size, writable_layer
 from reconciler.snapshot import LiveContainer, LiveVolume
-from reconciler.spec.models import Container, Volume, VolumeContainer
+from reconciler.spec.models import NEW_SUFFIX, Container, Volume, VolumeContainer
 
 R = ReasonCode
 
@@ -98,7 +98,9 @@ def kept_mounts(planning: Planning, live: LiveContainer, params: ContainerParams
         if m.type == "volume"
         and ANONYMOUS.match(m.name)
         and m.target not in taken
-        and planning.observed.volume_users(m.name) == [live.name]
+        # (the new half of an interrupted adoption, made with them, does not count)
+        and [u for u in planning.observed.volume_users(m.name) if not u.endswith(NEW_SUFFIX)]
+        == [live.name]
     )
     return dataclasses.replace(params, mounts=params.mounts + extra) if extra else params
 

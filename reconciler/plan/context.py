@@ -40,6 +40,8 @@ class Planning:
     adopted: Mapping[str, str] = field(default_factory=dict)
     # Networks this project adopted: name -> the id of the one adopted.
     adopted_networks: Mapping[str, str] = field(default_factory=dict)
+    # Containers an interrupted adoption renamed NAME_dsr_old: NAME -> the renamed one's id.
+    adopting: Mapping[str, str] = field(default_factory=dict)
     # Volumes moving between hosts: volume -> host -> what that host states (handoff).
     handoffs: Mapping[str, Mapping[str, Statement]] = field(default_factory=dict)
 

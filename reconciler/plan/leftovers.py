@@ -25,6 +25,9 @@ R = ReasonCode
 def cleanups(planner: Planning) -> None:
     wanted = {**planner.desired.containers, **planner.desired.volume_containers}
     for live in sorted(planner.observed.containers.values(), key=lambda c: c.name):
+        if renamed_by_adoption(planner, live):
+            adoption_leftover(planner, live, live.name.removesuffix(OLD_SUFFIX) in wanted)
+            continue
         if not planner.my_container(live) or live.name in wanted:
             continue  # a spec'd name is its resource's to keep or replace
         kind = Kind(live.labels.get(KIND, Kind.CONTAINER))
@@ -55,6 +58,41 @@ def cleanups(planner: Planning) -> None:
             )
         else:
             delete_orphan(planner, kind, live)
+
+
+def renamed_by_adoption(planner: Planning, live: LiveContainer) -> bool:
+    """``live`` is a container that is not dsr's, which an adoption of NAME renamed
+    ``NAME_dsr_old`` and was killed before it removed it: the project's record says so
+    (by its id; a container merely named so is not)."""
+    name = live.name.removesuffix(OLD_SUFFIX)
+    return name != live.name and planner.adopting.get(name) == live.id
+
+
+def adoption_leftover(planner: Planning, live: LiveContainer, wanted: bool) -> None:
+    """Finish an interrupted adoption: the container it renamed goes (its volumes kept,
+    carried over by dsr's own) once dsr's own of that name is made or started."""
+    name = live.name.removesuffix(OLD_SUFFIX)
+    spec = planner.desired.containers.get(name)
+    why = f"dsr renamed it when it began to adopt {name}, and was stopped before it removed it"
+    if not wanted:
+        reason = f"{why}; {name} left the spec since, so it is kept: rename it back yourself (docker rename {live.name} {name})"  # fmt: skip
+        planner.add(Change(Kind.CONTAINER.resource(live.name), Action.BLOCKED, reason, R.LEFTOVER, target_id=live.id))  # fmt: skip
+        return
+    if live.size_rw and spec is not None and spec.writable_layer == "protect":
+        reason = f"{why}; but {writable_layer(live.size_rw)} and writable_layer is protect: copy that data out, then docker rm {live.name}"  # fmt: skip
+        planner.add(Change(Kind.CONTAINER.resource(live.name), Action.BLOCKED, reason, R.WRITABLE_LAYER_DATA, risk=Risk.DATA_LOSS, target_id=live.id))  # fmt: skip
+        return
+    planner.add(
+        Change(
+            resource=Kind.CONTAINER.resource(live.name),
+            action=Action.DELETE,
+            reason=f"{why}; the adoption is finished: it is removed, its volumes are kept"
+            + ("" if live.size_rw is None else f" and {writable_layer(live.size_rw)}"),
+            code=R.LEFTOVER,
+            target_id=live.id,
+            stop_timeout=spec.stop_timeout if spec is not None else 10,
+        )
+    )
 
 
 def discards_layer(planner: Planning, live: LiveContainer) -> bool:
@@ -116,6 +154,8 @@ def leftover(planner: Planning, name: str) -> LiveContainer | None:
     for suffix in (OLD_SUFFIX, NEW_SUFFIX):  # the old half holds the volumes in service
         live = planner.observed.containers.get(name + suffix)
         if live is not None and planner.my_container(live) and is_leftover(planner, live):
+            return live
+        if live is not None and renamed_by_adoption(planner, live):
             return live
     return None
 

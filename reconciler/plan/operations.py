@@ -209,12 +209,7 @@ def _container(change: Change) -> tuple[Operation, ...]:
             return (Operation(Op.UNPAUSE_CONTAINER, name, payload=p.UnpauseContainer(target)),)
         return (Operation(Op.START_CONTAINER, name, payload=p.StartContainer(target)),)
     if change.action is Action.DELETE:
-        return (
-            Operation(
-                Op.STOP_CONTAINER, name, payload=p.StopContainer(target, change.stop_timeout)
-            ),
-            Operation(Op.REMOVE_CONTAINER, name, payload=p.RemoveContainer(target)),
-        )
+        return _delete_container(change, name, target)
     if params is None:
         return ()
     start = Operation(Op.START_CONTAINER, params.name, payload=p.StartContainer(params.name))
@@ -237,15 +232,38 @@ def _container(change: Change) -> tuple[Operation, ...]:
     return (*ops, *_replace_container(change, params, target))
 
 
+def _delete_container(change: Change, name: str, target: str) -> tuple[Operation, ...]:
+    stop = p.StopContainer(target, change.stop_timeout)
+    ops = [
+        Operation(Op.STOP_CONTAINER, name, payload=stop),
+        Operation(Op.REMOVE_CONTAINER, name, payload=p.RemoveContainer(target)),
+    ]
+    adopted = name.removesuffix(OLD_SUFFIX)
+    if change.code is ReasonCode.LEFTOVER and adopted != name:
+        # Perhaps the rest of an interrupted adoption: its record goes with it.
+        forget = p.ForgetAdopting(adopted, target)
+        ops.append(Operation(Op.RECORD, f"end of the adoption of {adopted}", payload=forget))
+    return tuple(ops)
+
+
 def _replace_container(change: Change, params: ContainerParams, old: str) -> list[Operation]:
     """Create the new one beside the old; stop the old, swap the names, start the new, and
     only then remove the old (create-then-delete). A new one that does not start is
-    removed and the old one gets its name back (and runs again if it ran)."""
+    removed and the old one gets its name back (and runs again if it ran). An adopted
+    container is not dsr's: the record says dsr renamed it, until it is gone."""
     name = change.name
     new, aside = params.name + NEW_SUFFIX, params.name + OLD_SUFFIX
+    forget: tuple[Operation, ...] = ()
     ops = [
         Operation(Op.CREATE_CONTAINER, new, payload=p.CreateContainer(params, new)),
         Operation(Op.STOP_CONTAINER, name, payload=p.StopContainer(old, change.stop_timeout)),
+    ]
+    if change.action is Action.ADOPT:
+        adopting = p.RecordAdopting(params.name, old)
+        ops.append(Operation(Op.RECORD, f"adoption of {params.name}", payload=adopting))
+        done = p.ForgetAdopting(params.name, old)
+        forget = (Operation(Op.RECORD, f"end of the adoption of {params.name}", payload=done),)
+    ops += [
         Operation(Op.RENAME_CONTAINER, name, aside, p.RenameContainer(old, aside)),
         Operation(Op.RENAME_CONTAINER, new, params.name, p.RenameContainer(new, params.name)),
     ]
@@ -258,11 +276,12 @@ def _replace_container(change: Change, params: ContainerParams, old: str) -> lis
             Operation(
                 Op.START_CONTAINER, params.name, payload=p.StartContainer(old, if_stopped_here=True)
             ),
+            *forget,
         )
         start = p.StartContainer(params.name)
         ops.append(Operation(Op.START_CONTAINER, params.name, payload=start, rollback=back))
     ops.append(Operation(Op.REMOVE_CONTAINER, aside, payload=p.RemoveContainer(old)))
-    return ops
+    return [*ops, *forget]
 
 
 def host_ports(ports: tuple[str, ...]) -> set[str]:

@@ -90,6 +90,25 @@ class AdoptNetwork:
 
 
 @dataclass(frozen=True)
+class RecordAdopting:
+    """Write in the project record that the adoption of ``name`` renames ``container``
+    (its id) ``name_dsr_old``: that container has no dsr labels, so a pass killed before
+    it is removed finishes the adoption from the record (``plan.leftovers``)."""
+
+    name: str
+    container: str
+
+
+@dataclass(frozen=True)
+class ForgetAdopting:
+    """Remove that record once the renamed ``container`` is gone or has its name back
+    (only when the record names that very container)."""
+
+    name: str
+    container: str
+
+
+@dataclass(frozen=True)
 class StateHandoff:
     """Write this host's statement about a volume moving between hosts (``handoff``);
     ``with_backup``: it names the snapshot this change just took."""
@@ -210,6 +229,8 @@ Payload = (
     | EndMigration
     | AdoptVolume
     | AdoptNetwork
+    | RecordAdopting
+    | ForgetAdopting
     | StateHandoff
     | BuildImage
     | ImportImage

@@ -71,6 +71,7 @@ def plan(
     migrations: Mapping[str, object] | None = None,
     adoptions: Mapping[str, str] | None = None,
     network_adoptions: Mapping[str, str] | None = None,
+    adopting: Mapping[str, str] | None = None,
     handoffs: Mapping[str, Mapping[str, Statement]] | None = None,
 ) -> Plan:
     """What to do so that the engine holds what ``desired`` says.
@@ -81,7 +82,8 @@ def plan(
     ``destination``), for those that left the spec since; ``migrations`` maps volumes to
     the backup of a migration that was interrupted; ``adoptions`` maps the volumes this
     project adopted to the creation time of the one adopted, ``network_adoptions`` its
-    adopted networks to their ids; ``handoffs`` maps volumes that move between hosts to
+    adopted networks to their ids, ``adopting`` the containers an interrupted adoption
+    renamed to their ids; ``handoffs`` maps volumes that move between hosts to
     each host's statement about them (``plan.handoff``).
     """
     planner = _Planner(
@@ -93,6 +95,7 @@ def plan(
         {k: m for k, v in (migrations or {}).items() if (m := Migration.of(v)) is not None},
         adopted=dict(adoptions or {}),
         adopted_networks=dict(network_adoptions or {}),
+        adopting=dict(adopting or {}),
         handoffs=dict(handoffs or {}),
     )
     planner.run()
@@ -274,6 +277,9 @@ class _Planner(Planning):
         )
         if adopting and live is not None:
             params = adopt.kept_mounts(self, live, params)
+        elif live is None and carry_from is not None and not self.my_container(carry_from):
+            # An adoption killed between its renames: the one it renamed holds the volumes.
+            params = adopt.kept_mounts(self, carry_from, params)
         planned = tuple(d for d in dict.fromkeys(deps) if d in self.planned)
         moved = migrate.removed_by(self, live.id) if live is not None else None
         if moved is not None:

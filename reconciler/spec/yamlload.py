@@ -46,6 +46,9 @@ MAX_DEPTH = 64
 # What ${VAR} expansion may add to one file: `${BIG}` written 100,000 times would otherwise
 # build gigabytes from a 1 MiB file.
 MAX_EXPANSION = 1 << 20
+# Tags compose gives a meaning to when files are merged; recorded (Document.tags), never
+# typed: the value under them is built as if untagged.
+MERGE_TAGS = ("!reset", "!override")
 
 
 class _Yaml12Loader(_Loader):
@@ -161,6 +164,8 @@ class Document(Located):
     lines: dict[Loc, int] = field(default_factory=dict)
     issues: list[SpecIssue] = field(default_factory=list)
     templated: dict[Loc, Templated] = field(default_factory=dict)
+    # Values tagged with compose's merge tags (``!reset``, ``!override``): loc -> tag.
+    tags: dict[Loc, str] = field(default_factory=dict)
 
 
 def expand_vars(
@@ -240,6 +245,8 @@ class _Builder:
             finally:
                 self.replaying -= 1
         self.seen.add(id(node))
+        if node.tag in MERGE_TAGS:
+            self.doc.tags[loc] = node.tag
         if isinstance(node, yaml.ScalarNode):
             return self.scalar(node, loc)
         if len(loc) >= MAX_DEPTH:

@@ -176,3 +176,38 @@ def test_adopt_and_external_exclude_each_other(tmp_path: Path) -> None:
         assert "adopt" in str(err.issues[0])
     else:
         raise AssertionError("adopt with external was accepted")
+
+
+def test_an_adoption_killed_between_its_renames_is_finished_from_the_record(
+    tmp_path: Path,
+) -> None:
+    """The user's container, renamed app_dsr_old by an adoption that was killed: the record
+    names it, so dsr's own is made with its volumes, and it goes once that one is made."""
+    desired = load(tmp_path, APP.replace("WRITABLE", ""))
+    old = hand_container(name="app_dsr_old", state="exited")
+    observed = Observed(containers={"app_dsr_old": old}, volumes={"data": hand_volume()})
+    result = plan(desired, observed, adoptions={"data": CREATED}, adopting={"app": "c" * 64})
+    assert summary(result) == [
+        ("container:app", "create", "missing", "none"),
+        ("container:app_dsr_old", "delete", "leftover", "none"),
+    ]
+    create, delete = result.changes
+    assert create.container is not None
+    assert {m.target: m.source for m in create.container.mounts} == {
+        "/data": "data",
+        "/image-volume": ANON,  # the image's anonymous volume carried over
+    }
+    assert delete.target_id == "c" * 64 and delete.depends_on == ("container:app",)
+    # Without the record, a container merely named so is not dsr's: never touched.
+    alone = plan(desired, observed, adoptions={"data": CREATED})
+    assert [c.resource for c in alone.changes] == ["container:app"]
+    # (Once dsr's own runs under the name: tests/engine/test_adopt_interrupted.py.)
+
+
+def test_a_renamed_container_whose_name_left_the_spec_is_kept(tmp_path: Path) -> None:
+    desired = load(tmp_path, "volumes:\n  data: {adopt: true}\n")
+    old = hand_container(name="app_dsr_old", state="exited")
+    observed = Observed(containers={"app_dsr_old": old}, volumes={"data": hand_volume()})
+    result = plan(desired, observed, adoptions={"data": CREATED}, adopting={"app": "c" * 64})
+    assert summary(result) == [("container:app_dsr_old", "blocked", "leftover", "none")]
+    assert "docker rename app_dsr_old app" in result.changes[0].reason
