@@ -299,6 +299,8 @@ class Change:
     # An adoption of a volume: the creation time of the one adopted, recorded with its
     # name, so that a volume made again under that name behind dsr's back is not taken.
     identity: str = ""
+    # The container whose interrupted adoption this delete finishes: its record goes too.
+    adoption: str = ""
     # A replace's sequence, and the downtime it implies ("": none), as the plan shows them.
     order: Order | None = None
     downtime: str = ""
@@ -434,6 +436,7 @@ def _change_from(data: Mapping[str, Any]) -> Change:
         restore_from=data.get("restore_from"),
         removes=tuple(data.get("removes", ())),
         identity=str(data.get("identity", "")),
+        adoption=str(data.get("adoption", "")),
         order=Order(data["order"]) if data.get("order") else None,
         downtime=str(data.get("downtime", "")),
         operations=tuple(

@@ -238,11 +238,11 @@ def _delete_container(change: Change, name: str, target: str) -> tuple[Operation
         Operation(Op.STOP_CONTAINER, name, payload=stop),
         Operation(Op.REMOVE_CONTAINER, name, payload=p.RemoveContainer(target)),
     ]
-    adopted = name.removesuffix(OLD_SUFFIX)
-    if change.code is ReasonCode.LEFTOVER and adopted != name:
-        # Perhaps the rest of an interrupted adoption: its record goes with it.
-        forget = p.ForgetAdopting(adopted, target)
-        ops.append(Operation(Op.RECORD, f"end of the adoption of {adopted}", payload=forget))
+    if change.adoption:  # the rest of an interrupted adoption: its record goes with it
+        forget = p.ForgetAdopting(change.adoption, target)
+        ops.append(
+            Operation(Op.RECORD, f"end of the adoption of {change.adoption}", payload=forget)
+        )
     return tuple(ops)
 
 
