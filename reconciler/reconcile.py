@@ -13,7 +13,6 @@ after loading the spec: a second writer waits for it and then observes afresh, s
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import time
@@ -27,7 +26,7 @@ from reconciler.apply import Outcome, Progress, apply_plan
 from reconciler.backup.journal import Journal, finish
 from reconciler.engine import Engine
 from reconciler.errors import DsrError, PlanError, SpecError, SpecIssue
-from reconciler.files import write_json
+from reconciler.files import parse_json, write_json
 from reconciler.handoff import Statement
 from reconciler.hostinfo import engine_host
 from reconciler.images import ContextError, PackedImage, pack
@@ -368,7 +367,7 @@ def _known_manifests(state: StateDir | None, observed: Observed) -> dict[str, Ma
             continue
         try:
             with open(state.manifest(tag), encoding="utf-8") as handle:
-                out[tag] = json.load(handle)
+                out[tag] = parse_json(handle.read())
         except (OSError, ValueError):
             continue
     return out

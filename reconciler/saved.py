@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.errors import PlanError, StalePlanError
-from reconciler.files import InputFileError, read_bounded, write_json
+from reconciler.files import InputFileError, parse_json, read_bounded, write_json
 from reconciler.kinds import CONTAINER_KINDS, Kind
 from reconciler.labels import owned_by
 from reconciler.plan import Action, Change, Plan
@@ -77,7 +77,7 @@ def read_saved_plan(path: str, key: bytes) -> SavedPlan | None:
     if text is None:
         return None
     try:
-        document = json.loads(text)
+        document = parse_json(text)
     except ValueError as err:
         if f'"{SAVED_KIND}"' in text:  # cut short or mangled: still a plan, not a spec
             raise PlanError(f"{path}: the saved plan is damaged: {err}") from err

@@ -26,7 +26,6 @@ import contextlib
 import errno
 import fcntl
 import hashlib
-import json
 import os
 import re
 import secrets
@@ -38,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.errors import LockError
-from reconciler.files import read_regular, write_json
+from reconciler.files import parse_json, read_regular, write_json
 from reconciler.record import ProjectRecord
 
 
@@ -171,7 +170,7 @@ class StateDir:
             if path is None:
                 continue
             try:
-                value = json.loads(read_regular(path, MAX_RECORD_BYTES))
+                value = parse_json(read_regular(path, MAX_RECORD_BYTES))
             except FileNotFoundError:
                 continue
             except (OSError, ValueError):
@@ -320,7 +319,7 @@ def _held_message(fd: int, path: str, timeout: float) -> str:
 def _read_small_json(path: str) -> dict[str, Any] | None:
     try:
         with open(path, "rb") as handle:
-            value = json.loads(handle.read(1 << 20))
+            value = parse_json(handle.read(1 << 20))
     except (OSError, ValueError):
         return None
     return value if isinstance(value, dict) else None

@@ -9,10 +9,9 @@ the CLI as a subprocess.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import json
 import os
-import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from reconciler.backup.store import COMPLETE, DAMAGED, Folder, Place, Snapshot, 
 from reconciler.engine import Engine, engine_url
 from reconciler.errors import DsrError
 from reconciler.escape import escape_controls
-from reconciler.files import write_json
+from reconciler.files import parse_json, remove_below, write_json
 from reconciler.hostinfo import engine_host
 from reconciler.labels import managed, owned_by
 from reconciler.observe import on_this_host, volume_identity
@@ -93,7 +92,7 @@ def save_last_good(state: StateDir, desired: Desired) -> None:
     path = state.last_good(desired.project)
     try:
         with open(path, encoding="utf-8") as handle:
-            if json.load(handle) == document:
+            if parse_json(handle.read()) == document:
                 return
     except (OSError, ValueError):
         pass
@@ -108,7 +107,7 @@ def last_good(request: Request) -> Desired:
     path = request.state.last_good(project)
     try:
         with open(path, encoding="utf-8") as handle:
-            document = json.load(handle)
+            document = parse_json(handle.read())
         rules = {
             str(name): Backup.model_validate(rule)
             for name, rule in dict(document["backups"]).items()
@@ -467,7 +466,8 @@ def restore(
                 restoring.restore_dir(snapshot, folder, progress)
             except BaseException as err:
                 if top:  # a folder this restore made: gone again, with what it wrote
-                    shutil.rmtree(top, ignore_errors=True)
+                    with contextlib.suppress(OSError, RecursionError):
+                        remove_below(os.path.dirname(top), top)
                 if isinstance(err, OSError):  # a full disk: said, not a traceback
                     raise BackupError(_partial(snapshot.id, folder, err, bool(top))) from err
                 raise

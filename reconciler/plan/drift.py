@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from reconciler.files import parse_json
 from reconciler.labels import BIND_KINDS, SPEC
 from reconciler.plan import packed
 from reconciler.plan.context import Planning
@@ -330,7 +331,7 @@ def _json(text: str | None) -> dict[str, Any] | None:
     if not text:
         return None
     try:
-        value = json.loads(text)
+        value = parse_json(text)
     except ValueError:
         return None
     return value if isinstance(value, dict) else None

@@ -358,19 +358,24 @@ def _cycles(files: list[FileSpec], desired: Desired) -> Iterator[SpecIssue]:
     for start in sorted(edges):
         if start in done:
             continue
+        if not edges[start]:  # most containers: nothing to walk
+            done.add(start)
+            continue
         stack: list[tuple[str, Iterator[str]]] = [(start, iter(edges[start]))]
         on_path = [start]
+        on_path_set = {start}  # membership in O(1): a 1,500-long chain stays linear
         while stack:
             node, targets = stack[-1]
             target = next(targets, None)
             if target is None:
                 stack.pop()
-                on_path.pop()
+                on_path_set.discard(on_path.pop())
                 done.add(node)
-            elif target in on_path:
+            elif target in on_path_set:
                 cycle = [*on_path[on_path.index(target) :], target]
                 spec, loc = where[cycle[0]]
                 yield spec.issue(loc, "volumes_from forms a cycle: " + " -> ".join(cycle))
             elif target not in done and target in edges:
                 stack.append((target, iter(edges[target])))
                 on_path.append(target)
+                on_path_set.add(target)
