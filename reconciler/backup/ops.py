@@ -31,9 +31,9 @@ from reconciler.errors import DsrError
 from reconciler.escape import escape_controls
 from reconciler.files import parse_json, remove_below, write_json
 from reconciler.hostinfo import engine_host
+from reconciler.labels import managed, owned_by
 from reconciler.observe import on_this_host, volume_identity
 from reconciler.plan.params import volume_params
-from reconciler.snapshot import MANAGED, PROJECT
 from reconciler.spec import Desired, Policy, load_policy, load_spec
 from reconciler.spec.backups import Backup
 from reconciler.spec.models import Volume
@@ -532,7 +532,7 @@ def _remove_half_restored(engine: Engine, project: str, name: str) -> None:
         return
     labels = live.get("Labels") or {}
     users = engine_io.users(engine, volume=name)
-    if labels.get(MANAGED) != "true" or labels.get(PROJECT) != project or users:
+    if not owned_by(labels, project) or users:
         raise BackupError(
             f"the volume {name} was left half filled by a restore --into that was "
             "interrupted, but it is used or no longer this project's; remove it by hand"
@@ -597,9 +597,7 @@ def _choose(
 
 def adoptions(state: StateDir, project: str) -> dict[str, str]:
     """The volumes ``project`` adopted (name -> identity), as its record says."""
-    adopted = state.read_record(project).get("adopted")
-    table = adopted.get("volume") if isinstance(adopted, dict) else None
-    return {k: v for k, v in (table or {}).items() if isinstance(v, str)}
+    return state.load_record(project).adoptions("volume")
 
 
 def _prepare_volume(
@@ -617,9 +615,9 @@ def _prepare_volume(
     if live is not None and not new:
         labels = live.get("Labels") or {}
         identity = volume_identity(live, local=on_this_host(engine))
-        if labels.get(MANAGED) != "true" and identity and adopted.get(name) == identity:
+        if not managed(labels) and identity and adopted.get(name) == identity:
             return False
-        if labels.get(MANAGED) != "true" or labels.get(PROJECT) != desired.project:
+        if not owned_by(labels, desired.project):
             raise BackupError(
                 f"the volume {name} is not managed by dsr for the project {desired.project}, "
                 "so dsr never changes it; restore --into a new volume instead"

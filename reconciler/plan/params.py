@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from reconciler.files import parse_json
 from reconciler.kinds import Kind
+from reconciler.labels import BIND_KINDS, SPEC
 from reconciler.plan.model import (
     ContainerParams,
     EndpointParams,
@@ -42,8 +43,6 @@ from reconciler.spec.models import (
 )
 from reconciler.spec.runtime import Healthcheck
 
-SPEC = "dsr.spec"
-BIND_KINDS = "dsr.bind-kinds"  # {target: "dir" | "file"} of the binds, when made
 # Volume containers need an image to be created from; one made by `docker import` of an
 # empty tarball needs no registry. They are never started, so the command never runs.
 EMPTY_IMAGE = "dsr/empty:1"
