@@ -124,5 +124,23 @@ def test_a_network_made_by_hand_is_blocked_unless_adopted(
         record = StateDir(str(dsr_state_dir)).read_record(prefix)
         assert record["adopted"]["network"] == {net: hand.id}
         dsr("plan", spec.parent, "--detailed-exitcode", check=0)
+        # Left the spec: a saved plan deletes it, the record (not labels) saying it is
+        # the project's own.
+        tmp_spec(f"version: 1\nvolumes:\n  {prefix}-keep: {{}}\n")
+        saved = spec.parent.parent / "saved-plan.json"
+        dsr("plan", spec.parent, "--out", saved, check=0)
+        public = json.loads(saved.read_text())
+        assert ("delete", f"network:{net}") in [
+            (c["action"], c["resource"]) for c in public["changes"]
+        ]
+        dsr("apply", saved, check=0)
+        try:
+            docker_client.networks.get(hand.id)
+            raise AssertionError("the adopted network was not deleted by the saved plan")
+        except NotFound:
+            pass
     finally:
-        hand.remove()
+        try:
+            hand.remove()
+        except NotFound:
+            pass
