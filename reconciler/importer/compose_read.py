@@ -15,6 +15,7 @@ from typing import Any
 
 from reconciler.errors import SpecError, SpecIssue
 from reconciler.files import InputFileError, read_bounded
+from reconciler.importer.compose_extends import resolve_extends
 from reconciler.importer.compose_merge import Origins, merge_file
 from reconciler.spec.yamlload import Loc, Plain, format_loc, load_yaml
 
@@ -58,7 +59,13 @@ class ComposeProject:
 
 
 def read_compose(files: list[str]) -> ComposeProject:
-    """The compose files merged in order; raises ``SpecError`` naming file, line and path."""
+    """The compose files merged in order, ``extends`` resolved; raises ``SpecError``
+    naming file, line and path."""
+    return _read(files, 0)
+
+
+def _read(files: list[str], depth: int) -> ComposeProject:
+    """``depth`` > 0: a file read for ``extends``, which need not be a whole project."""
     project = ComposeProject(files=list(files), data={})
     issues: list[SpecIssue] = []
     for path in files:
@@ -89,6 +96,8 @@ def read_compose(files: list[str]) -> ComposeProject:
         issues.extend(problems)
         project.data = data
     if not issues:
+        issues.extend(resolve_extends(project, _read, depth))
+    if not issues and depth == 0:
         issues.extend(_check(project))
     if issues:
         raise SpecError(issues)

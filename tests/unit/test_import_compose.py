@@ -167,3 +167,35 @@ def test_several_files_merge_as_compose_merges_them(tmp_path: Path) -> None:
     imported = import_compose(read_compose([str(base), str(override)]), "m")
     web = imported.containers["m-web-1"]
     assert web["image"] == "nginx:2" and web["env"] == {"A": "1", "B": "3"}
+
+
+def test_depends_on_cycles_and_completed_conditions(tmp_path: Path) -> None:
+    compose = tmp_path / "compose.yml"
+    compose.write_text(
+        textwrap.dedent("""\
+            services:
+              migrate:
+                image: app
+              app:
+                image: app
+                depends_on:
+                  migrate: {condition: service_completed_successfully}
+                  db: {condition: service_healthy}
+              db:
+                image: db
+                depends_on: [cache]
+              cache:
+                image: cache
+            """)
+    )
+    result = import_compose(read_compose([str(compose)]), "c")
+    app = result.containers["c-app-1"]
+    assert app["depends_on"] == {"c-db-1": {"condition": "service_healthy"}}
+    notes = [str(n) for n in result.notes]
+    assert any(n.startswith(f"{compose}:7: services.app.depends_on.migrate: not carried over: condition service_completed_successfully") for n in notes), notes  # fmt: skip
+    compose.write_text(compose.read_text() + "    depends_on: [app]\n")
+    with pytest.raises(SpecError) as err:
+        import_compose(read_compose([str(compose)]), "c")
+    assert str(err.value).startswith(
+        f"{compose}:8: services.app.depends_on.db: depends_on forms a cycle: app -> db -> cache -> app"
+    )
