@@ -239,6 +239,9 @@ def read_env_file(converter: Converter, loc: Loc, path: str, required: bool) -> 
 
 def port(converter: Converter, loc: Loc, item: Any) -> str | None:
     if isinstance(item, dict):
+        # mode (host or ingress) is swarm's: a single engine publishes on the host anyway.
+        for extra in sorted(set(item) - {"target", "published", "host_ip", "protocol", "mode"}):
+            converter.note((*loc, extra), "dsr ports have no such setting")
         target = text(item.get("target"))
         published = text(item.get("published")) if item.get("published") is not None else ""
         host_ip = text(item.get("host_ip")) if item.get("host_ip") else ""
