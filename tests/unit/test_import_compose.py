@@ -201,3 +201,40 @@ def test_depends_on_cycles_and_completed_conditions(tmp_path: Path) -> None:
     assert str(err.value).startswith(
         f"{compose}:8: services.app.depends_on.db: depends_on forms a cycle: app -> db -> cache -> app"
     )
+
+
+def _paths(value: object, loc: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    out = [loc]
+    if isinstance(value, dict):
+        for key, item in value.items():
+            out += _paths(item, (*loc, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            out += _paths(item, (*loc, index))
+    return out
+
+
+@pytest.mark.parametrize("stack", ["gitea.yml", "immich.yml"])
+def test_a_value_of_the_wrong_shape_anywhere_is_an_error_never_a_crash(
+    stack: str, tmp_path: Path
+) -> None:
+    """Every value of a real stack replaced in turn by values of other shapes: the import
+    succeeds or raises SpecError (FILE:LINE: path: message), nothing else."""
+    base = yaml.safe_load((FIXTURES / stack).read_text())
+    for name in ("immich.env", "nextcloud.env", "parts"):
+        source = FIXTURES / name
+        if source.exists() and not (tmp_path / name).exists():
+            (tmp_path / name).symlink_to(source)
+    path = tmp_path / stack
+    for loc in _paths(base)[1:]:
+        for weird in (5, [], {}, "a:b:c:d"):
+            doc = yaml.safe_load((FIXTURES / stack).read_text())
+            holder = doc
+            for part in loc[:-1]:
+                holder = holder[part]
+            holder[loc[-1]] = weird
+            path.write_text(yaml.safe_dump(doc))
+            try:
+                import_compose(read_compose([str(path)]), "fz", "v2", load_policy(None))
+            except SpecError as err:
+                assert all(issue.file and issue.line >= 1 for issue in err.issues), loc
