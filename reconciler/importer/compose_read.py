@@ -144,7 +144,8 @@ def _merge_keys(value: Any) -> Any:
 
 
 _S, _L, _M, _N = "a value", "a list", "a mapping", "empty"
-# The shape compose gives each key the importer reads (a key of a service or its parts);
+# The shape compose gives each key the importer reads (a key of a service or its parts;
+# ``*`` is any key, ``[]`` any list entry);
 # what is not of its shape is an error here, never a crash later.
 SHAPES: dict[tuple[str, ...], tuple[str, ...]] = {
     **{("services", "*", k): (_L,) for k in (
@@ -165,12 +166,12 @@ SHAPES: dict[tuple[str, ...], tuple[str, ...]] = {
     ("services", "*", "depends_on", "*"): (_M, _N),
     ("services", "*", "networks", "*"): (_M, _N),
     ("services", "*", "networks", "*", "aliases"): (_L,),
-    ("services", "*", "volumes", "*"): (_S, _M),
-    ("services", "*", "volumes", "*", "bind"): (_M,),
-    ("services", "*", "volumes", "*", "volume"): (_M,),
-    ("services", "*", "volumes", "*", "tmpfs"): (_M,),
-    ("services", "*", "ports", "*"): (_S, _M),
-    ("services", "*", "env_file", "*"): (_S, _M),
+    ("services", "*", "volumes", "[]"): (_S, _M),
+    ("services", "*", "volumes", "[]", "bind"): (_M,),
+    ("services", "*", "volumes", "[]", "volume"): (_M,),
+    ("services", "*", "volumes", "[]", "tmpfs"): (_M,),
+    ("services", "*", "ports", "[]"): (_S, _M),
+    ("services", "*", "env_file", "[]"): (_S, _M),
     ("services", "*", "healthcheck", "test"): (_S, _L),
     ("services", "*", "deploy", "resources"): (_M,),
     ("services", "*", "deploy", "resources", "limits"): (_M,),
@@ -192,12 +193,19 @@ def _kind(value: Any) -> str:
     return _N if value is None else _S
 
 
+def _fits(part: str | int, pattern: str) -> bool:
+    """``*``: any key of a mapping; ``[]``: any entry of a list."""
+    if pattern == "[]":
+        return isinstance(part, int)
+    return isinstance(part, str) and pattern in ("*", part)
+
+
 def _shapes(project: ComposeProject) -> list[SpecIssue]:
     """Every value the importer reads is of the shape compose gives it."""
     issues = []
     for loc in subpaths(project.data):
         for pattern, kinds in _BY_LENGTH.get(len(loc), ()):
-            if all(p == "*" or p == part for part, p in zip(loc, pattern, strict=True)):
+            if all(_fits(part, p) for part, p in zip(loc, pattern, strict=True)):
                 value: Any = project.data
                 for part in loc:
                     value = value[part]
