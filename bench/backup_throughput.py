@@ -141,6 +141,12 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="leave the volume and files")
     parser.add_argument("--runs", type=int, default=3, help="each figure is the best of N")
     parser.add_argument("--store", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument(
+        "--local",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="--no-local: only the store's figures",
+    )
     args = parser.parse_args()
     ensure_zstd()
     project = f"dsr-bench-{secrets.token_hex(3)}"
@@ -166,66 +172,25 @@ def main() -> None:
             f"volume {volume}: {size / 2**20:.0f} MiB in {files} files; warm cache; "
             f"{os.cpu_count()} CPUs\n\nbackup"
         )
-        rates = {}
+        rates: dict[str, float] = {}
         runs = args.runs
-        for via in ("direct", "api"):
-            argv = [*dsr, "backup", str(spec_dir), "--policy", "bench", "--via", via]
-            s, peak = best(runs, [argv], env)
-            rates[f"backup {via}"] = report(f"dsr backup (read {via})", size, s, peak)
-        argv = [*dsr, "backup", str(spec_dir), "--policy", "empty", "--via", "direct"]
-        s, _ = best(runs, [argv], env)
-        print(f"  {'dsr backup of an empty volume':<34} {s:7.2f} s  (what any dsr run costs)")
-        archive = work / "tar.zst"
-        s, _ = best(runs, [[f"tar -C {mount} -cf - . | zstd -3 -q -f -o {archive}"]], shell=True)
-        rates["tar|zstd"] = report("tar -c | zstd -3", size, s, None)
-        restic = shutil.which("restic")
-        if restic:
-            repo = work / "restic"
-            renv = {**env, "RESTIC_PASSWORD": "bench"}
-            argvs = []
-            for n in range(runs):  # a new repository each: a second run would only dedupe
-                repo_n = f"{repo}-{n}"
-                subprocess.run(
-                    [restic, "-r", repo_n, "init", "-q"], env=renv, check=True, capture_output=True
-                )
-                argvs.append([restic, "-r", repo_n, "backup", "-q", str(mount)])
-            s, peak = best(runs, argvs, renv)
-            rates["restic"] = report("restic backup", size, s, peak)
-        else:
-            print("  restic backup                      not installed")
-        print("\nrestore (into an empty new volume, as tar -x into an empty folder)")
-        # Each run writes somewhere new: ext4 allocates inodes slowly just after a mass
-        # delete (``recently_deleted``), so nothing is removed until the end.
-        for via in ("direct", "api"):
-            argvs = []
-            for n in range(runs if via == "direct" else 1):
-                into = f"{project}-new-{via}-{n}"
-                made.append(into)
-                argvs.append([*dsr, "restore", str(spec_dir), volume, "--into", into, "--via", via])
-            s, peak = best(len(argvs), argvs, env)
-            rates[f"restore {via}"] = report(f"dsr restore --into (write {via})", size, s, peak)
-        outs = [work / f"untar-{n}" for n in range(runs)]
-        for out in outs:
-            out.mkdir()
-        s, _ = best(
-            runs, [[f"zstd -d -q -c {archive} | tar -C {out} -xf -"] for out in outs], shell=True
-        )
-        rates["unzstd|tar"] = report("zstd -d | tar -x", size, s, None)
-        s, peak = timed([*dsr, "restore", str(spec_dir), volume, "--via", "direct"], env)
-        report("dsr restore in place (empties first)", size, s, peak)
+        if args.local:
+            rates = local_bench(dsr, spec_dir, mount, size, env, runs, work, project, volume, made)
         if args.store:
             store_rates = store_bench(work, spec_dir, volume, mount, size, env, runs, made)
-        print(
-            "\ntargets: backup >= 0.8x tar|zstd and >= 2x restic; restore >= 0.8x zstd -d|tar -x;"
-            " peak < 150 MB"
-        )
-        for key in ("backup direct", "backup api"):
+        print(f"\nload average after the runs: {os.getloadavg()}")
+        if args.local:
             print(
-                f"  {key}: {rates[key] / rates['tar|zstd']:.2f}x tar|zstd"
-                + (f", {rates[key] / rates['restic']:.2f}x restic" if "restic" in rates else "")
+                "\ntargets: backup >= 0.8x tar|zstd and >= 2x restic; restore >= 0.8x zstd -d|tar"
+                " -x; peak < 150 MB"
             )
-        for key in ("restore direct", "restore api"):
-            print(f"  {key}: {rates[key] / rates['unzstd|tar']:.2f}x zstd -d|tar -x")
+            for key in ("backup direct", "backup api"):
+                print(
+                    f"  {key}: {rates[key] / rates['tar|zstd']:.2f}x tar|zstd"
+                    + (f", {rates[key] / rates['restic']:.2f}x restic" if "restic" in rates else "")
+                )
+            for key in ("restore direct", "restore api"):
+                print(f"  {key}: {rates[key] / rates['unzstd|tar']:.2f}x zstd -d|tar -x")
         if args.store:
             print("  (store) targets: >= 2x restic, encrypted and not; peak < 150 MB")
             for key in ("s3 backup plain", "s3 backup age", "s3 restore plain", "s3 restore age"):
@@ -239,6 +204,68 @@ def main() -> None:
                 with contextlib.suppress(docker.errors.APIError):
                     client.remove_volume(name, force=True)
         client.close()
+
+
+def local_bench(
+    dsr: list[str],
+    spec_dir: Path,
+    mount: Path,
+    size: int,
+    env: dict[str, str],
+    runs: int,
+    work: Path,
+    project: str,
+    volume: str,
+    made: list[str],
+) -> dict[str, float]:
+    """The volume into the state directory and back, against tar | zstd and restic."""
+    rates: dict[str, float] = {}
+    for via in ("direct", "api"):
+        argv = [*dsr, "backup", str(spec_dir), "--policy", "bench", "--via", via]
+        s, peak = best(runs, [argv], env)
+        rates[f"backup {via}"] = report(f"dsr backup (read {via})", size, s, peak)
+    argv = [*dsr, "backup", str(spec_dir), "--policy", "empty", "--via", "direct"]
+    s, _ = best(runs, [argv], env)
+    print(f"  {'dsr backup of an empty volume':<34} {s:7.2f} s  (what any dsr run costs)")
+    archive = work / "tar.zst"
+    s, _ = best(runs, [[f"tar -C {mount} -cf - . | zstd -3 -q -f -o {archive}"]], shell=True)
+    rates["tar|zstd"] = report("tar -c | zstd -3", size, s, None)
+    restic = shutil.which("restic")
+    if restic:
+        repo = work / "restic"
+        renv = {**env, "RESTIC_PASSWORD": "bench"}
+        argvs = []
+        for n in range(runs):  # a new repository each: a second run would only dedupe
+            repo_n = f"{repo}-{n}"
+            subprocess.run(
+                [restic, "-r", repo_n, "init", "-q"], env=renv, check=True, capture_output=True
+            )
+            argvs.append([restic, "-r", repo_n, "backup", "-q", str(mount)])
+        s, peak = best(runs, argvs, renv)
+        rates["restic"] = report("restic backup", size, s, peak)
+    else:
+        print("  restic backup                      not installed")
+    print("\nrestore (into an empty new volume, as tar -x into an empty folder)")
+    # Each run writes somewhere new: ext4 allocates inodes slowly just after a mass
+    # delete (``recently_deleted``), so nothing is removed until the end.
+    for via in ("direct", "api"):
+        argvs = []
+        for n in range(runs if via == "direct" else 1):
+            into = f"{project}-new-{via}-{n}"
+            made.append(into)
+            argvs.append([*dsr, "restore", str(spec_dir), volume, "--into", into, "--via", via])
+        s, peak = best(len(argvs), argvs, env)
+        rates[f"restore {via}"] = report(f"dsr restore --into (write {via})", size, s, peak)
+    outs = [work / f"untar-{n}" for n in range(runs)]
+    for out in outs:
+        out.mkdir()
+    s, _ = best(
+        runs, [[f"zstd -d -q -c {archive} | tar -C {out} -xf -"] for out in outs], shell=True
+    )
+    rates["unzstd|tar"] = report("zstd -d | tar -x", size, s, None)
+    s, peak = timed([*dsr, "restore", str(spec_dir), volume, "--via", "direct"], env)
+    report("dsr restore in place (empties first)", size, s, peak)
+    return rates
 
 
 def store_bench(

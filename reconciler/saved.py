@@ -11,6 +11,7 @@ images behind the tags it uses.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -20,12 +21,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.errors import PlanError, StalePlanError
-from reconciler.files import InputFileError, read_bounded, write_json
+from reconciler.files import InputFileError, parse_json, read_bounded, write_json
 from reconciler.kinds import CONTAINER_KINDS, Kind
+from reconciler.labels import owned_by
 from reconciler.plan import Action, Change, Plan
 from reconciler.plan.context import adopted, inherited, owns
-from reconciler.snapshot import MANAGED, PROJECT, LiveContainer, Observed
-from reconciler.spec import Policy
+from reconciler.snapshot import LiveContainer, Observed
+from reconciler.spec import Desired, Policy
 from reconciler.spec.models import OLD_SUFFIX
 from reconciler.spec.policy import Role
 
@@ -40,6 +42,22 @@ class SavedPlan:
 
     plan: Plan
     names: frozenset[str]
+
+
+def names_of(desired: Desired) -> set[str]:
+    """The names a spec gives engine objects: what a saved plan also depends on."""
+    return {*desired.volumes, *desired.containers, *desired.volume_containers, *desired.networks}
+
+
+def save(path: str, plan: Plan, desired: Desired, observed: Observed, key: bytes) -> None:
+    """``dsr plan --out``: save ``plan``, made from ``desired`` and ``observed``, with the
+    fingerprint of what it depends on, signed with ``key`` (the state directory's)."""
+    from reconciler.render import render_json
+
+    names = names_of(desired)
+    tokens = fingerprint(observed, plan, names)
+    public = json.loads(render_json(plan))
+    save_plan(path, dataclasses.replace(plan, fingerprint=tokens), names, public, key)
 
 
 def save_plan(path: str, saved: Plan, names: set[str], public: dict[str, Any], key: bytes) -> None:
@@ -60,7 +78,7 @@ def read_saved_plan(path: str, key: bytes) -> SavedPlan | None:
     if text is None:
         return None
     try:
-        document = json.loads(text)
+        document = parse_json(text)
     except ValueError as err:
         if f'"{SAVED_KIND}"' in text:  # cut short or mangled: still a plan, not a spec
             raise PlanError(f"{path}: the saved plan is damaged: {err}") from err
@@ -158,7 +176,7 @@ def _problems(
 ) -> list[str]:
     out = _target_problems(change, project, observed, by_id, owned)
     for labels in _labels_made(change):
-        if labels.get(MANAGED) != "true" or labels.get(PROJECT) != project:
+        if not owned_by(labels, project):
             out.append(f"it would create an object that is not the project {project!r}'s")
     for name, params_name in _names(change):
         if name != params_name:
@@ -245,7 +263,7 @@ def _target_problem(
         labels = network.labels if network is not None else None
     if labels is None:
         return [f"{what} does not exist"]
-    if labels.get(MANAGED) != "true" or labels.get(PROJECT) != project:
+    if not owned_by(labels, project):
         return [f"{what} is not the project {project!r}'s"]
     return []
 

@@ -1,9 +1,11 @@
 """A rule's destinations as places, and one snapshot made once and stored in each.
 
 A rule's ``destination`` is a folder, ``s3://BUCKET/PREFIX`` or a list of those (the
-default: the state directory's ``backups/``). ``take`` makes a source's archive once: in
-the first place when that is a plain folder (written and read back there, as always),
-else in a staging folder of the state directory; then stores it in every other place, the
+default: the state directory's ``backups/``). ``take`` makes a source's archive once.
+With a single S3 place, it goes up as it is made (``s3stream``), with no copy on this
+host. Otherwise it is written in the first place when that is a plain folder (written and
+read back there, as always), else in a staging folder of the state directory; then stored
+in every other place, the
 manifest last in each, and removes the staged copy. A place that fails does not stop the
 others: the snapshot is kept where it was stored, and the error names the places missed.
 """
@@ -80,6 +82,8 @@ def take(
         taken: frozenset[str] = frozenset().union(*(p.taken(project) for p in places))
         options = _with_taken(options, taken)
         first = places[0]
+        if len(places) == 1 and hasattr(first, "stream"):
+            return _streamed(engine, project, source, options, first, staging)
         if isinstance(first, Folder) and not first.encrypts:
             manifest = run.backup_source(engine, project, source, first.url, options)
             _store(project, places[1:], store.folder_of(first.url, manifest), manifest, [first])
@@ -91,6 +95,37 @@ def take(
         return manifest
 
     return one
+
+
+def _streamed(
+    engine: Engine | None,
+    project: str,
+    source: Source,
+    options: run.Options,
+    place: Any,
+    staging: str,
+) -> Manifest:
+    """One source's archive sent into the store ``place`` as it is made (no local copy;
+    the staging folder only holds the snapshot's name and its manifest's draft)."""
+    streams: list[Any] = []
+
+    def opened(snapshot_id: str) -> Any:
+        streams.append(place.stream(project, snapshot_id))
+        return streams[-1]
+
+    with staged.folder(staging) as folder:
+        options = dataclasses.replace(options, staged=True, stream=opened)
+        try:
+            manifest = run.backup_source(engine, project, source, folder, options)
+            place.put_manifest(project, manifest, streams[-1])
+        except BaseException as err:
+            for stream in streams:
+                stream.abort()
+            if isinstance(err, (BackupError, OSError)):
+                log.error("store_failed", source=str(source), destination=place.url, error=str(err))
+            raise
+    log.info("stored", id=manifest.id, destination=place.url)
+    return manifest
 
 
 def _with_taken(options: run.Options, taken: frozenset[str]) -> run.Options:

@@ -20,6 +20,7 @@ import zstandard
 
 from reconciler.backup.archive import CHUNK, Decompressed, beyond, read_tar
 from reconciler.backup.errors import ArchiveError
+from reconciler.backup.sink import big_buffers_to_the_os
 from reconciler.backup.tree import FILE, TreeDigest
 from reconciler.files import open_regular
 
@@ -32,6 +33,7 @@ class Prefetched:
     bytes, as ``tarread`` asks); ``digest`` is its sha256 once it has been read whole."""
 
     def __init__(self, file: BinaryIO) -> None:
+        big_buffers_to_the_os()
         self.source = Decompressed(file)
         self.pieces: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=DEPTH)
         self.stopped = threading.Event()
@@ -119,8 +121,16 @@ def scan(
     ``most`` is (bytes, entries other than folders) its manifest records: an archive that
     holds more is refused as soon as it does, as is one with more than ``TRAILER`` bytes
     after its end, so a crafted archive cannot keep dsr decompressing for hours."""
+    with os.fdopen(open_regular(path), "rb") as file:
+        return scan_file(file, contents=contents, most=most)
+
+
+def scan_file(
+    file: BinaryIO, *, contents: bool = True, most: tuple[int, int] | None = None
+) -> tuple[str, TreeDigest]:
+    """``scan`` of an archive read from ``file`` (a file, or a store's response)."""
     tree = TreeDigest()
-    with os.fdopen(open_regular(path), "rb") as file, Prefetched(file) as source:
+    with Prefetched(file) as source:
         for entry, content in read_tar(source):
             # The size a header claims is compared before any of it is read: an 8 GiB
             # entry in a small archive is refused before it is decompressed and hashed.

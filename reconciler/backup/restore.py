@@ -27,22 +27,36 @@ from typing import Any
 import docker.errors
 
 from reconciler.backup import engine_io, extract, rehash
-from reconciler.backup.archive import CHUNK, Decompressed, Progress, TarWriter, read_tar
+from reconciler.backup.archive import CHUNK, Decompressed, Progress, TarWriter, beyond, read_tar
 from reconciler.backup.errors import ArchiveError, BackupError, ChecksumError, InUseError
 from reconciler.backup.journal import Journal
-from reconciler.backup.prefetch import Prefetched, scan
+from reconciler.backup.prefetch import Prefetched, scan_file
 from reconciler.backup.run import IterReader
 from reconciler.backup.store import Snapshot
-from reconciler.backup.tree import FILE, TreeDigest, file_sha256, gc_paused
+from reconciler.backup.tree import DIR, FILE, TreeDigest, file_sha256, gc_paused
 from reconciler.engine import Engine
 from reconciler.files import open_regular
 from reconciler.snapshot import INSTANCE, new_instance
 
 
+def _opened(snapshot: Snapshot) -> contextlib.AbstractContextManager[Any]:
+    """The archive's bytes: its file, or (``opener``) a store's response read as it comes."""
+    if snapshot.opener is not None:
+        return snapshot.opener()
+    return os.fdopen(open_regular(snapshot.archive), "rb")
+
+
 def check_bytes(snapshot: Snapshot) -> None:
     """The archive's sha256 is its manifest's: read before anything decompresses or parses
     it (a few MB of zstd can expand to terabytes), an archive that is not the one its
-    manifest names is refused as damaged, whatever a parser would make of it."""
+    manifest names is refused as damaged, whatever a parser would make of it.
+
+    An archive read from a store (``opener``) is not read a time more for this: every
+    reading of it hashes it as it goes and refuses it at its end when the sha256 differs,
+    before the restore counts (a target that held data is not touched until one whole
+    reading passed), and stops decompressing once it holds more than its manifest says."""
+    if snapshot.opener is not None:
+        return
     try:
         sha256 = file_sha256(snapshot.archive)
     except OSError as err:
@@ -67,7 +81,8 @@ def _scan(snapshot: Snapshot, *, contents: bool) -> TreeDigest:
     """Every entry checked (its bytes already were): the tree read."""
     m = snapshot.manifest
     try:
-        sha256, tree = scan(snapshot.archive, contents=contents, most=(m.size, m.files))
+        with _opened(snapshot) as file:
+            sha256, tree = scan_file(file, contents=contents, most=(m.size, m.files))
     except OSError as err:
         raise _unreadable(snapshot, err) from err
     except ArchiveError as err:
@@ -147,7 +162,7 @@ def _write_dir(snapshot: Snapshot, root: str, progress: Progress | None) -> None
     try:
         with (
             gc_paused(),
-            os.fdopen(open_regular(snapshot.archive), "rb") as file,
+            _opened(snapshot) as file,
             Prefetched(file) as source,
         ):
             extract.extract(source, root, progress, most=(m.size, m.files))
@@ -285,11 +300,20 @@ def _prefixed(snapshot: Snapshot, progress: Progress | None) -> Iterator[bytes]:
         sink = _Queue(chunks, stop)
         try:
             writer = TarWriter(sink, TreeDigest(), prefix="v/", progress=progress)  # type: ignore[arg-type]
-            with os.fdopen(open_regular(snapshot.archive), "rb") as file:
-                for entry, content in read_tar(Decompressed(file).plain()):
+            m = snapshot.manifest
+            size = files = 0
+            with _opened(snapshot) as file:
+                source = Decompressed(file)
+                for entry, content in read_tar(source.plain()):
                     if stop.is_set():
                         return
+                    size += entry.size  # refused before its content is read
+                    files += entry.kind != DIR
+                    if size > m.size or files > m.files:
+                        raise beyond((m.size, m.files))
                     writer.add(entry, content)
+                source.drain()
+            _same_bytes(snapshot, source.digest.hexdigest())  # before the tar's end is sent
             writer.close()
             sink.flush()
         except BaseException as err:  # handed to the consumer, which raises it

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from reconciler import logs
 from reconciler.backup import archive, engine_io, sink, store
@@ -61,6 +62,20 @@ class Options:
     taken: frozenset[str] = frozenset()  # snapshot ids in use in other places
     key: bytes = b""  # the state directory's backup-key: the manifest's keyed digest
     staged: bool = False  # a copy on its way to a store, which rehashes it as it sends it
+    # A store's upload that takes the archive as it is made (nothing on this host's disk):
+    # called with the snapshot's id, it gives a ``Stream``.
+    stream: Callable[[str], Stream] | None = None
+
+
+class Stream(Protocol):
+    """An archive's bytes on their way to a store: ``write`` them, then ``finish`` with
+    their sha256 and count (every part stored and checked), or ``abort``."""
+
+    def write(self, data: bytes) -> int: ...
+
+    def finish(self, sha256: str, size: int) -> None: ...
+
+    def abort(self) -> None: ...
 
 
 def backup_volume(
@@ -90,7 +105,9 @@ def backup_source(
             manifest = sign(manifest, options.key)
         store.write_manifest(folder, manifest)  # a full disk here too: nothing is left
     except BaseException:
-        store.remove(folder)  # best effort; a killed backup leaves a folder prune removes
+        store.remove(
+            folder, destination
+        )  # best effort; a killed backup leaves a folder prune removes
         raise
     log.info(
         "snapshot",
@@ -134,23 +151,28 @@ def _write(
     moment: datetime,
     zone: str,
 ) -> Manifest:
-    path = os.path.join(folder, ARCHIVE)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)  # read back
     tree = TreeDigest()
     skipped: list[str] = []
-    try:
-        out = sink.ArchiveSink(fd, durable=not options.staged)
+    if options.stream is not None:  # straight into a store: nothing on this host's disk
+        stream = options.stream(os.path.basename(folder))
         try:
-            writer = archive.TarWriter(out, tree, progress=options.progress)  # type: ignore[arg-type]
-            with gc_paused():
-                volume, via = _pack(engine, project, source, options.via, writer, skipped)
+            out = sink.ArchiveSink(-1, output=sink.Passed(stream))
+            writer, volume, via = _made(engine, project, source, options, out, tree, skipped)
+            sha256, size = out.close()
+            stream.finish(sha256, size)
         except BaseException:
-            out.abort()
+            stream.abort()
             raise
-        sha256, size = out.close()
-    finally:
-        os.close(fd)
-    _check_written(path, sha256, size, out.read_back)
+    else:
+        path = os.path.join(folder, ARCHIVE)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)  # read back
+        try:
+            out = sink.ArchiveSink(fd, durable=not options.staged)
+            writer, volume, via = _made(engine, project, source, options, out, tree, skipped)
+            sha256, size = out.close()
+        finally:
+            os.close(fd)
+        _check_written(path, sha256, size, out.read_back)
     return Manifest(
         id=os.path.basename(folder),
         policy=options.policy,
@@ -170,6 +192,26 @@ def _write(
         skipped=[_shown(p) for p in skipped],
         changed=[_shown(p) for p in writer.short],
     )
+
+
+def _made(
+    engine: Engine | None,
+    project: str,
+    source: Source,
+    options: Options,
+    out: sink.ArchiveSink,
+    tree: TreeDigest,
+    skipped: list[str],
+) -> tuple[archive.TarWriter, VolumeInfo | None, str]:
+    """The source written as tar into ``out`` (stopped, its file unfinished, on an error)."""
+    try:
+        writer = archive.TarWriter(out, tree, progress=options.progress)  # type: ignore[arg-type]
+        with gc_paused():
+            volume, via = _pack(engine, project, source, options.via, writer, skipped)
+    except BaseException:
+        out.abort()
+        raise
+    return writer, volume, via
 
 
 def _pack(

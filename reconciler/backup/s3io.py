@@ -16,6 +16,20 @@ MOST_PART = 64 << 20  # the largest part (archives beyond 640 GB take larger one
 READ = 1 << 20
 
 
+def schedule(number: int) -> tuple[int, int]:
+    """(size, parts sent ahead) of part ``number`` of an archive whose size is not known
+    (it goes up as it is made). Parts grow so that 10,000 hold any archive up to about
+    370 GB, and fewer travel at once as they grow: the parts held in memory stay at
+    24-64 MiB. Up to 112 GB (6,000 parts) they stay at most 32 MiB in flight."""
+    if number <= 2000:
+        return PART, 2  # 16 GB
+    if number <= 4000:
+        return 2 * PART, 1  # 48 GB
+    if number <= 6000:
+        return 4 * PART, 0  # 112 GB
+    return MOST_PART, 0
+
+
 def part_size(size: int) -> int:
     """Parts of ``PART`` bytes, larger for archives that 9,000 of those would not hold."""
     need = (size + size // 1000 + (1 << 20)) // 9000 + 1
@@ -31,10 +45,13 @@ class Upload:
 
     AHEAD = 2
 
-    def __init__(self, store: Any, key: str, part: int) -> None:
+    def __init__(self, store: Any, key: str, part: int = 0) -> None:
         self.store = store
         self.key = key
-        self.part = part
+        self.fixed = part  # 0: sizes by ``schedule``, the archive's size not being known
+        self.part = part or PART
+        self.ahead = self.AHEAD
+        self.error: BaseException | None = None  # the first failure, for the caller
         self.buffer = bytearray()
         self.parts: dict[int, str] = {}
         self.count = 0
@@ -46,7 +63,11 @@ class Upload:
     def write(self, data: bytes) -> int:
         self.buffer += data
         if len(self.buffer) >= self.part:
-            self._send()
+            try:
+                self._send()
+            except BaseException as err:
+                self.error = self.error or err
+                raise
         return len(data)
 
     def flush(self) -> None:
@@ -58,15 +79,18 @@ class Upload:
             with store._errors(f"start uploading {self.key}"):
                 made = store.client.create_multipart_upload(Bucket=store.bucket, Key=self.key)
             self.upload_id = str(made["UploadId"])
-        data = bytes(self.buffer)
-        self.buffer.clear()
+        data, self.buffer = self.buffer, bytearray()  # handed on as is: no copy
         self.number += 1
         self.count += len(data)
-        while len(self.pending) >= self.AHEAD:  # wait for a slot; a failed part raises here
+        if not self.fixed:
+            self.part, self.ahead = schedule(self.number + 1)
+        while len(self.pending) >= max(self.ahead, 1):  # a failed part raises here
             self.pending.pop(0).result()
         self.pending.append(self.pool.submit(self._part, self.number, data))
+        if not self.ahead:
+            self.pending.pop(0).result()
 
-    def _part(self, number: int, data: bytes) -> None:
+    def _part(self, number: int, data: bytearray) -> None:
         store = self.store
         md5 = hashlib.md5(data)
         with store._errors(f"upload part {number} of {self.key}"):
@@ -114,7 +138,7 @@ class Upload:
         if self.upload_id is None:
             return
         with contextlib.suppress(Exception):
-            self.store.client.abort_multipart_upload(
+            self.store.quick_client.abort_multipart_upload(
                 Bucket=self.store.bucket, Key=self.key, UploadId=self.upload_id
             )
         self.upload_id = None

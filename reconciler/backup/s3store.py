@@ -7,22 +7,29 @@ Layout (the contract's)::
         manifest.json[.age]      stored last, once every part is stored and checked
         verify.json              the last ``dsr backups verify`` of it: time and outcome
 
-An archive goes up in parts of ``PART`` bytes, one at a time (the memory holds one part,
-whatever the archive's size), each sent with its Content-MD5, which the store checks and
-refuses when it differs, and whose ETag must then be that MD5. The upload is completed,
-the object's size checked, and only then the manifest written: a snapshot without one
-lists as nothing (prune removes what it left), and a failed upload is aborted, its parts
-with it. Uploads that a killed run left open under the project are aborted by the next
-backup. Requests are retried with backoff on throttling, timeouts and dropped connections
-(botocore's standard retry mode). Credentials come from boto3's usual chain only: the
-``AWS_*`` variables, the shared credentials and config files, profiles (``AWS_PROFILE``);
-never from the spec.
+An archive goes up as it is made (``s3stream``: nothing is staged on this host's disk),
+in parts of 8 MiB and more (``s3io.schedule``), a few at a time on a small pool of
+threads (the memory holds a few parts, whatever the archive's size), each sent with its
+Content-MD5, which the store checks and refuses when it differs, and whose ETag must then
+be that MD5. The upload is completed, the object's size checked, and only then the
+manifest written: a snapshot without one lists as nothing (prune removes what it left),
+and a failed upload is aborted, its parts with it. Uploads that a killed run left open
+under the project are aborted by the next backup. A restore reads the archive from the
+store's response, through age and zstd, straight into the target (``s3stream.opened``).
+Requests are retried with backoff on throttling, timeouts and dropped connections
+(botocore's standard retry mode), ``ATTEMPTS`` tries of at most ``TIMEOUT`` seconds of
+silence each (``DSR_S3_TIMEOUT``, ``DSR_S3_ATTEMPTS``): a store that stops answering (a
+paused process, a dead link) fails the run within about attempts x timeout + 7 s, 67 s
+by default. Credentials come from boto3's usual chain only: the ``AWS_*`` variables, the
+shared credentials and config files, profiles (``AWS_PROFILE``); never from the spec.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -31,13 +38,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from reconciler import logs
-from reconciler.backup import crypt, staging
-from reconciler.backup.errors import BackupError, ChecksumError
+from reconciler.backup import crypt, s3stream
+from reconciler.backup.errors import BackupError
 from reconciler.backup.manifest import ARCHIVE, MANIFEST, Manifest, ManifestError, parse_manifest
-from reconciler.backup.s3io import Hashed, HashedReader, Reader, Upload, part_size
+from reconciler.backup.s3io import HashedReader, Upload, part_size
+from reconciler.backup.s3stream import Streamed
 from reconciler.backup.store import COMPLETE, DAMAGED, VERIFY, Found, Place, Snapshot
 from reconciler.escape import escape_controls
-from reconciler.files import write_json
+from reconciler.files import parse_json, write_json
 from reconciler.spec.backups import s3_parts
 
 log = logs.get_logger("dsr.backup")
@@ -45,6 +53,24 @@ log = logs.get_logger("dsr.backup")
 MOST_MANIFEST = 1 << 20
 READ = 1 << 20
 AGE_CHUNK = 64 << 10  # age's payload chunk; each costs 16 bytes of tag
+
+
+TIMEOUT = 15.0  # seconds a request may wait for the store (DSR_S3_TIMEOUT)
+ATTEMPTS = 4  # tries of each request (DSR_S3_ATTEMPTS), with backoff between them
+
+
+def timeouts() -> tuple[float, int]:
+    """(seconds, attempts) of each request: a store that stops answering fails a request
+    after about attempts x seconds, plus the backoff between tries (up to 1+2+4 s)."""
+    seconds, attempts = TIMEOUT, ATTEMPTS
+    with contextlib.suppress(ValueError):
+        seconds = min(max(float(os.environ.get("DSR_S3_TIMEOUT", TIMEOUT)), 1.0), 600.0)
+    with contextlib.suppress(ValueError):
+        attempts = min(max(int(os.environ.get("DSR_S3_ATTEMPTS", ATTEMPTS)), 1), 20)
+    return seconds, attempts
+
+
+from botocore.exceptions import ResponseStreamingError as _Streaming  # noqa: E402
 
 
 class S3(Place):
@@ -75,6 +101,7 @@ class S3(Place):
         self.staging = staging
         self.known = known
         self._client: Any = None
+        self._quick: Any = None
         self._etags: dict[str, str] = {}
 
     @property
@@ -89,25 +116,41 @@ class S3(Place):
 
     @property
     def client(self) -> Any:
+        """The client of every request: timeouts and retries as ``timeouts`` says."""
         if self._client is None:
-            import boto3
-            from botocore.config import Config
-
-            config = Config(
-                retries={"mode": "standard", "max_attempts": 6},
-                connect_timeout=10,
-                read_timeout=60,
-                # Content-MD5 is sent by dsr itself; CRC headers are not every service's.
-                request_checksum_calculation="when_required",
-                response_checksum_validation="when_required",
-                s3={"addressing_style": "path"} if self.endpoint else {},
-            )
-            with self._errors("connect"):
-                session = boto3.session.Session()
-                self._client = session.client(
-                    "s3", endpoint_url=self.endpoint, region_name=self.region, config=config
-                )
+            seconds, attempts = timeouts()
+            self._client = self._new_client(seconds, attempts)
         return self._client
+
+    @property
+    def quick_client(self) -> Any:
+        """The client that cleans up after a failure (aborts, deletes): one try, short
+        timeouts, so a store that stopped answering does not hold the error back; what it
+        leaves is aborted or removed by the next backup or prune."""
+        if self._quick is None:
+            seconds, _ = timeouts()
+            self._quick = self._new_client(min(seconds, 5.0), 1)
+        return self._quick
+
+    def _new_client(self, seconds: float, attempts: int) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        config = Config(
+            retries={"mode": "standard", "max_attempts": attempts},
+            connect_timeout=min(seconds, 10.0),
+            read_timeout=seconds,
+            # Content-MD5 is sent by dsr itself; CRC headers are not every service's.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            s3={"addressing_style": "path"} if self.endpoint else {},
+            max_pool_connections=4,
+        )
+        with self._errors("connect"):
+            session = boto3.session.Session()
+            return session.client(
+                "s3", endpoint_url=self.endpoint, region_name=self.region, config=config
+            )
 
     @contextlib.contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
@@ -124,7 +167,7 @@ class S3(Place):
         except e.ClientError as err:
             code = str(err.response.get("Error", {}).get("Code", ""))
             raise BackupError(f"{self.where}: {doing}: {_explain(code, self.bucket, err)}") from err
-        except (e.EndpointConnectionError, e.ConnectionClosedError, e.ReadTimeoutError) as err:
+        except (e.ConnectionError, e.ConnectionClosedError, e.ReadTimeoutError, _Streaming) as err:
             # An OSError cause: "cannot read now", never "damaged" (prune keeps such ones).
             raise BackupError(
                 f"{self.where}: {doing}: cannot reach the store: {err}"
@@ -204,7 +247,7 @@ class S3(Place):
             return None
         try:
             with open(self._known_file(key), encoding="utf-8") as handle:
-                doc = json.loads(handle.read(MOST_MANIFEST))
+                doc = parse_json(handle.read(MOST_MANIFEST))
         except (OSError, ValueError):
             return None
         if not isinstance(doc, dict) or doc.get("etag") != self._etags[key]:
@@ -241,7 +284,7 @@ class S3(Place):
             return DAMAGED, f"the archive has {size} bytes; its manifest says otherwise"
         if VERIFY in files:
             with contextlib.suppress(BackupError, ValueError):
-                verified = json.loads(self._get_small(f"{folder}/{VERIFY}"))
+                verified = parse_json(self._get_small(f"{folder}/{VERIFY}"))
                 if isinstance(verified, dict) and verified.get("ok") is False:
                     error = verified.get("error")
                     text = error if isinstance(error, str) else "the last verify failed"
@@ -250,37 +293,44 @@ class S3(Place):
 
     @contextlib.contextmanager
     def fetched(self, snapshot: Snapshot) -> Iterator[Snapshot]:
-        """The archive downloaded (and decrypted) into the state directory's staging."""
+        """The snapshot read straight from the store (``Snapshot.opener``): nothing is
+        downloaded to this host's disk first; each reading checks the archive's sha256."""
         encrypted = snapshot.folder + "/" + ARCHIVE + crypt.SUFFIX
         files = self._objects(snapshot.manifest.project).get(snapshot.id, {})
         key = encrypted if ARCHIVE + crypt.SUFFIX in files else f"{snapshot.folder}/{ARCHIVE}"
-        with staging.folder(self.staging, "-fetch") as local:
-            self._download(key, os.path.join(local, ARCHIVE), snapshot, key == encrypted)
-            yield Snapshot(snapshot.manifest, local, snapshot.status, snapshot.problem, None)
-
-    def _download(self, key: str, path: str, snapshot: Snapshot, encrypted: bool) -> None:
-        with self._errors(f"download {key}"):
-            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
-            try:
-                with open(path, "xb") as handle:
-                    out = Hashed(handle)
-                    if encrypted:
-                        crypt.decrypt_stream(Reader(body), out, self.identities, key)
-                    else:
-                        while block := body.read(READ):
-                            out.write(block)
-            except OSError as err:
-                raise BackupError(f"cannot write {path}: {err.strerror or err}") from err
-            finally:
-                body.close()
-        m = snapshot.manifest
-        if out.count != m.archive_size or out.digest.hexdigest() != m.sha256:
-            raise ChecksumError(
-                f"snapshot {m.id}: the archive in {self.url} is not the one its manifest "
-                f"names ({out.count} bytes, sha256 {out.digest.hexdigest()}); it is damaged"
-            )
+        yield dataclasses.replace(
+            snapshot, opener=functools.partial(s3stream.opened, self, key, key == encrypted)
+        )
 
     # -- writing -------------------------------------------------------------------------
+
+    def stream(self, project: str, snapshot_id: str) -> Streamed:
+        """The upload of a new snapshot's archive as it is made; ``put_manifest`` after."""
+        base = f"{self._root(project)}{snapshot_id}"
+        if snapshot_id in self._objects(project):
+            raise BackupError(f"{self.url}: {base} exists already")
+        self.abort_stale(project)
+        suffix = crypt.SUFFIX if self.encrypts else ""
+        to = crypt.recipients(self.recipients) if self.encrypts else []
+        return Streamed(self, f"{base}/{ARCHIVE}{suffix}", to)
+
+    def put_manifest(self, project: str, manifest: Manifest, streamed: Streamed) -> None:
+        """The manifest of a streamed archive, last: from now on the snapshot lists."""
+        try:
+            self._put_manifest(f"{self._root(project)}{manifest.id}", manifest)
+        except BaseException:
+            streamed.abort()
+            raise
+        streamed.keep()
+
+    def _put_manifest(self, base: str, manifest: Manifest) -> None:
+        suffix = crypt.SUFFIX if self.encrypts else ""
+        body = json.dumps(manifest.to_json(), indent=2).encode()
+        if self.encrypts:
+            body = crypt.encrypt(body, crypt.recipients(self.recipients))
+        etag = self._put_small(f"{base}/{MANIFEST}{suffix}", body)  # last: it lists
+        if self.encrypts:
+            self._remember(f"{base}/{MANIFEST}{suffix}", etag, manifest)
 
     def put(self, project: str, folder: str, manifest: Manifest) -> None:
         base = f"{self._root(project)}{manifest.id}"
@@ -302,16 +352,11 @@ class S3(Place):
                 if hashed.digest.hexdigest() != manifest.sha256:
                     raise BackupError(f"{folder}: the archive changed while it was stored")
                 upload.complete()
-                body = json.dumps(manifest.to_json(), indent=2).encode()
-                if to:
-                    body = crypt.encrypt(body, to)
-                etag = self._put_small(f"{base}/{MANIFEST}{suffix}", body)  # last: it lists
-                if to:
-                    self._remember(f"{base}/{MANIFEST}{suffix}", etag, manifest)
+                self._put_manifest(base, manifest)
             except BaseException:
                 upload.abort()
                 with contextlib.suppress(Exception):
-                    self._delete([archive_key])
+                    self.quick_client.delete_object(Bucket=self.bucket, Key=archive_key)
                 raise
 
     def _put_small(self, key: str, body: bytes) -> str:

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from reconciler import logs
+from reconciler.spec.redact import scrub
 
 log = logs.get_logger("dsr.notify")
 
@@ -118,7 +119,7 @@ class Notifier:
                 if not self._queue:
                     return
                 body = self._queue.popleft()
-            data = json.dumps(body, default=str).encode()[:MAX_BODY]
+            data = scrub(json.dumps(body, default=str)).encode()[:MAX_BODY]
             for url in self.urls:
                 try:
                     ok = self._post(url, data)

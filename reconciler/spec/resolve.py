@@ -363,23 +363,28 @@ def _cycles(files: list[FileSpec], desired: Desired) -> Iterator[SpecIssue]:
     for start in sorted(edges):
         if start in done:
             continue
+        if not edges[start]:  # most containers: nothing to walk
+            done.add(start)
+            continue
         stack: list[tuple[str, Iterator[tuple[str, str]]]] = [(start, iter(edges[start]))]
         on_path, fields = [start], list[str]()  # fields[i]: the key from on_path[i] on
+        on_path_set = {start}  # membership in O(1): a 1,500-long chain stays linear
         while stack:
             node, targets = stack[-1]
             target, key = next(targets, (None, ""))
             if target is None:
                 stack.pop()
-                on_path.pop()
-                fields = fields[: len(on_path) - 1]
+                on_path_set.discard(on_path.pop())
+                del fields[len(on_path) - 1 :]
                 done.add(node)
-            elif target in on_path:
+            elif target in on_path_set:
                 at = on_path.index(target)
                 cycle, keys = [*on_path[at:], target], [*fields[at:], key]
                 yield _cycle_issue(where[cycle[0]], cycle, keys)
             elif target not in done and target in edges:
                 stack.append((target, iter(edges[target])))
                 on_path.append(target)
+                on_path_set.add(target)
                 fields.append(key)
 
 

@@ -396,6 +396,123 @@ def test_a_store_that_dies_mid_upload(
         server.stop()
 
 
+def test_a_changed_archive_in_the_store_is_refused_before_a_target_is_touched(
+    dsr: DsrRunner,
+    tmp_spec: Callable[..., Path],
+    tmp_path: Path,
+    s3: S3Server,
+    bucket: str,
+) -> None:
+    """The restore reads the store's archive as it comes, without a local copy: a byte
+    changed near its end (same size, so it lists as complete) is still refused. A target
+    holding data is left as it was (the archive is read whole before it is emptied); a
+    new one is removed again; verify reports it."""
+    folder = tmp_path / "site"
+    _random_tree(folder, 12)
+    spec = tmp_spec(f"""
+        version: 1
+        backups:
+          files:
+            paths: [{folder}]
+            destination: s3://{bucket}/x
+            endpoint: {s3.endpoint}
+        """)
+    env = env_of(s3)
+    dsr("backup", spec, env=env, check=True)
+    target = tmp_path / "kept"
+    dsr("restore", spec, str(folder), "--into", str(target), env=env, check=True)
+    (target / "mine").write_text("written after the restore\n")
+    before = describe(target)
+    [key] = [k for k in objects(s3, bucket) if k.endswith("/archive.tar.zst")]
+    client = s3.client()
+    data = bytearray(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    data[-200] ^= 0x55
+    client.put_object(Bucket=bucket, Key=key, Body=bytes(data))
+    [entry] = listed(dsr, spec, env)
+    assert entry["status"] == "complete"  # the size is right: only reading tells
+
+    failed = dsr("restore", spec, str(folder), "--into", str(target), env=env, check=1)
+    assert "damaged" in failed.stderr or "checksum" in failed.stderr, failed.stderr
+    assert describe(target) == before
+    fresh = tmp_path / "fresh"
+    failed = dsr("restore", spec, str(folder), "--into", str(fresh), env=env, check=1)
+    assert "damaged" in failed.stderr or "checksum" in failed.stderr, failed.stderr
+    assert not fresh.exists()
+    verified = dsr("backups", "verify", spec, env=env)
+    assert verified.returncode != 0
+
+
+def test_a_paused_store_fails_within_the_timeouts(
+    dsr: DsrRunner,
+    tmp_spec: Callable[..., Path],
+    tmp_path: Path,
+    prefix: str,
+) -> None:
+    """The store's process is paused (SIGSTOP) while an archive goes up: the backup fails
+    saying so within attempts x timeout (+ backoff), nothing lists; a restore while it is
+    paused fails the same way; once it runs again (SIGCONT) the next backup works, the
+    dead upload is aborted, and the restore gives the tree back."""
+    server = S3Server.start(tmp_path / "own-s3")
+    try:
+        server.make_bucket(prefix)
+        folder = tmp_path / "site"
+        _random_tree(folder, 64)
+        spec = tmp_spec(f"""
+            version: 1
+            backups:
+              files:
+                paths: [{folder}]
+                destination: s3://{prefix}/p
+                endpoint: {server.endpoint}
+            """)
+        env = env_of(server, DSR_STATE_DIR=str(tmp_path / "state"))
+        dsr("backup", spec, "--time", "2026-11-01T00:00:00Z", env=env, check=True)
+        quick = {"DSR_S3_TIMEOUT": "3", "DSR_S3_ATTEMPTS": "2"}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "reconciler", "backup", str(spec)],
+            env={**os.environ, **server.env(), "DSR_STATE_DIR": str(tmp_path / "state"), **quick},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while not open_uploads(server, prefix) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        server.pause()
+        paused = time.monotonic()
+        try:
+            _, err = process.communicate(timeout=120)
+            took = time.monotonic() - paused
+            assert process.returncode == 1
+            assert "cannot reach the store" in err, err
+            # 2 tries of 3 s (+ up to 1 s of backoff), the abort's one try of 3 s: well
+            # under this bound, which only catches a run that waits for the store.
+            assert took < 60, took
+            started = time.monotonic()
+            failed = dsr(
+                "restore",
+                spec,
+                str(folder),
+                "--into",
+                str(tmp_path / "back"),
+                env={**env, **quick},
+                check=1,
+            )
+            assert "cannot reach the store" in failed.stderr
+            assert time.monotonic() - started < 60
+        finally:
+            server.resume()
+        [entry] = listed(dsr, spec, env)  # only the first, complete snapshot
+        assert entry["status"] == "complete"
+        dsr("backup", spec, env=env, check=True)
+        assert not open_uploads(server, prefix)
+        assert [e["status"] for e in listed(dsr, spec, env)] == ["complete", "complete"]
+        dsr("restore", spec, str(folder), "--into", str(tmp_path / "back"), env=env, check=True)
+        assert describe(tmp_path / "back") == describe(folder)
+    finally:
+        server.stop()
+
+
 def test_the_daemons_scheduled_backup_reports_a_store_failure(
     tmp_spec: Callable[..., Path],
     tmp_path: Path,
@@ -452,13 +569,15 @@ def test_a_full_local_disk_fails_clearly_and_leaves_nothing(
     s3: S3Server,
     bucket: str,
 ) -> None:
-    """The state directory (where an archive is staged, and fetched to) on a full disk: a
-    clear error, nothing listed, nothing staged left; with room, the same runs work."""
+    """The state directory on a 4 MiB disk: a 16 MiB archive still goes up and comes back
+    (streamed, never staged). A restore into a full disk, and a backup to two stores
+    (which stages its archive), fail naming ENOSPC and leave nothing; with room they work."""
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root")
-    small = tmp_path / "small-state"
-    small.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(small)], check=True)
+    small, disk = tmp_path / "small-state", tmp_path / "small-disk"
+    for mount in (small, disk):
+        mount.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], check=True)
     try:
         folder = tmp_path / "site"
         _random_tree(folder, 16)
@@ -471,16 +590,34 @@ def test_a_full_local_disk_fails_clearly_and_leaves_nothing(
                 endpoint: {s3.endpoint}
             """)
         full = env_of(s3, DSR_STATE_DIR=str(small))
-        failed = dsr("backup", spec, env=full, check=1)
-        assert "No space left on device" in failed.stderr
-        assert listed(dsr, spec, full) == [] and objects(s3, bucket) == {}
+        dsr("backup", spec, env=full, check=True)  # no local copy: the disk's size is moot
+        [entry] = listed(dsr, spec, full)
+        assert entry["status"] == "complete"
         assert not any((small / "staging").iterdir())
-        roomy = env_of(s3)
-        dsr("backup", spec, env=roomy, check=True)  # the same spec, a disk with room
-        failed = dsr("restore", spec, str(folder), "--into", str(tmp_path / "o"), env=full, check=1)
+        target = disk / "restored"
+        failed = dsr("restore", spec, str(folder), "--into", str(target), env=full, check=1)
         assert "No space left on device" in failed.stderr
+        assert not target.exists()  # the folder it made is gone again
+        roomy = tmp_path / "o"
+        dsr("restore", spec, str(folder), "--into", str(roomy), env=full, check=True)
+        assert describe(roomy) == describe(folder)
         assert not any((small / "staging").iterdir())
-        dsr("restore", spec, str(folder), "--into", str(tmp_path / "o"), env=roomy, check=True)
-        assert describe(tmp_path / "o") == describe(folder)
+
+        two = tmp_spec(f"""
+            version: 1
+            backups:
+              files:
+                paths: [{folder}]
+                destination: [s3://{bucket}/a, s3://{bucket}/b]
+                endpoint: {s3.endpoint}
+            """)
+        failed = dsr("backup", two, env=full, check=1)  # staged once, for both stores
+        assert "No space left on device" in failed.stderr
+        assert listed(dsr, two, full) == []
+        assert not any(k.startswith(("a/", "b/")) for k in objects(s3, bucket))
+        assert not any((small / "staging").iterdir())
+        dsr("backup", two, env=env_of(s3), check=True)  # the same spec, a disk with room
+        assert len(listed(dsr, two, env_of(s3))) == 2
     finally:
-        subprocess.run(["umount", "-l", str(small)], check=False)
+        for mount in (small, disk):
+            subprocess.run(["umount", "-l", str(mount)], check=False)

@@ -245,7 +245,7 @@ def test_an_archive_not_its_manifests_is_never_decompressed(
     def parsed(*args: object, **kwargs: object) -> None:
         raise AssertionError("the swapped archive was decompressed")
 
-    monkeypatch.setattr(restore, "scan", parsed)
+    monkeypatch.setattr(restore, "scan_file", parsed)
     with pytest.raises(ChecksumError, match=f"{manifest.id}: checksum mismatch"):
         restore.check(snapshot)
     target = tmp_path / "target"
