@@ -8,8 +8,9 @@ The tree::
     ├── EngineError             the Docker engine failed or could not be reached
     │   └── EngineTimeout       the engine did not answer within --engine-timeout
     ├── LockError               another dsr process holds the project's lock
-    └── PlanError               a plan cannot be used
-        └── StalePlanError      a saved plan no longer matches the live engine
+    ├── PlanError               a plan cannot be used
+    │   └── StalePlanError      a saved plan no longer matches the live engine
+    └── ApplyError              an operation of a change could not be carried out
 
 Commands catch ``DsrError`` at the top, print it and exit 1; anything else is a bug and
 keeps its traceback.
@@ -72,3 +73,9 @@ class PlanError(DsrError):
 
 class StalePlanError(PlanError):
     """A saved plan was made against live state that has changed since."""
+
+
+class ApplyError(DsrError):
+    """An operation of a change could not be carried out as the plan said (an image that
+    cannot be pulled or built, a backup that is missing, a volume that is not the one the
+    plan saw); the change fails, nothing after it in that change runs."""

@@ -3,6 +3,7 @@ and reading files dsr did not write (specs, the policy, .dockerignore) with boun
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -146,3 +147,101 @@ def open_regular(path: str, limit: int | None = None) -> int:
 def read_regular(path: str, limit: int) -> bytes:
     """The bytes of the regular file ``path`` (``open_regular``), at most ``limit``."""
     return _read_and_close(open_regular(path, limit), limit, path)
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+class NotBelow(OSError):
+    """A removal refused: the path does not lie in its anchor by plain folders (a folder on
+    the way is a symlink now, or the path climbs out with ``..``)."""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(errno.ELOOP, message, path)
+
+    def __str__(self) -> str:
+        return f"{self.filename}: {self.strerror}"
+
+
+def remove_below(anchor: str, path: str, first: tuple[str, ...] = ()) -> bool:
+    """Remove ``path`` (a folder with everything in it, or a file) that lies in the folder
+    ``anchor``, walking from ``anchor`` by directory descriptors: every component between
+    them is opened ``O_NOFOLLOW | O_DIRECTORY`` relative to the one before, and the last is
+    removed relative to its parent's descriptor, so a folder on the way that someone swaps
+    for a symlink (between a listing and this removal, or during it) fails the walk instead
+    of redirecting it out of ``anchor``. ``anchor`` itself is trusted (it is followed).
+    ``first``: names inside ``path`` removed before the rest (a snapshot's manifest, so that
+    a half-removed snapshot is invisible). False when ``path`` was already gone; raises
+    ``NotBelow`` when the walk met a link or ``..``, OSError for other failures."""
+    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(anchor))
+    parts = rel.split(os.sep)
+    if rel in (".", "") or any(p in ("", ".", "..") for p in parts):
+        raise NotBelow(f"it does not lie in {anchor}", path)
+    fd = os.open(anchor, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        for part in parts[:-1]:
+            try:
+                inner = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                return False
+            except OSError as err:
+                if err.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise NotBelow(f"{part} on its way is not a folder (a link?)", path) from err
+                raise
+            os.close(fd)
+            fd = inner
+        return _remove_entry(fd, parts[-1], first)
+    finally:
+        os.close(fd)
+
+
+def _remove_entry(parent: int, name: str, first: tuple[str, ...]) -> bool:
+    try:
+        info = os.lstat(name, dir_fd=parent)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISDIR(info.st_mode):  # a file, or a link itself (never followed)
+        os.unlink(name, dir_fd=parent)
+        return True
+    try:
+        inner = os.open(name, _DIR_FLAGS, dir_fd=parent)
+    except OSError as err:
+        if err.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise NotBelow("it was swapped for a link while it was removed", name) from err
+        raise
+    try:
+        if not os.path.samestat(info, os.fstat(inner)):
+            raise NotBelow("it changed while it was removed", name)
+        for item in first:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(item, dir_fd=inner)
+        _empty(inner)
+    finally:
+        os.close(inner)
+    os.rmdir(name, dir_fd=parent)
+    return True
+
+
+def _empty(fd: int) -> None:
+    """Remove everything in the open folder ``fd``, by descriptors, following no link.
+    The depth is bounded by the recursion limit: a deeper tree raises RecursionError,
+    which the callers name (nothing outside is touched either way)."""
+    with os.scandir(fd) as it:
+        names = [e.name for e in it]
+    for name in names:
+        _remove_entry(fd, name, ())
+
+
+def parse_json(data: str | bytes) -> Any:
+    """JSON that dsr reads back or receives (records, manifests, saved plans, labels,
+    agents' answers): ``ValueError`` for anything that is not plain JSON, including
+    ``NaN``/``Infinity`` (no JSON writer makes them) and nesting deeper than the parser's
+    recursion (a RecursionError otherwise, which no caller expects)."""
+    try:
+        return json.loads(data, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("values nest too deeply") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")

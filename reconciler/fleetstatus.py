@@ -8,7 +8,6 @@ it must be the status document (``format_version`` 1), and every value shown is 
 
 from __future__ import annotations
 
-import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterable, Mapping
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.escape import escape_controls
+from reconciler.files import parse_json
 
 MAX_ANSWER = 4 << 20  # bytes; a status of thousands of resources is well below
 UP, DOWN, BAD, NO_ADDRESS = "up", "down", "bad-answer", "no-address"
@@ -68,7 +68,7 @@ def fetch(agent: Agent, timeout: float) -> AgentStatus:
     if len(body) > MAX_ANSWER:
         return AgentStatus(agent, BAD, error=f"the answer is larger than {MAX_ANSWER} bytes")
     try:
-        data = json.loads(body)
+        data = parse_json(body)
     except ValueError as err:
         return AgentStatus(agent, BAD, error=f"not JSON: {err}")
     if not isinstance(data, dict) or data.get("format_version") != 1:

@@ -8,7 +8,8 @@ number of folders, ``[...]`` a character class) and runs them as a set of positi
 the pattern, one step per character of the path: at most ``len(pattern)`` positions per
 step, so one match costs O(len(pattern) × len(path)) whatever the pattern. A walk of a
 context then costs O(paths × patterns × pattern length × path length), all bounded by the
-1 MiB ``.dockerignore`` dsr reads and the context itself.
+1 MiB ``.dockerignore`` dsr reads and the context itself; and the matches of one context
+together may take at most ``MAX_STEPS`` steps (``Budget``), else ``TooCostly``.
 """
 
 from __future__ import annotations
@@ -79,12 +80,43 @@ def _tokens(pattern: str) -> list[Token]:
     return out
 
 
+# The work all matches of one context may take, in steps (one step: one live pattern
+# position, one character of a path): ``MAX_STEPS`` at once, plus ``STEPS_PER_MATCH`` more
+# for each match made. A sane pattern costs a few steps per character of a path and most
+# fail at their first characters (``**/*.pyc`` against a 50-character path: about 150), so
+# a real context never comes near; a hostile ``*a*a*a…`` of 1,000 tokens against
+# 4,000-character paths costs 4 million per path and stops at once with ``TooCostly``
+# (well under a second of work).
+MAX_STEPS = 2_000_000
+STEPS_PER_MATCH = 1_000
+
+
+class TooCostly(ValueError):
+    """The patterns cost more than their budget to match against one context."""
+
+
+class Budget:
+    """Steps left for the matches of one context, shared by its patterns."""
+
+    def __init__(self, steps: int = MAX_STEPS) -> None:
+        self.left = steps
+
+    def spend(self, steps: int) -> None:
+        self.left -= steps
+        if self.left < 0:
+            raise TooCostly(
+                f"matching its patterns against the context takes more than {MAX_STEPS:,} "
+                f"steps plus {STEPS_PER_MATCH:,} a path; simplify them (long runs of * or **)"
+            )
+
+
 class Glob:
     """One pattern, matched against whole paths (case-folded, as docker-py does)."""
 
-    def __init__(self, pattern: str) -> None:
+    def __init__(self, pattern: str, budget: Budget | None = None) -> None:
         self.pattern = pattern
         self.tokens = _tokens(pattern.lower())
+        self.budget = budget
 
     def _close(self, states: set[int]) -> set[int]:
         """``states`` and every position reachable from them without a character."""
@@ -109,7 +141,12 @@ class Glob:
     def match(self, path: str) -> bool:
         end = len(self.tokens)
         states = self._close({0})
+        budget = self.budget
+        if budget is not None:
+            budget.left += STEPS_PER_MATCH
         for char in path.lower():
+            if budget is not None:
+                budget.spend(len(states))
             step: set[int] = set()
             for at in states:
                 if at >= end:

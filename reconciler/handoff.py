@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 from reconciler import logs
-from reconciler.files import InputFileError, read_bounded, write_json
+from reconciler.files import InputFileError, parse_json, read_bounded, write_json
 
 log = logs.get_logger("dsr.handoff")
 
@@ -101,7 +101,7 @@ def read_statements(destination: str, project: str, volume: str) -> dict[str, St
 
 def _read(path: str, host: str) -> Statement | None:
     try:
-        data = json.loads(read_bounded(path, _MAX))
+        data = parse_json(read_bounded(path, _MAX))
     except (OSError, InputFileError, ValueError) as err:
         log.warning("handoff_unreadable", path=path, error=str(err))
         return None

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
 from reconciler.escape import has_control
-from reconciler.files import InputFileError, read_bounded, write_json
-from reconciler.globmatch import BadPattern, Glob
+from reconciler.files import InputFileError, parse_json, read_bounded, write_json
+from reconciler.globmatch import BadPattern, Budget, Glob, TooCostly
 
 if TYPE_CHECKING:  # the spec checks contexts with this module: no import cycle at run time
     from reconciler.spec.models import Image
@@ -83,14 +83,19 @@ def entries(context: str) -> Iterator[str]:
     # pay for importing the Docker client.
     from docker.utils.build import PatternMatcher
 
-    yield from sorted(linear_matcher(PatternMatcher(patterns)).walk(context))
+    try:
+        found = sorted(linear_matcher(PatternMatcher(patterns)).walk(context))
+    except TooCostly as err:  # an OSError naming the file, as callers expect of inputs
+        raise InputFileError(str(err), os.path.join(context, ".dockerignore")) from err
+    yield from found
 
 
 def linear_matcher(matcher: Any) -> Any:
     """docker's ``PatternMatcher`` with each pattern matched by ``globmatch.Glob``, in
     linear time: its regular expressions backtrack exponentially on ``**/**/**/...``."""
+    budget = Budget()  # one for the whole walk: bounded work however hostile the patterns
     for pattern in matcher.patterns:
-        pattern.match = Glob(pattern.cleaned_pattern).match
+        pattern.match = Glob(pattern.cleaned_pattern, budget).match
     return matcher
 
 
@@ -148,7 +153,7 @@ class HashCache:
         if path:
             try:
                 with open(path, encoding="utf-8") as handle:
-                    self.entries = json.load(handle)
+                    self.entries = parse_json(handle.read())
             except (OSError, ValueError):
                 self.entries = {}
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from reconciler.errors import LockError
-from reconciler.plan.model import Action
+from reconciler.plan.model import Action, Status
 
 if TYPE_CHECKING:
     from reconciler.reconcile import PassResult
@@ -105,7 +105,7 @@ def of(
         time=time.time(),
         result=result_label,
         summary=dict(plan.summary()) if plan else {},
-        applied=sum(o.status == "ok" for o in result.outcomes),
+        applied=sum(o.status is Status.OK for o in result.outcomes),
         failed=len(result.failed),
         blocked=sum(c.action is Action.BLOCKED for c in plan.changes) if plan else 0,
         by=by,

@@ -25,8 +25,8 @@ import docker.errors
 
 from reconciler.engine import Engine, describe, timed_out
 from reconciler.errors import EngineError
+from reconciler.labels import managed
 from reconciler.snapshot import (
-    MANAGED,
     LiveConfig,
     LiveContainer,
     LiveImage,
@@ -293,7 +293,7 @@ def _volume(raw: dict[str, Any], local: bool) -> LiveVolume:
         labels=labels,
         created_at=raw.get("CreatedAt", ""),
         # Only a volume dsr did not make is ever told by it (an adopted one).
-        origin="" if labels.get(MANAGED) == "true" else volume_origin(raw, local=local),
+        origin="" if managed(labels) else volume_origin(raw, local=local),
     )
 
 

@@ -13,7 +13,6 @@ after loading the spec: a second writer waits for it and then observes afresh, s
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import time
@@ -21,14 +20,13 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import Any
 
 from reconciler import lastpass, logs
 from reconciler.apply import Outcome, Progress, apply_plan
 from reconciler.backup.journal import Journal, finish
 from reconciler.engine import Engine
 from reconciler.errors import DsrError, PlanError, SpecError, SpecIssue
-from reconciler.files import write_json
+from reconciler.files import parse_json, write_json
 from reconciler.handoff import Statement
 from reconciler.hostinfo import engine_host
 from reconciler.images import ContextError, PackedImage, pack
@@ -36,13 +34,16 @@ from reconciler.kinds import Kind
 from reconciler.observe import compare_packed, measure_writable_layers, observe
 from reconciler.plan import Action, Plan, adopt, plan
 from reconciler.plan import packed as packed_plan
-from reconciler.plan.context import Migration
+from reconciler.plan.model import Status
 from reconciler.plan.params import volume_params
+from reconciler.record import Migration, ProjectRecord, VolumeRecord
 from reconciler.saved import (
+    Adoptions,
     SavedPlan,
     check_fresh,
     check_saved,
     measured_targets,
+    names_of,
     read_saved_plan,
 )
 from reconciler.snapshot import CONFIG_HASH, KIND, Observed
@@ -96,7 +97,7 @@ class PassResult:
 
     @property
     def failed(self) -> tuple[Outcome, ...]:
-        return tuple(o for o in self.outcomes if o.status != "ok")
+        return tuple(o for o in self.outcomes if o.status is not Status.OK)
 
     @property
     def converged(self) -> bool:
@@ -223,7 +224,8 @@ def _run(
                         finish(engine, journal)
             if saved is not None:
                 result.saved = True
-                result.observed = check_saved_plan(request, engine, saved, timer)
+                record = state.load_record(project) if state is not None else None
+                result.observed = check_saved_plan(request, engine, saved, timer, record)
                 result.plan = saved.plan
             else:
                 assert desired is not None
@@ -264,7 +266,7 @@ def _run(
                 made = {
                     o.change.name
                     for o in outcomes
-                    if o.status == "ok" and o.change.kind is Kind.VOLUME and o.change.volume
+                    if o.status is Status.OK and o.change.kind is Kind.VOLUME and o.change.volume
                 }
                 record_held(desired, result.observed, made)
     finally:
@@ -281,9 +283,14 @@ def deletes_everything(plan: Plan, desired: Desired | None) -> bool:
 
 
 def check_saved_plan(
-    request: PassRequest, engine: Engine, saved: SavedPlan, timer: _Timer
+    request: PassRequest,
+    engine: Engine,
+    saved: SavedPlan,
+    timer: _Timer,
+    record: ProjectRecord | None = None,
 ) -> Observed:
-    """A saved plan passes the checks a spec does, and nothing it depends on moved."""
+    """A saved plan passes the checks a spec does, and nothing it depends on moved; what
+    the project adopted is its own by ``record`` (Docker cannot label it)."""
     policy = load_policy(
         request.policy_file,
         (request.path,),
@@ -294,10 +301,16 @@ def check_saved_plan(
         networks = any(
             c.kind is Kind.NETWORK or (c.container is not None and c.container.networks)
             for c in saved.plan.changes
-        )
+        ) or any(key.startswith(Kind.NETWORK.resource("")) for key in saved.plan.fingerprint)
         observed = observe(engine, saved.plan.project, networks=networks)
         observed = with_sizes(observed, engine, measured_targets(saved.plan))
-    check_saved(request.path, saved.plan, observed, policy)
+    record = record or ProjectRecord()
+    adoptions = Adoptions(
+        volumes=record.adoptions(Kind.VOLUME.value),
+        networks=record.adoptions(Kind.NETWORK.value),
+        renamed=record.adopting,
+    )
+    check_saved(request.path, saved.plan, observed, policy, adoptions)
     check_fresh(observed, saved)
     return observed
 
@@ -367,13 +380,13 @@ def _known_manifests(state: StateDir | None, observed: Observed) -> dict[str, Ma
             continue
         try:
             with open(state.manifest(tag), encoding="utf-8") as handle:
-                out[tag] = json.load(handle)
+                out[tag] = parse_json(handle.read())
         except (OSError, ValueError):
             continue
     return out
 
 
-def reclaim_of(desired: Desired, backups: str) -> dict[str, dict[str, str]]:
+def reclaim_of(desired: Desired, backups: str) -> dict[str, VolumeRecord]:
     """Each managed volume's reclaim policy, and where a backup-then-delete puts its data:
     the first folder destination of the first backup rule that lists it, else ``backups``
     (a reclaim's backup stays on this host: it is restored from there if the delete fails)."""
@@ -383,19 +396,10 @@ def reclaim_of(desired: Desired, backups: str) -> dict[str, dict[str, str]]:
             for name in rule.volumes:
                 first.setdefault(name, rule.folders[0])
     return {
-        name: {"reclaim": volume.reclaim, "destination": first.get(name) or backups}
+        name: VolumeRecord(volume.reclaim, first.get(name) or backups)
         for name, volume in desired.volumes.items()
         if not volume.external
     }
-
-
-def adopted_of(record: Mapping[str, object], kind: Kind) -> dict[str, str]:
-    """The objects of ``kind`` a project's record says it adopted: name -> creation time."""
-    adopted = record.get("adopted")
-    table = adopted.get(kind.value) if isinstance(adopted, dict) else None
-    if not isinstance(table, dict):
-        return {}
-    return {k: v for k, v in table.items() if isinstance(k, str) and isinstance(v, str)}
 
 
 def _handoffs(desired: Desired, observed: Observed) -> dict[str, dict[str, Statement]]:
@@ -435,76 +439,57 @@ def record_reclaim(state: StateDir, desired: Desired, observed: Observed) -> Non
     """Record the reclaim policy of every volume of the spec being applied: the one in
     force once it leaves the spec. Records of volumes gone from the engine are dropped,
     and so are adoptions of volumes that are no longer the one adopted."""
-    record = state.read_record(desired.project)
-    adoptions = adopted_of(record, Kind.VOLUME)
-    kept_adoptions = adopt.recorded(adoptions, observed.volumes)
-    networks = adopted_of(record, Kind.NETWORK)
-    kept_networks = {
-        n: i for n, i in networks.items() if n in observed.networks and observed.networks[n].id == i
-    }
-    # Whether the project has networks on the engine: the next pass lists them only then.
-    has_networks = (
-        bool(desired.networks)
-        or any(n.project == desired.project for n in observed.networks.values())
-        or bool(kept_networks)
-    )
-    if (kept_adoptions, kept_networks, has_networks) != (
-        adoptions,
-        networks,
-        bool(record.get("networks")),
-    ):
-        adopted = record.get("adopted")
-        table = dict(adopted) if isinstance(adopted, dict) else {}
-        record = {
-            **record,
-            "adopted": {
-                **table,
-                Kind.VOLUME.value: kept_adoptions,
-                Kind.NETWORK.value: kept_networks,
-            },
-            "networks": has_networks,
-        }
-        state.write_record(desired.project, record)
-    adopting = adopt.adopting_of(record)
+    state.update_record(desired.project, lambda record: _recorded(record, desired, observed, state))
+
+
+def _recorded(
+    record: ProjectRecord, desired: Desired, observed: Observed, state: StateDir
+) -> ProjectRecord:
+    volume_key, network_key = Kind.VOLUME.value, Kind.NETWORK.value
     ids = {c.id for c in observed.containers.values()}
-    if any(i not in ids for i in adopting.values()):  # removed since, by dsr or by hand
-        kept_adopting = {n: i for n, i in adopting.items() if i in ids}
-        record = {**record, "adopting": {Kind.CONTAINER.value: kept_adopting}}
-        state.write_record(desired.project, record)
-    volumes = record.get("volumes")
-    kept = {
-        name: _departed(value, observed.volumes[name].instance, name in desired.volumes)
-        for name, value in (volumes.items() if isinstance(volumes, dict) else [])
-        if name in observed.volumes and isinstance(value, dict)
+    adoptions = adopt.recorded(record.adoptions(volume_key), observed.volumes)
+    networks = {
+        n: i
+        for n, i in record.adoptions(network_key).items()
+        if n in observed.networks and observed.networks[n].id == i
     }
-    kept = {name: value for name, value in kept.items() if value is not None}
-    kept.update(reclaim_of(desired, state.backups))
-    if kept != volumes:
-        record = {**record, "volumes": kept}
-    migrations = record.get("migrations")
-    if isinstance(migrations, dict):
-        left = {k: v for k, v in migrations.items() if not _settled(desired, observed, k, v)}
-        if left != migrations:
-            record = {**record, "migrations": left}
-    state.write_record(desired.project, record)
+    volumes = {
+        name: kept
+        for name, entry in record.volumes.items()
+        if name in observed.volumes
+        and (kept := _departed(entry, observed.volumes[name].instance, name in desired.volumes))
+    }
+    return dataclasses.replace(
+        record,
+        adopted={**record.adopted, volume_key: adoptions, network_key: networks},
+        # Whether the project has networks on the engine: the next pass lists them only then.
+        networks=bool(desired.networks)
+        or any(n.project == desired.project for n in observed.networks.values())
+        or bool(networks),
+        volumes={**volumes, **reclaim_of(desired, state.backups)},
+        migrations={
+            k: v for k, v in record.migrations.items() if not _settled(desired, observed, k, v)
+        },
+        # An interrupted adoption's renamed container removed since (by dsr or by hand).
+        adopting={n: i for n, i in record.adopting.items() if i in ids},
+    )
 
 
-def _departed(entry: dict[str, Any], instance: str, in_spec: bool) -> dict[str, Any] | None:
+def _departed(entry: VolumeRecord, instance: str, in_spec: bool) -> VolumeRecord | None:
     """A volume's reclaim record: bound to the volume it was decided for once it left the
     spec (its ``dsr.instance``), dropped when the volume there now is another one."""
     if in_spec:
         return entry
-    if "instance" not in entry:
-        return {**entry, "instance": instance}
-    return entry if entry["instance"] == instance else None
+    if not entry.instance:
+        return dataclasses.replace(entry, instance=instance)
+    return entry if entry.instance == instance else None
 
 
-def _settled(desired: Desired, observed: Observed, name: str, entry: object) -> bool:
+def _settled(desired: Desired, observed: Observed, name: str, migration: Migration) -> bool:
     """An interrupted migration with nothing left to do: the spec went back to the settings
     of the original volume, which was never removed (so it still holds every byte)."""
-    migration = Migration.of(entry)
     live, spec = observed.volumes.get(name), desired.volumes.get(name)
-    if migration is None or not migration.original or live is None or spec is None:
+    if not migration.original or live is None or spec is None:
         return False
     wanted = volume_params(desired.project, name, spec).labels[CONFIG_HASH]
     return live.instance == migration.original and live.labels.get(CONFIG_HASH) == wanted
@@ -521,10 +506,10 @@ def compute_plan(
     Returns the plan and the snapshot it was made from (sizes measured)."""
     timer = timer or _Timer({})
     tags = {key: image.tag for key, image in packed.items()}
-    record = state.read_record(desired.project) if state else {}
+    record = state.load_record(desired.project) if state else ProjectRecord()
     with timer.stage("observe"):
         observed = observe(
-            engine, desired.project, networks=bool(desired.networks or record.get("networks"))
+            engine, desired.project, networks=bool(desired.networks or record.networks)
         )
         handoffs = _handoffs(desired, observed)
     with timer.stage("plan"):
@@ -538,14 +523,10 @@ def compute_plan(
             same = compare_packed(engine, compare, known)
             observed = dataclasses.replace(observed, packed_volumes=same)
     with timer.stage("plan"):
-        volumes, migrations = record.get("volumes"), record.get("migrations")
-        reclaim = {
-            **(volumes if isinstance(volumes, dict) else {}),
-            **reclaim_of(desired, state.backups if state else ""),
-        }
-        migrating = migrations if isinstance(migrations, dict) else {}
-        adoptions = adopted_of(record, Kind.VOLUME)
-        network_adoptions = adopted_of(record, Kind.NETWORK)
+        reclaim = {**record.volumes, **reclaim_of(desired, state.backups if state else "")}
+        migrating = record.migrations
+        adoptions = record.adoptions(Kind.VOLUME.value)
+        network_adoptions = record.adoptions(Kind.NETWORK.value)
         first = plan(
             desired,
             observed,
@@ -555,7 +536,7 @@ def compute_plan(
             migrations=migrating,
             adoptions=adoptions,
             network_adoptions=network_adoptions,
-            adopting=adopt.adopting_of(record),
+            adopting=record.adopting,
             handoffs=handoffs,
         )
     ids = [
@@ -579,7 +560,7 @@ def compute_plan(
             migrations=migrating,
             adoptions=adoptions,
             network_adoptions=network_adoptions,
-            adopting=adopt.adopting_of(record),
+            adopting=record.adopting,
             handoffs=handoffs,
         )
         return again, measured
@@ -605,10 +586,6 @@ def offline_plan(
     tags = {key: image.tag for key, image in new_packed.items()}
     reclaim = reclaim_of(old, "")
     return plan(new, before, tags, manifests=manifests, reclaim=reclaim, handoffs=handoffs)
-
-
-def names_of(desired: Desired) -> set[str]:
-    return {*desired.volumes, *desired.containers, *desired.volume_containers}
 
 
 __all__ = [

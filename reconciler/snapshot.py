@@ -8,16 +8,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-# The labels dsr puts on everything it creates.
-MANAGED = "dsr.managed"
-PROJECT = "dsr.project"
-CONFIG_HASH = "dsr.config-hash"
-KIND = "dsr.kind"  # volume | container | volume_container | image
-NAME = "dsr.name"  # the spec key; differs from the Docker name only mid-replace
-# One volume's identity: a random token dsr sets when it makes a volume. A name is reused
-# (a volume deleted and made again, brought back by a restore, made by a migration), and
-# Docker's CreatedAt of a local volume is its folder's mtime, which every write moves.
-INSTANCE = "dsr.instance"
+# The labels dsr puts on everything it creates (reconciler.labels), named here too.
+from reconciler.labels import CONFIG_HASH, INSTANCE, KIND, MANAGED, NAME, PROJECT, managed
+
+__all__ = ["CONFIG_HASH", "INSTANCE", "KIND", "MANAGED", "NAME", "PROJECT"]
 
 
 def new_instance() -> str:
@@ -44,7 +38,7 @@ class _Labelled:
 
     @property
     def managed(self) -> bool:
-        return self.labels.get(MANAGED) == "true"
+        return managed(self.labels)
 
     @property
     def project(self) -> str | None:

@@ -8,8 +8,9 @@ Layout (``--state-dir``, default ``/var/lib/dsr`` for root, else ``$XDG_STATE_HO
     ├── backups/        the default backup destination: PROJECT/ID/
     ├── backup-manifests/  plain copies of the encrypted manifests this host stored
     ├── staging/        PID/: an archive on its way to or from a store (S3, encrypted)
-    ├── records/        DIGEST.json: what the last apply of a project recorded (each volume's
-    │                   reclaim...), DIGEST the sha256 of the whole project name
+    ├── records/        DIGEST.json: what dsr remembers of a project (reconciler.record:
+    │                   reclaim, migrations, adoptions...), DIGEST the sha256 of the whole
+    │                   project name; DIGEST.json.lock: the lock of its read-modify-write
     ├── passes/         DIGEST.json: the last pass that could apply (time, result, changes)
     ├── daemons/        DIGEST.json: the running daemon's pid and suspend file
     ├── locks/          one flock file per engine and project
@@ -25,19 +26,19 @@ import contextlib
 import errno
 import fcntl
 import hashlib
-import json
 import os
 import re
 import secrets
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from reconciler.errors import LockError
-from reconciler.files import read_regular, write_json
+from reconciler.files import parse_json, read_regular, write_json
+from reconciler.record import ProjectRecord
 
 
 def default_state_dir() -> str:
@@ -139,14 +140,37 @@ class StateDir:
         scheduled backups run from it while the spec on disk is broken)."""
         return os.path.join(self.records, _safe(project) + ".last-good.json")
 
+    def load_record(self, project: str) -> ProjectRecord:
+        """What dsr recorded of ``project``, typed (``reconciler.record``); empty when
+        nothing (or garbage). Read only: a change goes through ``update_record``."""
+        return ProjectRecord.parse(self.read_record(project))
+
+    def update_record(
+        self, project: str, change: Callable[[ProjectRecord], ProjectRecord]
+    ) -> ProjectRecord:
+        """The one read-modify-write of ``project``'s record: under the record's own lock
+        (threads of one apply and other processes alike: ``flock`` is per open file),
+        ``change`` gets the record as it is now and returns the one to write. Returns it."""
+        os.makedirs(self.records, exist_ok=True)
+        fd = os.open(self.record(project) + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            before = self.read_record(project)
+            after = change(ProjectRecord.parse(before))
+            self.write_record(project, after.public())
+            return after
+        finally:
+            os.close(fd)  # closing the file releases the lock
+
     def read_record(self, project: str) -> dict[str, Any]:
-        """What the last apply of ``project`` recorded; empty when nothing (or garbage).
-        Read as input: a regular file of at most 16 MiB, a JSON object."""
+        """The record file of ``project`` as JSON (the file layer: code reads it typed,
+        through ``load_record``); empty when nothing (or garbage). Read as input: a
+        regular file of at most 16 MiB, a JSON object."""
         for path in (self.record(project), self._old_record(project)):
             if path is None:
                 continue
             try:
-                value = json.loads(read_regular(path, MAX_RECORD_BYTES))
+                value = parse_json(read_regular(path, MAX_RECORD_BYTES))
             except FileNotFoundError:
                 continue
             except (OSError, ValueError):
@@ -155,6 +179,8 @@ class StateDir:
         return {}
 
     def write_record(self, project: str, record: dict[str, Any]) -> None:
+        """Write the record file (the file layer: code changes it through
+        ``update_record``)."""
         old = self._old_record(project)
         if self.read_record(project) != record or not os.path.lexists(self.record(project)):
             write_json(self.record(project), record, indent=1)
@@ -293,7 +319,7 @@ def _held_message(fd: int, path: str, timeout: float) -> str:
 def _read_small_json(path: str) -> dict[str, Any] | None:
     try:
         with open(path, "rb") as handle:
-            value = json.loads(handle.read(1 << 20))
+            value = parse_json(handle.read(1 << 20))
     except (OSError, ValueError):
         return None
     return value if isinstance(value, dict) else None

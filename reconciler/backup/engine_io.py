@@ -13,6 +13,7 @@ import io
 import os
 import signal
 import tarfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from reconciler import logs
 from reconciler.backup.errors import BackupError
 from reconciler.backup.journal import Journal
 from reconciler.engine import Engine
+from reconciler.escape import escape_controls
 from reconciler.kinds import Kind
 from reconciler.plan.params import EMPTY_IMAGE, NEVER_STARTED
 from reconciler.snapshot import KIND, MANAGED, PROJECT
@@ -268,14 +270,19 @@ def stopped(engine: Engine, running: list[User], journal: Journal | None = None)
             raise BackupError("could not start again: " + "; ".join(errors))
 
 
+# The most of a hook's output dsr keeps (its end, where the reason of a failure is): shown
+# in the error of a failed hook, so it passes the edge's redaction like every error.
+HOOK_OUTPUT = 2048
+
+
 def run_hook(engine: Engine, hook: Hook) -> str | None:
-    """Run one hook (argv, no shell) in its container; the error text, or ``None`` when it
-    exited 0 within its timeout."""
+    """Run one hook (argv, no shell) in its container; the error text (with the end of its
+    output), or ``None`` when it exited 0 within its timeout."""
     api = engine.api
     started = time.monotonic()
     try:
         exec_id = api.exec_create(hook.container, list(hook.command))["Id"]
-        api.exec_start(exec_id, detach=True)
+        output = _Output(api, exec_id)
     except docker.errors.APIError as err:
         return f"cannot run {hook.command[0]} in {hook.container}: {err.explanation or err}"
     deadline = started + hook.seconds
@@ -283,11 +290,38 @@ def run_hook(engine: Engine, hook: Hook) -> str | None:
         state = api.exec_inspect(exec_id)
         if not state.get("Running"):
             code = state.get("ExitCode")
-            return None if code == 0 else f"{hook.command[0]} in {hook.container} exited {code}"
+            if code == 0:
+                return None
+            return f"{hook.command[0]} in {hook.container} exited {code}{output.tail()}"
         if time.monotonic() > deadline:
             _kill(engine, state)
             return f"{hook.command[0]} in {hook.container} ran longer than {hook.timeout}"
         time.sleep(0.1)
+
+
+class _Output:
+    """The output of an exec, read in a thread; its last ``HOOK_OUTPUT`` bytes kept."""
+
+    def __init__(self, api: Any, exec_id: str) -> None:
+        self.kept = b""
+        self._done = threading.Event()
+        stream = api.exec_start(exec_id, stream=True)  # starts it; APIError raised here
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: Iterator[bytes]) -> None:
+        with contextlib.suppress(Exception):  # a broken stream loses output, not the hook
+            for chunk in stream:
+                self.kept = (self.kept + chunk)[-HOOK_OUTPUT:]
+        self._done.set()
+
+    def tail(self) -> str:
+        """``: <the end of its output>`` in one escaped line, or ``""``."""
+        self._done.wait(2)
+        text = " | ".join(
+            line.strip() for line in self.kept.decode("utf-8", "replace").splitlines()
+        ).strip(" |")
+        return f": {escape_controls(text)[-HOOK_OUTPUT:]}" if text else ""
 
 
 def _kill(engine: Engine, state: dict[str, Any]) -> None:

@@ -25,14 +25,20 @@ _ZEROS = bytes(_ZERO_BLOCK)
 
 
 def wipe(root: str) -> None:
-    """Remove everything inside ``root`` (not ``root`` itself), following no link."""
-    with os.scandir(root) as it:
-        items = list(it)
-    for item in items:
-        if item.is_dir(follow_symlinks=False):
-            shutil.rmtree(item.path)
-        else:
-            os.unlink(item.path)
+    """Remove everything inside ``root`` (not ``root`` itself), following no link: by
+    descriptors from ``root`` opened once, so a folder inside swapped for a link while it
+    is removed is not followed out of ``root``."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        with os.scandir(fd) as it:
+            names = [e.name for e in it]
+        for name in names:
+            if stat.S_ISDIR(os.lstat(name, dir_fd=fd).st_mode):
+                shutil.rmtree(name, dir_fd=fd)  # lstat, open, same-inode check: no link
+            else:
+                os.unlink(name, dir_fd=fd)
+    finally:
+        os.close(fd)
 
 
 def is_empty(root: str) -> bool:

@@ -15,17 +15,15 @@ Every read-modify-write happens under the project's lock, which all those comman
 from __future__ import annotations
 
 import contextlib
-from typing import Any
 
 import docker.errors
 
 from reconciler import logs
 from reconciler.engine import Engine
+from reconciler.record import ProjectRecord
 from reconciler.statedir import StateDir
 
 log = logs.get_logger("dsr.backup")
-
-KEY = "interrupted"
 
 
 class Journal:
@@ -38,23 +36,19 @@ class Journal:
     def _table(self, name: str) -> dict[str, str]:
         if self.state is None:
             return {}
-        found = self.state.read_record(self.project).get(KEY)
-        table = found.get(name) if isinstance(found, dict) else None
-        if not isinstance(table, dict):
-            return {}
-        return {k: v for k, v in table.items() if isinstance(k, str) and isinstance(v, str)}
+        return self.state.load_record(self.project).table(name)
 
     def _change(self, name: str, add: dict[str, str], drop: tuple[str, ...] = ()) -> None:
         if self.state is None:
             return
-        record: dict[str, Any] = self.state.read_record(self.project)
-        found = record.get(KEY)
-        tables = dict(found) if isinstance(found, dict) else {}
-        table = {**self._table(name), **add}
-        for key in drop:
-            table.pop(key, None)
-        tables[name] = table
-        self.state.write_record(self.project, {**record, KEY: tables})
+
+        def change(record: ProjectRecord) -> ProjectRecord:
+            table = {**record.table(name), **add}
+            for key in drop:
+                table.pop(key, None)
+            return record.with_table(name, table)
+
+        self.state.update_record(self.project, change)
 
     def stopping(self, containers: dict[str, str]) -> None:
         if containers:

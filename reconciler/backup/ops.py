@@ -9,10 +9,9 @@ the CLI as a subprocess.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import json
 import os
-import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,11 +29,11 @@ from reconciler.backup.store import COMPLETE, DAMAGED, Folder, Place, Snapshot, 
 from reconciler.engine import Engine, engine_url
 from reconciler.errors import DsrError
 from reconciler.escape import escape_controls
-from reconciler.files import write_json
+from reconciler.files import parse_json, remove_below, write_json
 from reconciler.hostinfo import engine_host
+from reconciler.labels import managed, owned_by
 from reconciler.observe import on_this_host, volume_identity
 from reconciler.plan.params import volume_params
-from reconciler.snapshot import MANAGED, PROJECT
 from reconciler.spec import Desired, Policy, load_policy, load_spec
 from reconciler.spec.backups import Backup
 from reconciler.spec.models import Volume
@@ -93,7 +92,7 @@ def save_last_good(state: StateDir, desired: Desired) -> None:
     path = state.last_good(desired.project)
     try:
         with open(path, encoding="utf-8") as handle:
-            if json.load(handle) == document:
+            if parse_json(handle.read()) == document:
                 return
     except (OSError, ValueError):
         pass
@@ -108,7 +107,7 @@ def last_good(request: Request) -> Desired:
     path = request.state.last_good(project)
     try:
         with open(path, encoding="utf-8") as handle:
-            document = json.load(handle)
+            document = parse_json(handle.read())
         rules = {
             str(name): Backup.model_validate(rule)
             for name, rule in dict(document["backups"]).items()
@@ -467,7 +466,8 @@ def restore(
                 restoring.restore_dir(snapshot, folder, progress)
             except BaseException as err:
                 if top:  # a folder this restore made: gone again, with what it wrote
-                    shutil.rmtree(top, ignore_errors=True)
+                    with contextlib.suppress(OSError, RecursionError):
+                        remove_below(os.path.dirname(top), top)
                 if isinstance(err, OSError):  # a full disk: said, not a traceback
                     raise BackupError(_partial(snapshot.id, folder, err, bool(top))) from err
                 raise
@@ -532,7 +532,7 @@ def _remove_half_restored(engine: Engine, project: str, name: str) -> None:
         return
     labels = live.get("Labels") or {}
     users = engine_io.users(engine, volume=name)
-    if labels.get(MANAGED) != "true" or labels.get(PROJECT) != project or users:
+    if not owned_by(labels, project) or users:
         raise BackupError(
             f"the volume {name} was left half filled by a restore --into that was "
             "interrupted, but it is used or no longer this project's; remove it by hand"
@@ -597,9 +597,7 @@ def _choose(
 
 def adoptions(state: StateDir, project: str) -> dict[str, str]:
     """The volumes ``project`` adopted (name -> identity), as its record says."""
-    adopted = state.read_record(project).get("adopted")
-    table = adopted.get("volume") if isinstance(adopted, dict) else None
-    return {k: v for k, v in (table or {}).items() if isinstance(v, str)}
+    return state.load_record(project).adoptions("volume")
 
 
 def _prepare_volume(
@@ -617,9 +615,9 @@ def _prepare_volume(
     if live is not None and not new:
         labels = live.get("Labels") or {}
         identity = volume_identity(live, local=on_this_host(engine))
-        if labels.get(MANAGED) != "true" and identity and adopted.get(name) == identity:
+        if not managed(labels) and identity and adopted.get(name) == identity:
             return False
-        if labels.get(MANAGED) != "true" or labels.get(PROJECT) != desired.project:
+        if not owned_by(labels, desired.project):
             raise BackupError(
                 f"the volume {name} is not managed by dsr for the project {desired.project}, "
                 "so dsr never changes it; restore --into a new volume instead"

@@ -45,7 +45,7 @@ from reconciler.backup.s3io import HashedReader, Upload, part_size
 from reconciler.backup.s3stream import Streamed
 from reconciler.backup.store import COMPLETE, DAMAGED, VERIFY, Found, Place, Snapshot
 from reconciler.escape import escape_controls
-from reconciler.files import write_json
+from reconciler.files import parse_json, write_json
 from reconciler.spec.backups import s3_parts
 
 log = logs.get_logger("dsr.backup")
@@ -247,7 +247,7 @@ class S3(Place):
             return None
         try:
             with open(self._known_file(key), encoding="utf-8") as handle:
-                doc = json.loads(handle.read(MOST_MANIFEST))
+                doc = parse_json(handle.read(MOST_MANIFEST))
         except (OSError, ValueError):
             return None
         if not isinstance(doc, dict) or doc.get("etag") != self._etags[key]:
@@ -284,7 +284,7 @@ class S3(Place):
             return DAMAGED, f"the archive has {size} bytes; its manifest says otherwise"
         if VERIFY in files:
             with contextlib.suppress(BackupError, ValueError):
-                verified = json.loads(self._get_small(f"{folder}/{VERIFY}"))
+                verified = parse_json(self._get_small(f"{folder}/{VERIFY}"))
                 if isinstance(verified, dict) and verified.get("ok") is False:
                     error = verified.get("error")
                     text = error if isinstance(error, str) else "the last verify failed"

@@ -33,7 +33,7 @@ from reconciler.backup.store import (
     placed_in,
     remove,
 )
-from reconciler.files import write_json
+from reconciler.files import parse_json, write_json
 
 log = logs.get_logger("dsr.backup")
 
@@ -108,7 +108,7 @@ class SealedFolder(Folder):
             fsync_dir(target)
             self._remember(path, manifest)
         except BaseException:
-            remove(target)
+            remove(target, self.url)
             raise
 
     @contextlib.contextmanager
@@ -142,7 +142,7 @@ class SealedFolder(Folder):
             return None
         try:
             with open(self._known_file(path), encoding="utf-8") as handle:
-                doc = json.loads(handle.read(1 << 20))
+                doc = parse_json(handle.read(1 << 20))
             if not isinstance(doc, dict) or doc.get("stamp") != self._stamp(path):
                 return None
         except (OSError, ValueError):

@@ -28,7 +28,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import stat
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
@@ -49,7 +48,7 @@ from reconciler.backup.manifest import (
     signature_problem,
 )
 from reconciler.escape import escape_controls
-from reconciler.files import read_regular, write_json
+from reconciler.files import parse_json, read_regular, remove_below, write_json
 
 log = logs.get_logger("dsr.backup")
 
@@ -216,14 +215,14 @@ class Folder(Place):
             _copy_checked(os.path.join(folder, ARCHIVE), os.path.join(target, ARCHIVE), manifest)
             write_manifest(target, manifest)
         except BaseException:
-            remove(target)
+            remove(target, self.url)
             raise
 
     def remove(self, snapshot: Snapshot) -> None:
-        remove(snapshot.folder)
+        remove(snapshot.folder, self.url)
 
     def remove_unfinished(self, item: str) -> None:
-        remove(item)
+        remove(item, self.url)
 
     def record_verify(self, snapshot: Snapshot, error: str | None) -> None:
         record_verify(snapshot, error)
@@ -408,7 +407,7 @@ def _status(folder: str, manifest: Manifest, archive: str = ARCHIVE) -> tuple[st
     elif size != manifest.archive_size:
         return DAMAGED, f"the archive has {size} bytes, its manifest says {manifest.archive_size}"
     try:
-        verified = json.loads(read_regular(os.path.join(folder, VERIFY), MAX_VERIFY_BYTES))
+        verified = parse_json(read_regular(os.path.join(folder, VERIFY), MAX_VERIFY_BYTES))
     except FileNotFoundError:
         return COMPLETE, ""
     except (OSError, ValueError) as err:  # a verify result dsr did not write: not good
@@ -431,12 +430,19 @@ def record_verify(snapshot: Snapshot, error: str | None) -> None:
     )
 
 
-def remove(folder: str) -> None:
-    """Remove a snapshot: the manifest first, so that a half-removed one is invisible."""
-    for name in (MANIFEST, MANIFEST + ".age"):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(folder, name))
-    shutil.rmtree(folder, ignore_errors=True)
+def remove(folder: str, destination: str) -> None:
+    """Remove a snapshot folder lying in ``destination``: the manifest first, so that a
+    half-removed one is invisible. Walked by directory descriptors from the destination
+    (``files.remove_below``): DEST/PROJECT or a SOURCE folder swapped for a symlink at any
+    moment fails the walk, so nothing outside the destination is ever removed. A failure
+    is logged, not raised (the next prune tries again)."""
+    anchor = os.path.abspath(destination)  # find() names folders under its real path
+    if not os.path.abspath(folder).startswith(anchor + os.sep):
+        anchor = os.path.realpath(destination)
+    try:
+        remove_below(anchor, folder, (MANIFEST, MANIFEST + ".age"))
+    except (OSError, RecursionError) as err:
+        log.warning("snapshot_not_removed", folder=escape_controls(folder), error=str(err))
 
 
 def write_manifest(folder: str, manifest: Manifest) -> None:

@@ -11,7 +11,7 @@ import click
 
 from reconciler.cli import EXIT_BLOCKED, EXIT_ERROR, EXIT_OK, EXIT_PENDING, cli, fail
 from reconciler.cli.options import FORMAT_OPTION, Settings, global_options
-from reconciler.errors import DsrError
+from reconciler.errors import DsrError, PlanError
 from reconciler.escape import escape_controls
 from reconciler.spec import Desired, describe_counts, load_checked
 
@@ -82,21 +82,19 @@ def plan_command(
     settings: Settings, path: str, fmt: str, out: str | None, detailed_exitcode: bool
 ) -> None:
     """Compare the spec with the live engine and show the changes."""
-    from reconciler.reconcile import names_of, run_pass
-    from reconciler.render import render, render_json
-    from reconciler.saved import fingerprint, save_plan
+    from reconciler.reconcile import run_pass
+    from reconciler.render import render
+    from reconciler.saved import save
     from reconciler.statedir import StateDir
 
     settings.configure_logs()
     result = run_pass(pass_request(settings, path, apply=False))
     the_plan = _plan_or_exit(result, fmt)
     if out:
-        assert result.desired is not None and result.observed is not None
-        names = names_of(result.desired)
-        tokens = fingerprint(result.observed, the_plan, names)
+        if result.desired is None or result.observed is None:
+            fail(PlanError("the plan was made without the engine, so it cannot be saved"), fmt)
         key = StateDir(settings.resolved_state_dir()).plan_key()
-        public = json.loads(render_json(the_plan))
-        save_plan(out, replace(the_plan, fingerprint=tokens), names, public, key)
+        save(out, the_plan, result.desired, result.observed, key)
         click.echo(render(the_plan, fmt, color=fmt == "text" and sys.stdout.isatty()))
         click.echo(f"Saved the plan to {out}; apply it with: dsr apply {out}", err=True)
     else:

@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Iterable
 
 from reconciler.apply import Outcome
-from reconciler.plan.model import Plan
+from reconciler.plan.model import Plan, Status
 
 FIRST = 1.0
 CAP = 300.0
@@ -30,10 +30,10 @@ class Backoff:
     def record(self, outcomes: Iterable[Outcome], now: float) -> None:
         for outcome in outcomes:
             resource = outcome.change.resource
-            if outcome.status == "ok":
+            if outcome.status is Status.OK:
                 self.failures.pop(resource, None)
                 self.not_before.pop(resource, None)
-            elif outcome.status == "failed":
+            elif outcome.status is Status.FAILED:
                 count = self.failures.get(resource, 0) + 1
                 self.failures[resource] = count
                 self.not_before[resource] = now + min(self.first * 2 ** (count - 1), self.cap)

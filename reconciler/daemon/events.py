@@ -22,7 +22,7 @@ import requests
 
 from reconciler import logs
 from reconciler.daemon.notify import block_signals
-from reconciler.snapshot import MANAGED, PROJECT
+from reconciler.labels import owned_by
 from reconciler.spec.models import NEW_SUFFIX, OLD_SUFFIX
 
 log = logs.get_logger("dsr.events")
@@ -72,7 +72,7 @@ def relevant(event: Event, project: str, names: set[str]) -> bool:
         return event.action in VOLUME_ACTIONS and event.names[0] in names
     if event.kind != "container" or event.action not in CONTAINER_ACTIONS:
         return False
-    ours = event.labels.get(MANAGED) == "true" and event.labels.get(PROJECT) == project
+    ours = owned_by(event.labels, project)
     return ours or any(base_name(n) in names for n in event.names)
 
 

@@ -48,7 +48,7 @@ from reconciler.daemon.watch import SETTLE, SpecWatcher
 from reconciler.engine import Engine, engine_url
 from reconciler.errors import EngineError, LockError, SpecError, SpecIssue
 from reconciler.hostinfo import engine_host
-from reconciler.plan.model import Action, Plan, Risk
+from reconciler.plan.model import Action, Plan, Risk, Status
 from reconciler.reconcile import (
     PassRequest,
     PassResult,
@@ -385,7 +385,7 @@ class Daemon:
             if self.specs.generation == self._generation:
                 self.metrics.record_drift(plan.changes, self._pending)
             self._generation = self.specs.generation
-            done = {o.change.resource for o in result.outcomes if o.status == "ok"}
+            done = {o.change.resource for o in result.outcomes if o.status is Status.OK}
             self._pending = {c.resource for c in plan.actionable} - done
             self.backoff.record(result.outcomes, now)
             self.backoff.forget_absent({c.resource for c in plan.actionable})
@@ -395,7 +395,7 @@ class Daemon:
             self.metrics.set_resources(counts)
         if self.passes == 1:
             notify("READY=1")
-        changed = sum(o.status == "ok" for o in result.outcomes)
+        changed = sum(o.status is Status.OK for o in result.outcomes)
         notify(f"STATUS=last pass: {label}, {changed} changes, {len(result.failed)} failed")
 
     def _result_label(self, result: PassResult, now: float) -> str:

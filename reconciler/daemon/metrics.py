@@ -237,7 +237,7 @@ def _handler(
                 self._send(200, metrics.text(), CONTENT_TYPE_LATEST)
             elif path in pages:
                 body, kind = pages[path]()
-                self._send(200, body, kind)
+                self._send(200, scrub(body.decode("utf-8", "replace")).encode(), kind)
             else:
                 self._send(404, b"not found\n")
 

@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from reconciler.importer.model import Imported, Note
+from reconciler.labels import managed
 from reconciler.observe import ImportSource
 from reconciler.spec.policy import Policy
 
@@ -47,7 +48,7 @@ def import_engine(
     for raw in sorted(found.containers, key=lambda c: str(c["Name"])):
         name = raw["Name"].lstrip("/")
         labels = raw.get("Config", {}).get("Labels") or {}
-        if labels.get("dsr.managed") == "true":
+        if managed(labels):
             out.notes.append(Note("", 0, f"containers.{name}", "it is already a dsr object"))
             continue
         state = raw.get("State") or {}

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any
 
 from reconciler.kinds import Kind
 from reconciler.plan import migrate
@@ -36,7 +35,7 @@ from reconciler.plan.model import (
 )
 from reconciler.plan.params import ANONYMOUS
 from reconciler.plan.reasons import human_seconds, human_size, writable_layer
-from reconciler.snapshot import MANAGED, LiveContainer, LiveVolume
+from reconciler.snapshot import LiveContainer, LiveVolume
 from reconciler.spec.models import NEW_SUFFIX, Container, Volume, VolumeContainer
 
 R = ReasonCode
@@ -46,7 +45,7 @@ def takeable(planning: Planning, live: LiveContainer) -> bool:
     """No dsr project owns ``live``: it has no dsr labels, or only its image's."""
     if planning.my_container(live):
         return False
-    return live.labels.get(MANAGED) != "true" or inherited(live, planning.observed)
+    return not live.managed or inherited(live, planning.observed)
 
 
 def differences(live: LiveVolume, spec: Volume) -> str:
@@ -159,13 +158,3 @@ def recorded(adopted: Mapping[str, str], volumes: Mapping[str, LiveVolume]) -> d
         for name, identity in adopted.items()
         if name in volumes and is_adopted(adopted, volumes[name])
     }
-
-
-def adopting_of(record: Mapping[str, Any]) -> dict[str, str]:
-    """The containers an adoption renamed (``NAME_dsr_old``) and has not removed yet, from
-    a project's record: NAME -> the id of the one renamed."""
-    table = record.get("adopting")
-    table = table.get("container") if isinstance(table, dict) else None
-    if not isinstance(table, dict):
-        return {}
-    return {k: v for k, v in table.items() if isinstance(k, str) and isinstance(v, str)}

@@ -8,43 +8,16 @@ from dataclasses import dataclass, field
 
 from reconciler.handoff import Statement
 from reconciler.kinds import CONTAINER_KINDS, Kind
+from reconciler.labels import OWNERSHIP, owned_by
 from reconciler.plan.model import Action, Change
+from reconciler.record import Migration, VolumeRecord
 from reconciler.snapshot import (
-    CONFIG_HASH,
     KIND,
-    MANAGED,
-    NAME,
-    PROJECT,
     LiveContainer,
     LiveVolume,
     Observed,
 )
 from reconciler.spec.desired import Desired
-
-# The labels that make an object dsr's: the ones every container dsr makes carries.
-OWNERSHIP = (MANAGED, PROJECT, KIND, NAME, CONFIG_HASH)
-
-
-@dataclass(frozen=True)
-class Migration:
-    """A volume migration in flight, as the project record holds it: the folder of its
-    verified backup, and the ``dsr.instance`` of the volume that backup was taken of
-    (``""`` in older records, or a volume dsr did not make: the original is not known)."""
-
-    folder: str
-    original: str = ""
-
-    @classmethod
-    def of(cls, value: object) -> Migration | None:
-        """A record entry (a folder, or ``{"folder", "original"}``); ``None`` if neither."""
-        if isinstance(value, Migration):
-            return value
-        if isinstance(value, str) and value:
-            return cls(value)
-        if isinstance(value, Mapping) and isinstance(value.get("folder"), str):
-            original = value.get("original")
-            return cls(value["folder"], original if isinstance(original, str) else "")
-        return None
 
 
 @dataclass
@@ -55,7 +28,7 @@ class Planning:
     observed: Observed
     image_tags: dict[str, str]  # images key -> the tag its context builds
     manifests: dict[str, Mapping[str, str]]  # image tag -> its context's entries
-    reclaim: dict[str, Mapping[str, str]]  # volume -> its last applied reclaim, destination
+    reclaim: dict[str, VolumeRecord]  # volume -> its last applied reclaim, destination
     migrations: dict[str, Migration]  # volume -> its interrupted migration
     changes: list[Change] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)
@@ -90,7 +63,7 @@ class Planning:
         return change is not None and change.action is Action.BLOCKED
 
     def mine(self, labels: Mapping[str, str]) -> bool:
-        return labels.get(MANAGED) == "true" and labels.get(PROJECT) == self.project
+        return owned_by(labels, self.project)
 
     def my_volume(self, live: LiveVolume) -> bool:
         """The volume is this project's: made by dsr for it (its labels), or adopted by it
@@ -125,8 +98,7 @@ def owns(project: str, live: LiveContainer, observed: Observed) -> bool:
     ``Planning.my_container``): the one ownership rule the planner and saved plans share."""
     labels = live.labels
     return (
-        labels.get(MANAGED) == "true"
-        and labels.get(PROJECT) == project
+        owned_by(labels, project)
         and labels.get(KIND, Kind.CONTAINER) in CONTAINER_KINDS
         and not inherited(live, observed)
     )

@@ -14,10 +14,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from reconciler.files import parse_json
+from reconciler.labels import BIND_KINDS, SPEC
 from reconciler.plan import packed
 from reconciler.plan.context import Planning
 from reconciler.plan.model import Action, Change, ContainerParams, ReasonCode
-from reconciler.plan.params import BIND_KINDS, DEFAULT_STOP, SPEC, expand, matches
+from reconciler.plan.params import DEFAULT_STOP, expand, matches
 from reconciler.plan.reasons import spec_differences
 from reconciler.snapshot import CONFIG_HASH, NAME, LiveContainer
 from reconciler.spec.models import Container, VolumeContainer
@@ -329,7 +331,7 @@ def _json(text: str | None) -> dict[str, Any] | None:
     if not text:
         return None
     try:
-        value = json.loads(text)
+        value = parse_json(text)
     except ValueError:
         return None
     return value if isinstance(value, dict) else None

@@ -91,6 +91,7 @@ def adoption_leftover(planner: Planning, live: LiveContainer, wanted: bool) -> N
             code=R.LEFTOVER,
             target_id=live.id,
             stop_timeout=spec.stop_timeout if spec is not None else 10,
+            adoption=name,
         )
     )
 

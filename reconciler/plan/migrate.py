@@ -56,7 +56,7 @@ def unfinished(planning: Planning, name: str, live: LiveVolume | None, params: V
     if migration.original and live.instance == migration.original:
         if matches:  # the spec went back to the original's settings: nothing to finish
             return None
-        destination = str((planning.reclaim.get(name) or {}).get("destination") or "")
+        destination = planning.reclaim[name].destination if name in planning.reclaim else ""
         return Change(
             resource, Action.REPLACE,
             "a migration was interrupted before it removed the volume, which still holds "
@@ -122,7 +122,7 @@ def changed(planning: Planning, name: str, spec: Volume, params: VolumeParams, w
             ReasonCode.CONFIG_CHANGED, risk=Risk.DATA_LOSS, target_id=name, volume=params,
             removes=removes,
         )  # fmt: skip
-    destination = str((planning.reclaim.get(name) or {}).get("destination") or "")
+    destination = planning.reclaim[name].destination if name in planning.reclaim else ""
     where = destination or "the state directory"
     return Change(
         resource, Action.REPLACE,

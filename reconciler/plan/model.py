@@ -11,9 +11,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.kinds import Kind
+
+if TYPE_CHECKING:
+    from reconciler.plan.payloads import Payload
 
 
 class Action(StrEnum):
@@ -27,6 +30,14 @@ class Action(StrEnum):
     BUILD = "build"
     ADOPT = "adopt"  # take over an existing object that is not dsr's (spec: adopt: true)
     BLOCKED = "blocked"
+
+
+class Status(StrEnum):
+    """How applying one change went (the applier's outcome of it)."""
+
+    OK = "ok"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # not run: what it depends on failed, or the apply stopped
 
 
 class Risk(StrEnum):
@@ -215,16 +226,22 @@ class Op(StrEnum):
     RENAME_CONTAINER = "rename-container"
     REMOVE_CONTAINER = "remove-container"
     UPDATE_CONTAINER = "update-container"
+    CREATE_NETWORK = "create-network"
+    REMOVE_NETWORK = "remove-network"
 
 
 @dataclass(frozen=True)
 class Operation:
     """One call of a change: ``op`` on the object named ``target``; ``to`` is a rename's
-    new name, a backup's destination or a restore's snapshot folder."""
+    new name, a backup's destination or a restore's snapshot folder. Those are what the
+    plan shows (redacted); ``payload`` is what the applier runs (``plan.payloads``), and
+    ``rollback`` what it runs when this operation fails, before the change fails."""
 
     op: Op
     target: str
     to: str = ""
+    payload: Payload | None = None
+    rollback: tuple[Operation, ...] = ()
 
     def public(self) -> dict[str, str]:
         return {"op": self.op.value, "target": self.target, **({"to": self.to} if self.to else {})}
@@ -282,6 +299,8 @@ class Change:
     # An adoption of a volume: the creation time of the one adopted, recorded with its
     # name, so that a volume made again under that name behind dsr's back is not taken.
     identity: str = ""
+    # The container whose interrupted adoption this delete finishes: its record goes too.
+    adoption: str = ""
     # A replace's sequence, and the downtime it implies ("": none), as the plan shows them.
     order: Order | None = None
     downtime: str = ""
@@ -357,9 +376,13 @@ class Plan:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Plan:
+        """The plan ``to_dict`` wrote; each operation gets the payload its planner gives
+        it again (the file holds them as shown), checked to be the very calls shown."""
+        from reconciler.plan.operations import with_payloads
+
         return cls(
             project=data["project"],
-            changes=tuple(_change_from(c) for c in data["changes"]),
+            changes=tuple(with_payloads(_change_from(c)) for c in data["changes"]),
             orphans=tuple(data.get("orphans", ())),
             errors=tuple(data.get("errors", ())),
             kept=tuple(_change_from(c) for c in data.get("kept", ())),
@@ -413,6 +436,7 @@ def _change_from(data: Mapping[str, Any]) -> Change:
         restore_from=data.get("restore_from"),
         removes=tuple(data.get("removes", ())),
         identity=str(data.get("identity", "")),
+        adoption=str(data.get("adoption", "")),
         order=Order(data["order"]) if data.get("order") else None,
         downtime=str(data.get("downtime", "")),
         operations=tuple(

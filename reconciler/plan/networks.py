@@ -55,7 +55,7 @@ def _network(planning: Planning, name: str, spec: Network) -> Change | None:
     if live is None:
         return Change(resource, Action.CREATE, "it does not exist", R.MISSING, network=params)
     if not mine(planning, live):
-        if live.labels.get("dsr.managed") == "true":
+        if live.managed:
             why = f"a network named {name} belongs to the dsr project {live.project!r}"
             return Change(resource, Action.BLOCKED, why, R.OTHER_PROJECT)
         if not spec.adopt:

@@ -14,9 +14,21 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+from reconciler.errors import PlanError
 from reconciler.kinds import CONTAINER_KINDS, Kind
+from reconciler.plan import payloads as p
 from reconciler.plan.context import Planning
-from reconciler.plan.model import Action, Change, Op, Operation, Order, ReasonCode
+from reconciler.plan.model import (
+    Action,
+    Change,
+    ContainerParams,
+    HandoffParams,
+    Op,
+    Operation,
+    Order,
+    ReasonCode,
+    VolumeParams,
+)
 from reconciler.spec.models import NEW_SUFFIX, OLD_SUFFIX
 
 CHANGES_TO_CONTAINERS = (Action.CREATE, Action.REPLACE, Action.ADOPT)
@@ -25,10 +37,34 @@ CHANGES_TO_CONTAINERS = (Action.CREATE, Action.REPLACE, Action.ADOPT)
 def with_operations(change: Change, shown: Callable[[str], str] = str) -> Change:
     """``change`` with its operations filled in, each name as ``shown`` prints it (an image
     reference from ``${VAR}`` shows as written: plans never print such values)."""
-    calls = tuple(
-        Operation(o.op, shown(o.target), shown(o.to) if o.to else "") for o in operations_of(change)
-    )
+    calls = tuple(_shown(o, shown) for o in operations_of(change))
     return dataclasses.replace(change, operations=calls, downtime=shown(change.downtime))
+
+
+def with_payloads(change: Change) -> Change:
+    """A change read back from a saved plan (whose file holds the operations as shown):
+    each operation with the payload the planner gives it. The calls must be those the plan
+    showed, one for one, or the plan is refused."""
+    made = operations_of(change)
+    if [o.op for o in made] != [o.op for o in change.operations]:
+        raise PlanError(
+            f"{change.resource}: the saved plan's operations are not those of its change; "
+            "make the plan again"
+        )
+    calls = tuple(
+        dataclasses.replace(real, target=shown.target, to=shown.to)
+        for shown, real in zip(change.operations, made, strict=True)
+    )
+    return dataclasses.replace(change, operations=calls)
+
+
+def _shown(operation: Operation, shown: Callable[[str], str]) -> Operation:
+    return dataclasses.replace(
+        operation,
+        target=shown(operation.target),
+        to=shown(operation.to) if operation.to else "",
+        rollback=tuple(_shown(o, shown) for o in operation.rollback),
+    )
 
 
 def operations_of(change: Change) -> tuple[Operation, ...]:
@@ -39,87 +75,213 @@ def operations_of(change: Change) -> tuple[Operation, ...]:
         return _volume(change)
     if change.kind is Kind.IMAGE:
         return _image(change)
+    if change.kind is Kind.NETWORK:
+        return _network(change)
     if change.kind in CONTAINER_KINDS:
         return _container(change)
     return ()
 
 
 def _volume(change: Change) -> tuple[Operation, ...]:
-    name = change.target_id or change.name
-    ops: list[Operation] = []
-    if change.action is Action.CREATE:
-        ops.append(Operation(Op.CREATE_VOLUME, change.name))
-        if change.restore_from is not None:  # the end of an interrupted migration
-            ops += _restore(change.name, change.restore_from)
-    elif change.action is Action.UPDATE and change.restore_from is not None:
-        ops += _restore(name, change.restore_from)
-    elif change.action is Action.REPLACE:
-        ops += [Operation(Op.STOP_CONTAINER, c) for c in change.removes]
-        if change.backup_to is not None:
-            ops += [
-                Operation(Op.BACK_UP_VOLUME, name, change.backup_to),
-                Operation(Op.RECORD, f"migration of {name}"),
-            ]
-        ops += [Operation(Op.REMOVE_CONTAINER, c) for c in change.removes]
-        ops += [Operation(Op.REMOVE_VOLUME, name), Operation(Op.CREATE_VOLUME, name)]
-        folder = change.restore_from
-        if change.backup_to is not None or folder is not None:
-            ops += _restore(name, folder or "the backup just taken")
-    elif change.action is Action.DELETE:
-        if change.backup_to is not None:
-            ops.append(Operation(Op.BACK_UP_VOLUME, name, change.backup_to))
-        ops.append(Operation(Op.REMOVE_VOLUME, name))
-    elif change.action is Action.ADOPT:
-        ops.append(Operation(Op.RECORD, f"adoption of {name}"))
-    return tuple(ops)
-
-
-def _restore(volume: str, folder: str) -> list[Operation]:
-    return [
-        Operation(Op.RESTORE_VOLUME, volume, folder),
-        Operation(Op.RECORD, f"end of the migration of {volume}"),
-    ]
-
-
-def _image(change: Change) -> tuple[Operation, ...]:
-    if change.action is Action.BUILD and change.image is not None:
-        op = Op.BUILD_IMAGE if change.image.context else Op.IMPORT_IMAGE
-        return (Operation(op, change.image.tag),)
+    name, params = change.target_id or change.name, change.volume
     if change.action is Action.DELETE:
-        return (Operation(Op.REMOVE_IMAGE, change.name),)
+        return _delete_volume(name, change.backup_to)
+    if change.action is Action.ADOPT:
+        identity = p.AdoptVolume(name, change.identity)
+        return (Operation(Op.RECORD, f"adoption of {name}", payload=identity),)
+    if change.action is Action.UPDATE and change.handoff and change.backup_to is not None:
+        return (  # a volume moving away: backed up, and that snapshot offered
+            Operation(
+                Op.BACK_UP_VOLUME, name, change.backup_to, p.BackUpVolume(name, change.backup_to)
+            ),
+            _handoff(change.handoff, name, with_backup=True),
+        )
+    if change.action is Action.UPDATE and change.restore_from is not None:
+        return tuple(_restore(name, change.restore_from))
+    if params is None:
+        return ()
+    if change.action is Action.CREATE:
+        if change.restore_from is None:
+            return (Operation(Op.CREATE_VOLUME, change.name, payload=p.CreateVolume(params)),)
+        # The end of an interrupted migration, or a volume handed over from another host.
+        made = Operation(
+            Op.CREATE_VOLUME, change.name, payload=p.CreateVolume(params, if_missing=True)
+        )
+        hint = (
+            " (hosts that hand volumes over share one backup-key: DSR_BACKUP_KEY_FILE)"
+            if change.handoff is not None
+            else ""
+        )
+        ops = [made, *_restore(change.name, change.restore_from, hint, change.handoff is None)]
+        if change.handoff is not None:  # restored and verified: the old host may let go
+            ops.append(_handoff(change.handoff, change.name))
+        return tuple(ops)
+    if change.action is Action.REPLACE:
+        return _replace_volume(change, name, params)
     return ()
 
 
-def _container(change: Change) -> tuple[Operation, ...]:
-    name, params = change.name, change.container
-    if change.action is Action.START:
-        paused = change.code is ReasonCode.PAUSED
-        return (Operation(Op.UNPAUSE_CONTAINER if paused else Op.START_CONTAINER, name),)
+def _delete_volume(name: str, backup_to: str | None) -> tuple[Operation, ...]:
+    ops = []
+    if backup_to is not None:
+        backup = p.BackUpVolume(name, backup_to, if_present=True)
+        ops.append(Operation(Op.BACK_UP_VOLUME, name, backup_to, backup))
+    ops.append(Operation(Op.REMOVE_VOLUME, name, payload=p.RemoveVolume(name)))
+    return tuple(ops)
+
+
+def _replace_volume(change: Change, name: str, params: VolumeParams) -> tuple[Operation, ...]:
+    """Recreate or migrate: the users stop (as made to stop, never forced); a migration
+    backs the volume up and records that backup before anything is removed, so that a
+    migration cut short anywhere is finished by the next pass from the record."""
+    ops = [Operation(Op.STOP_CONTAINER, c, payload=p.StopContainer(c)) for c in change.removes]
+    if change.backup_to is not None:
+        # Nothing was removed yet when the backup fails: the users start again.
+        again = tuple(
+            Operation(Op.START_CONTAINER, c, payload=p.StartContainer(c, if_stopped_here=True))
+            for c in change.removes
+        )
+        backup = p.BackUpVolume(name, change.backup_to, migration=True)
+        ops += [
+            Operation(Op.BACK_UP_VOLUME, name, change.backup_to, backup, rollback=again),
+            Operation(Op.RECORD, f"migration of {name}", payload=p.RecordMigration(name)),
+        ]
+    ops += [Operation(Op.REMOVE_CONTAINER, c, payload=p.RemoveContainer(c)) for c in change.removes]
+    ops += [
+        Operation(Op.REMOVE_VOLUME, name, payload=p.RemoveVolume(name)),
+        Operation(Op.CREATE_VOLUME, name, payload=p.CreateVolume(params)),
+    ]
+    if change.restore_from is not None:
+        ops += _restore(name, change.restore_from)
+    elif change.backup_to is not None:
+        ops += _restore(name, "")
+    return tuple(ops)
+
+
+def _restore(volume: str, folder: str, hint: str = "", end: bool = True) -> list[Operation]:
+    restore = p.RestoreVolume(volume, folder, hint)
+    ops = [Operation(Op.RESTORE_VOLUME, volume, folder or "the backup just taken", restore)]
+    if end:
+        ops.append(
+            Operation(
+                Op.RECORD, f"end of the migration of {volume}", payload=p.EndMigration(volume)
+            )
+        )
+    return ops
+
+
+def _handoff(params: HandoffParams, volume: str, *, with_backup: bool = False) -> Operation:
+    state = p.StateHandoff(volume, params, with_backup)
+    return Operation(Op.RECORD, f"handoff of {volume}: {params.state}", payload=state)
+
+
+def _image(change: Change) -> tuple[Operation, ...]:
+    image = change.image
+    if change.action is Action.BUILD and image is not None:
+        if image.context:
+            return (Operation(Op.BUILD_IMAGE, image.tag, payload=p.BuildImage(image)),)
+        return (Operation(Op.IMPORT_IMAGE, image.tag, payload=p.ImportImage(image)),)
     if change.action is Action.DELETE:
-        return (Operation(Op.STOP_CONTAINER, name), Operation(Op.REMOVE_CONTAINER, name))
-    if change.action is Action.UPDATE:
-        update = Operation(Op.UPDATE_CONTAINER, name, f"restart {params.restart}" if params else "")
-        start = params is not None and params.start
-        return (update, Operation(Op.START_CONTAINER, name)) if start else (update,)
+        target = change.target_id or change.name
+        return (Operation(Op.REMOVE_IMAGE, change.name, payload=p.RemoveImage(target)),)
+    return ()
+
+
+def _network(change: Change) -> tuple[Operation, ...]:
+    target, params = change.target_id or change.name, change.network
+    remove = Operation(Op.REMOVE_NETWORK, change.name, payload=p.RemoveNetwork(target))
+    if change.action is Action.DELETE:
+        return (remove,)
+    if change.action is Action.ADOPT:
+        return (Operation(Op.RECORD, f"adoption of {change.name}", payload=p.AdoptNetwork(target)),)
     if params is None:
         return ()
-    ops = [Operation(Op.PULL_IMAGE, params.image)] if params.pull else []
+    create = Operation(Op.CREATE_NETWORK, params.name, payload=p.CreateNetwork(params))
+    if change.action is Action.REPLACE:
+        return (remove, create)
+    return (create,) if change.action is Action.CREATE else ()
+
+
+def _container(change: Change) -> tuple[Operation, ...]:
+    name, params, target = change.name, change.container, change.target_id or change.name
+    if change.action is Action.START:
+        if change.code is ReasonCode.PAUSED:
+            return (Operation(Op.UNPAUSE_CONTAINER, name, payload=p.UnpauseContainer(target)),)
+        return (Operation(Op.START_CONTAINER, name, payload=p.StartContainer(target)),)
+    if change.action is Action.DELETE:
+        return _delete_container(change, name, target)
+    if params is None:
+        return ()
+    start = Operation(Op.START_CONTAINER, params.name, payload=p.StartContainer(params.name))
+    if change.action is Action.UPDATE:
+        update = p.UpdateContainer(target, params.restart)
+        ops = [Operation(Op.UPDATE_CONTAINER, name, f"restart {params.restart}", update)]
+        return (*ops, start) if params.start else tuple(ops)
+    ops = (
+        [Operation(Op.PULL_IMAGE, params.image, payload=p.PullImage(params.image))]
+        if params.pull
+        else []
+    )
     if change.action is Action.CREATE:
-        ops.append(Operation(Op.CREATE_CONTAINER, params.name))
-        if params.start:
-            ops.append(Operation(Op.START_CONTAINER, params.name))
-        return tuple(ops)
-    new, old = params.name + NEW_SUFFIX, params.name + OLD_SUFFIX
+        ops.append(
+            Operation(
+                Op.CREATE_CONTAINER, params.name, payload=p.CreateContainer(params, params.name)
+            )
+        )
+        return (*ops, start) if params.start else tuple(ops)
+    return (*ops, *_replace_container(change, params, target))
+
+
+def _delete_container(change: Change, name: str, target: str) -> tuple[Operation, ...]:
+    stop = p.StopContainer(target, change.stop_timeout)
+    ops = [
+        Operation(Op.STOP_CONTAINER, name, payload=stop),
+        Operation(Op.REMOVE_CONTAINER, name, payload=p.RemoveContainer(target)),
+    ]
+    if change.adoption:  # the rest of an interrupted adoption: its record goes with it
+        forget = p.ForgetAdopting(change.adoption, target)
+        ops.append(
+            Operation(Op.RECORD, f"end of the adoption of {change.adoption}", payload=forget)
+        )
+    return tuple(ops)
+
+
+def _replace_container(change: Change, params: ContainerParams, old: str) -> list[Operation]:
+    """Create the new one beside the old; stop the old, swap the names, start the new, and
+    only then remove the old (create-then-delete). A new one that does not start is
+    removed and the old one gets its name back (and runs again if it ran). An adopted
+    container is not dsr's: the record says dsr renamed it, until it is gone."""
+    name = change.name
+    new, aside = params.name + NEW_SUFFIX, params.name + OLD_SUFFIX
+    forget: tuple[Operation, ...] = ()
+    ops = [
+        Operation(Op.CREATE_CONTAINER, new, payload=p.CreateContainer(params, new)),
+        Operation(Op.STOP_CONTAINER, name, payload=p.StopContainer(old, change.stop_timeout)),
+    ]
+    if change.action is Action.ADOPT:
+        adopting = p.RecordAdopting(params.name, old)
+        ops.append(Operation(Op.RECORD, f"adoption of {params.name}", payload=adopting))
+        done = p.ForgetAdopting(params.name, old)
+        forget = (Operation(Op.RECORD, f"end of the adoption of {params.name}", payload=done),)
     ops += [
-        Operation(Op.CREATE_CONTAINER, new),
-        Operation(Op.STOP_CONTAINER, name),
-        Operation(Op.RENAME_CONTAINER, name, old),
-        Operation(Op.RENAME_CONTAINER, new, params.name),
+        Operation(Op.RENAME_CONTAINER, name, aside, p.RenameContainer(old, aside)),
+        Operation(Op.RENAME_CONTAINER, new, params.name, p.RenameContainer(new, params.name)),
     ]
     if params.start:
-        ops.append(Operation(Op.START_CONTAINER, params.name))
-    ops.append(Operation(Op.REMOVE_CONTAINER, old))
-    return tuple(ops)
+        back = (
+            Operation(
+                Op.REMOVE_CONTAINER, params.name, payload=p.RemoveContainer(params.name, force=True)
+            ),
+            Operation(Op.RENAME_CONTAINER, aside, params.name, p.RenameContainer(old, params.name)),
+            Operation(
+                Op.START_CONTAINER, params.name, payload=p.StartContainer(old, if_stopped_here=True)
+            ),
+            *forget,
+        )
+        start = p.StartContainer(params.name)
+        ops.append(Operation(Op.START_CONTAINER, params.name, payload=start, rollback=back))
+    ops.append(Operation(Op.REMOVE_CONTAINER, aside, payload=p.RemoveContainer(old)))
+    return [*ops, *forget]
 
 
 def host_ports(ports: tuple[str, ...]) -> set[str]:

@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from reconciler.kinds import Kind
+from reconciler.labels import owned_by
 from reconciler.plan.context import Planning
 from reconciler.plan.model import Action, Change, ImageParams, ReasonCode
 from reconciler.plan.params import ANONYMOUS, dsr_labels
 from reconciler.plan.reasons import describe_changes, still
 from reconciler.snapshot import (
     KIND,
-    MANAGED,
     NAME,
     PROJECT,
     LiveContainer,
@@ -34,8 +34,7 @@ def key_images(planner: Planning, key: str) -> list[LiveImage]:
     for image in planner.observed.images.values():
         labels = image.labels
         if (
-            labels.get(MANAGED) == "true"
-            and labels.get(PROJECT) == planner.project
+            owned_by(labels, planner.project)
             and labels.get(KIND) == Kind.IMAGE
             and labels.get(NAME) == key
         ):

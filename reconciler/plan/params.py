@@ -20,7 +20,9 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from reconciler.files import parse_json
 from reconciler.kinds import Kind
+from reconciler.labels import BIND_KINDS, SPEC
 from reconciler.plan.model import (
     ContainerParams,
     EndpointParams,
@@ -41,8 +43,6 @@ from reconciler.spec.models import (
 )
 from reconciler.spec.runtime import Healthcheck
 
-SPEC = "dsr.spec"
-BIND_KINDS = "dsr.bind-kinds"  # {target: "dir" | "file"} of the binds, when made
 # Volume containers need an image to be created from; one made by `docker import` of an
 # empty tarball needs no registry. They are never started, so the command never runs.
 EMPTY_IMAGE = "dsr/empty:1"
@@ -361,7 +361,7 @@ def stop_timeout(live: LiveContainer) -> int:
     """Seconds Docker gives ``live`` from its stop signal to SIGKILL: what dsr created it
     with (its ``dsr.spec``), else Docker's default."""
     try:
-        value = json.loads(live.labels.get(SPEC) or "{}").get("stop_timeout", DEFAULT_STOP)
+        value = parse_json(live.labels.get(SPEC) or "{}").get("stop_timeout", DEFAULT_STOP)
     except (ValueError, AttributeError):
         return DEFAULT_STOP
     return value if isinstance(value, int) and 0 <= value <= 86400 else DEFAULT_STOP

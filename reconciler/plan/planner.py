@@ -12,6 +12,7 @@ from typing import cast
 
 from reconciler.handoff import Statement
 from reconciler.kinds import Kind
+from reconciler.labels import RESERVED_PREFIX, SPEC, managed
 from reconciler.plan import (
     adopt,
     drift,
@@ -23,7 +24,7 @@ from reconciler.plan import (
     packed,
     reclaim,
 )
-from reconciler.plan.context import Migration, Planning, adopted
+from reconciler.plan.context import Planning, adopted
 from reconciler.plan.model import (
     Action,
     Change,
@@ -37,13 +38,13 @@ from reconciler.plan.model import (
 from reconciler.plan.params import (
     ANONYMOUS,
     EMPTY_IMAGE,
-    SPEC,
     container_params,
     matches,
     stop_timeout,
     volume_params,
 )
 from reconciler.plan.reasons import human_size, replace_downtime, stopping, writable_layer
+from reconciler.record import Migration, VolumeRecord
 from reconciler.snapshot import (
     CONFIG_HASH,
     KIND,
@@ -66,7 +67,7 @@ def plan(
     image_tags: Mapping[str, str] | None = None,
     *,
     manifests: Mapping[str, Mapping[str, str]] | None = None,
-    reclaim: Mapping[str, Mapping[str, str]] | None = None,
+    reclaim: Mapping[str, VolumeRecord | Mapping[str, str]] | None = None,
     migrations: Mapping[str, object] | None = None,
     adoptions: Mapping[str, str] | None = None,
     network_adoptions: Mapping[str, str] | None = None,
@@ -90,7 +91,7 @@ def plan(
         observed,
         dict(image_tags or {}),
         dict(manifests or {}),
-        dict(reclaim or {}),
+        {k: r for k, v in (reclaim or {}).items() if (r := VolumeRecord.parse(v)) is not None},
         {k: m for k, v in (migrations or {}).items() if (m := Migration.of(v)) is not None},
         adopted=dict(adoptions or {}),
         adopted_networks=dict(network_adoptions or {}),
@@ -189,7 +190,7 @@ class _Planner(Planning):
                 differences.append(f"driver was {live.driver}, spec says {spec.driver}")
             if dict(live.options) != dict(spec.driver_opts):
                 differences.append("driver_opts differ")
-            if {k: v for k, v in live.labels.items() if not k.startswith("dsr.")} != dict(
+            if {k: v for k, v in live.labels.items() if not k.startswith(RESERVED_PREFIX)} != dict(
                 spec.labels
             ):
                 differences.append("labels differ")
@@ -198,7 +199,7 @@ class _Planner(Planning):
 
     def ownership(self, labels: Mapping[str, str], what: str) -> tuple[str, ReasonCode] | None:
         """Why dsr may not touch an object with ``labels``, and its code; ``None``: it may."""
-        if labels.get(MANAGED) != "true":
+        if not managed(labels):
             return (
                 f"{what} exists and dsr does not manage it (no dsr.managed=true label); dsr "
                 "never takes over what it did not create",
@@ -221,22 +222,29 @@ class _Planner(Planning):
             specs[name] = (Kind.CONTAINER, c)
         done: set[str] = set()
 
-        def visit(name: str) -> Iterator[tuple[Kind, str, Container | VolumeContainer]]:
-            if name in done or name not in specs:
-                return
-            done.add(name)
-            kind, spec = specs[name]
+        def before(name: str) -> Iterator[str]:
+            spec = specs[name][1]
             if isinstance(spec, Container):
-                for source in spec.volumes_from:
-                    yield from visit(source.name)
-                for other in sorted(spec.depends_on):
-                    yield from visit(other)
-            yield kind, name, spec
+                yield from (source.name for source in spec.volumes_from)
+                yield from sorted(spec.depends_on)
 
         # Volume containers first: they take volumes from no one, and a plan reads best
-        # with them ahead of the containers that use them.
-        for name in [*sorted(self.desired.volume_containers), *sorted(self.desired.containers)]:
-            yield from visit(name)
+        # with them ahead of the containers that use them. Depth first without recursion:
+        # a chain of thousands of containers is a valid spec.
+        for root in [*sorted(self.desired.volume_containers), *sorted(self.desired.containers)]:
+            if root in done:
+                continue
+            done.add(root)
+            stack = [(root, before(root))]
+            while stack:
+                name, pending = stack[-1]
+                other = next(pending, None)
+                if other is None:
+                    stack.pop()
+                    yield specs[name][0], name, specs[name][1]
+                elif other not in done and other in specs:
+                    done.add(other)
+                    stack.append((other, before(other)))
 
     def container(self, kind: Kind, name: str, spec: Container | VolumeContainer) -> None:
         resource = kind.resource(name)

@@ -18,9 +18,8 @@ from reconciler.plan import handoff
 from reconciler.plan.context import Planning
 from reconciler.plan.model import Action, Change, ReasonCode, Risk
 from reconciler.plan.reasons import still
+from reconciler.record import RETAIN, VolumeRecord
 from reconciler.snapshot import KIND, LiveVolume
-
-RETAIN = "retain"
 
 
 def left_volumes(planning: Planning) -> None:
@@ -34,16 +33,16 @@ def left_volumes(planning: Planning) -> None:
             continue
         if handoff.leaving(planning, volume):
             continue  # placed on other hosts now: handed over first (see plan.handoff)
-        record = planning.reclaim.get(volume.name) or {}
-        policy = str(record.get("reclaim", RETAIN))
-        if str(record.get("instance", volume.instance)) != volume.instance:
+        record = planning.reclaim.get(volume.name) or VolumeRecord()
+        policy = record.reclaim
+        if record.instance and record.instance != volume.instance:
             # Decided when another volume of this name left (one restored since is not
             # that one): the decision went with it, and this one is kept.
             policy = RETAIN
         if policy == RETAIN:
             planning.orphans.append(Kind.VOLUME.resource(volume.name))
         else:
-            _reclaim(planning, volume, policy, str(record.get("destination") or ""))
+            _reclaim(planning, volume, policy, record.destination)
 
 
 def _reclaim(planning: Planning, volume: LiveVolume, policy: str, destination: str) -> None:

@@ -12,6 +12,8 @@ from reconciler.spec.fields import text_fields, written_values
 from reconciler.spec.names import BACKUP_NAME, DOCKER_NAME, IMAGE_KEY
 from reconciler.spec.yamlload import Plain
 
+_CONTAINERS = (Plain, list, dict)  # what may hold a ``Plain``: other values pass as they are
+
 
 class SpecModel(BaseModel):
     """Frozen, no unknown keys; YAML scalars taken as written where text is wanted."""
@@ -27,7 +29,14 @@ class SpecModel(BaseModel):
         if not isinstance(value, dict):
             return value
         text = text_fields(cls)
-        return {k: written_values(v, k in text) for k, v in value.items()}
+        out = None
+        for k, v in value.items():
+            if type(v) in _CONTAINERS:
+                new = written_values(v, k in text)
+                if new is not v:
+                    out = out if out is not None else dict(value)
+                    out[k] = new
+        return value if out is None else out
 
 
 VolumeName = Annotated[str, StringConstraints(pattern=DOCKER_NAME)]

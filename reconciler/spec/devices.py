@@ -14,12 +14,19 @@ knows every ``type`` and every ``o`` option it accepts and what each means:
   lists it (``local_types``, ``local_options``); a path option dsr cannot read exactly
   (an escaped ``\\:`` or ``\\,``) is refused whatever the policy says.
 
+A network mount (``nfs``, ``nfs4``, ``cifs``, ``smb3``) from this host itself (a loopback
+or unspecified address, ``localhost``, the host's own name) reads the host's own folders:
+an NFS export path from it is checked as a host path, a CIFS share is refused (its name
+says nothing of the folder it serves).
+
 Other volume drivers interpret their options themselves: they pass only when the policy
 lists the driver (``volume_drivers``).
 """
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from collections.abc import Mapping, Set
 from dataclasses import dataclass
 
@@ -319,7 +326,48 @@ def local_host_paths(driver: str, opts: Mapping[str, str]) -> list[tuple[str, st
         if key in PATH_OPTIONS and value is not None:
             paths = value.split(":") if key == "lowerdir" else [value]
             out += [("o", path) for path in paths if path]
+    if kind == "remote" and fstype in ("nfs", "nfs4") and device is not None:
+        server, export = _nfs_server(device, options)
+        if is_this_host(server):  # this host's own export: a host path in disguise
+            out.append(("device", export or "/"))
     return out
+
+
+def _nfs_server(device: str, options: list[tuple[str, str | None]]) -> tuple[str, str]:
+    """(server, exported path) of an NFS ``device`` (``host:/path``, ``[v6]:/path`` or
+    ``:/path``); the last ``addr=`` option is the server the kernel uses when given."""
+    if device.startswith("["):
+        host, _, rest = device[1:].partition("]")
+        export = rest.removeprefix(":")
+    else:
+        host, _, export = device.rpartition(":") if ":" in device else ("", "", device)
+    addrs = [value for key, value in options if key == "addr" and value is not None]
+    return (addrs[-1] if addrs else host), export
+
+
+def cifs_server(device: str, options: list[tuple[str, str | None]]) -> str:
+    """The server of a CIFS ``device`` (``//host/share``); the last ``ip=``/``addr=``
+    option when given (the kernel's mount.cifs uses it instead of resolving the name)."""
+    addrs = [value for key, value in options if key in ("ip", "addr") and value is not None]
+    return addrs[-1] if addrs else device.lstrip("/\\").split("/", 1)[0]
+
+
+_LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
+
+
+def is_this_host(server: str) -> bool:
+    """The server is this host: a loopback or unspecified address, ``localhost``, or this
+    host's own name. A network mount from it reads the host's own folders."""
+    name = server.strip().strip("[]").lower().rstrip(".")
+    if not name or name in _LOCAL_NAMES or name.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(name.split("%", 1)[0])
+    except ValueError:
+        return name == socket.gethostname().lower() or name == socket.getfqdn().lower()
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback or address.is_unspecified
 
 
 def volume_problems(
@@ -383,6 +431,18 @@ def volume_problems(
         )
     if binds and device is None:
         out.append(("device", "a bind needs the host folder in `device`"))
+    if (
+        fstype in ("cifs", "smb3")
+        and device is not None
+        and is_this_host(cifs_server(device, options))
+    ):
+        out.append(
+            (
+                "device",
+                "a share of this host itself: dsr cannot tell which host folder it "
+                "serves, so it refuses it",
+            )
+        )
     host = known is not None and known[0] == "host"
     if fstype not in ("", "none") and host and device is None:
         out.append(("device", f"type '{fstype}' needs a block device in `device`"))

@@ -39,12 +39,18 @@ def _is_text(annotation: Any) -> bool:
 
 
 def written_values(value: Any, text: bool) -> Any:
-    """``value``'s own ``Plain`` scalars and those of its items (nested models do theirs)."""
-    if isinstance(value, list):
-        return [_one(v, text) for v in value]
-    if isinstance(value, dict):
-        return {k: _one(v, text) for k, v in value.items()}
-    return _one(value, text)
+    """``value``'s own ``Plain`` scalars and those of its items (nested models do theirs);
+    ``value`` itself when it holds none (the usual case: no copy)."""
+    kind = type(value)
+    if kind is list:
+        if any(type(v) is Plain for v in value):
+            return [_one(v, text) for v in value]
+        return value
+    if kind is dict:
+        if any(type(v) is Plain for v in value.values()):
+            return {k: _one(v, text) for k, v in value.items()}
+        return value
+    return _one(value, text) if kind is Plain else value
 
 
 def _one(value: Any, text: bool) -> Any:

@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from reconciler.errors import PolicyError
 from reconciler.files import InputFileError, read_bounded
 from reconciler.spec.devices import Allowances, local_host_paths, volume_problems
+from reconciler.statedir import default_state_dir
 
 PROTECTED = (
     "/etc",
@@ -82,17 +83,6 @@ def socket_path(docker_host: str | None) -> str | None:
     if host.startswith("unix://"):
         return os.path.normpath(host[len("unix://") :]) or None
     return None
-
-
-def default_state_dir() -> str:
-    """dsr's state directory as the CLI defaults it (``DSR_STATE_DIR``, /var/lib/dsr for
-    root, else ``$XDG_STATE_HOME/dsr``)."""
-    if os.environ.get("DSR_STATE_DIR"):
-        return os.environ["DSR_STATE_DIR"]
-    if os.geteuid() == 0:
-        return "/var/lib/dsr"
-    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
-    return os.path.join(base, "dsr")
 
 
 class _PolicyFile(BaseModel):

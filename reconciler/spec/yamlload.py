@@ -36,6 +36,8 @@ _NULL = "tag:yaml.org,2002:null"
 _BOOL = "tag:yaml.org,2002:bool"
 _INT = "tag:yaml.org,2002:int"
 _FLOAT = "tag:yaml.org,2002:float"
+_SEQ = "tag:yaml.org,2002:seq"
+_MAP = "tag:yaml.org,2002:map"
 _VAR = re.compile(r"\$(?:\$|\{([^}]*)\})")
 _VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -57,6 +59,23 @@ class _Yaml12Loader(_Loader):
     755 and 12:30 is text), no timestamps; the merge key << is kept, as compose keeps it."""
 
     yaml_implicit_resolvers = {}  # noqa: RUF012 - PyYAML reads it from the class
+
+    # PyYAML's resolve, without what this loader never has (path and wildcard resolvers):
+    # called once per node by libyaml's composer, it was a tenth of a large spec's load.
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+        if kind is yaml.ScalarNode:
+            if implicit[0]:
+                for tag, regexp in self.yaml_implicit_resolvers.get(value[:1], ()):
+                    if regexp.match(value):
+                        return str(tag)
+            return _STR
+        return _SEQ if kind is yaml.SequenceNode else _MAP
+
+    def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+        pass  # no path resolvers
+
+    def ascend_resolver(self) -> None:
+        pass
 
 
 for _tag, _regexp, _first in (
@@ -233,6 +252,8 @@ class _Builder:
     def build(self, node: yaml.Node, loc: Loc) -> Any:
         if self.stopped:
             return None
+        if type(node) is yaml.ScalarNode:  # the most common node: no alias bookkeeping,
+            return self.scalar(node, loc)  # an alias of a scalar builds one value
         if id(node) in self.seen and not self.replaying:
             # An alias: count what it expands to before building any of it, so that a
             # "billion laughs" is refused at once.
@@ -247,7 +268,7 @@ class _Builder:
         self.seen.add(id(node))
         if node.tag in MERGE_TAGS:
             self.doc.tags[loc] = node.tag
-        if isinstance(node, yaml.ScalarNode):
+        if isinstance(node, yaml.ScalarNode):  # a subclass, should one ever come
             return self.scalar(node, loc)
         if len(loc) >= MAX_DEPTH:
             return self.stop(loc, f"values nest more than {MAX_DEPTH} levels deep")
@@ -290,6 +311,8 @@ class _Builder:
         self.stopped = True
 
     def scalar(self, node: yaml.ScalarNode, loc: Loc) -> Any:
+        if node.tag in MERGE_TAGS:  # build and mapping call this directly for scalars
+            self.doc.tags[loc] = node.tag
         text = str(node.value)
         if node.tag == _STR:
             if "$" in text:
@@ -311,6 +334,7 @@ class _Builder:
     def mapping(self, node: yaml.MappingNode, loc: Loc) -> dict[str, Any]:
         out: dict[str, Any] = {}
         seen: dict[str, int] = {}
+        lines = self.doc.lines
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE:
                 merged = self.build(value_node, loc)
@@ -341,8 +365,12 @@ class _Builder:
                     )
                 )
             seen[key] = line
-            self.doc.lines[(*loc, key)] = line
-            out[key] = self.build(value_node, (*loc, key))
+            here = (*loc, key)
+            lines[here] = line
+            if type(value_node) is yaml.ScalarNode and not self.stopped:  # no call to build
+                out[key] = self.scalar(value_node, here)
+            else:
+                out[key] = self.build(value_node, here)
         return out
 
 

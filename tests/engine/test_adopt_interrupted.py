@@ -22,7 +22,6 @@ from pathlib import Path
 
 import docker
 
-from reconciler.plan.adopt import adopting_of
 from reconciler.statedir import StateDir
 
 SpecWriter = Callable[..., Path]
@@ -160,7 +159,7 @@ def test_an_adoption_killed_at_each_step_is_finished_by_the_next_pass(
             assert out == f"data-{step}\n".encode(), story
             debris = [c.name for c in docker_client.containers.list(all=True) if c.name.startswith(app + "_dsr_")]  # fmt: skip
             assert debris == [], story
-            assert adopting_of(StateDir(str(state)).read_record(project)) == {}, story
+            assert StateDir(str(state)).load_record(project).adopting == {}, story
             if killed.returncode != -9:  # the apply got through: every step was covered
                 break
         else:

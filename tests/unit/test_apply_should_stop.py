@@ -6,6 +6,7 @@ from typing import Any
 
 from reconciler.apply import apply_plan
 from reconciler.plan.model import Action, Change, Plan, ReasonCode, VolumeParams
+from reconciler.plan.operations import with_operations
 
 
 class FakeAPI:
@@ -23,13 +24,14 @@ class FakeEngine:
 
 
 def volume(name: str) -> Change:
-    return Change(
+    change = Change(
         f"volume:{name}",
         Action.CREATE,
         "missing",
         ReasonCode.MISSING,
         volume=VolumeParams(name, "local", {}, {}),
     )
+    return with_operations(change)  # the planner's operations: what the applier runs
 
 
 def test_no_change_starts_once_should_stop_is_true() -> None:

@@ -21,6 +21,7 @@ from reconciler.engine import Engine
 from reconciler.kinds import Kind
 from reconciler.plan import Action, Change, Plan
 from reconciler.plan.model import ReasonCode, VolumeParams
+from reconciler.plan.operations import with_operations
 
 
 @pytest.fixture
@@ -93,12 +94,14 @@ class TimingOutAPI:
 def test_an_apply_starts_nothing_more_once_a_call_timed_out() -> None:
     names = [f"v{i}" for i in range(8)]
     changes = tuple(
-        Change(
-            Kind.VOLUME.resource(n),
-            Action.CREATE,
-            "it does not exist",
-            ReasonCode.MISSING,
-            volume=VolumeParams(name=n, driver="local", driver_opts={}, labels={}),
+        with_operations(
+            Change(
+                Kind.VOLUME.resource(n),
+                Action.CREATE,
+                "it does not exist",
+                ReasonCode.MISSING,
+                volume=VolumeParams(name=n, driver="local", driver_opts={}, labels={}),
+            )
         )
         for n in names
     )

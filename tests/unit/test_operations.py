@@ -8,8 +8,11 @@ import dataclasses
 import textwrap
 from pathlib import Path
 
+import pytest
+
+from reconciler.errors import PlanError
 from reconciler.plan import Plan, plan
-from reconciler.plan.model import Action, Order
+from reconciler.plan.model import Action, Change, Operation, Order
 from reconciler.plan.operations import host_ports
 from reconciler.plan.simulate import simulate
 from reconciler.render import render_text
@@ -184,3 +187,73 @@ def test_host_ports_reads_every_form_docker_takes() -> None:
         "9000/tcp",
         "9001/tcp",
     }
+
+
+def payloads(change: Change) -> list[str]:
+    """Each operation as the applier runs it: its payload class and target, and what runs
+    when it fails (``rollback``), after ``|``."""
+
+    def one(operation: Operation) -> str:
+        payload = operation.payload
+        assert payload is not None, operation
+        fields = dataclasses.asdict(payload)
+        shown = {k: v for k, v in fields.items() if k not in ("params",) and v not in ("", None, False)}  # fmt: skip
+        text = f"{type(payload).__name__}({', '.join(f'{k}={v}' for k, v in shown.items())})"
+        if operation.rollback:
+            text += " | " + "; ".join(one(o) for o in operation.rollback)
+        return text
+
+    return [one(o) for o in change.operations]
+
+
+def test_every_operation_carries_what_the_applier_runs(tmp_path: Path) -> None:
+    """The replace's payloads, in order, and its rollback when the new one does not start."""
+    engine = running_with_ports(simulate(load(tmp_path), {}), 8080)
+    (change,) = plan(load(tmp_path, command="sleep"), engine).changes
+    old = engine.containers["app"].id
+    assert payloads(change) == [
+        "CreateContainer(name=app_dsr_new)",
+        f"StopContainer(target={old}, timeout=10)",
+        f"RenameContainer(target={old}, to=app_dsr_old)",
+        "RenameContainer(target=app_dsr_new, to=app)",
+        "StartContainer(target=app) | RemoveContainer(target=app, force=True); "
+        f"RenameContainer(target={old}, to=app); StartContainer(target={old}, if_stopped_here=True)",
+        f"RemoveContainer(target={old})",
+    ]
+
+
+def test_a_migrations_payloads_record_before_they_remove(tmp_path: Path) -> None:
+    engine = simulate(load(tmp_path), {})
+    app = engine.containers["app"].id
+    result = plan(load(tmp_path, tier="b"), engine, reclaim={"data": {"destination": "/b"}})
+    volume = {c.resource: c for c in result.changes}["volume:data"]
+    assert payloads(volume) == [
+        f"StopContainer(target={app})",
+        "BackUpVolume(volume=data, destination=/b, migration=True) | "
+        f"StartContainer(target={app}, if_stopped_here=True)",
+        "RecordMigration(volume=data)",
+        f"RemoveContainer(target={app})",
+        "RemoveVolume(name=data)",
+        "CreateVolume()",
+        "RestoreVolume(volume=data)",
+        "EndMigration(volume=data)",
+    ]
+    # Resumed after the volume went: made if missing, refilled from the recorded folder.
+    gone = dataclasses.replace(simulate(load(tmp_path), {}), volumes={})
+    resumed = plan(load(tmp_path, tier="b"), gone, migrations={"data": "/b/web/x"})
+    volume = {c.resource: c for c in resumed.changes}["volume:data"]
+    assert payloads(volume) == [
+        "CreateVolume(if_missing=True)",
+        "RestoreVolume(volume=data, folder=/b/web/x)",
+        "EndMigration(volume=data)",
+    ]
+
+
+def test_a_saved_plan_gets_its_payloads_back_and_refuses_other_calls(tmp_path: Path) -> None:
+    engine = running_with_ports(simulate(load(tmp_path), {}), 8080)
+    made = plan(load(tmp_path, command="sleep"), engine)
+    assert Plan.from_dict(made.to_dict()) == made
+    edited = made.to_dict()
+    edited["changes"][0]["operations"].pop(4)  # the start-container, say
+    with pytest.raises(PlanError, match="the saved plan's operations are not those"):
+        Plan.from_dict(edited)

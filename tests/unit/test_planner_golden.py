@@ -868,7 +868,7 @@ CASES = [
          <= container:app will be adopted (risk: restart)
               reason: a container named app exists and dsr does not manage it; adopt is true, so it is replaced by dsr's own of the same name, keeping its volumes and anonymous volumes; its writable layer was not measured; stopping it may take up to 10 s; image busybox:1.36 is not on the engine and will be pulled
               after:  volume:data, volume_container:vc_logs
-              calls:  pull-image busybox:1.36, create-container app_dsr_new, stop-container app, rename-container app -> app_dsr_old, rename-container app_dsr_new -> app, start-container app, remove-container app_dsr_old
+              calls:  pull-image busybox:1.36, create-container app_dsr_new, stop-container app, record adoption of app, rename-container app -> app_dsr_old, rename-container app_dsr_new -> app, start-container app, remove-container app_dsr_old, record end of the adoption of app
 
         Plan: 2 to create, 0 to replace, 0 to update, 0 to start, 0 to delete, 1 to build, 2 to adopt, 0 blocked.
         """,

@@ -14,6 +14,7 @@ from reconciler.cli import cli
 from reconciler.plan import Action, Risk, plan
 from reconciler.plan.simulate import simulate
 from reconciler.reconcile import reclaim_of, record_reclaim
+from reconciler.record import VolumeRecord
 from reconciler.snapshot import LiveContainer, LiveMount, LiveVolume, Observed
 from reconciler.spec import Desired, load_spec
 from reconciler.statedir import StateDir
@@ -63,8 +64,8 @@ def engine_after(desired: Desired) -> Observed:
 def test_each_policy_does_what_it_says(tmp_path: Path) -> None:
     before = load(tmp_path, "before", WITH)
     records = reclaim_of(before, "/var/lib/dsr/backups")
-    assert records["save-me"] == {"reclaim": "backup-then-delete", "destination": "/srv/backups"}
-    assert records["drop-me"]["destination"] == "/var/lib/dsr/backups"
+    assert records["save-me"] == VolumeRecord("backup-then-delete", "/srv/backups")
+    assert records["drop-me"].destination == "/var/lib/dsr/backups"
     result = plan(load(tmp_path, "after", WITHOUT), engine_after(before), reclaim=records)
     changes = {c.resource: c for c in result.changes}
     assert set(changes) == {"volume:drop-me", "volume:save-me", "volume:in-use"}

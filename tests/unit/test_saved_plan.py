@@ -25,6 +25,7 @@ from reconciler.plan.model import (
     ReasonCode,
     VolumeParams,
 )
+from reconciler.plan.operations import with_operations
 from reconciler.plan.simulate import simulate
 from reconciler.render import render_json
 from reconciler.saved import (
@@ -44,88 +45,91 @@ LABELS = {"dsr.managed": "true", "dsr.project": "web"}
 # Every kind of parameter, every optional field set, so that nothing can be lost silently.
 EVERYTHING = Plan(
     project="web",
-    changes=(
-        Change(
-            resource="container:old-app",
-            action=Action.DELETE,
-            code=ReasonCode.LEFT_SPEC,
-            reason="it left the spec; its volumes are kept",
-            target_id="f" * 64,
-        ),
-        Change(
-            resource="image:htdocs",
-            action=Action.BUILD,
-            code=ReasonCode.MISSING,
-            reason="it has not been built yet",
-            image=ImageParams(
-                tag="dsr/web-htdocs:0123456789abcdef",
-                labels={**LABELS, "dsr.kind": "image"},
-                context="/srv/specs/htdocs",
-                path="/usr/local/apache2/htdocs",
-                base="scratch",
+    changes=tuple(
+        with_operations(c)  # as the planner makes them
+        for c in (
+            Change(
+                resource="container:old-app",
+                action=Action.DELETE,
+                code=ReasonCode.LEFT_SPEC,
+                reason="it left the spec; its volumes are kept",
+                target_id="f" * 64,
             ),
-        ),
-        Change(
-            resource="volume:data",
-            action=Action.CREATE,
-            code=ReasonCode.MISSING,
-            reason="it does not exist",
-            volume=VolumeParams(
-                name="data", driver="local", driver_opts={"type": "tmpfs"}, labels=LABELS
-            ),
-        ),
-        Change(
-            resource="volume:gone",
-            action=Action.BLOCKED,
-            code=ReasonCode.VOLUME_DATA,
-            reason="driver_opts differ",
-            risk=Risk.DATA_LOSS,
-        ),
-        Change(
-            resource="container:web1",
-            action=Action.REPLACE,
-            code=ReasonCode.CONFIG_CHANGED,
-            reason="mounts differ: /data was read-write, spec says read-only",
-            risk=Risk.RESTART,
-            depends_on=("container:old-app", "image:htdocs", "volume:data"),
-            target_id="e" * 64,
-            container=ContainerParams(
-                name="web1",
-                image="dsr/web-htdocs:0123456789abcdef",
-                labels={**LABELS, "dsr.spec": '{"a":1}'},
-                command=("httpd-foreground",),
-                entrypoint=("/bin/sh", "-c"),
-                env=("A=1", "B=2"),
-                ports=("127.0.0.1:8080:80/tcp",),
-                restart="on-failure:3",
-                working_dir="/srv",
-                user="1000:1000",
-                mounts=(
-                    MountParams(type="volume", target="/data", source="data", read_only=True),
-                    MountParams(type="volume", target="/cache", source="a" * 64, nocopy=True),
-                    MountParams(
-                        type="bind",
-                        target="/site",
-                        source="/srv/site",
-                        propagation="rslave",
-                        selinux="z",
-                    ),
-                    MountParams(type="tmpfs", target="/tmp", tmpfs_size=1 << 20),
+            Change(
+                resource="image:htdocs",
+                action=Action.BUILD,
+                code=ReasonCode.MISSING,
+                reason="it has not been built yet",
+                image=ImageParams(
+                    tag="dsr/web-htdocs:0123456789abcdef",
+                    labels={**LABELS, "dsr.kind": "image"},
+                    context="/srv/specs/htdocs",
+                    path="/usr/local/apache2/htdocs",
+                    base="scratch",
                 ),
-                volumes_from=("vc_data", "vc_tools:ro"),
-                network_disabled=False,
-                start=True,
-                pull=True,
-                make_dirs=("/srv/site",),
             ),
-        ),
-        Change(
-            resource="container:idle",
-            action=Action.START,
-            code=ReasonCode.STOPPED,
-            reason="it is exited, spec says running",
-            target_id="d" * 64,
-        ),
+            Change(
+                resource="volume:data",
+                action=Action.CREATE,
+                code=ReasonCode.MISSING,
+                reason="it does not exist",
+                volume=VolumeParams(
+                    name="data", driver="local", driver_opts={"type": "tmpfs"}, labels=LABELS
+                ),
+            ),
+            Change(
+                resource="volume:gone",
+                action=Action.BLOCKED,
+                code=ReasonCode.VOLUME_DATA,
+                reason="driver_opts differ",
+                risk=Risk.DATA_LOSS,
+            ),
+            Change(
+                resource="container:web1",
+                action=Action.REPLACE,
+                code=ReasonCode.CONFIG_CHANGED,
+                reason="mounts differ: /data was read-write, spec says read-only",
+                risk=Risk.RESTART,
+                depends_on=("container:old-app", "image:htdocs", "volume:data"),
+                target_id="e" * 64,
+                container=ContainerParams(
+                    name="web1",
+                    image="dsr/web-htdocs:0123456789abcdef",
+                    labels={**LABELS, "dsr.spec": '{"a":1}'},
+                    command=("httpd-foreground",),
+                    entrypoint=("/bin/sh", "-c"),
+                    env=("A=1", "B=2"),
+                    ports=("127.0.0.1:8080:80/tcp",),
+                    restart="on-failure:3",
+                    working_dir="/srv",
+                    user="1000:1000",
+                    mounts=(
+                        MountParams(type="volume", target="/data", source="data", read_only=True),
+                        MountParams(type="volume", target="/cache", source="a" * 64, nocopy=True),
+                        MountParams(
+                            type="bind",
+                            target="/site",
+                            source="/srv/site",
+                            propagation="rslave",
+                            selinux="z",
+                        ),
+                        MountParams(type="tmpfs", target="/tmp", tmpfs_size=1 << 20),
+                    ),
+                    volumes_from=("vc_data", "vc_tools:ro"),
+                    network_disabled=False,
+                    start=True,
+                    pull=True,
+                    make_dirs=("/srv/site",),
+                ),
+            ),
+            Change(
+                resource="container:idle",
+                action=Action.START,
+                code=ReasonCode.STOPPED,
+                reason="it is exited, spec says running",
+                target_id="d" * 64,
+            ),
+        )
     ),
     orphans=("volume:old-data",),
     errors=("volume:ext: the external volume ext does not exist",),

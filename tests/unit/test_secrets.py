@@ -213,8 +213,8 @@ def test_a_container_labelled_before_display_forms_never_shows_its_old_values(
     import dataclasses
     import json
 
+    from reconciler.labels import SPEC
     from reconciler.plan import plan
-    from reconciler.plan.params import SPEC
     from reconciler.plan.simulate import simulate
     from reconciler.render import render_text
     from reconciler.spec import load_spec

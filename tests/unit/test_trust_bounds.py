@@ -156,3 +156,23 @@ def test_many_small_pax_records_cost_little(tmp_path: Path) -> None:
     scan(str(archive))
     _quick(start)
     assert os.path.getsize(archive) < 1 << 20
+
+
+def test_patterns_that_cost_too_much_against_a_context_stop_with_a_named_error(
+    tmp_path: Path,
+) -> None:
+    from reconciler.files import InputFileError
+    from reconciler.images import context_problems, entries
+
+    for n in range(300):  # long names: each match of the pattern below costs ~10^5 steps
+        (tmp_path / ("a" * 200 + str(n))).touch()
+    (tmp_path / ".dockerignore").write_text("*a" * 500 + "b\n")
+    start = time.process_time()  # CPU: the machine may be shared
+    with pytest.raises(InputFileError, match="simplify them"):
+        list(entries(str(tmp_path)))
+    [problem] = context_problems(str(tmp_path))
+    assert ".dockerignore" in problem and "steps" in problem
+    assert time.process_time() - start < 4.0
+    # an ordinary ignore file over the same context costs nothing like it
+    (tmp_path / ".dockerignore").write_text("**/*.pyc\n*.tmp\n!keep.tmp\n**/node_modules\n")
+    assert len(list(entries(str(tmp_path)))) == 301

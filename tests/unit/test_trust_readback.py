@@ -189,6 +189,16 @@ def test_prune_never_follows_a_link_at_destination_project(
         ("$TMP/file", "not a directory"),
         ("/proc/self/cwd", "passes through /proc/self"),
         ("/etc/dsr-restore", "protected /etc"),
+        # links and ``..`` (round two): each resolves into a protected place
+        ("$TMP/to-dest/t17", "backup destination"),
+        ("$TMP/to-dest-project", "backup destination"),
+        ("$TMP/to-state/new", "state directory"),
+        ("$TMP/data/../dest/t17/y", "backup destination"),
+        ("$TMP/to-data/../state", "state directory"),
+        ("$TMP/to-tmp", "state directory"),
+        ("$TMP/to-etc/dsr-x", "protected /etc"),
+        ("/proc/1/root/tmp/x", "passes through /proc/1"),
+        ("/dev/fd/0", "/dev"),
     ],
 )
 def test_a_restore_target_is_never_a_destination_the_state_dir_or_protected(
@@ -200,6 +210,15 @@ def test_a_restore_target_is_never_a_destination_the_state_dir_or_protected(
 ) -> None:
     spec, _, _ = two_snapshots
     (tmp_path / "file").write_text("keep")
+    for link, to in [
+        ("to-dest", "dest"),
+        ("to-dest-project", "dest/t17"),
+        ("to-state", "state"),
+        ("to-data", "data"),
+        ("to-tmp", "."),
+    ]:
+        (tmp_path / link).symlink_to(tmp_path / to)
+    (tmp_path / "to-etc").symlink_to("/etc")
     before = _tree(tmp_path)
     target = into.replace("$TMP", str(tmp_path))
     code, _, err = _run(["restore", str(spec), str(tmp_path / "data"), "--into", target], capsys)

@@ -57,7 +57,9 @@ def test_an_ambiguous_old_record_is_never_read(tmp_path: Path) -> None:
     assert shared.exists()  # not A's to remove
 
 
-@pytest.mark.parametrize("kind", ["fifo", "symlink-to-zero", "huge", "list", "garbage"])
+@pytest.mark.parametrize(
+    "kind", ["fifo", "symlink-to-zero", "huge", "list", "garbage", "deep", "nan", "symlink-out"]
+)
 def test_a_hostile_record_reads_as_empty_without_hanging(kind: str, tmp_path: Path) -> None:
     state = StateDir(str(tmp_path))
     path = Path(state.record("web"))
@@ -71,6 +73,13 @@ def test_a_hostile_record_reads_as_empty_without_hanging(kind: str, tmp_path: Pa
             handle.truncate(17 << 20)
     elif kind == "list":
         path.write_text("[1, 2]")
+    elif kind == "deep":  # beyond the parser's recursion: no RecursionError escapes
+        path.write_text('{"a":' * 100_000 + "1" + "}" * 100_000)
+    elif kind == "nan":
+        path.write_text('{"volumes": {"data": {"size": NaN}}}')
+    elif kind == "symlink-out":  # a record elsewhere (another project's, any file)
+        (tmp_path / "elsewhere.json").write_text('{"volumes": {"data": {"reclaim": "delete"}}}')
+        path.symlink_to(tmp_path / "elsewhere.json")
     else:
         path.write_text("{")
     assert state.read_record("web") == {}

@@ -116,3 +116,90 @@ def test_metrics_labels_pass_the_edge(
     metrics.project = "t17"
     metrics.backup_success.labels(f"path:{ENV['DEST']}").set(1)
     assert SECRET.encode() not in metrics.text()
+
+
+@pytest.mark.parametrize(
+    ("value", "text", "shown"),
+    [
+        # 8+ characters: anywhere, even inside a word
+        ("hunter2hunter2", "xhunter2hunter2y", "x${V}y"),
+        # 4 to 7: where a whole token
+        ("pa55", "password pa55 was refused", "password ${V} was refused"),
+        ("pa55", "image reg/pa55:1", "image reg/${V}:1"),
+        ("pa55", "'pa55'", "'${V}'"),
+        ("pa55", "spa55m", "spa55m"),  # inside a word: left
+        ("other", "container:others", "container:others"),
+        ("test", "busybox:latest", "busybox:latest"),
+        # dsr's own words are never replaced (JSON consumers, log levels)
+        ("create", '{"action": "create"}', '{"action": "create"}'),
+        ("info", "level=info", "level=info"),
+        # 1 to 3: a whole write or line only
+        ("abc", "abc", "${V}"),
+        ("abc", "  abc\n", "  ${V}\n"),
+        ("abc", "abc is here", "abc is here"),
+    ],
+)
+def test_the_edge_rule_by_length(value: str, text: str, shown: str) -> None:
+    from reconciler.spec import redact
+    from reconciler.spec.yamlload import Templated
+
+    redact.forget()
+    try:
+        redact.remember(redact.Redaction.of([Templated("${V}", value, {value: "${V}"})]))
+        assert redact.scrub(text) == shown
+    finally:
+        redact.forget()
+
+
+def test_short_env_values_are_hidden_as_tokens() -> None:
+    from reconciler.spec import redact
+
+    redact.forget()
+    try:
+        redact.remember(redact.Redaction(), {"web": {"PIN": "4711", "MODE": "info"}})
+        assert redact.scrub("pin 4711 refused at level info") == (
+            "pin (env PIN of web) refused at level info"
+        )
+    finally:
+        redact.forget()
+
+
+def test_notify_payloads_pass_the_edge() -> None:
+    import http.server
+    import threading
+    import time
+
+    from reconciler.daemon.alerts import Notifier
+    from reconciler.spec import redact
+
+    got: list[bytes] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            got.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    stop = threading.Event()
+    redact.forget()
+    try:
+        redact.remember(redact.Redaction(), {"web": {"TOKEN": SECRET, "PIN": "4711"}})
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        notifier = Notifier((url,), lambda: "t17", "h", stop)
+        notifier.start()
+        notifier.send("failed", f'cannot pull image r/{SECRET}:1 with "4711"', {"why": SECRET})
+        notifier.drain(5)
+        deadline = time.monotonic() + 5  # drained: taken from the queue, maybe not yet sent
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stop.set()
+        assert got and all(SECRET.encode() not in body and b"4711" not in body for body in got)
+        assert b"(env TOKEN of web)" in got[0]
+    finally:
+        redact.forget()
+        server.shutdown()
