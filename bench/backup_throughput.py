@@ -1,6 +1,7 @@
 """Backup and restore throughput of a 1 GiB volume of mixed files, against tar | zstd.
 
-    .venv/bin/python bench/backup_throughput.py [--size-mib 1024] [--keep]
+    .venv/bin/python bench/backup_throughput.py [--size-mib 1024] [--runs 3] [--keep]
+        [--no-store] [--no-local]
 
 Makes a managed volume (project ``dsr-bench-<hex>``) on the local engine, fills it through
 its mount point with many small files and a few large ones (random, text-like and

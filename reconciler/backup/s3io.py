@@ -40,8 +40,10 @@ class Upload:
     """A file-like ``write`` that stores what it is given as the parts of one upload.
 
     A part is sent on a worker thread while the next one fills (the network and the store
-    work while dsr reads and encrypts): at most ``AHEAD`` parts wait or travel at once, so
-    the memory stays at a few parts whatever the archive's size."""
+    work while dsr reads and encrypts): at most ``AHEAD`` parts travel at once (fewer as
+    parts grow, see ``schedule``), so the memory stays at a few parts whatever the
+    archive's size. A part's buffer is handed to the request as it is, never copied; a
+    part holds at least ``part`` bytes (the last one fewer), at most one write more."""
 
     AHEAD = 2
 
