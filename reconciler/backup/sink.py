@@ -18,10 +18,10 @@ gives back the bytes written, and that check no longer waits until the end.
 
 What that read-back proves (measured for issue 20): the pages it reads are still in the
 page cache, so it shows that the kernel holds what dsr wrote, not that the disk does;
-``fdatasync`` succeeding is the disk's word. It is kept because it costs nothing
-measurable (a thread that waits for the disk anyway, ~0.1 s of CPU per GiB), while the
-flushing it rides on is what keeps a backup's end short (one final ``fsync`` of the whole
-archive took twice as long). A store's upload (``Passed``) needs neither: the store checks
+``fdatasync`` succeeding is the disk's word. It is kept because its cost did not show
+(1 GiB tree, 370 MB archive: 5.4-5.6 s of CPU with it, 5.6-5.7 s with one ``fsync`` at
+the end instead), while the flushing it rides on is what keeps a backup's end short (one
+final ``fsync`` of the whole archive took twice as long). A store's upload (``Passed``) needs neither: the store checks
 each part's Content-MD5 and the object's size.
 """
 
