@@ -104,10 +104,8 @@ def backup_source(
         if options.key:
             manifest = sign(manifest, options.key)
         store.write_manifest(folder, manifest)  # a full disk here too: nothing is left
-    except BaseException:
-        store.remove(
-            folder, destination
-        )  # best effort; a killed backup leaves a folder prune removes
+    except BaseException:  # best effort; a killed backup leaves a folder prune removes
+        store.remove(folder, destination)
         raise
     log.info(
         "snapshot",
