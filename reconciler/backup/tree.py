@@ -19,7 +19,7 @@ import gc
 import hashlib
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _json
 from typing import NamedTuple
@@ -199,7 +199,12 @@ def digest_of(root: str, chunk: int = 1 << 20) -> TreeDigest:
     return tree
 
 
-def file_sha256(path: str, chunk: int = 1 << 20) -> str:
+def file_sha256(
+    path: str, chunk: int = 1 << 20, progress: Callable[[int], None] | None = None
+) -> str:
+    """The sha256 of the regular file ``path`` (``progress`` told each block's size)."""
+    if progress is not None:
+        return _counted_sha256(path, chunk, progress)
     digest = hashlib.sha256()
     fd = open_regular(path)  # no link followed, no FIFO waited for
     try:
@@ -216,6 +221,20 @@ def file_sha256(path: str, chunk: int = 1 << 20) -> str:
         view = memoryview(buffer)
         while n := os.readv(fd, [buffer]):
             digest.update(view[:n])
+    finally:
+        os.close(fd)
+    return digest.hexdigest()
+
+
+def _counted_sha256(path: str, chunk: int, progress: Callable[[int], None]) -> str:
+    digest = hashlib.sha256()
+    fd = open_regular(path)
+    try:
+        buffer = bytearray(chunk)
+        view = memoryview(buffer)
+        while n := os.readv(fd, [buffer]):
+            digest.update(view[:n])
+            progress(n)
     finally:
         os.close(fd)
     return digest.hexdigest()

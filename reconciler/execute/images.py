@@ -6,15 +6,18 @@ import contextlib
 import io
 import tarfile
 import tempfile
+import time
 
 import docker
 import docker.errors
 
 from reconciler import dockerargs
 from reconciler.errors import ApplyError
-from reconciler.execute.core import Executors, Run, executes
+from reconciler.escape import escape_controls
+from reconciler.execute.core import Executors, Run, executes, log
 from reconciler.images import DOCKERFILE, write_build_context
 from reconciler.plan import payloads as p
+from reconciler.plan.reasons import human_size
 
 
 # -- images -----------------------------------------------------------------------------------
@@ -34,7 +37,11 @@ def import_image(ex: Executors, run: Run, op: p.ImportImage) -> None:
 
 @executes(p.BuildImage)
 def build_image(ex: Executors, run: Run, op: p.BuildImage) -> None:
+    """``docker build`` of the context, saying what it does as it goes (a large context
+    takes seconds to pack and send): packing, the size sent, each build step, done."""
     params = op.params
+    started = time.monotonic()
+    log.info("image_build", tag=params.tag, step="packing the context", context=params.context)
     with tempfile.TemporaryFile() as context:  # on disk: contexts can be large
         digest = write_build_context(params.context, params.base, params.path, context)
         if not params.tag.endswith(f":{digest}"):
@@ -42,6 +49,8 @@ def build_image(ex: Executors, run: Run, op: p.BuildImage) -> None:
                 f"the context {params.context} changed since the plan was made, so it no "
                 f"longer makes {params.tag}; run dsr plan (or dsr apply PATH) again"
             )
+        size = context.tell()
+        log.info("image_build", tag=params.tag, step=f"sending {human_size(size)} to the engine")
         context.seek(0)
         output = ex.api.build(
             fileobj=context,
@@ -57,6 +66,10 @@ def build_image(ex: Executors, run: Run, op: p.BuildImage) -> None:
         for line in output:
             if "error" in line:
                 raise ApplyError(f"building {params.tag} failed: {line['error'].strip()}")
+            text = str(line.get("stream") or "").strip()
+            if text.startswith("Step "):  # "Step 2/4 : COPY ...": the engine's progress
+                log.info("image_build", tag=params.tag, step=escape_controls(text[:200]))
+    log.info("image_built", tag=params.tag, seconds=round(time.monotonic() - started, 1))
 
 
 @executes(p.PullImage)
