@@ -208,7 +208,7 @@ def test_consumers_serve_the_packed_files_and_follow_a_change(
     steps = [
         json.loads(line)
         for line in applied.stderr.splitlines()
-        if line.startswith("{") and '"image_build' in line
+        if line.startswith("{") and '"image_bu' in line
     ]
     said = [e.get("step", e["event"]) for e in steps]
     assert said[0] == "packing the context", said
