@@ -38,6 +38,7 @@ from reconciler.plan.model import Status
 from reconciler.plan.params import volume_params
 from reconciler.record import Migration, ProjectRecord, VolumeRecord
 from reconciler.saved import (
+    Adoptions,
     SavedPlan,
     check_fresh,
     check_saved,
@@ -223,7 +224,8 @@ def _run(
                         finish(engine, journal)
             if saved is not None:
                 result.saved = True
-                result.observed = check_saved_plan(request, engine, saved, timer)
+                record = state.load_record(project) if state is not None else None
+                result.observed = check_saved_plan(request, engine, saved, timer, record)
                 result.plan = saved.plan
             else:
                 assert desired is not None
@@ -281,9 +283,14 @@ def deletes_everything(plan: Plan, desired: Desired | None) -> bool:
 
 
 def check_saved_plan(
-    request: PassRequest, engine: Engine, saved: SavedPlan, timer: _Timer
+    request: PassRequest,
+    engine: Engine,
+    saved: SavedPlan,
+    timer: _Timer,
+    record: ProjectRecord | None = None,
 ) -> Observed:
-    """A saved plan passes the checks a spec does, and nothing it depends on moved."""
+    """A saved plan passes the checks a spec does, and nothing it depends on moved; what
+    the project adopted is its own by ``record`` (Docker cannot label it)."""
     policy = load_policy(
         request.policy_file,
         (request.path,),
@@ -294,10 +301,16 @@ def check_saved_plan(
         networks = any(
             c.kind is Kind.NETWORK or (c.container is not None and c.container.networks)
             for c in saved.plan.changes
-        )
+        ) or any(key.startswith(Kind.NETWORK.resource("")) for key in saved.plan.fingerprint)
         observed = observe(engine, saved.plan.project, networks=networks)
         observed = with_sizes(observed, engine, measured_targets(saved.plan))
-    check_saved(request.path, saved.plan, observed, policy)
+    record = record or ProjectRecord()
+    adoptions = Adoptions(
+        volumes=record.adoptions(Kind.VOLUME.value),
+        networks=record.adoptions(Kind.NETWORK.value),
+        renamed=record.adopting,
+    )
+    check_saved(request.path, saved.plan, observed, policy, adoptions)
     check_fresh(observed, saved)
     return observed
 

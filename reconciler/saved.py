@@ -17,7 +17,7 @@ import hmac
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.errors import PlanError, StalePlanError
@@ -25,9 +25,10 @@ from reconciler.files import InputFileError, parse_json, read_bounded, write_jso
 from reconciler.kinds import CONTAINER_KINDS, Kind
 from reconciler.labels import owned_by
 from reconciler.plan import Action, Change, Plan
-from reconciler.plan.context import inherited, owns
+from reconciler.plan.context import adopted, inherited, owns
 from reconciler.snapshot import LiveContainer, Observed
 from reconciler.spec import Desired, Policy
+from reconciler.spec.models import OLD_SUFFIX
 from reconciler.spec.policy import Role
 
 SAVED_KIND = "dsr-saved-plan"
@@ -45,7 +46,7 @@ class SavedPlan:
 
 def names_of(desired: Desired) -> set[str]:
     """The names a spec gives engine objects: what a saved plan also depends on."""
-    return {*desired.volumes, *desired.containers, *desired.volume_containers}
+    return {*desired.volumes, *desired.containers, *desired.volume_containers, *desired.networks}
 
 
 def save(path: str, plan: Plan, desired: Desired, observed: Observed, key: bytes) -> None:
@@ -135,13 +136,31 @@ def _sign(key: bytes, digest: str) -> str:
 # -- the same checks as a spec ------------------------------------------------------------
 
 
-def check_saved(path: str, saved: Plan, observed: Observed, policy: Policy) -> None:
+@dataclass(frozen=True)
+class Adoptions:
+    """What a project's record says it adopted, which Docker's labels cannot say: volumes
+    (name -> identity), networks (name -> id), and the containers an interrupted adoption
+    renamed ``NAME_dsr_old`` (NAME -> id)."""
+
+    volumes: Mapping[str, str] = field(default_factory=dict)
+    networks: Mapping[str, str] = field(default_factory=dict)
+    renamed: Mapping[str, str] = field(default_factory=dict)
+
+
+def check_saved(
+    path: str,
+    saved: Plan,
+    observed: Observed,
+    policy: Policy,
+    adoptions: Adoptions | None = None,
+) -> None:
     """Refuse a saved plan any change of which a spec could not have produced: one that
-    acts on or creates an object that is not its project's own, or touches a host path
-    the policy refuses."""
+    acts on or creates an object that is not its project's own (by its labels, or adopted
+    by the project's record), or touches a host path the policy refuses."""
     by_id = {c.id: c for c in observed.containers.values()}  # one index, not a scan a change
+    owned = adoptions or Adoptions()
     problems = [
-        f"{change.resource}: {why}" for change in saved.changes for why in _problems(change, saved.project, observed, by_id, policy)
+        f"{change.resource}: {why}" for change in saved.changes for why in _problems(change, saved.project, observed, by_id, policy, owned)
     ]  # fmt: skip
     if problems:
         raise PlanError(f"{path}: the saved plan is refused: " + "; ".join(problems))
@@ -153,8 +172,9 @@ def _problems(
     observed: Observed,
     by_id: Mapping[str, LiveContainer],
     policy: Policy,
+    owned: Adoptions,
 ) -> list[str]:
-    out = _target_problems(change, project, observed, by_id)
+    out = _target_problems(change, project, observed, by_id, owned)
     for labels in _labels_made(change):
         if not owned_by(labels, project):
             out.append(f"it would create an object that is not the project {project!r}'s")
@@ -181,20 +201,30 @@ def _problems(
 
 
 def _target_problems(
-    change: Change, project: str, observed: Observed, by_id: Mapping[str, LiveContainer]
+    change: Change,
+    project: str,
+    observed: Observed,
+    by_id: Mapping[str, LiveContainer],
+    owned: Adoptions,
 ) -> list[str]:
-    """The live objects a change acts on must be the project's own (not inherited)."""
+    """The live objects a change acts on must be the project's own (not inherited), or
+    adopted by it (the record)."""
 
     def mine(container_id: str) -> bool:
         live = by_id.get(container_id)
-        return live is not None and owns(project, live, observed)
+        if live is None:
+            return False
+        renamed = live.name.removesuffix(OLD_SUFFIX)
+        if renamed != live.name and owned.renamed.get(renamed) == live.id:
+            return True  # what an interrupted adoption renamed
+        return owns(project, live, observed)
 
     out = [
         f"a container it removes ({c[:24]}) is not one of the project {project!r}'s"
         for c in change.removes
         if not mine(c)
     ]
-    return out + _target_problem(change, project, observed, by_id, mine)
+    return out + _target_problem(change, project, observed, by_id, mine, owned)
 
 
 def _target_problem(
@@ -203,6 +233,7 @@ def _target_problem(
     observed: Observed,
     by_id: Mapping[str, LiveContainer],
     mine: Callable[[str], bool],
+    owned: Adoptions,
 ) -> list[str]:
     target = change.target_id
     if target is None or change.action is Action.BLOCKED:
@@ -220,11 +251,15 @@ def _target_problem(
     if change.kind is Kind.VOLUME and change.action is Action.CREATE:
         return []  # a migration's volume made again: it does not exist yet
     if change.kind is Kind.VOLUME and target in observed.volumes:
+        if adopted(owned.volumes, observed.volumes[target]):
+            return []
         labels = observed.volumes[target].labels
     elif change.kind is Kind.IMAGE and target in observed.images:
         labels = observed.images[target].labels
     elif change.kind is Kind.NETWORK:
         network = next((n for n in observed.networks.values() if n.id == target), None)
+        if network is not None and owned.networks.get(network.name) == network.id:
+            return []
         labels = network.labels if network is not None else None
     if labels is None:
         return [f"{what} does not exist"]
@@ -308,7 +343,14 @@ def fingerprint(observed: Observed, plan: Plan, names: Iterable[str]) -> dict[st
         if c.project == project or c.name in names:
             tokens[Kind.CONTAINER.resource(c.name)] = _short(
                 [c.id, c.state, c.image_id, dict(c.labels), [m.name for m in c.mounts]]
+                + [sorted(c.networks)]
                 + ([c.config.restart] if c.config is not None else [])
+            )
+    acted = {c.name for c in plan.changes if c.kind is Kind.NETWORK}  # adopted ones too
+    for n in observed.networks.values():
+        if n.project == project or n.name in names or n.name in acted:
+            tokens[Kind.NETWORK.resource(n.name)] = _short(
+                [n.id, n.driver, n.internal, dict(n.labels)]
             )
     for v in observed.volumes.values():
         if v.project == project or v.name in names:

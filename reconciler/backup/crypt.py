@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, BinaryIO
 
 from reconciler.backup.errors import BackupError, ChecksumError
+from reconciler.files import read_bounded
 
 SUFFIX = ".age"
 ENV = "DSR_AGE_IDENTITY"
@@ -50,13 +51,10 @@ def identities(path: str | None) -> list[Any]:
         text, where = given, f"${ENV}"
     else:
         where = given
-        try:
-            with open(given, "rb") as handle:
-                data = handle.read(MOST_KEY_FILE + 1)
+        try:  # a regular file of at most 64 KiB: a FIFO or /dev/zero must not hang us
+            data = read_bounded(given, MOST_KEY_FILE)
         except OSError as err:
             raise BackupError(f"cannot read the age identity {given}: {err.strerror}") from err
-        if len(data) > MOST_KEY_FILE:
-            raise BackupError(f"{given} is too large for an age identity file")
         if b"PRIVATE KEY-----" in data:
             try:
                 return [pyrage.ssh.Identity.from_buffer(data)]

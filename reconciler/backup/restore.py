@@ -17,7 +17,6 @@ when no container references it; otherwise the restore is refused, saying so.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import queue
 import threading
@@ -33,7 +32,15 @@ from reconciler.backup.journal import Journal
 from reconciler.backup.prefetch import Prefetched, scan_file
 from reconciler.backup.run import IterReader
 from reconciler.backup.store import Snapshot
-from reconciler.backup.tree import DIR, FILE, TreeDigest, file_sha256, gc_paused
+from reconciler.backup.tree import (
+    DIR,
+    FILE,
+    Hasher,
+    TreeDigest,
+    content_hash,
+    file_sha256,
+    gc_paused,
+)
 from reconciler.engine import Engine
 from reconciler.files import open_regular
 from reconciler.snapshot import INSTANCE, new_instance
@@ -92,7 +99,12 @@ def _scan(snapshot: Snapshot, *, contents: bool) -> TreeDigest:
     m = snapshot.manifest
     try:
         with _opened(snapshot) as file:
-            sha256, tree = scan_file(file, contents=contents, most=(m.size, m.files))
+            sha256, tree = scan_file(
+                file,
+                contents=contents,
+                most=(m.size, m.files),
+                hasher=content_hash(m.format_version),
+            )
     except OSError as err:
         raise _unreadable(snapshot, err) from err
     except ArchiveError as err:
@@ -187,7 +199,7 @@ def _write_dir(snapshot: Snapshot, root: str, progress: Progress | None) -> None
             raise ArchiveError(f"snapshot {m.id}: {err}") from err
         raise
     with gc_paused():
-        _compare(snapshot, rehash.digest_of(root))
+        _compare(snapshot, rehash.digest_of(root, m.format_version))
 
 
 def _compare(snapshot: Snapshot, tree: TreeDigest) -> None:
@@ -235,7 +247,8 @@ def _restore_api(
     with engine_io.helper(engine, project, volume, read_only=False) as helper_id:
         engine.api.put_archive(helper_id, "/", _prefixed(snapshot, progress))
         chunks, _ = engine.api.get_archive(helper_id, engine_io.MOUNT, chunk_size=CHUNK)
-        _compare(snapshot, _digest_of_stream(IterReader.of(chunks)))
+        hasher = content_hash(snapshot.manifest.format_version)
+        _compare(snapshot, _digest_of_stream(IterReader.of(chunks), hasher))
 
 
 def _is_empty(engine: Engine, helper_id: str) -> bool:
@@ -255,11 +268,11 @@ def _is_empty(engine: Engine, helper_id: str) -> bool:
             chunks.close()
 
 
-def _digest_of_stream(stream: Any) -> TreeDigest:
+def _digest_of_stream(stream: Any, hasher: Hasher) -> TreeDigest:
     tree = TreeDigest()
     for entry, content in read_tar(stream):
         if entry.kind == FILE:
-            digest = hashlib.sha256()
+            digest = hasher()
             for block in content:
                 digest.update(block)
             entry.sha256 = digest.hexdigest()

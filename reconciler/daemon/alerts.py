@@ -19,6 +19,7 @@ import collections
 import json
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -174,4 +175,11 @@ def check_url(url: str) -> str | None:
         return f"{url!r} is not an http:// or https:// URL"
     if any(ord(c) < 33 for c in url):
         return "the URL holds spaces or control characters"
+    try:  # what urllib would trip over at the first event, said at start instead
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is no number or out of range
+    except ValueError as err:
+        return f"{_safe_url(url)} is not a URL urllib can post to: {err}"
+    if not parts.hostname:
+        return f"{_safe_url(url)} names no host"
     return None

@@ -89,6 +89,7 @@ class Converter:
         services = data["services"]
         for name, spec in services.items():
             self.container_names[name] = self.container_name(name, spec)
+        self.cycles(services)
         for name, spec in services.items():
             convert_service(self, name, spec)
         for section in ("configs", "secrets", "include"):
@@ -97,6 +98,36 @@ class Converter:
         if self.issues:
             raise SpecError(self.issues)
         return self.out
+
+    def cycles(self, services: dict[str, Any]) -> None:
+        """A depends_on cycle (compose refuses one too): named at the first service's
+        entry that starts it."""
+        edges: dict[str, list[str]] = {}
+        for name, spec in services.items():
+            depends = spec.get("depends_on") or []
+            names = depends if isinstance(depends, list) else list(depends) if isinstance(depends, dict) else []  # fmt: skip
+            edges[name] = [text(n) for n in names if text(n) in services]
+        done: set[str] = set()
+        for start in sorted(edges):  # depth first, without recursion: chains may be long
+            if start in done:
+                continue
+            stack, path = [(start, iter(edges[start]))], [start]
+            while stack:
+                node, targets = stack[-1]
+                target = next(targets, None)
+                if target is None:
+                    stack.pop()
+                    path.pop()
+                    done.add(node)
+                elif target in path:
+                    cycle = [*path[path.index(target) :], target]
+                    self.error(
+                        ("services", cycle[0], "depends_on", cycle[1]),
+                        "depends_on forms a cycle: " + " -> ".join(cycle),
+                    )
+                elif target not in done:
+                    stack.append((target, iter(edges[target])))
+                    path.append(target)
 
     def volume(self, key: str, spec: dict[str, Any]) -> None:
         loc: Loc = ("volumes", key)

@@ -15,7 +15,8 @@ from typing import Any
 
 from reconciler.errors import SpecError, SpecIssue
 from reconciler.files import InputFileError, read_bounded
-from reconciler.importer.compose_merge import Origins, merge_file
+from reconciler.importer.compose_extends import resolve_extends
+from reconciler.importer.compose_merge import Origins, merge_file, subpaths
 from reconciler.spec.yamlload import Loc, Plain, format_loc, load_yaml
 
 MAX_COMPOSE_BYTES = 4 << 20
@@ -58,7 +59,13 @@ class ComposeProject:
 
 
 def read_compose(files: list[str]) -> ComposeProject:
-    """The compose files merged in order; raises ``SpecError`` naming file, line and path."""
+    """The compose files merged in order, ``extends`` resolved; raises ``SpecError``
+    naming file, line and path."""
+    return _read(files, 0)
+
+
+def _read(files: list[str], depth: int) -> ComposeProject:
+    """``depth`` > 0: a file read for ``extends``, which need not be a whole project."""
     project = ComposeProject(files=list(files), data={})
     issues: list[SpecIssue] = []
     for path in files:
@@ -89,6 +96,8 @@ def read_compose(files: list[str]) -> ComposeProject:
         issues.extend(problems)
         project.data = data
     if not issues:
+        issues.extend(resolve_extends(project, _read, depth))
+    if not issues and depth == 0:
         issues.extend(_check(project))
     if issues:
         raise SpecError(issues)
@@ -134,6 +143,79 @@ def _merge_keys(value: Any) -> Any:
     return out
 
 
+_S, _L, _M, _N = "a value", "a list", "a mapping", "empty"
+# The shape compose gives each key the importer reads (a key of a service or its parts;
+# ``*`` is any key, ``[]`` any list entry);
+# what is not of its shape is an error here, never a crash later.
+SHAPES: dict[tuple[str, ...], tuple[str, ...]] = {
+    **{("services", "*", k): (_L,) for k in (
+        "volumes", "ports", "expose", "volumes_from", "cap_add", "cap_drop", "devices",
+        "secrets", "configs", "security_opt", "links", "external_links", "profiles")},
+    **{("services", "*", k): (_L, _M) for k in (
+        "depends_on", "environment", "labels", "networks", "extra_hosts", "sysctls",
+        "annotations")},
+    **{("services", "*", k): (_M,) for k in (
+        "healthcheck", "deploy", "logging", "ulimits", "blkio_config", "develop")},
+    **{("services", "*", k): (_S, _L) for k in (
+        "command", "entrypoint", "env_file", "tmpfs", "dns", "dns_search", "dns_opt")},
+    **{("services", "*", k): (_S,) for k in (
+        "image", "container_name", "restart", "user", "working_dir", "stop_signal",
+        "stop_grace_period", "network_mode", "shm_size", "mem_limit", "cpus", "init",
+        "hostname", "platform", "pull_policy", "privileged", "read_only", "tty")},
+    ("services", "*", "build"): (_S, _M),
+    ("services", "*", "depends_on", "*"): (_M, _N),
+    ("services", "*", "networks", "*"): (_M, _N),
+    ("services", "*", "networks", "*", "aliases"): (_L,),
+    ("services", "*", "volumes", "[]"): (_S, _M),
+    ("services", "*", "volumes", "[]", "bind"): (_M,),
+    ("services", "*", "volumes", "[]", "volume"): (_M,),
+    ("services", "*", "volumes", "[]", "tmpfs"): (_M,),
+    ("services", "*", "ports", "[]"): (_S, _M),
+    ("services", "*", "env_file", "[]"): (_S, _M),
+    ("services", "*", "healthcheck", "test"): (_S, _L),
+    ("services", "*", "deploy", "resources"): (_M,),
+    ("services", "*", "deploy", "resources", "limits"): (_M,),
+    ("services", "*", "extends"): (_S, _M),
+    ("volumes", "*", "driver_opts"): (_M,),
+    ("volumes", "*", "labels"): (_L, _M),
+    ("networks", "*", "labels"): (_L, _M),
+}  # fmt: skip
+_BY_LENGTH: dict[int, list[tuple[tuple[str, ...], tuple[str, ...]]]] = {}
+for _pattern, _kinds in SHAPES.items():
+    _BY_LENGTH.setdefault(len(_pattern), []).append((_pattern, _kinds))
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return _M
+    if isinstance(value, list):
+        return _L
+    return _N if value is None else _S
+
+
+def _fits(part: str | int, pattern: str) -> bool:
+    """``*``: any key of a mapping; ``[]``: any entry of a list."""
+    if pattern == "[]":
+        return isinstance(part, int)
+    return isinstance(part, str) and pattern in ("*", part)
+
+
+def _shapes(project: ComposeProject) -> list[SpecIssue]:
+    """Every value the importer reads is of the shape compose gives it."""
+    issues = []
+    for loc in subpaths(project.data):
+        for pattern, kinds in _BY_LENGTH.get(len(loc), ()):
+            if all(_fits(part, p) for part, p in zip(loc, pattern, strict=True)):
+                value: Any = project.data
+                for part in loc:
+                    value = value[part]
+                if _kind(value) not in kinds:
+                    want = " or ".join(k for k in kinds if k != _N)
+                    issues.append(project.issue(loc, f"must be {want}, not {_kind(value)}"))
+                break
+    return issues
+
+
 def _check(project: ComposeProject) -> list[SpecIssue]:
     """The shape compose itself insists on; everything finer is checked per key later."""
     issues = []
@@ -150,6 +232,8 @@ def _check(project: ComposeProject) -> list[SpecIssue]:
             issues.append(project.issue(("services", name), "a service must be a mapping"))
         elif "image" not in service and "build" not in service:
             issues.append(project.issue(("services", name), "a service needs image or build"))
+    if issues:
+        return issues
     for section in ("volumes", "networks"):
         value = data.get(section)
         if value is not None and not isinstance(value, dict):
@@ -157,7 +241,7 @@ def _check(project: ComposeProject) -> list[SpecIssue]:
         for key, entry in (value or {}).items() if isinstance(value, dict) else ():
             if entry is not None and not isinstance(entry, dict):
                 issues.append(project.issue((section, key), "must be a mapping or empty"))
-    return issues
+    return issues or _shapes(project)
 
 
 def text(value: Any) -> str:

@@ -133,10 +133,16 @@ def runtime(converter: Converter, loc: Loc, spec: dict[str, Any], out: dict[str,
                 continue
             entry = depends.get(service) if isinstance(depends, dict) else None
             condition = text((entry or {}).get("condition") or "service_started")
+            if condition == "service_completed_successfully":
+                converter.note((*loc, "depends_on", service), "condition "
+                               "service_completed_successfully: dsr keeps every container "
+                               "running and never waits for one to finish, so this start "
+                               "order is left out")  # fmt: skip
+                continue
             if condition not in ("service_started", "service_healthy"):
-                converter.note((*loc, "depends_on", service), f"condition {condition} is "
-                               "read as service_started")  # fmt: skip
-                condition = "service_started"
+                converter.error((*loc, "depends_on", service, "condition"),
+                                f"unknown condition '{condition}'")  # fmt: skip
+                continue
             target = converter.container_names[service]
             order[target] = {"condition": condition} if condition != "service_started" else {}
         if order:
@@ -233,6 +239,9 @@ def read_env_file(converter: Converter, loc: Loc, path: str, required: bool) -> 
 
 def port(converter: Converter, loc: Loc, item: Any) -> str | None:
     if isinstance(item, dict):
+        # mode (host or ingress) is swarm's: a single engine publishes on the host anyway.
+        for extra in sorted(set(item) - {"target", "published", "host_ip", "protocol", "mode"}):
+            converter.note((*loc, extra), "dsr ports have no such setting")
         target = text(item.get("target"))
         published = text(item.get("published")) if item.get("published") is not None else ""
         host_ip = text(item.get("host_ip")) if item.get("host_ip") else ""

@@ -222,22 +222,29 @@ class _Planner(Planning):
             specs[name] = (Kind.CONTAINER, c)
         done: set[str] = set()
 
-        def visit(name: str) -> Iterator[tuple[Kind, str, Container | VolumeContainer]]:
-            if name in done or name not in specs:
-                return
-            done.add(name)
-            kind, spec = specs[name]
+        def before(name: str) -> Iterator[str]:
+            spec = specs[name][1]
             if isinstance(spec, Container):
-                for source in spec.volumes_from:
-                    yield from visit(source.name)
-                for other in sorted(spec.depends_on):
-                    yield from visit(other)
-            yield kind, name, spec
+                yield from (source.name for source in spec.volumes_from)
+                yield from sorted(spec.depends_on)
 
         # Volume containers first: they take volumes from no one, and a plan reads best
-        # with them ahead of the containers that use them.
-        for name in [*sorted(self.desired.volume_containers), *sorted(self.desired.containers)]:
-            yield from visit(name)
+        # with them ahead of the containers that use them. Depth first without recursion:
+        # a chain of thousands of containers is a valid spec.
+        for root in [*sorted(self.desired.volume_containers), *sorted(self.desired.containers)]:
+            if root in done:
+                continue
+            done.add(root)
+            stack = [(root, before(root))]
+            while stack:
+                name, pending = stack[-1]
+                other = next(pending, None)
+                if other is None:
+                    stack.pop()
+                    yield specs[name][0], name, specs[name][1]
+                elif other not in done and other in specs:
+                    done.add(other)
+                    stack.append((other, before(other)))
 
     def container(self, kind: Kind, name: str, spec: Container | VolumeContainer) -> None:
         resource = kind.resource(name)

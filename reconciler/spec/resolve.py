@@ -348,12 +348,17 @@ def _host_paths(spec: FileSpec, policy: Policy, host_facts: bool = True) -> Iter
 
 
 def _cycles(files: list[FileSpec], desired: Desired) -> Iterator[SpecIssue]:
-    """Each ``volumes_from`` cycle once, found by one depth-first pass (linear time)."""
-    edges = {name: [v.name for v in c.volumes_from] for name, c in desired.containers.items()}
-    where: dict[str, tuple[FileSpec, Loc]] = {}
+    """Each start-order cycle once (``volumes_from`` and ``depends_on`` both order the
+    containers), found by one depth-first pass (linear time)."""
+    edges = {
+        name: [(v.name, "volumes_from") for v in c.volumes_from]
+        + [(d, "depends_on") for d in sorted(c.depends_on)]
+        for name, c in desired.containers.items()
+    }
+    where: dict[str, FileSpec] = {}
     for spec in files:
         for name in spec.model.containers:
-            where.setdefault(name, (spec, ("containers", name, "volumes_from")))
+            where.setdefault(name, spec)
     done: set[str] = set()
     for start in sorted(edges):
         if start in done:
@@ -361,21 +366,37 @@ def _cycles(files: list[FileSpec], desired: Desired) -> Iterator[SpecIssue]:
         if not edges[start]:  # most containers: nothing to walk
             done.add(start)
             continue
-        stack: list[tuple[str, Iterator[str]]] = [(start, iter(edges[start]))]
-        on_path = [start]
+        stack: list[tuple[str, Iterator[tuple[str, str]]]] = [(start, iter(edges[start]))]
+        on_path, fields = [start], list[str]()  # fields[i]: the key from on_path[i] on
         on_path_set = {start}  # membership in O(1): a 1,500-long chain stays linear
         while stack:
             node, targets = stack[-1]
-            target = next(targets, None)
+            target, key = next(targets, (None, ""))
             if target is None:
                 stack.pop()
                 on_path_set.discard(on_path.pop())
+                del fields[len(on_path) - 1 :]
                 done.add(node)
             elif target in on_path_set:
-                cycle = [*on_path[on_path.index(target) :], target]
-                spec, loc = where[cycle[0]]
-                yield spec.issue(loc, "volumes_from forms a cycle: " + " -> ".join(cycle))
+                at = on_path.index(target)
+                cycle, keys = [*on_path[at:], target], [*fields[at:], key]
+                yield _cycle_issue(where[cycle[0]], cycle, keys)
             elif target not in done and target in edges:
                 stack.append((target, iter(edges[target])))
                 on_path.append(target)
                 on_path_set.add(target)
+                fields.append(key)
+
+
+def _cycle_issue(spec: FileSpec, cycle: list[str], keys: list[str]) -> SpecIssue:
+    """A cycle, at the first container's key that starts it."""
+    if keys[0] == "depends_on":
+        loc: Loc = ("containers", cycle[0], "depends_on", cycle[1])
+    else:
+        loc = ("containers", cycle[0], "volumes_from")
+    named = " and ".join(sorted(set(keys)))
+    verb = "forms" if len(set(keys)) == 1 else "form"
+    message = f"{named} {verb} a cycle: " + " -> ".join(cycle)
+    if "depends_on" in keys:
+        message += " (each would have to start before the other)"
+    return spec.issue(loc, message)

@@ -62,6 +62,17 @@ class DependsOn(SpecModel):
 
     condition: Literal["service_started", "service_healthy"] = "service_started"
 
+    @field_validator("condition", mode="before")
+    @classmethod
+    def _completed(cls, value: Any) -> Any:
+        if value == "service_completed_successfully":
+            raise ValueError(
+                "service_completed_successfully is not supported: dsr keeps every container "
+                "of a spec running (one that exits is started again), so it never waits for "
+                "one to finish; use service_started or service_healthy"
+            )
+        return value
+
 
 def depends_on_form(value: Any) -> Any:
     """compose's two forms: a list of names, or a map of name -> {condition}."""

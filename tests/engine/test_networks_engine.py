@@ -4,6 +4,7 @@ adopted."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import time
@@ -124,5 +125,18 @@ def test_a_network_made_by_hand_is_blocked_unless_adopted(
         record = StateDir(str(dsr_state_dir)).read_record(prefix)
         assert record["adopted"]["network"] == {net: hand.id}
         dsr("plan", spec.parent, "--detailed-exitcode", check=0)
+        # Left the spec: a saved plan deletes it, the record (not labels) saying it is
+        # the project's own.
+        tmp_spec(f"version: 1\nvolumes:\n  {prefix}-keep: {{}}\n")
+        saved = spec.parent.parent / "saved-plan.json"
+        dsr("plan", spec.parent, "--out", saved, check=0)
+        public = json.loads(saved.read_text())
+        assert ("delete", f"network:{net}") in [
+            (c["action"], c["resource"]) for c in public["changes"]
+        ]
+        dsr("apply", saved, check=0)
+        names = [n.id for n in docker_client.networks.list(names=[net])]
+        assert hand.id not in names, "the adopted network was not deleted by the saved plan"
     finally:
-        hand.remove()
+        with contextlib.suppress(NotFound):
+            hand.remove()

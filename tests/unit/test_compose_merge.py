@@ -3,7 +3,8 @@
 The differential tests ask Debian's ``docker-compose config`` (the Python 1.29 that CI
 installs; its merge rules are those of the compose specification for everything these
 fixtures use) for the merged model of each fixture, import that one file, and compare it
-with dsr's import of the files themselves. What only Compose v2 has (``!reset``,
+with dsr's import of the files themselves (``extends`` included, from the same file and
+from another). What only Compose v2 has (``!reset``,
 ``!override``, top-level entries merged per key) is checked against the specification's
 own examples.
 """
@@ -28,6 +29,7 @@ CASES = {
     "envports": ["compose.yml", "override.yml"],
     "mounts": ["compose.yml", "override.yml"],
     "three": ["compose.yml", "staging.yml", "local.yml"],
+    "extends": ["compose.yml", "override.yml"],  # common.yml is read through extends
 }
 
 
@@ -168,3 +170,38 @@ def test_a_mapping_and_a_list_cannot_merge(tmp_path: Path) -> None:
         read_compose([str(f) for f in files])
     text = str(err.value)
     assert f"{files[1]}:3: services.app.volumes: cannot merge a mapping into a list" in text
+
+
+def test_extends_shares_no_dependencies_and_names_what_is_wrong(tmp_path: Path) -> None:
+    files = write(
+        tmp_path,
+        compose="""\
+            services:
+              base:
+                image: app
+                depends_on: [db]
+                volumes_from: [db]
+              web:
+                extends: {service: base}
+              db:
+                image: db
+            """,
+    )
+    web = import_compose(read_compose([str(files[0])]), "e").containers["e-web-1"]
+    assert web["image"] == "app" and "depends_on" not in web and "volumes_from" not in web
+    bad = write(
+        tmp_path,
+        bad="""\
+            services:
+              a: {extends: b}
+              b: {extends: a}
+              c: {extends: nowhere}
+              d: {extends: {file: missing.yml, service: x}}
+            """,
+    )[0]
+    with pytest.raises(SpecError) as err:
+        read_compose([str(bad)])
+    text = str(err.value)
+    assert f"{bad}:2: services.a.extends: extends forms a cycle" in text
+    assert f"{bad}:4: services.c.extends: service 'nowhere' is not defined" in text
+    assert "missing.yml" in text and "cannot read the compose file" in text

@@ -39,12 +39,14 @@ def test_real_stacks_import_into_valid_specs_naming_what_is_left(
     spec.parent.mkdir()
     spec.write_text(text)
     env = dict.fromkeys(re.findall(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)", text), "x1")
+    for name in re.findall(r"source: \$\{([A-Za-z_][A-Za-z0-9_]*)\}", text):
+        env[name] = str(tmp_path)  # a folder named by a variable (immich's UPLOAD_LOCATION)
     desired = load_spec(str(spec), env=env)  # raises SpecError when dsr would not accept it
     assert desired.containers
     assert all(spec_.adopt for spec_ in desired.containers.values())
     compose = yaml.safe_load((FIXTURES / stack).read_text())
     for name, service in compose["services"].items():
-        for key in set(service) - CARRIED:
+        for key in set(service) - CARRIED - {"extends"}:  # extends is resolved
             assert any(f"services.{name}.{key}:" in n for n in notes), (stack, name, key)
             assert f"services.{name}.{key}:" in text  # as a comment in the file too
 
@@ -167,3 +169,72 @@ def test_several_files_merge_as_compose_merges_them(tmp_path: Path) -> None:
     imported = import_compose(read_compose([str(base), str(override)]), "m")
     web = imported.containers["m-web-1"]
     assert web["image"] == "nginx:2" and web["env"] == {"A": "1", "B": "3"}
+
+
+def test_depends_on_cycles_and_completed_conditions(tmp_path: Path) -> None:
+    compose = tmp_path / "compose.yml"
+    compose.write_text(
+        textwrap.dedent("""\
+            services:
+              migrate:
+                image: app
+              app:
+                image: app
+                depends_on:
+                  migrate: {condition: service_completed_successfully}
+                  db: {condition: service_healthy}
+              db:
+                image: db
+                depends_on: [cache]
+              cache:
+                image: cache
+            """)
+    )
+    result = import_compose(read_compose([str(compose)]), "c")
+    app = result.containers["c-app-1"]
+    assert app["depends_on"] == {"c-db-1": {"condition": "service_healthy"}}
+    notes = [str(n) for n in result.notes]
+    assert any(n.startswith(f"{compose}:7: services.app.depends_on.migrate: not carried over: condition service_completed_successfully") for n in notes), notes  # fmt: skip
+    compose.write_text(compose.read_text() + "    depends_on: [app]\n")
+    with pytest.raises(SpecError) as err:
+        import_compose(read_compose([str(compose)]), "c")
+    assert str(err.value).startswith(
+        f"{compose}:8: services.app.depends_on.db: depends_on forms a cycle: app -> db -> cache -> app"
+    )
+
+
+def _paths(value: object, loc: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    out = [loc]
+    if isinstance(value, dict):
+        for key, item in value.items():
+            out += _paths(item, (*loc, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            out += _paths(item, (*loc, index))
+    return out
+
+
+@pytest.mark.parametrize("stack", ["gitea.yml", "immich.yml"])
+def test_a_value_of_the_wrong_shape_anywhere_is_an_error_never_a_crash(
+    stack: str, tmp_path: Path
+) -> None:
+    """Every value of a real stack replaced in turn by values of other shapes: the import
+    succeeds or raises SpecError (FILE:LINE: path: message), nothing else."""
+    base = yaml.safe_load((FIXTURES / stack).read_text())
+    for name in ("immich.env", "nextcloud.env", "parts"):
+        source = FIXTURES / name
+        if source.exists() and not (tmp_path / name).exists():
+            (tmp_path / name).symlink_to(source)
+    path = tmp_path / stack
+    for loc in _paths(base)[1:]:
+        for weird in (5, [], {}, "a:b:c:d"):
+            doc = yaml.safe_load((FIXTURES / stack).read_text())
+            holder = doc
+            for part in loc[:-1]:
+                holder = holder[part]
+            holder[loc[-1]] = weird
+            path.write_text(yaml.safe_dump(doc))
+            try:
+                import_compose(read_compose([str(path)]), "fz", "v2", load_policy(None))
+            except SpecError as err:
+                assert all(issue.file and issue.line >= 1 for issue in err.issues), loc

@@ -149,6 +149,8 @@ def home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPat
         f"version: 1\nvolumes:\n  v: {{}}\nbackups:\n  b:\n    paths: [{root}/data]\n"
         f"    destination: {root}/dest\n"
     )
+    os.mkfifo(root / "fifo")  # a file that would hang whoever opens it to read
+    (root / "deep.json").write_text('{"kind": "dsr-saved-plan", "x": ' + "[" * 100_000 + "]")
     for name, value in {
         "DSR_STATE_DIR": str(root / "state"),
         "HOME": str(root),
@@ -168,6 +170,10 @@ HOSTILE = [
     "/proc/x", "/proc/self/cwd", "/dev/zero", "/etc", "9999-12-31T23:59:59-12:00",
     "0000-01-01", "2026-13-45T99:99:99", "$TMP/data/f", "$TMP/t17", "$TMP/nowhere/x",
     "$TMP/dest", "..", "-", "--", "-h", "%s%n", "{}", "[]", "UTC+99:99",
+    # round two
+    "$TMP/fifo", "$TMP/deep.json", "1e-320", "-0", "http://h:99999/", "[::1]:99999",
+    "+275760-09-13T00:00:00Z", "2026-02-30T00:00:00Z", "2026-01-01T00:00:00+24:00",
+    "/dev/fd/0", "$TMP/data/../dest", "a" * 3000,
 ]  # fmt: skip
 COMMANDS = [
     ["validate", "t17"],
@@ -181,10 +187,15 @@ COMMANDS = [
     ["plan", "t17", "--out"],
     ["status", "t17"],
     ["schema"],
+    ["restore", "t17", "$TMP/data", "--identity"],
+    ["backups", "list", "t17", "--identity"],
+    ["apply", "$TMP/deep.json"],
+    ["status", "--fleet"],
 ]
 OPTIONS = [
     "--lock-timeout", "--engine-timeout", "--state-dir", "--docker-host", "--project",
     "--policy", "--format", "--backup", "--into", "--out", "--time", "--metrics-addr",
+    "--identity", "--host", "--notify",
 ]  # fmt: skip
 
 
@@ -228,6 +239,14 @@ def test_no_argument_ends_in_a_traceback(
         ["restore", "t17", "$TMP/data", "--into", "$TMP/data/f"],
         ["validate", "/proc/self/fd/0"],
         ["validate", "/dev/zero"],
+        # round two
+        ["restore", "t17", "$TMP/data", "--identity", "$TMP/fifo"],
+        ["backups", "prune", "t17", "--identity", "$TMP/fifo"],
+        ["backups", "list", "t17", "--identity", "/dev/zero"],
+        ["apply", "$TMP/deep.json"],
+        ["validate", "$TMP/fifo"],
+        ["--policy", "$TMP/fifo", "validate", "t17"],
+        ["status", "--fleet", "$TMP/fifo"],
     ],
 )
 def test_the_cases_seen_end_in_a_message(

@@ -83,3 +83,50 @@ def test_bad_values_are_named(tmp_path: Path, old: str, new: str, message: str) 
     with pytest.raises(SpecError) as caught:
         load(tmp_path, SPEC.replace(old, new))
     assert any(message in str(issue) for issue in caught.value.issues), caught.value.issues
+
+
+def issues_of(tmp_path: Path, text: str) -> list[str]:
+    with pytest.raises(SpecError) as err:
+        load(tmp_path, text)
+    return [str(issue) for issue in err.value.issues]
+
+
+def test_a_start_order_cycle_is_a_spec_error_naming_where_it_starts(tmp_path: Path) -> None:
+    assert issues_of(
+        tmp_path,
+        """
+        containers:
+          app:
+            image: busybox:1.36
+            depends_on: [db]
+          db:
+            image: busybox:1.36
+            volumes_from: [data]
+          data:
+            image: busybox:1.36
+            depends_on: {app: {condition: service_healthy}}
+        """,
+    ) == [
+        f"{tmp_path / 'spec.yaml'}:7: containers.app.depends_on.db: depends_on and "
+        "volumes_from form a cycle: app -> db -> data -> app (each would have to start "
+        "before the other)"
+    ]
+
+
+def test_service_completed_successfully_is_refused_with_why(tmp_path: Path) -> None:
+    text = SPEC.replace("condition: service_healthy", "condition: service_completed_successfully")
+    [issue] = issues_of(tmp_path, text)
+    assert (
+        ":13: containers.app.depends_on.db.condition: service_completed_successfully is " in issue
+    )
+    assert "never waits for one to finish" in issue
+
+
+def test_a_chain_of_thousands_of_dependencies_plans_without_recursion(tmp_path: Path) -> None:
+    chain = "containers:\n" + "".join(
+        f"  c{i:04}:\n    image: busybox:1.36\n    depends_on: [c{i + 1:04}]\n" for i in range(3000)
+    )
+    desired = load(tmp_path, chain + "  c3000:\n    image: busybox:1.36\n")
+    result = plan(desired, Observed())
+    names = [c.name for c in result.changes if c.kind.value == "container"]
+    assert names[0] == "c3000" and names[-1] == "c0000" and len(names) == 3001
