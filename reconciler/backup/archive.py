@@ -38,6 +38,7 @@ from reconciler.backup.tree import (
     ROOT,
     SYMLINK,
     Entry,
+    Hasher,
     TreeDigest,
     walk,
 )
@@ -66,10 +67,16 @@ class TarWriter:
     """Writes entries as PAX tar into ``out``; feeds ``tree`` with each entry's content hash."""
 
     def __init__(
-        self, out: IO[bytes], tree: TreeDigest, prefix: str = "", progress: Progress | None = None
+        self,
+        out: IO[bytes],
+        tree: TreeDigest,
+        prefix: str = "",
+        progress: Progress | None = None,
+        hasher: Hasher = hashlib.sha256,
     ) -> None:
         self.out = out
         self.tree = tree
+        self.hasher = hasher  # of each file's content (``tree.content_hash``)
         self.prefix = prefix  # e.g. "v/" to extract under a helper's mount point
         self.progress = progress
         self.short: list[str] = []  # files that shrank while read (padded with zeros)
@@ -98,7 +105,7 @@ class TarWriter:
         self.out.write(header + data + _PADDING[-size % tarfile.BLOCKSIZE])
         if self.progress:
             self.progress(size)
-        return hashlib.sha256(data).hexdigest()
+        return str(self.hasher(data).hexdigest())
 
     def _pax(self, name: str, link: str, entry: Entry) -> bytes:
         info = tarfile.TarInfo(name)
@@ -110,7 +117,7 @@ class TarWriter:
 
     def _content(self, entry: Entry, content: Iterable[bytes]) -> str:
         """Write exactly ``entry.size`` bytes (a file that changed while read is cut or padded)."""
-        digest = hashlib.sha256()
+        digest = self.hasher()
         left = entry.size
         for block in content:
             if len(block) > left:
@@ -132,7 +139,7 @@ class TarWriter:
         pad = -entry.size % tarfile.BLOCKSIZE
         if pad:
             self.out.write(bytes(pad))
-        return digest.hexdigest()
+        return str(digest.hexdigest())
 
     def close(self) -> None:
         self.out.write(bytes(tarfile.BLOCKSIZE * 2))

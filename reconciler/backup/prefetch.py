@@ -21,7 +21,7 @@ import zstandard
 from reconciler.backup.archive import CHUNK, Decompressed, beyond, read_tar
 from reconciler.backup.errors import ArchiveError
 from reconciler.backup.sink import big_buffers_to_the_os
-from reconciler.backup.tree import FILE, TreeDigest
+from reconciler.backup.tree import FILE, Hasher, TreeDigest
 from reconciler.files import open_regular
 
 DEPTH = 8  # pieces waiting in the queue
@@ -113,7 +113,11 @@ class Prefetched:
 
 
 def scan(
-    path: str, *, contents: bool = True, most: tuple[int, int] | None = None
+    path: str,
+    *,
+    contents: bool = True,
+    most: tuple[int, int] | None = None,
+    hasher: Hasher = hashlib.sha256,
 ) -> tuple[str, TreeDigest]:
     """Read a whole archive file: (sha256 of its bytes, digest of its checked tree; without
     ``contents``, files are skipped unhashed and the digest is not the tree's).
@@ -122,11 +126,15 @@ def scan(
     holds more is refused as soon as it does, as is one with more than ``TRAILER`` bytes
     after its end, so a crafted archive cannot keep dsr decompressing for hours."""
     with os.fdopen(open_regular(path), "rb") as file:
-        return scan_file(file, contents=contents, most=most)
+        return scan_file(file, contents=contents, most=most, hasher=hasher)
 
 
 def scan_file(
-    file: BinaryIO, *, contents: bool = True, most: tuple[int, int] | None = None
+    file: BinaryIO,
+    *,
+    contents: bool = True,
+    most: tuple[int, int] | None = None,
+    hasher: Hasher = hashlib.sha256,
 ) -> tuple[str, TreeDigest]:
     """``scan`` of an archive read from ``file`` (a file, or a store's response)."""
     tree = TreeDigest()
@@ -137,7 +145,7 @@ def scan_file(
             if most is not None and tree.size + entry.size > most[0]:
                 raise beyond(most)
             if entry.kind == FILE and contents:
-                digest = hashlib.sha256()
+                digest = hasher()
                 for block in content:
                     digest.update(block)
                 entry.sha256 = digest.hexdigest()

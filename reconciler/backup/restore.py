@@ -17,7 +17,6 @@ when no container references it; otherwise the restore is refused, saying so.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import queue
 import threading
@@ -33,7 +32,15 @@ from reconciler.backup.journal import Journal
 from reconciler.backup.prefetch import Prefetched, scan_file
 from reconciler.backup.run import IterReader
 from reconciler.backup.store import Snapshot
-from reconciler.backup.tree import DIR, FILE, TreeDigest, file_sha256, gc_paused
+from reconciler.backup.tree import (
+    DIR,
+    FILE,
+    Hasher,
+    TreeDigest,
+    content_hash,
+    file_sha256,
+    gc_paused,
+)
 from reconciler.engine import Engine
 from reconciler.files import open_regular
 from reconciler.snapshot import INSTANCE, new_instance
@@ -46,7 +53,15 @@ def _opened(snapshot: Snapshot) -> contextlib.AbstractContextManager[Any]:
     return os.fdopen(open_regular(snapshot.archive), "rb")
 
 
-def check_bytes(snapshot: Snapshot) -> None:
+def phase(progress: object, what: str, total: int | None) -> None:
+    """Tell a meter that shows phases (one with ``phase(what, total)``, as the CLI's) what
+    it counts now and out of how much: a known size is shown as one, never as ``?``."""
+    announce = getattr(progress, "phase", None)
+    if callable(announce):
+        announce(what, total)
+
+
+def check_bytes(snapshot: Snapshot, progress: Progress | None = None) -> None:
     """The archive's sha256 is its manifest's: read before anything decompresses or parses
     it (a few MB of zstd can expand to terabytes), an archive that is not the one its
     manifest names is refused as damaged, whatever a parser would make of it.
@@ -58,7 +73,9 @@ def check_bytes(snapshot: Snapshot) -> None:
     if snapshot.opener is not None:
         return
     try:
-        sha256 = file_sha256(snapshot.archive)
+        if progress is not None:
+            phase(progress, "checking the snapshot", os.stat(snapshot.archive).st_size)
+        sha256 = file_sha256(snapshot.archive, progress=progress)
     except OSError as err:
         raise _unreadable(snapshot, err) from err
     _same_bytes(snapshot, sha256)
@@ -82,7 +99,12 @@ def _scan(snapshot: Snapshot, *, contents: bool) -> TreeDigest:
     m = snapshot.manifest
     try:
         with _opened(snapshot) as file:
-            sha256, tree = scan_file(file, contents=contents, most=(m.size, m.files))
+            sha256, tree = scan_file(
+                file,
+                contents=contents,
+                most=(m.size, m.files),
+                hasher=content_hash(m.format_version),
+            )
     except OSError as err:
         raise _unreadable(snapshot, err) from err
     except ArchiveError as err:
@@ -118,7 +140,7 @@ def restore_volume(
     """Make the existing volume ``volume`` hold exactly the snapshot's tree.
 
     ``made``: the caller made the volume for this restore and removes it if it fails."""
-    check_bytes(snapshot)
+    check_bytes(snapshot, progress)
     users = engine_io.users(engine, volume=volume)
     running = [u for u in users if u.running]
     if running and not stop:
@@ -143,12 +165,13 @@ def restore_volume(
         else:
             if not made:  # what the API wrote cannot be taken back: every entry checked first
                 _scan(snapshot, contents=False)
+            phase(progress, "restoring", snapshot.manifest.size)
             _restore_api(engine, snapshot, volume, live, bool(users), progress)
 
 
 def restore_dir(snapshot: Snapshot, root: str, progress: Progress | None = None) -> None:
     """Make the local directory ``root`` hold exactly the snapshot's tree."""
-    check_bytes(snapshot)
+    check_bytes(snapshot, progress)
     _write_dir(snapshot, root, progress)
 
 
@@ -159,6 +182,7 @@ def _write_dir(snapshot: Snapshot, root: str, progress: Progress | None) -> None
     if not fresh:  # what it holds is lost once emptied: the whole archive is checked first
         _scan(snapshot, contents=False)
         extract.wipe(root)
+    phase(progress, "restoring", m.size)
     try:
         with (
             gc_paused(),
@@ -175,7 +199,7 @@ def _write_dir(snapshot: Snapshot, root: str, progress: Progress | None) -> None
             raise ArchiveError(f"snapshot {m.id}: {err}") from err
         raise
     with gc_paused():
-        _compare(snapshot, rehash.digest_of(root))
+        _compare(snapshot, rehash.digest_of(root, m.format_version))
 
 
 def _compare(snapshot: Snapshot, tree: TreeDigest) -> None:
@@ -223,7 +247,8 @@ def _restore_api(
     with engine_io.helper(engine, project, volume, read_only=False) as helper_id:
         engine.api.put_archive(helper_id, "/", _prefixed(snapshot, progress))
         chunks, _ = engine.api.get_archive(helper_id, engine_io.MOUNT, chunk_size=CHUNK)
-        _compare(snapshot, _digest_of_stream(IterReader.of(chunks)))
+        hasher = content_hash(snapshot.manifest.format_version)
+        _compare(snapshot, _digest_of_stream(IterReader.of(chunks), hasher))
 
 
 def _is_empty(engine: Engine, helper_id: str) -> bool:
@@ -243,11 +268,11 @@ def _is_empty(engine: Engine, helper_id: str) -> bool:
             chunks.close()
 
 
-def _digest_of_stream(stream: Any) -> TreeDigest:
+def _digest_of_stream(stream: Any, hasher: Hasher) -> TreeDigest:
     tree = TreeDigest()
     for entry, content in read_tar(stream):
         if entry.kind == FILE:
-            digest = hashlib.sha256()
+            digest = hasher()
             for block in content:
                 digest.update(block)
             entry.sha256 = digest.hexdigest()

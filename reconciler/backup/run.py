@@ -26,7 +26,7 @@ from reconciler.backup.errors import BackupError
 from reconciler.backup.journal import Journal
 from reconciler.backup.manifest import ARCHIVE, Manifest, VolumeInfo, backup_time, sign, snapshot_id
 from reconciler.backup.store import Source
-from reconciler.backup.tree import TreeDigest, gc_paused
+from reconciler.backup.tree import FORMAT, TreeDigest, content_hash, gc_paused
 from reconciler.engine import Engine
 from reconciler.spec.backups import Backup, Hook
 from reconciler.spec.policy import Policy, is_under
@@ -172,6 +172,7 @@ def _write(
             os.close(fd)
         _check_written(path, sha256, size, out.read_back)
     return Manifest(
+        format_version=FORMAT,
         id=os.path.basename(folder),
         policy=options.policy,
         project=project,
@@ -203,7 +204,12 @@ def _made(
 ) -> tuple[archive.TarWriter, VolumeInfo | None, str]:
     """The source written as tar into ``out`` (stopped, its file unfinished, on an error)."""
     try:
-        writer = archive.TarWriter(out, tree, progress=options.progress)  # type: ignore[arg-type]
+        writer = archive.TarWriter(
+            out,  # type: ignore[arg-type]
+            tree,
+            progress=options.progress,
+            hasher=content_hash(FORMAT),
+        )
         with gc_paused():
             volume, via = _pack(engine, project, source, options.via, writer, skipped)
     except BaseException:

@@ -19,10 +19,10 @@ import gc
 import hashlib
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _json
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from reconciler.files import open_regular
 
@@ -189,18 +189,41 @@ def _entry(path: str, st: os.stat_result, kind: str, link: str = "") -> Entry:
     )
 
 
-def digest_of(root: str, chunk: int = 1 << 20) -> TreeDigest:
+FORMAT = 2  # the manifest format new snapshots are written in (see ``content_hash``)
+Hasher = Callable[..., Any]  # hashlib.sha256 or blake3.blake3: update(), hexdigest()
+
+
+def content_hash(format_version: int) -> Hasher:
+    """How a manifest of ``format_version`` hashes each file's content in its tree digest:
+    sha256 (format 1, every snapshot made before BLAKE3), BLAKE3 (format 2)."""
+    if format_version >= 2:
+        from blake3 import blake3
+
+        return blake3
+    return hashlib.sha256
+
+
+def digest_of(root: str, chunk: int = 1 << 20, hasher: Hasher = hashlib.sha256) -> TreeDigest:
     """Read a directory whole: every entry, every file's content hashed."""
     tree = TreeDigest()
     for entry, path in walk(root):
         if entry.kind == FILE:
-            entry.sha256 = file_sha256(path, chunk)
+            entry.sha256 = file_sha256(path, chunk, hasher)
         tree.add(entry)
     return tree
 
 
-def file_sha256(path: str, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
+def file_sha256(
+    path: str,
+    chunk: int = 1 << 20,
+    hasher: Hasher = hashlib.sha256,
+    progress: Callable[[int], None] | None = None,
+) -> str:
+    """The file's content hash: sha256, or the ``hasher`` given (``progress`` told each
+    block's size)."""
+    if progress is not None:
+        return _counted_sha256(path, chunk, hasher, progress)
+    digest = hasher()
     fd = open_regular(path)  # no link followed, no FIFO waited for
     try:
         block = os.read(fd, chunk)  # most files: one read
@@ -209,7 +232,7 @@ def file_sha256(path: str, chunk: int = 1 << 20) -> str:
                 digest.update(block)
                 while block := os.read(fd, chunk):  # grew since: read on
                     digest.update(block)
-            return digest.hexdigest()
+            return str(digest.hexdigest())
         # A large file: one reused buffer (a fresh one per read costs page faults).
         digest.update(block)
         buffer = bytearray(chunk)
@@ -218,4 +241,18 @@ def file_sha256(path: str, chunk: int = 1 << 20) -> str:
             digest.update(view[:n])
     finally:
         os.close(fd)
-    return digest.hexdigest()
+    return str(digest.hexdigest())
+
+
+def _counted_sha256(path: str, chunk: int, hasher: Hasher, progress: Callable[[int], None]) -> str:
+    digest = hasher()
+    fd = open_regular(path)
+    try:
+        buffer = bytearray(chunk)
+        view = memoryview(buffer)
+        while n := os.readv(fd, [buffer]):
+            digest.update(view[:n])
+            progress(n)
+    finally:
+        os.close(fd)
+    return str(digest.hexdigest())

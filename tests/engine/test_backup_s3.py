@@ -456,7 +456,7 @@ def test_a_paused_store_fails_within_the_timeouts(
     try:
         server.make_bucket(prefix)
         folder = tmp_path / "site"
-        _random_tree(folder, 64)
+        _random_tree(folder, 32)
         spec = tmp_spec(f"""
             version: 1
             backups:

@@ -28,6 +28,7 @@ from reconciler.backup.tree import (
     SYMLINK,
     Entry,
     TreeDigest,
+    content_hash,
     digest_of,
     file_sha256,
 )
@@ -64,9 +65,19 @@ def test_an_archive_written_before_the_pipeline_restores_exactly(tmp_path: Path)
     assert os.stat(target / "small.txt").st_ino == os.stat(target / "sub/hardlink.txt").st_ino
     assert os.readlink(target / "sub" / "rel-link") == "../small.txt"
     assert os.listdir(target / "sub" / "empty") == []
-    # Backed up again by today's writer, the restored tree is the same tree.
+    # It is a format 1 snapshot: sha256 over each file's content.
+    assert snapshot.manifest.format_version == 1
+    # Backed up again by today's writer (format 2: BLAKE3), the restored tree is the same
+    # tree, and that snapshot restores to it too.
     again = backup_path(None, "compat", str(target), str(tmp_path / "again"))
-    assert again.tree_digest == snapshot.manifest.tree_digest
+    assert again.format_version == 2
+    assert again.tree_digest == digest_of(str(target), hasher=content_hash(2)).hexdigest()
+    [newer] = store.find([str(tmp_path / "again")], "compat").snapshots
+    restore.check(newer)
+    back = tmp_path / "back"
+    back.mkdir()
+    restore.restore_dir(newer, str(back))
+    assert digest_of(str(back)).hexdigest() == snapshot.manifest.tree_digest
 
 
 def _old_ustar(name: str, link: str, entry: Entry) -> bytes | None:
@@ -361,7 +372,7 @@ def test_an_archive_changed_after_its_check_is_refused_and_the_empty_target_stay
     [swap] = store.find([str(tmp_path / "dest")], "q").snapshots
     real = restore.check_bytes
 
-    def then_swapped(s: store.Snapshot) -> None:
+    def then_swapped(s: store.Snapshot, progress: object = None) -> None:
         real(s)
         shutil.copyfile(swap.archive, s.archive)
 
@@ -374,8 +385,9 @@ def test_an_archive_changed_after_its_check_is_refused_and_the_empty_target_stay
     assert _no_worker_left()
 
 
+@pytest.mark.parametrize("version", [1, 2], ids=["sha256", "blake3"])
 def test_the_tree_read_back_on_two_processes_has_the_one_process_digest(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: int
 ) -> None:
     """Odd names (newlines, bytes that are not UTF-8), hard links, large and empty files:
     the second process reads its share by name; when it cannot run, all is read here."""
@@ -387,12 +399,14 @@ def test_the_tree_read_back_on_two_processes_has_the_one_process_digest(
     os.link(root / "big", root / "d" / "big-link")
     (root / "empty").write_bytes(b"")
     os.symlink("big", root / "sym")
-    expected = digest_of(str(root)).hexdigest()
-    assert rehash.digest_of(str(root)).hexdigest() == expected
+    hasher = content_hash(version)
+    expected = digest_of(str(root), hasher=hasher).hexdigest()
+    assert rehash.digest_of(str(root), version).hexdigest() == expected
     files = [e for e, _ in tree_walk(str(root)) if e.kind == FILE]
-    read = rehash._results(rehash._start(str(root), files))
-    assert read == {e.path: file_sha256(str(root / e.path)) for e in files}  # it did read
+    read = rehash._results(rehash._start(str(root), files, version))
+    # it did read, with the format's hash
+    assert read == {e.path: file_sha256(str(root / e.path), hasher=hasher) for e in files}
     monkeypatch.setattr(rehash.sys, "executable", "/nonexistent/python")
-    assert rehash.digest_of(str(root)).hexdigest() == expected
+    assert rehash.digest_of(str(root), version).hexdigest() == expected
     monkeypatch.setattr(rehash.sys, "executable", "/bin/false")
-    assert rehash.digest_of(str(root)).hexdigest() == expected
+    assert rehash.digest_of(str(root), version).hexdigest() == expected
