@@ -13,10 +13,15 @@ import re
 # C0 and C1 controls, DEL, line/paragraph separators, bidi marks (U+061C, U+200E/F),
 # embeddings, overrides and isolates, zero-width characters, the Mongolian vowel
 # separator, interlinear annotations, the BOM, and the Unicode tag characters (U+E0000
-# to U+E007F, invisible text that some terminals and models still read).
+# to U+E007F, invisible text that some terminals and models still read). Round two: the
+# other invisible ones (soft hyphen, Hangul and Khmer fillers, the deprecated format
+# characters U+206A-206F) and lone surrogates (which no UTF-8 stream can write: printing
+# one would fail). Variation selectors stay: every emoji with U+FE0F has one, and a
+# folder named with an emoji must back up and list as it is.
 CONTROL = re.compile(
-    r"[\x00-\x1f\x7f-\x9f\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2069"
-    r"\ufeff\ufff9-\ufffb\U000e0000-\U000e007f]"
+    r"[\x00-\x1f\x7f-\x9f\xad\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b-\u200f"
+    r"\u2028-\u202e\u2060-\u206f\u3164\ud800-\udfff\ufeff\uffa0"
+    r"\ufff9-\ufffb\U000e0000-\U000e007f]"
 )
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 

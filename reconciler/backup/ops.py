@@ -461,7 +461,11 @@ def restore(
                 p.url for p in places.every_place(desired, request.state) if isinstance(p, Folder)
             ]
             _check_target(folder, policy, dests, request.state)
+            checked = os.path.realpath(folder)
             top = _make_target(folder)
+            if os.path.islink(folder) or os.path.realpath(folder) != checked:
+                # made a link between the check and here (a shared /tmp): not written into
+                raise BackupError(f"{folder} changed while the restore checked it; not written")
             try:
                 restoring.restore_dir(snapshot, folder, progress)
             except BaseException as err:

@@ -53,7 +53,15 @@ def _opened(snapshot: Snapshot) -> contextlib.AbstractContextManager[Any]:
     return os.fdopen(open_regular(snapshot.archive), "rb")
 
 
-def check_bytes(snapshot: Snapshot) -> None:
+def phase(progress: object, what: str, total: int | None) -> None:
+    """Tell a meter that shows phases (one with ``phase(what, total)``, as the CLI's) what
+    it counts now and out of how much: a known size is shown as one, never as ``?``."""
+    announce = getattr(progress, "phase", None)
+    if callable(announce):
+        announce(what, total)
+
+
+def check_bytes(snapshot: Snapshot, progress: Progress | None = None) -> None:
     """The archive's sha256 is its manifest's: read before anything decompresses or parses
     it (a few MB of zstd can expand to terabytes), an archive that is not the one its
     manifest names is refused as damaged, whatever a parser would make of it.
@@ -65,7 +73,9 @@ def check_bytes(snapshot: Snapshot) -> None:
     if snapshot.opener is not None:
         return
     try:
-        sha256 = file_sha256(snapshot.archive)
+        if progress is not None:
+            phase(progress, "checking the snapshot", os.stat(snapshot.archive).st_size)
+        sha256 = file_sha256(snapshot.archive, progress=progress)
     except OSError as err:
         raise _unreadable(snapshot, err) from err
     _same_bytes(snapshot, sha256)
@@ -130,7 +140,7 @@ def restore_volume(
     """Make the existing volume ``volume`` hold exactly the snapshot's tree.
 
     ``made``: the caller made the volume for this restore and removes it if it fails."""
-    check_bytes(snapshot)
+    check_bytes(snapshot, progress)
     users = engine_io.users(engine, volume=volume)
     running = [u for u in users if u.running]
     if running and not stop:
@@ -155,12 +165,13 @@ def restore_volume(
         else:
             if not made:  # what the API wrote cannot be taken back: every entry checked first
                 _scan(snapshot, contents=False)
+            phase(progress, "restoring", snapshot.manifest.size)
             _restore_api(engine, snapshot, volume, live, bool(users), progress)
 
 
 def restore_dir(snapshot: Snapshot, root: str, progress: Progress | None = None) -> None:
     """Make the local directory ``root`` hold exactly the snapshot's tree."""
-    check_bytes(snapshot)
+    check_bytes(snapshot, progress)
     _write_dir(snapshot, root, progress)
 
 
@@ -171,6 +182,7 @@ def _write_dir(snapshot: Snapshot, root: str, progress: Progress | None) -> None
     if not fresh:  # what it holds is lost once emptied: the whole archive is checked first
         _scan(snapshot, contents=False)
         extract.wipe(root)
+    phase(progress, "restoring", m.size)
     try:
         with (
             gc_paused(),

@@ -213,8 +213,16 @@ def digest_of(root: str, chunk: int = 1 << 20, hasher: Hasher = hashlib.sha256) 
     return tree
 
 
-def file_sha256(path: str, chunk: int = 1 << 20, hasher: Hasher = hashlib.sha256) -> str:
-    """The file's content hash: sha256, or the ``hasher`` given."""
+def file_sha256(
+    path: str,
+    chunk: int = 1 << 20,
+    hasher: Hasher = hashlib.sha256,
+    progress: Callable[[int], None] | None = None,
+) -> str:
+    """The file's content hash: sha256, or the ``hasher`` given (``progress`` told each
+    block's size)."""
+    if progress is not None:
+        return _counted_sha256(path, chunk, hasher, progress)
     digest = hasher()
     fd = open_regular(path)  # no link followed, no FIFO waited for
     try:
@@ -231,6 +239,20 @@ def file_sha256(path: str, chunk: int = 1 << 20, hasher: Hasher = hashlib.sha256
         view = memoryview(buffer)
         while n := os.readv(fd, [buffer]):
             digest.update(view[:n])
+    finally:
+        os.close(fd)
+    return str(digest.hexdigest())
+
+
+def _counted_sha256(path: str, chunk: int, hasher: Hasher, progress: Callable[[int], None]) -> str:
+    digest = hasher()
+    fd = open_regular(path)
+    try:
+        buffer = bytearray(chunk)
+        view = memoryview(buffer)
+        while n := os.readv(fd, [buffer]):
+            digest.update(view[:n])
+            progress(n)
     finally:
         os.close(fd)
     return str(digest.hexdigest())

@@ -13,6 +13,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -71,8 +72,22 @@ def _progress(what: str) -> Iterator[Callable[[int], None] | None]:
 
     columns = (*Progress.get_default_columns()[:1], DownloadColumn(), TransferSpeedColumn())
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(what, total=None)
-        yield lambda n: bar.advance(task, n)
+        yield Meter(bar, bar.add_task(what, total=None))
+
+
+@dataclass(frozen=True)
+class Meter:
+    """Counts bytes on a rich progress bar; a restore tells it each phase and its size
+    (``phase``), so a known total shows as one rather than ``?``."""
+
+    bar: Any
+    task: Any
+
+    def __call__(self, n: int) -> None:
+        self.bar.advance(self.task, n)
+
+    def phase(self, what: str, total: int | None) -> None:
+        self.bar.reset(self.task, total=total, description=what)
 
 
 def _size(n: int) -> str:

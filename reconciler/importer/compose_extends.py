@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from reconciler.importer.compose_read import ComposeProject
 
 MAX_EXTENDS = 16  # services extending services, and files read for them
+# What extends may copy in all (values, as YAML aliases are bounded): 2,000 services
+# extending one of 20,000 values would otherwise build 40 million.
+MAX_EXTENDED_VALUES = 200_000
 NOT_SHARED = ("depends_on", "volumes_from", "extends")
 
 Reader = Callable[[list[str], int], "ComposeProject"]
@@ -44,6 +47,8 @@ class _Resolver:
         self.depth = depth
         self.done: set[str] = set()
         self.issues: list[SpecIssue] = []
+        self.loaded: dict[str, ComposeProject | None] = {}
+        self.copied = 0  # values copied from extended services so far
 
     def resolve(self, name: str, chain: tuple[str, ...]) -> dict[str, Any] | None:
         services = self.project.data["services"]
@@ -61,6 +66,11 @@ class _Resolver:
         if found is None:
             return None
         base, base_origins = found
+        self.copied += len(base_origins) + 1
+        if self.copied > MAX_EXTENDED_VALUES:
+            self.issues.append(self.project.issue(loc, f"extends copies more than {MAX_EXTENDED_VALUES} values in all"))  # fmt: skip
+            self.done.update(services)  # said once: nothing more is resolved
+            return None
         own = {k: v for k, v in service.items() if k != "extends"}
         merger = Merger(base_origins, self.project.origins)
         merged = merger.merge(base, own, ("services", name))
@@ -97,10 +107,14 @@ class _Resolver:
         if self.depth >= MAX_EXTENDS:
             self.issues.append(self.project.issue(loc, f"extends reads files more than {MAX_EXTENDS} deep"))  # fmt: skip
             return None
-        try:
-            loaded = self.read([path], self.depth + 1)
-        except SpecError as err:
-            self.issues.extend(err.issues)
+        if path not in self.loaded:  # each file once, however many services extend it
+            try:
+                self.loaded[path] = self.read([path], self.depth + 1)
+            except SpecError as err:
+                self.issues.extend(err.issues)
+                self.loaded[path] = None
+        loaded = self.loaded[path]
+        if loaded is None:
             return None
         base = (loaded.data.get("services") or {}).get(other)
         if not isinstance(base, dict):

@@ -6,6 +6,7 @@ import os
 import re
 from typing import TYPE_CHECKING, Any
 
+from reconciler.files import InputFileError, read_bounded
 from reconciler.importer.compose_read import Written, plain, text
 from reconciler.spec.base import parse_seconds
 from reconciler.spec.names import port_problem
@@ -211,10 +212,9 @@ def environment(converter: Converter, loc: Loc, spec: dict[str, Any]) -> dict[st
 def read_env_file(converter: Converter, loc: Loc, path: str, required: bool) -> dict[str, str]:
     """``KEY=VALUE`` lines as compose reads them (# comments, optional quotes); the values
     are literal (a ``$`` stays a ``$``)."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            lines = handle.read(1 << 20).splitlines()
-    except (OSError, UnicodeDecodeError) as err:
+    try:  # a regular file only (a FIFO would hang the import), of at most 1 MiB
+        lines = read_bounded(path, 1 << 20).decode("utf-8").splitlines()
+    except (OSError, InputFileError, UnicodeDecodeError) as err:
         if required:
             converter.error(loc, f"cannot read the env_file {path}: {err}")
         return {}

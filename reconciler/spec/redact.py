@@ -154,7 +154,10 @@ def _forms(value: str) -> set[str]:
 #   and JSON consumers would break; such a word is no secret, dsr prints it anyway;
 # - a value of 1 to 3 characters is replaced only where it is a whole write (one line the
 #   CLI prints, one log field): a secret that short is guessed in a second whatever dsr
-#   hides, and replacing "1" or "on" inside text would make every number unreadable.
+#   hides, and replacing "1" or "on" inside text would make every number unreadable;
+# - a literal ``env`` value (written in the spec, not taken from the environment) shorter
+#   than MIN_ENV without a letter (``PORT: "8080"``, ``WORKERS: "16"``) is not hidden at
+#   all: it is in the spec for all to read, and every 8080 of a plan would go.
 # The display copies (``Desired.shown``) keep values of 4+ characters out of plans and
 # reasons before they reach the edge; the edge is the net for what forgot them.
 MIN_ENV = 8
@@ -228,6 +231,8 @@ def remember(redaction: Redaction, env: Mapping[str, Mapping[str, str]] | None =
     values: dict[str, str] = {}
     for owner, variables in (env or {}).items():
         for name, value in variables.items():
+            if len(value) < MIN_ENV and not any(c.isalpha() for c in value):
+                continue  # a literal PORT: "8080" is no secret, and every 8080 would go
             for form in _forms(value):
                 values.setdefault(form, f"(env {name} of {owner})")
     with _LOCK:

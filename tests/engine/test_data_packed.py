@@ -11,6 +11,7 @@ anything is built.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import stat
@@ -202,7 +203,17 @@ def test_consumers_serve_the_packed_files_and_follow_a_change(
     first = by_resource(plan_json(dsr, spec))
     assert first["image:htdocs"]["action"] == "build"
     assert first["image:htdocs"]["reason"] == "it has not been built yet"
-    dsr("apply", spec, check=True)
+    applied = dsr("apply", spec, check=True)
+    # The build says what it does as it goes: packing, the size sent, each step, done.
+    steps = [
+        json.loads(line)
+        for line in applied.stderr.splitlines()
+        if line.startswith("{") and '"image_bu' in line
+    ]
+    said = [e.get("step", e["event"]) for e in steps]
+    assert said[0] == "packing the context", said
+    assert said[1].startswith("sending ") and said[1].endswith(" to the engine"), said
+    assert any(s.startswith("Step ") for s in said) and said[-1] == "image_built", said
     note_anonymous(docker_client, anonymous_volumes, vc, *webs)
     for web in webs:
         assert fetch(docker_client, web) == page("v1")

@@ -372,7 +372,7 @@ def test_an_archive_changed_after_its_check_is_refused_and_the_empty_target_stay
     [swap] = store.find([str(tmp_path / "dest")], "q").snapshots
     real = restore.check_bytes
 
-    def then_swapped(s: store.Snapshot) -> None:
+    def then_swapped(s: store.Snapshot, progress: object = None) -> None:
         real(s)
         shutil.copyfile(swap.archive, s.archive)
 

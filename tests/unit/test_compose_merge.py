@@ -205,3 +205,18 @@ def test_extends_shares_no_dependencies_and_names_what_is_wrong(tmp_path: Path) 
     assert f"{bad}:2: services.a.extends: extends forms a cycle" in text
     assert f"{bad}:4: services.c.extends: service 'nowhere' is not defined" in text
     assert "missing.yml" in text and "cannot read the compose file" in text
+
+
+def test_extends_is_bounded_like_yaml_aliases(tmp_path: Path) -> None:
+    """Many services extending one large service would build millions of values from a
+    small file: refused past a bound, as YAML aliases are."""
+    big = "services:\n  x:\n    image: y\n    environment:\n" + "".join(
+        f"      K{i}: v\n" for i in range(5000)
+    )
+    (tmp_path / "big.yml").write_text(big)
+    fan = "services:\n" + "".join(
+        f"  s{i}:\n    extends: {{file: big.yml, service: x}}\n" for i in range(60)
+    )
+    (tmp_path / "fan.yml").write_text(fan)
+    with pytest.raises(SpecError, match="extends copies more than 200000 values in all"):
+        read_compose([str(tmp_path / "fan.yml")])

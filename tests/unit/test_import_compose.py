@@ -3,6 +3,7 @@ with every key that cannot be carried over named (on stderr and in the file)."""
 
 from __future__ import annotations
 
+import os
 import re
 import textwrap
 from pathlib import Path
@@ -238,3 +239,18 @@ def test_a_value_of_the_wrong_shape_anywhere_is_an_error_never_a_crash(
                 import_compose(read_compose([str(path)]), "fz", "v2", load_policy(None))
             except SpecError as err:
                 assert all(issue.file and issue.line >= 1 for issue in err.issues), loc
+
+
+def test_env_files_and_extended_files_that_are_not_regular_files_are_refused(
+    tmp_path: Path,
+) -> None:
+    """A FIFO would block the import forever, /dev/zero would never end: both refused."""
+    os.mkfifo(tmp_path / "app.env")
+    (tmp_path / "zero.yml").symlink_to("/dev/zero")
+    compose = tmp_path / "compose.yml"
+    compose.write_text("services:\n  a:\n    image: x\n    env_file: app.env\n")
+    with pytest.raises(SpecError, match=r"app\.env: it is not a regular file but a FIFO"):
+        import_compose(read_compose([str(compose)]), "f")
+    compose.write_text("services:\n  a:\n    extends: {file: zero.yml, service: x}\n")
+    with pytest.raises(SpecError, match="not a regular file but a character device"):
+        read_compose([str(compose)])

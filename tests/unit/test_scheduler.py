@@ -117,3 +117,13 @@ def test_once_the_engine_stops_answering_nothing_more_starts() -> None:
         assert status is Status.SKIPPED
         assert error.startswith("not started: volume:v1 got no answer from the engine within 2 s")
     assert recorder.started == ["v0", "v1"]
+
+
+def test_every_payload_class_has_its_one_executor() -> None:
+    """The applier runs each operation through the executor of its payload's class."""
+    from typing import get_args
+
+    from reconciler.execute import EXECUTORS
+    from reconciler.plan.payloads import Payload
+
+    assert set(EXECUTORS) == set(get_args(Payload))

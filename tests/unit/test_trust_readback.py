@@ -280,3 +280,32 @@ def test_another_state_dir_restores_only_when_told_to_trust_unsigned_snapshots(
     code, _, err = _run([*args, "--trust-unsigned"], capsys)
     assert code == 0, err
     assert (target / "f").read_text() == "hello"
+
+
+def test_a_target_swapped_for_a_link_after_its_check_is_not_written(
+    two_snapshots: tuple[Path, Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The race of a shared /tmp: the target did not exist when it was checked, and someone
+    made it a link to a protected folder before dsr created it."""
+    from reconciler.backup import ops
+
+    spec, _, _ = two_snapshots
+    protected = tmp_path / "state" / "elsewhere"
+    protected.mkdir(parents=True)
+    target = tmp_path / "shared" / "target"
+    made = ops._make_target
+
+    def racing(folder: str) -> str | None:
+        target.parent.mkdir(exist_ok=True)
+        target.symlink_to(protected)  # the attacker wins the race
+        return made(folder)
+
+    monkeypatch.setattr(ops, "_make_target", racing)
+    code, _, err = _run(
+        ["restore", str(spec), str(tmp_path / "data"), "--into", str(target)], capsys
+    )
+    assert code == 1 and "changed while the restore checked it" in err, err
+    assert list(protected.iterdir()) == []

@@ -156,9 +156,11 @@ def test_short_env_values_are_hidden_as_tokens() -> None:
 
     redact.forget()
     try:
-        redact.remember(redact.Redaction(), {"web": {"PIN": "4711", "MODE": "info"}})
-        assert redact.scrub("pin 4711 refused at level info") == (
-            "pin (env PIN of web) refused at level info"
+        redact.remember(
+            redact.Redaction(), {"web": {"PIN": "a4711", "MODE": "info", "PORT": "8080"}}
+        )
+        assert redact.scrub("pin a4711 refused at level info on 8080") == (
+            "pin (env PIN of web) refused at level info on 8080"
         )
     finally:
         redact.forget()
@@ -188,17 +190,17 @@ def test_notify_payloads_pass_the_edge() -> None:
     stop = threading.Event()
     redact.forget()
     try:
-        redact.remember(redact.Redaction(), {"web": {"TOKEN": SECRET, "PIN": "4711"}})
+        redact.remember(redact.Redaction(), {"web": {"TOKEN": SECRET, "PIN": "pw4711"}})
         url = f"http://127.0.0.1:{server.server_address[1]}/hook"
         notifier = Notifier((url,), lambda: "t17", "h", stop)
         notifier.start()
-        notifier.send("failed", f'cannot pull image r/{SECRET}:1 with "4711"', {"why": SECRET})
+        notifier.send("failed", f'cannot pull image r/{SECRET}:1 with "pw4711"', {"why": SECRET})
         notifier.drain(5)
         deadline = time.monotonic() + 5  # drained: taken from the queue, maybe not yet sent
         while not got and time.monotonic() < deadline:
             time.sleep(0.05)
         stop.set()
-        assert got and all(SECRET.encode() not in body and b"4711" not in body for body in got)
+        assert got and all(SECRET.encode() not in body and b"pw4711" not in body for body in got)
         assert b"(env TOKEN of web)" in got[0]
     finally:
         redact.forget()

@@ -401,3 +401,28 @@ def _outside_code_spans(line: str) -> str:
             out.append(line[i])
             i += 1
     return "".join(out)
+
+
+@pytest.mark.parametrize(
+    "char",
+    [
+        "\x1b", "\x9b", "\u061c", "\u200e", "\u202e", "\u2066", "\u2069", "\U000e0041",
+        # round two: other invisible characters and lone surrogates
+        "\xad", "\u115f", "\u1160", "\u17b4", "\u206a", "\u206f", "\u3164", "\uffa0",
+        "\ud800",
+    ],
+)  # fmt: skip
+def test_invisible_and_control_characters_are_shown_escaped(char: str) -> None:
+    from reconciler.escape import escape_controls, has_control
+
+    shown = escape_controls(f"name{char}x")
+    assert char not in shown and shown.startswith("name\\") and has_control(char)
+    shown.encode("utf-8")  # printable on any UTF-8 stream
+
+
+def test_an_emoji_with_its_variation_selector_is_text() -> None:
+    from reconciler.escape import escape_controls, has_control
+
+    assert (
+        not has_control("photos-\u2764\ufe0f") and escape_controls("\u2764\ufe0f") == "\u2764\ufe0f"
+    )
