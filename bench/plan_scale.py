@@ -61,6 +61,7 @@ sys.path.insert(0, str(ROOT))
 
 from reconciler import reconcile  # noqa: E402  (the checkout, not an installed copy)
 from reconciler.engine import Engine  # noqa: E402
+from reconciler.request import Request  # noqa: E402
 from reconciler.spec import load_spec  # noqa: E402
 from reconciler.statedir import StateDir  # noqa: E402
 
@@ -396,9 +397,7 @@ def main() -> int:
             failures.append(f"the in-process plan has {len(quiet.changes)} changes, not 0")
         engine.close()
 
-        request = reconcile.PassRequest(
-            path=str(spec_dir), apply=True, state_dir=env["DSR_STATE_DIR"]
-        )
+        request = Request(path=str(spec_dir), apply=True, state_dir=env["DSR_STATE_DIR"])
         passes = []
         for _ in range(5):
             with stopwatch() as one_pass:

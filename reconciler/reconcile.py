@@ -37,6 +37,7 @@ from reconciler.plan import packed as packed_plan
 from reconciler.plan.model import Status
 from reconciler.plan.params import volume_params
 from reconciler.record import Migration, ProjectRecord, VolumeRecord
+from reconciler.request import Request
 from reconciler.saved import (
     Adoptions,
     SavedPlan,
@@ -54,29 +55,6 @@ from reconciler.statedir import StateDir, locked
 log = logs.get_logger("dsr.pass")
 
 STAGES = ("load", "hash", "lock", "observe", "plan", "apply")
-
-
-@dataclass(frozen=True)
-class PassRequest:
-    """What one pass is asked to do. ``path`` is a spec PATH or, to apply, a saved plan."""
-
-    path: str
-    apply: bool = False
-    project: str | None = None
-    policy_file: str | None = None
-    docker_host: str | None = None
-    state_dir: str | None = None
-    engine_timeout: float = 30.0
-    lock_timeout: float = 60.0
-    workers: int = 4
-    accept_saved_plan: bool = True
-    host: str | None = None  # --host: whose share of the spec (default: the engine's name)
-    # dsr apply without --allow-empty: a spec that declares nothing must not delete the
-    # project (the daemon's gate says the same for dsr run).
-    refuse_empty: bool = False
-    # Record how an applying pass went in the state directory (``dsr status`` reads it);
-    # the daemon records its own, with its own words (suspended, deferred...).
-    record_pass: bool = True
 
 
 @dataclass
@@ -122,7 +100,7 @@ class _Timer:
 
 
 def run_pass(
-    request: PassRequest,
+    request: Request,
     *,
     engine: Engine | None = None,
     desired: Desired | None = None,
@@ -157,7 +135,7 @@ def run_pass(
     return result
 
 
-def _log_pass(request: PassRequest, result: PassResult, seconds: float) -> None:
+def _log_pass(request: Request, result: PassResult, seconds: float) -> None:
     """One event per pass: what it was asked, what it found and did, and how long it took."""
     summary = result.plan.summary() if result.plan else {}
     # A pass that only plans, or stopped at an invalid spec (which touched nothing), is its
@@ -182,7 +160,7 @@ def _log_pass(request: PassRequest, result: PassResult, seconds: float) -> None:
 
 
 def _run(
-    request: PassRequest,
+    request: Request,
     result: PassResult,
     timer: _Timer,
     engine: Engine | None,
@@ -283,7 +261,7 @@ def deletes_everything(plan: Plan, desired: Desired | None) -> bool:
 
 
 def check_saved_plan(
-    request: PassRequest,
+    request: Request,
     engine: Engine,
     saved: SavedPlan,
     timer: _Timer,
@@ -329,7 +307,7 @@ def with_sizes(observed: Observed, engine: Engine, ids: list[str]) -> Observed:
     )
 
 
-def load(request: PassRequest) -> Desired:
+def load(request: Request) -> Desired:
     """The spec set at ``request.path``, checked against the admin policy."""
     return load_checked(
         request.path,
@@ -590,7 +568,6 @@ def offline_plan(
 
 __all__ = [
     "STAGES",
-    "PassRequest",
     "PassResult",
     "compute_plan",
     "deletes_everything",

@@ -34,35 +34,16 @@ from reconciler.hostinfo import engine_host
 from reconciler.labels import managed, owned_by
 from reconciler.observe import on_this_host, volume_identity
 from reconciler.plan.params import volume_params
+from reconciler.request import Request
 from reconciler.spec import Desired, Policy, load_policy, load_spec
 from reconciler.spec.backups import Backup
 from reconciler.spec.models import Volume
 from reconciler.spec.policy import is_under
 from reconciler.spec.share import share
-from reconciler.statedir import StateDir, default_state_dir, locked
+from reconciler.statedir import StateDir, locked
 
 UNREADABLE = "unreadable"  # a damaged status that a re-read could not confirm
 log = logs.get_logger("dsr.backup")
-
-
-@dataclass(frozen=True)
-class Request:
-    """The spec and the global options every backup command takes."""
-
-    path: str
-    project: str | None = None
-    policy_file: str | None = None
-    docker_host: str | None = None
-    state_dir: str | None = None
-    engine_timeout: float = 30.0
-    lock_timeout: float = 60.0
-    host: str | None = None  # --host: whose share of the spec (default: the engine's name)
-    identity: str | None = None  # --identity FILE (else DSR_AGE_IDENTITY)
-    last_good: bool = False  # the daemon's: the rules of the last spec that loaded whole
-
-    @property
-    def state(self) -> StateDir:
-        return StateDir(self.state_dir or default_state_dir())
 
 
 def load(request: Request) -> tuple[Desired, Policy]:

@@ -24,8 +24,8 @@ from reconciler.errors import DsrError
 from reconciler.escape import escape_controls
 
 if TYPE_CHECKING:
-    from reconciler.backup.ops import Request
     from reconciler.backup.store import Snapshot
+    from reconciler.request import Request
 
 F = TypeVar("F", bound=Callable[..., Any])
 VIA = click.Choice(["auto", "direct", "api"])
@@ -55,7 +55,7 @@ IDENTITY_HELP = "age identity file that reads encrypted snapshots (default: $DSR
 
 
 def _request(settings: Settings, path: str, identity: str | None = None) -> Request:
-    from reconciler.backup.ops import Request
+    from reconciler.request import Request
 
     settings.configure_logs()
     return Request(path=path, identity=identity, last_good=settings.last_good, **settings.request())

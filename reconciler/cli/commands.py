@@ -18,13 +18,14 @@ from reconciler.spec import Desired, describe_counts, load_checked
 if TYPE_CHECKING:
     from reconciler.apply import Outcome, Progress
     from reconciler.plan import Plan
-    from reconciler.reconcile import PassRequest, PassResult
+    from reconciler.reconcile import PassResult
+    from reconciler.request import Request
 
 
-def pass_request(settings: Settings, path: str, *, apply: bool, workers: int = 4) -> PassRequest:
-    from reconciler.reconcile import PassRequest
+def pass_request(settings: Settings, path: str, *, apply: bool, workers: int = 4) -> Request:
+    from reconciler.request import Request
 
-    return PassRequest(path=path, apply=apply, workers=workers, **settings.request())
+    return Request(path=path, apply=apply, workers=workers, **settings.request())
 
 
 def load_with(

@@ -50,13 +50,13 @@ from reconciler.errors import EngineError, LockError, SpecError, SpecIssue
 from reconciler.hostinfo import engine_host
 from reconciler.plan.model import Action, Plan, Risk, Status
 from reconciler.reconcile import (
-    PassRequest,
     PassResult,
     deletes_everything,
     host_share,
     names_of,
     run_pass,
 )
+from reconciler.request import Request
 from reconciler.spec import Desired
 from reconciler.statedir import StateDir, default_state_dir, locked
 
@@ -73,7 +73,7 @@ RELOAD_REASONS = frozenset({"file", "git", "hup"})  # run() loaded it at start
 class DaemonOptions:
     """``dsr run``'s flags; ``request`` carries the global options of every pass."""
 
-    request: PassRequest
+    request: Request
     interval: float = 60.0
     git_pull: float | None = None
     metrics_addr: str | None = None

@@ -15,7 +15,8 @@ from dataclasses import replace
 
 from reconciler import logs
 from reconciler.errors import DsrError, SpecError, SpecIssue
-from reconciler.reconcile import PassRequest, load
+from reconciler.reconcile import load
+from reconciler.request import Request
 from reconciler.spec import Desired
 from reconciler.spec.load import find_spec_files
 from reconciler.spec.resolve import compose_project_name
@@ -34,7 +35,7 @@ MOST_BYTES = 1 << 26  # spec files are far smaller; a larger one is refused when
 READS = 5  # loads whose files changed under them, before this pass gives up
 
 
-def fingerprint(request: PassRequest) -> Fingerprint:
+def fingerprint(request: Request) -> Fingerprint:
     """Each spec (and policy) file's identity and times: cheap, and changes with any save."""
     paths = find_spec_files(request.path)
     if request.policy_file:
@@ -49,7 +50,7 @@ def fingerprint(request: PassRequest) -> Fingerprint:
     return tuple(out)
 
 
-def settled(request: PassRequest, seen: Fingerprint) -> Fingerprint:
+def settled(request: Request, seen: Fingerprint) -> Fingerprint:
     """The files' fingerprint once none changed for ``QUIET`` (at most ``MOST_WAIT``)."""
     deadline = time.monotonic() + MOST_WAIT
     while seen and time.monotonic() < deadline:
@@ -77,7 +78,7 @@ def digest(seen: Fingerprint) -> str:
 class SpecSource:
     """Loads the spec at ``request.path``; ``last_good`` is what the daemon enforces."""
 
-    def __init__(self, request: PassRequest, allow_empty: bool = False) -> None:
+    def __init__(self, request: Request, allow_empty: bool = False) -> None:
         self.request = request
         self.allow_empty = allow_empty
         self.last_good: Desired | None = None

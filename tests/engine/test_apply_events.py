@@ -9,7 +9,8 @@ from typing import Any
 from structlog.testing import capture_logs
 
 from reconciler.engine import Engine
-from reconciler.reconcile import PassRequest, run_pass
+from reconciler.reconcile import run_pass
+from reconciler.request import Request
 
 
 def test_one_event_per_change_and_a_failed_pull_stops_only_its_container(
@@ -32,7 +33,7 @@ def test_one_event_per_change_and_a_failed_pull_stops_only_its_container(
             mounts: ["{prefix}-data:/data"]
         """
     )
-    request = PassRequest(path=str(spec), apply=True, state_dir=str(tmp_path), workers=2)
+    request = Request(path=str(spec), apply=True, state_dir=str(tmp_path), workers=2)
     with capture_logs() as events:
         result = run_pass(request)
     outcomes = result.outcomes

@@ -8,12 +8,12 @@ from pathlib import Path
 from reconciler.apply import Outcome
 from reconciler.daemon import Daemon, DaemonOptions
 from reconciler.plan.model import Action, Change, Plan, ReasonCode
-from reconciler.reconcile import PassRequest
+from reconciler.request import Request
 from reconciler.spec import Desired
 
 
 def daemon(tmp_path: Path, **options: object) -> Daemon:
-    request = PassRequest(path=str(tmp_path), state_dir=str(tmp_path / "state"))
+    request = Request(path=str(tmp_path), state_dir=str(tmp_path / "state"))
     return Daemon(DaemonOptions(request=request, **options), backup_runner=lambda rule: True)  # type: ignore[arg-type]
 
 

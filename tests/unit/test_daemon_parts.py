@@ -23,7 +23,7 @@ from reconciler.daemon.schedule import Scheduler, next_time
 from reconciler.daemon.specs import SpecSource
 from reconciler.daemon.trigger import Trigger
 from reconciler.plan.model import Action, Change, Plan, ReasonCode
-from reconciler.reconcile import PassRequest
+from reconciler.request import Request
 
 
 class Clock:
@@ -273,14 +273,14 @@ def test_a_broken_or_emptied_spec_keeps_the_last_good_one(tmp_path: Path) -> Non
     folder.mkdir()
     spec = folder / "dsr.yaml"
     spec.write_text("version: 1\nvolumes:\n  proj-a: {}\n")
-    source = SpecSource(PassRequest(path=str(folder)))
+    source = SpecSource(Request(path=str(folder)))
     good = source.current()
     assert good is not None and set(good.volumes) == {"proj-a"} and source.generation == 1
     spec.write_text("version: 1\nvolumes:\n  proj-a: {driver: [\n")
     assert source.current() is good and source.issues
     spec.unlink()
     assert source.current() is good and source.empty_refused and not source.issues
-    allowing = SpecSource(PassRequest(path=str(folder)), allow_empty=True)
+    allowing = SpecSource(Request(path=str(folder)), allow_empty=True)
     empty = allowing.current()
     assert empty is not None and not empty.volumes and empty.project == "proj"
 
