@@ -432,7 +432,7 @@ def main() -> int:
         figures += [
             Figure("dsr apply from empty (subprocess)", apply_seconds, "s"),
             Figure("docker-py baseline, one by one (in-process)", base_seconds(), "s"),
-            Figure("ratio apply / baseline", round(ratio, 2), "", "< 1", ratio < 1),
+            Figure("ratio apply / baseline", round(ratio, 2), "", "<= 0.9", ratio <= 0.9),
             Figure("docker-py low-level, one request each (in-process)", low_seconds(), "s"),
             Figure("  ratio apply / low-level", round(apply_seconds / low_seconds(), 2), ""),
             Figure(

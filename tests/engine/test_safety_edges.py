@@ -85,6 +85,12 @@ def test_an_edited_saved_plan_neither_binds_the_socket_nor_deletes_others(
             "target_id": bystander.id,
             "container": None,
             "depends_on": [],
+            # the calls a delete makes, so the plan gets past the operations check and
+            # meets the ownership check it is aimed at
+            "operations": [
+                {"op": "stop-container", "target": f"{prefix}-bystander"},
+                {"op": "remove-container", "target": f"{prefix}-bystander"},
+            ],
         }
     )
     if signed:
