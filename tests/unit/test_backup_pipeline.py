@@ -424,9 +424,14 @@ def test_the_tree_read_back_on_two_processes_has_the_one_process_digest(
     expected = digest_of(str(root), hasher=hasher).hexdigest()
     assert rehash.digest_of(str(root), version).hexdigest() == expected
     files = [e for e, _ in tree_walk(str(root)) if e.kind == FILE]
-    read = rehash._results(rehash._start(str(root), files, version))
-    # it did read, with the format's hash
-    assert read == {e.path: file_sha256(str(root / e.path), hasher=hasher) for e in files}
+    with rehash._Reader(str(root), version) as reader:
+        for _ in range(2):  # one batch after another
+            reader.send(files)
+            read = reader.results()
+            # it did read, with the format's hash
+            assert read == {e.path: file_sha256(str(root / e.path), hasher=hasher) for e in files}
+    monkeypatch.setattr(rehash, "BATCH", 2)  # many batches
+    assert rehash.digest_of(str(root), version).hexdigest() == expected
     monkeypatch.setattr(rehash.sys, "executable", "/nonexistent/python")
     assert rehash.digest_of(str(root), version).hexdigest() == expected
     monkeypatch.setattr(rehash.sys, "executable", "/bin/false")
