@@ -343,6 +343,7 @@ def test_a_backup_the_disk_does_not_give_back_is_refused(
 
     def flipping(self: sink._Output, data: bytes) -> int:
         self.digest.update(data)
+        self.written.update(data)
         at = written[0]
         written[0] += len(data)
         flip = 100 if where == "early" else len(data) - 1
