@@ -148,8 +148,12 @@ class ArchiveSink:
         """Write what is left, ``fsync`` and read back: (sha256 of the bytes written,
         their count); ``read_back`` is then that sha256 if the disk gives back the bytes
         written, else something else."""
-        self._send()
-        self._put(None)
+        try:
+            self._send()
+            self._put(None)
+        except BaseException:
+            self.abort()  # no thread outlives a failed backup
+            raise
         self.worker.join()
         self.pool.shutdown()
         if self.error is not None:
