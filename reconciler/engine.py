@@ -7,9 +7,16 @@ never answers fails the call in that time instead of holding dsr for minutes.
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
+import queue
+import socket
 import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import quote
 
 import docker
 import docker.errors
@@ -70,6 +77,99 @@ class Engine:
 
     def close(self) -> None:
         self.api.close()
+
+    def inspect_containers(self, ids: Sequence[str], at_once: int) -> list[dict[str, Any] | None]:
+        """``docker inspect`` of each container, ``at_once`` requests at a time, in order;
+        None for one gone meanwhile.
+
+        Over a local socket these skip docker-py: its requests session costs ~1 ms of CPU a
+        call, several times what the engine takes to answer, and a plan inspects every
+        container of its project. A few plain HTTP/1.1 connections, opened for this call
+        and closed after it, ask the same ``GET /containers/{id}/json`` it would.
+        """
+        path = getattr(getattr(self.api, "_custom_adapter", None), "socket_path", None)
+        if not self.url.startswith("unix://") or not isinstance(path, str):
+            return self._inspect_with_docker_py(ids, at_once)
+        idle: queue.SimpleQueue[_SocketConnection] = queue.SimpleQueue()
+        opened: list[_SocketConnection] = []
+        version = self.api.api_version
+
+        def inspect(container: str) -> dict[str, Any] | None:
+            try:
+                connection = idle.get_nowait()
+            except queue.Empty:
+                connection = _SocketConnection(path, self.timeout)
+                opened.append(connection)
+            try:
+                found: dict[str, Any] | None = self._get_json(
+                    connection, f"/v{version}/containers/{quote(container, safe='')}/json"
+                )
+            except BaseException:
+                connection.close()  # mid-answer: the next request opens it afresh
+                raise
+            finally:
+                idle.put(connection)
+            return found
+
+        try:
+            with ThreadPoolExecutor(max_workers=at_once) as pool:
+                return list(pool.map(inspect, ids))
+        finally:
+            for connection in opened:
+                connection.close()
+
+    def _inspect_with_docker_py(
+        self, ids: Sequence[str], at_once: int
+    ) -> list[dict[str, Any] | None]:
+        def inspect(container: str) -> dict[str, Any] | None:
+            try:
+                found: dict[str, Any] = self.api.inspect_container(container)
+            except docker.errors.NotFound:
+                return None
+            return found
+
+        with ThreadPoolExecutor(max_workers=at_once) as pool:
+            return list(pool.map(inspect, ids))
+
+    def _get_json(self, connection: http.client.HTTPConnection, path: str) -> Any:
+        """The JSON answer to ``GET path``; None when the engine says 404 (gone)."""
+        try:
+            connection.request("GET", path, headers={"Accept": "application/json"})
+            response = connection.getresponse()
+            body = response.read()
+        except http.client.HTTPException as err:  # a malformed or cut answer
+            raise docker.errors.APIError(f"the engine's answer to GET {path}: {err!r}") from err
+        with self._counting:
+            self.calls += 1
+        if response.status == 404:
+            return None
+        if response.status >= 400:
+            try:
+                explanation = str(json.loads(body).get("message") or "")
+            except (ValueError, AttributeError):
+                explanation = body.decode(errors="replace")[:500]
+            raise docker.errors.APIError(
+                f"{response.status} {response.reason}: {explanation}", explanation=explanation
+            )
+        return json.loads(body)
+
+
+class _SocketConnection(http.client.HTTPConnection):
+    """HTTP/1.1 to the engine's unix socket, each request bounded by ``timeout``."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
 
 
 def _one_pool(api: docker.APIClient) -> None:
