@@ -18,11 +18,12 @@ import contextlib
 import gc
 import hashlib
 import heapq
+import itertools
 import marshal
 import os
 import stat
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _json
 from typing import IO, Any, NamedTuple
@@ -71,7 +72,8 @@ def join(root: str, path: str) -> str:
 
 Record = tuple[str, str, int, int, int, int, str, str, int]
 RUN = 50_000  # entries held before they are sorted and written out (about 15 MB)
-_BLOCK = 2048  # records a block of a run file holds (one marshal.dumps)
+FAN_IN = 64  # runs merged at once: past that many, they are merged into one first
+_BLOCK = 256  # records a block of a run file holds (one marshal.dumps): ~100 KB read
 
 
 class TreeDigest:
@@ -83,10 +85,11 @@ class TreeDigest:
     few) are kept in memory; their group's file, when it was written out before they came,
     is read back from the runs once, at the end."""
 
-    def __init__(self, run: int = RUN, folder: str | None = None) -> None:
+    def __init__(self, run: int = RUN, folder: str | None = None, fan_in: int = FAN_IN) -> None:
         self.size = 0
         self.files = 0
         self._run = run
+        self._fan_in = fan_in  # at most this many runs open, each a block in memory
         self._folder = folder  # of the temporary files (None: tempfile's default)
         self._pending: list[Record] = []  # not yet written out
         self._runs: list[IO[bytes]] = []
@@ -129,14 +132,30 @@ class TreeDigest:
 
     def _spill(self) -> None:
         self._pending.sort()
+        self._runs.append(self._written(self._pending))
+        self._pending = []
+        if len(self._runs) >= self._fan_in:
+            # A merge reads a block of each run: their number is bounded, so is memory.
+            runs, self._runs = self._runs, []
+            try:
+                self._runs.append(self._written(heapq.merge(*(_read(run) for run in runs))))
+            finally:
+                for run in runs:
+                    run.close()
+
+    def _written(self, records: Iterable[Record]) -> IO[bytes]:
+        """A new run file holding ``records`` (sorted) in blocks."""
         # Closed by ``close`` (or with this object); it has no name to leave behind.
         run = tempfile.TemporaryFile(dir=self._folder)  # noqa: SIM115
-        self._runs.append(run)
-        pending = self._pending
-        for start in range(0, len(pending), _BLOCK):
-            block = marshal.dumps(pending[start : start + _BLOCK])
-            run.write(len(block).to_bytes(4, "little") + block)
-        self._pending = []
+        try:
+            it = iter(records)
+            while block := list(itertools.islice(it, _BLOCK)):
+                data = marshal.dumps(block)
+                run.write(len(data).to_bytes(4, "little") + data)
+        except BaseException:
+            run.close()
+            raise
+        return run
 
     def records(self) -> Iterator[Record]:
         """Every entry as a plain file, dir, symlink or fifo, sorted by path; each member of
