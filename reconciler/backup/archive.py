@@ -457,7 +457,12 @@ class Decompressed:
         return data
 
     def plain(self) -> Readable:
-        reader = zstandard.ZstdDecompressor().stream_reader(self, read_size=CHUNK)  # type: ignore[arg-type]
+        # Across frames: dsr writes an archive as many frames (one per batch of a backup).
+        reader = zstandard.ZstdDecompressor().stream_reader(
+            self,  # type: ignore[arg-type]
+            read_size=CHUNK,
+            read_across_frames=True,
+        )
         return reader
 
     def drain(self) -> None:
