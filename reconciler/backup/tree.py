@@ -17,12 +17,15 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
+import heapq
+import marshal
 import os
 import stat
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _json
-from typing import Any, NamedTuple
+from typing import IO, Any, NamedTuple
 
 from reconciler.files import open_regular
 
@@ -66,58 +69,161 @@ def join(root: str, path: str) -> str:
     return root if path == ROOT else os.path.join(root, path)
 
 
-class TreeDigest:
-    """Collects entries (in any order) and gives their digest, size and count."""
+Record = tuple[str, str, int, int, int, int, str, str, int]
+RUN = 50_000  # entries held before they are sorted and written out (about 15 MB)
+_BLOCK = 2048  # records a block of a run file holds (one marshal.dumps)
 
-    def __init__(self) -> None:
-        self.entries: dict[str, Entry] = {}
-        self._leader: dict[str, str] = {}  # hard-linked path -> the group's file path
+
+class TreeDigest:
+    """Collects entries (in any order) and gives their digest, size and count.
+
+    Memory stays bounded whatever the number of entries: every ``run`` entries are sorted
+    and written to an anonymous temporary file (no name, so nothing is left behind
+    whatever ends the process), and the digest merges the sorted runs. Hard links (usually
+    few) are kept in memory; their group's file, when it was written out before they came,
+    is read back from the runs once, at the end."""
+
+    def __init__(self, run: int = RUN, folder: str | None = None) -> None:
         self.size = 0
         self.files = 0
+        self._run = run
+        self._folder = folder  # of the temporary files (None: tempfile's default)
+        self._pending: list[Record] = []  # not yet written out
+        self._runs: list[IO[bytes]] = []
+        self._members: dict[str, str] = {}  # hard-linked path -> the group's file path
+        self._leaders: dict[str, Record] = {}  # the group's file path -> its record
+        self._digest: str | None = None
 
     def add(self, entry: Entry) -> None:
-        if entry.path in self.entries:
-            raise ValueError(f"{entry.path!r} appears twice")
-        if entry.kind == HARDLINK:
-            target = self.entries.get(entry.link)
-            if target is None or target.kind not in (FILE, HARDLINK):
-                raise ValueError(f"hard link {entry.path!r} to {entry.link!r}, not an earlier file")
-            self._leader[entry.path] = self._leader.get(entry.link, entry.link)
-        self.entries[entry.path] = entry
-        if entry.kind != DIR:
+        if self._digest is not None:
+            raise ValueError("the tree's digest was taken: nothing more can be added")
+        kind = entry.kind
+        if kind == HARDLINK:
+            if entry.path in self._members:
+                raise ValueError(f"{entry.path!r} appears twice")
+            link = entry.link
+            leader = self._members.get(link, link)
+            self._members[entry.path] = leader
+            self._leaders.setdefault(leader, _UNKNOWN)
             self.files += 1
-        if entry.kind == FILE:
+            return
+        self._pending.append(
+            (
+                entry.path,
+                kind,
+                entry.mode,
+                entry.uid,
+                entry.gid,
+                entry.size,
+                entry.sha256,
+                "" if kind == FILE else entry.link,  # a file's: its group's first path
+                entry.mtime,
+            )
+        )
+        if kind != DIR:
+            self.files += 1
+        if kind == FILE:
             self.size += entry.size
+        if len(self._pending) >= self._run:
+            self._spill()
 
-    def records(self) -> Iterator[tuple[str, str, int, int, int, int, str, str, int]]:
+    def _spill(self) -> None:
+        self._pending.sort()
+        # Closed by ``close`` (or with this object); it has no name to leave behind.
+        run = tempfile.TemporaryFile(dir=self._folder)  # noqa: SIM115
+        self._runs.append(run)
+        pending = self._pending
+        for start in range(0, len(pending), _BLOCK):
+            block = marshal.dumps(pending[start : start + _BLOCK])
+            run.write(len(block).to_bytes(4, "little") + block)
+        self._pending = []
+
+    def records(self) -> Iterator[Record]:
         """Every entry as a plain file, dir, symlink or fifo, sorted by path; each member of
         a hard-link group as the file, its link naming the group's first path."""
+        if self._digest is not None:
+            raise ValueError("the tree's digest was taken: its records are gone")
+        self._pending.sort()
+        first = self._groups()
+        members = sorted(
+            (path, *self._leaders[leader][1:7], first[path], self._leaders[leader][8])
+            for path, leader in self._members.items()
+        )
+        merged = heapq.merge(*(_read(run) for run in self._runs), self._pending, members)
+        last = None
+        for record in merged:
+            path = record[0]
+            if path == last:
+                raise ValueError(f"{path!r} appears twice")
+            last = path
+            if path in first and record[1] == FILE:
+                record = (*record[:7], first[path], record[8])
+            yield record
+
+    def _groups(self) -> dict[str, str]:
+        """Each path of a hard-link group -> the group's first path; the groups' files'
+        records found (refused when one is missing or not a file)."""
+        wanted = {path for path, record in self._leaders.items() if record is _UNKNOWN}
+        if wanted:
+            for run in [*(_read(run) for run in self._runs), iter(self._pending)]:
+                for record in run:
+                    if record[0] in wanted:
+                        self._leaders[record[0]] = record
+        for leader, record in self._leaders.items():
+            if record is _UNKNOWN or record[1] != FILE:
+                member = min(p for p, lead in self._members.items() if lead == leader)
+                raise ValueError(f"hard link {member!r} to {leader!r}, not an earlier file")
         groups: dict[str, list[str]] = {}
-        for path, leader in self._leader.items():
+        for path, leader in self._members.items():
             groups.setdefault(leader, [leader]).append(path)
-        first = {p: min(members) for members in groups.values() for p in members}
-        for path in sorted(self.entries):
-            e = self.entries[path]
-            if e.kind == HARDLINK:
-                e = self.entries[self._leader[path]]
-            link = first.get(path, "") if e.kind == FILE else e.link
-            yield (path, e.kind, e.mode, e.uid, e.gid, e.size, e.sha256, link, e.mtime)
+        return {p: min(members) for members in groups.values() for p in members}
 
     def hexdigest(self) -> str:
         """sha256 of each record as a line of JSON (``json.dumps``'s text, written here
-        directly: a ``dumps`` call per entry was a tenth of a small-file backup)."""
+        directly: a ``dumps`` call per entry was a tenth of a small-file backup). Taken
+        once: the temporary files are closed then."""
+        if self._digest is not None:
+            return self._digest
         digest = hashlib.sha256()
         lines: list[str] = []
-        for path, kind, mode, uid, gid, size, sha, link, mtime in self.records():
-            lines.append(
-                f"[{_json(path)}, {_json(kind)}, {mode}, {uid}, {gid}, {size}, {_json(sha)}, "
-                f"{_json(link)}, {mtime}]\n"
-            )
-            if len(lines) == 4096:  # hashed in groups: memory stays small for any tree
-                digest.update("".join(lines).encode())
-                lines.clear()
-        digest.update("".join(lines).encode())
-        return digest.hexdigest()
+        try:
+            for path, kind, mode, uid, gid, size, sha, link, mtime in self.records():
+                lines.append(
+                    f"[{_json(path)}, {_json(kind)}, {mode}, {uid}, {gid}, {size}, "
+                    f"{_json(sha)}, {_json(link)}, {mtime}]\n"
+                )
+                if len(lines) == 4096:  # hashed in groups: memory stays small for any tree
+                    digest.update("".join(lines).encode())
+                    lines.clear()
+            digest.update("".join(lines).encode())
+        finally:
+            self.close()
+        self._digest = digest.hexdigest()
+        return self._digest
+
+    def close(self) -> None:
+        """Close (so remove) the temporary files; the entries are forgotten."""
+        for run in self._runs:
+            run.close()
+        self._runs = []
+        self._pending = []
+
+    def __enter__(self) -> TreeDigest:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_UNKNOWN: Record = ("", "", 0, 0, 0, 0, "", "", 0)  # a group's file not met yet
+
+
+def _read(run: IO[bytes]) -> Iterator[Record]:
+    """The records of a run file, from its start."""
+    run.seek(0)
+    while head := run.read(4):
+        block: list[Record] = marshal.loads(run.read(int.from_bytes(head, "little")))
+        yield from block
 
 
 class Found(NamedTuple):

@@ -63,6 +63,7 @@ import pytest
 from docker.errors import APIError, DockerException, NotFound
 from docker.models.containers import Container
 from docker.models.images import Image
+from docker.models.networks import Network
 from docker.models.volumes import Volume
 from requests.exceptions import RequestException
 
@@ -150,10 +151,11 @@ class Owned:
     containers: frozenset[str] = frozenset()
     volumes: frozenset[str] = frozenset()
     images: frozenset[str] = frozenset()
+    networks: frozenset[str] = frozenset()
 
     @property
     def is_empty(self) -> bool:
-        return not (self.containers or self.volumes or self.images)
+        return not (self.containers or self.volumes or self.images or self.networks)
 
 
 class SweepError(AssertionError):
@@ -166,12 +168,14 @@ class _Found:
     volumes: list[Volume] = field(default_factory=list)
     # image -> the references to remove (owned tags; the id for an owned untagged image)
     images: list[tuple[Image, list[str]]] = field(default_factory=list)
+    networks: list[Network] = field(default_factory=list)
 
     def names(self) -> Owned:
         return Owned(
             containers=frozenset(c.name or str(c.id) for c in self.containers),
             volumes=frozenset(v.name for v in self.volumes),
             images=frozenset(ref for _, refs in self.images for ref in refs),
+            networks=frozenset(str(n.name) for n in self.networks),
         )
 
 
@@ -190,6 +194,13 @@ def _find(client: docker.DockerClient, scope: Scope) -> _Found:
             if scope.owns_name(v.name) or scope.owns_labels(v.attrs.get("Labels")):
                 volumes[v.name] = v
     found.volumes = list(volumes.values())
+
+    networks: dict[str, Network] = {}
+    for filters in scope.list_filters(by_name=True):
+        for n in client.networks.list(filters=filters):
+            if scope.owns_name(n.name) or scope.owns_labels(n.attrs.get("Labels")):
+                networks[str(n.id)] = n
+    found.networks = list(networks.values())
 
     # The engine cannot filter images by a tag prefix, so read the list and decide here.
     images: dict[str, Image] = {}
@@ -223,7 +234,7 @@ def find_owned(client: docker.DockerClient, scope: Scope) -> Owned:
 
 
 def sweep(client: docker.DockerClient, scope: Scope) -> Owned:
-    """Remove what ``scope`` owns: containers, then volumes, then images. Returns what was
+    """Remove what ``scope`` owns: containers, then networks, volumes and images. Returns what was
     removed. Tries everything, then raises ``SweepError`` if anything owned remains."""
     found = _find(client, scope)
     errors: list[str] = []
@@ -238,6 +249,8 @@ def sweep(client: docker.DockerClient, scope: Scope) -> Owned:
 
     for c in found.containers:
         attempt(f"container {c.name}", partial(c.remove, force=True, v=True))
+    for n in found.networks:
+        attempt(f"network {n.name}", n.remove)
     for v in found.volumes:
         attempt(f"volume {v.name}", v.remove)
     for _, refs in found.images:

@@ -218,12 +218,16 @@ def test_cleanup_removes_what_the_test_owns_and_nothing_else(
     running.reload()
     assert running.status == "running"
     assert client.images.get(busybox_image).tag(f"{prefix}-img", "v1")
+    named_network = client.networks.create(f"{prefix}-net", driver="bridge")
+    labelled_network = client.networks.create(f"dsrx-{secrets.token_hex(4)}", labels=labels)
+    named_network.connect(named_container)  # a network in use goes after its containers
     # Not this test's: another test's name in the same run, and the session's image.
     other = f"{run_id}-{secrets.token_hex(3)}-other"
     other_volume = client.volumes.create(other, labels={"dsr.test-run": run_id})
     other_container = client.containers.create(
         busybox_image, ["true"], name=other, labels={"dsr.test-run": run_id}
     )
+    other_network = client.networks.create(other, labels={"dsr.test-run": run_id})
     try:
         expected_containers = {f"{prefix}-created", str(running.name)}
         expected_volumes = {named_volume.name, project_volume.name, labelled_volume.name}
@@ -231,6 +235,7 @@ def test_cleanup_removes_what_the_test_owns_and_nothing_else(
         assert owned.containers == expected_containers
         assert owned.volumes == expected_volumes
         assert owned.images == {f"{prefix}-img:v1"}
+        assert owned.networks == {f"{prefix}-net", str(labelled_network.name)}
 
         removed = cleanup()
 
@@ -241,12 +246,16 @@ def test_cleanup_removes_what_the_test_owns_and_nothing_else(
         for name in [*expected_volumes, anonymous[0]]:
             assert not exists(client.volumes.get, name)
         assert not exists(client.images.get, f"{prefix}-img:v1")
+        for name in owned.networks:
+            assert not exists(client.networks.get, name)
         assert exists(client.volumes.get, other)
         assert exists(client.containers.get, other)
+        assert exists(client.networks.get, other)
         assert busybox_image in client.images.get(busybox_image).tags
     finally:
         other_container.remove(force=True)
         other_volume.remove()
+        other_network.remove()
 
 
 INNER_TESTS = """
@@ -258,6 +267,7 @@ def test_leaks_then_fails(docker_client, empty_image, prefix, labels):
     Path(os.environ["INNER_RECORD"]).write_text(prefix)
     volume = docker_client.volumes.create(f"{prefix}-leak")
     docker_client.volumes.create(f"leak-{prefix}", labels=labels)
+    docker_client.networks.create(f"{prefix}-leak")
     docker_client.containers.create(
         empty_image, name=f"{prefix}-leak", volumes={volume.name: {"bind": "/data"}}
     )
@@ -269,6 +279,7 @@ def test_the_failed_tests_objects_are_gone(docker_client):
     assert leaked
     assert not docker_client.containers.list(all=True, filters={"name": leaked})
     assert not docker_client.volumes.list(filters={"name": leaked})
+    assert not docker_client.networks.list(filters={"name": leaked})
 """
 
 
@@ -303,6 +314,7 @@ def test_cleanup_runs_even_when_the_test_fails(
     inner_run_id = leaked.rsplit("-", 1)[0]
     assert not docker_client.containers.list(all=True, filters={"name": inner_run_id})
     assert not docker_client.volumes.list(filters={"name": inner_run_id})
+    assert not docker_client.networks.list(filters={"name": inner_run_id})
     assert not [
         tag for image in docker_client.images.list() for tag in image.tags if inner_run_id in tag
     ]
