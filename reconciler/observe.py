@@ -156,7 +156,7 @@ def _network(raw: dict[str, Any]) -> LiveNetwork:
     )
 
 
-INSPECTORS = 8  # inspect calls at once: each is a short request the engine answers alone
+INSPECTORS = 4  # inspect calls at once: each is a short request the engine answers alone
 
 
 def _with_configs(
@@ -174,18 +174,14 @@ def _with_configs(
     known = {c.id: v for c in mine if (v := kept.get(c.id)) is not None}
     unknown = [c for c in mine if c.id not in known]
 
-    def inspect(container: LiveContainer) -> LiveConfig | None:
-        try:
-            return live_config(engine.api.inspect_container(container.id))
-        except docker.errors.NotFound:
-            return None
-
     configs: dict[str, LiveConfig | None] = dict(known)
     try:
         if unknown:
-            with ThreadPoolExecutor(max_workers=INSPECTORS) as pool:
-                found = pool.map(inspect, unknown)
-                configs.update(zip((c.id for c in unknown), found, strict=True))
+            found = engine.inspect_containers([c.id for c in unknown], INSPECTORS)
+            configs.update(
+                (c.id, live_config(raw) if raw is not None else None)
+                for c, raw in zip(unknown, found, strict=True)
+            )
     except (docker.errors.DockerException, OSError) as err:
         if timed_out(err):
             raise describe(err, engine.url, engine.timeout) from err

@@ -20,10 +20,9 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from reconciler import lastpass, logs
-from reconciler.apply import Outcome, Progress, apply_plan
-from reconciler.backup.journal import Journal, finish
 from reconciler.engine import Engine
 from reconciler.errors import DsrError, PlanError, SpecError, SpecIssue
 from reconciler.files import parse_json, write_json
@@ -51,6 +50,11 @@ from reconciler.snapshot import CONFIG_HASH, KIND, Observed
 from reconciler.spec import Desired, load_checked, load_policy
 from reconciler.spec.share import share
 from reconciler.statedir import StateDir, locked
+
+if TYPE_CHECKING:
+    # Imported where a pass applies: a plan (``dsr plan``, the daemon's dry passes)
+    # never loads the applier, its executors or the backup package.
+    from reconciler.apply import Outcome, Progress
 
 log = logs.get_logger("dsr.pass")
 
@@ -197,6 +201,8 @@ def _run(
                         locked(state, engine.url, project, timeout=request.lock_timeout)
                     )
                     # A quiesced backup or restore --stop killed meanwhile stopped these.
+                    from reconciler.backup.journal import Journal, finish
+
                     journal = Journal(state, project)
                     if journal.stopped():
                         finish(engine, journal)
@@ -229,6 +235,8 @@ def _run(
                 if isinstance(verdict, Plan):
                     to_apply = verdict
             result.applied = True
+            from reconciler.apply import apply_plan
+
             with timer.stage("apply"):
                 outcomes = apply_plan(
                     engine,

@@ -1,0 +1,112 @@
+"""The engine connection keeps its socket connections open between calls: calls on
+different objects (an inspect each, a create with ``?name=``) reuse one connection instead
+of opening one per URL (docker-py keys its socket pools by the whole URL). Its
+``inspect_containers`` asks the socket directly, a few connections at once, and answers
+as docker-py's inspect would: in order, None for a container gone, an APIError else."""
+
+from __future__ import annotations
+
+import json
+import socketserver
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+import docker.errors
+import pytest
+
+from reconciler.engine import Engine
+
+
+class _Answers(BaseHTTPRequestHandler):
+    """Just enough of the Engine API for version negotiation and inspects, over HTTP/1.1
+    keep-alive, counting the connections it is given."""
+
+    protocol_version = "HTTP/1.1"
+    connections: list[int]
+
+    def setup(self) -> None:
+        super().setup()
+        self.connections.append(1)
+
+    def do_GET(self) -> None:
+        body: dict[str, object]
+        status = 200
+        if self.path.endswith("/version"):
+            body = {"ApiVersion": "1.43", "Version": "24.0.0"}
+        elif self.path.endswith("/gone/json"):
+            status, body = 404, {"message": "No such container: gone"}
+        elif self.path.endswith("/broken/json"):
+            status, body = 500, {"message": "the engine broke"}
+        else:
+            body = {"Id": self.path.split("/")[-2], "Config": {}, "HostConfig": {}}
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:  # quiet
+        pass
+
+
+@pytest.fixture
+def engine_socket(tmp_path: Path) -> Iterator[tuple[str, list[int]]]:
+    path = str(tmp_path / "engine.sock")
+    connections: list[int] = []
+    handler = type("Handler", (_Answers,), {"connections": connections})
+    server = socketserver.ThreadingUnixStreamServer(path, handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"unix://{path}", connections
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def test_inspects_of_many_objects_share_one_connection(
+    engine_socket: tuple[str, list[int]],
+) -> None:
+    url, connections = engine_socket
+    engine = Engine(url, timeout=5)
+    try:
+        before = len(connections)  # the version negotiation's
+        for n in range(40):  # more objects than docker-py keeps pools (25)
+            assert engine.api.inspect_container(f"c{n:02d}")["Id"] == f"c{n:02d}"
+        opened = len(connections) - before
+    finally:
+        engine.close()
+    assert opened == 1, f"40 inspects opened {opened} connections"
+    assert engine.calls == 41
+
+
+def test_inspect_containers_answers_in_order_over_a_few_connections(
+    engine_socket: tuple[str, list[int]],
+) -> None:
+    url, connections = engine_socket
+    engine = Engine(url, timeout=5)
+    try:
+        before, calls = len(connections), engine.calls
+        ids = [f"c{n:02d}" for n in range(40)]
+        found = engine.inspect_containers([*ids[:20], "gone", *ids[20:]], 4)
+        opened = len(connections) - before
+    finally:
+        engine.close()
+    assert [f["Id"] if f else None for f in found] == [*ids[:20], None, *ids[20:]]
+    assert 1 <= opened <= 4
+    assert engine.calls - calls == 41
+
+
+def test_inspect_containers_raises_the_engines_error(
+    engine_socket: tuple[str, list[int]],
+) -> None:
+    url, _ = engine_socket
+    engine = Engine(url, timeout=5)
+    try:
+        with pytest.raises(docker.errors.APIError, match="the engine broke"):
+            engine.inspect_containers(["c01", "broken", "c02"], 2)
+    finally:
+        engine.close()
