@@ -6,10 +6,13 @@ The tree::
     └── BackupError             a backup, prune, verify or restore could not be done
         ├── ArchiveError        an archive holds an entry dsr refuses (``..``, devices, ...)
         ├── ChecksumError       an archive or a restored tree differs from its manifest
+        ├── PlacesFailed        a snapshot did not reach some of its rule's places
         └── InUseError          a running container uses the volume (restore without --stop)
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from reconciler.errors import DsrError
 
@@ -28,3 +31,19 @@ class ChecksumError(BackupError):
 
 class InUseError(BackupError):
     """A running container uses the volume to restore, and ``--stop`` was not given."""
+
+
+class PlacesFailed(BackupError):
+    """A snapshot was not stored in some places of its rule (``missed``: url -> why); it
+    is in ``stored``, described by ``manifest``, or nowhere when that is ``None``."""
+
+    def __init__(self, manifest: Any, stored: list[str], missed: dict[str, str]) -> None:
+        self.manifest = manifest
+        self.stored = list(stored)
+        self.missed = dict(missed)
+        lost = "; ".join(f"{url}: {why}" for url, why in self.missed.items())
+        if manifest is None or not stored:
+            text = f"the snapshot was stored nowhere: {lost}"
+        else:
+            text = f"snapshot {manifest.id} is stored in {', '.join(stored)}; not in {lost}"
+        super().__init__(text)

@@ -2,27 +2,27 @@
 
 A rule's ``destination`` is a folder, ``s3://BUCKET/PREFIX`` or a list of those (the
 default: the state directory's ``backups/``). ``take`` makes a source's archive once.
-With a single S3 place, it goes up as it is made (``s3stream``), with no copy on this
-host. Otherwise it is written in the first place when that is a plain folder (written and
-read back there, as always), else in a staging folder of the state directory; then stored
-in every other place, the
-manifest last in each, and removes the staged copy. A place that fails does not stop the
-others: the snapshot is kept where it was stored, and the error names the places missed.
+A single plain folder is written in place (and read back there, as always). Otherwise
+the archive goes into every place at once as it is made (``tee``: encrypted once, each
+chunk written into each place), with no copy staged on this host; the staging folder
+only holds the snapshot's name and its manifest's draft. A place that fails does not
+stop the others: it gets no manifest (nothing lists there), the snapshot is kept where
+it was stored, and ``PlacesFailed`` names the places missed.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
 from typing import Any
 
 from reconciler import logs
-from reconciler.backup import run, store
+from reconciler.backup import crypt, run
 from reconciler.backup import staging as staged
-from reconciler.backup.errors import BackupError
+from reconciler.backup.errors import BackupError, PlacesFailed
 from reconciler.backup.manifest import Manifest
 from reconciler.backup.sealed import SealedFolder
 from reconciler.backup.store import Folder, Place, Source
+from reconciler.backup.tee import Tee, said
 from reconciler.engine import Engine
 from reconciler.spec import Desired
 from reconciler.spec.backups import Backup, s3_parts
@@ -79,20 +79,22 @@ def take(
     """The ``take`` of ``run.run_rule``: one source's snapshot, stored in ``places``."""
 
     def one(source: Source, options: run.Options) -> Manifest:
-        taken: frozenset[str] = frozenset().union(*(p.taken(project) for p in places))
-        options = _with_taken(options, taken)
-        first = places[0]
-        if len(places) == 1 and hasattr(first, "stream"):
-            return _streamed(engine, project, source, options, first, staging)
-        if isinstance(first, Folder) and not first.encrypts:
-            manifest = run.backup_source(engine, project, source, first.url, options)
-            _store(project, places[1:], store.folder_of(first.url, manifest), manifest, [first])
-            return manifest
-        with staged.folder(staging) as folder:
-            options = dataclasses.replace(options, staged=True)
-            manifest = run.backup_source(engine, project, source, folder, options)
-            _store(project, places, store.folder_of(folder, manifest), manifest, [])
-        return manifest
+        failed: dict[str, str] = {}
+        live: list[Place] = []
+        taken: set[str] = set()
+        for place in places:  # a place that cannot be read now is missed, not the rest
+            try:
+                taken |= place.taken(project)
+                live.append(place)
+            except (BackupError, OSError) as err:
+                _missed(failed, place.url, err)
+        if not live:
+            raise PlacesFailed(None, [], failed)
+        options = dataclasses.replace(options, taken=options.taken | frozenset(taken))
+        first = live[0]
+        if len(places) == 1 and isinstance(first, Folder) and not first.encrypts:
+            return run.backup_source(engine, project, source, first.url, options)
+        return _streamed(engine, project, source, options, live, staging, failed)
 
     return one
 
@@ -102,48 +104,42 @@ def _streamed(
     project: str,
     source: Source,
     options: run.Options,
-    place: Any,
+    places: list[Place],
     staging: str,
+    failed: dict[str, str],
 ) -> Manifest:
-    """One source's archive sent into the store ``place`` as it is made (no local copy;
-    the staging folder only holds the snapshot's name and its manifest's draft)."""
-    streams: list[Any] = []
+    """One source's archive sent into every place in ``places`` as it is made."""
+    tees: list[Tee] = []
 
-    def opened(snapshot_id: str) -> Any:
-        streams.append(place.stream(project, snapshot_id))
-        return streams[-1]
+    def opened(snapshot_id: str) -> Tee:
+        sinks = []
+        for place in places:
+            try:
+                sinks.append(place.stream(project, snapshot_id))
+            except (BackupError, OSError) as err:
+                _missed(failed, place.url, err)
+        if not sinks:
+            raise PlacesFailed(None, [], failed)
+        to = crypt.recipients(places[0].recipients) if places[0].encrypts else []
+        tees.append(Tee(sinks, failed, to))
+        return tees[-1]
 
     with staged.folder(staging) as folder:
         options = dataclasses.replace(options, staged=True, stream=opened)
         try:
             manifest = run.backup_source(engine, project, source, folder, options)
-            place.put_manifest(project, manifest, streams[-1])
-        except BaseException as err:
-            for stream in streams:
-                stream.abort()
-            if isinstance(err, (BackupError, OSError)):
-                log.error("store_failed", source=str(source), destination=place.url, error=str(err))
+            stored = tees[-1].commit(manifest)
+        except BaseException:
+            for tee in tees:
+                tee.abort()
             raise
-    log.info("stored", id=manifest.id, destination=place.url)
+    for url in stored:
+        log.info("stored", id=manifest.id, destination=url)
+    if failed:
+        raise PlacesFailed(manifest, stored, failed)
     return manifest
 
 
-def _with_taken(options: run.Options, taken: frozenset[str]) -> run.Options:
-    return dataclasses.replace(options, taken=options.taken | taken)
-
-
-def _store(
-    project: str, places: Iterable[Place], folder: str, manifest: Manifest, done: list[Place]
-) -> None:
-    failed: list[str] = []
-    for place in places:
-        try:
-            place.put(project, folder, manifest)
-            done.append(place)
-            log.info("stored", id=manifest.id, destination=place.url)
-        except (BackupError, OSError) as err:
-            log.error("store_failed", id=manifest.id, destination=place.url, error=str(err))
-            failed.append(f"{place.url}: {err}")
-    if failed:
-        kept = f"is stored in {', '.join(p.url for p in done)}" if done else "was stored nowhere"
-        raise BackupError(f"snapshot {manifest.id} {kept}; not in " + "; ".join(failed))
+def _missed(failed: dict[str, str], url: str, err: BaseException) -> None:
+    failed[url] = said(err)
+    log.error("store_failed", destination=url, error=said(err))

@@ -22,7 +22,7 @@ from typing import Protocol
 
 from reconciler import logs
 from reconciler.backup import archive, engine_io, sink, store
-from reconciler.backup.errors import BackupError
+from reconciler.backup.errors import BackupError, PlacesFailed
 from reconciler.backup.journal import Journal
 from reconciler.backup.manifest import ARCHIVE, Manifest, VolumeInfo, backup_time, sign, snapshot_id
 from reconciler.backup.store import Source
@@ -296,12 +296,15 @@ class IterReader:
 
 @dataclass(frozen=True)
 class Taken:
-    """How one source of a rule went: its manifest, or the error that stopped it."""
+    """How one source of a rule went: its manifest, or the error that stopped it; both
+    when some of the rule's places hold the snapshot and others (``missed``: url -> why)
+    do not."""
 
     policy: str
     source: Source
     manifest: Manifest | None = None
     error: str = ""
+    missed: tuple[tuple[str, str], ...] = ()
 
 
 def sources_of(rule: Backup, volume: str | None = None) -> list[Source]:
@@ -369,6 +372,10 @@ def _one(
         with _quiesced(engine, rule, source, journal):
             manifest = take(source, options)
         return Taken(name, source, manifest)
+    except PlacesFailed as err:
+        log.error("snapshot", policy=name, source=str(source), error=str(err))
+        missed = tuple(err.missed.items())
+        return Taken(name, source, err.manifest, error=f"{source}: {err}", missed=missed)
     except (BackupError, OSError) as err:
         log.error("snapshot", policy=name, source=str(source), error=str(err))
         return Taken(name, source, error=f"{source}: {err}")

@@ -1,5 +1,4 @@
-"""The bytes of an S3 upload and download: parts sent ahead on worker threads, each with
-its Content-MD5, and file-likes that hash what goes through them."""
+"""The bytes of an S3 upload: parts sent ahead on worker threads, each with its Content-MD5."""
 
 from __future__ import annotations
 
@@ -144,54 +143,3 @@ class Upload:
                 Bucket=self.store.bucket, Key=self.key, UploadId=self.upload_id
             )
         self.upload_id = None
-
-
-class HashedReader:
-    """``read`` of a file, hashing what it gives (the staged archive must be the made one)."""
-
-    def __init__(self, source: Any) -> None:
-        self.source = source
-        self.digest = hashlib.sha256()
-
-    def read(self, size: int = -1, /) -> bytes:
-        data: bytes = self.source.read(size if size and size > 0 else READ)
-        self.digest.update(data)
-        return data
-
-    def readable(self) -> bool:
-        return True
-
-
-class Hashed:
-    """``write`` into a file, hashing and counting what goes through."""
-
-    def __init__(self, out: Any) -> None:
-        self.out = out
-        self.digest = hashlib.sha256()
-        self.count = 0
-
-    def write(self, data: bytes) -> int:
-        self.digest.update(data)
-        self.count += len(data)
-        self.out.write(data)
-        return len(data)
-
-    def flush(self) -> None:
-        self.out.flush()
-
-    def writable(self) -> bool:
-        return True
-
-
-class Reader:
-    """``read(n)`` over a botocore streaming body, for pyrage."""
-
-    def __init__(self, body: Any) -> None:
-        self.body = body
-
-    def read(self, size: int = -1, /) -> bytes:
-        data: bytes = self.body.read(size if size and size > 0 else READ)
-        return data
-
-    def readable(self) -> bool:
-        return True

@@ -41,7 +41,6 @@ from reconciler import logs
 from reconciler.backup import crypt, s3stream
 from reconciler.backup.errors import BackupError
 from reconciler.backup.manifest import ARCHIVE, MANIFEST, Manifest, ManifestError, parse_manifest
-from reconciler.backup.s3io import HashedReader, Upload, part_size
 from reconciler.backup.s3stream import Streamed
 from reconciler.backup.store import COMPLETE, DAMAGED, VERIFY, Found, Place, Snapshot
 from reconciler.escape import escape_controls
@@ -305,23 +304,18 @@ class S3(Place):
     # -- writing -------------------------------------------------------------------------
 
     def stream(self, project: str, snapshot_id: str) -> Streamed:
-        """The upload of a new snapshot's archive as it is made; ``put_manifest`` after."""
+        """The upload of a new snapshot's archive as it is made (its bytes encrypted
+        already when this place encrypts); its ``commit`` writes the manifest after."""
         base = f"{self._root(project)}{snapshot_id}"
         if snapshot_id in self._objects(project):
             raise BackupError(f"{self.url}: {base} exists already")
         self.abort_stale(project)
         suffix = crypt.SUFFIX if self.encrypts else ""
-        to = crypt.recipients(self.recipients) if self.encrypts else []
-        return Streamed(self, f"{base}/{ARCHIVE}{suffix}", to)
+        return Streamed(self, base, f"{base}/{ARCHIVE}{suffix}")
 
-    def put_manifest(self, project: str, manifest: Manifest, streamed: Streamed) -> None:
-        """The manifest of a streamed archive, last: from now on the snapshot lists."""
-        try:
-            self._put_manifest(f"{self._root(project)}{manifest.id}", manifest)
-        except BaseException:
-            streamed.abort()
-            raise
-        streamed.keep()
+    def put_manifest(self, base: str, manifest: Manifest) -> None:
+        """The manifest of the snapshot under ``base``, written last: now it lists."""
+        self._put_manifest(base, manifest)
 
     def _put_manifest(self, base: str, manifest: Manifest) -> None:
         suffix = crypt.SUFFIX if self.encrypts else ""
@@ -331,33 +325,6 @@ class S3(Place):
         etag = self._put_small(f"{base}/{MANIFEST}{suffix}", body)  # last: it lists
         if self.encrypts:
             self._remember(f"{base}/{MANIFEST}{suffix}", etag, manifest)
-
-    def put(self, project: str, folder: str, manifest: Manifest) -> None:
-        base = f"{self._root(project)}{manifest.id}"
-        if manifest.id in self._objects(project):
-            raise BackupError(f"{self.url}: {base} exists already")
-        self.abort_stale(project)
-        suffix = crypt.SUFFIX if self.encrypts else ""
-        to = crypt.recipients(self.recipients) if self.encrypts else []
-        archive_key = f"{base}/{ARCHIVE}{suffix}"
-        with open(os.path.join(folder, ARCHIVE), "rb") as source:
-            hashed = HashedReader(source)
-            upload = Upload(self, archive_key, part_size(manifest.archive_size))
-            try:
-                if to:
-                    crypt.encrypt_stream(hashed, upload, to)
-                else:
-                    while block := hashed.read(READ):
-                        upload.write(block)
-                if hashed.digest.hexdigest() != manifest.sha256:
-                    raise BackupError(f"{folder}: the archive changed while it was stored")
-                upload.complete()
-                self._put_manifest(base, manifest)
-            except BaseException:
-                upload.abort()
-                with contextlib.suppress(Exception):
-                    self.quick_client.delete_object(Bucket=self.bucket, Key=archive_key)
-                raise
 
     def _put_small(self, key: str, body: bytes) -> str:
         """Store ``body`` as ``key``, checked; its ETag."""

@@ -1,12 +1,13 @@
 """Archives streamed into and out of an S3 store, with no copy on this host's disk.
 
-Backing up, the compressing thread hands the archive's bytes to ``Streamed``: with
-``encrypt_to`` they go through age (pyrage, on a thread of its own that reads them from a
-bounded queue), then into the multipart ``Upload``, whose parts are sent on a small pool
-of threads while the next ones fill. Each stage holds a bounded number of pieces, so the
-memory stays the same whatever the volume's size. The upload is completed and its size
-checked by ``finish``; the manifest is written after that, by the store; until then
-``abort`` aborts the upload (its parts go with it) or deletes the completed object.
+Backing up, the compressing thread hands the archive's bytes to a ``tee.Tee``: with
+``encrypt_to`` they go through age once (``Encrypting``: pyrage, on a thread of its own
+that reads them from a bounded queue), then into each place's sink; an S3 place's is
+``Streamed``, the multipart ``Upload``, whose parts are sent on a small pool of threads
+while the next ones fill. Each stage holds a bounded number of pieces, so the memory stays
+the same whatever the volume's size. The upload is completed and its size checked by
+``finish``; the manifest is written after that (``commit``); until then ``abort`` aborts
+the upload (its parts go with it) or deletes the completed object.
 
 Restoring, ``opened`` gives the archive as a file-like read from the store's response
 (through age on a thread when it is encrypted). The reader checks the archive's sha256 as
@@ -37,9 +38,10 @@ class _Stopped(BackupError):
 
 
 class Encrypting:
-    """``write`` of plain bytes, encrypted with age on a thread into ``into``."""
+    """``write`` of plain bytes, encrypted with age on a thread into ``into`` (whose
+    ``error``, once set, is the reason it stopped taking them)."""
 
-    def __init__(self, into: Upload, to: Sequence[Any]) -> None:
+    def __init__(self, into: Any, to: Sequence[Any]) -> None:
         self.into = into
         self.to = list(to)
         self.items: queue.Queue[bytes | None] = queue.Queue(maxsize=DEPTH)
@@ -114,37 +116,38 @@ class Encrypting:
 
 
 class Streamed:
-    """One new snapshot's archive on its way into the store (``run.Stream``)."""
+    """One new snapshot's archive (encrypted already, when it is) on its way into an S3
+    place: a ``tee.Sink``."""
 
-    def __init__(self, store: Any, key: str, to: Sequence[Any]) -> None:
+    def __init__(self, store: Any, base: str, key: str) -> None:
         self.store = store
+        self.base = base  # the snapshot's "folder": its manifest goes there
         self.key = key
         self.upload = Upload(store, key)
-        self.age = Encrypting(self.upload, to) if to else None
         self.completed = False
         self.kept = False
 
+    @property
+    def url(self) -> str:
+        return str(self.store.url)
+
     def write(self, data: bytes) -> int:
-        if self.age is not None:
-            return self.age.write(data)
         return self.upload.write(data)
 
     def finish(self, sha256: str, size: int) -> None:
-        if self.age is not None:
-            self.age.close()
-        self.upload.complete()  # every part stored and checked, the object's size too
+        """Every part stored and checked (their Content-MD5), the object's size too."""
+        self.upload.complete()
         self.completed = True
 
-    def keep(self) -> None:
-        """Its manifest is stored: the snapshot lists, nothing is to be undone."""
+    def commit(self, manifest: Any) -> None:
+        """The manifest, last: from now on the snapshot lists."""
+        self.store.put_manifest(self.base, manifest)
         self.kept = True
 
     def abort(self) -> None:
         """Undo what is not a snapshot: the open upload, or the completed object."""
         if self.kept:
             return
-        if self.age is not None:
-            self.age.stop()
         self.upload.abort()
         if self.completed:
             with contextlib.suppress(Exception):

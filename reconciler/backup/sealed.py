@@ -29,9 +29,7 @@ from reconciler.backup.store import (
     Snapshot,
     find,
     fsync_dir,
-    make_folder,
     placed_in,
-    remove,
 )
 from reconciler.files import parse_json, write_json
 
@@ -39,7 +37,6 @@ log = logs.get_logger("dsr.backup")
 
 SEALED_ARCHIVE = ARCHIVE + crypt.SUFFIX
 SEALED_MANIFEST = MANIFEST + crypt.SUFFIX
-BLOCK = 1 << 20
 
 
 class SealedFolder(Folder):
@@ -81,35 +78,21 @@ class SealedFolder(Folder):
             return None
         return placed_in(folder, project, manifest, SEALED_ARCHIVE)
 
-    def put(self, project: str, folder: str, manifest: Manifest) -> None:
+    def write_manifest_in(self, folder: str, manifest: Manifest) -> None:
         if not self.encrypts:
-            super().put(project, folder, manifest)
+            super().write_manifest_in(folder, manifest)
             return
-        to = crypt.recipients(self.recipients)
-        target = make_folder(self.url, manifest)
-        try:
-            with (
-                open(os.path.join(folder, ARCHIVE), "rb") as source,
-                open(os.path.join(target, SEALED_ARCHIVE), "xb") as out,
-            ):
-                hashed = _Hashed(source)
-                crypt.encrypt_stream(hashed, out, to)
-                out.flush()
-                os.fsync(out.fileno())
-            if hashed.digest.hexdigest() != manifest.sha256:
-                raise BackupError(f"{folder}: the archive changed while it was stored")
-            body = crypt.encrypt(json.dumps(manifest.to_json(), indent=2).encode(), to)
-            path = os.path.join(target, SEALED_MANIFEST)
-            with open(path + ".tmp", "xb") as out:
-                out.write(body)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(path + ".tmp", path)  # last: now it lists
-            fsync_dir(target)
-            self._remember(path, manifest)
-        except BaseException:
-            remove(target, self.url)
-            raise
+        body = crypt.encrypt(
+            json.dumps(manifest.to_json(), indent=2).encode(), crypt.recipients(self.recipients)
+        )
+        path = os.path.join(folder, SEALED_MANIFEST)
+        with open(path + ".tmp", "xb") as out:
+            out.write(body)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(path + ".tmp", path)  # last: now it lists
+        fsync_dir(folder)
+        self._remember(path, manifest)
 
     @contextlib.contextmanager
     def fetched(self, snapshot: Snapshot) -> Iterator[Snapshot]:
@@ -161,17 +144,3 @@ class SealedFolder(Folder):
 
 def _placed(snapshot: Snapshot, place: SealedFolder) -> Snapshot:
     return Snapshot(snapshot.manifest, snapshot.folder, snapshot.status, snapshot.problem, place)
-
-
-class _Hashed:
-    def __init__(self, source: Any) -> None:
-        self.source = source
-        self.digest = hashlib.sha256()
-
-    def read(self, size: int = -1, /) -> bytes:
-        data: bytes = self.source.read(size if size and size > 0 else BLOCK)
-        self.digest.update(data)
-        return data
-
-    def readable(self) -> bool:
-        return True

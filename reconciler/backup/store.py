@@ -37,7 +37,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from reconciler import logs
-from reconciler.backup.errors import BackupError
 from reconciler.backup.manifest import (
     ARCHIVE,
     MANIFEST,
@@ -54,7 +53,6 @@ log = logs.get_logger("dsr.backup")
 
 VERIFY = "verify.json"
 MAX_VERIFY_BYTES = 64 << 10
-COPY = 4 << 20
 COMPLETE, DAMAGED = "complete", "damaged"
 # The start of the problem of a snapshot whose manifest this state directory's key did not
 # sign: never restored, and never removed by a prune either (a lost key must not cost
@@ -167,9 +165,10 @@ class Place(ABC):
         return {s.id for s in self.find(project).snapshots}
 
     @abstractmethod
-    def put(self, project: str, folder: str, manifest: Manifest) -> None:
-        """Store the snapshot made in the local ``folder`` (its archive checked against
-        ``manifest`` on the way), the manifest last: it lists only once all is stored."""
+    def stream(self, project: str, snapshot_id: str) -> Any:
+        """A ``tee.Sink`` that stores a new snapshot's archive here as it is made (its
+        bytes encrypted already when this place encrypts), the manifest last: it lists
+        only once all is stored and checked."""
 
     @abstractmethod
     def remove(self, snapshot: Snapshot) -> None:
@@ -209,14 +208,15 @@ class Folder(Place):
     def taken(self, project: str) -> set[str]:
         return {os.path.basename(f) for f in snapshot_dirs(project_root(self.url, project))}
 
-    def put(self, project: str, folder: str, manifest: Manifest) -> None:
-        target = make_folder(self.url, manifest)
-        try:
-            _copy_checked(os.path.join(folder, ARCHIVE), os.path.join(target, ARCHIVE), manifest)
-            write_manifest(target, manifest)
-        except BaseException:
-            remove(target, self.url)
-            raise
+    def stream(self, project: str, snapshot_id: str) -> Any:
+        from reconciler.backup.tee import FolderSink
+
+        target = snapshot_folder(self.url, project, snapshot_id)
+        return FolderSink(self, target, ARCHIVE + (".age" if self.encrypts else ""))
+
+    def write_manifest_in(self, folder: str, manifest: Manifest) -> None:
+        """The last step of a snapshot stored here: its manifest, whole or not at all."""
+        write_manifest(folder, manifest)
 
     def remove(self, snapshot: Snapshot) -> None:
         remove(snapshot.folder, self.url)
@@ -226,21 +226,6 @@ class Folder(Place):
 
     def record_verify(self, snapshot: Snapshot, error: str | None) -> None:
         record_verify(snapshot, error)
-
-
-def _copy_checked(src: str, dst: str, manifest: Manifest) -> None:
-    """Copy an archive, ``fsync``ed, whose bytes must be the ones ``manifest`` names."""
-    digest = hashlib.sha256()
-    count = 0
-    with open(src, "rb") as inp, open(dst, "xb") as out:
-        while block := inp.read(COPY):
-            digest.update(block)
-            count += len(block)
-            out.write(block)
-        out.flush()
-        os.fsync(out.fileno())
-    if digest.hexdigest() != manifest.sha256 or count != manifest.archive_size:
-        raise BackupError(f"{src} changed while it was copied to {dst}")
 
 
 def _placed(snapshot: Snapshot, place: Place) -> Snapshot:
@@ -283,19 +268,6 @@ def snapshot_dirs(root: str) -> list[str]:
 
 def _has_manifest(folder: str) -> bool:
     return any(os.path.lexists(os.path.join(folder, MANIFEST + s)) for s in ("", ".age"))
-
-
-def make_folder(destination: str, manifest: Manifest) -> str:
-    """Create the folder of the snapshot ``manifest`` describes (``folder_of``), private
-    and new: a folder already there is refused, never written into, so no two puts of one
-    id mix their files. Shared by the plain and the sealed folder store."""
-    target = folder_of(destination, manifest)
-    os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
-    try:
-        os.mkdir(target, 0o700)
-    except FileExistsError:
-        raise BackupError(f"{target} exists already") from None
-    return target
 
 
 def find(

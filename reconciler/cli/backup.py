@@ -104,26 +104,44 @@ def _size(n: int) -> str:
 @click.option("--volume", help="Only this volume (of the rules that list it).")
 @click.option("--time", "when", help="Record this ISO 8601 time instead of now (as restic's).")
 @click.option("--via", type=VIA, default="auto", help=VIA_HELP, hidden=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    help="json: each source's snapshot, error and the destinations it missed, on stdout.",
+)
 @_globals_but_policy
 def backup_command(
-    settings: Settings, path: str, rule: str | None, volume: str | None, when: str | None, via: str
+    settings: Settings,
+    path: str,
+    rule: str | None,
+    volume: str | None,
+    when: str | None,
+    via: str,
+    fmt: str,
 ) -> None:
     """Back up now: one snapshot per source of each backup rule."""
     from reconciler.backup.ops import backup
 
-    with _progress("backing up") as progress:
-        taken = backup(
-            _request(settings, path),
-            rule=rule,
-            volume=volume,
-            time=when,
-            via=via,
-            progress=progress,
-        )
+    try:
+        with _progress("backing up") as progress:
+            taken = backup(
+                _request(settings, path),
+                rule=rule,
+                volume=volume,
+                time=when,
+                via=via,
+                progress=progress,
+            )
+    except DsrError as err:
+        fail(err, fmt)
     failed = [t for t in taken if t.error]
+    if fmt == "json":
+        click.echo(json.dumps({"format_version": 1, "backups": [_taken(t) for t in taken]}))
     for t in taken:
         m = t.manifest
-        if m is not None:
+        if m is not None and fmt == "text":
             click.echo(
                 f"{t.policy}: {m.source} -> {m.id} ({_size(m.size)} in {m.files} files, "
                 f"archive {_size(m.archive_size)}, {m.seconds:.1f}s, read {m.read_via})"
@@ -132,6 +150,20 @@ def backup_command(
         click.echo(f"dsr: backup rule {t.policy}: {t.error}", err=True)
     if failed:
         sys.exit(1)
+
+
+def _taken(t: Any) -> dict[str, object]:
+    """One source's outcome: its snapshot (also when some destinations missed it, listed
+    in ``missed`` with why), or only the error that stopped it."""
+    m = t.manifest
+    done: dict[str, object] = {"policy": t.policy, "source": str(t.source)}
+    if m is not None:
+        done.update(id=m.id, size=m.size, files=m.files, archive_size=m.archive_size)
+        done.update(sha256=m.sha256, seconds=m.seconds)
+    if t.error:
+        done["error"] = t.error
+    done["missed"] = [{"destination": url, "error": why} for url, why in t.missed]
+    return done
 
 
 @cli.group("backups")

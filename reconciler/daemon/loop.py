@@ -139,6 +139,7 @@ class Daemon:
             self.metrics.set_backups,
             self._backup_failed,
             project=lambda: self._project,
+            on_missed=lambda rule, where: self.metrics.backup_missed.labels(rule, where).inc(),
         )
         self.scheduler = Scheduler(runner, self.stop)
         self.listener = EventListener(

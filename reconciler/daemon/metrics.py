@@ -101,6 +101,13 @@ class Metrics:
             ["rule", "step"],
             registry=r,
         )
+        self.backup_missed = Counter(
+            "dsr_backup_destination_failures",
+            "Scheduled backups whose snapshot a destination of the rule did not get "
+            "(a store that failed), by rule and destination.",
+            ["rule", "destination"],
+            registry=r,
+        )
         self.reconnects = Counter(
             "dsr_events_reconnects", "Reconnects to the engine's event stream.", registry=r
         )

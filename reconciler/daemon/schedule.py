@@ -109,6 +109,7 @@ class CommandRunner:
         on_backups: Callable[[list[dict[str, Any]]], None],
         on_failure: Callable[[str, str], None],
         project: Callable[[], str] | None = None,
+        on_missed: Callable[[str, str], None] | None = None,
     ) -> None:
         self.path = path
         self.base = [sys.executable, "-m", "reconciler", *global_args]
@@ -116,13 +117,17 @@ class CommandRunner:
         self.project = project
         self.on_backups = on_backups
         self.on_failure = on_failure
+        self.on_missed = on_missed  # (rule, destination): a place the snapshot missed
 
     def __call__(self, rule: str) -> bool:
         # Prune also after a failed backup: what a backup that ran out of disk left is
         # removed by prune, and a full disk would otherwise stay full.
         ok = True
-        for step in (["backup", self.path, "--policy", rule], ["backups", "prune", self.path]):
+        backup = ["backup", self.path, "--policy", rule, "--format", "json"]
+        for step in (backup, ["backups", "prune", self.path]):
             done = self._run(step)
+            if done is not None and step is backup:
+                self._missed(rule, done.stdout)
             if done is None or done.returncode != 0:
                 error = done.stderr.strip()[-2000:] if done else "timed out"
                 log.error("scheduled backup failed", rule=rule, step=step[0], error=error)
@@ -137,6 +142,19 @@ class CommandRunner:
             except (ValueError, AttributeError) as err:
                 log.warning("cannot read dsr backups list", error=str(err))
         return True
+
+    def _missed(self, rule: str, stdout: str) -> None:
+        """Each destination that a snapshot of the backup missed (``dsr backup --format
+        json``): one of a rule's places failing is said apart from the rule failing."""
+        try:
+            taken = json.loads(stdout).get("backups", [])
+            missed = {str(m["destination"]) for t in taken for m in t.get("missed", [])}
+        except (ValueError, AttributeError, KeyError, TypeError):
+            return
+        for destination in sorted(missed):
+            log.error("backup destination missed", rule=rule, destination=destination)
+            if self.on_missed is not None:
+                self.on_missed(rule, destination)
 
     def _run(self, args: list[str]) -> subprocess.CompletedProcess[str] | None:
         project = ["--project", self.project()] if self.project is not None else []

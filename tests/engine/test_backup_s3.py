@@ -570,8 +570,9 @@ def test_a_full_local_disk_fails_clearly_and_leaves_nothing(
     bucket: str,
 ) -> None:
     """The state directory on a 4 MiB disk: a 16 MiB archive still goes up and comes back
-    (streamed, never staged). A restore into a full disk, and a backup to two stores
-    (which stages its archive), fail naming ENOSPC and leave nothing; with room they work."""
+    (streamed, never staged), to one store or two at once. A restore into a full disk
+    fails naming ENOSPC and leaves nothing; with room it works. A folder destination on a
+    full disk misses the snapshot (nothing left there) while the store next to it gets it."""
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root")
     small, disk = tmp_path / "small-state", tmp_path / "small-disk"
@@ -611,13 +612,166 @@ def test_a_full_local_disk_fails_clearly_and_leaves_nothing(
                 destination: [s3://{bucket}/a, s3://{bucket}/b]
                 endpoint: {s3.endpoint}
             """)
-        failed = dsr("backup", two, env=full, check=1)  # staged once, for both stores
-        assert "No space left on device" in failed.stderr
-        assert listed(dsr, two, full) == []
-        assert not any(k.startswith(("a/", "b/")) for k in objects(s3, bucket))
+        dsr("backup", two, env=full, check=True)  # into both at once: nothing staged either
+        assert len(listed(dsr, two, full)) == 2
         assert not any((small / "staging").iterdir())
-        dsr("backup", two, env=env_of(s3), check=True)  # the same spec, a disk with room
-        assert len(listed(dsr, two, env_of(s3))) == 2
+
+        mixed = tmp_spec(f"""
+            version: 1
+            backups:
+              files:
+                paths: [{folder}]
+                destination: [{disk / "dest"}, s3://{bucket}/c]
+                endpoint: {s3.endpoint}
+            """)
+        failed = dsr("backup", mixed, env=full, check=1)  # the folder fills up, not the store
+        assert "No space left on device" in failed.stderr and str(disk / "dest") in failed.stderr
+        assert not [p for p in (disk / "dest").rglob("*") if p.is_file()]
+        [entry] = listed(dsr, mixed, full)
+        assert entry["destination"] == f"s3://{bucket}/c" and entry["status"] == "complete"
+        assert not any((small / "staging").iterdir())
     finally:
         for mount in (small, disk):
             subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_folder_and_a_store_that_dies_mid_way_the_folder_keeps_the_snapshot(
+    dsr: DsrRunner,
+    tmp_spec: Callable[..., Path],
+    tmp_path: Path,
+    prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``destination: [FOLDER, s3://...]``: the one archive goes into both at once; the
+    store is killed mid-way: the folder's snapshot completes and restores, the store lists
+    nothing, the backup exits 1 naming the store, and its JSON result and the daemon's
+    metrics say which place missed it. Once the store is back, both get the next one."""
+    from reconciler.daemon.metrics import Metrics
+    from reconciler.daemon.schedule import CommandRunner
+
+    server = S3Server.start(tmp_path / "own-s3")
+    try:
+        server.make_bucket(prefix)
+        folder, dest = tmp_path / "site", tmp_path / "dest"
+        _random_tree(folder, 64)
+        url = f"s3://{prefix}/d"
+        spec = tmp_spec(f"""
+            version: 1
+            backups:
+              files:
+                paths: [{folder}]
+                destination: [{dest}, {url}]
+                endpoint: {server.endpoint}
+            """)
+        state = {"DSR_STATE_DIR": str(tmp_path / "state")}
+        env = {**env_of(server), **state}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "reconciler", "backup", str(spec), "--format", "json"],
+            env={**os.environ, **server.env(), **state},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while not open_uploads(server, prefix) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        server.kill()
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == 1, err
+        [taken] = json.loads(out)["backups"]
+        assert taken["id"] and [m["destination"] for m in taken["missed"]] == [url]
+        assert "cannot reach the store" in taken["missed"][0]["error"]
+        assert f"is stored in {dest}; not in {url}" in err
+        [kept] = [p for p in (dest / prefix).iterdir()]
+        assert kept.name == taken["id"] and (kept / "manifest.json").exists()
+        dsr("restore", spec, str(folder), "--into", tmp_path / "back", env=env, check=True)
+        assert describe(tmp_path / "back") == describe(folder)
+
+        server.restart()
+        [entry] = listed(dsr, spec, env)  # the store holds nothing that lists
+        assert entry["id"] == taken["id"] and entry["status"] == "complete"
+        assert not [k for k in objects(server, prefix) if k.endswith("manifest.json")]
+        dsr("backup", spec, env=env, check=True)
+        assert not open_uploads(server, prefix)
+        assert len(listed(dsr, spec, env)) == 3  # the new one in both places
+
+        # The daemon's scheduled run (the subprocesses `dsr run` starts): the store stopped.
+        server.kill()
+        for name, value in env.items():
+            if value is not None:
+                monkeypatch.setenv(name, value)
+        metrics = Metrics()
+        runner = CommandRunner(
+            str(spec),
+            (),
+            metrics.set_backups,
+            lambda rule, step: metrics.backup_failures.labels(rule, step).inc(),
+            on_missed=lambda rule, where: metrics.backup_missed.labels(rule, where).inc(),
+        )
+        assert runner("files") is False
+        scraped = metrics.text().decode()
+        wanted = rf'dsr_backup_destination_failures_total\{{[^}}]*destination="{url}"'
+        assert re.search(wanted + r'[^}]*rule="files"\} 1\.0', scraped), scraped
+        assert len([p for p in (dest / prefix).iterdir()]) == 3  # the folder got it
+    finally:
+        server.stop()
+
+
+def test_two_buckets_one_deleted_mid_way_the_other_keeps_the_encrypted_snapshot(
+    dsr: DsrRunner,
+    tmp_spec: Callable[..., Path],
+    tmp_path: Path,
+    s3: S3Server,
+    bucket: str,
+    age_key: tuple[Path, str],
+    dsr_state_dir: Path,
+) -> None:
+    """``destination: [s3://A/p, s3://B/p]`` with ``encrypt_to``: the bucket B is deleted
+    while the archive goes up: A holds the snapshot (the same encrypted bytes that B was
+    being sent), B holds nothing that lists; exit 1 naming B."""
+    key, recipient = age_key
+    other = f"{bucket}-b"
+    s3.make_bucket(other)
+    folder = tmp_path / "site"
+    _random_tree(folder, 64)
+    spec = tmp_spec(f"""
+        version: 1
+        backups:
+          two:
+            paths: [{folder}]
+            destination: [s3://{bucket}/p, s3://{other}/p]
+            endpoint: {s3.endpoint}
+            encrypt_to: [{recipient}]
+        """)
+    env = env_of(s3, DSR_AGE_IDENTITY=str(key))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "backup", str(spec), "--format", "json"],
+        env={**os.environ, **s3.env(), "DSR_STATE_DIR": str(dsr_state_dir)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not open_uploads(s3, other) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for item in objects(s3, other):  # what a bucket holds (nothing yet: it is mid-way)
+        s3.client().delete_object(Bucket=other, Key=item)
+    s3.client().delete_bucket(Bucket=other)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 1, err
+    [taken] = json.loads(out)["backups"]
+    assert [m["destination"] for m in taken["missed"]] == [f"s3://{other}/p"]
+    assert "does not exist" in taken["missed"][0]["error"]  # the bucket, or its upload
+    names = objects(s3, bucket)
+    assert sorted(n.rsplit("/", 1)[1] for n in names) == [
+        "archive.tar.zst.age",
+        "manifest.json.age",
+    ]
+    s3.make_bucket(other)  # (a part that was on its way may have made it again already)
+    assert not [k for k in objects(s3, other) if "manifest" in k]  # nothing lists in B
+    dsr("backups", "verify", spec, env=env, check=True)
+    [entry] = listed(dsr, spec, env)
+    assert entry["id"] == taken["id"] and entry["status"] == "complete"
+    back = tmp_path / "back"
+    dsr("restore", spec, str(folder), "--into", back, env=env, check=True)
+    assert describe(back) == describe(folder)

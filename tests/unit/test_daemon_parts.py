@@ -295,20 +295,30 @@ def test_the_command_runner_backs_up_prunes_then_reads_the_list(tmp_path: Path) 
         f'echo "$*" >> {calls}\n'
         'case "$*" in *"backups list"*) echo \'{"format_version": 1, "backups": '
         '[{"source": "volume:a", "time": "2026-11-29T03:00:00+00:00", "size": 5}]}\';; '
-        '*"backup spec --policy bad"*) echo nope >&2; exit 1;; esac\n'
+        '*"backup spec --policy bad"*) echo \'{"format_version": 1, "backups": [{"policy": '
+        '"bad", "source": "volume:a", "id": "a-1", "error": "x", "missed": [{"destination": '
+        '"s3://b/p", "error": "refused"}]}]}\'; echo nope >&2; exit 1;; esac\n'
     )
     fake.chmod(0o755)
     seen: list[list[dict[str, object]]] = []
     failures: list[tuple[str, str]] = []
-    runner = CommandRunner("spec", (), seen.append, lambda r, s: failures.append((r, s)))
+    missed: list[tuple[str, str]] = []
+    runner = CommandRunner(
+        "spec",
+        (),
+        seen.append,
+        lambda r, s: failures.append((r, s)),
+        on_missed=lambda r, d: missed.append((r, d)),
+    )
     runner.base = [str(fake), "--state-dir", "/x"]
     assert runner("nightly")
     assert calls.read_text().splitlines() == [
-        "--state-dir /x backup spec --policy nightly",
+        "--state-dir /x backup spec --policy nightly --format json",
         "--state-dir /x backups prune spec",
         "--state-dir /x backups list spec --format json",
     ]
     assert seen[0][0]["size"] == 5
     assert not runner("bad") and failures == [("bad", "backup")]
+    assert missed == [("bad", "s3://b/p")]  # the place the snapshot missed, said apart
     # A failed backup (a full disk) is still followed by prune, which removes what it left.
     assert calls.read_text().splitlines()[-1] == "--state-dir /x backups prune spec"

@@ -1,0 +1,181 @@
+"""One archive streamed into every place of a rule at once, with no copy staged on the host.
+
+A rule's ``destination`` may list several places (a folder and a bucket, two buckets).
+The archive is made once; its compressed bytes are encrypted once (when the rule has
+``encrypt_to``: every place gets the same encrypted archive) and each chunk is written
+into each place's ``Sink`` in turn: a folder's file, an S3 multipart upload. A sink that
+is slow holds the others back (its ``write`` blocks while its parts travel), so the
+memory stays that of one chunk plus what each sink holds itself, whatever the tree's size.
+
+A place that fails (a store that stops answering, a bucket that refuses the credentials,
+a full disk) is dropped there and then: its sink is aborted (no manifest, nothing that
+lists there) and the others go on. Each surviving sink is finished (every byte stored and
+checked), then given the manifest, last. The places missed are said by ``PlacesFailed``,
+with the manifest when some place holds the snapshot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from reconciler import logs
+from reconciler.backup.errors import BackupError, PlacesFailed
+from reconciler.backup.manifest import Manifest
+from reconciler.backup.s3stream import Encrypting
+from reconciler.backup.sink import SYNC_EVERY, ReadBack
+
+log = logs.get_logger("dsr.backup")
+
+
+class Sink(Protocol):
+    """One place's side of a new snapshot: its archive's bytes, then its manifest."""
+
+    @property
+    def url(self) -> str: ...
+
+    def write(self, data: bytes) -> int: ...
+
+    def finish(self, sha256: str, size: int) -> None:
+        """Every byte written is stored and checked: ``sha256`` and ``size`` are those of
+        the bytes given (encrypted ones when the place encrypts)."""
+
+    def commit(self, manifest: Manifest) -> None:
+        """Store the manifest, last: the snapshot lists here from now on."""
+
+    def abort(self) -> None:
+        """Remove what was stored (nothing lists); safe to call twice, or after commit."""
+
+
+def said(err: BaseException) -> str:
+    return str(err) or type(err).__name__
+
+
+class Tee:
+    """``run.Stream`` over several places' sinks; ``failed`` (url -> why) gains each place
+    that drops out, and ``commit`` gives the urls that hold the snapshot."""
+
+    def __init__(self, sinks: Sequence[Sink], failed: dict[str, str], to: Sequence[Any]) -> None:
+        self.fan = _Fan(sinks, failed, hashing=bool(to))
+        self.age = Encrypting(self.fan, to) if to else None
+
+    def write(self, data: bytes) -> int:
+        if self.age is not None:
+            return self.age.write(data)
+        return self.fan.write(data)
+
+    def finish(self, sha256: str, size: int) -> None:
+        if self.age is not None:
+            self.age.close()  # age's last chunk written into every sink
+            sha256, size = self.fan.digest.hexdigest(), self.fan.count
+        self.fan.each(lambda sink: sink.finish(sha256, size))
+
+    def commit(self, manifest: Manifest) -> list[str]:
+        self.fan.each(lambda sink: sink.commit(manifest))
+        return [sink.url for sink in self.fan.live]
+
+    def abort(self) -> None:
+        if self.age is not None:
+            self.age.stop()
+        for sink in self.fan.live:
+            with contextlib.suppress(Exception):
+                sink.abort()
+
+
+class _Fan:
+    """``write`` into every live sink; one that fails is aborted and dropped."""
+
+    def __init__(self, sinks: Sequence[Sink], failed: dict[str, str], *, hashing: bool) -> None:
+        self.live = list(sinks)
+        self.failed = failed
+        self.hashing = hashing
+        self.digest = hashlib.sha256()  # of the encrypted bytes: the folders check them
+        self.count = 0
+        self.error: BaseException | None = None  # set once no place is left
+
+    def write(self, data: bytes) -> int:
+        if self.hashing:
+            self.digest.update(data)
+            self.count += len(data)
+        self.each(lambda sink: sink.write(data))
+        return len(data)
+
+    def each(self, step: Any) -> None:
+        for sink in list(self.live):
+            try:
+                step(sink)
+            except Exception as err:  # this place's failure only: the others go on
+                self.drop(sink, err)
+        if not self.live:
+            self.error = PlacesFailed(None, [], dict(self.failed))
+            raise self.error
+
+    def drop(self, sink: Sink, err: BaseException) -> None:
+        self.live.remove(sink)
+        self.failed[sink.url] = said(err)
+        log.error("store_failed", destination=sink.url, error=said(err))
+        with contextlib.suppress(Exception):
+            sink.abort()
+
+
+class FolderSink:
+    """A folder place's new snapshot: its archive written in place as it is made, flushed
+    and read back from the disk while the backup goes on (``sink.ReadBack``)."""
+
+    def __init__(self, place: Any, target: str, name: str) -> None:
+        self.place = place
+        self.target = target
+        os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
+        try:
+            os.mkdir(target, 0o700)
+        except FileExistsError:
+            raise BackupError(f"{target} exists already") from None
+        self.path = os.path.join(target, name)
+        try:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except BaseException:
+            os.rmdir(target)
+            raise
+        self.count = 0
+        self.check = ReadBack(self.fd)
+        self.kept = False
+
+    @property
+    def url(self) -> str:
+        return str(self.place.url)
+
+    def write(self, data: bytes) -> int:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view) :]
+        before = self.count
+        self.count += len(data)
+        if self.count // SYNC_EVERY != before // SYNC_EVERY:
+            self.check.kick(self.count)
+        return len(data)
+
+    def finish(self, sha256: str, size: int) -> None:
+        read_back = self.check.finish(self.count)
+        if self.count != size or os.fstat(self.fd).st_size != size or read_back != sha256:
+            raise BackupError(f"{self.path} does not read back as written (sha256 or size differ)")
+
+    def commit(self, manifest: Manifest) -> None:
+        self._close()
+        self.place.write_manifest_in(self.target, manifest)
+        self.kept = True
+
+    def abort(self) -> None:
+        self.check.stop()
+        self._close()
+        if not self.kept:
+            from reconciler.backup.store import remove
+
+            remove(self.target, self.place.url)
+
+    def _close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
