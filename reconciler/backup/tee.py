@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from reconciler import logs
 from reconciler.backup.errors import BackupError, PlacesFailed
 from reconciler.backup.manifest import Manifest
-from reconciler.backup.s3stream import Encrypting
+from reconciler.backup.s3stream import Encrypting, Streamed
 from reconciler.backup.sink import SYNC_EVERY, ReadBack
 
 log = logs.get_logger("dsr.backup")
@@ -59,7 +59,13 @@ class Tee:
     that drops out, and ``commit`` gives the urls that hold the snapshot."""
 
     def __init__(self, sinks: Sequence[Sink], failed: dict[str, str], to: Sequence[Any]) -> None:
-        self.fan = _Fan(sinks, failed, hashing=bool(to))
+        # The encrypted bytes' sha256 only for a folder's read-back (a store checks MD5s).
+        hashing = bool(to) and any(isinstance(sink, FolderSink) for sink in sinks)
+        self.fan = _Fan(sinks, failed, hashing=hashing)
+        uploads = [sink.upload for sink in sinks if isinstance(sink, Streamed)]
+        if len(uploads) > 1:  # as many parts travel as for one store, not one store's each
+            for upload in uploads:
+                upload.most_ahead = 1
         self.age = Encrypting(self.fan, to) if to else None
 
     def write(self, data: bytes) -> int:
@@ -99,7 +105,7 @@ class _Fan:
     def write(self, data: bytes) -> int:
         if self.hashing:
             self.digest.update(data)
-            self.count += len(data)
+        self.count += len(data)
         self.each(lambda sink: sink.write(data))
         return len(data)
 
