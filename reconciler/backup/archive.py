@@ -251,32 +251,36 @@ def pack_tar(stream: Readable, writer: TarWriter, skipped: list[str]) -> None:
 
 class _Seen:
     """What ``read_tar`` remembers of the entries before: the root's name, every directory
-    (an entry's folder must be one) and, for every other entry, a keyed 62-bit fingerprint
-    of its path with one bit saying whether a hard link may lead to it (a file or a hard
-    link). Fingerprints sit in an open-addressing table of 8-byte slots, at most two
-    thirds full: ~16 bytes an entry where a dict of paths took ~150, so a million-file
-    archive is checked in ~16 MB. The key is random for each reading, so no archive can
-    be made for two of its paths to share a fingerprint (one chance in 2**62 a pair)."""
+    (an entry's folder must be one) and, for every other entry, a 62-bit fingerprint of its
+    path (Python's string hash, keyed at random for each process) with one bit saying
+    whether a hard link may lead to it (a file or a hard link). Fingerprints sit in an
+    open-addressing table of 8-byte slots, at most two thirds full: ~16 bytes an entry
+    where a dict of paths took ~150, so a million-file archive is checked in ~16 MB.
+
+    Two paths sharing a fingerprint (one chance in 2**62 a pair, or a hash seed someone
+    fixed) can only make an archive refused as holding a duplicate, or a hard link accepted
+    to a path that is no file: that link's folder is still checked exactly (a directory of
+    the archive, all of whose folders are), so it never leads through a symbolic link, and
+    at worst the restore fails or its tree digest differs."""
 
     def __init__(self) -> None:
         self.root: str | None = None  # the name of the archive's first entry, its tree's root
         self.dirs: set[str] = set()
-        self._key = os.urandom(16)
         self._table = array("Q", bytes(8 * 1024))
         self._mask = 1023
         self._used = 0
 
-    def _print(self, path: str) -> int:
-        raw = path.encode("utf-8", "surrogatepass")
-        digest = hashlib.blake2b(raw, digest_size=8, key=self._key).digest()
-        return int.from_bytes(digest, "little") | 2  # never 0, an empty slot; bit 0 free
+    @staticmethod
+    def _print(path: str) -> int:
+        return hash(path) & 0xFFFF_FFFF_FFFF_FFFF | 2  # never 0, an empty slot; bit 0 free
 
     def __contains__(self, path: str) -> bool:
         return path in self.dirs or self._find(self._print(path)) != 0
 
     def linkable(self, path: str) -> bool:
         """A file or a hard link of that path came before."""
-        return self._find(self._print(path)) & 1 == 1
+        parent = posixpath.dirname(path) or ROOT
+        return parent in self.dirs and self._find(self._print(path)) & 1 == 1
 
     def add(self, path: str, kind: str) -> None:
         if kind == DIR:

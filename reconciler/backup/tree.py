@@ -18,11 +18,13 @@ import contextlib
 import gc
 import hashlib
 import heapq
+import itertools
 import marshal
 import os
 import stat
+import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _json
 from typing import IO, Any, NamedTuple
@@ -71,7 +73,8 @@ def join(root: str, path: str) -> str:
 
 Record = tuple[str, str, int, int, int, int, str, str, int]
 RUN = 50_000  # entries held before they are sorted and written out (about 15 MB)
-_BLOCK = 2048  # records a block of a run file holds (one marshal.dumps)
+FAN_IN = 64  # runs merged at once: past that many, they are merged into one first
+_BLOCK = 256  # records a block of a run file holds (one marshal.dumps): ~100 KB read
 
 
 class TreeDigest:
@@ -83,10 +86,11 @@ class TreeDigest:
     few) are kept in memory; their group's file, when it was written out before they came,
     is read back from the runs once, at the end."""
 
-    def __init__(self, run: int = RUN, folder: str | None = None) -> None:
+    def __init__(self, run: int = RUN, folder: str | None = None, fan_in: int = FAN_IN) -> None:
         self.size = 0
         self.files = 0
         self._run = run
+        self._fan_in = fan_in  # at most this many runs open, each a block in memory
         self._folder = folder  # of the temporary files (None: tempfile's default)
         self._pending: list[Record] = []  # not yet written out
         self._runs: list[IO[bytes]] = []
@@ -129,14 +133,30 @@ class TreeDigest:
 
     def _spill(self) -> None:
         self._pending.sort()
+        self._runs.append(self._written(self._pending))
+        self._pending = []
+        if len(self._runs) >= self._fan_in:
+            # A merge reads a block of each run: their number is bounded, so is memory.
+            runs, self._runs = self._runs, []
+            try:
+                self._runs.append(self._written(heapq.merge(*(_read(run) for run in runs))))
+            finally:
+                for run in runs:
+                    run.close()
+
+    def _written(self, records: Iterable[Record]) -> IO[bytes]:
+        """A new run file holding ``records`` (sorted) in blocks."""
         # Closed by ``close`` (or with this object); it has no name to leave behind.
         run = tempfile.TemporaryFile(dir=self._folder)  # noqa: SIM115
-        self._runs.append(run)
-        pending = self._pending
-        for start in range(0, len(pending), _BLOCK):
-            block = marshal.dumps(pending[start : start + _BLOCK])
-            run.write(len(block).to_bytes(4, "little") + block)
-        self._pending = []
+        try:
+            it = iter(records)
+            while block := list(itertools.islice(it, _BLOCK)):
+                data = marshal.dumps(block)
+                run.write(len(data).to_bytes(4, "little") + data)
+        except BaseException:
+            run.close()
+            raise
+        return run
 
     def records(self) -> Iterator[Record]:
         """Every entry as a plain file, dir, symlink or fifo, sorted by path; each member of
@@ -236,10 +256,6 @@ class Found(NamedTuple):
 _KIND_OF = {stat.S_IFDIR: DIR, stat.S_IFREG: FILE, stat.S_IFLNK: SYMLINK, stat.S_IFIFO: FIFO}
 
 
-def _sort_key(item: os.DirEntry[str]) -> bytes:
-    return os.fsencode(item.name)
-
-
 def walk(root: str, skipped: list[str] | None = None) -> Iterator[Found]:
     """Entries of ``root`` depth first, names sorted; sockets and devices go to ``skipped``.
 
@@ -251,35 +267,42 @@ def walk(root: str, skipped: list[str] | None = None) -> Iterator[Found]:
     yield Found(_entry(ROOT, st, DIR), root)
     skipped = skipped if skipped is not None else []
     links: dict[tuple[int, int], str] = {}
-    # Each stack item: the folder's sorted items still to list, and the folder's prefix.
-    stack = [(_listed(root), "")]
+    # Each stack item: the folder's sorted names still to list, its prefix in the tree and
+    # its own path with a slash.
+    stack = [(_listed(root), "", root if root.endswith("/") else root + "/")]
     while stack:
-        items, prefix = stack[-1]
-        for item in items:
-            rel = prefix + item.name
-            st = item.stat(follow_symlinks=False)
+        names, prefix, base = stack[-1]
+        for raw in names:
+            name = raw.decode(_FS_ENCODING, _FS_ERRORS)
+            rel = prefix + name
+            path = base + name
+            st = os.lstat(path)
             kind = _KIND_OF.get(stat.S_IFMT(st.st_mode))
             if kind is None:
                 skipped.append(rel)  # sockets and device nodes: tar cannot restore them safely
             elif kind == DIR:
-                yield Found(_entry(rel, st, DIR), item.path)
-                stack.append((_listed(item.path), rel + "/"))
+                yield Found(_entry(rel, st, DIR), path)
+                stack.append((_listed(path), rel + "/", path + "/"))
                 break  # its children come first; this folder's rest when they are done
             elif kind == FILE and st.st_nlink > 1 and (st.st_dev, st.st_ino) in links:
                 link = links[(st.st_dev, st.st_ino)]
-                yield Found(_entry(rel, st, HARDLINK, link), item.path)
+                yield Found(_entry(rel, st, HARDLINK, link), path)
             else:
                 if kind == FILE and st.st_nlink > 1:
                     links[(st.st_dev, st.st_ino)] = rel
-                target = os.readlink(item.path) if kind == SYMLINK else ""
-                yield Found(_entry(rel, st, kind, target), item.path)
+                target = os.readlink(path) if kind == SYMLINK else ""
+                yield Found(_entry(rel, st, kind, target), path)
         else:
             stack.pop()
 
 
-def _listed(folder: str) -> Iterator[os.DirEntry[str]]:
-    with os.scandir(folder) as it:
-        return iter(sorted(it, key=_sort_key))
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
+
+
+def _listed(folder: str) -> Iterator[bytes]:
+    """A folder's names as bytes, sorted: ~50 bytes a name where a ``DirEntry`` (its name,
+    its whole path and more) took ~200, so a folder of a million files fits in 60 MB."""
+    return iter(sorted(os.listdir(os.fsencode(folder))))
 
 
 def _entry(path: str, st: os.stat_result, kind: str, link: str = "") -> Entry:

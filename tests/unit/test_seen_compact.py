@@ -8,6 +8,7 @@ import io
 import posixpath
 import tarfile
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -107,9 +108,26 @@ def test_fingerprints_refuse_what_the_dict_of_kinds_refused(
 
 def test_many_paths_fit_in_a_table_of_8_bytes_a_slot() -> None:
     seen = archive._Seen()
+    seen.add(".", "dir")
+    seen.add("d", "dir")
     for n in range(200_000):
         seen.add(f"d/f{n}", "file" if n % 2 else "symlink")
     assert len(seen._table) * 8 <= 200_000 * 8 * 3  # at most 2/3 full after doubling
     assert all(f"d/f{n}" in seen for n in range(0, 200_000, 997))
     assert all(seen.linkable(f"d/f{n}") == (n % 2 == 1) for n in range(0, 200_000, 991))
     assert "d/f200000" not in seen and not seen.linkable("d/f-1")
+
+
+def test_a_hard_link_sharing_a_files_fingerprint_still_cannot_lead_through_a_symlink(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A fingerprint collision (forced here) cannot point a hard link through a symbolic
+    link to a file outside the tree: the link's folders are checked exactly."""
+    real = archive._Seen._print
+
+    def colliding(path: str) -> int:
+        return real("f") if path == "s/etc/shadow" else real(path)
+
+    monkeypatch.setattr(archive._Seen, "_print", staticmethod(colliding))
+    stream = [("f", "file", ""), ("s", "symlink", "/"), ("h", "hardlink", "s/etc/shadow")]
+    assert _now(stream) == (2, "hard link 'h' leads to 's/etc/shadow', not an earlier file")

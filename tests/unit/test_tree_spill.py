@@ -94,10 +94,12 @@ def _open_in(folder: Path) -> list[str]:
 
 
 @settings(max_examples=300, deadline=None)
-@given(entries=trees(), run=st.integers(1, 7))
-def test_runs_give_the_digest_the_tree_gave_in_memory(entries: list[Entry], run: int) -> None:
+@given(entries=trees(), run=st.integers(1, 7), fan_in=st.integers(2, 5))
+def test_runs_give_the_digest_the_tree_gave_in_memory(
+    entries: list[Entry], run: int, fan_in: int
+) -> None:
     reference = Reference()
-    spilled = TreeDigest(run=run)
+    spilled = TreeDigest(run=run, fan_in=fan_in)
     whole = TreeDigest()
     for entry in entries:
         reference.add(entry)
@@ -109,8 +111,11 @@ def test_runs_give_the_digest_the_tree_gave_in_memory(entries: list[Entry], run:
     assert spilled.files == whole.files and spilled.size == whole.size
 
 
-def test_a_tree_of_many_runs_leaves_no_file_and_no_descriptor(tmp_path: Path) -> None:
-    tree = TreeDigest(run=10, folder=str(tmp_path))
+@pytest.mark.parametrize(("fan_in", "runs"), [(1000, 99), (64, 99 - 63), (3, 1)])
+def test_a_tree_of_many_runs_leaves_no_file_and_no_descriptor(
+    tmp_path: Path, fan_in: int, runs: int
+) -> None:
+    tree = TreeDigest(run=10, folder=str(tmp_path), fan_in=fan_in)
     reference = Reference()
     entries = [Entry(".", DIR, 0o755, 0, 0, 1)]
     entries += [Entry(f"f{n}", FILE, 0o644, 0, 0, 1, n, "", f"{n:064x}") for n in range(995)]
@@ -118,8 +123,8 @@ def test_a_tree_of_many_runs_leaves_no_file_and_no_descriptor(tmp_path: Path) ->
     for entry in entries:
         tree.add(entry)
         reference.add(entry)
-    assert len(tree._runs) == 99  # the hard links are held apart
-    assert _open_in(tmp_path)  # the runs are open files, named nowhere
+    assert len(tree._runs) == runs  # the hard links are held apart; merged past fan_in
+    assert len(_open_in(tmp_path)) == runs  # the runs are open files, named nowhere
     assert os.listdir(tmp_path) == []
     assert tree.hexdigest() == reference.hexdigest()
     assert _open_in(tmp_path) == []
