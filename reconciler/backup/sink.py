@@ -260,7 +260,7 @@ class _Output:
         self.written = _blake3()
         self.count = 0
         self.durable = durable
-        self.check = ReadBack(fd, _blake3)
+        self.check = ReadBack(fd)
 
     def finish(self) -> str:
         """The archive's sha256 if the disk gives back the bytes written, else the
@@ -295,7 +295,7 @@ def _blake3() -> Any:
 
 
 class ReadBack:
-    """The file's bytes as the disk gives them back, hashed (sha256, or ``hasher``) while the
+    """The file's bytes as the disk gives them back, hashed (BLAKE3, or ``hasher``) while the
     backup goes on.
 
     Each kick names how far the file is written: a thread that only waits for the disk
@@ -304,9 +304,9 @@ class ReadBack:
     read-back of the archive without a pass of its own. An error reading is kept and
     raised by ``finish``."""
 
-    def __init__(self, fd: int, hasher: Callable[[], Any] = hashlib.sha256) -> None:
+    def __init__(self, fd: int, hasher: Callable[[], Any] | None = None) -> None:
         self.fd = fd
-        self.digest = hasher()
+        self.digest = hasher() if hasher is not None else _blake3()
         self.done = 0  # bytes read back and hashed
         self.target = 0  # bytes written when last kicked
         self.error: OSError | None = None
