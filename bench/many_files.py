@@ -143,7 +143,8 @@ def main() -> None:
     args = parser.parse_args()
     project = f"dsr-h20m-many-{secrets.token_hex(3)}"
     volume = f"{project}-data"
-    client = docker.APIClient(version="auto")
+    # Removing a volume of a million files takes minutes: the engine answers when done.
+    client = docker.APIClient(version="auto", timeout=1800)
     work = Path(tempfile.mkdtemp(prefix="dsr-many-"))
     spec_dir = work / project
     spec_dir.mkdir()
