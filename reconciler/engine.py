@@ -11,12 +11,13 @@ import http.client
 import json
 import os
 import queue
+import select
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
-from urllib.parse import quote
+from typing import Any, NoReturn
+from urllib.parse import quote, urlencode
 
 import docker
 import docker.errors
@@ -70,6 +71,8 @@ class Engine:
         self.inspected: dict[str, Any] = {}
         self.keep_inspected = False
         self.inspected_epoch = 0  # grows with each clear: a pass under way keeps nothing
+        # Kept-open connections for post_json, to a local socket only.
+        self._idle: queue.SimpleQueue[_SocketConnection] = queue.SimpleQueue()
 
     def _count(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         with self._counting:
@@ -77,6 +80,80 @@ class Engine:
 
     def close(self) -> None:
         self.api.close()
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                break
+
+    @property
+    def _socket_path(self) -> str | None:
+        """The local socket's path, when the engine is reached through one."""
+        path = getattr(getattr(self.api, "_custom_adapter", None), "socket_path", None)
+        return path if self.url.startswith("unix://") and isinstance(path, str) else None
+
+    def create_volume(
+        self, name: str, driver: str, driver_opts: Mapping[str, str], labels: Mapping[str, str]
+    ) -> Any:
+        """``docker volume create``, as docker-py's ``create_volume`` asks it."""
+        if self._socket_path is None:
+            return self.api.create_volume(
+                name=name, driver=driver, driver_opts=dict(driver_opts), labels=dict(labels)
+            )
+        body = {"Name": name, "Driver": driver, "DriverOpts": dict(driver_opts)}
+        return self.post_json("/volumes/create", {**body, "Labels": dict(labels)})
+
+    def create_container(self, config: Mapping[str, Any], name: str) -> Any:
+        """``docker create`` of ``config`` (docker-py's ``create_container_config``)."""
+        if self._socket_path is None:
+            return self.api.create_container_from_config(dict(config), name)  # type: ignore[no-untyped-call]
+        return self.post_json("/containers/create", config, {"name": name})
+
+    def post_json(
+        self, path: str, body: Mapping[str, Any], params: Mapping[str, str] | None = None
+    ) -> Any:
+        """The JSON answer to ``POST path`` of ``body`` (its None values left out, as
+        docker-py sends it) over the local socket, on connections kept open between calls;
+        an engine error raised as docker-py raises it (NotFound, ImageNotFound, APIError).
+
+        Like the inspects (see ``inspect_containers``): an apply makes one create per
+        object, and docker-py's session costs more CPU than the engine's answer takes.
+        """
+        socket_path = self._socket_path
+        assert socket_path is not None, "post_json is for a local socket"
+        target = f"/v{self.api.api_version}{path}" + (f"?{urlencode(params)}" if params else "")
+        data = json.dumps({k: v for k, v in body.items() if v is not None}).encode()
+        connection = self._connection(socket_path)
+        try:
+            connection.request("POST", target, data, {"Content-Type": "application/json"})
+            response = connection.getresponse()
+            answer = response.read()
+        except http.client.HTTPException as err:  # a malformed or cut answer
+            connection.close()
+            raise docker.errors.APIError(f"the engine's answer to POST {path}: {err!r}") from err
+        except BaseException:
+            connection.close()  # mid-request: the next one opens it afresh
+            raise
+        finally:
+            self._idle.put(connection)
+        with self._counting:
+            self.calls += 1
+        if response.status >= 400:
+            _raise_api_error(response.status, response.reason, answer, target)
+        return json.loads(answer) if answer.strip() else None
+
+    def _connection(self, path: str) -> _SocketConnection:
+        """An idle kept connection, else a new one. One the engine closed while it was idle
+        (it reads as ready: end of file) is closed here and reopens on its next request,
+        so a request is never sent on a connection already gone."""
+        try:
+            connection = self._idle.get_nowait()
+        except queue.Empty:
+            return _SocketConnection(path, self.timeout)
+        sock = connection.sock
+        if sock is not None and select.select([sock], [], [], 0)[0]:
+            connection.close()
+        return connection
 
     def inspect_containers(self, ids: Sequence[str], at_once: int) -> list[dict[str, Any] | None]:
         """``docker inspect`` of each container, ``at_once`` requests at a time, in order;
@@ -152,6 +229,21 @@ class Engine:
                 f"{response.status} {response.reason}: {explanation}", explanation=explanation
             )
         return json.loads(body)
+
+
+def _raise_api_error(status: int, reason: str, body: bytes, url: str) -> NoReturn:
+    """The error docker-py raises for this answer (its own mapping, from a response)."""
+    response = requests.Response()
+    response.status_code = status
+    response.reason = reason
+    response._content = body
+    response.url = url
+    response.encoding = "utf-8"
+    try:
+        response.raise_for_status()
+    except requests.HTTPError as err:
+        docker.errors.create_api_error_from_http_exception(err)  # raises
+    raise docker.errors.APIError(f"{status} {reason}")
 
 
 class _SocketConnection(http.client.HTTPConnection):

@@ -99,9 +99,8 @@ def create_container(ex: Executors, run: Run, op: p.CreateContainer) -> None:
         nano_cpus=params.nano_cpus,
         shm_size=params.shm_size,
     )
-    created = ex.api.create_container(
+    settings: dict[str, Any] = dict(
         image=params.image,
-        name=op.name,
         command=list(params.command) if params.command is not None else None,
         entrypoint=list(params.entrypoint) if params.entrypoint is not None else None,
         environment=list(params.env) or None,
@@ -116,6 +115,13 @@ def create_container(ex: Executors, run: Run, op: p.CreateContainer) -> None:
         networking_config=endpoints(ex, first),
         healthcheck=_health(params.healthcheck),
     )
+    # As docker-py's create_container: the proxies of ~/.docker/config.json join the
+    # environment (its use_config_proxy), then one create call, to the socket directly.
+    proxies = getattr(ex.api, "_proxy_configs", None)
+    if proxies is not None:
+        settings["environment"] = proxies.inject_proxy_environment(settings["environment"]) or None
+    config = ex.api.create_container_config(**settings)
+    created = ex.engine.create_container(config, op.name)
     for endpoint in others:
         ex.api.connect_container_to_network(
             str(created["Id"]), endpoint.network, aliases=list(endpoint.aliases) or None

@@ -20,10 +20,10 @@ from reconciler.snapshot import new_instance
 def create_volume(ex: Executors, run: Run, op: p.CreateVolume) -> None:
     if op.if_missing and volume_exists(ex, op.params.name):
         return
-    ex.api.create_volume(
+    ex.engine.create_volume(
         name=op.params.name,
         driver=op.params.driver,
-        driver_opts=dict(op.params.driver_opts),
+        driver_opts=op.params.driver_opts,
         labels={**op.params.labels, INSTANCE: new_instance()},
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -243,6 +244,32 @@ def test_an_anonymous_volume_is_carried_over_on_replace(
     assert_converged(dsr, spec)
 
 
+class _Events(list[dict[str, Any]]):
+    """Container events of the engine as they happen, read by a thread until closed."""
+
+    def __init__(self, client: docker.DockerClient) -> None:
+        super().__init__()
+        # The request is made here: the engine sends every event from now on.
+        self._stream = client.events(decode=True, filters={"type": "container"})
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        try:
+            for event in self._stream:
+                self.append(event)
+        except Exception:  # closed under it: done
+            pass
+
+    def close(self) -> None:
+        self._stream.close()
+        self._reader.join(timeout=10)
+
+
+def watch_events(client: docker.DockerClient) -> _Events:
+    return _Events(client)
+
+
 def test_replacing_a_volume_container_replaces_its_users_after_it(
     dsr: DsrRunner,
     docker_client: docker.DockerClient,
@@ -286,21 +313,29 @@ def test_replacing_a_volume_container_replaces_its_users_after_it(
         assert f"{vc} is replaced" in change["reason"], change
         assert order.index(f"volume_container:{vc}") < order.index(f"container:{user}")
 
-    since = time.time() - 0.5
+    # The events are read live, from before the apply: asked for afterwards (since/until),
+    # they come from the engine's last 256 events, which a busy shared engine overwrites.
+    events = watch_events(docker_client)
     dsr("apply", spec, check=True)
-    until = time.time() + 0.5
 
+    def named() -> list[tuple[int, str, str]]:
+        return [
+            (e["timeNano"], e["Actor"]["Attributes"].get("name", ""), e["Action"])
+            for e in list(events)
+            if e.get("Type") == "container"
+        ]
+
+    def users_created() -> list[int]:
+        return [t for t, n, a in named() if n.startswith(f"{prefix}-user") and a == "create"]
+
+    deadline = time.monotonic() + 60  # the apply is done: its events are on their way
+    while len(users_created()) < len(users) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    events.close()
     # In dependency order: the volume container was swapped before any user was created.
-    events = list(docker_client.events(since=since, until=until, decode=True))
-    named = [
-        (e["timeNano"], e["Actor"]["Attributes"].get("name", ""), e["Action"])
-        for e in events
-        if e.get("Type") == "container"
-    ]
-    vc_done = max(t for t, n, a in named if n.startswith(vc) and a.startswith("rename"))
-    users_created = [t for t, n, a in named if n.startswith(f"{prefix}-user") and a == "create"]
-    assert len(users_created) == len(users), named
-    assert vc_done < min(users_created)
+    vc_done = max(t for t, n, a in named() if n.startswith(vc) and a.startswith("rename"))
+    assert len(users_created()) == len(users), named()
+    assert vc_done < min(users_created())
 
     new_vc = mounts_by_target(inspect(docker_client, vc))
     assert new_vc["/cache"]["Name"] == cache, "the anonymous volume was not carried over"

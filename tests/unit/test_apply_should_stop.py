@@ -22,6 +22,9 @@ class FakeEngine:
         self.api = FakeAPI()
         self.timeout = 30.0
 
+    def create_volume(self, name: str, *_: Any, **__: Any) -> None:
+        self.api.create_volume(name)  # the executor creates volumes through the Engine
+
 
 def volume(name: str) -> Change:
     change = Change(

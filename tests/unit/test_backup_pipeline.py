@@ -4,6 +4,7 @@ archive read by the decompressing thread is still refused before anything is tou
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -343,6 +344,7 @@ def test_a_backup_the_disk_does_not_give_back_is_refused(
 
     def flipping(self: sink._Output, data: bytes) -> int:
         self.digest.update(data)
+        self.written.update(data)
         at = written[0]
         written[0] += len(data)
         flip = 100 if where == "early" else len(data) - 1
@@ -436,3 +438,20 @@ def test_the_tree_read_back_on_two_processes_has_the_one_process_digest(
     assert rehash.digest_of(str(root), version).hexdigest() == expected
     monkeypatch.setattr(rehash.sys, "executable", "/bin/false")
     assert rehash.digest_of(str(root), version).hexdigest() == expected
+
+
+def test_a_sink_failing_at_close_leaves_no_thread(tmp_path: Path) -> None:
+    """The writer fails (a full disk) before ``close``: ``close`` raises its error and no
+    compressing thread is left waiting for work."""
+    fd = os.open(tmp_path / "out.zst", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        out = sink.ArchiveSink(fd)
+        os.close(fd)  # every write now fails
+        out.write(os.urandom(sink.BATCH + 1))
+        out.worker.join()  # the writer met the error and ended
+        with pytest.raises(OSError):
+            out.close()
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    assert _no_worker_left()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import socketserver
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -47,6 +48,23 @@ class _Answers(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+    def do_POST(self) -> None:
+        sent = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        status, body = 201, {"Id": "new", "Sent": sent, "Path": self.path}
+        if self.path.endswith("name=taken"):
+            status, body = 409, {"message": "Conflict. The container name is already in use"}
+        elif self.path.endswith("name=noimage"):
+            status, body = 404, {"message": "No such image: nothing:1"}
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        # The engine may close an idle kept-alive connection without a word: this one does
+        # it after answering, so the client's next request must not be sent on it.
+        self.close_connection = self.path.endswith("name=bye")
 
     def log_message(self, format: str, *args: object) -> None:  # quiet
         pass
@@ -108,5 +126,58 @@ def test_inspect_containers_raises_the_engines_error(
     try:
         with pytest.raises(docker.errors.APIError, match="the engine broke"):
             engine.inspect_containers(["c01", "broken", "c02"], 2)
+    finally:
+        engine.close()
+
+
+def test_creates_are_posted_as_docker_py_posts_them_and_reuse_one_connection(
+    engine_socket: tuple[str, list[int]],
+) -> None:
+    url, connections = engine_socket
+    engine = Engine(url, timeout=5)
+    try:
+        before, calls = len(connections), engine.calls
+        made = [engine.create_container({"Image": "x:1", "Cmd": None}, f"c{n}") for n in range(30)]
+        volume = engine.create_volume("v", "local", {}, {"dsr.kind": "volume"})
+        opened = len(connections) - before
+    finally:
+        engine.close()
+    assert made[7]["Sent"] == {"Image": "x:1"}  # None left out, as docker-py's _post_json
+    assert made[7]["Path"].endswith("/containers/create?name=c7")
+    assert volume["Sent"] == {
+        "Name": "v",
+        "Driver": "local",
+        "DriverOpts": {},
+        "Labels": {"dsr.kind": "volume"},
+    }
+    assert opened == 1
+    assert engine.calls - calls == 31
+
+
+def test_a_create_fails_with_docker_pys_errors(engine_socket: tuple[str, list[int]]) -> None:
+    url, _ = engine_socket
+    engine = Engine(url, timeout=5)
+    try:
+        with pytest.raises(docker.errors.ImageNotFound, match="No such image"):
+            engine.create_container({"Image": "nothing:1"}, "noimage")
+        with pytest.raises(docker.errors.APIError) as conflict:
+            engine.create_container({"Image": "x:1"}, "taken")
+        assert conflict.value.status_code == 409
+        assert not isinstance(conflict.value, docker.errors.NotFound)
+    finally:
+        engine.close()
+
+
+def test_a_connection_the_engine_closed_while_idle_is_not_used_again(
+    engine_socket: tuple[str, list[int]],
+) -> None:
+    url, connections = engine_socket
+    engine = Engine(url, timeout=5)
+    try:
+        before = len(connections)
+        engine.create_container({"Image": "x:1"}, "bye")  # the server closes it after this
+        time.sleep(0.2)
+        assert engine.create_container({"Image": "x:1"}, "next")["Id"] == "new"
+        assert len(connections) - before == 2
     finally:
         engine.close()
