@@ -120,7 +120,8 @@ class Engine:
         object, and docker-py's session costs more CPU than the engine's answer takes.
         """
         socket_path = self._socket_path
-        assert socket_path is not None, "post_json is for a local socket"
+        if socket_path is None:
+            raise ValueError("post_json is for an engine reached through a local socket")
         target = f"/v{self.api.api_version}{path}" + (f"?{urlencode(params)}" if params else "")
         data = json.dumps({k: v for k, v in body.items() if v is not None}).encode()
         connection = self._connection(socket_path)
@@ -151,7 +152,7 @@ class Engine:
         except queue.Empty:
             return _SocketConnection(path, self.timeout)
         sock = connection.sock
-        if sock is not None and select.select([sock], [], [], 0)[0]:
+        if sock is not None and _readable(sock):
             connection.close()
         return connection
 
@@ -229,6 +230,13 @@ class Engine:
                 f"{response.status} {response.reason}: {explanation}", explanation=explanation
             )
         return json.loads(body)
+
+
+def _readable(sock: socket.socket) -> bool:
+    """Data or end of file waits on ``sock`` (poll, not select: any descriptor number)."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN | select.POLLHUP)
+    return bool(poller.poll(0))
 
 
 def _raise_api_error(status: int, reason: str, body: bytes, url: str) -> NoReturn:

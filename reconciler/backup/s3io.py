@@ -52,6 +52,7 @@ class Upload:
         self.fixed = part  # 0: sizes by ``schedule``, the archive's size not being known
         self.part = part or PART
         self.ahead = self.AHEAD
+        self.most_ahead = self.AHEAD  # lowered when several uploads share the memory
         self.error: BaseException | None = None  # the first failure, for the caller
         self.buffer = bytearray()
         self.parts: dict[int, str] = {}
@@ -85,6 +86,7 @@ class Upload:
         self.count += len(data)
         if not self.fixed:
             self.part, self.ahead = schedule(self.number + 1)
+        self.ahead = min(self.ahead, self.most_ahead)
         while len(self.pending) >= max(self.ahead, 1):  # a failed part raises here
             self.pending.pop(0).result()
         self.pending.append(self.pool.submit(self._part, self.number, data))

@@ -35,6 +35,7 @@ import hashlib
 import os
 import queue
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -259,7 +260,7 @@ class _Output:
         self.written = _blake3()
         self.count = 0
         self.durable = durable
-        self.check = ReadBack(fd)
+        self.check = ReadBack(fd, _blake3)
 
     def finish(self) -> str:
         """The archive's sha256 if the disk gives back the bytes written, else the
@@ -294,7 +295,8 @@ def _blake3() -> Any:
 
 
 class ReadBack:
-    """The file's bytes as the disk gives them back, hashed (BLAKE3) while the backup goes on.
+    """The file's bytes as the disk gives them back, hashed (sha256, or ``hasher``) while the
+    backup goes on.
 
     Each kick names how far the file is written: a thread that only waits for the disk
     ``fdatasync``s, then reads that part back (``pread``) and hashes it. ``finish``
@@ -302,9 +304,9 @@ class ReadBack:
     read-back of the archive without a pass of its own. An error reading is kept and
     raised by ``finish``."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, hasher: Callable[[], Any] = hashlib.sha256) -> None:
         self.fd = fd
-        self.digest = _blake3()
+        self.digest = hasher()
         self.done = 0  # bytes read back and hashed
         self.target = 0  # bytes written when last kicked
         self.error: OSError | None = None
@@ -351,7 +353,7 @@ class ReadBack:
             self.thread = None
 
     def finish(self, size: int) -> str:
-        """``fsync``, read back what is left: the BLAKE3 of the file's first ``size`` bytes."""
+        """``fsync``, read back what is left: the digest of the file's first ``size`` bytes."""
         self.stop()
         if self.error is not None:
             raise self.error

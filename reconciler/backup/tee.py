@@ -17,7 +17,6 @@ with the manifest when some place holds the snapshot.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -25,7 +24,7 @@ from typing import Any, Protocol
 from reconciler import logs
 from reconciler.backup.errors import BackupError, PlacesFailed
 from reconciler.backup.manifest import Manifest
-from reconciler.backup.s3stream import Encrypting
+from reconciler.backup.s3stream import Encrypting, Streamed
 from reconciler.backup.sink import SYNC_EVERY, ReadBack
 
 log = logs.get_logger("dsr.backup")
@@ -40,8 +39,9 @@ class Sink(Protocol):
     def write(self, data: bytes) -> int: ...
 
     def finish(self, sha256: str, size: int) -> None:
-        """Every byte written is stored and checked: ``sha256`` and ``size`` are those of
-        the bytes given (encrypted ones when the place encrypts)."""
+        """Every byte written is stored and checked; ``size`` is the count of the bytes
+        given (encrypted ones when the place encrypts), ``sha256`` the archive's (``""``
+        when encrypted)."""
 
     def commit(self, manifest: Manifest) -> None:
         """Store the manifest, last: the snapshot lists here from now on."""
@@ -59,7 +59,11 @@ class Tee:
     that drops out, and ``commit`` gives the urls that hold the snapshot."""
 
     def __init__(self, sinks: Sequence[Sink], failed: dict[str, str], to: Sequence[Any]) -> None:
-        self.fan = _Fan(sinks, failed, hashing=bool(to))
+        self.fan = _Fan(sinks, failed)
+        uploads = [sink.upload for sink in sinks if isinstance(sink, Streamed)]
+        if len(uploads) > 1:  # as many parts travel as for one store, not one store's each
+            for upload in uploads:
+                upload.most_ahead = 1
         self.age = Encrypting(self.fan, to) if to else None
 
     def write(self, data: bytes) -> int:
@@ -70,7 +74,7 @@ class Tee:
     def finish(self, sha256: str, size: int) -> None:
         if self.age is not None:
             self.age.close()  # age's last chunk written into every sink
-            sha256, size = self.fan.digest.hexdigest(), self.fan.count
+            sha256, size = "", self.fan.count  # of the encrypted bytes: no manifest holds it
         self.fan.each(lambda sink: sink.finish(sha256, size))
 
     def commit(self, manifest: Manifest) -> list[str]:
@@ -88,18 +92,14 @@ class Tee:
 class _Fan:
     """``write`` into every live sink; one that fails is aborted and dropped."""
 
-    def __init__(self, sinks: Sequence[Sink], failed: dict[str, str], *, hashing: bool) -> None:
+    def __init__(self, sinks: Sequence[Sink], failed: dict[str, str]) -> None:
         self.live = list(sinks)
         self.failed = failed
-        self.hashing = hashing
-        self.digest = hashlib.sha256()  # of the encrypted bytes: the folders check them
         self.count = 0
         self.error: BaseException | None = None  # set once no place is left
 
     def write(self, data: bytes) -> int:
-        if self.hashing:
-            self.digest.update(data)
-            self.count += len(data)
+        self.count += len(data)
         self.each(lambda sink: sink.write(data))
         return len(data)
 
@@ -140,6 +140,7 @@ class FolderSink:
             os.rmdir(target)
             raise
         self.count = 0
+        self.written = _blake3()  # what the read-back must give (BLAKE3, as sink.ReadBack)
         self.check = ReadBack(self.fd)
         self.kept = False
 
@@ -148,6 +149,7 @@ class FolderSink:
         return str(self.place.url)
 
     def write(self, data: bytes) -> int:
+        self.written.update(data)
         view = memoryview(data)
         while view:
             view = view[os.write(self.fd, view) :]
@@ -159,7 +161,8 @@ class FolderSink:
 
     def finish(self, sha256: str, size: int) -> None:
         read_back = self.check.finish(self.count)
-        if self.count != size or os.fstat(self.fd).st_size != size or read_back != sha256:
+        same = read_back == self.written.hexdigest()
+        if self.count != size or os.fstat(self.fd).st_size != size or not same:
             raise BackupError(f"{self.path} does not read back as written (sha256 or size differ)")
 
     def commit(self, manifest: Manifest) -> None:
@@ -179,3 +182,9 @@ class FolderSink:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+def _blake3() -> Any:
+    from blake3 import blake3
+
+    return blake3()
