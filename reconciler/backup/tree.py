@@ -72,8 +72,8 @@ def join(root: str, path: str) -> str:
 
 
 Record = tuple[str, str, int, int, int, int, str, str, int]
-RUN = 50_000  # entries held before they are sorted and written out (about 15 MB)
-FAN_IN = 64  # runs merged at once: past that many, they are merged into one first
+RUN = 20_000  # entries held before they are sorted and written out (~400 bytes each)
+FAN_IN = 128  # runs merged at once (a ~100 KB block each); past that, merged into one first
 _BLOCK = 256  # records a block of a run file holds (one marshal.dumps): ~100 KB read
 
 
