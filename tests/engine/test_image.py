@@ -205,5 +205,9 @@ containers:
     )
     status = json.loads(done)
     assert status["last_pass"]["by"] == "dsr run" and status["in_sync"] is True
-    version = docker_client.containers.run(image, ["--version"], remove=True).decode()
+    # The image declares VOLUME /var/lib/dsr: without a mount there, the run would make an
+    # anonymous volume that remove=True (docker rm without -v) leaves on the engine.
+    version = docker_client.containers.run(
+        image, ["--version"], tmpfs={"/var/lib/dsr": ""}, remove=True
+    ).decode()
     assert version.startswith("dsr ") and "(commit " in version
