@@ -28,7 +28,7 @@ from reconciler.backup import crypt
 from reconciler.backup.errors import BackupError
 from reconciler.backup.s3io import READ, Upload
 
-DEPTH = 2  # pieces (of up to 1 MiB: zstd's writes) waiting for age
+DEPTH = 1  # pieces (a frame each, at most ~2 MiB) waiting for age
 PIECE = 1 << 20  # decrypted bytes per piece handed to the restore
 RESTORE_DEPTH = 8
 

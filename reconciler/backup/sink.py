@@ -108,7 +108,7 @@ class ArchiveSink:
         # Frames in the making or made, in archive order: with BATCH, the memory held.
         # A store's upload holds parts of its own: fewer wait here then.
         self.frames: queue.Queue[Future[bytes] | None] = queue.Queue(
-            maxsize=QUEUE if output is None else 2
+            maxsize=QUEUE if output is None else 1
         )
         self.pool = ThreadPoolExecutor(COMPRESSORS, thread_name_prefix="dsr-compress")
         self.local = threading.local()  # each thread's compressor: they are not shared
