@@ -25,7 +25,7 @@ from reconciler import logs
 from reconciler.backup.errors import BackupError, PlacesFailed
 from reconciler.backup.manifest import Manifest
 from reconciler.backup.s3stream import Encrypting, Streamed
-from reconciler.backup.sink import SYNC_EVERY, ReadBack
+from reconciler.backup.sink import FileOutput
 
 log = logs.get_logger("dsr.backup")
 
@@ -139,9 +139,7 @@ class FolderSink:
         except BaseException:
             os.rmdir(target)
             raise
-        self.count = 0
-        self.written = _blake3()  # what the read-back must give (BLAKE3, as sink.ReadBack)
-        self.check = ReadBack(self.fd)
+        self.out = FileOutput(self.fd, sha256=False)  # the Tee hashes once for every place
         self.kept = False
 
     @property
@@ -149,20 +147,11 @@ class FolderSink:
         return str(self.place.url)
 
     def write(self, data: bytes) -> int:
-        self.written.update(data)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.fd, view) :]
-        before = self.count
-        self.count += len(data)
-        if self.count // SYNC_EVERY != before // SYNC_EVERY:
-            self.check.kick(self.count)
-        return len(data)
+        return self.out.write(data)
 
     def finish(self, sha256: str, size: int) -> None:
-        read_back = self.check.finish(self.count)
-        same = read_back == self.written.hexdigest()
-        if self.count != size or os.fstat(self.fd).st_size != size or not same:
+        same = self.out.unlike() is None
+        if self.out.count != size or os.fstat(self.fd).st_size != size or not same:
             raise BackupError(f"{self.path} does not read back as written (sha256 or size differ)")
 
     def commit(self, manifest: Manifest) -> None:
@@ -171,7 +160,7 @@ class FolderSink:
         self.kept = True
 
     def abort(self) -> None:
-        self.check.stop()
+        self.out.stop()
         self._close()
         if not self.kept:
             from reconciler.backup.store import remove
@@ -183,8 +172,3 @@ class FolderSink:
             os.close(self.fd)
             self.fd = -1
 
-
-def _blake3() -> Any:
-    from blake3 import blake3
-
-    return blake3()
