@@ -171,4 +171,3 @@ class FolderSink:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
-
