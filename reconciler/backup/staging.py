@@ -1,6 +1,8 @@
 """The state directory's ``staging/``: archives on their way to or from a store that is not
-a plain folder (S3, encrypted). Each run works in ``PID/`` or ``PID-fetch/`` of its own;
-what a run that no longer exists left there (a SIGKILL, a reboot) is removed by the next."""
+a plain folder (S3, encrypted), and the sorted runs of a tree's entries and of a large
+folder's names (``tree.spilling_in``). Each run works in ``PID/``, ``PID-fetch/`` or
+``PID-spill/`` of its own; what a run that no longer exists left there (a SIGKILL, a
+reboot) is removed by the next."""
 
 from __future__ import annotations
 
@@ -10,9 +12,10 @@ import re
 import shutil
 from collections.abc import Iterator
 
+from reconciler.backup import tree
 from reconciler.statedir import alive
 
-_MINE = re.compile(r"^([0-9]+)(-fetch)?$")
+_MINE = re.compile(r"^([0-9]+)(-fetch|-spill)?$")
 
 
 @contextlib.contextmanager
@@ -26,6 +29,16 @@ def folder(staging: str, kind: str = "") -> Iterator[str]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def spilling(staging: str) -> Iterator[None]:
+    """The sorted runs that bound a backup's, verify's or restore's memory whatever the
+    tree (~120 MB of them a million files) spill under ``staging``, on the state
+    directory's disk, not into ``TMPDIR`` (often a small tmpfs, that is memory). They are
+    files without a name; their folder goes after, or with the next run after a SIGKILL."""
+    with folder(staging, "-spill") as path, tree.spilling_in(path):
+        yield
 
 
 def clean(staging: str) -> None:
