@@ -60,10 +60,6 @@ class Tee:
 
     def __init__(self, sinks: Sequence[Sink], failed: dict[str, str], to: Sequence[Any]) -> None:
         self.fan = _Fan(sinks, failed)
-        uploads = [sink.upload for sink in sinks if isinstance(sink, Streamed)]
-        if len(uploads) > 1:  # as many parts travel as for one store, not one store's each
-            for upload in uploads:
-                upload.most_ahead = 1
         self.age = Encrypting(self.fan, to) if to else None
 
     def write(self, data: bytes) -> int:
@@ -75,6 +71,7 @@ class Tee:
         if self.age is not None:
             self.age.close()  # age's last chunk written into every sink
             sha256, size = "", self.fan.count  # of the encrypted bytes: no manifest holds it
+        self.fan.flush()
         self.fan.each(lambda sink: sink.finish(sha256, size))
 
     def commit(self, manifest: Manifest) -> list[str]:
@@ -90,18 +87,39 @@ class Tee:
 
 
 class _Fan:
-    """``write`` into every live sink; one that fails is aborted and dropped."""
+    """``write`` into every live sink; one that fails is aborted and dropped.
+
+    With several stores, the bytes are gathered here into whole parts, each handed to
+    every sink as one object: each upload sends that part as it is (``s3io.Upload``), so
+    the stores share one part filling and one travelling (each store's own, 8 MiB and 8
+    MiB, was 16 MB more at the peak a store), and as many parts travel as for one store."""
 
     def __init__(self, sinks: Sequence[Sink], failed: dict[str, str]) -> None:
         self.live = list(sinks)
         self.failed = failed
         self.count = 0
         self.error: BaseException | None = None  # set once no place is left
+        uploads = [sink.upload for sink in sinks if isinstance(sink, Streamed)]
+        self.part: bytearray | None = bytearray() if len(uploads) > 1 else None
+        for upload in uploads if self.part is not None else ():
+            upload.most_ahead = 1
 
     def write(self, data: bytes) -> int:
         self.count += len(data)
-        self.each(lambda sink: sink.write(data))
+        if self.part is None:
+            self.each(lambda sink: sink.write(data))
+            return len(data)
+        self.part += data
+        uploads = [sink.upload for sink in self.live if isinstance(sink, Streamed)]
+        if len(self.part) >= max((upload.part for upload in uploads), default=0):
+            self.flush()
         return len(data)
+
+    def flush(self) -> None:
+        """Hand on the part gathered (the last one: fewer bytes)."""
+        if self.part:
+            part, self.part = self.part, bytearray()
+            self.each(lambda sink: sink.write(part))
 
     def each(self, step: Any) -> None:
         for sink in list(self.live):
