@@ -79,17 +79,13 @@ _BLOCK = 256  # records a block of a run file holds (one marshal.dumps): ~100 KB
 _spill_folder: str | None = None  # where run files go (None: tempfile's, so TMPDIR)
 
 
-@contextlib.contextmanager
-def spilling_in(folder: str) -> Iterator[None]:
-    """Run files (of the digests and of the folder listings made meanwhile) go to ``folder``
-    rather than ``TMPDIR``, which is often a small tmpfs: a million files' runs are ~120 MB.
-    """
+def spill_into(folder: str | None) -> None:
+    """Where run files (of the digests and of the folder listings made from now on) go:
+    ``folder``, or ``TMPDIR`` with ``None``. A million files' runs are ~120 MB, and
+    ``TMPDIR`` is often a small tmpfs: ``staging.spilling`` sets a folder of the state
+    directory's for a backup, a verify or a restore."""
     global _spill_folder
-    before, _spill_folder = _spill_folder, folder
-    try:
-        yield
-    finally:
-        _spill_folder = before
+    _spill_folder = folder
 
 
 class _Runs:
@@ -154,7 +150,7 @@ class TreeDigest:
         self._run = run
         self._pending: list[Record] = []  # not yet written out
         # At most ``fan_in`` runs open, each a block in memory; ``folder``: of the
-        # temporary files (None: ``spilling_in``'s, else tempfile's default).
+        # temporary files (None: ``spill_into``'s, else tempfile's default).
         self._runs = _Runs(fan_in, folder)
         self._members: dict[str, str] = {}  # hard-linked path -> the group's file path
         self._leaders: dict[str, Record] = {}  # the group's file path -> its record

@@ -170,18 +170,17 @@ def test_a_large_folders_names_come_sorted_through_runs_in_the_spill_folder(
     tmp_path: Path,
 ) -> None:
     """A folder of more names than ``LISTED`` is not held whole: its names are sorted in
-    parts written to unnamed files (in ``spilling_in``'s folder) and merged."""
-    folder, spill = tmp_path / "many", tmp_path / "spill"
+    parts written to unnamed files (in the staging folder's ``PID-spill/``) and merged."""
+    folder, spill = tmp_path / "many", tmp_path / "staging" / f"{os.getpid()}-spill"
     folder.mkdir()
-    spill.mkdir()
     names = [os.urandom(6).hex().encode() for _ in range(1000)] + [b"\xff-not-utf8", b"a"]
     for name in names:
         (folder / os.fsdecode(name)).touch()
-    with tree.spilling_in(str(spill)):
+    with staging.spilling(str(tmp_path / "staging")):
         listed = tree._listed(str(folder), most=64)
         first = next(listed)
         assert len(_open_in(spill)) == 1000 // 64 + 1  # one run open per part
-    assert os.listdir(spill) == []  # named nowhere
+        assert os.listdir(spill) == []  # named nowhere
     assert [first, *listed] == sorted(names)
     assert _open_in(spill) == []
     small = tree._listed(str(folder), most=5000)
@@ -249,3 +248,25 @@ def test_a_killed_run_leaves_no_spilled_file_and_the_next_removes_its_folder(
     with staging.spilling(str(state)):
         pass
     assert os.listdir(state) == []  # the next run took the dead one's folder away
+
+
+def test_backups_on_several_threads_share_the_spill_folder_until_the_last_ends(
+    tmp_path: Path,
+) -> None:
+    """The applier backs up several volumes at once on its threads: one ending does not
+    take the folder from under the others; the last one removes it."""
+    state = tmp_path / "staging"
+    spill = state / f"{os.getpid()}-spill"
+    first, second = staging.spilling(str(state)), staging.spilling(str(state))
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert spill.is_dir()
+    digest = TreeDigest(run=2)
+    for n in range(5):
+        digest.add(Entry(f"f{n}", FILE, 0o644, 0, 0, 1))
+    assert len(_open_in(spill)) == 2
+    digest.close()
+    second.__exit__(None, None, None)
+    assert not spill.exists()
+    assert tree._spill_folder is None
