@@ -46,7 +46,8 @@ def _structlog() -> ModuleType:
 
 def _apply() -> None:
     global _pending
-    structlog = _structlog()
+    _structlog()
+    import structlog
 
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()
