@@ -1,0 +1,158 @@
+"""The backup code of issue 20 attacked as a hostile outsider would: each test is one
+finding (it failed on the code before its fix) and checks the fix.
+
+- A CI secret taken into a destination or an endpoint through ``${VAR}`` is hidden in
+  errors, JSON and logs also when an S3 error quotes it percent-encoded in a URL (an AWS
+  secret key holds ``/``, ``+`` and ``=``).
+- An endpoint with credentials in it (``http://KEY:SECRET@host``) is refused without
+  printing them.
+- One store listed twice under two spellings (``s3://b/p`` and ``s3://b/p/``; a folder
+  and a link to it) is written once, not by two sinks of one snapshot at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from reconciler.cli import main
+from reconciler.errors import SpecError
+from reconciler.spec import load_spec
+
+SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCY=EXAMPLEKEY"
+
+
+def _spec(folder: Path, rule: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    text = "version: 1\nproject: atk\nbackups:\n  r:\n"
+    text += textwrap.indent(textwrap.dedent(rule).strip("\n"), "    ") + "\n"
+    (folder / "spec.yaml").write_text(text)
+    return folder
+
+
+def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as done:
+        main(args)
+    out, err = capsys.readouterr()
+    return int(done.value.code or 0), out, err
+
+
+def test_a_secret_in_a_url_is_hidden_also_percent_encoded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from reconciler.spec.redact import forget
+
+    forget()
+    monkeypatch.setenv("CI_SECRET", SECRET)
+    monkeypatch.setenv("DSR_S3_ATTEMPTS", "1")
+    monkeypatch.setenv("DSR_S3_TIMEOUT", "1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "f").write_text("data")
+    spec = _spec(
+        tmp_path / "spec",
+        f"""
+        paths: [{site}]
+        destination:
+          - s3://bkt/${{CI_SECRET}}
+          - {tmp_path / "d"}
+        endpoint: http://127.0.0.1:1/${{CI_SECRET}}
+        """,
+    )
+    state = ["--state-dir", str(tmp_path / "state"), "--log-format", "json"]
+    try:
+        code, out, err = _run([*state, "backup", str(spec), "--format", "json"], capsys)
+    finally:
+        forget()
+    assert code == 1  # the store cannot be reached: the folder has the snapshot
+    [taken] = json.loads(out)["backups"]
+    assert [m["destination"] for m in taken["missed"]] == ["s3://bkt/${CI_SECRET}"]
+    assert "127.0.0.1:1" in taken["missed"][0]["error"]  # the URL is quoted ...
+    for text in (out, err):  # ... but never the secret, in any form
+        for part in ("wJalrXUtnFEMI", "K7MDENG", "EXAMPLEKEY"):
+            assert part not in text, text
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "http://AKIAEXAMPLE:hunter2-pass@127.0.0.1:9000",
+        "https://hunter2-pass@s3.example.com",
+        "http://AKIAEXAMPLE:hun/ter2@pass@127.0.0.1:9000/x",
+    ],
+)
+def test_credentials_in_an_endpoint_are_refused_unprinted(
+    tmp_path: Path, endpoint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = _spec(
+        tmp_path / "spec",
+        f"""
+        paths: [{tmp_path}]
+        destination: s3://bkt/p
+        endpoint: "{endpoint}"
+        """,
+    )
+    with pytest.raises(SpecError) as raised:
+        load_spec(str(spec), env={})
+    text = str(raised.value)
+    assert "spec.yaml:7: backups.r.endpoint" in text and "user name or password" in text
+    assert "hunter2" not in text and "AKIAEXAMPLE" not in text, text
+    code, out, _ = _run(["plan", str(spec), "--format", "json"], capsys)
+    assert code == 1 and "hunter2" not in out and "endpoint" in json.loads(out)["error"]["path"]
+
+
+@pytest.mark.parametrize(
+    "destinations",
+    [
+        "[s3://bkt/p, s3://bkt/p/]",
+        "[s3://bkt/p, s3://bkt//p]",
+        "[s3://bkt, s3://bkt/]",
+        "[./x, x/../x]",
+        "[./x, ./x/]",
+    ],
+)
+def test_one_store_spelled_twice_is_an_error(tmp_path: Path, destinations: str) -> None:
+    spec = _spec(
+        tmp_path / "spec",
+        f"""
+        paths: [{tmp_path}]
+        destination: {destinations}
+        """,
+    )
+    with pytest.raises(SpecError) as raised:
+        load_spec(str(spec), env={})
+    assert "spec.yaml:6: backups.r.destination: the same destination is listed twice" in str(
+        raised.value
+    )
+
+
+def test_a_folder_and_a_link_to_it_are_one_place_written_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "f").write_text("data")
+    real = tmp_path / "real"
+    real.mkdir()
+    os.symlink(real, tmp_path / "alias")
+    spec = _spec(
+        tmp_path / "spec",
+        f"""
+        paths: [{site}]
+        destination: [{tmp_path / "alias"}, {real}]
+        """,
+    )
+    state = ["--state-dir", str(tmp_path / "state")]
+    code, out, err = _run([*state, "backup", str(spec), "--format", "json"], capsys)
+    assert code == 0, err  # before: "exists already", exit 1, the place "missed"
+    [taken] = json.loads(out)["backups"]
+    assert taken["missed"] == [] and "error" not in taken
+    code, out, _ = _run([*state, "backups", "list", str(spec), "--format", "json"], capsys)
+    assert [b["id"] for b in json.loads(out)["backups"]] == [taken["id"]]
+    assert len(list((real / "atk").iterdir())) == 1
