@@ -12,10 +12,13 @@ finding (it failed on the code before its fix) and checks the fix.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,6 +27,22 @@ from reconciler.errors import SpecError
 from reconciler.spec import load_spec
 
 SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCY=EXAMPLEKEY"
+
+
+@pytest.fixture(autouse=True)
+def _logs_to_stderr_after() -> Iterator[None]:
+    """``main`` points the logs at the stderr of its test (capsys's, closed after it): the
+    configuration before the test comes back after it."""
+    import structlog
+
+    from reconciler import logs
+
+    saved, wanted, pending = structlog.get_config(), dict(logs._wanted), logs._pending
+    yield
+    structlog.configure(**saved)
+    logs._wanted.clear()
+    logs._wanted.update(wanted)
+    logs._pending = pending
 
 
 def _spec(folder: Path, rule: str) -> Path:
@@ -156,3 +175,86 @@ def test_a_folder_and_a_link_to_it_are_one_place_written_once(
     code, out, _ = _run([*state, "backups", "list", str(spec), "--format", "json"], capsys)
     assert [b["id"] for b in json.loads(out)["backups"]] == [taken["id"]]
     assert len(list((real / "atk").iterdir())) == 1
+
+
+# -- a folder destination swapped for a link between the policy's check and the write -------
+
+
+def _guarded(dest: Path, roots: list[Path], state: Path) -> Any:
+    from reconciler.backup.sealed import SealedFolder
+    from reconciler.spec.policy import Policy
+
+    policy = Policy(bind_roots=tuple(str(r) for r in roots), state_dir=str(state))
+    place = SealedFolder(str(dest))
+    place.guard = functools.partial(policy.check, role="destination")
+    return place
+
+
+def _site(tmp_path: Path) -> Path:
+    site = tmp_path / "site"
+    site.mkdir()
+    for n in range(3):
+        (site / f"f{n}").write_bytes(os.urandom(300_000))
+    return site
+
+
+def test_a_destination_that_became_a_link_out_of_the_policy_gets_nothing(
+    tmp_path: Path,
+) -> None:
+    from reconciler.backup import places, run
+    from reconciler.backup.errors import PlacesFailed
+    from reconciler.backup.store import Source
+
+    site, allowed, outside = _site(tmp_path), tmp_path / "allowed", tmp_path / "outside"
+    outside.mkdir()
+    (allowed / "a").mkdir(parents=True)
+    (allowed / "b").mkdir()
+    first = _guarded(allowed / "a", [allowed], tmp_path / "state")
+    second = _guarded(allowed / "b", [allowed], tmp_path / "state")
+    # checked when the backup started (ops.backup); swapped before the write
+    (allowed / "b").rmdir()
+    (allowed / "b").symlink_to(outside)
+    take = places.take(None, "atk", [first, second], str(tmp_path / "staging"))
+    with pytest.raises(PlacesFailed) as raised:
+        take(Source("path", str(site)), run.Options(policy="r"))
+    assert raised.value.stored == [first.url]
+    assert "outside the allowed roots" in raised.value.missed[second.url]
+    assert list(outside.rglob("*")) == []  # before: outside/atk/ID/archive.tar.zst
+    [snapshot] = first.find("atk").snapshots
+    assert snapshot.status == "complete"
+
+
+@pytest.mark.parametrize("swapped", ["destination", "project"])
+def test_a_destination_swapped_for_a_link_mid_backup_keeps_the_writes_in_place(
+    tmp_path: Path, swapped: str
+) -> None:
+    from reconciler.backup import places, run
+    from reconciler.backup.store import Source
+
+    site, allowed, outside = _site(tmp_path), tmp_path / "allowed", tmp_path / "outside"
+    (allowed / "a").mkdir(parents=True)
+    (allowed / "b").mkdir()
+    first = _guarded(allowed / "a", [allowed], tmp_path / "state")
+    second = _guarded(allowed / "b", [allowed], tmp_path / "state")
+    victim = allowed / "b" if swapped == "destination" else allowed / "b" / "atk"
+    moved = tmp_path / "moved"
+    done: list[int] = []
+
+    def swap(_: int) -> None:  # the archive is on its way into both folders now
+        if done:
+            return
+        done.append(1)
+        [made] = list((allowed / "b" / "atk").iterdir())
+        (outside / made.relative_to(victim)).mkdir(parents=True)  # a trap of the same name
+        victim.rename(moved)
+        victim.symlink_to(outside)
+
+    take = places.take(None, "atk", [first, second], str(tmp_path / "staging"))
+    manifest = take(Source("path", str(site)), run.Options(policy="r", progress=swap))
+    assert done
+    assert [p for p in outside.rglob("*") if not p.is_dir()] == []  # nothing written there
+    kept = moved / "atk" if swapped == "destination" else moved
+    assert sorted(p.name for p in (kept / manifest.id).iterdir()) == [
+        "archive.tar.zst",
+        "manifest.json",
+    ]
