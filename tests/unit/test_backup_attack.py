@@ -258,3 +258,27 @@ def test_a_destination_swapped_for_a_link_mid_backup_keeps_the_writes_in_place(
         "archive.tar.zst",
         "manifest.json",
     ]
+
+
+@pytest.mark.parametrize("field", ["size", "files"])
+def test_a_manifest_that_claims_more_than_its_archive_fails_verify(
+    tmp_path: Path, field: str
+) -> None:
+    from reconciler.backup.errors import ChecksumError
+    from reconciler.backup.restore import check
+    from reconciler.backup.run import backup_path
+    from reconciler.backup.store import load, write_manifest
+
+    site = _site(tmp_path)
+    manifest = backup_path(None, "atk", str(site), str(tmp_path / "dest"))
+    folder = tmp_path / "dest" / "atk" / manifest.id
+    snapshot = load(str(folder), "atk")
+    assert snapshot is not None
+    check(snapshot)  # as written, it verifies
+    # edited (no signature: a fresh host has no key to check one): sha256 and tree digest
+    # still match, but the size that bounds a restore's writes now says 10^18 bytes
+    write_manifest(str(folder), manifest.model_copy(update={field: 10**15}))
+    snapshot = load(str(folder), "atk")
+    assert snapshot is not None
+    with pytest.raises(ChecksumError, match="its manifest says"):
+        check(snapshot)
