@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -157,6 +158,9 @@ def backup(
                 finish(engine, journal)
             for name, spec in rules.items():
                 where = places.places_of(spec, request.state)
+                for place in where:  # judged again as each snapshot folder is made
+                    if isinstance(place, Folder) and place.url in spec.folders:
+                        place.guard = functools.partial(policy.check, role="destination")
                 take = places.take(engine, desired.project, where, request.state.staging)
                 taken += run.run_rule(
                     engine, desired.project, name, spec, take, options, volume, journal
