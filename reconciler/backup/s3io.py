@@ -64,6 +64,8 @@ class Upload:
         self.number = 0
 
     def write(self, data: bytes | bytearray) -> int:
+        """Store ``data``, which its writer must not change afterwards: it may be kept as
+        given (``bytes``, or a ``bytearray`` a ``tee.Tee`` hands over and never reuses)."""
         if not self.buffer:
             self.buffer = data  # as given, not copied: a ``tee.Tee`` hands each store one part
             self.own = False
