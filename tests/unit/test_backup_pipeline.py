@@ -260,7 +260,10 @@ def test_an_archive_not_its_manifests_is_never_decompressed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A swapped archive (here: a zstd bomb, a few KB that expand to 4 GiB) is refused by
-    its sha256 alone: nothing decompresses or parses it, so it cannot hold dsr for hours."""
+    its sha256 alone before a target holding data is touched: nothing decompresses or
+    parses it, so it cannot hold dsr for hours. An empty target is written as the bytes
+    are hashed: the bomb is read no further than the manifest's bounds, the target is
+    left empty, and the error says the archive is not the manifest's."""
     source = tmp_path / "src"
     _tree(source)
     manifest = backup_path(None, "p", str(source), str(tmp_path / "dest"))
@@ -281,9 +284,16 @@ def test_an_archive_not_its_manifests_is_never_decompressed(
         restore.check(snapshot)
     target = tmp_path / "target"
     target.mkdir()
+    (target / "kept").write_text("data")
     with pytest.raises(ChecksumError):
         restore.restore_dir(snapshot, str(target))
-    assert os.listdir(target) == []
+    assert os.listdir(target) == ["kept"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ChecksumError, match=f"{manifest.id}: checksum mismatch"):
+        restore.restore_dir(snapshot, str(empty))
+    assert os.listdir(empty) == []
+    assert _no_worker_left()
 
 
 def _rewritten(snapshot: store.Snapshot, **fields: object) -> store.Snapshot:
@@ -380,11 +390,12 @@ def test_the_tree_digest_is_json_lines_of_its_records() -> None:
     assert tree.hexdigest() == reference.hexdigest()
 
 
-def test_an_archive_changed_after_its_check_is_refused_and_the_empty_target_stays_empty(
+def test_an_archive_changed_after_its_check_is_refused_and_the_target_is_untouched(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Swapped between the sha256 check and the writing (for another valid archive of a
-    different tree): the bytes read while writing are hashed too, and do not match."""
+    different tree): the bytes read while checking every entry are hashed too, and do not
+    match, so a target holding data is not emptied."""
     source, other = tmp_path / "src", tmp_path / "other"
     _tree(source)
     (other / "x").mkdir(parents=True)
@@ -400,6 +411,30 @@ def test_an_archive_changed_after_its_check_is_refused_and_the_empty_target_stay
         shutil.copyfile(swap.archive, s.archive)
 
     monkeypatch.setattr(restore, "check_bytes", then_swapped)
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "kept").write_text("data")
+    with pytest.raises(ChecksumError, match="checksum mismatch"):
+        restore.restore_dir(snapshot, str(target))
+    assert os.listdir(target) == ["kept"]
+    assert _no_worker_left()
+
+
+def test_another_valid_archive_written_into_an_empty_target_is_refused_and_removed(
+    tmp_path: Path,
+) -> None:
+    """An empty target is written without a check before: the bytes read while writing
+    are hashed, and another (valid) archive than the manifest's is refused at its end,
+    and what it wrote removed."""
+    source, other = tmp_path / "src", tmp_path / "other"
+    _tree(source)
+    (other / "x").mkdir(parents=True)
+    (other / "x" / "f").write_bytes(b"other tree")
+    backup_path(None, "p", str(source), str(tmp_path / "dest"))
+    backup_path(None, "q", str(other), str(tmp_path / "dest"))
+    [snapshot] = store.find([str(tmp_path / "dest")], "p").snapshots
+    [swap] = store.find([str(tmp_path / "dest")], "q").snapshots
+    shutil.copyfile(swap.archive, snapshot.archive)
     target = tmp_path / "target"
     target.mkdir()
     with pytest.raises(ChecksumError, match="checksum mismatch"):
