@@ -51,8 +51,13 @@ def place_of(url: str, rule: Backup, state: StateDir, keys: tuple[Any, ...] = ()
 
 def places_of(rule: Backup, state: StateDir, keys: tuple[Any, ...] = ()) -> list[Place]:
     """Where ``rule`` stores its snapshots, in the order written."""
-    places = [place_of(url, rule, state, keys) for url in rule.destinations]
-    return places or [_folder(state.backups, state, keys, tuple(rule.encrypt_to))]
+    places: dict[str, Place] = {}
+    for url in rule.destinations:
+        place = place_of(url, rule, state, keys)
+        first = places.setdefault(place.key, place)
+        if first is not place:  # a link to a folder listed too: one store, written once
+            log.warning("destination_repeated", destination=url, same_as=first.url)
+    return list(places.values()) or [_folder(state.backups, state, keys, tuple(rule.encrypt_to))]
 
 
 def _folder(url: str, state: StateDir, keys: tuple[Any, ...], to: tuple[str, ...]) -> Place:

@@ -92,6 +92,13 @@ def check(snapshot: Snapshot, *, contents: bool = True) -> None:
     if contents and tree.hexdigest() != snapshot.manifest.tree_digest:
         # rewritten, with a matching manifest
         raise ChecksumError(f"snapshot {snapshot.id}: the archive's tree differs from its manifest")
+    m = snapshot.manifest
+    if contents and (tree.size, tree.files) != (m.size, m.files):
+        # a manifest edited to claim more (its size bounds what a restore may write)
+        raise ChecksumError(
+            f"snapshot {m.id}: the archive holds {tree.files} files of {tree.size} bytes, "
+            f"its manifest says {m.files} of {m.size}"
+        )
 
 
 def _scan(snapshot: Snapshot, *, contents: bool) -> TreeDigest:

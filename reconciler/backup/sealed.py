@@ -28,8 +28,8 @@ from reconciler.backup.store import (
     Found,
     Snapshot,
     find,
-    fsync_dir,
     placed_in,
+    write_last,
 )
 from reconciler.files import parse_json, write_json
 
@@ -78,21 +78,15 @@ class SealedFolder(Folder):
             return None
         return placed_in(folder, project, manifest, SEALED_ARCHIVE)
 
-    def write_manifest_in(self, folder: str, manifest: Manifest) -> None:
+    def write_manifest_in(self, folder: str, manifest: Manifest, dir_fd: int | None = None) -> None:
         if not self.encrypts:
-            super().write_manifest_in(folder, manifest)
+            super().write_manifest_in(folder, manifest, dir_fd)
             return
         body = crypt.encrypt(
             json.dumps(manifest.to_json(), indent=2).encode(), crypt.recipients(self.recipients)
         )
-        path = os.path.join(folder, SEALED_MANIFEST)
-        with open(path + ".tmp", "xb") as out:
-            out.write(body)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(path + ".tmp", path)  # last: now it lists
-        fsync_dir(folder)
-        self._remember(path, manifest)
+        write_last(folder, SEALED_MANIFEST, body, dir_fd)  # last: now it lists
+        self._remember(os.path.join(folder, SEALED_MANIFEST), manifest)
 
     @contextlib.contextmanager
     def fetched(self, snapshot: Snapshot) -> Iterator[Snapshot]:

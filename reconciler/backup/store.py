@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import json
 import os
@@ -37,6 +38,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from reconciler import logs
+from reconciler.backup.errors import BackupError
 from reconciler.backup.manifest import (
     ARCHIVE,
     MANIFEST,
@@ -189,11 +191,14 @@ class Place(ABC):
 
 
 class Folder(Place):
-    """A folder on this host (the layout above), written in place."""
+    """A folder on this host (the layout above), written in place. ``guard``: why a new
+    snapshot may not be written under a resolved path (the admin policy), asked again as
+    the snapshot's folder is made, since the destination may have become a link."""
 
     def __init__(self, path: str, recipients: Iterable[str] = ()) -> None:
         self.url = path
         self.recipients = tuple(recipients)
+        self.guard: Callable[[str], str | None] | None = None
 
     @property
     def key(self) -> str:
@@ -214,9 +219,9 @@ class Folder(Place):
         target = snapshot_folder(self.url, project, snapshot_id)
         return FolderSink(self, target, ARCHIVE + (".age" if self.encrypts else ""))
 
-    def write_manifest_in(self, folder: str, manifest: Manifest) -> None:
+    def write_manifest_in(self, folder: str, manifest: Manifest, dir_fd: int | None = None) -> None:
         """The last step of a snapshot stored here: its manifest, whole or not at all."""
-        write_manifest(folder, manifest)
+        write_manifest(folder, manifest, dir_fd)
 
     def remove(self, snapshot: Snapshot) -> None:
         remove(snapshot.folder, self.url)
@@ -417,30 +422,90 @@ def remove(folder: str, destination: str) -> None:
         log.warning("snapshot_not_removed", folder=escape_controls(folder), error=str(err))
 
 
-def write_manifest(folder: str, manifest: Manifest) -> None:
-    """The last step of a backup: the manifest appears whole, or not at all."""
-    path = os.path.join(folder, MANIFEST)
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+def write_manifest(folder: str, manifest: Manifest, dir_fd: int | None = None) -> None:
+    """The last step of a backup: the manifest appears whole, or not at all. ``dir_fd``:
+    the snapshot folder's descriptor, written through instead of the path ``folder``."""
+    body = json.dumps(manifest.to_json(), indent=2).encode()
+    write_last(folder, MANIFEST, body, dir_fd)
+
+
+def write_last(folder: str, name: str, body: bytes, dir_fd: int | None = None) -> None:
+    """``name`` in ``folder`` (or the folder ``dir_fd``), whole or not at all (a temp file
+    renamed), synced with its folder."""
+    at = dir_fd if dir_fd is not None else folder
+    tmp = name + ".tmp" if dir_fd is not None else os.path.join(folder, name + ".tmp")
+    path = name if dir_fd is not None else os.path.join(folder, name)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW
+    fd = os.open(tmp, flags, 0o600, dir_fd=dir_fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(manifest.to_json(), handle, indent=2)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(body)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:  # ENOSPC: no half-written manifest.json.tmp stays behind
+        os.replace(tmp, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:  # ENOSPC: no half-written NAME.tmp stays behind
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
+            os.unlink(tmp, dir_fd=dir_fd)
         raise
-    fsync_dir(folder)
+    fsync_dir(at)
 
 
-def fsync_dir(folder: str) -> None:
+def fsync_dir(folder: str | int) -> None:
+    if isinstance(folder, int):
+        os.fsync(folder)
+        return
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def open_folder(real: str, names: Iterable[str] = (), mode: int = 0o700) -> list[int]:
+    """Descriptors of the folder ``real`` (an absolute path as ``realpath`` gives it, with
+    no link on its way: the one a policy judged) and of ``names`` below it, each created
+    when missing. Walked from ``/`` by ``O_NOFOLLOW`` opens relative to the one before: a
+    folder on the way swapped for a link since it was judged fails the walk instead of
+    leading out of it, and what is written through the descriptors stays where they are
+    however the paths change after. The caller closes them."""
+    parts = [p for p in real.split("/") if p]
+    if not os.path.isabs(real) or any(p in (".", "..") for p in parts):
+        raise BackupError(f"{escape_controls(real)} is not a resolved folder")
+    fds = [os.open("/", _DIR)]
+    try:
+        for n, part in enumerate([*parts, *names]):
+            if n >= len(parts) or not _exists_at(fds[-1], part):
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, mode, dir_fd=fds[-1])
+            try:
+                fd = os.open(part, _DIR, dir_fd=fds[-1])
+            except OSError as err:
+                if err.errno in (errno.ELOOP, errno.ENOTDIR):
+                    where = escape_controls(os.path.join(real, *names))
+                    raise BackupError(
+                        f"{where}: {escape_controls(part)} on its way is a link or not a "
+                        "folder (it changed since it was checked?)"
+                    ) from err
+                raise
+            if n < len(parts):  # the walk to ``real``: only its last descriptor is kept
+                os.close(fds.pop())
+            fds.append(fd)
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return fds
+
+
+def _exists_at(fd: int, name: str) -> bool:
+    try:
+        os.lstat(name, dir_fd=fd)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def signed(found: Found, key: bytes) -> Found:

@@ -18,6 +18,8 @@ _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 # S3's bucket naming rules (3-63 characters, lower case, digits, dots and hyphens)
 _S3 = re.compile(r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(.*))?$")
 _ENDPOINT = re.compile(r"^https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[!-~]*)?$")
+# The user-info part of a URL (``http://KEY:SECRET@host``): never printed back.
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://).*@", re.DOTALL)
 _RECIPIENT = re.compile(r"^(age1[02-9ac-hj-np-z]{58}|ssh-(ed25519|rsa) [A-Za-z0-9+/=]+( [!-~]*)?)$")
 
 
@@ -172,17 +174,32 @@ class Backup(SpecModel):
             if not value:
                 raise ValueError("an empty list of destinations; leave destination out instead")
             out = [_destination(v, info) for v in value]
-            if len(set(out)) != len(out):
-                raise ValueError("the same destination is listed twice")
+            # s3://b/p, s3://b/p/ and s3://b//p/ name one store (``s3_parts``), as ./x,
+            # x/ and x/../x name one folder (``host_path``): two sinks of one snapshot
+            # writing the same keys, and one's abort removing what the other stored
+            seen: dict[object, str] = {}
+            for url in out:
+                key = s3_parts(url) or url
+                if key in seen:
+                    raise ValueError(
+                        f"the same destination is listed twice ({seen[key]!r} and {url!r})"
+                    )
+                seen[key] = url
             return out
         return _destination(value, info)
 
     @field_validator("endpoint")
     @classmethod
     def _endpoint(cls, value: str | None) -> str | None:
-        if value is not None and not _ENDPOINT.match(value):
-            raise ValueError(f"{value!r} is not an http:// or https:// URL (HOST[:PORT])")
-        return value
+        if value is None or _ENDPOINT.match(value):
+            return value
+        if isinstance(value, str) and _USERINFO.match(value):
+            shown = _USERINFO.sub(r"\1***@", value)[:200]
+            raise ValueError(
+                f"{shown!r} holds a user name or password: "
+                "credentials come from AWS_* variables or profiles, never from the spec"
+            )
+        raise ValueError(f"{value!r} is not an http:// or https:// URL (HOST[:PORT])")
 
     @field_validator("region")
     @classmethod

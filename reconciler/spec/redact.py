@@ -15,6 +15,7 @@ import json
 import os
 import re
 import threading
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -122,8 +123,8 @@ class Redaction:
 
 def _forms(value: str) -> set[str]:
     """``value`` as messages may quote it: as is, inside a ``repr`` (a backslash doubled,
-    a newline as \\n), inside JSON, with control characters escaped, and as a path after
-    normalisation (``/a//b/`` is printed ``/a/b``)."""
+    a newline as \\n), inside JSON, with control characters escaped, percent-encoded as
+    in a URL, and as a path after normalisation (``/a//b/`` is printed ``/a/b``)."""
     forms = {
         value,
         repr(value)[1:-1],
@@ -131,6 +132,11 @@ def _forms(value: str) -> set[str]:
         json.dumps(value)[1:-1],
         html.escape(value),  # the status page
     }
+    # As a URL carries it: an S3 error quotes the request's URL, whose path and query hold
+    # the bucket's prefix (or an endpoint's path) percent-encoded, and an AWS secret key
+    # has "/", "+" and "=" in it.
+    for safe in ("", "/", "/~", "-_.~"):
+        forms |= {urllib.parse.quote(value, safe=safe), urllib.parse.quote_plus(value, safe=safe)}
     if "/" in value and "\0" not in value:
         normal = os.path.normpath(value)
         forms |= {normal, "/" + normal.lstrip("/") if value.startswith("/") else normal}

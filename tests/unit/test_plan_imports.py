@@ -53,3 +53,24 @@ def test_the_plan_path_imports_nothing_only_apply_backup_or_the_daemon_use() -> 
         m for m in loaded if any(m == bad or m.startswith(bad + ".") for bad in NOT_FOR_A_PLAN)
     )
     assert not wrong, f"imported on the plan path: {wrong}"
+
+
+def test_an_event_loads_structlog_without_rich_and_rich_still_loads_after() -> None:
+    """structlog imports rich only to draw tracebacks (~70 ms of every dsr process that
+    logs, a backup among them): dsr loads it as if rich were absent, and a progress bar
+    that wants rich afterwards still gets the real one."""
+    code = (
+        "import sys\n"
+        "from reconciler import logs\n"
+        "logs.configure('console')\n"
+        "logs.get_logger('t').info('an event', n=1)\n"
+        "print(sorted(m for m in sys.modules if m == 'rich' or m.startswith('rich.')))\n"
+        "import rich.console\n"
+        "print(type(sys.modules['rich']).__name__)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["[]", "module"]
+    assert "an event" in done.stderr
