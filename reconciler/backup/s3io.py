@@ -54,7 +54,8 @@ class Upload:
         self.ahead = self.AHEAD
         self.most_ahead = self.AHEAD  # lowered when several uploads share the memory
         self.error: BaseException | None = None  # the first failure, for the caller
-        self.buffer = bytearray()
+        self.buffer: bytes | bytearray = bytearray()
+        self.own = True  # ``buffer`` is this upload's to add to (not a part given whole)
         self.parts: dict[int, str] = {}
         self.count = 0
         self.upload_id: str | None = None
@@ -62,8 +63,15 @@ class Upload:
         self.pending: list[Future[None]] = []
         self.number = 0
 
-    def write(self, data: bytes) -> int:
-        self.buffer += data
+    def write(self, data: bytes | bytearray) -> int:
+        if not self.buffer:
+            self.buffer = data  # as given, not copied: a ``tee.Tee`` hands each store one part
+            self.own = False
+        else:
+            if not self.own:  # what was given is another's: added to in a copy of its own
+                self.buffer = bytearray(self.buffer)
+                self.own = True
+            self.buffer += data
         if len(self.buffer) >= self.part:
             try:
                 self._send()
@@ -93,7 +101,7 @@ class Upload:
         if not self.ahead:
             self.pending.pop(0).result()
 
-    def _part(self, number: int, data: bytearray) -> None:
+    def _part(self, number: int, data: bytes | bytearray) -> None:
         store = self.store
         md5 = hashlib.md5(data)
         with store._errors(f"upload part {number} of {self.key}"):

@@ -73,8 +73,66 @@ def join(root: str, path: str) -> str:
 
 Record = tuple[str, str, int, int, int, int, str, str, int]
 RUN = 20_000  # entries held before they are sorted and written out (~400 bytes each)
+LISTED = 50_000  # names of one folder held before they are sorted and written out (~60 bytes)
 FAN_IN = 128  # runs merged at once (a ~100 KB block each); past that, merged into one first
 _BLOCK = 256  # records a block of a run file holds (one marshal.dumps): ~100 KB read
+_spill_folder: str | None = None  # where run files go (None: tempfile's, so TMPDIR)
+
+
+def spill_into(folder: str | None) -> None:
+    """Where run files (of the digests and of the folder listings made from now on) go:
+    ``folder``, or ``TMPDIR`` with ``None``. A million files' runs are ~120 MB, and
+    ``TMPDIR`` is often a small tmpfs: ``staging.spilling`` sets a folder of the state
+    directory's for a backup, a verify or a restore."""
+    global _spill_folder
+    _spill_folder = folder
+
+
+class _Runs:
+    """Sorted runs of values written out to anonymous temporary files (no name, so nothing
+    is left behind whatever ends the process), in blocks; at most ``fan_in`` are kept: past
+    that they are merged into one, so the memory of reading them all at once (a block each)
+    and the descriptors open stay bounded."""
+
+    def __init__(self, fan_in: int = FAN_IN, folder: str | None = None) -> None:
+        self.fan_in = fan_in
+        self.folder = folder
+        self.files: list[IO[bytes]] = []
+
+    def add(self, values: list[Any]) -> None:
+        """Sort ``values`` (in place) and write them out as one run."""
+        values.sort()
+        self.files.append(self._written(values))
+        if len(self.files) >= self.fan_in:
+            files, self.files = self.files, []
+            try:
+                self.files.append(self._written(heapq.merge(*(_read(f) for f in files))))
+            finally:
+                for file in files:
+                    file.close()
+
+    def readers(self) -> list[Iterator[Any]]:
+        """Each run's values, in order, from its start."""
+        return [_read(file) for file in self.files]
+
+    def close(self) -> None:
+        for file in self.files:
+            file.close()
+        self.files = []
+
+    def _written(self, values: Iterable[Any]) -> IO[bytes]:
+        folder = self.folder if self.folder is not None else _spill_folder
+        # Closed by ``close`` (or with this object); it has no name to leave behind.
+        run = tempfile.TemporaryFile(dir=folder)  # noqa: SIM115
+        try:
+            it = iter(values)
+            while block := list(itertools.islice(it, _BLOCK)):
+                data = marshal.dumps(block)
+                run.write(len(data).to_bytes(4, "little") + data)
+        except BaseException:
+            run.close()
+            raise
+        return run
 
 
 class TreeDigest:
@@ -90,10 +148,10 @@ class TreeDigest:
         self.size = 0
         self.files = 0
         self._run = run
-        self._fan_in = fan_in  # at most this many runs open, each a block in memory
-        self._folder = folder  # of the temporary files (None: tempfile's default)
         self._pending: list[Record] = []  # not yet written out
-        self._runs: list[IO[bytes]] = []
+        # At most ``fan_in`` runs open, each a block in memory; ``folder``: of the
+        # temporary files (None: ``spill_into``'s, else tempfile's default).
+        self._runs = _Runs(fan_in, folder)
         self._members: dict[str, str] = {}  # hard-linked path -> the group's file path
         self._leaders: dict[str, Record] = {}  # the group's file path -> its record
         self._digest: str | None = None
@@ -132,31 +190,8 @@ class TreeDigest:
             self._spill()
 
     def _spill(self) -> None:
-        self._pending.sort()
-        self._runs.append(self._written(self._pending))
+        self._runs.add(self._pending)
         self._pending = []
-        if len(self._runs) >= self._fan_in:
-            # A merge reads a block of each run: their number is bounded, so is memory.
-            runs, self._runs = self._runs, []
-            try:
-                self._runs.append(self._written(heapq.merge(*(_read(run) for run in runs))))
-            finally:
-                for run in runs:
-                    run.close()
-
-    def _written(self, records: Iterable[Record]) -> IO[bytes]:
-        """A new run file holding ``records`` (sorted) in blocks."""
-        # Closed by ``close`` (or with this object); it has no name to leave behind.
-        run = tempfile.TemporaryFile(dir=self._folder)  # noqa: SIM115
-        try:
-            it = iter(records)
-            while block := list(itertools.islice(it, _BLOCK)):
-                data = marshal.dumps(block)
-                run.write(len(data).to_bytes(4, "little") + data)
-        except BaseException:
-            run.close()
-            raise
-        return run
 
     def records(self) -> Iterator[Record]:
         """Every entry as a plain file, dir, symlink or fifo, sorted by path; each member of
@@ -169,7 +204,7 @@ class TreeDigest:
             (path, *self._leaders[leader][1:7], first[path], self._leaders[leader][8])
             for path, leader in self._members.items()
         )
-        merged = heapq.merge(*(_read(run) for run in self._runs), self._pending, members)
+        merged = heapq.merge(*self._runs.readers(), self._pending, members)
         last = None
         for record in merged:
             path = record[0]
@@ -185,7 +220,7 @@ class TreeDigest:
         records found (refused when one is missing or not a file)."""
         wanted = {path for path, record in self._leaders.items() if record is _UNKNOWN}
         if wanted:
-            for run in [*(_read(run) for run in self._runs), iter(self._pending)]:
+            for run in [*self._runs.readers(), iter(self._pending)]:
                 for record in run:
                     if record[0] in wanted:
                         self._leaders[record[0]] = record
@@ -223,9 +258,7 @@ class TreeDigest:
 
     def close(self) -> None:
         """Close (so remove) the temporary files; the entries are forgotten."""
-        for run in self._runs:
-            run.close()
-        self._runs = []
+        self._runs.close()
         self._pending = []
 
     def __enter__(self) -> TreeDigest:
@@ -238,11 +271,11 @@ class TreeDigest:
 _UNKNOWN: Record = ("", "", 0, 0, 0, 0, "", "", 0)  # a group's file not met yet
 
 
-def _read(run: IO[bytes]) -> Iterator[Record]:
-    """The records of a run file, from its start."""
+def _read(run: IO[bytes]) -> Iterator[Any]:
+    """The values of a run file, from its start."""
     run.seek(0)
     while head := run.read(4):
-        block: list[Record] = marshal.loads(run.read(int.from_bytes(head, "little")))
+        block: list[Any] = marshal.loads(run.read(int.from_bytes(head, "little")))
         yield from block
 
 
@@ -299,10 +332,33 @@ def walk(root: str, skipped: list[str] | None = None) -> Iterator[Found]:
 _FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 
 
-def _listed(folder: str) -> Iterator[bytes]:
-    """A folder's names as bytes, sorted: ~50 bytes a name where a ``DirEntry`` (its name,
-    its whole path and more) took ~200, so a folder of a million files fits in 60 MB."""
-    return iter(sorted(os.listdir(os.fsencode(folder))))
+def _listed(folder: str, most: int | None = None) -> Iterator[bytes]:
+    """A folder's names as bytes, sorted. A folder of up to ``most`` (``LISTED``) names is
+    held as a list, ~60 bytes a name; a larger one is read in parts of that many, each
+    sorted and written out (``_Runs``), then merged, so a folder of millions of files
+    takes a few MB, not 60 MB a million."""
+    most = most or LISTED
+    with os.scandir(os.fsencode(folder)) as it:
+        names = [entry.name for entry in itertools.islice(it, most)]
+        if len(names) < most:
+            names.sort()
+            return iter(names)
+        runs = _Runs()
+        try:
+            while names:
+                runs.add(names)
+                names = [entry.name for entry in itertools.islice(it, most)]
+        except BaseException:
+            runs.close()
+            raise
+    return _merged(runs)
+
+
+def _merged(runs: _Runs) -> Iterator[bytes]:
+    try:
+        yield from heapq.merge(*runs.readers())
+    finally:
+        runs.close()
 
 
 def _entry(path: str, st: os.stat_result, kind: str, link: str = "") -> Entry:

@@ -17,17 +17,13 @@ import shutil
 import subprocess
 
 from reconciler import logs
+from reconciler.daemon.git import run_git
 from reconciler.errors import DsrError
 
 log = logs.get_logger("dsr.git")
 
 CLONE_TIMEOUT = 300.0
-_ENV = {
-    "GIT_TERMINAL_PROMPT": "0",
-    "GIT_ASKPASS": "true",
-    "LC_ALL": "C",
-    "GIT_ALLOW_PROTOCOL": "file:git:http:https:ssh",
-}
+_PROTOCOLS = "file:git:http:https:ssh"  # never ext::, which runs a command
 
 
 class CloneError(DsrError):
@@ -36,16 +32,7 @@ class CloneError(DsrError):
 
 def _git(*args: str, cwd: str | None = None, timeout: float = CLONE_TIMEOUT) -> str:
     try:
-        done = subprocess.run(
-            ["git", *args],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env={**os.environ, **_ENV},
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
+        done = run_git(cwd, *args, timeout=timeout, protocols=_PROTOCOLS)
     except subprocess.TimeoutExpired as err:
         raise CloneError(f"git {args[0]} did not finish within {timeout:g} s") from err
     except OSError as err:

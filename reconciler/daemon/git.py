@@ -19,13 +19,21 @@ TIMEOUT = 5.0
 _ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "LC_ALL": "C"}
 
 
-def _git(folder: str, *args: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
+def run_git(
+    folder: str | None, *args: str, timeout: float = TIMEOUT, protocols: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``git -C folder args`` (no ``-C`` without ``folder``) that never prompts nor reads
+    stdin, killed after ``timeout`` (``subprocess.TimeoutExpired``); ``protocols``: the only
+    transports git may use (``GIT_ALLOW_PROTOCOL``). Its output is the caller's to judge."""
+    env = {**os.environ, **_ENV}
+    if protocols is not None:
+        env["GIT_ALLOW_PROTOCOL"] = protocols
     return subprocess.run(
-        ["git", "-C", folder, *args],
+        ["git", *(("-C", folder) if folder is not None else ()), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, **_ENV},
+        env=env,
         stdin=subprocess.DEVNULL,
         check=False,
     )
@@ -35,7 +43,7 @@ def work_tree(path: str) -> str | None:
     """The top of the git work tree holding ``path``, or None."""
     folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
     try:
-        done = _git(folder, "rev-parse", "--show-toplevel")
+        done = run_git(folder, "rev-parse", "--show-toplevel")
     except (OSError, subprocess.SubprocessError):
         return None
     if done.returncode != 0:
@@ -45,7 +53,7 @@ def work_tree(path: str) -> str | None:
 
 def head(top: str) -> str | None:
     try:
-        done = _git(top, "rev-parse", "HEAD")
+        done = run_git(top, "rev-parse", "HEAD")
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout.strip() if done.returncode == 0 else None
@@ -54,7 +62,7 @@ def head(top: str) -> str | None:
 def pull(top: str, timeout: float = 60.0) -> tuple[bool, str]:
     """``git pull --ff-only`` from the upstream; (succeeded, what git said)."""
     try:
-        done = _git(top, "pull", "--ff-only", "--quiet", timeout=timeout)
+        done = run_git(top, "pull", "--ff-only", "--quiet", timeout=timeout)
     except subprocess.TimeoutExpired:
         return False, f"git pull did not finish within {timeout:g} s"
     except OSError as err:

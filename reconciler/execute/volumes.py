@@ -42,6 +42,13 @@ def volume_exists(ex: Executors, name: str) -> bool:
     return True
 
 
+def _spilling(ex: Executors) -> contextlib.AbstractContextManager[None]:
+    """A backup's or restore's sorted runs in the state directory, when there is one."""
+    from reconciler.backup import staging
+
+    return staging.spilling(ex.state.staging) if ex.state is not None else contextlib.nullcontext()
+
+
 @executes(p.BackUpVolume)
 def back_up_volume(ex: Executors, run: Run, op: p.BackUpVolume) -> None:
     """A snapshot of the volume, read back and checked, before anything deletes it."""
@@ -58,7 +65,8 @@ def back_up_volume(ex: Executors, run: Run, op: p.BackUpVolume) -> None:
         run.original = labels.get(INSTANCE, "")
     key = ex.state.backup_key() if ex.state is not None else b""
     options = Options(policy="dsr-apply", key=key)
-    manifest = backup_volume(ex.engine, ex.project, op.volume, op.destination, options)
+    with _spilling(ex):
+        manifest = backup_volume(ex.engine, ex.project, op.volume, op.destination, options)
     log.info("volume_backup", volume=op.volume, snapshot=manifest.id, size=manifest.size)
     run.backup = store.snapshot_folder(op.destination, ex.project, manifest.id)
     run.skipped = list(manifest.skipped)
@@ -110,6 +118,7 @@ def restore_volume(ex: Executors, run: Run, op: p.RestoreVolume) -> None:
     # Never stop=True: a container running on it now was not planned for, and what it
     # wrote would be wiped; the restore refuses, naming it, and the record stays.
     try:
-        restoring.restore_volume(ex.engine, snapshot, op.volume, stop=False)
+        with _spilling(ex):
+            restoring.restore_volume(ex.engine, snapshot, op.volume, stop=False)
     except RuntimeError as err:
         raise ApplyError(f"{err}{op.hint}") from err

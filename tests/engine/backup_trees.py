@@ -113,3 +113,21 @@ def wipe(root: Path) -> None:
         else:
             item.unlink()
     (root / "stray").write_text("not in the snapshot\n")
+
+
+def volume_spec(endpoint: str, destination: str, volume: str, recipient: str | None) -> str:
+    """A spec of ``volume`` (labelled ``tier: gold``) whose rule ``off`` backs it up into
+    ``destination`` (an ``s3://`` url or a list) at ``endpoint``, encrypted to
+    ``recipient`` when one is given."""
+    text = f"""
+        version: 1
+        volumes:
+          {volume}: {{labels: {{tier: gold}}}}
+        backups:
+          off:
+            volumes: [{volume}]
+            destination: {destination}
+            endpoint: {endpoint}
+            region: us-east-1
+        """
+    return text + (f"    encrypt_to: [{recipient}]\n" if recipient else "")

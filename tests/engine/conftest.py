@@ -36,6 +36,11 @@ cleanup         function autouse ``Cleanup``: ``cleanup()`` sweeps now, ``.owned
 dsr_command     function argv that runs the CLI; parametrize it to run something else
 dsr             function ``dsr(*args, env=None, check=None) -> CompletedProcess[str]``
 tmp_spec        function ``tmp_spec(yaml_text, name="dsr.yaml") -> Path``
+s3              module   ``S3Server``: a SeaweedFS on 127.0.0.1 the module's tests share
+bucket          function a bucket of ``s3`` named ``prefix``
+own_s3          function an ``S3Server`` of this test alone (to kill or pause), with a
+                         bucket named ``prefix``
+age_key         function ``(identity file, recipient)`` of a new age key
 =============== ======== ================================================================
 """
 
@@ -66,6 +71,9 @@ from docker.models.images import Image
 from docker.models.networks import Network
 from docker.models.volumes import Volume
 from requests.exceptions import RequestException
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from s3server import S3Server
 
 ENGINE_TESTS_DIR = Path(__file__).resolve().parent
 
@@ -640,3 +648,45 @@ def tmp_spec(tmp_path: Path, prefix: str) -> SpecWriter:
         return path
 
     return write
+
+
+# -- S3 (SeaweedFS) and age ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """One SeaweedFS on 127.0.0.1 for the module's tests (each uses buckets of its own)."""
+    server = S3Server.start(tmp_path_factory.mktemp("s3"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def bucket(s3: S3Server, prefix: str) -> str:
+    """A bucket of ``s3`` for this test, named after its prefix."""
+    s3.make_bucket(prefix)
+    return prefix
+
+
+@pytest.fixture
+def own_s3(tmp_path: Path, prefix: str) -> Iterator[S3Server]:
+    """A SeaweedFS of this test alone, which it may kill or pause; a bucket named after the
+    test's prefix is made in it."""
+    server = S3Server.start(tmp_path / "own-s3")
+    try:
+        server.make_bucket(prefix)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def age_key(tmp_path: Path) -> tuple[Path, str]:
+    """A new age identity file and its recipient."""
+    key = tmp_path / "key.txt"
+    out = subprocess.run(
+        ["age-keygen", "-o", str(key)], capture_output=True, text=True, check=True
+    ).stderr
+    return key, out.split("Public key: ")[1].strip()

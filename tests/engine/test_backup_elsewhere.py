@@ -17,7 +17,7 @@ from pathlib import Path
 
 import docker
 import pytest
-from backup_trees import describe, fill
+from backup_trees import describe, fill, volume_spec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from s3server import S3Server
@@ -115,54 +115,40 @@ def test_a_fresh_host_restores_from_the_store(
     docker_client: docker.DockerClient,
     second_engine: str,
     prefix: str,
+    s3: S3Server,
+    bucket: str,
+    age_key: tuple[Path, str],
     encrypted: bool,
 ) -> None:
-    s3 = S3Server.start(tmp_path / "s3")
-    try:
-        s3.make_bucket(prefix)
-        key = tmp_path / "key.txt"
-        made = subprocess.run(["age-keygen", "-o", str(key)], capture_output=True, text=True)
-        recipient = made.stderr.split("Public key: ")[1].strip()
-        volume = f"{prefix}-data"
-        spec = tmp_spec(
-            f"""
-            version: 1
-            volumes:
-              {volume}: {{labels: {{tier: gold}}}}
-            backups:
-              off:
-                volumes: [{volume}]
-                destination: s3://{prefix}/far
-                endpoint: {s3.endpoint}
-            """
-            + (f"    encrypt_to: [{recipient}]\n" if encrypted else "")
-        )
-        env: dict[str, str | None] = {**s3.env()}
-        dsr("apply", spec, check=True)
-        root = Path(docker_client.api.inspect_volume(volume)["Mountpoint"])
-        fill(root)
-        before = describe(root)
-        dsr("backup", spec, env=env, check=True)
+    key, recipient = age_key
+    volume = f"{prefix}-data"
+    spec = tmp_spec(
+        volume_spec(s3.endpoint, f"s3://{bucket}/far", volume, recipient if encrypted else None)
+    )
+    env: dict[str, str | None] = {**s3.env()}
+    dsr("apply", spec, check=True)
+    root = Path(docker_client.api.inspect_volume(volume)["Mountpoint"])
+    fill(root)
+    before = describe(root)
+    dsr("backup", spec, env=env, check=True)
 
-        # Elsewhere: another engine, an empty state directory, the key.
-        there = {
-            **env,
-            "DSR_STATE_DIR": str(tmp_path / "elsewhere-state"),
-            "DOCKER_HOST": second_engine,
-            "DSR_AGE_IDENTITY": str(key) if encrypted else None,
-        }
-        out = dsr("backups", "list", spec, env=there, check=True).stdout
-        assert volume in out
-        dsr("backups", "verify", spec, env=there, check=True)
-        # no backup-key here (a new host): its snapshots are trusted by choice
-        dsr("restore", spec, volume, "--trust-unsigned", env=there, check=True)
-        other = docker.DockerClient(base_url=second_engine)
-        try:
-            live = other.api.inspect_volume(volume)
-            assert live["Labels"]["tier"] == "gold" and live["Labels"]["dsr.managed"] == "true"
-            assert describe(Path(live["Mountpoint"])) == before
-            other.api.remove_volume(volume)
-        finally:
-            other.close()
+    # Elsewhere: another engine, an empty state directory, the key.
+    there = {
+        **env,
+        "DSR_STATE_DIR": str(tmp_path / "elsewhere-state"),
+        "DOCKER_HOST": second_engine,
+        "DSR_AGE_IDENTITY": str(key) if encrypted else None,
+    }
+    out = dsr("backups", "list", spec, env=there, check=True).stdout
+    assert volume in out
+    dsr("backups", "verify", spec, env=there, check=True)
+    # no backup-key here (a new host): its snapshots are trusted by choice
+    dsr("restore", spec, volume, "--trust-unsigned", env=there, check=True)
+    other = docker.DockerClient(base_url=second_engine)
+    try:
+        live = other.api.inspect_volume(volume)
+        assert live["Labels"]["tier"] == "gold" and live["Labels"]["dsr.managed"] == "true"
+        assert describe(Path(live["Mountpoint"])) == before
+        other.api.remove_volume(volume)
     finally:
-        s3.stop()
+        other.close()

@@ -14,43 +14,18 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import docker
 import pytest
-from backup_trees import describe, fill, wipe
+from backup_trees import describe, fill, volume_spec, wipe
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from s3server import S3Server
+from s3server import S3Server  # the servers: conftest's s3, bucket and own_s3 fixtures
 
 DsrRunner = Callable[..., subprocess.CompletedProcess[str]]
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    server = S3Server.start(tmp_path_factory.mktemp("s3"))
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def bucket(s3: S3Server, prefix: str) -> str:
-    s3.make_bucket(prefix)
-    return prefix
-
-
-@pytest.fixture
-def age_key(tmp_path: Path) -> tuple[Path, str]:
-    """An age identity file and its recipient."""
-    key = tmp_path / "key.txt"
-    out = subprocess.run(
-        ["age-keygen", "-o", str(key)], capture_output=True, text=True, check=True
-    ).stderr
-    return key, out.split("Public key: ")[1].strip()
 
 
 def env_of(s3: S3Server, **extra: str) -> dict[str, str | None]:
@@ -75,25 +50,6 @@ def mountpoint(client: docker.DockerClient, volume: str) -> Path:
     return Path(client.api.inspect_volume(volume)["Mountpoint"])
 
 
-def rule(s3: S3Server, bucket: str, volume: str, recipient: str | None, **more: str) -> str:
-    text = f"""
-        version: 1
-        volumes:
-          {volume}: {{labels: {{tier: gold}}}}
-        backups:
-          off:
-            volumes: [{volume}]
-            destination: {more.pop("destination", f"s3://{bucket}/dsr")}
-            endpoint: {s3.endpoint}
-            region: us-east-1
-        """
-    if recipient:
-        text += f"    encrypt_to: [{recipient}]\n"
-    for key, value in more.items():
-        text += f"    {key}: {value}\n"
-    return text
-
-
 @pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "age"])
 def test_volume_round_trip_through_s3(
     dsr: DsrRunner,
@@ -111,7 +67,7 @@ def test_volume_round_trip_through_s3(
     volume = f"{prefix}-data"
     local = tmp_path / "local"
     where = f"[{local}, s3://{bucket}/dsr]" if encrypted else f"s3://{bucket}/dsr"
-    spec = tmp_spec(rule(s3, bucket, volume, recipient if encrypted else None, destination=where))
+    spec = tmp_spec(volume_spec(s3.endpoint, where, volume, recipient if encrypted else None))
     env = env_of(s3)
     dsr("apply", spec, check=True)
     root = mountpoint(docker_client, volume)
@@ -175,15 +131,7 @@ def test_the_format_is_open_age_zstd_tar(
     folder.mkdir()
     fill(folder)
     (folder / "fifo").unlink()  # no archive restores a FIFO's kind with tar -x defaults
-    spec = tmp_spec(f"""
-        version: 1
-        backups:
-          files:
-            paths: [{folder}]
-            destination: s3://{bucket}
-            endpoint: {s3.endpoint}
-            encrypt_to: [{recipient}]
-        """)
+    spec = tmp_spec(files_spec(folder, f"s3://{bucket}", s3.endpoint, f"encrypt_to: [{recipient}]"))
     dsr("backup", spec, env=env_of(s3), check=True)
     [name] = [k for k in objects(s3, bucket) if k.endswith("archive.tar.zst.age")]
     download = tmp_path / "archive.tar.zst.age"
@@ -206,15 +154,14 @@ def test_retention_keeps_the_same_sets_in_a_folder_and_in_the_store(
     folder.mkdir()
     (folder / "f").write_text("x")
     local = tmp_path / "local-backups"
-    spec = tmp_spec(f"""
-        version: 1
-        backups:
-          files:
-            paths: [{folder}]
-            destination: [{local}, s3://{bucket}/p]
-            endpoint: {s3.endpoint}
-            keep: {{last: 2, daily: 3, weekly: 2}}
-        """)
+    spec = tmp_spec(
+        files_spec(
+            folder,
+            f"[{local}, s3://{bucket}/p]",
+            s3.endpoint,
+            "keep: {last: 2, daily: 3, weekly: 2}",
+        )
+    )
     env = env_of(s3)
     times = [f"2026-11-{day:02d}T{hour:02d}:00:00Z" for day in (1, 2, 3, 9, 10) for hour in (3, 9)]
     for when in times:
@@ -279,6 +226,38 @@ def _random_tree(root: Path, mib: int) -> None:
     (root / "small").write_text("small\n")
 
 
+def files_spec(folder: Path, destination: str, endpoint: str, *more: str) -> str:
+    """A spec whose rule ``files`` backs up the host folder ``folder``; ``more``: lines
+    of the rule's own (``encrypt_to: [...]``)."""
+    rule = "".join(f"            {line}\n" for line in more)
+    return f"""
+        version: 1
+        backups:
+          files:
+            paths: [{folder}]
+            destination: {destination}
+            endpoint: {endpoint}
+{rule}        """
+
+
+def backup_uploading(
+    spec: Path, server: S3Server, bucket: str, env: Mapping[str, str], *args: str
+) -> subprocess.Popen[str]:
+    """``dsr backup spec args`` started with ``env`` (on top of the server's credentials),
+    once its archive is going up into ``bucket`` (a multipart upload is open there)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "backup", str(spec), *args],
+        env={**os.environ, **server.env(), **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not open_uploads(server, bucket) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return process
+
+
 def _settled(dsr: DsrRunner, spec: Path, env: dict[str, str | None]) -> None:
     """Whatever was killed: every snapshot listed is complete (verified once at the end)."""
     for entry in listed(dsr, spec, env):
@@ -302,15 +281,9 @@ def test_sigkill_during_upload_and_restore_loses_nothing(
     key, recipient = age_key
     folder = tmp_path / "site"
     _random_tree(folder, 48)
-    spec = tmp_spec(f"""
-        version: 1
-        backups:
-          files:
-            paths: [{folder}]
-            destination: s3://{bucket}/k
-            endpoint: {s3.endpoint}
-            encrypt_to: [{recipient}]
-        """)
+    spec = tmp_spec(
+        files_spec(folder, f"s3://{bucket}/k", s3.endpoint, f"encrypt_to: [{recipient}]")
+    )
     env = env_of(s3, DSR_AGE_IDENTITY=str(key))
     environment = {**os.environ, **s3.env(), "DSR_STATE_DIR": str(dsr_state_dir)}
     environment["DSR_AGE_IDENTITY"] = str(key)
@@ -354,46 +327,26 @@ def test_a_store_that_dies_mid_upload(
     tmp_spec: Callable[..., Path],
     tmp_path: Path,
     prefix: str,
+    own_s3: S3Server,
 ) -> None:
     """The store is killed while an archive goes up: the backup fails saying so, nothing
     lists; once the store is back the next backup works and the dead upload is aborted."""
-    server = S3Server.start(tmp_path / "own-s3")
-    try:
-        server.make_bucket(prefix)
-        folder = tmp_path / "site"
-        _random_tree(folder, 64)
-        spec = tmp_spec(f"""
-            version: 1
-            backups:
-              files:
-                paths: [{folder}]
-                destination: s3://{prefix}/d
-                endpoint: {server.endpoint}
-            """)
-        env = env_of(server)
-        process = subprocess.Popen(
-            [sys.executable, "-m", "reconciler", "backup", str(spec)],
-            env={**os.environ, **server.env(), "DSR_STATE_DIR": str(tmp_path / "state")},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        deadline = time.monotonic() + 60
-        while not open_uploads(server, prefix) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        server.kill()
-        _, err = process.communicate(timeout=300)
-        assert process.returncode == 1
-        assert "cannot reach the store" in err or "Connection" in err, err
-        server.restart()
-        state = {"DSR_STATE_DIR": str(tmp_path / "state")}
-        assert listed(dsr, spec, {**env, **state}) == []
-        dsr("backup", spec, env={**env, **state}, check=True)
-        assert not open_uploads(server, prefix)
-        [entry] = listed(dsr, spec, {**env, **state})
-        assert entry["status"] == "complete"
-    finally:
-        server.stop()
+    folder = tmp_path / "site"
+    _random_tree(folder, 64)
+    spec = tmp_spec(files_spec(folder, f"s3://{prefix}/d", own_s3.endpoint))
+    state = {"DSR_STATE_DIR": str(tmp_path / "state")}
+    process = backup_uploading(spec, own_s3, prefix, state)
+    own_s3.kill()
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 1
+    assert "cannot reach the store" in err or "Connection" in err, err
+    own_s3.restart()
+    env = env_of(own_s3, **state)
+    assert listed(dsr, spec, env) == []
+    dsr("backup", spec, env=env, check=True)
+    assert not open_uploads(own_s3, prefix)
+    [entry] = listed(dsr, spec, env)
+    assert entry["status"] == "complete"
 
 
 def test_a_changed_archive_in_the_store_is_refused_before_a_target_is_touched(
@@ -409,14 +362,7 @@ def test_a_changed_archive_in_the_store_is_refused_before_a_target_is_touched(
     new one is removed again; verify reports it."""
     folder = tmp_path / "site"
     _random_tree(folder, 12)
-    spec = tmp_spec(f"""
-        version: 1
-        backups:
-          files:
-            paths: [{folder}]
-            destination: s3://{bucket}/x
-            endpoint: {s3.endpoint}
-        """)
+    spec = tmp_spec(files_spec(folder, f"s3://{bucket}/x", s3.endpoint))
     env = env_of(s3)
     dsr("backup", spec, env=env, check=True)
     target = tmp_path / "kept"
@@ -447,70 +393,51 @@ def test_a_paused_store_fails_within_the_timeouts(
     tmp_spec: Callable[..., Path],
     tmp_path: Path,
     prefix: str,
+    own_s3: S3Server,
 ) -> None:
     """The store's process is paused (SIGSTOP) while an archive goes up: the backup fails
     saying so within attempts x timeout (+ backoff), nothing lists; a restore while it is
     paused fails the same way; once it runs again (SIGCONT) the next backup works, the
     dead upload is aborted, and the restore gives the tree back."""
-    server = S3Server.start(tmp_path / "own-s3")
+    folder = tmp_path / "site"
+    _random_tree(folder, 32)
+    spec = tmp_spec(files_spec(folder, f"s3://{prefix}/p", own_s3.endpoint))
+    state = {"DSR_STATE_DIR": str(tmp_path / "state")}
+    env = env_of(own_s3, **state)
+    dsr("backup", spec, "--time", "2026-11-01T00:00:00Z", env=env, check=True)
+    quick = {"DSR_S3_TIMEOUT": "3", "DSR_S3_ATTEMPTS": "2"}
+    process = backup_uploading(spec, own_s3, prefix, {**state, **quick})
+    own_s3.pause()
+    paused = time.monotonic()
     try:
-        server.make_bucket(prefix)
-        folder = tmp_path / "site"
-        _random_tree(folder, 32)
-        spec = tmp_spec(f"""
-            version: 1
-            backups:
-              files:
-                paths: [{folder}]
-                destination: s3://{prefix}/p
-                endpoint: {server.endpoint}
-            """)
-        env = env_of(server, DSR_STATE_DIR=str(tmp_path / "state"))
-        dsr("backup", spec, "--time", "2026-11-01T00:00:00Z", env=env, check=True)
-        quick = {"DSR_S3_TIMEOUT": "3", "DSR_S3_ATTEMPTS": "2"}
-        process = subprocess.Popen(
-            [sys.executable, "-m", "reconciler", "backup", str(spec)],
-            env={**os.environ, **server.env(), "DSR_STATE_DIR": str(tmp_path / "state"), **quick},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        _, err = process.communicate(timeout=120)
+        took = time.monotonic() - paused
+        assert process.returncode == 1
+        assert "cannot reach the store" in err, err
+        # 2 tries of 3 s (+ up to 1 s of backoff), the abort's one try of 3 s: well
+        # under this bound, which only catches a run that waits for the store.
+        assert took < 60, took
+        started = time.monotonic()
+        failed = dsr(
+            "restore",
+            spec,
+            str(folder),
+            "--into",
+            str(tmp_path / "back"),
+            env={**env, **quick},
+            check=1,
         )
-        deadline = time.monotonic() + 60
-        while not open_uploads(server, prefix) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        server.pause()
-        paused = time.monotonic()
-        try:
-            _, err = process.communicate(timeout=120)
-            took = time.monotonic() - paused
-            assert process.returncode == 1
-            assert "cannot reach the store" in err, err
-            # 2 tries of 3 s (+ up to 1 s of backoff), the abort's one try of 3 s: well
-            # under this bound, which only catches a run that waits for the store.
-            assert took < 60, took
-            started = time.monotonic()
-            failed = dsr(
-                "restore",
-                spec,
-                str(folder),
-                "--into",
-                str(tmp_path / "back"),
-                env={**env, **quick},
-                check=1,
-            )
-            assert "cannot reach the store" in failed.stderr
-            assert time.monotonic() - started < 60
-        finally:
-            server.resume()
-        [entry] = listed(dsr, spec, env)  # only the first, complete snapshot
-        assert entry["status"] == "complete"
-        dsr("backup", spec, env=env, check=True)
-        assert not open_uploads(server, prefix)
-        assert [e["status"] for e in listed(dsr, spec, env)] == ["complete", "complete"]
-        dsr("restore", spec, str(folder), "--into", str(tmp_path / "back"), env=env, check=True)
-        assert describe(tmp_path / "back") == describe(folder)
+        assert "cannot reach the store" in failed.stderr
+        assert time.monotonic() - started < 60
     finally:
-        server.stop()
+        own_s3.resume()
+    [entry] = listed(dsr, spec, env)  # only the first, complete snapshot
+    assert entry["status"] == "complete"
+    dsr("backup", spec, env=env, check=True)
+    assert not open_uploads(own_s3, prefix)
+    assert [e["status"] for e in listed(dsr, spec, env)] == ["complete", "complete"]
+    dsr("restore", spec, str(folder), "--into", str(tmp_path / "back"), env=env, check=True)
+    assert describe(tmp_path / "back") == describe(folder)
 
 
 def test_the_daemons_scheduled_backup_reports_a_store_failure(
@@ -582,14 +509,7 @@ def test_a_full_local_disk_fails_clearly_and_leaves_nothing(
     try:
         folder = tmp_path / "site"
         _random_tree(folder, 16)
-        spec = tmp_spec(f"""
-            version: 1
-            backups:
-              files:
-                paths: [{folder}]
-                destination: s3://{bucket}/full
-                endpoint: {s3.endpoint}
-            """)
+        spec = tmp_spec(files_spec(folder, f"s3://{bucket}/full", s3.endpoint))
         full = env_of(s3, DSR_STATE_DIR=str(small))
         dsr("backup", spec, env=full, check=True)  # no local copy: the disk's size is moot
         [entry] = listed(dsr, spec, full)
@@ -604,26 +524,12 @@ def test_a_full_local_disk_fails_clearly_and_leaves_nothing(
         assert describe(roomy) == describe(folder)
         assert not any((small / "staging").iterdir())
 
-        two = tmp_spec(f"""
-            version: 1
-            backups:
-              files:
-                paths: [{folder}]
-                destination: [s3://{bucket}/a, s3://{bucket}/b]
-                endpoint: {s3.endpoint}
-            """)
+        two = tmp_spec(files_spec(folder, f"[s3://{bucket}/a, s3://{bucket}/b]", s3.endpoint))
         dsr("backup", two, env=full, check=True)  # into both at once: nothing staged either
         assert len(listed(dsr, two, full)) == 2
         assert not any((small / "staging").iterdir())
 
-        mixed = tmp_spec(f"""
-            version: 1
-            backups:
-              files:
-                paths: [{folder}]
-                destination: [{disk / "dest"}, s3://{bucket}/c]
-                endpoint: {s3.endpoint}
-            """)
+        mixed = tmp_spec(files_spec(folder, f"[{disk / 'dest'}, s3://{bucket}/c]", s3.endpoint))
         failed = dsr("backup", mixed, env=full, check=1)  # the folder fills up, not the store
         assert "No space left on device" in failed.stderr and str(disk / "dest") in failed.stderr
         assert not [p for p in (disk / "dest").rglob("*") if p.is_file()]
@@ -640,6 +546,7 @@ def test_a_folder_and_a_store_that_dies_mid_way_the_folder_keeps_the_snapshot(
     tmp_spec: Callable[..., Path],
     tmp_path: Path,
     prefix: str,
+    own_s3: S3Server,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """``destination: [FOLDER, s3://...]``: the one archive goes into both at once; the
@@ -649,72 +556,51 @@ def test_a_folder_and_a_store_that_dies_mid_way_the_folder_keeps_the_snapshot(
     from reconciler.daemon.metrics import Metrics
     from reconciler.daemon.schedule import CommandRunner
 
-    server = S3Server.start(tmp_path / "own-s3")
-    try:
-        server.make_bucket(prefix)
-        folder, dest = tmp_path / "site", tmp_path / "dest"
-        _random_tree(folder, 64)
-        url = f"s3://{prefix}/d"
-        spec = tmp_spec(f"""
-            version: 1
-            backups:
-              files:
-                paths: [{folder}]
-                destination: [{dest}, {url}]
-                endpoint: {server.endpoint}
-            """)
-        state = {"DSR_STATE_DIR": str(tmp_path / "state")}
-        env = {**env_of(server), **state}
-        process = subprocess.Popen(
-            [sys.executable, "-m", "reconciler", "backup", str(spec), "--format", "json"],
-            env={**os.environ, **server.env(), **state},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        deadline = time.monotonic() + 60
-        while not open_uploads(server, prefix) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        server.kill()
-        out, err = process.communicate(timeout=300)
-        assert process.returncode == 1, err
-        [taken] = json.loads(out)["backups"]
-        assert taken["id"] and [m["destination"] for m in taken["missed"]] == [url]
-        assert "cannot reach the store" in taken["missed"][0]["error"]
-        assert f"is stored in {dest}; not in {url}" in err
-        [kept] = [p for p in (dest / prefix).iterdir()]
-        assert kept.name == taken["id"] and (kept / "manifest.json").exists()
-        dsr("restore", spec, str(folder), "--into", tmp_path / "back", env=env, check=True)
-        assert describe(tmp_path / "back") == describe(folder)
+    folder, dest = tmp_path / "site", tmp_path / "dest"
+    _random_tree(folder, 64)
+    url = f"s3://{prefix}/d"
+    spec = tmp_spec(files_spec(folder, f"[{dest}, {url}]", own_s3.endpoint))
+    state = {"DSR_STATE_DIR": str(tmp_path / "state")}
+    env = {**env_of(own_s3), **state}
+    process = backup_uploading(spec, own_s3, prefix, state, "--format", "json")
+    own_s3.kill()
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 1, err
+    [taken] = json.loads(out)["backups"]
+    assert taken["id"] and [m["destination"] for m in taken["missed"]] == [url]
+    assert "cannot reach the store" in taken["missed"][0]["error"]
+    assert f"is stored in {dest}; not in {url}" in err
+    [kept] = [p for p in (dest / prefix).iterdir()]
+    assert kept.name == taken["id"] and (kept / "manifest.json").exists()
+    dsr("restore", spec, str(folder), "--into", tmp_path / "back", env=env, check=True)
+    assert describe(tmp_path / "back") == describe(folder)
 
-        server.restart()
-        [entry] = listed(dsr, spec, env)  # the store holds nothing that lists
-        assert entry["id"] == taken["id"] and entry["status"] == "complete"
-        assert not [k for k in objects(server, prefix) if k.endswith("manifest.json")]
-        dsr("backup", spec, env=env, check=True)
-        assert not open_uploads(server, prefix)
-        assert len(listed(dsr, spec, env)) == 3  # the new one in both places
+    own_s3.restart()
+    [entry] = listed(dsr, spec, env)  # the store holds nothing that lists
+    assert entry["id"] == taken["id"] and entry["status"] == "complete"
+    assert not [k for k in objects(own_s3, prefix) if k.endswith("manifest.json")]
+    dsr("backup", spec, env=env, check=True)
+    assert not open_uploads(own_s3, prefix)
+    assert len(listed(dsr, spec, env)) == 3  # the new one in both places
 
-        # The daemon's scheduled run (the subprocesses `dsr run` starts): the store stopped.
-        server.kill()
-        for name, value in env.items():
-            if value is not None:
-                monkeypatch.setenv(name, value)
-        metrics = Metrics()
-        runner = CommandRunner(
-            str(spec),
-            (),
-            metrics.set_backups,
-            lambda rule, step: metrics.backup_failures.labels(rule, step).inc(),
-            on_missed=lambda rule, where: metrics.backup_missed.labels(rule, where).inc(),
-        )
-        assert runner("files") is False
-        scraped = metrics.text().decode()
-        wanted = rf'dsr_backup_destination_failures_total\{{[^}}]*destination="{url}"'
-        assert re.search(wanted + r'[^}]*rule="files"\} 1\.0', scraped), scraped
-        assert len([p for p in (dest / prefix).iterdir()]) == 3  # the folder got it
-    finally:
-        server.stop()
+    # The daemon's scheduled run (the subprocesses `dsr run` starts): the store stopped.
+    own_s3.kill()
+    for name, value in env.items():
+        if value is not None:
+            monkeypatch.setenv(name, value)
+    metrics = Metrics()
+    runner = CommandRunner(
+        str(spec),
+        (),
+        metrics.set_backups,
+        lambda rule, step: metrics.backup_failures.labels(rule, step).inc(),
+        on_missed=lambda rule, where: metrics.backup_missed.labels(rule, where).inc(),
+    )
+    assert runner("files") is False
+    scraped = metrics.text().decode()
+    wanted = rf'dsr_backup_destination_failures_total\{{[^}}]*destination="{url}"'
+    assert re.search(wanted + r'[^}]*rule="files"\} 1\.0', scraped), scraped
+    assert len([p for p in (dest / prefix).iterdir()]) == 3  # the folder got it
 
 
 def test_two_buckets_one_deleted_mid_way_the_other_keeps_the_encrypted_snapshot(
@@ -734,26 +620,17 @@ def test_two_buckets_one_deleted_mid_way_the_other_keeps_the_encrypted_snapshot(
     s3.make_bucket(other)
     folder = tmp_path / "site"
     _random_tree(folder, 64)
-    spec = tmp_spec(f"""
-        version: 1
-        backups:
-          two:
-            paths: [{folder}]
-            destination: [s3://{bucket}/p, s3://{other}/p]
-            endpoint: {s3.endpoint}
-            encrypt_to: [{recipient}]
-        """)
-    env = env_of(s3, DSR_AGE_IDENTITY=str(key))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "reconciler", "backup", str(spec), "--format", "json"],
-        env={**os.environ, **s3.env(), "DSR_STATE_DIR": str(dsr_state_dir)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    spec = tmp_spec(
+        files_spec(
+            folder,
+            f"[s3://{bucket}/p, s3://{other}/p]",
+            s3.endpoint,
+            f"encrypt_to: [{recipient}]",
+        )
     )
-    deadline = time.monotonic() + 60
-    while not open_uploads(s3, other) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    env = env_of(s3, DSR_AGE_IDENTITY=str(key))
+    state = {"DSR_STATE_DIR": str(dsr_state_dir)}
+    process = backup_uploading(spec, s3, other, state, "--format", "json")
     for item in objects(s3, other):  # what a bucket holds (nothing yet: it is mid-way)
         s3.client().delete_object(Bucket=other, Key=item)
     s3.client().delete_bucket(Bucket=other)

@@ -176,7 +176,7 @@ def test_an_error_on_the_compressing_thread_reaches_the_caller_and_leaves_nothin
     def full(self: object, data: bytes) -> int:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(sink._Output, "write", full)
+    monkeypatch.setattr(sink.FileOutput, "write", full)
     with pytest.raises(OSError, match="No space left"):
         backup_path(None, "p", str(source), str(tmp_path / "dest"))
     found = store.find([str(tmp_path / "dest")], "p")
@@ -342,7 +342,7 @@ def test_a_backup_the_disk_does_not_give_back_is_refused(
     real_write = os.write
     written = [0]
 
-    def flipping(self: sink._Output, data: bytes) -> int:
+    def flipping(self: sink.FileOutput, data: bytes) -> int:
         self.digest.update(data)
         self.written.update(data)
         at = written[0]
@@ -359,11 +359,44 @@ def test_a_backup_the_disk_does_not_give_back_is_refused(
             self.check.kick(self.count)
         return len(data)
 
-    monkeypatch.setattr(sink._Output, "write", flipping)
+    monkeypatch.setattr(sink.FileOutput, "write", flipping)
     with pytest.raises(BackupError, match="does not read back as written"):
         backup_path(None, "p", str(source), str(tmp_path / "dest"))
     assert not store.find([str(tmp_path / "dest")], "p").snapshots
     assert _no_worker_left()
+
+
+def test_a_folder_among_several_places_is_missed_when_its_disk_does_not_give_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder that is one of several places (``tee.FolderSink``) writes through the same
+    ``sink.FileOutput`` as a lone folder: a byte its disk changes is caught by the read-back,
+    that place keeps nothing, the other keeps the snapshot."""
+    from reconciler.backup import places, run
+    from reconciler.backup.errors import PlacesFailed
+
+    source = tmp_path / "src"
+    _tree(source)
+    bad, good = str(tmp_path / "bad"), str(tmp_path / "good")
+    real = sink.FileOutput.write
+
+    def flipping(self: sink.FileOutput, data: bytes) -> int:
+        n = real(self, data)
+        if self.count == n and os.readlink(f"/proc/self/fd/{self.fd}").startswith(bad + "/"):
+            first = os.pread(self.fd, 1, 0)
+            os.pwrite(self.fd, bytes([first[0] ^ 1]), 0)  # the disk's doing, not dsr's
+        return n
+
+    monkeypatch.setattr(sink.FileOutput, "write", flipping)
+    take = places.take(None, "p", [store.Folder(good), store.Folder(bad)], str(tmp_path / "st"))
+    with pytest.raises(PlacesFailed) as caught:
+        take(store.Source("path", str(source)), run.Options(policy="nightly"))
+    assert caught.value.stored == [good]
+    assert "does not read back as written" in caught.value.missed[bad]
+    assert [s.status for s in store.Folder(good).find("p").snapshots] == ["complete"]
+    found = store.Folder(bad).find("p")
+    assert not found.snapshots and not found.unfinished
+    assert not [f for f in Path(bad).rglob("*") if f.is_file()]
 
 
 def test_the_tree_digest_is_json_lines_of_its_records() -> None:

@@ -18,7 +18,7 @@ import pyrage
 import pytest
 from test_backup_full_disk import file_size_limit
 
-from reconciler.backup import places, run
+from reconciler.backup import places, run, s3io
 from reconciler.backup.errors import PlacesFailed
 from reconciler.backup.restore import check, restore_dir
 from reconciler.backup.s3store import S3
@@ -108,6 +108,35 @@ def test_a_folder_and_two_buckets_get_the_same_snapshot(
             key = f"dsr/web/{manifest.id}/archive.tar.zst.age"
             body = server.client().get_object(Bucket=bucket, Key=key)["Body"].read()
             assert body == sealed
+
+
+def test_the_stores_are_sent_the_same_parts_not_a_copy_each(
+    tmp_path: Path, servers: list[S3Server], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The memory of several stores is that of one: each part is gathered once and the
+    very same object is sent to every store (a buffer each was 16 MB more a store)."""
+    sent: dict[str, list[Any]] = {}
+    real = s3io.Upload._part
+
+    def part(self: s3io.Upload, number: int, data: Any) -> None:
+        sent.setdefault(self.key.split("/")[0] + self.store.bucket, []).append(data)
+        real(self, number, data)
+
+    monkeypatch.setattr(s3io.Upload, "_part", part)
+    site = tmp_path / "site"
+    _tree(site, 20)
+    where: list[Place] = [
+        SealedFolder(str(tmp_path / "dest")),
+        _s3(servers[0], "tee-shared-a"),
+        _s3(servers[1], "tee-shared-b"),
+    ]
+    _take(tmp_path, where, site)
+    first, second = sent.values()
+    assert len(first) == len(second) >= 3  # 20 MiB: parts of 8 MiB, the last one fewer
+    assert all(a is b for a, b in zip(first, second, strict=True))
+    assert all(len(p) >= s3io.PART for p in first[:-1])  # whole parts, one write more at most
+    for n, place in enumerate(where):
+        assert _restored(place, tmp_path, f"out{n}") == _tree_of(site)
 
 
 def test_a_store_killed_mid_way_misses_the_snapshot_the_others_keep_it(

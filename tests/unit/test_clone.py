@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.daemon.clone import CloneError, checkout, clone_folder, spec_path
+from reconciler.daemon.git import head, pull, work_tree
 
 
 def git(*args: str, cwd: Path) -> str:
@@ -70,3 +71,27 @@ def test_dangerous_urls_are_refused(tmp_path: Path, url: str) -> None:
     with pytest.raises(CloneError):
         checkout(str(tmp_path), url, None, None)
     assert not Path("/tmp/pwned").exists()
+
+
+def test_a_command_transport_is_refused_even_when_gits_config_allows_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The clone's own list of transports (``GIT_ALLOW_PROTOCOL``) refuses ``ext::``, which
+    runs a command, whatever the user's git config says."""
+    for name, value in {
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": "protocol.ext.allow",
+        "GIT_CONFIG_VALUE_0": "always",
+    }.items():
+        monkeypatch.setenv(name, value)
+    mark = tmp_path / "ran"
+    with pytest.raises(CloneError, match="git clone failed"):
+        checkout(str(tmp_path / "state"), f"ext::sh -c touch% {mark}", None, None)
+    assert not mark.exists()
+
+
+def test_the_daemons_git_reads_no_work_tree_where_there_is_none(tmp_path: Path) -> None:
+    assert work_tree(str(tmp_path)) is None
+    assert head(str(tmp_path / "missing")) is None
+    ok, said = pull(str(tmp_path))
+    assert not ok and "not a git repository" in said

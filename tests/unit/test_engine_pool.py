@@ -85,63 +85,58 @@ def engine_socket(tmp_path: Path) -> Iterator[tuple[str, list[int]]]:
     thread.join()
 
 
-def test_inspects_of_many_objects_share_one_connection(
-    engine_socket: tuple[str, list[int]],
-) -> None:
+@pytest.fixture
+def pool(engine_socket: tuple[str, list[int]]) -> Iterator[tuple[Engine, list[int]]]:
+    """An ``Engine`` on that socket (closed after the test) and the socket's connections."""
     url, connections = engine_socket
-    engine = Engine(url, timeout=5)
+    made = Engine(url, timeout=5)
     try:
-        before = len(connections)  # the version negotiation's
-        for n in range(40):  # more objects than docker-py keeps pools (25)
-            assert engine.api.inspect_container(f"c{n:02d}")["Id"] == f"c{n:02d}"
-        opened = len(connections) - before
+        yield made, connections
     finally:
-        engine.close()
+        made.close()
+
+
+def test_inspects_of_many_objects_share_one_connection(
+    pool: tuple[Engine, list[int]],
+) -> None:
+    engine, connections = pool
+    before = len(connections)  # the version negotiation's
+    for n in range(40):  # more objects than docker-py keeps pools (25)
+        assert engine.api.inspect_container(f"c{n:02d}")["Id"] == f"c{n:02d}"
+    opened = len(connections) - before
     assert opened == 1, f"40 inspects opened {opened} connections"
     assert engine.calls == 41
 
 
 def test_inspect_containers_answers_in_order_over_a_few_connections(
-    engine_socket: tuple[str, list[int]],
+    pool: tuple[Engine, list[int]],
 ) -> None:
-    url, connections = engine_socket
-    engine = Engine(url, timeout=5)
-    try:
-        before, calls = len(connections), engine.calls
-        ids = [f"c{n:02d}" for n in range(40)]
-        found = engine.inspect_containers([*ids[:20], "gone", *ids[20:]], 4)
-        opened = len(connections) - before
-    finally:
-        engine.close()
+    engine, connections = pool
+    before, calls = len(connections), engine.calls
+    ids = [f"c{n:02d}" for n in range(40)]
+    found = engine.inspect_containers([*ids[:20], "gone", *ids[20:]], 4)
+    opened = len(connections) - before
     assert [f["Id"] if f else None for f in found] == [*ids[:20], None, *ids[20:]]
     assert 1 <= opened <= 4
     assert engine.calls - calls == 41
 
 
 def test_inspect_containers_raises_the_engines_error(
-    engine_socket: tuple[str, list[int]],
+    pool: tuple[Engine, list[int]],
 ) -> None:
-    url, _ = engine_socket
-    engine = Engine(url, timeout=5)
-    try:
-        with pytest.raises(docker.errors.APIError, match="the engine broke"):
-            engine.inspect_containers(["c01", "broken", "c02"], 2)
-    finally:
-        engine.close()
+    engine, _ = pool
+    with pytest.raises(docker.errors.APIError, match="the engine broke"):
+        engine.inspect_containers(["c01", "broken", "c02"], 2)
 
 
 def test_creates_are_posted_as_docker_py_posts_them_and_reuse_one_connection(
-    engine_socket: tuple[str, list[int]],
+    pool: tuple[Engine, list[int]],
 ) -> None:
-    url, connections = engine_socket
-    engine = Engine(url, timeout=5)
-    try:
-        before, calls = len(connections), engine.calls
-        made = [engine.create_container({"Image": "x:1", "Cmd": None}, f"c{n}") for n in range(30)]
-        volume = engine.create_volume("v", "local", {}, {"dsr.kind": "volume"})
-        opened = len(connections) - before
-    finally:
-        engine.close()
+    engine, connections = pool
+    before, calls = len(connections), engine.calls
+    made = [engine.create_container({"Image": "x:1", "Cmd": None}, f"c{n}") for n in range(30)]
+    volume = engine.create_volume("v", "local", {}, {"dsr.kind": "volume"})
+    opened = len(connections) - before
     assert made[7]["Sent"] == {"Image": "x:1"}  # None left out, as docker-py's _post_json
     assert made[7]["Path"].endswith("/containers/create?name=c7")
     assert volume["Sent"] == {
@@ -154,30 +149,22 @@ def test_creates_are_posted_as_docker_py_posts_them_and_reuse_one_connection(
     assert engine.calls - calls == 31
 
 
-def test_a_create_fails_with_docker_pys_errors(engine_socket: tuple[str, list[int]]) -> None:
-    url, _ = engine_socket
-    engine = Engine(url, timeout=5)
-    try:
-        with pytest.raises(docker.errors.ImageNotFound, match="No such image"):
-            engine.create_container({"Image": "nothing:1"}, "noimage")
-        with pytest.raises(docker.errors.APIError) as conflict:
-            engine.create_container({"Image": "x:1"}, "taken")
-        assert conflict.value.status_code == 409
-        assert not isinstance(conflict.value, docker.errors.NotFound)
-    finally:
-        engine.close()
+def test_a_create_fails_with_docker_pys_errors(pool: tuple[Engine, list[int]]) -> None:
+    engine, _ = pool
+    with pytest.raises(docker.errors.ImageNotFound, match="No such image"):
+        engine.create_container({"Image": "nothing:1"}, "noimage")
+    with pytest.raises(docker.errors.APIError) as conflict:
+        engine.create_container({"Image": "x:1"}, "taken")
+    assert conflict.value.status_code == 409
+    assert not isinstance(conflict.value, docker.errors.NotFound)
 
 
 def test_a_connection_the_engine_closed_while_idle_is_not_used_again(
-    engine_socket: tuple[str, list[int]],
+    pool: tuple[Engine, list[int]],
 ) -> None:
-    url, connections = engine_socket
-    engine = Engine(url, timeout=5)
-    try:
-        before = len(connections)
-        engine.create_container({"Image": "x:1"}, "bye")  # the server closes it after this
-        time.sleep(0.2)
-        assert engine.create_container({"Image": "x:1"}, "next")["Id"] == "new"
-        assert len(connections) - before == 2
-    finally:
-        engine.close()
+    engine, connections = pool
+    before = len(connections)
+    engine.create_container({"Image": "x:1"}, "bye")  # the server closes it after this
+    time.sleep(0.2)
+    assert engine.create_container({"Image": "x:1"}, "next")["Id"] == "new"
+    assert len(connections) - before == 2

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reconciler.backup import staging, tree
 from reconciler.backup.tree import DIR, FIFO, FILE, HARDLINK, SYMLINK, Entry, TreeDigest
 from reconciler.backup.tree import _json as encode
 
@@ -123,7 +126,7 @@ def test_a_tree_of_many_runs_leaves_no_file_and_no_descriptor(
     for entry in entries:
         tree.add(entry)
         reference.add(entry)
-    assert len(tree._runs) == runs  # the hard links are held apart; merged past fan_in
+    assert len(tree._runs.files) == runs  # the hard links are held apart; merged past fan_in
     assert len(_open_in(tmp_path)) == runs  # the runs are open files, named nowhere
     assert os.listdir(tmp_path) == []
     assert tree.hexdigest() == reference.hexdigest()
@@ -161,3 +164,109 @@ def test_a_tree_closed_early_leaves_nothing(tmp_path: Path) -> None:
         assert _open_in(tmp_path)
         # an error here (a failed backup) leaves the block
     assert _open_in(tmp_path) == []
+
+
+def test_a_large_folders_names_come_sorted_through_runs_in_the_spill_folder(
+    tmp_path: Path,
+) -> None:
+    """A folder of more names than ``LISTED`` is not held whole: its names are sorted in
+    parts written to unnamed files (in the staging folder's ``PID-spill/``) and merged."""
+    folder, spill = tmp_path / "many", tmp_path / "staging" / f"{os.getpid()}-spill"
+    folder.mkdir()
+    names = [os.urandom(6).hex().encode() for _ in range(1000)] + [b"\xff-not-utf8", b"a"]
+    for name in names:
+        (folder / os.fsdecode(name)).touch()
+    with staging.spilling(str(tmp_path / "staging")):
+        listed = tree._listed(str(folder), most=64)
+        first = next(listed)
+        assert len(_open_in(spill)) == 1000 // 64 + 1  # one run open per part
+        assert os.listdir(spill) == []  # named nowhere
+    assert [first, *listed] == sorted(names)
+    assert _open_in(spill) == []
+    small = tree._listed(str(folder), most=5000)
+    assert list(small) == sorted(names)
+
+
+def test_a_walk_through_a_large_folder_gives_what_a_whole_listing_gave(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "root"
+    (root / "b").mkdir(parents=True)
+    for n in range(300):
+        (root / "b" / f"f{n:03d}").write_text("x")
+        (root / f"g{n}").mkdir()
+    whole = [found.entry.path for found in tree.walk(str(root))]
+    monkeypatch.setattr(tree, "LISTED", 7)
+    assert [found.entry.path for found in tree.walk(str(root))] == whole
+    assert whole[:3] == [".", "b", "b/f000"]
+
+
+def test_a_backups_runs_spill_in_the_state_directorys_staging(tmp_path: Path) -> None:
+    state = tmp_path / "staging"
+    with staging.spilling(str(state)):
+        spill = state / f"{os.getpid()}-spill"
+        digest = TreeDigest(run=2)
+        for n in range(9):
+            digest.add(Entry(f"f{n}", FILE, 0o644, 0, 0, 1))
+        assert len(_open_in(spill)) == 4
+        assert os.listdir(spill) == []
+        digest.close()
+    assert not spill.exists()
+    digest = TreeDigest(run=2)  # outside: tempfile's folder again
+    for n in range(3):
+        digest.add(Entry(f"f{n}", FILE, 0o644, 0, 0, 1))
+    assert _open_in(state) == []
+    digest.close()
+
+
+def test_a_killed_run_leaves_no_spilled_file_and_the_next_removes_its_folder(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "staging"
+    script = (
+        "import os, sys, time\n"
+        "from reconciler.backup import staging\n"
+        "from reconciler.backup.tree import FILE, Entry, TreeDigest\n"
+        "with staging.spilling(sys.argv[1]):\n"
+        "    tree = TreeDigest(run=10)\n"
+        "    for n in range(1000):\n"
+        "        tree.add(Entry(f'f{n}', FILE, 0o644, 0, 0, 1))\n"
+        "    print('spilled', flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script, str(state)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "spilled\n"
+        spill = state / f"{child.pid}-spill"
+        assert len(os.listdir(f"/proc/{child.pid}/fd")) > 100  # its runs are open
+    finally:
+        child.kill()
+        child.wait()
+    assert spill.is_dir() and list(spill.iterdir()) == []  # SIGKILL: no file left
+    with staging.spilling(str(state)):
+        pass
+    assert os.listdir(state) == []  # the next run took the dead one's folder away
+
+
+def test_backups_on_several_threads_share_the_spill_folder_until_the_last_ends(
+    tmp_path: Path,
+) -> None:
+    """The applier backs up several volumes at once on its threads: one ending does not
+    take the folder from under the others; the last one removes it."""
+    state = tmp_path / "staging"
+    spill = state / f"{os.getpid()}-spill"
+    first, second = staging.spilling(str(state)), staging.spilling(str(state))
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert spill.is_dir()
+    digest = TreeDigest(run=2)
+    for n in range(5):
+        digest.add(Entry(f"f{n}", FILE, 0o644, 0, 0, 1))
+    assert len(_open_in(spill)) == 2
+    digest.close()
+    second.__exit__(None, None, None)
+    assert not spill.exists()
+    assert tree._spill_folder is None
