@@ -98,6 +98,7 @@ def take(
         options = dataclasses.replace(options, taken=options.taken | frozenset(taken))
         first = live[0]
         if len(places) == 1 and isinstance(first, Folder) and not first.encrypts:
+            options = dataclasses.replace(options, guard=first.guard)
             return run.backup_source(engine, project, source, first.url, options)
         return _streamed(engine, project, source, options, live, staging, failed)
 

@@ -134,3 +134,43 @@ def test_two_backups_of_one_rule_at_once_both_end_clearly(tmp_path: Path, server
     assert sorted((r["id"], r["status"]) for r in rows) == sorted(
         (i, "complete") for i in ids for _ in range(2)
     )
+
+
+def test_a_paused_store_beside_a_folder_fails_in_bounded_time_the_folder_completes(
+    tmp_path: Path, server: S3Server
+) -> None:
+    """The store's process is stopped (SIGSTOP) while the archive goes up into it and into
+    a folder: the folder still gets the snapshot, the store is missed with a clear error,
+    and the run ends within its timeouts (1 try of 2 s here) instead of hanging."""
+    spec, site, env = _setup(tmp_path, server, "kills-paused")
+    rng = random.Random(3)
+    for n in range(6, 20):  # 40 MB: the upload is under way for a while
+        (site / f"f{n}").write_bytes(rng.randbytes(2 << 20))
+    env.update(DSR_S3_TIMEOUT="2", DSR_S3_ATTEMPTS="1")
+    client = server.client()
+    process = subprocess.Popen(
+        [*DSR, "backup", str(spec), "--format", "json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    paused = False
+    try:
+        while process.poll() is None and not paused:
+            if client.list_multipart_uploads(Bucket="kills-paused").get("Uploads"):
+                server.pause()
+                paused = True
+            time.sleep(0.02)
+        out, err = process.communicate(timeout=120)  # no hang: the timeouts end it
+    finally:
+        if paused:
+            server.resume()
+    assert paused, "the backup ended before the store could be paused"
+    assert process.returncode == 1, out + err
+    [taken] = json.loads(out)["backups"]
+    assert [m["destination"] for m in taken["missed"]] == ["s3://kills-paused/p"]
+    assert "cannot reach the store" in taken["missed"][0]["error"]
+    [folder] = (tmp_path / "dest" / "kills").iterdir()
+    assert folder.name == taken["id"] and (folder / "manifest.json").exists()
+    assert not [r for r in _listed(env, spec) if r["destination"].startswith("s3://")]
