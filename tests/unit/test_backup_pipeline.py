@@ -339,70 +339,53 @@ def test_an_archive_going_on_after_its_end_is_refused(tmp_path: Path) -> None:
         restore.check(forged)
 
 
-@pytest.mark.parametrize("where", ["early", "last"])
-def test_a_backup_the_disk_does_not_give_back_is_refused(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+def test_a_backup_whose_file_is_not_the_size_written_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The read-back runs beside the writing (each flushed part) and at the end: a byte
-    the disk changes in either is caught, and no snapshot is left."""
+    """Nothing is read back (see ``sink``), but the file flushed must be as long as what
+    was written: one cut short behind dsr's back (by another process) leaves no snapshot."""
     source = tmp_path / "src"
     _tree(source)
-    (source / "noise").write_bytes(os.urandom(3 << 20))  # incompressible: several parts
+    (source / "noise").write_bytes(os.urandom(3 << 20))  # incompressible: several flushes
     monkeypatch.setattr(sink, "SYNC_EVERY", 1 << 20)
-    real_write = os.write
-    written = [0]
+    real = sink.FileOutput.flush
 
-    def flipping(self: sink.FileOutput, data: bytes) -> int:
-        self.digest.update(data)
-        self.written.update(data)
-        at = written[0]
-        written[0] += len(data)
-        flip = 100 if where == "early" else len(data) - 1
-        if (where == "early" and at == 0) or (
-            where == "last" and at > 0
-        ):  # the frames after the first
-            data = data[:flip] + bytes([data[flip] ^ 1]) + data[flip + 1 :]
-        real_write(self.fd, data)
-        before = self.count
-        self.count += len(data)
-        if self.count // sink.SYNC_EVERY != before // sink.SYNC_EVERY:
-            self.check.kick(self.count)
-        return len(data)
+    def cut(self: sink.FileOutput) -> None:
+        os.ftruncate(self.fd, self.count - 1)
+        real(self)
 
-    monkeypatch.setattr(sink.FileOutput, "write", flipping)
-    with pytest.raises(BackupError, match="does not read back as written"):
+    monkeypatch.setattr(sink.FileOutput, "flush", cut)
+    with pytest.raises(BackupError, match="is not the size written"):
         backup_path(None, "p", str(source), str(tmp_path / "dest"))
     assert not store.find([str(tmp_path / "dest")], "p").snapshots
     assert _no_worker_left()
 
 
-def test_a_folder_among_several_places_is_missed_when_its_disk_does_not_give_back(
+def test_a_folder_among_several_places_is_missed_when_its_file_is_not_the_size_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A folder that is one of several places (``tee.FolderSink``) writes through the same
-    ``sink.FileOutput`` as a lone folder: a byte its disk changes is caught by the read-back,
-    that place keeps nothing, the other keeps the snapshot."""
+    ``sink.FileOutput`` as a lone folder: a file cut short behind dsr's back is caught
+    there, that place keeps nothing, the other keeps the snapshot."""
     from reconciler.backup import places, run
     from reconciler.backup.errors import PlacesFailed
 
     source = tmp_path / "src"
     _tree(source)
     bad, good = str(tmp_path / "bad"), str(tmp_path / "good")
-    real = sink.FileOutput.write
+    real = sink.FileOutput.flush
 
-    def flipping(self: sink.FileOutput, data: bytes) -> int:
-        n = real(self, data)
-        if self.count == n and os.readlink(f"/proc/self/fd/{self.fd}").startswith(bad + "/"):
-            first = os.pread(self.fd, 1, 0)
-            os.pwrite(self.fd, bytes([first[0] ^ 1]), 0)  # the disk's doing, not dsr's
-        return n
+    def cut(self: sink.FileOutput) -> None:
+        if os.readlink(f"/proc/self/fd/{self.fd}").startswith(bad + "/"):
+            os.ftruncate(self.fd, self.count - 1)  # another process's doing, not dsr's
+        real(self)
 
-    monkeypatch.setattr(sink.FileOutput, "write", flipping)
+    monkeypatch.setattr(sink.FileOutput, "flush", cut)
     take = places.take(None, "p", [store.Folder(good), store.Folder(bad)], str(tmp_path / "st"))
     with pytest.raises(PlacesFailed) as caught:
         take(store.Source("path", str(source)), run.Options(policy="nightly"))
     assert caught.value.stored == [good]
-    assert "does not read back as written" in caught.value.missed[bad]
+    assert "is not the size written" in caught.value.missed[bad]
     assert [s.status for s in store.Folder(good).find("p").snapshots] == ["complete"]
     found = store.Folder(bad).find("p")
     assert not found.snapshots and not found.unfinished
