@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 import zstandard
+from hypothesis import given
+from hypothesis import strategies as st
 
 from reconciler.backup import archive, rehash, restore, sink, store, tarread
 from reconciler.backup.errors import ArchiveError, BackupError, ChecksumError
@@ -134,6 +136,16 @@ def test_headers_are_the_bytes_they_were(name: str, link: str, entry: Entry) -> 
             entry.uid,
             entry.mtime,
         )
+
+
+@given(st.binary(min_size=512, max_size=512))
+def test_a_headers_checksum_is_the_sum_of_its_bytes(block: bytes) -> None:
+    assert tarread.header_sum(block) == sum(block[:148]) + 8 * 32 + sum(block[156:])
+
+
+def test_the_largest_header_sum_is_exact() -> None:
+    block = b"\xff" * 512  # every piece at its largest: adler32 must not wrap
+    assert tarread.header_sum(block) == 504 * 255 + 256
 
 
 @pytest.mark.parametrize(
