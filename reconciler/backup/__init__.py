@@ -8,7 +8,7 @@ The API the planner and the applier reuse (``reclaim: backup-then-delete``,
     verify(snapshot)                       # raises ChecksumError / ArchiveError
     restore_volume(engine, snapshot, volume, stop=True)
 
-``backup_volume`` returns only once the archive on disk reads back with its sha256, and
+``backup_volume`` returns only once the archive, hashed as written, is on the disk, and
 ``restore_volume`` checks the archive before it touches the volume and the written tree
 against the manifest's digest after. The commands themselves are in ``ops``.
 """

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from reconciler.backup.archive import Progress, beyond, read_tar
 from reconciler.backup.tarread import Readable
 from reconciler.backup.tree import DIR, FIFO, FILE, HARDLINK, SYMLINK, Entry, join
+from reconciler.backup.writer import SMALL, SmallFiles
 
 _ZERO_BLOCK = 1 << 16
 _ZEROS = bytes(_ZERO_BLOCK)
@@ -58,6 +59,21 @@ def extract(
     ``most`` is (bytes, entries other than folders) the manifest records: an archive
     holding more is refused as soon as it does, so a crafted one cannot fill the disk."""
     dirs: list[Entry] = []
+    with SmallFiles(root) as small:
+        _entries(stream, root, progress, most, dirs, small)
+        small.finish()  # every file written before any folder's mtime is set
+    for entry in reversed(dirs):  # children before their parents: mtimes stay as recorded
+        _attributes(join(root, entry.path), entry)
+
+
+def _entries(
+    stream: Readable,
+    root: str,
+    progress: Progress | None,
+    most: tuple[int, int] | None,
+    dirs: list[Entry],
+    small: SmallFiles,
+) -> None:
     size = files = 0
     for entry, content in read_tar(stream):
         if most is not None and entry.kind != DIR:
@@ -70,9 +86,17 @@ def extract(
             if entry.path != ".":
                 os.mkdir(path, 0o700)
             dirs.append(entry)
+        elif entry.kind == FILE and entry.size <= SMALL and small.alive:
+            data = b"".join(content)
+            if small.offer(entry, data):
+                if progress:
+                    progress(len(data))
+            else:
+                _write_file(path, entry, (data,), progress)
         elif entry.kind == FILE:
             _write_file(path, entry, content, progress)
         elif entry.kind == HARDLINK:
+            small.settle()  # its file may be one the writer has not made yet
             os.link(join(root, entry.link), path, follow_symlinks=False)
         elif entry.kind == SYMLINK:
             os.symlink(entry.link, path)
@@ -80,8 +104,6 @@ def extract(
         elif entry.kind == FIFO:
             os.mkfifo(path, 0o600)
             _attributes(path, entry)
-    for entry in reversed(dirs):  # children before their parents: mtimes stay as recorded
-        _attributes(join(root, entry.path), entry)
 
 
 def _write_file(

@@ -2,7 +2,7 @@
 
 A rule's ``destination`` is a folder, ``s3://BUCKET/PREFIX`` or a list of those (the
 default: the state directory's ``backups/``). ``take`` makes a source's archive once.
-A single plain folder is written in place (and read back there, as always). Otherwise
+A single plain folder is written in place (and flushed there, as always). Otherwise
 the archive goes into every place at once as it is made (``tee``: encrypted once, each
 chunk written into each place), with no copy staged on this host; the staging folder
 only holds the snapshot's name and its manifest's draft. A place that fails does not
@@ -98,6 +98,7 @@ def take(
         options = dataclasses.replace(options, taken=options.taken | frozenset(taken))
         first = live[0]
         if len(places) == 1 and isinstance(first, Folder) and not first.encrypts:
+            options = dataclasses.replace(options, guard=first.guard)
             return run.backup_source(engine, project, source, first.url, options)
         return _streamed(engine, project, source, options, live, staging, failed)
 

@@ -1,10 +1,10 @@
 """Restoring a snapshot: checked first, then written exactly, then checked again.
 
-Before anything is touched, the archive's sha256 must be the manifest's (``check_bytes``).
-When the target holds data, the whole archive is read too (``check``): every entry must
-pass ``read_tar``'s checks before the target is emptied. A target that holds nothing (a
-new volume, ``--into``) has nothing to lose: the entries are checked as they are written,
-and a refused archive leaves it empty again. The tree is written directly into a local
+When the target holds data, the archive's sha256 must be the manifest's (``check_bytes``)
+and the whole archive is read too (``check``): every entry must pass ``read_tar``'s checks
+before the target is emptied. A target that holds nothing (a new volume, ``--into``) has
+nothing to lose: the bytes are hashed and the entries checked as they are written, and a
+refused archive leaves it empty again. The tree is written directly into a local
 volume's directory or a host folder, else through a never-started helper's archive
 endpoint (decompressed here, because the Engine API takes no zstd), and the result is
 read back and compared with the manifest's tree digest.
@@ -146,8 +146,12 @@ def restore_volume(
 ) -> None:
     """Make the existing volume ``volume`` hold exactly the snapshot's tree.
 
-    ``made``: the caller made the volume for this restore and removes it if it fails."""
-    check_bytes(snapshot, progress)
+    ``made``: the caller made the volume for this restore and removes it if it fails.
+    Written directly, such a volume (empty, used by nothing) is not read a time more for
+    its archive's sha256 first: the writing hashes what it reads (``_write_dir``)."""
+    direct_into_new = made and via != "api"
+    if not direct_into_new:  # refused before any container is stopped
+        check_bytes(snapshot, progress)
     users = engine_io.users(engine, volume=volume)
     running = [u for u in users if u.running]
     if running and not stop:
@@ -168,8 +172,10 @@ def restore_volume(
                 "--via api (a helper container that mounts it)"
             )
         if mountpoint is not None:
-            _write_dir(snapshot, mountpoint, progress)
+            _write_dir(snapshot, mountpoint, progress, checked=not direct_into_new)
         else:
+            if direct_into_new:  # through the API after all: its bytes checked first
+                check_bytes(snapshot, progress)
             if not made:  # what the API wrote cannot be taken back: every entry checked first
                 _scan(snapshot, contents=False)
             phase(progress, "restoring", snapshot.manifest.size)
@@ -178,15 +184,25 @@ def restore_volume(
 
 def restore_dir(snapshot: Snapshot, root: str, progress: Progress | None = None) -> None:
     """Make the local directory ``root`` hold exactly the snapshot's tree."""
-    check_bytes(snapshot, progress)
     _write_dir(snapshot, root, progress)
 
 
-def _write_dir(snapshot: Snapshot, root: str, progress: Progress | None) -> None:
-    """Empty ``root``, write the tree, read it back (the caller checked the bytes)."""
+def _write_dir(
+    snapshot: Snapshot, root: str, progress: Progress | None, *, checked: bool = False
+) -> None:
+    """Empty ``root``, write the tree, read it back.
+
+    A target holding data is emptied only once the archive's sha256 (``check_bytes``)
+    and every entry (``_scan``) passed. An empty one is written at once: the bytes read
+    are hashed as they are written, within the manifest's size and file count, and a
+    refused archive leaves it empty again, its error naming a checksum mismatch when
+    that is the cause (not the first thing a parser stumbled on). ``checked``: the
+    caller has checked the sha256 already."""
     m = snapshot.manifest
     fresh = extract.is_empty(root)
     if not fresh:  # what it holds is lost once emptied: the whole archive is checked first
+        if not checked:
+            check_bytes(snapshot, progress)
         _scan(snapshot, contents=False)
         extract.wipe(root)
     phase(progress, "restoring", m.size)
@@ -197,12 +213,14 @@ def _write_dir(snapshot: Snapshot, root: str, progress: Progress | None) -> None
             Prefetched(file) as source,
         ):
             extract.extract(source, root, progress, most=(m.size, m.files))
-            _same_bytes(snapshot, source.finish())  # the archive changed since it was checked
+            _same_bytes(snapshot, source.finish())  # not the manifest's archive
     except BaseException as err:
         if fresh:  # it held nothing: it holds nothing again
             with contextlib.suppress(OSError):
                 extract.wipe(root)
         if isinstance(err, ArchiveError):
+            if fresh and not checked:
+                check_bytes(snapshot)  # an archive not its manifest's: said so
             raise ArchiveError(f"snapshot {m.id}: {err}") from err
         raise
     with gc_paused():

@@ -35,7 +35,7 @@ import json
 import os
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from reconciler import logs
@@ -45,8 +45,9 @@ from reconciler.backup.manifest import ARCHIVE, MANIFEST, Manifest, ManifestErro
 from reconciler.backup.s3stream import Streamed
 from reconciler.backup.store import COMPLETE, DAMAGED, VERIFY, Found, Place, Snapshot
 from reconciler.escape import escape_controls
-from reconciler.files import parse_json, write_json
+from reconciler.files import parse_json, read_regular, write_json
 from reconciler.spec.backups import s3_parts
+from reconciler.statedir import alive
 
 log = logs.get_logger("dsr.backup")
 
@@ -55,6 +56,10 @@ READ = 1 << 20
 AGE_CHUNK = 64 << 10  # age's payload chunk; each costs 16 bytes of tag
 
 
+# An open multipart upload no record names is aborted once this old (another host's
+# killed run, a lost state directory): no backup's upload lasts a day.
+STALE_UPLOAD = timedelta(days=1)
+UPLOADS = "uploads"  # staging/uploads/PID-HASH.json: the uploads a run of this host started
 TIMEOUT = 15.0  # seconds a request may wait for the store (DSR_S3_TIMEOUT)
 ATTEMPTS = 4  # tries of each request (DSR_S3_ATTEMPTS), with backoff between them
 
@@ -311,6 +316,7 @@ class S3(Place):
             raise BackupError(f"{self.url}: {base} exists already")
         self.abort_stale(project)
         suffix = crypt.SUFFIX if self.encrypts else ""
+        self._record(f"{base}/{ARCHIVE}{suffix}")
         return Streamed(self, base, f"{base}/{ARCHIVE}{suffix}")
 
     def put_manifest(self, base: str, manifest: Manifest) -> None:
@@ -339,8 +345,16 @@ class S3(Place):
         return str(head.get("ETag", "")).strip('"')
 
     def abort_stale(self, project: str) -> int:
-        """Abort the multipart uploads left open under the project (killed runs): their
-        parts are stored, and billed, until someone does. Returns how many."""
+        """Abort the multipart uploads left open under the project by runs that were killed:
+        their parts are stored, and billed, until someone does. Returns how many.
+
+        Only uploads known dead are aborted: those this state directory's runs started
+        (``_record``) whose process is gone, and any older than ``STALE_UPLOAD`` (lost
+        records, other hosts' killed runs). Another host's (or state directory's) backup
+        into the same bucket and project may be uploading right now: aborting every open
+        upload failed it. Without a staging folder (no records), every one is aborted."""
+        dead, records = self._dead_records()
+        now = datetime.now(UTC)
         aborted = 0
         with self._errors("list open uploads"):
             pages = self.client.get_paginator("list_multipart_uploads").paginate(
@@ -348,12 +362,70 @@ class S3(Place):
             )
             for page in pages:
                 for item in page.get("Uploads", []):
+                    started = item.get("Initiated")
+                    old = isinstance(started, datetime) and now - started > STALE_UPLOAD
+                    if self.staging and item["Key"] not in dead and not old:
+                        continue  # maybe another run's, alive: left alone
                     self.client.abort_multipart_upload(
                         Bucket=self.bucket, Key=item["Key"], UploadId=item["UploadId"]
                     )
                     log.info("upload_aborted", key=item["Key"], destination=self.url)
                     aborted += 1
+        for path in records:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        with contextlib.suppress(OSError):
+            if records:
+                os.rmdir(os.path.dirname(records[0]))  # when they were the last ones
         return aborted
+
+    def _record(self, key: str) -> None:
+        """Remember, before its upload starts, that this process uploads ``key`` here: once
+        the process is gone, the next run aborts what it left open."""
+        if not self.staging:
+            return
+        folder = os.path.join(self.staging, UPLOADS)
+        digest = hashlib.sha256(f"{self.key}|{key}".encode()).hexdigest()[:24]
+        with contextlib.suppress(OSError):  # a full state disk: it goes, a day later
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+            write_json(
+                os.path.join(folder, f"{os.getpid()}-{digest}.json"),
+                {"store": self.key, "key": key},
+            )
+
+    def forget_upload(self, key: str) -> None:
+        """This process's upload of ``key`` is a snapshot now: no record left of it."""
+        if not self.staging:
+            return
+        folder = os.path.join(self.staging, UPLOADS)
+        digest = hashlib.sha256(f"{self.key}|{key}".encode()).hexdigest()[:24]
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(folder, f"{os.getpid()}-{digest}.json"))
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)  # when it was the last one
+
+    def _dead_records(self) -> tuple[set[str], list[str]]:
+        """The keys that runs now gone were uploading here, and their records' paths."""
+        if not self.staging:
+            return set(), []
+        folder = os.path.join(self.staging, UPLOADS)
+        keys: set[str] = set()
+        paths: list[str] = []
+        entries: list[os.DirEntry[str]] = []
+        with contextlib.suppress(OSError), os.scandir(folder) as it:
+            entries = [e for e in it if e.is_file(follow_symlinks=False)]
+        for entry in entries:
+            pid, _, _ = entry.name.partition("-")
+            if not pid.isdigit() or (int(pid) > 0 and alive(int(pid))):
+                continue
+            try:
+                doc = parse_json(read_regular(entry.path, 4096))
+            except (OSError, ValueError):
+                doc = None
+            if isinstance(doc, dict) and doc.get("store") == self.key:
+                keys.add(str(doc.get("key")))
+                paths.append(entry.path)
+        return keys, paths
 
     def remove(self, snapshot: Snapshot) -> None:
         base = snapshot.folder

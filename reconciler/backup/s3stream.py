@@ -143,6 +143,7 @@ class Streamed:
         """The manifest, last: from now on the snapshot lists."""
         self.store.put_manifest(self.base, manifest)
         self.kept = True
+        self.store.forget_upload(self.key)
 
     def abort(self) -> None:
         """Undo what is not a snapshot: the open upload, or the completed object."""
@@ -153,6 +154,7 @@ class Streamed:
             with contextlib.suppress(Exception):
                 self.store.quick_client.delete_object(Bucket=self.store.bucket, Key=self.key)
             self.completed = False
+        # the record stays: the abort may not have reached the store (the next run's does)
 
 
 class _Body:

@@ -13,18 +13,19 @@ An error on a thread (a full disk) is raised in the caller at its next ``write``
 ``close``.
 
 Dirty pages are flushed while the backup runs (``fdatasync`` each 32 MiB written, on a
-thread that only waits for the disk), so the final ``fsync`` finds little left to do, and
-each flushed part is read back and hashed there too: a backup counts only once the disk
-gives back the bytes written, and that check no longer waits until the end.
+thread that only waits for the disk), so the final ``fsync`` finds little left to do: one
+final ``fsync`` of the whole archive took twice as long.
 
-What that read-back proves (measured for issue 20): the pages it reads are still in the
-page cache, so it shows that the kernel holds what dsr wrote, not that the disk does;
-``fdatasync`` succeeding is the disk's word. It is kept because its cost did not show
-(1 GiB tree, 370 MB archive: 5.4-5.6 s of CPU with it, 5.6-5.7 s with one ``fsync`` at
-the end instead), while the flushing it rides on is what keeps a backup's end short (one
-final ``fsync`` of the whole archive took twice as long). The written and the read-back
-bytes are compared by BLAKE3 (the pair costs a fifth of two sha256). A store's upload
-(``Passed``) needs neither: the store checks each part's Content-MD5 and the object's size.
+Nothing is read back (decided for issue 20). Reading the archive back right after writing
+it, as dsr did until then, read the pages dsr had just written, still in the page cache:
+it showed that the kernel held what dsr wrote, never that the disk did. That is what the
+sha256 computed here of every byte handed to ``write`` already says, with ``write``'s
+counts and the file's size checked at the end; ``fdatasync`` and ``fsync`` succeeding is
+the only word the disk gives, and a later ``dsr backups verify`` (reading the file once it
+is out of the cache) is what checks the disk's copy. An ``O_DIRECT`` read-back would check
+it, at the price of reading the whole archive from the disk in every backup. A store's
+upload (``Passed``) is no different: the store checks each part's Content-MD5 and the
+object's size, and nothing on this host is read back.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ import hashlib
 import os
 import queue
 import threading
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -45,7 +45,6 @@ BATCH = 2 << 20  # tar bytes per zstd frame (4 MiB: 20 MB more at the peak, no f
 COMPRESSORS = 2  # threads compressing frames (zstd lets go of the GIL meanwhile)
 QUEUE = 4  # frames waiting for the writer: with BATCH, the memory this sink may hold
 SYNC_EVERY = 32 << 20  # compressed bytes between background flushes and read-backs
-READ_BACK = 4 << 20  # the read-back's buffer
 ZSTD_LEVEL = 3  # zstd's own default, the level `zstd` uses without -#
 _END = b""
 
@@ -114,7 +113,6 @@ class ArchiveSink:
         self.local = threading.local()  # each thread's compressor: they are not shared
         self.error: BaseException | None = None
         self.aborted = False
-        self.read_back = ""  # the archive's sha256 once the disk gave back what was written
         self.worker = threading.Thread(target=self._work, name="dsr-write", daemon=True)
         self.worker.start()
 
@@ -147,9 +145,7 @@ class ArchiveSink:
                 continue  # the writer is busy, or died: look again
 
     def close(self) -> tuple[str, int]:
-        """Write what is left, ``fsync`` and read back: (sha256 of the bytes written,
-        their count); ``read_back`` is then that sha256 if the disk gives back the bytes
-        written, else something else."""
+        """Write what is left and ``fsync``: (sha256 of the bytes written, their count)."""
         try:
             self._send()
             self._put(None)
@@ -204,7 +200,7 @@ class ArchiveSink:
             if not self.aborted:
                 if not written:  # an empty stream is still a zstd frame
                     out.write(self._frame([]))
-                self.read_back = out.finish()
+                out.finish()
         except BaseException as err:  # raised in the caller
             self.error = err
         finally:
@@ -213,7 +209,7 @@ class ArchiveSink:
 
 class Output(Protocol):
     """Where the worker's compressed bytes go: ``digest``/``count`` of what was written;
-    ``finish`` (after the last write) gives the sha256 of the bytes as they were stored."""
+    ``finish`` (after the last write) stores them for good and gives their sha256."""
 
     digest: Any
     count: int
@@ -250,81 +246,56 @@ class Passed:
 
 
 class FileOutput:
-    """Where the frames are written (on the writer): hashed, written, and the disk checked
-    now and then. The check compares BLAKE3 digests of the bytes written and of the bytes
-    read back: a sha256 of each cost 0.9 s of CPU for a 370 MB archive, the BLAKE3 pair a
-    fifth of that; the archive's sha256 (the manifest's) is computed once, as written.
-    Without ``sha256`` (a place of a ``tee.Tee``, whose bytes are hashed once for all
-    places) only the BLAKE3 pair is kept."""
+    """Where the frames are written (on the writer): hashed (the archive's sha256, the
+    manifest's), written, and flushed to the disk now and then. Without ``sha256`` (a place
+    of a ``tee.Tee``, whose bytes are hashed once for all places) nothing is hashed."""
 
     def __init__(self, fd: int, durable: bool = True, *, sha256: bool = True) -> None:
         self.fd = fd
         self.digest: Any = hashlib.sha256() if sha256 else None
-        self.written = _blake3()
         self.count = 0
         self.durable = durable
-        self.check = ReadBack(fd)
+        self.flusher = Flusher(fd)
 
     def finish(self) -> str:
-        """The archive's sha256 if the disk gives back the bytes written, else the
-        digest of what it gave back (which matches no sha256 of the archive)."""
-        if self.durable and (read_back := self.unlike()) is not None:
-            return f"blake3:{read_back}"
-        # a staged copy (not durable): the store's upload rehashes it as it reads it
+        """The archive's sha256, once the disk has it (``fsync``) when ``durable``."""
+        if self.durable:  # not: a staged copy, which the store's upload rehashes as it reads
+            self.flush()
         return str(self.digest.hexdigest())
 
-    def unlike(self) -> str | None:
-        """``fsync`` and read back: ``None`` if the disk gives back the bytes written, else
-        the BLAKE3 of what it gave back."""
-        read_back = self.check.finish(self.count)
-        return None if read_back == self.written.hexdigest() else read_back
+    def flush(self) -> None:
+        """``fsync``: every byte written is on the disk (an error writing it is raised)."""
+        self.flusher.finish()
 
     def stop(self) -> None:
-        self.check.stop()
+        self.flusher.stop()
 
     def write(self, data: bytes) -> int:
         if self.digest is not None:
             self.digest.update(data)
-        self.written.update(data)
         view = memoryview(data)
         while view:
             view = view[os.write(self.fd, view) :]
         before = self.count
         self.count += len(data)
         if self.durable and self.count // SYNC_EVERY != before // SYNC_EVERY:
-            self.check.kick(self.count)
+            self.flusher.kick()
         return len(data)
 
 
-def _blake3() -> Any:
-    from blake3 import blake3
-
-    return blake3()
-
-
-class ReadBack:
-    """The file's bytes as the disk gives them back, hashed (BLAKE3, or ``hasher``) while the
-    backup goes on.
-
-    Each kick names how far the file is written: a thread that only waits for the disk
-    ``fdatasync``s, then reads that part back (``pread``) and hashes it. ``finish``
-    ``fsync``s the file and reads back what is left, so a backup ends with one whole
-    read-back of the archive without a pass of its own. An error reading is kept and
+class Flusher:
+    """``fdatasync`` on a thread that only waits for the disk, each time it is kicked, while
+    the backup goes on; ``finish`` ``fsync``s what is left. An error flushing is kept and
     raised by ``finish``."""
 
-    def __init__(self, fd: int, hasher: Callable[[], Any] | None = None) -> None:
+    def __init__(self, fd: int) -> None:
         self.fd = fd
-        self.digest = hasher() if hasher is not None else _blake3()
-        self.done = 0  # bytes read back and hashed
-        self.target = 0  # bytes written when last kicked
         self.error: OSError | None = None
         self.wake = threading.Event()
         self.stopped = False
         self.thread: threading.Thread | None = None
-        self.buffer = bytearray(READ_BACK)
 
-    def kick(self, written: int) -> None:
-        self.target = written
+    def kick(self) -> None:
         if self.thread is None and not self.stopped:
             self.thread = threading.Thread(target=self._run, name="dsr-fdatasync", daemon=True)
             self.thread.start()
@@ -337,21 +308,10 @@ class ReadBack:
             if self.stopped:
                 return
             try:
-                target = self.target
                 os.fdatasync(self.fd)
-                self._read(target)
             except OSError as err:
                 self.error = err
                 return
-
-    def _read(self, upto: int) -> None:
-        view = memoryview(self.buffer)
-        while self.done < upto:
-            n = os.preadv(self.fd, [view[: min(READ_BACK, upto - self.done)]], self.done)
-            if not n:
-                raise OSError(f"the archive ends at {self.done} bytes, {upto} were written")
-            self.digest.update(view[:n])
-            self.done += n
 
     def stop(self) -> None:
         self.stopped = True
@@ -360,11 +320,8 @@ class ReadBack:
             self.thread.join()
             self.thread = None
 
-    def finish(self, size: int) -> str:
-        """``fsync``, read back what is left: the digest of the file's first ``size`` bytes."""
+    def finish(self) -> None:
         self.stop()
         if self.error is not None:
             raise self.error
         os.fsync(self.fd)
-        self._read(size)
-        return str(self.digest.hexdigest())

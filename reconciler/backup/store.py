@@ -522,3 +522,54 @@ def signed(found: Found, key: bytes) -> Found:
 
 def is_unsigned(snapshot: Snapshot) -> bool:
     return snapshot.problem.startswith(UNSIGNED)
+
+
+class MadeFolder:
+    """A new snapshot's folder ``DEST/PROJECT/ID`` made through descriptors from DEST's
+    resolved path (``open_folder``): its files are created, its manifest written and, on
+    a failure, everything in it removed through the folder's own descriptor, wherever the
+    paths lead by then. ``ids``: the names to try, the first free one is taken."""
+
+    def __init__(self, real: str, project: str, ids: Iterable[str]) -> None:
+        dest_fd, self.parent = open_folder(real, [project])
+        os.close(dest_fd)
+        self.fd = -1
+        self.id = ""
+        try:
+            for name in ids:
+                try:
+                    os.mkdir(name, 0o700, dir_fd=self.parent)
+                except FileExistsError:
+                    continue
+                self.id = name
+                self.fd = os.open(name, _DIR, dir_fd=self.parent)
+                return
+            raise BackupError(f"{escape_controls(real)}/{project}: every snapshot name is taken")
+        except BaseException:
+            self.close()
+            raise
+
+    def create(self, name: str) -> int:
+        """A new file ``name`` in the folder, open for reading and writing."""
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+        return os.open(name, flags, 0o600, dir_fd=self.fd)
+
+    def undo(self) -> None:
+        """Remove the folder and what is in it (its manifest first); best effort."""
+        if self.fd >= 0 and self.id:
+            names: list[str] = []
+            with contextlib.suppress(OSError), os.scandir(self.fd) as it:
+                names = [e.name for e in it]
+            for name in sorted(names, key=lambda n: not n.startswith(MANIFEST)):
+                with contextlib.suppress(OSError):
+                    os.unlink(name, dir_fd=self.fd)
+            with contextlib.suppress(OSError):
+                os.rmdir(self.id, dir_fd=self.parent)
+            self.id = ""
+
+    def close(self) -> None:
+        for name in ("fd", "parent"):
+            fd = getattr(self, name, -1)
+            if fd >= 0:
+                os.close(fd)
+                setattr(self, name, -1)

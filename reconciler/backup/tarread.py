@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import tarfile
+import zlib
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -169,8 +170,20 @@ def _octal(field: bytes) -> int:
     return int(text, 8) if text else 0
 
 
+def header_sum(block: bytes) -> int:
+    """A header's checksum: the sum of its bytes, its own 8-byte field counted as spaces.
+
+    Summed in C: adler32's low half is 1 + the sum of the bytes while that stays below
+    65521, which 256 bytes (at most 65280) always do, so three pieces give the sum exactly;
+    ``sum`` over the 504 bytes was 2.7 µs of each header (0.13 s of a 49k-file restore)."""
+    a = zlib.adler32
+    return (
+        (a(block[:148]) & 0xFFFF) + (a(block[156:256]) & 0xFFFF) + (a(block[256:]) & 0xFFFF) + 253
+    )
+
+
 def _ustar(block: bytes) -> tarfile.TarInfo:
-    if _octal(block[148:156]) != sum(block[:148]) + 256 + sum(block[156:]):
+    if _octal(block[148:156]) != header_sum(block):
         raise ArchiveError("the archive is damaged: a header's checksum is wrong")
     name = block[:100].split(b"\0", 1)[0]
     prefix = block[345:500].split(b"\0", 1)[0]

@@ -282,3 +282,44 @@ def test_a_manifest_that_claims_more_than_its_archive_fails_verify(
     assert snapshot is not None
     with pytest.raises(ChecksumError, match="its manifest says"):
         check(snapshot)
+
+
+@pytest.mark.parametrize("when", ["before", "mid-backup"])
+def test_a_single_folder_destination_swapped_for_a_link_gets_nothing_outside(
+    tmp_path: Path, when: str
+) -> None:
+    from reconciler.backup import places, run
+    from reconciler.backup.errors import BackupError
+    from reconciler.backup.store import Source
+
+    site, allowed, outside = _site(tmp_path), tmp_path / "allowed", tmp_path / "outside"
+    (allowed / "b").mkdir(parents=True)
+    place = _guarded(allowed / "b", [allowed], tmp_path / "state")
+    moved = tmp_path / "moved"
+    done: list[int] = []
+
+    def swap(_: int) -> None:
+        if done:
+            return
+        done.append(1)
+        for made in (allowed / "b" / "atk").iterdir():  # a trap of the same name
+            (outside / "atk" / made.name).mkdir(parents=True)
+        (allowed / "b").rename(moved)
+        (allowed / "b").symlink_to(outside)
+
+    take = places.take(None, "atk", [place], str(tmp_path / "staging"))
+    if when == "before":
+        outside.mkdir()
+        (allowed / "b").rmdir()
+        (allowed / "b").symlink_to(outside)
+        with pytest.raises(BackupError, match="outside the allowed roots"):
+            take(Source("path", str(site)), run.Options(policy="r"))
+        assert list(outside.rglob("*")) == []
+        return
+    manifest = take(Source("path", str(site)), run.Options(policy="r", progress=swap))
+    assert done
+    assert [p for p in outside.rglob("*") if not p.is_dir()] == []
+    assert sorted(p.name for p in (moved / "atk" / manifest.id).iterdir()) == [
+        "archive.tar.zst",
+        "manifest.json",
+    ]

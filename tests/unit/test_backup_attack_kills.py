@@ -134,3 +134,105 @@ def test_two_backups_of_one_rule_at_once_both_end_clearly(tmp_path: Path, server
     assert sorted((r["id"], r["status"]) for r in rows) == sorted(
         (i, "complete") for i in ids for _ in range(2)
     )
+
+
+def test_a_paused_store_beside_a_folder_fails_in_bounded_time_the_folder_completes(
+    tmp_path: Path, server: S3Server
+) -> None:
+    """The store's process is stopped (SIGSTOP) while the archive goes up into it and into
+    a folder: the folder still gets the snapshot, the store is missed with a clear error,
+    and the run ends within its timeouts (1 try of 2 s here) instead of hanging."""
+    spec, site, env = _setup(tmp_path, server, "kills-paused")
+    rng = random.Random(3)
+    for n in range(6, 20):  # 40 MB: the upload is under way for a while
+        (site / f"f{n}").write_bytes(rng.randbytes(2 << 20))
+    env.update(DSR_S3_TIMEOUT="2", DSR_S3_ATTEMPTS="1")
+    client = server.client()
+    process = subprocess.Popen(
+        [*DSR, "backup", str(spec), "--format", "json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    paused = False
+    try:
+        while process.poll() is None and not paused:
+            if client.list_multipart_uploads(Bucket="kills-paused").get("Uploads"):
+                server.pause()
+                paused = True
+            time.sleep(0.02)
+        out, err = process.communicate(timeout=120)  # no hang: the timeouts end it
+    finally:
+        if paused:
+            server.resume()
+    assert paused, "the backup ended before the store could be paused"
+    assert process.returncode == 1, out + err
+    [taken] = json.loads(out)["backups"]
+    assert [m["destination"] for m in taken["missed"]] == ["s3://kills-paused/p"]
+    assert "cannot reach the store" in taken["missed"][0]["error"]
+    [folder] = (tmp_path / "dest" / "kills").iterdir()
+    assert folder.name == taken["id"] and (folder / "manifest.json").exists()
+    assert not [r for r in _listed(env, spec) if r["destination"].startswith("s3://")]
+
+
+def test_a_backup_leaves_another_hosts_live_upload_alone_and_aborts_its_own_dead_ones(
+    tmp_path: Path, server: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two hosts (two state directories) back up one project into one bucket: the second's
+    new backup aborted every open upload under the project, the first's live one too. Now
+    it aborts only the uploads of its own runs that are gone (and any a day old)."""
+    from reconciler.backup.s3store import S3
+
+    for name, value in server.env().items():
+        if name.startswith("AWS_"):
+            monkeypatch.setenv(name, value)
+    server.make_bucket("kills-hosts")
+
+    def place(host: str) -> S3:
+        staging = tmp_path / host / "staging"
+        return S3("s3://kills-hosts/p", endpoint=server.endpoint, staging=str(staging))
+
+    first, second = place("a"), place("b")
+    live = first.stream("web", "data-20261101T000000Z")
+    live.write(os.urandom(9 << 20))  # a part sent: its upload is open in the store
+    dead = second.stream("web", "data-20261101T000001Z")
+    dead.write(os.urandom(9 << 20))
+    dead.upload.pool.shutdown(wait=True)  # sent; then "killed": nothing more of it runs
+    # its record names a process that is gone (the killed run's pid, long reaped)
+    [record] = (tmp_path / "b" / "staging" / "uploads").iterdir()
+    record.rename(record.with_name("999999999-" + record.name.partition("-")[2]))
+
+    third = place("b")
+    third.stream("web", "data-20261101T000002Z")  # the next backup on host b
+    client = server.client()
+    open_keys = {u["Key"] for u in client.list_multipart_uploads(Bucket="kills-hosts")["Uploads"]}
+    assert live.key in open_keys  # host a's backup goes on
+    assert dead.key not in open_keys  # host b's killed run's parts are gone
+    live.finish("", 0)
+    live.commit(_manifest_of(live))
+    assert [s.id for s in first.find("web").snapshots] == ["data-20261101T000000Z"]
+
+
+def _manifest_of(streamed: Any) -> Any:
+    from datetime import UTC, datetime
+
+    from reconciler.backup.manifest import Manifest
+
+    return Manifest(
+        format_version=2,
+        id="data-20261101T000000Z",
+        policy="r",
+        project="web",
+        source="volume:data",
+        time=datetime(2026, 11, 1, tzinfo=UTC),
+        zone="UTC",
+        dsr_version="0",
+        spec_hash="",
+        size=0,
+        files=0,
+        archive_size=streamed.upload.count,
+        sha256="0" * 64,
+        tree_digest="0" * 64,
+        read_via="direct",
+    )

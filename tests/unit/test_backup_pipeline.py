@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 import zstandard
+from hypothesis import given
+from hypothesis import strategies as st
 
 from reconciler.backup import archive, rehash, restore, sink, store, tarread
 from reconciler.backup.errors import ArchiveError, BackupError, ChecksumError
@@ -134,6 +136,16 @@ def test_headers_are_the_bytes_they_were(name: str, link: str, entry: Entry) -> 
             entry.uid,
             entry.mtime,
         )
+
+
+@given(st.binary(min_size=512, max_size=512))
+def test_a_headers_checksum_is_the_sum_of_its_bytes(block: bytes) -> None:
+    assert tarread.header_sum(block) == sum(block[:148]) + 8 * 32 + sum(block[156:])
+
+
+def test_the_largest_header_sum_is_exact() -> None:
+    block = b"\xff" * 512  # every piece at its largest: adler32 must not wrap
+    assert tarread.header_sum(block) == 504 * 255 + 256
 
 
 @pytest.mark.parametrize(
@@ -260,7 +272,10 @@ def test_an_archive_not_its_manifests_is_never_decompressed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A swapped archive (here: a zstd bomb, a few KB that expand to 4 GiB) is refused by
-    its sha256 alone: nothing decompresses or parses it, so it cannot hold dsr for hours."""
+    its sha256 alone before a target holding data is touched: nothing decompresses or
+    parses it, so it cannot hold dsr for hours. An empty target is written as the bytes
+    are hashed: the bomb is read no further than the manifest's bounds, the target is
+    left empty, and the error says the archive is not the manifest's."""
     source = tmp_path / "src"
     _tree(source)
     manifest = backup_path(None, "p", str(source), str(tmp_path / "dest"))
@@ -281,9 +296,16 @@ def test_an_archive_not_its_manifests_is_never_decompressed(
         restore.check(snapshot)
     target = tmp_path / "target"
     target.mkdir()
+    (target / "kept").write_text("data")
     with pytest.raises(ChecksumError):
         restore.restore_dir(snapshot, str(target))
-    assert os.listdir(target) == []
+    assert os.listdir(target) == ["kept"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ChecksumError, match=f"{manifest.id}: checksum mismatch"):
+        restore.restore_dir(snapshot, str(empty))
+    assert os.listdir(empty) == []
+    assert _no_worker_left()
 
 
 def _rewritten(snapshot: store.Snapshot, **fields: object) -> store.Snapshot:
@@ -329,70 +351,53 @@ def test_an_archive_going_on_after_its_end_is_refused(tmp_path: Path) -> None:
         restore.check(forged)
 
 
-@pytest.mark.parametrize("where", ["early", "last"])
-def test_a_backup_the_disk_does_not_give_back_is_refused(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+def test_a_backup_whose_file_is_not_the_size_written_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The read-back runs beside the writing (each flushed part) and at the end: a byte
-    the disk changes in either is caught, and no snapshot is left."""
+    """Nothing is read back (see ``sink``), but the file flushed must be as long as what
+    was written: one cut short behind dsr's back (by another process) leaves no snapshot."""
     source = tmp_path / "src"
     _tree(source)
-    (source / "noise").write_bytes(os.urandom(3 << 20))  # incompressible: several parts
+    (source / "noise").write_bytes(os.urandom(3 << 20))  # incompressible: several flushes
     monkeypatch.setattr(sink, "SYNC_EVERY", 1 << 20)
-    real_write = os.write
-    written = [0]
+    real = sink.FileOutput.flush
 
-    def flipping(self: sink.FileOutput, data: bytes) -> int:
-        self.digest.update(data)
-        self.written.update(data)
-        at = written[0]
-        written[0] += len(data)
-        flip = 100 if where == "early" else len(data) - 1
-        if (where == "early" and at == 0) or (
-            where == "last" and at > 0
-        ):  # the frames after the first
-            data = data[:flip] + bytes([data[flip] ^ 1]) + data[flip + 1 :]
-        real_write(self.fd, data)
-        before = self.count
-        self.count += len(data)
-        if self.count // sink.SYNC_EVERY != before // sink.SYNC_EVERY:
-            self.check.kick(self.count)
-        return len(data)
+    def cut(self: sink.FileOutput) -> None:
+        os.ftruncate(self.fd, self.count - 1)
+        real(self)
 
-    monkeypatch.setattr(sink.FileOutput, "write", flipping)
-    with pytest.raises(BackupError, match="does not read back as written"):
+    monkeypatch.setattr(sink.FileOutput, "flush", cut)
+    with pytest.raises(BackupError, match="is not the size written"):
         backup_path(None, "p", str(source), str(tmp_path / "dest"))
     assert not store.find([str(tmp_path / "dest")], "p").snapshots
     assert _no_worker_left()
 
 
-def test_a_folder_among_several_places_is_missed_when_its_disk_does_not_give_back(
+def test_a_folder_among_several_places_is_missed_when_its_file_is_not_the_size_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A folder that is one of several places (``tee.FolderSink``) writes through the same
-    ``sink.FileOutput`` as a lone folder: a byte its disk changes is caught by the read-back,
-    that place keeps nothing, the other keeps the snapshot."""
+    ``sink.FileOutput`` as a lone folder: a file cut short behind dsr's back is caught
+    there, that place keeps nothing, the other keeps the snapshot."""
     from reconciler.backup import places, run
     from reconciler.backup.errors import PlacesFailed
 
     source = tmp_path / "src"
     _tree(source)
     bad, good = str(tmp_path / "bad"), str(tmp_path / "good")
-    real = sink.FileOutput.write
+    real = sink.FileOutput.flush
 
-    def flipping(self: sink.FileOutput, data: bytes) -> int:
-        n = real(self, data)
-        if self.count == n and os.readlink(f"/proc/self/fd/{self.fd}").startswith(bad + "/"):
-            first = os.pread(self.fd, 1, 0)
-            os.pwrite(self.fd, bytes([first[0] ^ 1]), 0)  # the disk's doing, not dsr's
-        return n
+    def cut(self: sink.FileOutput) -> None:
+        if os.readlink(f"/proc/self/fd/{self.fd}").startswith(bad + "/"):
+            os.ftruncate(self.fd, self.count - 1)  # another process's doing, not dsr's
+        real(self)
 
-    monkeypatch.setattr(sink.FileOutput, "write", flipping)
+    monkeypatch.setattr(sink.FileOutput, "flush", cut)
     take = places.take(None, "p", [store.Folder(good), store.Folder(bad)], str(tmp_path / "st"))
     with pytest.raises(PlacesFailed) as caught:
         take(store.Source("path", str(source)), run.Options(policy="nightly"))
     assert caught.value.stored == [good]
-    assert "does not read back as written" in caught.value.missed[bad]
+    assert "is not the size written" in caught.value.missed[bad]
     assert [s.status for s in store.Folder(good).find("p").snapshots] == ["complete"]
     found = store.Folder(bad).find("p")
     assert not found.snapshots and not found.unfinished
@@ -413,11 +418,12 @@ def test_the_tree_digest_is_json_lines_of_its_records() -> None:
     assert tree.hexdigest() == reference.hexdigest()
 
 
-def test_an_archive_changed_after_its_check_is_refused_and_the_empty_target_stays_empty(
+def test_an_archive_changed_after_its_check_is_refused_and_the_target_is_untouched(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Swapped between the sha256 check and the writing (for another valid archive of a
-    different tree): the bytes read while writing are hashed too, and do not match."""
+    different tree): the bytes read while checking every entry are hashed too, and do not
+    match, so a target holding data is not emptied."""
     source, other = tmp_path / "src", tmp_path / "other"
     _tree(source)
     (other / "x").mkdir(parents=True)
@@ -433,6 +439,30 @@ def test_an_archive_changed_after_its_check_is_refused_and_the_empty_target_stay
         shutil.copyfile(swap.archive, s.archive)
 
     monkeypatch.setattr(restore, "check_bytes", then_swapped)
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "kept").write_text("data")
+    with pytest.raises(ChecksumError, match="checksum mismatch"):
+        restore.restore_dir(snapshot, str(target))
+    assert os.listdir(target) == ["kept"]
+    assert _no_worker_left()
+
+
+def test_another_valid_archive_written_into_an_empty_target_is_refused_and_removed(
+    tmp_path: Path,
+) -> None:
+    """An empty target is written without a check before: the bytes read while writing
+    are hashed, and another (valid) archive than the manifest's is refused at its end,
+    and what it wrote removed."""
+    source, other = tmp_path / "src", tmp_path / "other"
+    _tree(source)
+    (other / "x").mkdir(parents=True)
+    (other / "x" / "f").write_bytes(b"other tree")
+    backup_path(None, "p", str(source), str(tmp_path / "dest"))
+    backup_path(None, "q", str(other), str(tmp_path / "dest"))
+    [snapshot] = store.find([str(tmp_path / "dest")], "p").snapshots
+    [swap] = store.find([str(tmp_path / "dest")], "q").snapshots
+    shutil.copyfile(swap.archive, snapshot.archive)
     target = tmp_path / "target"
     target.mkdir()
     with pytest.raises(ChecksumError, match="checksum mismatch"):
