@@ -288,6 +288,8 @@ def run_inner_pytest(tmp_path: Path, tests: str, env: Mapping[str, str]) -> str:
     inner = tmp_path / "inner"
     inner.mkdir()
     shutil.copy(Path(__file__).with_name("conftest.py"), inner / "conftest.py")
+    # The conftest imports the S3 server helper from its parent folder, as from tests/.
+    shutil.copy(Path(__file__).parents[1] / "s3server.py", tmp_path / "s3server.py")
     (inner / "test_inner.py").write_text(textwrap.dedent(tests))
     (inner / "pytest.ini").write_text("[pytest]\nmarkers =\n    engine: engine test\n")
     result = subprocess.run(
