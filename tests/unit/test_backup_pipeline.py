@@ -418,12 +418,8 @@ def test_the_tree_digest_is_json_lines_of_its_records() -> None:
     assert tree.hexdigest() == reference.hexdigest()
 
 
-def test_an_archive_changed_after_its_check_is_refused_and_the_target_is_untouched(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Swapped between the sha256 check and the writing (for another valid archive of a
-    different tree): the bytes read while checking every entry are hashed too, and do not
-    match, so a target holding data is not emptied."""
+def _snapshot_and_another(tmp_path: Path) -> tuple[store.Snapshot, store.Snapshot]:
+    """A snapshot of ``_tree`` and one of another (valid) tree, in one folder."""
     source, other = tmp_path / "src", tmp_path / "other"
     _tree(source)
     (other / "x").mkdir(parents=True)
@@ -432,6 +428,16 @@ def test_an_archive_changed_after_its_check_is_refused_and_the_target_is_untouch
     backup_path(None, "q", str(other), str(tmp_path / "dest"))
     [snapshot] = store.find([str(tmp_path / "dest")], "p").snapshots
     [swap] = store.find([str(tmp_path / "dest")], "q").snapshots
+    return snapshot, swap
+
+
+def test_an_archive_changed_after_its_check_is_refused_and_the_target_is_untouched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Swapped between the sha256 check and the writing (for another valid archive of a
+    different tree): the bytes read while checking every entry are hashed too, and do not
+    match, so a target holding data is not emptied."""
+    snapshot, swap = _snapshot_and_another(tmp_path)
     real = restore.check_bytes
 
     def then_swapped(s: store.Snapshot, progress: object = None) -> None:
@@ -454,14 +460,7 @@ def test_another_valid_archive_written_into_an_empty_target_is_refused_and_remov
     """An empty target is written without a check before: the bytes read while writing
     are hashed, and another (valid) archive than the manifest's is refused at its end,
     and what it wrote removed."""
-    source, other = tmp_path / "src", tmp_path / "other"
-    _tree(source)
-    (other / "x").mkdir(parents=True)
-    (other / "x" / "f").write_bytes(b"other tree")
-    backup_path(None, "p", str(source), str(tmp_path / "dest"))
-    backup_path(None, "q", str(other), str(tmp_path / "dest"))
-    [snapshot] = store.find([str(tmp_path / "dest")], "p").snapshots
-    [swap] = store.find([str(tmp_path / "dest")], "q").snapshots
+    snapshot, swap = _snapshot_and_another(tmp_path)
     shutil.copyfile(swap.archive, snapshot.archive)
     target = tmp_path / "target"
     target.mkdir()
