@@ -528,9 +528,12 @@ class MadeFolder:
     """A new snapshot's folder ``DEST/PROJECT/ID`` made through descriptors from DEST's
     resolved path (``open_folder``): its files are created, its manifest written and, on
     a failure, everything in it removed through the folder's own descriptor, wherever the
-    paths lead by then. ``ids``: the names to try, the first free one is taken."""
+    paths lead by then. ``ids``: the names to try, the first free one is taken
+    (``taken``: the error when none is)."""
 
-    def __init__(self, real: str, project: str, ids: Iterable[str]) -> None:
+    def __init__(
+        self, real: str, project: str, ids: Iterable[str], taken: str | None = None
+    ) -> None:
         dest_fd, self.parent = open_folder(real, [project])
         os.close(dest_fd)
         self.fd = -1
@@ -544,7 +547,9 @@ class MadeFolder:
                 self.id = name
                 self.fd = os.open(name, _DIR, dir_fd=self.parent)
                 return
-            raise BackupError(f"{escape_controls(real)}/{project}: every snapshot name is taken")
+            raise BackupError(
+                taken or f"{escape_controls(real)}/{project}: every snapshot name is taken"
+            )
         except BaseException:
             self.close()
             raise

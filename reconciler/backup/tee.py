@@ -150,7 +150,7 @@ class FolderSink:
     abort's removal all go through the snapshot folder's own descriptor."""
 
     def __init__(self, place: Any, target: str, name: str) -> None:
-        from reconciler.backup.store import open_folder
+        from reconciler.backup.store import MadeFolder
 
         self.place = place
         self.target = target
@@ -161,24 +161,12 @@ class FolderSink:
         if problem:
             raise BackupError(problem)
         project, snapshot_id = os.path.relpath(target, place.url).split(os.sep)
-        self.made: str | None = None
-        self.folder_fd, self.project_fd = open_folder(real, [project])
+        self.folder = MadeFolder(real, project, [snapshot_id], taken=f"{target} exists already")
         try:
-            os.mkdir(snapshot_id, 0o700, dir_fd=self.project_fd)
-        except BaseException as err:
-            self._close_folders()
-            if isinstance(err, FileExistsError):
-                raise BackupError(f"{target} exists already") from None
-            raise
-        self.made = snapshot_id
-        try:
-            self.dir_fd = os.open(snapshot_id, _DIR, dir_fd=self.project_fd)
-            os.close(self.folder_fd)
-            self.folder_fd = -1
-            flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
-            self.fd = os.open(name, flags, 0o600, dir_fd=self.dir_fd)
+            self.fd = self.folder.create(name)
         except BaseException:
-            self._undo()
+            self.folder.undo()
+            self.folder.close()
             raise
         self.path = os.path.join(target, name)
         self.out = FileOutput(self.fd, sha256=False)  # the Tee hashes once for every place
@@ -198,45 +186,18 @@ class FolderSink:
 
     def commit(self, manifest: Manifest) -> None:
         self._close()
-        self.place.write_manifest_in(self.target, manifest, dir_fd=self.dir_fd)
+        self.place.write_manifest_in(self.target, manifest, dir_fd=self.folder.fd)
         self.kept = True
-        self._close_folders()
+        self.folder.close()
 
     def abort(self) -> None:
         self.out.stop()
         self._close()
         if not self.kept:
-            self._undo()
-        self._close_folders()
-
-    def _undo(self) -> None:
-        """Remove what this sink made, through its descriptors: wherever the paths lead
-        now, nothing but the snapshot's own folder and files goes."""
-        if self.made is None:
-            return
-        dir_fd = getattr(self, "dir_fd", -1)
-        names: list[str] = []
-        if dir_fd >= 0:
-            with contextlib.suppress(OSError), os.scandir(dir_fd) as it:
-                names = [e.name for e in it]
-            for entry in sorted(names, key=lambda n: not n.startswith("manifest")):
-                with contextlib.suppress(OSError):
-                    os.unlink(entry, dir_fd=dir_fd)
-        with contextlib.suppress(OSError):
-            os.rmdir(self.made, dir_fd=self.project_fd)
-        self.made = None
+            self.folder.undo()  # through its descriptors: wherever the paths lead now
+        self.folder.close()
 
     def _close(self) -> None:
-        if getattr(self, "fd", -1) >= 0:
+        if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
-
-    def _close_folders(self) -> None:
-        for name in ("dir_fd", "folder_fd", "project_fd"):
-            fd = getattr(self, name, -1)
-            if fd >= 0:
-                os.close(fd)
-                setattr(self, name, -1)
-
-
-_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
