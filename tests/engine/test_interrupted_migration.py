@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import docker
+from docker.models.containers import Container
 from test_migrate import FILL, LISTING, run_in_volume, spec_text
 
 DsrRunner = Callable[..., subprocess.CompletedProcess[str]]
@@ -47,14 +48,17 @@ def killed_once_recorded(spec: Path, state_dir: Path, project: str) -> bool:
 
 def still_before_removals(
     client: docker.DockerClient, app: str, volume: str, instance: str
-) -> bool:
-    """The app container and the volume the migration backed up are both still there."""
+) -> Container | None:
+    """The app container, when it and the volume the migration backed up are both still
+    there. A removal the killed apply had sent goes on in the engine after the kill: the
+    engine is asked only once it had time to finish such a removal."""
+    time.sleep(1)
     try:
-        client.containers.get(app)
+        container = client.containers.get(app)
         labels = client.api.inspect_volume(volume)["Labels"] or {}
     except docker.errors.NotFound:
-        return False
-    return bool(labels.get("dsr.instance") == instance)
+        return None
+    return container if labels.get("dsr.instance") == instance else None
 
 
 def test_writes_after_an_interrupted_migrations_backup_are_kept(
@@ -74,10 +78,10 @@ def test_writes_after_an_interrupted_migrations_backup_are_kept(
         spec.write_text(spec_text(prefix, busybox_image, "b"))
         # The record names the migration until it ends, so on a loaded machine the apply
         # may be caught past its removals: only a kill before them is the case tested here.
-        if killed_once_recorded(spec.parent, dsr_state_dir, prefix) and still_before_removals(
-            docker_client, f"{prefix}-app", volume, original
+        if killed_once_recorded(spec.parent, dsr_state_dir, prefix) and (
+            found := still_before_removals(docker_client, f"{prefix}-app", volume, original)
         ):
-            app = docker_client.containers.get(f"{prefix}-app")
+            app = found
             break
         spec.write_text(spec_text(prefix, busybox_image, "a"))  # missed: start over
         dsr("apply", spec.parent, check=0)
